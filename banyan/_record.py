@@ -1,0 +1,113 @@
+"""The log record: its wire shape, its id, and its one-time encoding.
+
+A record is encoded once, on the caller's thread, to MessagePack; the bytes
+are what the ring holds, what the spool frames and what a batch body
+concatenates (see docs/protocol.md, "Batch ingest").
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import itertools
+import os
+import uuid
+from typing import Any
+
+import msgspec
+import orjson
+
+#: Longest record id the server accepts.
+MAX_ID_LENGTH = 128
+
+
+class Record(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """One logged prompt usage, as it travels on the wire."""
+
+    id: str
+    ts: float
+    input: str
+    output: str
+    prompt_id: str | None = None
+    prompt_name: str | None = None
+    version: str | None = None
+    branch_name: str | None = None
+    model: str | None = None
+    metadata: dict[str, Any] | None = None
+    duration_ms: float | None = None
+    experiment_id: str | None = None
+    experiment_version_id: str | None = None
+    sticky_key: str | None = None
+    sticky_value: str | None = None
+
+
+class IdSource:
+    """Cheap unique ids: a random per-process prefix plus a counter.
+
+    uuid4 costs ~3 us a call; this costs ~0.1 us. A forked child must call
+    :meth:`reset` so that it never reuses its parent's prefix.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._prefix = os.urandom(8).hex() + "-"
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):x}"
+
+
+def _to_wire(obj: Any) -> Any:
+    # msgspec calls this only for types it cannot encode itself.
+    item = getattr(obj, "item", None)
+    if callable(item):  # numpy scalars
+        try:
+            return item()
+        except Exception:
+            pass
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return bytes(obj).decode("utf-8", "replace")
+    return str(obj)
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_to_wire)
+encode = _encoder.encode
+
+
+def text(value: Any) -> str:
+    """Coerce a user's input or output to text (str passes through)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, dict | list | tuple):
+        try:
+            return orjson.dumps(value, default=str).decode()
+        except Exception:
+            pass
+    return str(value)
+
+
+def plain(value: Any, depth: int = 0) -> Any:
+    """A JSON-like copy of ``value``: string keys, no cycles, nothing exotic.
+
+    The slow path, used only when encoding the caller's metadata failed.
+    """
+    if depth > 32:
+        return "<too deep>"
+    if isinstance(value, dict):
+        return {str(k): plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(v, depth + 1) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | decimal.Decimal | enum.Enum):
+        return str(value.value if isinstance(value, enum.Enum) else value)
+    return _to_wire(value)
