@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Both create ./.venv with the project and its dev extras on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench stress
+
+$(BIN)/banyan: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+demo: $(BIN)/banyan
+	$(BIN)/banyan demo
+
+test: $(BIN)/banyan
+	$(BIN)/pytest
+
+lint: $(BIN)/banyan
+	$(BIN)/ruff check banyan tests benchmarks stress
+	$(BIN)/ruff format --check banyan tests benchmarks stress
+	$(BIN)/mypy banyan
+
+bench: $(BIN)/banyan
+	$(BIN)/python -m benchmarks.run
+
+stress: $(BIN)/banyan
+	$(BIN)/python -m stress.run

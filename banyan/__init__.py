@@ -1,0 +1,1 @@
+"""Banyan: versioned prompts, experiments and production logging for LLM apps."""
