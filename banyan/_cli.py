@@ -1,7 +1,137 @@
-"""The ``banyan`` command (placeholder until the CLI lands)."""
+"""The ``banyan`` command: ``serve`` and the management commands.
+
+Each command group is added by a registration function taking the
+subparsers object; :data:`REGISTRY` lists them, so another module can add a
+group (``banyan demo``, ``banyan spool``) with :func:`register`. Command
+bodies import the server package lazily: ``import banyan`` never loads it.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-def main(argv: list[str] | None = None) -> int:
+Subparsers = Any  # argparse._SubParsersAction is private
+Registrar = Callable[[Subparsers], None]
+
+REGISTRY: list[Registrar] = []
+
+
+def register(registrar: Registrar) -> Registrar:
+    """Add a command group to ``banyan`` (usable as a decorator)."""
+    REGISTRY.append(registrar)
+    return registrar
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from banyan.server import serve
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("banyan serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if args.api_key is not None and not args.api_key.startswith("psk_"):
+        print("banyan serve: an API key starts with psk_", file=sys.stderr)
+        return 2
+    serve(host=args.host, port=args.port, db=args.db, api_key=args.api_key,
+          tls_cert=args.tls_cert, tls_key=args.tls_key, workers=args.workers,
+          log_level=args.log_level)  # fmt: skip
     return 0
+
+
+@register
+def add_serve(sub: Subparsers) -> None:
+    """``banyan serve``: run the reference server."""
+    p = sub.add_parser("serve", help="run the reference server (HTTP/1.1 and HTTP/2)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--db", type=Path, default=Path("banyan.db"), help="SQLite file")
+    p.add_argument("--api-key", help="bootstrap key (psk_...); created if new")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
+    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--log-level", default="warning",
+                   choices=["critical", "error", "warning", "info", "debug"])  # fmt: skip
+    p.set_defaults(func=_serve)
+
+
+def _admin(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        import banyan.server._admin as admin
+
+        command: Callable[[argparse.Namespace], int] = getattr(admin, name)
+        return admin.run(command, args)
+
+    return run
+
+
+def _connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url", default=os.environ.get("BANYAN_BASE_URL", "http://127.0.0.1:8765")
+    )
+    parser.add_argument("--api-key", default=os.environ.get("BANYAN_API_KEY"))
+    parser.add_argument("--insecure", action="store_true", help="skip TLS verification")
+
+
+def _group(sub: Subparsers, name: str, help_text: str) -> Subparsers:
+    parser = sub.add_parser(name, help=help_text)
+    return parser.add_subparsers(dest=f"{name}_command", required=True)
+
+
+@register
+def add_management(sub: Subparsers) -> None:
+    """``banyan projects|keys|prompts|experiments ...``: talk to a server over HTTP."""
+    projects = _group(sub, "projects", "manage projects (admin key)")
+    p = projects.add_parser("create", help="create a project and print its first key")
+    p.add_argument("name")
+    p.set_defaults(func=_admin("create_project"))
+
+    keys = _group(sub, "keys", "manage API keys")
+    p = keys.add_parser("create", help="create a key for the current key's project")
+    p.add_argument("--label", default="")
+    p.set_defaults(func=_admin("create_key"))
+
+    prompts = _group(sub, "prompts", "manage prompts")
+    p = prompts.add_parser("push", help="push a file as a new version (creating the prompt)")
+    p.add_argument("name")
+    p.add_argument("--file", type=Path, required=True)
+    p.add_argument("--branch", default="main")
+    p.add_argument("--message", default="")
+    p.set_defaults(func=_admin("push_prompt"))
+    p = prompts.add_parser("list", help="list prompts and their branches")
+    p.set_defaults(func=_admin("list_prompts"))
+
+    experiments = _group(sub, "experiments", "manage experiments")
+    p = experiments.add_parser("create", help="create and start an experiment")
+    p.add_argument("prompt")
+    p.add_argument("--variant", action="append", required=True, metavar="VERSION:PERCENT")
+    p.add_argument("--sticky-key", default="user_id")
+    p.add_argument("--traffic", type=float, default=100.0, help="percent of subjects enrolled")
+    p.add_argument("--branch", default="main")
+    p.add_argument("--name")
+    p.set_defaults(func=_admin("create_experiment"))
+    p = experiments.add_parser("results", help="per-variant counts and latency")
+    p.add_argument("id")
+    p.set_defaults(func=_admin("experiment_results"))
+    for group in (projects, keys, prompts, experiments):
+        for parser in group.choices.values():
+            _connection(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``banyan`` argument parser with every registered command group."""
+    parser = argparse.ArgumentParser(prog="banyan", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for registrar in REGISTRY:
+        registrar(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``banyan`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result

@@ -1,0 +1,162 @@
+"""The ASGI application: the route table, authentication and the lifespan."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from banyan._wire import (
+    BATCH_PATH,
+    PROJECT_HEADER,
+    PROMPT_PATH,
+    ROUTE_PATH,
+    SINGLE_LOG_PATH,
+    VALIDATE_PATH,
+)
+from banyan.server import _auth, _experiments, _legacy, _logs, _prompts, _stats
+from banyan.server._db import Database
+from banyan.server._http import (
+    HTTPError,
+    Receive,
+    Request,
+    Response,
+    Router,
+    Scope,
+    Send,
+    error_response,
+    json_response,
+)
+
+log = logging.getLogger("banyan.server")
+
+#: Environment variables through which `banyan serve` configures its workers.
+DB_ENV = "BANYAN_SERVER_DB"
+INFLIGHT_ENV = "BANYAN_SERVER_MAX_INFLIGHT"
+
+
+@dataclass
+class State:
+    """What every handler shares: the database, the key cache, the ingest bound."""
+
+    db: Database
+    max_inflight: int = 8
+    inflight: int = 0
+    keys: dict[str, _auth.Principal] = field(default_factory=dict)
+
+    async def authenticate(self, key: str) -> _auth.Principal:
+        """The principal of an API key; 401 for a missing or unknown key."""
+        _auth.check_key_text(key)
+        digest = _auth.hash_key(key)
+        principal = self.keys.get(digest)
+        if principal is None:
+            principal = await self.db.read(_auth.lookup, digest)
+            if principal is None:
+                raise HTTPError(401, "invalid API key")
+            self.keys[digest] = principal
+        return principal
+
+
+async def healthz(req: Request) -> Response:
+    """GET /healthz: 200 while the server runs (no key needed)."""
+    return json_response({"status": "ok"})
+
+
+def routes() -> Router:
+    """Every endpoint of the reference server (docs/protocol.md lists them)."""
+    r = Router()
+    r.add("GET", "/healthz", healthz, auth=False)
+    r.add("GET", VALIDATE_PATH, _auth.validate)
+    r.add("GET", "/api/projects", _auth.list_projects)
+    r.add("GET", "/api/projects/{id}", _auth.get_project)
+    r.add("GET", PROMPT_PATH, _legacy.fetch_prompt)
+    r.add("POST", SINGLE_LOG_PATH, _logs.log_single)
+    r.add("POST", ROUTE_PATH, _legacy.route, auth=False)
+    r.add("GET", "/api/experiments/{id}", _experiments.get_experiment)
+    r.add("GET", "/api/logs/cli/prompts", _legacy.cli_list)
+    r.add("POST", "/api/logs/cli/prompts", _legacy.cli_create)
+    r.add("POST", "/api/logs/cli/prompts/version", _legacy.cli_version)
+    r.add("PUT", "/api/logs/cli/prompts/{id}", _legacy.cli_update)
+    r.add("DELETE", "/api/logs/cli/prompts/{id}", _legacy.cli_delete)
+    r.add("POST", BATCH_PATH, _logs.ingest_batch)
+    r.add("GET", "/api/v2/logs/ids", _logs.list_ids)
+    r.add("GET", "/api/v2/logs/summary", _logs.summary)
+    r.add("GET", "/api/v2/projects", _auth.list_projects)
+    r.add("POST", "/api/v2/projects", _auth.create_project)
+    r.add("POST", "/api/v2/keys", _auth.create_key)
+    r.add("GET", "/api/v2/prompts", _prompts.list_prompts)
+    r.add("POST", "/api/v2/prompts", _prompts.create_prompt)
+    r.add("GET", "/api/v2/prompts/{name}", _prompts.get_prompt)
+    r.add("PATCH", "/api/v2/prompts/{name}", _prompts.update_prompt)
+    r.add("POST", "/api/v2/prompts/{name}/versions", _prompts.push_version)
+    r.add("GET", "/api/v2/prompts/{name}/branches", _prompts.list_branches)
+    r.add("POST", "/api/v2/prompts/{name}/branches", _prompts.create_branch)
+    r.add("GET", "/api/v2/experiments", _experiments.list_experiments)
+    r.add("POST", "/api/v2/experiments", _experiments.create_experiment)
+    r.add("GET", "/api/v2/experiments/{id}", _experiments.get_experiment)
+    r.add("POST", "/api/v2/experiments/{id}/start", _experiments.start_experiment)
+    r.add("POST", "/api/v2/experiments/{id}/stop", _experiments.stop_experiment)
+    r.add("GET", "/api/v2/experiments/{id}/results", _experiments.experiment_results)
+    r.add("GET", "/api/v2/stats", _stats.prompt_stats)
+    return r
+
+
+class App:
+    """The ASGI callable."""
+
+    def __init__(self, state: State, router: Router | None = None) -> None:
+        self.state = state
+        self.router = router or routes()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            response = await self._respond(Request(scope, receive, self.state))
+            await _send(send, response)
+
+    async def _respond(self, req: Request) -> Response:
+        try:
+            raw = req.scope.get("raw_path") or req.path.encode()
+            route, req.params = self.router.match(req.method, raw.decode("latin-1"))
+            if route.auth:
+                await self._authorize(req)
+            return await route.handler(req)
+        except HTTPError as exc:
+            return error_response(exc)
+        except Exception:
+            log.exception("unexpected error on %s %s", req.method, req.path)
+            return error_response(HTTPError(500, "internal server error"))
+
+    async def _authorize(self, req: Request) -> None:
+        req.principal = await self.state.authenticate(req.headers.get("x-api-key", ""))
+        wanted = req.headers.get(PROJECT_HEADER.lower(), "")
+        if wanted and wanted not in (req.principal.project_id, req.principal.project_name):
+            raise HTTPError(403, f"this API key does not belong to project {wanted!r}")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                # Waits for queued writes, so every acknowledged batch is on disk.
+                self.state.db.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _send(send: Send, response: Response) -> None:
+    headers = [
+        (b"content-type", response.content_type.encode()),
+        (b"content-length", str(len(response.body)).encode()),
+    ]
+    headers += [(k.lower().encode(), v.encode()) for k, v in response.headers.items()]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app() -> App:
+    """The application factory granian loads in each worker; configured by environment."""
+    db = Database(os.environ.get(DB_ENV, "banyan.db"))
+    return App(State(db, max_inflight=int(os.environ.get(INFLIGHT_ENV, "8"))))

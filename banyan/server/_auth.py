@@ -1,0 +1,158 @@
+"""Projects and API keys: bootstrap, lookup by key, and the admin endpoints.
+
+Keys are stored only as sha256 hex digests. A key belongs to one project and
+may be an *admin* key: the bootstrap key is one. Any key may create another
+key for its own project; only an admin key may create a project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from banyan.server._db import new_id, now, transaction
+from banyan.server._http import HTTPError, Request, Response, check_name, json_response
+
+KEY_PREFIX = "psk_"
+DEFAULT_PROJECT = "default"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request speaks for: a project, and whether its key is an admin key."""
+
+    project_id: str
+    project_name: str
+    admin: bool
+
+
+def hash_key(key: str) -> str:
+    """The stored form of an API key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    """A fresh random API key."""
+    return KEY_PREFIX + os.urandom(24).hex()
+
+
+def lookup(conn: sqlite3.Connection, digest: str) -> Principal | None:
+    """The principal for a key digest, or None for an unknown key."""
+    row = conn.execute(
+        "SELECT k.project_id, p.name, k.admin FROM api_keys k"
+        " JOIN projects p ON p.id = k.project_id WHERE k.hash = ?",
+        (digest,),
+    ).fetchone()
+    return Principal(row[0], row[1], bool(row[2])) if row else None
+
+
+def project_row(conn: sqlite3.Connection, project_id: str) -> dict[str, Any] | None:
+    """A project as JSON, or None."""
+    row = conn.execute(
+        "SELECT id, name, created_at FROM projects WHERE id = ?", (project_id,)
+    ).fetchone()
+    return {"id": row[0], "name": row[1], "created_at": row[2]} if row else None
+
+
+def insert_project(conn: sqlite3.Connection, name: str) -> str:
+    """Create a project; 409 when the name is taken."""
+    if conn.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchone():
+        raise HTTPError(409, f"a project named {name!r} already exists")
+    project_id = new_id("prj")
+    conn.execute("INSERT INTO projects VALUES (?, ?, ?)", (project_id, name, now()))
+    return project_id
+
+
+def insert_key(
+    conn: sqlite3.Connection, project_id: str, key: str, *, admin: bool, label: str = ""
+) -> None:
+    """Store ``key`` (hashed) for a project, unless it is stored already."""
+    conn.execute(
+        "INSERT OR IGNORE INTO api_keys VALUES (?, ?, ?, ?, ?, ?)",
+        (hash_key(key), project_id, key[:8], label, int(admin), now()),
+    )
+
+
+def bootstrap(conn: sqlite3.Connection, key: str | None) -> tuple[str, str | None, bool]:
+    """Make sure a usable project and key exist.
+
+    Returns the default project's id, the key to print (None when an existing
+    database already has keys and none was given) and whether anything was
+    created. Giving the same ``key`` again is a no-op.
+    """
+    with transaction(conn):
+        row = conn.execute("SELECT id FROM projects WHERE name = ?", (DEFAULT_PROJECT,)).fetchone()
+        project_id = row[0] if row else insert_project(conn, DEFAULT_PROJECT)
+        if key is not None:
+            known = lookup(conn, hash_key(key))
+            if known is None:
+                insert_key(conn, project_id, key, admin=True, label="bootstrap")
+            return (known.project_id if known else project_id), key, known is None
+        if conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
+            return project_id, None, row is None
+        key = generate_key()
+        insert_key(conn, project_id, key, admin=True, label="bootstrap")
+        return project_id, key, True
+
+
+def check_key_text(key: str) -> None:
+    """401 unless ``key`` looks like an API key."""
+    if not key.startswith(KEY_PREFIX) or not 8 <= len(key) <= 256:
+        raise HTTPError(401, "missing or invalid API key (header X-API-Key: psk_...)")
+
+
+async def create_project(req: Request) -> Response:
+    """POST /api/v2/projects {name}: a new project and its first key (admin keys only)."""
+    assert req.principal is not None
+    if not req.principal.admin:
+        raise HTTPError(403, "only an admin key may create projects")
+    name = check_name((await req.json()).get("name"), "project name")
+    key = generate_key()
+
+    def create(conn: sqlite3.Connection) -> dict[str, Any] | None:
+        project_id = insert_project(conn, name)
+        insert_key(conn, project_id, key, admin=False, label="first key")
+        return project_row(conn, project_id)
+
+    project = await req.state.db.write(create)
+    return json_response({"project": project, "api_key": key}, 201)
+
+
+async def create_key(req: Request) -> Response:
+    """POST /api/v2/keys {label?}: a new key for the caller's project."""
+    label = (await req.json()).get("label", "")
+    if not isinstance(label, str) or len(label) > 200:
+        raise HTTPError(400, "label must be a string of at most 200 characters")
+    key = generate_key()
+    project_id = req.project_id
+    await req.state.db.write(lambda c: insert_key(c, project_id, key, admin=False, label=label))
+    return json_response({"api_key": key, "project_id": req.project_id, "label": label}, 201)
+
+
+async def list_projects(req: Request) -> Response:
+    """GET /api/projects and /api/v2/projects: the caller's project."""
+    project = await req.state.db.read(project_row, req.project_id)
+    return json_response({"projects": [project]})
+
+
+async def get_project(req: Request) -> Response:
+    """GET /api/projects/{id}: the caller's project; 404 for any other id."""
+    if req.params["id"] != req.project_id:
+        raise HTTPError(404, f"no project {req.params['id']!r}")
+    return json_response(await req.state.db.read(project_row, req.project_id))
+
+
+async def validate(req: Request) -> Response:
+    """GET /api/auth/validate: 200 with the key's project (401 was raised earlier)."""
+    assert req.principal is not None
+    return json_response(
+        {
+            "valid": True,
+            "project_id": req.principal.project_id,
+            "project": req.principal.project_name,
+            "admin": req.principal.admin,
+        }
+    )

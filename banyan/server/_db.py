@@ -1,0 +1,204 @@
+"""SQLite storage: the schema, connections, and the threads that own them.
+
+Every write runs on one dedicated writer thread, so SQLite never sees two
+writers from one process and the event loop never blocks on disk. Reads run
+on a small pool of reader threads with their own connections; WAL mode lets
+them proceed while the writer commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    hash TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id),
+    prefix TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    admin INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS prompts (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id),
+    name TEXT NOT NULL,
+    enable_logging INTEGER NOT NULL DEFAULT 1,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    UNIQUE (project_id, name)
+);
+CREATE TABLE IF NOT EXISTS prompt_versions (
+    id TEXT PRIMARY KEY,
+    prompt_id TEXT NOT NULL REFERENCES prompts(id) ON DELETE CASCADE,
+    branch TEXT NOT NULL,
+    version TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    content TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    metadata TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    UNIQUE (prompt_id, branch, version)
+);
+CREATE INDEX IF NOT EXISTS prompt_versions_latest ON prompt_versions (prompt_id, branch, seq);
+CREATE TABLE IF NOT EXISTS experiments (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id),
+    prompt_id TEXT NOT NULL REFERENCES prompts(id) ON DELETE CASCADE,
+    branch TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sticky_key TEXT NOT NULL,
+    seed TEXT NOT NULL,
+    traffic_bp INTEGER NOT NULL,
+    hash_version INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_running_experiment
+    ON experiments (prompt_id, branch) WHERE status = 'running';
+CREATE TABLE IF NOT EXISTS experiment_variants (
+    id TEXT PRIMARY KEY,
+    experiment_id TEXT NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    weight_bp INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS logs (
+    project_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT NOT NULL,
+    prompt_id TEXT,
+    prompt_name TEXT,
+    version TEXT,
+    branch_name TEXT,
+    model TEXT,
+    metadata TEXT,
+    duration_ms REAL,
+    experiment_id TEXT,
+    experiment_version_id TEXT,
+    sticky_key TEXT,
+    sticky_value TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS logs_record_id ON logs (project_id, id);
+CREATE TABLE IF NOT EXISTS ingest_counters (
+    project_id TEXT PRIMARY KEY,
+    stored INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    batches INTEGER NOT NULL DEFAULT 0,
+    single INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """Open ``path`` in autocommit mode with the pragmas the server relies on."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    return conn
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create every table and index that does not exist yet."""
+    with transaction(conn):
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+
+class transaction:
+    """``with transaction(conn):`` runs the block in BEGIN IMMEDIATE ... COMMIT."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def new_id(prefix: str) -> str:
+    """A random identifier such as ``prm_3f9a0c1b2d4e5f60``."""
+    return f"{prefix}_{os.urandom(8).hex()}"
+
+
+def now() -> float:
+    """Seconds since the epoch, as stored in ``*_at`` columns."""
+    return time.time()
+
+
+class Database:
+    """The server's SQLite database, used from the event loop."""
+
+    def __init__(self, path: str | Path, readers: int = 2) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="banyan-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="banyan-reader")
+        with contextlib.closing(connect(self.path)) as conn:
+            create_schema(conn)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _run(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        return fn(self._conn(), *args)
+
+    def _run_in_transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        conn = self._conn()
+        with transaction(conn):
+            return fn(conn, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` on a reader thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run, fn, args)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one committed transaction on the writer thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._run_in_transaction, fn, args)
+
+    def close(self) -> None:
+        """Finish queued work, then close every connection (checkpointing the WAL)."""
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()

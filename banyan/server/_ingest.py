@@ -1,0 +1,181 @@
+"""Turning a batch body into rows: decompression, decoding, per-record checks.
+
+Pure functions, no I/O. A body that cannot be read as an array is refused
+whole (400/413/415); a record inside a good array that fails its checks is
+rejected by index while the others are kept.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import orjson
+
+from banyan._record import MAX_ID_LENGTH, Record
+from banyan._wire import JSON, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MSGPACK, Rejected
+from banyan.server._http import HTTPError
+
+#: A logs row: project_id, then the Record fields in table order.
+Row = tuple[Any, ...]
+
+_MSGPACK_TYPES = {MSGPACK, "application/x-msgpack", "application/vnd.msgpack"}
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+@dataclass
+class Codec:
+    """The decoders for one body format."""
+
+    raw: Callable[[bytes], list[msgspec.Raw]]
+    all: Callable[[bytes], list[Record]]
+    one: Callable[[msgspec.Raw], Record]
+
+
+_CODECS = {
+    MSGPACK: Codec(
+        msgspec.msgpack.Decoder(list[msgspec.Raw]).decode,
+        msgspec.msgpack.Decoder(list[Record]).decode,
+        msgspec.msgpack.Decoder(Record).decode,
+    ),
+    JSON: Codec(
+        msgspec.json.Decoder(list[msgspec.Raw]).decode,
+        msgspec.json.Decoder(list[Record]).decode,
+        msgspec.json.Decoder(Record).decode,
+    ),
+}
+
+
+@dataclass
+class Decoded:
+    """A batch ready to store: the good rows and the refused records."""
+
+    rows: list[Row] = field(default_factory=list)
+    indexes: list[int] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def media_type(content_type: str) -> str:
+    """The format a Content-Type names (MSGPACK or JSON); 415 for anything else."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind in _MSGPACK_TYPES:
+        return MSGPACK
+    if kind == JSON:
+        return JSON
+    raise HTTPError(415, f"unsupported Content-Type {content_type!r}; use {MSGPACK} or {JSON}")
+
+
+def decompress(body: bytes, encoding: str, limit: int = MAX_BATCH_BYTES) -> bytes:
+    """Undo Content-Encoding, refusing (413) output larger than ``limit``."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        return _gunzip(body, limit)
+    if encoding == "zstd":
+        return _unzstd(body, limit)
+    raise HTTPError(415, f"unsupported Content-Encoding {encoding!r}; use zstd, gzip or none")
+
+
+def _too_big(limit: int) -> HTTPError:
+    return HTTPError(413, f"decompressed body exceeds the {limit} byte limit")
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise HTTPError(400, f"body is not valid gzip: {exc}") from None
+    if len(out) > limit:
+        raise _too_big(limit)
+    if not inflater.eof:
+        raise HTTPError(400, "body is not valid gzip: truncated stream")
+    return out
+
+
+def _unzstd(body: bytes, limit: int) -> bytes:
+    try:
+        import zstandard
+    except ImportError:
+        raise HTTPError(415, "this server cannot decode zstd (install zstandard)") from None
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body), read_across_frames=True)
+    try:
+        out = reader.read(limit + 1)
+    except zstandard.ZstdError as exc:
+        raise HTTPError(400, f"body is not valid zstd: {exc}") from None
+    if len(out) > limit:
+        raise _too_big(limit)
+    return out
+
+
+def decode(body: bytes, kind: str, project_id: str) -> Decoded:
+    """Decode a (decompressed) batch body into rows for ``project_id``."""
+    codec = _CODECS[kind]
+    try:
+        raws = codec.raw(body)
+    except msgspec.DecodeError as exc:
+        raise HTTPError(400, f"body is not a {kind} array of records: {exc}") from None
+    if len(raws) > MAX_BATCH_RECORDS:
+        raise HTTPError(413, f"{len(raws)} records exceed the limit of {MAX_BATCH_RECORDS}")
+    try:
+        records: list[Record | Rejected] = list(codec.all(body))
+    except msgspec.DecodeError:
+        records = [_decode_one(codec, raw, index) for index, raw in enumerate(raws)]
+    return to_rows(records, project_id)
+
+
+def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Record | Rejected:
+    try:
+        return codec.one(raw)
+    except msgspec.DecodeError as exc:
+        return Rejected(index, str(exc))
+
+
+def to_rows(records: list[Record | Rejected], project_id: str) -> Decoded:
+    """Check decoded records and turn the good ones into rows."""
+    out = Decoded()
+    for index, record in enumerate(records):
+        if isinstance(record, Rejected):
+            out.rejected.append(record)
+            continue
+        problem = _problem(record)
+        meta = None if problem or record.metadata is None else _metadata(record.metadata)
+        if problem or meta is False:
+            out.rejected.append(Rejected(index, problem or "metadata cannot be stored as JSON"))
+            continue
+        out.rows.append(row(project_id, record, meta))
+        out.indexes.append(index)
+    return out
+
+
+def row(project_id: str, r: Record, meta: str | bool | None) -> Row:
+    """The logs-table row for one record."""
+    return (
+        project_id, r.id, r.ts, r.input, r.output, r.prompt_id, r.prompt_name, r.version,
+        r.branch_name, r.model, meta, r.duration_ms, r.experiment_id, r.experiment_version_id,
+        r.sticky_key, r.sticky_value,
+    )  # fmt: skip
+
+
+def _problem(r: Record) -> str | None:
+    if not r.id or len(r.id) > MAX_ID_LENGTH:
+        return f"id must be 1 to {MAX_ID_LENGTH} characters long"
+    if not math.isfinite(r.ts):
+        return "ts must be a finite number"
+    if r.duration_ms is not None and not math.isfinite(r.duration_ms):
+        return "duration_ms must be a finite number"
+    return None
+
+
+def _metadata(metadata: dict[str, Any]) -> str | bool:
+    # Metadata decoded from MessagePack may hold non-str keys, datetimes, bytes.
+    try:
+        return orjson.dumps(metadata, default=str, option=_OPTIONS).decode()
+    except (orjson.JSONEncodeError, TypeError, ValueError):
+        return False

@@ -1,0 +1,191 @@
+"""Prompt fetch, server-side routing and the prompt endpoints the 1.0.1 CLI uses.
+
+These keep banyan-sdk 1.0.1 working (see PROTOCOL-NOTES.md); the prompt fetch
+also serves 2.x clients, which read its ``experiment`` field and route locally.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from banyan import _routing
+from banyan._wire import API_KEY_HEADER
+from banyan.server import _experiments, _prompts
+from banyan.server._http import HTTPError, Request, Response, check_name, field_of, json_response
+
+
+def _check_project(req: Request, body: dict[str, Any]) -> None:
+    project = field_of(body, "project_id", str, None)
+    assert req.principal is not None
+    if project and project not in (req.principal.project_id, req.principal.project_name):
+        raise HTTPError(403, f"this API key does not belong to project {project!r}")
+
+
+def prompt_json(req: Request, prompt: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
+    """A prompt version in the 1.0.1 shape."""
+    return {
+        "prompt_id": prompt["id"],
+        "id": prompt["id"],
+        "name": prompt["name"],
+        "content": version["content"],
+        "version": version["version"],
+        "version_id": version["id"],
+        "branch": version["branch"],
+        "project": req.project_id,
+        "enable_logging": prompt["enable_logging"],
+        "metadata": prompt["metadata"],
+    }
+
+
+async def fetch_prompt(req: Request) -> Response:
+    """GET /api/logs/prompt/{name}?branch=B[&version=V]: a version plus the running experiment."""
+    name = check_name(req.params["name"])
+    branch = check_name(req.query.get("branch") or "main", "branch name")
+    wanted = req.query.get("version") or None
+    if wanted is not None:
+        check_name(wanted, "version")
+
+    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        prompt = _prompts.require(conn, req.project_id, name)
+        version = _prompts.get_version(conn, prompt["id"], branch, wanted)
+        if version is None:
+            raise HTTPError(
+                404, f"prompt {name!r} has no version {wanted or 'at all'} on {branch!r}"
+            )
+        # A pinned version is not routed: the caller asked for exactly that content.
+        exp = None if wanted else _experiments.running(conn, req.project_id, prompt["id"], branch)
+        return {**prompt_json(req, prompt, version), "experiment": msgspec.to_builtins(exp)}
+
+    return json_response(await req.state.db.read(read))
+
+
+async def route(req: Request) -> Response:
+    """POST /api/experiments/route {experimentId, stickyKey, stickyValue, apiKey}."""
+    body = await req.json()
+    key = req.headers.get(API_KEY_HEADER.lower()) or body.get("apiKey")
+    req.principal = await req.state.authenticate(key if isinstance(key, str) else "")
+    exp_id = field_of(body, "experimentId", str)
+    value = field_of(body, "stickyValue", str)
+
+    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        exp = _experiments.describe(conn, req.project_id, exp_id)
+        if exp["status"] != "running":
+            raise HTTPError(409, f"experiment {exp_id} is {exp['status']}, not running")
+        cfg = _experiments.config(conn, req.project_id, exp_id)
+        variant = _routing.choose(cfg, value)
+        prompt = _prompts.require(conn, req.project_id, exp["prompt"])
+        version = _prompts.get_version(
+            conn, prompt["id"], exp["branch"], variant.version if variant else None
+        )
+        if version is None:
+            raise HTTPError(404, f"the version for experiment {exp_id} no longer exists")
+        return {
+            "prompt": prompt_json(req, prompt, version),
+            "selected_version_id": variant.id if variant else None,
+            "variant": msgspec.to_builtins(variant),
+            "enrolled": variant is not None,
+            "experiment_id": exp_id,
+            "sticky_key": cfg.sticky_key,
+        }
+
+    return json_response(await req.state.db.read(read))
+
+
+def _listing(conn: sqlite3.Connection, req: Request, branch: str | None) -> list[dict[str, Any]]:
+    out = []
+    names = conn.execute("SELECT name FROM prompts WHERE project_id = ? ORDER BY name",
+                         (req.project_id,)).fetchall()  # fmt: skip
+    for (name,) in names:
+        prompt = _prompts.require(conn, req.project_id, name)
+        version = _prompts.get_version(conn, prompt["id"], branch or "main", None)
+        if version is None and branch is None:
+            every = _prompts.versions(conn, prompt["id"], None)
+            version = max(every, key=lambda v: v["created_at"]) if every else None
+        if version is not None:
+            out.append({**prompt_json(req, prompt, version), "created_at": prompt["created_at"]})
+    return out
+
+
+async def cli_list(req: Request) -> Response:
+    """GET /api/logs/cli/prompts[?branch=B]: each prompt's latest version."""
+    branch = req.query.get("branch") or None
+    if branch is not None:
+        check_name(branch, "branch name")
+    _check_project(req, {"project_id": req.query.get("project_id")})
+    return json_response({"prompts": await req.state.db.read(_listing, req, branch)})
+
+
+async def cli_create(req: Request) -> Response:
+    """POST /api/logs/cli/prompts {name, content, branch, metadata, project_id}."""
+    body = await req.json()
+    _check_project(req, body)
+    name = check_name(field_of(body, "name", str))
+    checked = _prompts.version_body(body)
+
+    def write(conn: sqlite3.Connection) -> dict[str, Any]:
+        _prompts.create(conn, req.project_id, name, checked)
+        prompt = _prompts.require(conn, req.project_id, name)
+        version = _prompts.get_version(conn, prompt["id"], checked["branch"], None)
+        assert version is not None
+        return prompt_json(req, prompt, version)
+
+    return json_response(await req.state.db.write(write), 201)
+
+
+async def cli_version(req: Request) -> Response:
+    """POST /api/logs/cli/prompts/version {name, content, version, change_message, branch}."""
+    body = await req.json()
+    _check_project(req, body)
+    name = check_name(field_of(body, "name", str))
+    checked = _prompts.version_body(body)
+
+    def write(conn: sqlite3.Connection) -> dict[str, Any]:
+        prompt = _prompts.require(conn, req.project_id, name)
+        version = _prompts.add_version(conn, prompt["id"], checked["branch"], checked["content"],
+                                       version=checked["version"], message=checked["message"],
+                                       metadata=checked["metadata"])  # fmt: skip
+        return prompt_json(req, prompt, version)
+
+    return json_response(await req.state.db.write(write), 201)
+
+
+def _by_id(conn: sqlite3.Connection, project_id: str, prompt_id: str) -> dict[str, Any]:
+    row = conn.execute("SELECT name FROM prompts WHERE id = ? AND project_id = ?",
+                       (prompt_id, project_id)).fetchone()  # fmt: skip
+    if row is None:
+        raise HTTPError(404, f"no prompt with id {prompt_id!r}")
+    return _prompts.require(conn, project_id, row[0])
+
+
+async def cli_update(req: Request) -> Response:
+    """PUT /api/logs/cli/prompts/{id} {content?, metadata?, branch?, enable_logging?}."""
+    body = await req.json()
+    content = field_of(body, "content", str, None)
+    branch = check_name(field_of(body, "branch", str, "main"), "branch name")
+    metadata = field_of(body, "metadata", dict, None)
+    enable = field_of(body, "enable_logging", bool, None)
+
+    def write(conn: sqlite3.Connection) -> dict[str, Any]:
+        prompt = _by_id(conn, req.project_id, req.params["id"])
+        _prompts.set_fields(conn, prompt["id"], enable, metadata)
+        if content is not None:
+            _prompts.add_version(conn, prompt["id"], branch, content, message="updated")
+        prompt = _by_id(conn, req.project_id, prompt["id"])
+        version = _prompts.get_version(conn, prompt["id"], branch, None)
+        return prompt_json(req, prompt, version) if version else prompt
+
+    return json_response(await req.state.db.write(write))
+
+
+async def cli_delete(req: Request) -> Response:
+    """DELETE /api/logs/cli/prompts/{id}: the prompt, its versions and experiments."""
+
+    def write(conn: sqlite3.Connection) -> None:
+        prompt = _by_id(conn, req.project_id, req.params["id"])
+        conn.execute("DELETE FROM prompts WHERE id = ?", (prompt["id"],))
+
+    await req.state.db.write(write)
+    return json_response({"deleted": req.params["id"]})

@@ -1,0 +1,147 @@
+"""Storing usage logs: batch ingest, the 1.0.1 single-record endpoint, ids, summary."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from typing import Any
+
+import msgspec
+
+from banyan._record import Record
+from banyan._wire import BATCH_ID_HEADER, MAX_BATCH_BYTES, BatchResult, Rejected
+from banyan.server import _ingest
+from banyan.server._http import HTTPError, Request, Response, json_response
+
+_INSERT = f"INSERT OR IGNORE INTO logs VALUES ({', '.join('?' * 16)})"
+_COUNT = """
+INSERT INTO ingest_counters (project_id, stored, duplicates, rejected, batches, single)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (project_id) DO UPDATE SET
+    stored = stored + excluded.stored,
+    duplicates = duplicates + excluded.duplicates,
+    rejected = rejected + excluded.rejected,
+    batches = batches + excluded.batches,
+    single = single + excluded.single
+"""
+_STORE_ERRORS = (sqlite3.Error, ValueError, OverflowError, UnicodeError)
+
+
+def store(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded, single: int) -> int:
+    """Insert a decoded batch (inside the caller's transaction); returns rows inserted.
+
+    A row SQLite refuses is moved to ``batch.rejected`` instead of failing the batch.
+    """
+    conn.execute("SAVEPOINT batch")
+    try:
+        before = conn.total_changes
+        conn.executemany(_INSERT, batch.rows)
+        inserted = conn.total_changes - before
+    except _STORE_ERRORS:
+        conn.execute("ROLLBACK TO batch")
+        inserted = _store_one_by_one(conn, batch)
+    conn.execute("RELEASE batch")
+    duplicates = len(batch.rows) - inserted
+    rejected = len(batch.rejected)
+    conn.execute(_COUNT, (project_id, inserted, duplicates, rejected, 1 - single, single))
+    return inserted
+
+
+def _store_one_by_one(conn: sqlite3.Connection, batch: _ingest.Decoded) -> int:
+    inserted, kept = 0, []
+    for index, row in zip(batch.indexes, batch.rows, strict=True):
+        try:
+            inserted += conn.execute(_INSERT, row).rowcount
+            kept.append(row)
+        except _STORE_ERRORS as exc:
+            batch.rejected.append(Rejected(index, f"cannot store: {exc}"))
+    batch.rows = kept
+    batch.rejected.sort(key=lambda r: r.index)
+    return inserted
+
+
+async def ingest_batch(req: Request) -> Response:
+    """POST /api/v2/logs/batch: store an array of records, reject bad ones by index."""
+    kind = _ingest.media_type(req.headers.get("content-type", ""))
+    state = req.state
+    if state.inflight >= state.max_inflight:
+        raise HTTPError(503, "server busy: too many batches in flight", {"Retry-After": "1"})
+    state.inflight += 1
+    try:
+        body = await req.body(MAX_BATCH_BYTES)
+        body = _ingest.decompress(body, req.headers.get("content-encoding", ""))
+        batch = _ingest.decode(body, kind, req.project_id)
+        inserted = await state.db.write(store, req.project_id, batch, 0)
+    finally:
+        state.inflight -= 1
+    result = BatchResult(inserted, len(batch.rows) - inserted, batch.rejected)
+    headers = {}
+    if BATCH_ID_HEADER.lower() in req.headers:
+        headers[BATCH_ID_HEADER] = req.headers[BATCH_ID_HEADER.lower()][:200]
+    return Response(200, msgspec.json.encode(result), headers)
+
+
+class LegacyUsage(msgspec.Struct):
+    """The body 1.0.1 sends to /api/logs/prompt-usage (unknown fields ignored)."""
+
+    input: str = ""
+    output: str = ""
+    metadata: dict[str, Any] | None = None
+    prompt_id: str | None = None
+    prompt_name: str | None = None
+    version: str | None = None
+    branch_name: str | None = None
+    model: str | None = None
+    duration_ms: float | None = None
+    experiment_id: str | None = None
+    experiment_version_id: str | None = None
+    sticky_key: str | None = None
+    sticky_value: str | None = None
+    id: str | None = None
+    ts: float | None = None
+
+
+_legacy_decoder = msgspec.json.Decoder(LegacyUsage)
+
+
+async def log_single(req: Request) -> Response:
+    """POST /api/logs/prompt-usage: one JSON record (1.0.1), given an id if it has none."""
+    raw = await req.body(MAX_BATCH_BYTES)
+    try:
+        usage = _legacy_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise HTTPError(400, f"invalid usage record: {exc}") from None
+    fields = msgspec.structs.asdict(usage)
+    fields["id"] = usage.id or f"v1-{uuid.uuid4().hex}"
+    fields["ts"] = time.time() if usage.ts is None else usage.ts
+    batch = _ingest.to_rows([Record(**fields)], req.project_id)
+    if batch.rejected:
+        raise HTTPError(400, f"invalid usage record: {batch.rejected[0].error}")
+    inserted = await req.state.db.write(store, req.project_id, batch, 1)
+    return json_response({"success": True, "id": fields["id"], "duplicate": not inserted}, 201)
+
+
+def _ids(conn: sqlite3.Connection, project_id: str) -> list[str]:
+    rows = conn.execute("SELECT id FROM logs WHERE project_id = ? ORDER BY rowid", (project_id,))
+    return [r[0] for r in rows]
+
+
+async def list_ids(req: Request) -> Response:
+    """GET /api/v2/logs/ids: every stored record id of the project, oldest first."""
+    return json_response({"ids": await req.state.db.read(_ids, req.project_id)})
+
+
+def _summary(conn: sqlite3.Connection, project_id: str) -> dict[str, int]:
+    row = conn.execute(
+        "SELECT stored, duplicates, rejected, batches, single FROM ingest_counters"
+        " WHERE project_id = ?",
+        (project_id,),
+    ).fetchone()
+    names = ("stored", "duplicates", "rejected", "batches", "single")
+    return dict(zip(names, row or (0, 0, 0, 0, 0), strict=True))
+
+
+async def summary(req: Request) -> Response:
+    """GET /api/v2/logs/summary: stored, duplicate, rejected and request counters."""
+    return json_response(await req.state.db.read(_summary, req.project_id))

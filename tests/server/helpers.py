@@ -1,0 +1,70 @@
+"""Helpers for the server tests: records, batch bodies, clients."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+import msgspec
+from conftest import Server
+
+from banyan._record import Record, encode
+from banyan._wire import BATCH_PATH, MSGPACK, msgpack_array_header
+
+_serial = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses (for the shared server)."""
+    return f"{prefix}-{os.getpid()}-{next(_serial)}"
+
+
+def record(rid: str | None = None, **fields: Any) -> Record:
+    """A valid record; ``fields`` override the defaults."""
+    base: dict[str, Any] = {
+        "id": rid or unique("rec"),
+        "ts": time.time(),
+        "input": "in",
+        "output": "out",
+    }
+    return Record(**{**base, **fields})
+
+
+def body(records: Iterable[Record | dict[str, Any] | Any]) -> bytes:
+    """A MessagePack batch body, framed the way the client frames it."""
+    items = [encode(r) if isinstance(r, Record) else msgspec.msgpack.encode(r) for r in records]
+    return msgpack_array_header(len(items)) + b"".join(items)
+
+
+def post_batch(
+    server: Server, content: bytes, headers: dict[str, str] | None = None, key: str | None = None
+) -> httpx.Response:
+    """POST a batch body (MessagePack unless told otherwise)."""
+    head = {"X-API-Key": key or server.api_key, "Content-Type": MSGPACK, **(headers or {})}
+    with httpx.Client(base_url=server.base_url, timeout=60, verify=False) as client:
+        return client.post(BATCH_PATH, content=content, headers=head)
+
+
+def call(
+    server: Server, method: str, path: str, key: str | None = None, **kw: Any
+) -> httpx.Response:
+    """One JSON API call with ``key`` (the server's test key by default)."""
+    headers = {"X-API-Key": key or server.api_key, **kw.pop("headers", {})}
+    with httpx.Client(base_url=server.base_url, timeout=30, verify=False) as client:
+        return client.request(method, path, headers=headers, **kw)
+
+
+def create_prompt(server: Server, name: str, *contents: str, key: str | None = None) -> None:
+    """Create prompt ``name`` with one version per content ("1", "2", ...)."""
+    first, *rest = contents or ("Hello {name}",)
+    response = call(server, "POST", "/api/v2/prompts", key, json={"name": name, "content": first})
+    assert response.status_code == 201, response.text
+    for content in rest:
+        response = call(
+            server, "POST", f"/api/v2/prompts/{name}/versions", key, json={"content": content}
+        )
+        assert response.status_code == 201, response.text

@@ -1,0 +1,225 @@
+"""Experiments: creation, the one-running rule, routing, results and stats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from conftest import Server
+
+from banyan import _routing
+
+from .helpers import body, call, create_prompt, post_batch, record, unique
+
+
+def _experiment(server: Server, prompt: str, **extra: Any) -> dict[str, Any]:
+    payload = {
+        "prompt": prompt,
+        "variants": [{"version": "1", "percentage": 30}, {"version": "2", "weight_bp": 7000}],
+        **extra,
+    }
+    response = call(server, "POST", "/api/v2/experiments", json=payload)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def test_fetch_carries_running_experiment_config(shared_server: Server) -> None:
+    """A prompt fetch returns the running experiment in banyan._routing.Experiment's shape."""
+    name = unique("exp")
+    create_prompt(shared_server, name, "one", "two")
+    exp = _experiment(shared_server, name, sticky_key="session_id", traffic=50)
+    fetched = call(shared_server, "GET", f"/api/logs/prompt/{name}").json()["experiment"]
+    config = msgspec.convert(fetched, _routing.Experiment)
+    assert _routing.validate(config) is None
+    assert config.id == exp["id"]
+    assert config.sticky_key == "session_id"
+    assert config.traffic_bp == 5000
+    assert config.hash_version == 1
+    assert [(v.version, v.weight_bp, v.content) for v in config.variants] == [
+        ("1", 3000, "one"),
+        ("2", 7000, "two"),
+    ]
+    assert set(fetched) == {
+        "id",
+        "name",
+        "sticky_key",
+        "seed",
+        "hash_version",
+        "traffic_bp",
+        "variants",
+    }
+    pinned = call(shared_server, "GET", f"/api/logs/prompt/{name}", params={"version": "1"})
+    assert pinned.json()["experiment"] is None
+
+
+def test_only_one_running_experiment_per_prompt_branch(shared_server: Server) -> None:
+    """A second running experiment on the same prompt and branch is 409 until the first stops."""
+    name = unique("one-running")
+    create_prompt(shared_server, name, "one", "two")
+    first = _experiment(shared_server, name)
+    response = call(
+        shared_server,
+        "POST",
+        "/api/v2/experiments",
+        json={"prompt": name, "variants": [{"version": "1", "percentage": 100}]},
+    )
+    assert response.status_code == 409
+    draft = _experiment(shared_server, name, start=False)
+    assert draft["status"] == "draft"
+    assert (
+        call(shared_server, "POST", f"/api/v2/experiments/{draft['id']}/start").status_code == 409
+    )
+    stopped = call(shared_server, "POST", f"/api/v2/experiments/{first['id']}/stop").json()
+    assert stopped["status"] == "stopped"
+    started = call(shared_server, "POST", f"/api/v2/experiments/{draft['id']}/start").json()
+    assert started["status"] == "running"
+    fetched = call(shared_server, "GET", f"/api/logs/prompt/{name}").json()
+    assert fetched["experiment"]["id"] == draft["id"]
+
+
+@pytest.mark.parametrize(
+    "variants",
+    [
+        [{"version": "1", "percentage": 60}],
+        [{"version": "1", "percentage": 50}, {"version": "9", "percentage": 50}],
+        [{"version": "1", "weight_bp": -1}, {"version": "2", "weight_bp": 10001}],
+        [{"version": "1", "percentage": 33.333}, {"version": "2", "percentage": 66.667}],
+        [],
+        "not a list",
+    ],
+)
+def test_bad_experiments_are_400(shared_server: Server, variants: Any) -> None:
+    """Weights not summing to 100 %, unknown versions, bad shapes: 400, nothing created."""
+    name = unique("bad-exp")
+    create_prompt(shared_server, name, "one", "two")
+    response = call(
+        shared_server, "POST", "/api/v2/experiments", json={"prompt": name, "variants": variants}
+    )
+    assert response.status_code == 400
+    listed = call(shared_server, "GET", "/api/v2/experiments", params={"prompt": name}).json()
+    assert listed["experiments"] == []
+
+
+def test_route_agrees_with_routing_choose(shared_server: Server) -> None:
+    """POST /api/experiments/route picks the same variant as banyan._routing.choose."""
+    name = unique("route")
+    create_prompt(shared_server, name, "one", "two")
+    exp = _experiment(shared_server, name, traffic=80)
+    config = msgspec.convert(
+        call(shared_server, "GET", f"/api/logs/prompt/{name}").json()["experiment"],
+        _routing.Experiment,
+    )
+    seen = set()
+    for i in range(60):
+        value = f"user-{i}"
+        payload = {
+            "experimentId": exp["id"],
+            "stickyKey": "user_id",
+            "stickyValue": value,
+            "apiKey": shared_server.api_key,
+        }
+        routed = call(shared_server, "POST", "/api/experiments/route", json=payload).json()
+        expected = _routing.choose(config, value)
+        assert routed["selected_version_id"] == (expected.id if expected else None)
+        if expected is not None:
+            assert routed["prompt"]["version"] == expected.version
+            assert routed["prompt"]["content"] == expected.content
+        seen.add(routed["selected_version_id"])
+    assert len(seen) == 3
+
+
+def test_route_accepts_key_in_body_only(shared_server: Server) -> None:
+    """The 1.0.1 route call may carry its key in the body instead of the header."""
+    import httpx
+
+    name = unique("route-body")
+    create_prompt(shared_server, name, "one", "two")
+    exp = _experiment(shared_server, name)
+    payload = {
+        "experimentId": exp["id"],
+        "stickyKey": "user_id",
+        "stickyValue": "u",
+        "apiKey": shared_server.api_key,
+    }
+    url = f"{shared_server.base_url}/api/experiments/route"
+    assert httpx.post(url, json=payload).status_code == 200
+    assert httpx.post(url, json={**payload, "apiKey": "psk_wrong_key"}).status_code == 401
+
+
+def test_get_experiment_legacy_and_v2(shared_server: Server) -> None:
+    """GET /api/experiments/{id} and the v2 path describe the experiment; unknown ids 404."""
+    name = unique("get-exp")
+    create_prompt(shared_server, name, "one", "two")
+    exp = _experiment(shared_server, name)
+    for path in (f"/api/experiments/{exp['id']}", f"/api/v2/experiments/{exp['id']}"):
+        got = call(shared_server, "GET", path).json()
+        assert got["id"] == exp["id"]
+        assert got["experiment_id"] == exp["id"]
+        assert got["status"] == "running"
+        assert len(got["variants"]) == 2
+    assert call(shared_server, "GET", "/api/experiments/exp_missing").status_code == 404
+
+
+def test_results_and_stats_per_variant(server: Server) -> None:
+    """Results and stats give count, mean, p50, p95 and models per variant and version."""
+    create_prompt(server, "stats", "one", "two")
+    exp = _experiment(server, "stats")
+    v1, v2 = exp["variants"]
+    records = [
+        record(
+            f"a{i}",
+            prompt_name="stats",
+            version="1",
+            experiment_id=exp["id"],
+            experiment_version_id=v1["id"],
+            duration_ms=float(i + 1),
+            model="m1",
+        )
+        for i in range(100)
+    ] + [
+        record(
+            f"b{i}",
+            prompt_name="stats",
+            version="2",
+            experiment_id=exp["id"],
+            experiment_version_id=v2["id"],
+            duration_ms=10.0,
+            model="m2",
+        )
+        for i in range(10)
+    ]
+    assert post_batch(server, body(records)).json()["accepted"] == 110
+    results = call(server, "GET", f"/api/v2/experiments/{exp['id']}/results").json()
+    first, second = results["variants"]
+    assert (first["count"], first["p50_ms"], first["p95_ms"], first["mean_ms"]) == (
+        100,
+        50.0,
+        95.0,
+        50.5,
+    )
+    assert first["models"] == ["m1"]
+    assert (second["count"], second["p50_ms"], second["models"]) == (10, 10.0, ["m2"])
+    groups = call(server, "GET", "/api/v2/stats", params={"prompt": "stats"}).json()["groups"]
+    assert {(g["version"], g["count"]) for g in groups} == {("1", 100), ("2", 10)}
+    assert call(server, "GET", "/api/v2/stats", params={"prompt": "a b"}).status_code == 400
+
+
+def test_single_record_endpoint_of_101(server: Server) -> None:
+    """POST /api/logs/prompt-usage stores one JSON record under a generated id."""
+    payload = {
+        "input": "hi",
+        "output": "there",
+        "metadata": {"k": 1},
+        "prompt_name": "p",
+        "duration_ms": 12,
+        "model": "m",
+    }
+    response = call(server, "POST", "/api/logs/prompt-usage", json=payload)
+    assert response.status_code == 201
+    ids = server.stored_ids()
+    assert ids == [response.json()["id"]]
+    assert server.summary()["single"] == 1
+    bad = call(server, "POST", "/api/logs/prompt-usage", json={"input": 5})
+    assert bad.status_code == 400
+    assert len(server.stored_ids()) == 1

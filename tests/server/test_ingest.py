@@ -1,0 +1,257 @@
+"""POST /api/v2/logs/batch: formats, encodings, idempotency, rejection and limits."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import msgspec
+import orjson
+import pytest
+import zstandard
+from conftest import Server, start_server
+
+from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, JSON, MAX_BATCH_BYTES, MAX_BATCH_RECORDS
+
+from .helpers import body, call, post_batch, record, unique
+
+
+def test_msgpack_batch_is_stored(server: Server) -> None:
+    """A MessagePack batch is stored and every record counted as accepted."""
+    records = [record(f"id-{i}", metadata={"i": i}) for i in range(50)]
+    response = post_batch(server, body(records))
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 50, "duplicates": 0, "rejected": []}
+    assert sorted(server.stored_ids()) == sorted(r.id for r in records)
+    assert server.summary()["stored"] == 50
+
+
+def test_json_batch_is_stored(server: Server) -> None:
+    """A JSON array body with Content-Type application/json is accepted too."""
+    records = [msgspec.to_builtins(record(f"j-{i}")) for i in range(5)]
+    response = post_batch(server, orjson.dumps(records), {"Content-Type": JSON})
+    assert response.json()["accepted"] == 5
+    assert len(server.stored_ids()) == 5
+
+
+@pytest.mark.parametrize("encoding", ["zstd", "gzip"])
+def test_compressed_batch_is_stored(server: Server, encoding: str) -> None:
+    """zstd and gzip Content-Encodings are undone before decoding."""
+    raw = body([record(f"{encoding}-{i}") for i in range(20)])
+    packed = zstandard.compress(raw) if encoding == "zstd" else gzip.compress(raw)
+    response = post_batch(server, packed, {"Content-Encoding": encoding})
+    assert response.json()["accepted"] == 20
+
+
+def test_same_batch_twice_is_all_duplicates(server: Server) -> None:
+    """Resending a batch stores nothing new and counts every record as a duplicate."""
+    payload = body([record(f"dup-{i}") for i in range(30)])
+    first = post_batch(server, payload, {BATCH_ID_HEADER: "b-1"})
+    second = post_batch(server, payload, {BATCH_ID_HEADER: "b-1"})
+    assert first.json() == {"accepted": 30, "duplicates": 0, "rejected": []}
+    assert second.json() == {"accepted": 0, "duplicates": 30, "rejected": []}
+    assert second.headers[BATCH_ID_HEADER] == "b-1"
+    summary = server.summary()
+    assert (summary["stored"], summary["duplicates"], summary["batches"]) == (30, 30, 2)
+    assert len(server.stored_ids()) == 30
+
+
+def test_repeated_id_inside_one_batch_is_a_duplicate(server: Server) -> None:
+    """Two records with one id in the same batch: the first is kept, the second is a duplicate."""
+    response = post_batch(server, body([record("same", input="a"), record("same", input="b")]))
+    assert response.json() == {"accepted": 1, "duplicates": 1, "rejected": []}
+
+
+def test_bad_records_are_rejected_by_index_and_good_ones_kept(server: Server) -> None:
+    """Unknown field, wrong type, empty or too long id, non-map: rejected by index, rest stored."""
+    good = record("good-1")
+    items = [
+        good,
+        {"id": "x1", "ts": 1.0, "input": "a", "output": "b", "surprise": 1},
+        {"id": "x2", "ts": "yesterday", "input": "a", "output": "b"},
+        {"id": "", "ts": 1.0, "input": "a", "output": "b"},
+        {"id": "x" * 129, "ts": 1.0, "input": "a", "output": "b"},
+        42,
+        {"ts": 1.0, "input": "a", "output": "b"},
+        record("good-2"),
+    ]
+    result = post_batch(server, body(items)).json()
+    assert result["accepted"] == 2
+    assert [r["index"] for r in result["rejected"]] == [1, 2, 3, 4, 5, 6]
+    errors = [r["error"] for r in result["rejected"]]
+    assert "surprise" in errors[0]
+    assert "ts" in errors[1]
+    assert "id" in errors[2]
+    assert "id" in errors[3]
+    assert sorted(server.stored_ids()) == ["good-1", "good-2"]
+    assert server.summary()["rejected"] == 6
+
+
+def test_exotic_metadata_is_stored_as_json(server: Server) -> None:
+    """Metadata with int keys, datetimes and bytes (possible in MessagePack) is stored."""
+    import datetime
+
+    meta = {"nested": {1: "one", 2.5: b"\x00\x01"}, "when": datetime.datetime(2024, 1, 2)}
+    response = post_batch(server, body([record("meta-1", metadata=meta)]))
+    assert response.json()["accepted"] == 1
+
+
+def test_non_finite_numbers_are_rejected(server: Server) -> None:
+    """A NaN timestamp or infinite duration is rejected, not stored as garbage."""
+    items = [record("nan", ts=float("nan")), record("inf", duration_ms=float("inf"))]
+    result = post_batch(server, body(items)).json()
+    assert result["accepted"] == 0
+    assert [r["index"] for r in result["rejected"]] == [0, 1]
+
+
+def test_empty_array_is_fine(server: Server) -> None:
+    """An empty batch is answered 200 with nothing accepted."""
+    assert post_batch(server, body([])).json() == {"accepted": 0, "duplicates": 0, "rejected": []}
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "needle"),
+    [
+        (b"\x01", {}, "array"),
+        (b"\xdd\x00\x00\x00\x05\x01", {}, "array"),
+        (b"", {}, "array"),
+        (b'{"id": 1}', {"Content-Type": JSON}, "array"),
+        (b"[1, 2", {"Content-Type": JSON}, "array"),
+        (b"not zstd", {"Content-Encoding": "zstd"}, "zstd"),
+        (b"not gzip", {"Content-Encoding": "gzip"}, "gzip"),
+        (gzip.compress(b"\x90")[:-6], {"Content-Encoding": "gzip"}, "gzip"),
+    ],
+)
+def test_undecodable_body_is_400(
+    shared_server: Server, content: bytes, headers: dict[str, str], needle: str
+) -> None:
+    """A body that is not an array, is truncated, or is badly compressed: 400 naming it."""
+    response = post_batch(shared_server, content, headers)
+    assert response.status_code == 400
+    assert needle in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Content-Type": "text/plain"}, {"Content-Type": ""}, {"Content-Encoding": "br"}],
+)
+def test_unsupported_media_is_415(shared_server: Server, headers: dict[str, str]) -> None:
+    """An unknown Content-Type or Content-Encoding is refused with 415."""
+    response = post_batch(shared_server, body([record()]), headers)
+    assert response.status_code == 415
+    assert "error" in response.json()
+
+
+def test_too_many_records_is_413(server: Server) -> None:
+    """More than MAX_BATCH_RECORDS records: 413 and nothing stored."""
+    items = [
+        {"id": str(i), "ts": 0, "input": "", "output": ""} for i in range(MAX_BATCH_RECORDS + 1)
+    ]
+    response = post_batch(server, body(items))
+    assert response.status_code == 413
+    assert server.summary()["stored"] == 0
+
+
+def test_too_large_body_is_413(shared_server: Server) -> None:
+    """A body over MAX_BATCH_BYTES is refused with 413 (by Content-Length, before reading it)."""
+    try:
+        response = post_batch(shared_server, b"\x00" * (MAX_BATCH_BYTES + 1))
+    except httpx.TransportError:
+        pytest.skip("the server closed the connection before the client finished sending")
+    assert response.status_code == 413
+
+
+def test_streamed_large_body_is_413(shared_server: Server) -> None:
+    """A chunked body (no Content-Length) growing past the limit is cut off with 413."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(40):
+            yield b"\x00" * (1024 * 1024)
+
+    headers = {"X-API-Key": shared_server.api_key, "Content-Type": "application/msgpack"}
+    with httpx.Client(base_url=shared_server.base_url, timeout=60) as client:
+        try:
+            response = client.post(BATCH_PATH, content=chunks(), headers=headers)
+        except httpx.TransportError:
+            pytest.skip("the server closed the connection before the client finished sending")
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("encoding", ["zstd", "gzip"])
+def test_decompression_bomb_is_413(shared_server: Server, encoding: str) -> None:
+    """A small compressed body that inflates past MAX_BATCH_BYTES is refused with 413."""
+    zeros = b"\x00" * (MAX_BATCH_BYTES + 1024)
+    packed = zstandard.compress(zeros) if encoding == "zstd" else gzip.compress(zeros)
+    assert len(packed) < MAX_BATCH_BYTES // 100
+    response = post_batch(shared_server, packed, {"Content-Encoding": encoding})
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("key", ["", "psk_unknown_key_123", "no-prefix-key"])
+def test_missing_or_bad_key_is_401(shared_server: Server, key: str) -> None:
+    """No key, an unknown key or a malformed key: 401 with a JSON error."""
+    headers = {"Content-Type": "application/msgpack", "X-API-Key": key}
+    with httpx.Client(base_url=shared_server.base_url) as client:
+        response = client.post(BATCH_PATH, content=body([record()]), headers=headers)
+    assert response.status_code == 401
+    assert "key" in response.json()["error"]
+
+
+def test_foreign_project_header_is_403(shared_server: Server) -> None:
+    """X-Project-Id naming another project than the key's: 403, nothing stored."""
+    rid = unique("forbidden")
+    response = post_batch(shared_server, body([record(rid)]), {"X-Project-Id": "prj_other"})
+    assert response.status_code == 403
+    assert rid not in shared_server.stored_ids()
+
+
+def test_own_project_header_is_accepted(shared_server: Server) -> None:
+    """X-Project-Id naming the key's own project (by id or by name) is fine."""
+    project = call(shared_server, "GET", "/api/auth/validate").json()
+    for value in (project["project_id"], project["project"]):
+        response = post_batch(shared_server, body([record()]), {"X-Project-Id": value})
+        assert response.status_code == 200
+
+
+def test_overload_answers_503_with_retry_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one batch in flight and a bound of one, a second batch gets 503 and Retry-After."""
+    monkeypatch.setenv("BANYAN_SERVER_MAX_INFLIGHT", "1")
+    srv = start_server(tmp_path)
+    release = threading.Event()
+    results: list[int] = []
+
+    def slow_body() -> Iterator[bytes]:
+        yield b"\xdd\x00\x00\x00\x01"
+        release.wait(20)
+        yield msgspec.msgpack.encode(msgspec.to_builtins(record("slow")))
+
+    def send_slow() -> None:
+        headers = {"X-API-Key": srv.api_key, "Content-Type": "application/msgpack"}
+        with httpx.Client(base_url=srv.base_url, timeout=30) as client:
+            results.append(
+                client.post(BATCH_PATH, content=slow_body(), headers=headers).status_code
+            )
+
+    sender = threading.Thread(target=send_slow)
+    try:
+        sender.start()
+        deadline = time.monotonic() + 10
+        busy = post_batch(srv, body([record("fast")]))
+        while busy.status_code == 200 and time.monotonic() < deadline:
+            busy = post_batch(srv, body([record(unique("fast"))]))
+            time.sleep(0.05)
+        assert busy.status_code == 503
+        assert busy.headers["Retry-After"] == "1"
+        release.set()
+        sender.join(20)
+        assert results == [200]
+        assert post_batch(srv, body([record("after")])).status_code == 200
+    finally:
+        release.set()
+        srv.stop()

@@ -1,0 +1,74 @@
+"""Projects and keys: admin endpoints and the isolation of one project from another."""
+
+from __future__ import annotations
+
+from conftest import Server
+
+from .helpers import body, call, create_prompt, post_batch, record, unique
+
+
+def test_key_of_project_b_cannot_see_project_a(shared_server: Server, project_b: str) -> None:
+    """Prompts, logs, experiments and counters of project A are invisible to B's key."""
+    name = unique("secret")
+    create_prompt(shared_server, name, "one", "two")
+    exp = call(
+        shared_server,
+        "POST",
+        "/api/v2/experiments",
+        json={"prompt": name, "variants": [{"version": "1", "percentage": 100}]},
+    ).json()
+    rid = unique("a-record")
+    assert post_batch(shared_server, body([record(rid)])).json()["accepted"] == 1
+    assert call(shared_server, "GET", f"/api/logs/prompt/{name}", project_b).status_code == 404
+    assert (
+        call(shared_server, "GET", f"/api/v2/experiments/{exp['id']}", project_b).status_code == 404
+    )
+    assert (
+        call(
+            shared_server, "GET", f"/api/v2/experiments/{exp['id']}/results", project_b
+        ).status_code
+        == 404
+    )
+    assert call(shared_server, "GET", "/api/v2/logs/ids", project_b).json() == {"ids": []}
+    assert call(shared_server, "GET", "/api/v2/logs/summary", project_b).json()["stored"] == 0
+    names = [
+        p["name"]
+        for p in call(shared_server, "GET", "/api/v2/prompts", project_b).json()["prompts"]
+    ]
+    assert name not in names
+
+
+def test_key_of_project_b_writes_only_to_b(shared_server: Server, project_b: str) -> None:
+    """B's records, even with A's ids, land in B; naming A in X-Project-Id is 403."""
+    project_a = call(shared_server, "GET", "/api/auth/validate").json()["project_id"]
+    rid = unique("shared-id")
+    assert post_batch(shared_server, body([record(rid)])).json()["accepted"] == 1
+    assert post_batch(shared_server, body([record(rid)]), key=project_b).json()["accepted"] == 1
+    refused = post_batch(
+        shared_server, body([record(unique("x"))]), {"X-Project-Id": project_a}, key=project_b
+    )
+    assert refused.status_code == 403
+    b_ids = call(shared_server, "GET", "/api/v2/logs/ids", project_b).json()["ids"]
+    assert b_ids == [rid]
+    create_prompt(shared_server, "same-name-in-b", key=project_b)
+    fetched = call(shared_server, "GET", "/api/logs/prompt/same-name-in-b", project_b)
+    assert fetched.status_code == 200
+    assert call(shared_server, "GET", "/api/logs/prompt/same-name-in-b").status_code == 404
+
+
+def test_keys_and_projects_admin(shared_server: Server, project_b: str) -> None:
+    """Any key can mint a key for its own project; only an admin key can create projects."""
+    minted = call(shared_server, "POST", "/api/v2/keys", project_b, json={"label": "ci"})
+    assert minted.status_code == 201
+    new_key = minted.json()["api_key"]
+    assert new_key.startswith("psk_")
+    same = call(shared_server, "GET", "/api/auth/validate", new_key).json()
+    b = call(shared_server, "GET", "/api/auth/validate", project_b).json()
+    assert same["project_id"] == b["project_id"]
+    assert same["admin"] is False
+    refused = call(shared_server, "POST", "/api/v2/projects", project_b, json={"name": unique("p")})
+    assert refused.status_code == 403
+    taken = call(shared_server, "POST", "/api/v2/projects", json={"name": "default"})
+    assert taken.status_code == 409
+    odd = call(shared_server, "POST", "/api/v2/projects", json={"name": "no spaces"})
+    assert odd.status_code == 400
