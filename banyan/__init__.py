@@ -1,1 +1,64 @@
-"""Banyan: versioned prompts, experiments and production logging for LLM apps."""
+"""Banyan: versioned prompts, experiments and production logging for LLM apps.
+
+Quick start::
+
+    import banyan
+
+    banyan.configure(api_key="psk_...")
+    prompt = banyan.get_prompt("my-prompt", sticky_context={"user_id": "123"})
+    banyan.log_prompt(input="hi", output="hello", prompt_data=prompt)
+    banyan.flush(timeout=30)
+"""
+
+from __future__ import annotations
+
+from banyan._client import PromptStackLogger
+from banyan._default import (
+    configure,
+    experiment,
+    flush,
+    get_prompt,
+    get_stats,
+    log,
+    log_prompt,
+    shutdown,
+)
+from banyan._exceptions import (
+    AuthenticationError,
+    BanyanError,
+    ConfigurationError,
+    ConnectError,
+    HTTPStatusError,
+    NotConfiguredError,
+    ProtocolError,
+    RequestTimeout,
+    TransportError,
+)
+from banyan._prompts import PromptData
+from banyan._stats import DropReason
+
+__version__ = "2.0.0.dev0"
+
+__all__ = [
+    "AuthenticationError",
+    "BanyanError",
+    "ConfigurationError",
+    "ConnectError",
+    "DropReason",
+    "HTTPStatusError",
+    "NotConfiguredError",
+    "PromptData",
+    "PromptStackLogger",
+    "ProtocolError",
+    "RequestTimeout",
+    "TransportError",
+    "__version__",
+    "configure",
+    "experiment",
+    "flush",
+    "get_prompt",
+    "get_stats",
+    "log",
+    "log_prompt",
+    "shutdown",
+]

@@ -1,0 +1,302 @@
+"""``PromptStackLogger``: prompts in, usage logs out, through one flusher core.
+
+``log_prompt`` is the hot path. On the caller's thread it builds a
+:class:`~banyan._record.Record`, encodes it once (which also snapshots the
+caller's data) and pushes the bytes into the ring; it never blocks (in
+background mode) and never raises: every loss is counted under a
+:class:`~banyan._stats.DropReason` and warned about once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from banyan import _fork
+from banyan._config import DEFAULT_BASE_URL, Config, build
+from banyan._delivery import Delivery
+from banyan._flusher import Flusher
+from banyan._prompts import PromptData, Prompts
+from banyan._record import IdSource, Record, encode, plain, text
+from banyan._stats import DropReason, Stats
+from banyan._transport import Transport
+
+_getpid = os.getpid
+_time = time.time
+
+
+def _merge(wire: tuple[str | None, ...], *given: str | None) -> tuple[str | None, ...]:
+    # Arguments passed explicitly win over the prompt's own fields; ids are text on the wire.
+    head = tuple(
+        theirs if mine is None else mine if isinstance(mine, str) else str(mine)
+        for mine, theirs in zip(given, wire, strict=False)
+    )
+    return head + wire[len(given) :]
+
+
+class PromptStackLogger:
+    """A Banyan client: fetches prompts and logs their production usage.
+
+    The first block of arguments is the 1.0.1 constructor; the keyword-only
+    block is new (see :class:`banyan._config.Config` for every default).
+    ``api_key``, ``base_url`` and ``project_id`` fall back to
+    ``BANYAN_API_KEY``, ``BANYAN_BASE_URL`` and ``BANYAN_PROJECT_ID``.
+    Raises :class:`~banyan.ConfigurationError` for bad settings.
+    """
+
+    def __init__(  # noqa: PLR0917 - the 1.0.1 constructor took these positionally
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        project_id: str | None = None,
+        max_retries: int = 3,
+        retry_delay: float = 1.0,
+        queue_size: int = 1000,
+        flush_interval: float = 1.0,
+        background_thread: bool = True,
+        cache_ttl: float = 300,
+        enable_metrics: bool = True,
+        auto_flush: bool = True,
+        batch_size: int = 1000,
+        **options: Any,
+    ) -> None:
+        self._config: Config = build(
+            api_key, base_url, project_id, max_retries=max_retries, retry_delay=retry_delay,
+            queue_size=queue_size, flush_interval=flush_interval,
+            background_thread=background_thread, cache_ttl=cache_ttl,
+            enable_metrics=enable_metrics, auto_flush=auto_flush, batch_size=batch_size,
+            **options,
+        )  # fmt: skip
+        self._ids = IdSource()
+        self._closed = False
+        self._setup()
+        _fork.track(self)
+
+    def _setup(self) -> None:
+        """Build the per-process parts: stats, transport, flusher, prompt cache."""
+        config = self._config
+        self._pid = _getpid()
+        self._stats = Stats()
+        self._flush_mark = 0
+        self._transport = Transport(config)
+        self._delivery = Delivery(config, self._transport, self._stats)
+        self._flusher = Flusher(
+            self._delivery,
+            self._export_failed,
+            max_queue_bytes=config.max_queue_bytes,
+            wake_records=config.batch_size,
+            wake_bytes=config.wake_bytes,
+            batch_records=config.batch_max_records,
+            batch_bytes=config.batch_max_bytes,
+            interval=config.flush_interval if config.auto_flush else None,
+            workers=config.max_in_flight,
+            background=config.background_thread,
+        )
+        self._push = self._flusher.ring.push
+        self._idle = not self._flusher.started
+        self._next_id = self._ids.next
+        self._prompts = Prompts(self._transport, self._stats, config.cache_ttl)
+
+    @property
+    def config(self) -> Config:
+        """The validated settings of this logger."""
+        return self._config
+
+    def get_prompt(
+        self,
+        name: str,
+        version: str | None = None,
+        branch: str = "main",
+        sticky_context: Mapping[str, Any] | None = None,
+    ) -> PromptData | None:
+        """Fetch a prompt (cached for ``cache_ttl`` s); None when there is no such prompt.
+
+        With ``sticky_context`` holding the running experiment's sticky key the
+        caller is routed locally to a variant. Raises a BanyanError when the
+        server cannot be reached and no cached copy exists.
+        """
+        self._check_pid()
+        return self._prompts.get(name, version, branch, sticky_context)
+
+    def experiment(
+        self, experiment_id: str, sticky_key: str, sticky_value: str
+    ) -> PromptData | None:
+        """Route a subject through the server (the 1.0.1 call); None when unknown."""
+        self._check_pid()
+        return self._prompts.route(experiment_id, sticky_key, str(sticky_value))
+
+    def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, positional arguments included
+        self,
+        input: Any,
+        output: Any,
+        prompt_data: PromptData | None = None,
+        prompt_id: str | None = None,
+        prompt_name: str | None = None,
+        version: str | None = None,
+        branch_name: str | None = None,
+        model: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        duration_ms: float | None = None,
+        blocking: bool = False,
+    ) -> bool:
+        """Log one prompt usage; True when queued (or, with ``blocking``, delivered).
+
+        Never raises and, unless ``blocking``, never waits for the network.
+        A prompt with ``enable_logging`` off is skipped and reports True.
+        """
+        try:
+            if prompt_data is None:
+                experiment_id = experiment_version_id = sticky_key = sticky_value = None
+                if prompt_id or prompt_name or version or branch_name:
+                    prompt_id, prompt_name, version, branch_name = _merge(
+                        (None, None, None, None), prompt_id, prompt_name, version, branch_name
+                    )
+            else:
+                wire = prompt_data._wire
+                if wire is None:
+                    self._stats.skipped += 1
+                    return True
+                if prompt_id or prompt_name or version or branch_name:
+                    wire = _merge(wire, prompt_id, prompt_name, version, branch_name)
+                (prompt_id, prompt_name, version, branch_name, experiment_id,
+                 experiment_version_id, sticky_key, sticky_value) = wire  # fmt: skip
+            if input.__class__ is not str:
+                input = text(input)
+            if output.__class__ is not str:
+                output = text(output)
+            if self._pid != _getpid():
+                self._after_fork_in_child()
+            record = Record(
+                self._next_id(), _time(), input, output, prompt_id, prompt_name, version,
+                branch_name, model, metadata, duration_ms, experiment_id,
+                experiment_version_id, sticky_key, sticky_value,
+            )  # fmt: skip
+            try:
+                data = encode(record)
+            except Exception:
+                data = self._encode_slow(record)
+            if blocking:
+                return self._send_now(data)
+            if self._push(data):
+                if self._idle:
+                    self._start()
+                return True
+            return self._push_failed(data)
+        except Exception as exc:
+            return self._lost(DropReason.INTERNAL_ERROR, exc)
+
+    log = log_prompt
+
+    def _start(self) -> None:
+        self._idle = False
+        self._flusher.start()
+
+    def _encode_slow(self, record: Record) -> bytes:
+        # Identifiers must be text on the wire; metadata becomes plain JSON-like data.
+        for name in ("prompt_id", "prompt_name", "version", "branch_name", "model"):
+            value = getattr(record, name)
+            if value is not None and not isinstance(value, str):
+                setattr(record, name, str(value))
+        record.metadata = plain(record.metadata) if record.metadata is not None else None
+        if record.duration_ms is not None:
+            record.duration_ms = float(record.duration_ms)
+        return encode(record)
+
+    def _push_failed(self, data: bytes) -> bool:
+        ring = self._flusher.ring
+        if self._closed:
+            ring.reclassify()
+            return self._lost(DropReason.CLOSED, "log_prompt called after shutdown()")
+        if len(data) > ring.max_bytes:
+            ring.reclassify()
+            return self._lost(DropReason.TOO_LARGE, f"a {len(data)} byte record")
+        self._stats.warn_once(
+            "queue-full",
+            "banyan: the log queue is full (%d bytes); records are being dropped "
+            "and counted in get_stats()['dropped']['queue_full']",
+            self._flusher.ring.max_bytes,
+        )
+        return False
+
+    def _lost(self, reason: DropReason, error: object) -> bool:
+        try:
+            self._stats.drop(reason, error=str(error), entry=True)
+            self._stats.warn_once(
+                f"lost-{reason.value}",
+                "banyan: a log record was dropped (%s: %s); further drops are counted",
+                reason.value,
+                error,
+            )
+        except Exception:
+            pass
+        return False
+
+    def _send_now(self, data: bytes) -> bool:
+        if self._closed:
+            return self._lost(DropReason.CLOSED, "log_prompt called after shutdown()")
+        self._stats.add(direct=1)
+        deadline = time.monotonic() + self._config.timeout * (self._config.max_retries + 1)
+        return self._flusher.send_now([data], deadline)
+
+    def _export_failed(self, records: list[bytes], exc: BaseException) -> None:
+        self._stats.drop(DropReason.INTERNAL_ERROR, len(records), repr(exc))
+        self._stats.warn_once("export", "banyan: internal error while sending logs: %r", exc)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Send everything logged so far; True when it was all delivered by ``timeout``.
+
+        Returns by the deadline whatever the server does. False as well when
+        any record was lost since the previous flush.
+        """
+        self._check_pid()
+        done = self._flusher.flush(max(0.0, timeout))
+        lost = sum(self._stats.dropped.values()) + self._flusher.ring.full
+        clean, self._flush_mark = lost == self._flush_mark, lost
+        return done and clean
+
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        """Flush, stop the flusher and close the connection; idempotent.
+
+        Whatever is still queued when ``timeout`` runs out is dropped and
+        counted as ``shutdown``. Returns whether everything was delivered.
+        """
+        if self._closed:
+            return True
+        deadline = time.monotonic() + max(0.0, timeout)
+        self._closed = True
+        delivered = self.flush(timeout)
+        self._flusher.ring.max_bytes = 0
+        self._flusher.stop(max(0.0, deadline - time.monotonic()))
+        left = self._flusher.discard()
+        if left:
+            self._stats.drop(DropReason.SHUTDOWN, len(left), "still queued at shutdown")
+        self._transport.close()
+        return delivered and not left
+
+    def get_stats(self) -> dict[str, Any]:
+        """Counters: ``logs_sent``, ``queue_size``, drops by reason and more."""
+        ring = self._flusher.ring
+        stats = self._stats.snapshot(ring.pushed(), ring.full, len(ring), ring.bytes)
+        stats["in_flight"] = self._flusher.in_flight
+        return stats
+
+    def _check_pid(self) -> None:
+        if self._pid != _getpid():
+            self._after_fork_in_child()
+
+    def _after_fork_in_child(self) -> None:
+        """Forget the parent's queue, ids, connections and threads."""
+        self._transport.forget()
+        self._ids.reset()
+        self._setup()
+
+    def _at_exit(self) -> None:
+        if not self._closed and self._pid == _getpid():
+            self.flush(self._config.atexit_timeout)
+
+    def __repr__(self) -> str:
+        url = self._config.base_url
+        where = "" if url == DEFAULT_BASE_URL else f" {url}"
+        return f"<PromptStackLogger{where} project={self._config.project_id!r}>"

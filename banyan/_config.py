@@ -1,0 +1,121 @@
+"""Client settings: defaults, environment variables and validation.
+
+Bad values are refused here, at the public boundary, with a
+:class:`~banyan.ConfigurationError`; nothing past this module re-checks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+from banyan._exceptions import ConfigurationError
+from banyan._wire import MAX_BATCH_BYTES, MAX_BATCH_RECORDS
+
+DEFAULT_BASE_URL = "https://banyan-smpms.ondigitalocean.app"
+MiB = 1024 * 1024
+COMPRESSIONS = (None, "gzip", "zstd")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every knob of a :class:`~banyan.PromptStackLogger`, validated.
+
+    The first block mirrors the 1.0.1 constructor; the rest is new.
+    ``queue_size`` keeps its 1.0.1 name as a hint of how many records the
+    queue should hold, but the ring is bounded by ``max_queue_bytes``.
+    ``flush_interval`` defaults to 1 s (5 s in 1.0.1): batches are cheap now.
+    """
+
+    api_key: str
+    base_url: str = DEFAULT_BASE_URL
+    project_id: str | None = None
+    max_retries: int = 3
+    retry_delay: float = 1.0
+    queue_size: int = 1000
+    flush_interval: float = 1.0
+    background_thread: bool = True
+    cache_ttl: float = 300.0
+    enable_metrics: bool = True
+    auto_flush: bool = True
+    batch_size: int = 1000
+    batch_max_records: int = 10_000
+    batch_max_bytes: int = 4 * MiB
+    max_queue_bytes: int = 64 * MiB
+    compression: str | None = None
+    http2: bool = True
+    timeout: float = 10.0
+    max_in_flight: int = 2
+    max_retry_delay: float = 30.0
+    max_retry_after: float = 60.0
+    atexit_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check_url(self.base_url)
+        for name in ("max_retries", "queue_size", "batch_size", "batch_max_records",
+                     "batch_max_bytes", "max_queue_bytes", "max_in_flight"):  # fmt: skip
+            _check_int(name, getattr(self, name), minimum=0 if name == "max_retries" else 1)
+        for name in ("retry_delay", "flush_interval", "cache_ttl", "timeout",
+                     "max_retry_delay", "max_retry_after", "atexit_timeout"):  # fmt: skip
+            _check_number(name, getattr(self, name), positive=name in ("flush_interval", "timeout"))
+        if self.batch_max_records > MAX_BATCH_RECORDS:
+            raise ConfigurationError(f"batch_max_records must be <= {MAX_BATCH_RECORDS}")
+        if self.batch_max_bytes > MAX_BATCH_BYTES:
+            raise ConfigurationError(f"batch_max_bytes must be <= {MAX_BATCH_BYTES}")
+        _check_compression(self.compression)
+
+    @property
+    def wake_bytes(self) -> int:
+        """Queued bytes that wake the flusher before ``flush_interval``."""
+        return max(1, min(self.batch_max_bytes, self.max_queue_bytes) // 4)
+
+
+_FIELDS = {f.name for f in dataclasses.fields(Config)}
+
+
+def build(
+    api_key: str | None, base_url: str | None, project_id: str | None, **options: Any
+) -> Config:
+    """A validated :class:`Config`, filling gaps from ``BANYAN_*`` variables."""
+    unknown = sorted(set(options) - _FIELDS)
+    if unknown:
+        raise ConfigurationError(f"unknown option(s): {', '.join(unknown)}")
+    api_key = api_key or os.environ.get("BANYAN_API_KEY")
+    if not api_key or not isinstance(api_key, str):
+        raise ConfigurationError("an API key is required: pass api_key=... or set BANYAN_API_KEY")
+    base_url = base_url or os.environ.get("BANYAN_BASE_URL") or DEFAULT_BASE_URL
+    project_id = project_id or os.environ.get("BANYAN_PROJECT_ID") or None
+    return Config(api_key=api_key, base_url=base_url.rstrip("/"), project_id=project_id, **options)
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an http:// or https:// URL, got {url!r}")
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigurationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_number(name: str, value: object, positive: bool) -> None:
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        kind = "a number > 0" if positive else "a number >= 0"
+        raise ConfigurationError(f"{name} must be {kind}, got {value!r}")
+
+
+def _check_compression(name: str | None) -> None:
+    if name not in COMPRESSIONS:
+        raise ConfigurationError(f"compression must be None, 'gzip' or 'zstd', got {name!r}")
+    if name == "zstd":
+        try:
+            import zstandard  # noqa: F401
+        except ImportError:
+            raise ConfigurationError(
+                "compression='zstd' needs the zstandard package: pip install 'banyan-sdk[zstd]'"
+            ) from None

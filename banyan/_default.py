@@ -1,0 +1,127 @@
+"""The module-level API: thin wrappers over one default :class:`PromptStackLogger`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from banyan._client import PromptStackLogger
+from banyan._exceptions import NotConfiguredError
+from banyan._prompts import PromptData
+from banyan._stats import DropReason, Stats
+
+_lock = threading.Lock()
+_logger: PromptStackLogger | None = None
+_unconfigured = Stats()
+
+
+def configure(
+    api_key: str | None = None,
+    project_id: str | None = None,
+    base_url: str | None = None,
+    **options: Any,
+) -> PromptStackLogger:
+    """Create the default logger used by the module functions and return it.
+
+    Options are :class:`PromptStackLogger`'s. Configuring again replaces the
+    previous default logger after flushing it (bounded by its
+    ``atexit_timeout``). Raises :class:`~banyan.ConfigurationError`.
+    """
+    global _logger, _unconfigured
+    logger = PromptStackLogger(api_key=api_key, base_url=base_url, project_id=project_id, **options)
+    with _lock:
+        old, _logger = _logger, logger
+        early, _unconfigured = _unconfigured, Stats()
+    lost = early.dropped[DropReason.NOT_CONFIGURED]
+    if lost:
+        logger._stats.drop(DropReason.NOT_CONFIGURED, lost, entry=True)
+    if old is not None:
+        old.shutdown(timeout=old.config.atexit_timeout)
+    return logger
+
+
+def _default() -> PromptStackLogger:
+    logger = _logger
+    if logger is None:
+        raise NotConfiguredError("call banyan.configure(api_key=...) first")
+    return logger
+
+
+def get_prompt(
+    name: str,
+    version: str | None = None,
+    branch: str = "main",
+    sticky_context: Mapping[str, Any] | None = None,
+) -> PromptData | None:
+    """Fetch a prompt with the default logger (see :meth:`PromptStackLogger.get_prompt`)."""
+    return _default().get_prompt(name, version, branch, sticky_context)
+
+
+def experiment(experiment_id: str, sticky_key: str, sticky_value: str) -> PromptData | None:
+    """Route a subject through the server (see :meth:`PromptStackLogger.experiment`)."""
+    return _default().experiment(experiment_id, sticky_key, sticky_value)
+
+
+def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, positional arguments included
+    input: Any,
+    output: Any,
+    prompt_data: PromptData | None = None,
+    prompt_id: str | None = None,
+    prompt_name: str | None = None,
+    version: str | None = None,
+    branch_name: str | None = None,
+    model: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    duration_ms: float | None = None,
+    blocking: bool = False,
+) -> bool:
+    """Log one prompt usage (see :meth:`PromptStackLogger.log_prompt`); never raises.
+
+    Before :func:`configure` the record is dropped, counted and warned about once.
+    """
+    logger = _logger
+    if logger is None:
+        return _not_configured()
+    return logger.log_prompt(
+        input, output, prompt_data, prompt_id, prompt_name, version, branch_name, model,
+        metadata, duration_ms, blocking,
+    )  # fmt: skip
+
+
+log = log_prompt
+
+
+def _not_configured() -> bool:
+    _unconfigured.drop(DropReason.NOT_CONFIGURED, entry=True)
+    _unconfigured.warn_once(
+        "not-configured",
+        "banyan: log_prompt() called before banyan.configure(); the record is dropped",
+    )
+    return False
+
+
+def flush(timeout: float = 30.0) -> bool:
+    """Flush the default logger; False (not an error) when it is not configured."""
+    logger = _logger
+    return logger.flush(timeout) if logger is not None else False
+
+
+def shutdown(timeout: float = 30.0) -> bool:
+    """Shut the default logger down; the next :func:`configure` starts afresh."""
+    global _logger
+    with _lock:
+        logger, _logger = _logger, None
+    return logger.shutdown(timeout) if logger is not None else True
+
+
+def get_stats() -> dict[str, Any]:
+    """The default logger's counters (only drops before :func:`configure`)."""
+    logger = _logger
+    if logger is None:
+        return _unconfigured.snapshot(0, 0, 0, 0)
+    return logger.get_stats()
+
+
+logging.getLogger("banyan").addHandler(logging.NullHandler())

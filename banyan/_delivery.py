@@ -1,0 +1,226 @@
+"""Delivering one batch: body, compression, retries, and what the answer means.
+
+A batch body is the MessagePack array header followed by the records' bytes
+as the caller encoded them: nothing is re-encoded. Connection errors,
+timeouts, 408, 429 and 5xx are retried with exponential backoff and jitter,
+Retry-After acting as a floor; other 4xx are final. Against an old backend
+that has no batch endpoint (404/405) records go one by one, as JSON, to the
+1.0.1 endpoint. Whatever cannot be delivered passes through
+:meth:`Delivery._on_undeliverable`, where the disk spool will plug in.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from banyan._exceptions import AuthenticationError, BanyanError, HTTPStatusError
+from banyan._stats import DropReason, Stats
+from banyan._wire import (
+    BATCH_ID_HEADER,
+    BATCH_PATH,
+    MSGPACK,
+    SINGLE_LOG_PATH,
+    BatchResult,
+    msgpack_array_header,
+)
+
+if TYPE_CHECKING:
+    from banyan._config import Config
+    from banyan._transport import Transport
+
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_LEGACY_STATUSES = frozenset({404, 405})
+_decode_result = msgspec.json.Decoder(BatchResult).decode
+_decode_result_msgpack = msgspec.msgpack.Decoder(BatchResult).decode
+_decode_record = msgspec.msgpack.Decoder(dict[str, Any]).decode
+_LEGACY_DROP = ("ts",)
+
+
+class GiveUp(Exception):
+    """Raised inside a send attempt loop: stop retrying this batch."""
+
+
+class Delivery:
+    """Sends batches for one logger and accounts for every record in them."""
+
+    def __init__(self, config: Config, transport: Transport, stats: Stats) -> None:
+        self._config = config
+        self._transport = transport
+        self._stats = stats
+        self._compress = _compressor(config.compression)
+        self._legacy = False
+        self._not_before = 0.0
+        self._random = random.Random()
+
+    def __call__(self, records: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
+        """Deliver ``records``; True when the server kept every one of them."""
+        if self._legacy:
+            return self._send_legacy(records, deadline, stop)
+        body = msgpack_array_header(len(records)) + b"".join(records)
+        headers = {"Content-Type": MSGPACK, BATCH_ID_HEADER: os.urandom(12).hex()}
+        if self._compress is not None:
+            body = self._compress[1](body)
+            headers["Content-Encoding"] = self._compress[0]
+        try:
+            response = self._attempts(
+                lambda: self._transport.request("POST", BATCH_PATH, content=body, headers=headers),
+                deadline,
+                stop,
+            )
+        except HTTPStatusError as exc:
+            if exc.status_code in _LEGACY_STATUSES:
+                self._legacy = True
+                return self._send_legacy(records, deadline, stop)
+            return self._refused(records, exc)
+        except GiveUp as exc:
+            self._on_undeliverable(records, exc.args[0], exc.args[1])
+            return False
+        return self._settle(records, response, len(body))
+
+    def _attempts(
+        self, send: Callable[[], Any], deadline: float | None, stop: threading.Event
+    ) -> Any:
+        """Call ``send`` until it succeeds, retrying what is worth retrying."""
+        attempt = 0
+        while True:
+            self._wait_not_before(deadline, stop)
+            try:
+                return send()
+            except HTTPStatusError as exc:
+                if exc.status_code not in RETRY_STATUSES:
+                    raise
+                error: BanyanError = exc
+                if exc.retry_after is not None:
+                    floor = min(exc.retry_after, self._config.max_retry_after)
+                    self._not_before = max(self._not_before, time.monotonic() + floor)
+            except BanyanError as exc:
+                error = exc
+            self._stats.error(str(error))
+            attempt += 1
+            if attempt > self._config.max_retries:
+                raise GiveUp(DropReason.RETRIES_EXHAUSTED, str(error))
+            self._stats.add(retries=1)
+            self._sleep(self._backoff(attempt), deadline, stop)
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self._config.max_retry_delay, self._config.retry_delay * 2 ** (attempt - 1))
+        return float(base * self._random.uniform(0.5, 1.0))
+
+    def _wait_not_before(self, deadline: float | None, stop: threading.Event) -> None:
+        delay = self._not_before - time.monotonic()
+        if delay > 0:
+            self._sleep(delay, deadline, stop)
+
+    def _sleep(self, delay: float, deadline: float | None, stop: threading.Event) -> None:
+        if deadline is not None and time.monotonic() + delay > deadline:
+            raise GiveUp(DropReason.DEADLINE, "the flush deadline passed while retrying")
+        if stop.wait(delay):
+            raise GiveUp(DropReason.SHUTDOWN, "shut down while retrying")
+
+    def _settle(self, records: list[bytes], response: Any, size: int) -> bool:
+        try:
+            if response.headers.get("Content-Type", "").startswith(MSGPACK):
+                result = _decode_result_msgpack(response.content)
+            else:
+                result = _decode_result(response.content)
+        except msgspec.DecodeError:
+            # A 2xx without a readable body: the server took the batch.
+            result = BatchResult(accepted=len(records), duplicates=0)
+        delivered = min(len(records), result.accepted + result.duplicates)
+        self._stats.http_version = self._transport.http_version
+        self._stats.add(
+            sent=delivered, duplicates=result.duplicates, batches_sent=1, bytes_sent=size
+        )
+        refused = len(records) - delivered
+        if refused:
+            first = result.rejected[0].error if result.rejected else "no reason given"
+            self._stats.drop(DropReason.REJECTED, refused, f"server rejected a record: {first}")
+            self._stats.warn_once(
+                "rejected", "banyan: the server rejected %d record(s): %s", refused, first
+            )
+        return refused == 0
+
+    def _refused(self, records: list[bytes], exc: HTTPStatusError) -> bool:
+        if isinstance(exc, AuthenticationError):
+            reason, hint = DropReason.UNAUTHORIZED, " (check the API key / BANYAN_API_KEY)"
+        else:
+            reason, hint = DropReason.CLIENT_ERROR, ""
+        self._stats.drop(reason, len(records), str(exc))
+        self._stats.warn_once(
+            f"refused-{exc.status_code}",
+            "banyan: the server refused a batch of logs, %s%s; they are dropped "
+            "(further drops are counted in get_stats())",
+            exc,
+            hint,
+        )
+        return False
+
+    def _send_legacy(
+        self, records: list[bytes], deadline: float | None, stop: threading.Event
+    ) -> bool:
+        """Send each record as its own JSON request to the 1.0.1 endpoint."""
+        self._stats.warn_once(
+            "legacy", "banyan: the server has no batch endpoint; sending one record per request"
+        )
+        ok = True
+        for index, record in enumerate(records):
+            try:
+                ok = self._send_one(record, deadline, stop) and ok
+            except GiveUp as exc:
+                self._on_undeliverable(records[index:], exc.args[0], exc.args[1])
+                return False
+        return ok
+
+    def _send_one(self, record: bytes, deadline: float | None, stop: threading.Event) -> bool:
+        fields = _decode_record(record)
+        for name in _LEGACY_DROP:
+            fields.pop(name, None)
+        try:
+            self._attempts(
+                lambda: self._transport.request("POST", SINGLE_LOG_PATH, json=fields),
+                deadline,
+                stop,
+            )
+        except HTTPStatusError as exc:
+            return self._refused([record], exc)
+        self._stats.http_version = self._transport.http_version
+        self._stats.add(sent=1, bytes_sent=len(record))
+        return True
+
+    def _on_undeliverable(self, records: list[bytes], reason: DropReason, error: str) -> None:
+        """Records the server could not be made to take. The spool plugs in here;
+        until then they are dropped, counted under ``reason``."""
+        self._stats.drop(reason, len(records), error)
+        self._stats.warn_once(
+            f"undeliverable-{reason.value}",
+            "banyan: %d log record(s) could not be delivered (%s: %s); "
+            "further losses are counted in get_stats()",
+            len(records),
+            reason.value,
+            error,
+        )
+
+
+def _compressor(name: str | None) -> tuple[str, Callable[[bytes], bytes]] | None:
+    if name == "gzip":
+        # Level 1: on a LAN the CPU costs more than the bytes saved.
+        return "gzip", _gzip
+    if name == "zstd":
+        import zstandard
+
+        # One compressor per batch: a ZstdCompressor must not be shared by threads.
+        return "zstd", lambda body: zstandard.ZstdCompressor(level=3).compress(body)
+    return None
+
+
+def _gzip(body: bytes) -> bytes:
+    packer = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return packer.compress(body) + packer.flush()

@@ -1,0 +1,60 @@
+"""The one exception tree of the package.
+
+Everything the client raises derives from :class:`BanyanError`; errors of
+httpx, h2 and the OS are translated at the transport boundary and never leak::
+
+    BanyanError
+    ├── ConfigurationError        bad arguments or environment (also a ValueError)
+    │   └── NotConfiguredError    a module function needs configure() first
+    ├── TransportError            the request did not complete
+    │   ├── ConnectError          could not connect
+    │   ├── RequestTimeout        a connect, write or read deadline passed
+    │   └── ProtocolError         the peer broke HTTP (or HTTP/2) rules
+    └── HTTPStatusError           the server answered with an error status
+        └── AuthenticationError   401/403: the API key is wrong
+
+The hot path (``log_prompt``) never raises any of them: it counts a drop.
+"""
+
+from __future__ import annotations
+
+
+class BanyanError(Exception):
+    """Root of every error the Banyan client raises."""
+
+
+class ConfigurationError(BanyanError, ValueError):
+    """An argument, option or environment variable is missing or invalid."""
+
+
+class NotConfiguredError(ConfigurationError):
+    """A module-level function was called before :func:`banyan.configure`."""
+
+
+class TransportError(BanyanError):
+    """A request could not be completed (network, TLS or HTTP framing)."""
+
+
+class ConnectError(TransportError):
+    """No connection could be made to the server."""
+
+
+class RequestTimeout(TransportError):
+    """A connect, write or read took longer than the configured timeout."""
+
+
+class ProtocolError(TransportError):
+    """The server or a proxy broke the HTTP/1.1 or HTTP/2 protocol."""
+
+
+class HTTPStatusError(BanyanError):
+    """The server answered with a status other than 2xx."""
+
+    def __init__(self, status_code: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class AuthenticationError(HTTPStatusError):
+    """The server refused the API key (401) or its project (403)."""

@@ -1,0 +1,174 @@
+"""The generic batching core: ring in, batches out (OpenTelemetry's BatchProcessor shape).
+
+It knows nothing of HTTP or records: it takes byte strings from its
+:class:`~banyan._ring.Ring`, groups them into batches under both a record
+and a byte limit, and hands each batch to ``export``. In background mode one
+named daemon thread, started lazily, does this; when a backlog builds up more
+workers join, up to ``workers``, so that many batches can be in flight while
+the server is slow. In sync mode the same code runs on the caller's thread.
+
+Every wait has a deadline: :meth:`Flusher.flush` and :meth:`Flusher.stop`
+compute one and hand the remaining time down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from banyan._ring import Ring
+
+#: Delivers a batch; True when all of it was delivered. Must not raise.
+Export = Callable[[list[bytes], "float | None", threading.Event], bool]
+OnError = Callable[[list[bytes], BaseException], None]
+
+
+class Flusher:
+    """Moves records from the ring to ``export`` in batches."""
+
+    def __init__(
+        self,
+        export: Export,
+        on_error: OnError,
+        *,
+        max_queue_bytes: int,
+        wake_records: int,
+        wake_bytes: int,
+        batch_records: int,
+        batch_bytes: int,
+        interval: float | None,
+        workers: int,
+        background: bool,
+        name: str = "banyan-flusher",
+    ) -> None:
+        self.ring = Ring(max_queue_bytes, wake_records, wake_bytes, self._signal)
+        self._export = export
+        self._on_error = on_error
+        self._batch = (batch_records, batch_bytes)
+        self._interval = interval
+        self._workers = workers
+        self._background = background
+        self._name = name
+        self._event = threading.Event()
+        self._stop = threading.Event()
+        self._cond = threading.Condition(threading.Lock())
+        self._inflight: dict[int, int] = {}
+        self._threads: list[threading.Thread] = []
+        #: Records handed to ``export`` and not yet settled.
+        self.in_flight = 0
+        #: Read on the hot path: whether there is nothing left to start.
+        self.started = not background
+
+    def start(self) -> None:
+        """Start the first worker (idempotent, cheap after the first call)."""
+        with self._cond:
+            if self.started or self._stop.is_set():
+                return
+            self.started = True
+            self._spawn()
+
+    def _spawn(self) -> None:
+        # Called with self._cond held.
+        index = len(self._threads)
+        name = self._name if index == 0 else f"{self._name}-{index}"
+        thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _signal(self) -> None:
+        # The ring crossed a wake threshold.
+        if self._background:
+            self._event.set()
+        else:
+            while self.ring.backlog() and self.drain_one(None):
+                pass
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._event.clear()
+            while not self._stop.is_set() and self.drain_one(None):
+                self._grow()
+            self._event.wait(self._interval)
+
+    def _grow(self) -> None:
+        if len(self._threads) < self._workers and self.ring.backlog():
+            with self._cond:
+                if len(self._threads) < self._workers and not self._stop.is_set():
+                    self._spawn()
+
+    def drain_one(self, deadline: float | None) -> bool:
+        """Export one batch from the ring; False when the ring was empty."""
+        with self._cond:
+            start, records = self.ring.take(*self._batch)
+            if not records:
+                return False
+            self._inflight[start] = len(records)
+            self.in_flight += len(records)
+        self._send(records, deadline, start)
+        return True
+
+    def send_now(self, records: list[bytes], deadline: float | None) -> bool:
+        """Export ``records`` on the caller's thread, bypassing the ring."""
+        with self._cond:
+            self.in_flight += len(records)
+        return self._send(records, deadline, None)
+
+    def _send(self, records: list[bytes], deadline: float | None, start: int | None) -> bool:
+        ok = False
+        try:
+            ok = self._export(records, deadline, self._stop)
+        except BaseException as exc:
+            self._on_error(records, exc)
+        finally:
+            with self._cond:
+                if start is not None:
+                    del self._inflight[start]
+                self.in_flight -= len(records)
+                self._cond.notify_all()
+        return ok
+
+    def _done(self, target: int) -> bool:
+        # Called with self._cond held: every record before position `target` settled.
+        if self.ring.popped < target:
+            return False
+        return all(start >= target for start in self._inflight)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything pushed before this call is settled, or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        target = self.ring.pushed()
+        if self._background:
+            self.start()
+            self._event.set()
+        else:
+            while time.monotonic() < deadline and self.drain_one(deadline):
+                pass
+        with self._cond:
+            while not self._done(target):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def stop(self, timeout: float) -> bool:
+        """Stop the workers, waiting at most ``timeout``; True when all ended."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._stop.set()
+            threads = list(self._threads)
+        self._event.set()
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
+
+    def discard(self) -> list[bytes]:
+        """Empty the ring and return what it held (after :meth:`stop`)."""
+        out: list[bytes] = []
+        while True:
+            _, records = self.ring.take(*self._batch)
+            if not records:
+                return out
+            out.extend(records)

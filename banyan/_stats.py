@@ -1,0 +1,118 @@
+"""Counters for ``get_stats()``, the ``DropReason`` enum and warn-once.
+
+Accounting rule: every record handed to ``log_prompt`` ends up in exactly one
+of sent, dropped (by reason), queued or in flight, so at quiescence
+``logs_queued == logs_sent + logs_dropped + queue_size + in_flight``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from typing import Any
+
+log = logging.getLogger("banyan")
+
+
+class DropReason(str, enum.Enum):
+    """Why a record was lost; every loss is counted under one of these."""
+
+    NOT_CONFIGURED = "not_configured"
+    QUEUE_FULL = "queue_full"
+    TOO_LARGE = "too_large"
+    ENCODE_ERROR = "encode_error"
+    INTERNAL_ERROR = "internal_error"
+    REJECTED = "rejected"
+    CLIENT_ERROR = "client_error"
+    UNAUTHORIZED = "unauthorized"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    DEADLINE = "deadline"
+    SHUTDOWN = "shutdown"
+    CLOSED = "closed"
+
+
+class Stats:
+    """Delivery-side counters, updated under one lock never held across I/O.
+
+    Hot-path counters (records pushed, queue-full drops) live on the ring,
+    which already takes a lock per push; :meth:`snapshot` merges both.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._warned: set[str] = set()
+        self.dropped = dict.fromkeys(DropReason, 0)
+        self.sent = 0
+        self.duplicates = 0
+        self.retries = 0
+        self.batches_sent = 0
+        self.bytes_sent = 0
+        self.direct = 0
+        self.entry_dropped = 0
+        self.skipped = 0
+        self.sticky_missing = 0
+        self.prompt_errors = 0
+        self.last_error: str | None = None
+        self.http_version: str | None = None
+
+    def drop(
+        self, reason: DropReason, count: int = 1, error: str | None = None, entry: bool = False
+    ) -> None:
+        """Count ``count`` records lost for ``reason``.
+
+        ``entry`` marks records lost before they reached the ring (they were
+        never pushed, so ``logs_queued`` must count them separately).
+        """
+        with self._lock:
+            self.dropped[reason] += count
+            if entry:
+                self.entry_dropped += count
+            if error is not None:
+                self.last_error = error
+
+    def add(self, **deltas: int) -> None:
+        """Add to several counters at once (delivery side, off the hot path)."""
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def error(self, message: str) -> None:
+        """Remember the most recent delivery error for ``get_stats()``."""
+        self.last_error = message
+
+    def warn_once(self, key: str, message: str, *args: object) -> None:
+        """Log ``message`` on the ``banyan`` logger the first time ``key`` is seen."""
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        log.warning(message, *args)
+
+    def snapshot(
+        self, pushed: int, queue_full: int, queued: int, queued_bytes: int
+    ) -> dict[str, Any]:
+        """The ``get_stats()`` dictionary, merging the ring's counters."""
+        with self._lock:
+            dropped = {reason.value: n for reason, n in self.dropped.items()}
+            dropped[DropReason.QUEUE_FULL.value] += queue_full
+            return {
+                "logs_queued": pushed + queue_full + self.direct + self.entry_dropped,
+                "logs_sent": self.sent,
+                "logs_dropped": sum(dropped.values()),
+                "dropped": dropped,
+                "queue_size": queued,
+                "queue_bytes": queued_bytes,
+                "in_flight": 0,
+                "duplicates": self.duplicates,
+                "retries": self.retries,
+                "batches_sent": self.batches_sent,
+                "bytes_sent": self.bytes_sent,
+                "spooled": 0,
+                "replayed": 0,
+                "logs_skipped": self.skipped,
+                "experiment_sticky_missing": self.sticky_missing,
+                "prompt_errors": self.prompt_errors,
+                "http_version": self.http_version,
+                "last_error": self.last_error,
+            }

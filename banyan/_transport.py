@@ -1,0 +1,200 @@
+"""HTTP to the Banyan server: one httpx client, errors translated at this boundary.
+
+HTTP/2 is the default. For ``http://`` URLs that means h2c with prior
+knowledge, which httpx only does with ``http1=False``; for ``https://`` it is
+negotiated by ALPN. ``http2=False`` gives HTTP/1.1 keep-alive. No httpx, h2
+or OS exception escapes this module: each becomes a BanyanError subclass.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from banyan._exceptions import (
+    AuthenticationError,
+    BanyanError,
+    ConnectError,
+    HTTPStatusError,
+    ProtocolError,
+    RequestTimeout,
+    TransportError,
+)
+from banyan._wire import API_KEY_HEADER, JSON, PROJECT_HEADER
+
+if TYPE_CHECKING:
+    import httpx
+
+    from banyan._config import Config
+
+_USER_AGENT = "banyan-sdk/2"
+
+
+class Transport:
+    """A thread-safe HTTP client bound to one server, API key and project."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        # One client per sending thread: httpcore's HTTP/2 connection mis-accounts
+        # the flow-control window when two threads upload on it at once
+        # ("Cannot send N bytes, flow control window is -M").
+        self._clients: dict[int, httpx.Client] = {}
+        self._closed = False
+        self.http_version: str | None = None
+
+    @property
+    def api_key(self) -> str:
+        """The API key this transport sends."""
+        return self._config.api_key
+
+    def _new_client(self) -> httpx.Client:
+        import httpx
+
+        config = self._config
+        headers = {API_KEY_HEADER: config.api_key, "User-Agent": _USER_AGENT}
+        if config.project_id:
+            headers[PROJECT_HEADER] = config.project_id
+        # Enough connections for every sender under HTTP/1.1; one suffices for HTTP/2.
+        limits = httpx.Limits(max_connections=config.max_in_flight + 2)
+        timeout = httpx.Timeout(config.timeout, connect=min(config.timeout, 5.0))
+        h2c = config.http2 and config.base_url.startswith("http://")
+        return httpx.Client(
+            base_url=config.base_url,
+            headers=headers,
+            timeout=timeout,
+            limits=limits,
+            http1=not h2c,
+            http2=config.http2,
+        )
+
+    def client(self) -> httpx.Client:
+        """The calling thread's client, created on first use."""
+        key = threading.get_ident()
+        with self._lock:
+            if self._closed:
+                raise TransportError("the client has been shut down")
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = self._new_client()
+            return client
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """Send one request; a BanyanError for transport failures and non-2xx."""
+        kwargs: dict[str, Any] = {"headers": headers, "params": params}
+        if json is not None:
+            kwargs["content"] = msgspec.json.encode(json)
+            kwargs["headers"] = {"Content-Type": JSON, **(headers or {})}
+        elif content is not None:
+            kwargs["content"] = content
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        client = self.client()
+        with translate(self, client):
+            response = client.request(method, path, **kwargs)
+            response.read()
+        self.http_version = response.http_version
+        if response.status_code >= 300:
+            raise status_error(response)
+        return response
+
+    def reset(self, stale: httpx.Client) -> None:
+        """Replace ``stale`` (a stalled or broken client) with a fresh one."""
+        with self._lock:
+            for key, client in list(self._clients.items()):
+                if client is stale:
+                    del self._clients[key]
+        _close_quietly(stale)
+
+    def forget(self) -> None:
+        """Drop the client without closing it: a forked child must not touch
+        the parent's connections (closing would send GOAWAY/close_notify)."""
+        self._lock = threading.Lock()
+        self._clients = {}
+
+    def close(self) -> None:
+        """Close the client; later requests raise TransportError."""
+        with self._lock:
+            clients, self._clients, self._closed = list(self._clients.values()), {}, True
+        for client in clients:
+            _close_quietly(client)
+
+
+@contextmanager
+def translate(transport: Transport, client: httpx.Client) -> Iterator[None]:
+    """Turn httpx, h2 and OS errors into BanyanError subclasses."""
+    import httpx
+
+    try:
+        yield
+    except BanyanError:
+        raise
+    except httpx.TimeoutException as exc:
+        # A stalled connection is not reused: the next attempt gets a new one.
+        transport.reset(client)
+        raise RequestTimeout(f"{type(exc).__name__}: {exc}") from None
+    except httpx.ConnectError as exc:
+        raise ConnectError(str(exc) or type(exc).__name__) from None
+    except (httpx.RemoteProtocolError, httpx.LocalProtocolError) as exc:
+        transport.reset(client)
+        raise ProtocolError(str(exc) or type(exc).__name__) from None
+    except (httpx.HTTPError, OSError, RuntimeError) as exc:
+        raise TransportError(f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:
+        # h2 raises its own exception types from inside httpcore.
+        transport.reset(client)
+        raise ProtocolError(f"{type(exc).__name__}: {exc}") from None
+
+
+def status_error(response: httpx.Response) -> HTTPStatusError:
+    """The BanyanError for a non-2xx response, with its Retry-After in seconds."""
+    message = _error_message(response)
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+    kind = AuthenticationError if response.status_code in (401, 403) else HTTPStatusError
+    return kind(response.status_code, message, retry_after)
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("message") or body)[:200]
+    return str(body)[:200]
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse a Retry-After header (seconds or an HTTP date); None when absent or bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        import time
+
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _close_quietly(client: httpx.Client) -> None:
+    with suppress(Exception):
+        client.close()

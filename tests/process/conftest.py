@@ -1,0 +1,20 @@
+"""Fixtures for real-process tests (fork)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+import banyan
+
+if TYPE_CHECKING:
+    from conftest import Server
+
+
+@pytest.fixture
+def server(server: Server) -> Iterator[Server]:
+    """The root fixture's fresh server, with the default logger shut down first."""
+    yield server
+    banyan.shutdown(timeout=5)

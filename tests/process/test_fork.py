@@ -1,0 +1,81 @@
+"""A real fork: the child never sends the parent's buffered records, ids stay unique."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+import banyan
+
+if TYPE_CHECKING:
+    from conftest import Server
+
+PARENT, CHILD = 300, 200
+
+
+def _child(logger: banyan.PromptStackLogger) -> int:
+    if logger.get_stats()["queue_size"] != 0:
+        return 3
+    for i in range(CHILD):
+        logger.log_prompt(input=f"child {i}", output="o")
+    return 0 if logger.flush(timeout=20) else 4
+
+
+@pytest.mark.filterwarnings("ignore:This process .* fork:DeprecationWarning")
+@pytest.mark.parametrize("http2", [True, False])
+def test_fork_without_flush_sends_each_record_once(server: Server, http2: bool) -> None:
+    """Parent logs N, forks unflushed, child logs M: the server stores N+M ids, 0 duplicates."""
+    logger = banyan.PromptStackLogger(
+        api_key=server.api_key, base_url=server.base_url, http2=http2, flush_interval=60
+    )
+    logger.log_prompt(input="warm-up", output="o", blocking=True)  # opens a connection
+    for i in range(PARENT):
+        logger.log_prompt(input=f"parent {i}", output="o")
+    assert logger.get_stats()["queue_size"] == PARENT
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = _child(logger)
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.02)
+    else:
+        os.kill(pid, 9)
+        pytest.fail("the child did not finish within 30 s")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert logger.flush(timeout=20)
+    logger.shutdown(timeout=5)
+    ids = server.stored_ids()
+    assert len(ids) == len(set(ids)) == 1 + PARENT + CHILD
+    assert server.summary()["duplicates"] == 0
+    assert len({i.rsplit("-", 1)[0] for i in ids}) == 2
+
+
+@pytest.mark.filterwarnings("ignore:This process .* fork:DeprecationWarning")
+def test_pid_check_catches_a_fork_that_skipped_the_hooks(server: Server) -> None:
+    """Without the at-fork hook (uWSGI-style), the hot path's pid check resets the logger."""
+    logger = banyan.PromptStackLogger(
+        api_key=server.api_key, base_url=server.base_url, flush_interval=60
+    )
+    # In a real child the parent's flusher thread does not exist: never start it here.
+    logger._idle = False
+    for i in range(PARENT):
+        logger.log_prompt(input=f"parent {i}", output="o")
+    parent_prefix = logger._ids.next().rsplit("-", 1)[0]
+    logger._pid = -1  # what a hook-less fork looks like from inside the child
+    for i in range(CHILD):
+        logger.log_prompt(input=f"after {i}", output="o")
+    assert logger.flush(timeout=20)
+    logger.shutdown(timeout=5)
+    ids = server.stored_ids()
+    assert len(ids) == CHILD
+    assert not any(i.startswith(parent_prefix) for i in ids)

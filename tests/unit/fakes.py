@@ -1,0 +1,84 @@
+"""In-memory stand-ins for the transport, so unit tests open no sockets."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from banyan._exceptions import BanyanError, HTTPStatusError
+
+if TYPE_CHECKING:
+    import banyan
+
+
+@dataclass
+class FakeResponse:
+    """The parts of an httpx.Response the client reads."""
+
+    body: Any = None
+    status_code: int = 200
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+
+    @property
+    def content(self) -> bytes:
+        return jsonlib.dumps(self.body).encode()
+
+    def json(self) -> Any:
+        return self.body
+
+
+Step = BanyanError | FakeResponse | Callable[..., Any]
+
+
+@dataclass
+class FakeTransport:
+    """Answers requests from a script; when it runs out, accepts whole batches."""
+
+    script: list[Step] = field(default_factory=list)
+    calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    http_version: str = "HTTP/2"
+    api_key: str = "psk_fake"
+    closed: bool = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        self.calls.append((method, path, kw))
+        step = self.script.pop(0) if self.script else None
+        if isinstance(step, BanyanError):
+            raise step
+        if isinstance(step, FakeResponse):
+            return step
+        if callable(step):
+            return step(method, path, **kw)
+        return FakeResponse({"accepted": _count(kw.get("content")), "duplicates": 0})
+
+
+def _count(content: bytes | None) -> int:
+    if not content:
+        return 1
+    return len(msgspec.msgpack.decode(content))
+
+
+def status(code: int, retry_after: float | None = None) -> HTTPStatusError:
+    """The error the transport raises for ``code``."""
+    from banyan._exceptions import AuthenticationError
+
+    kind = AuthenticationError if code in (401, 403) else HTTPStatusError
+    return kind(code, "scripted", retry_after)
+
+
+def attach(logger: banyan.PromptStackLogger, fake: FakeTransport) -> None:
+    """Point every part of ``logger`` that talks HTTP at ``fake``."""
+    logger._transport = fake  # type: ignore[assignment]
+    logger._delivery._transport = fake  # type: ignore[assignment]
+    logger._prompts._transport = fake  # type: ignore[assignment]
+
+
+#: The ``make_logger`` fixture: script steps and options in, (logger, fake) out.
+MakeLogger = Callable[..., "tuple[banyan.PromptStackLogger, FakeTransport]"]

@@ -1,0 +1,119 @@
+"""Delivery policy: retries, Retry-After, final refusals, rejected records, 1.0.1 fallback."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+from fakes import FakeResponse, MakeLogger, status
+
+from banyan._exceptions import ConnectError, RequestTimeout
+from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, SINGLE_LOG_PATH
+
+
+def log_and_flush(logger: object, n: int, timeout: float = 5) -> bool:
+    for i in range(n):
+        logger.log_prompt(f"in {i}", "out")  # type: ignore[attr-defined]
+    return bool(logger.flush(timeout))  # type: ignore[attr-defined]
+
+
+def test_transient_errors_are_retried_with_the_same_batch_id(make_logger: MakeLogger) -> None:
+    """503, 429, timeouts and connect errors are retried; the batch id never changes."""
+    logger, fake = make_logger(
+        status(503), status(429), RequestTimeout("slow"), ConnectError("down"), max_retries=5
+    )
+    assert log_and_flush(logger, 10)
+    stats = logger.get_stats()
+    assert (stats["logs_sent"], stats["retries"], stats["logs_dropped"]) == (10, 4, 0)
+    batch_ids = {kw["headers"][BATCH_ID_HEADER] for _, _, kw in fake.calls}
+    assert len(fake.calls) == 5
+    assert len(batch_ids) == 1
+
+
+def test_retry_after_is_a_floor_before_the_next_send(make_logger: MakeLogger) -> None:
+    """A 429 with Retry-After: 0.3 delays the next attempt by at least 0.3 s."""
+    stamps: list[float] = []
+
+    def accept(method: str, path: str, **kw: object) -> FakeResponse:
+        stamps.append(time.monotonic())
+        return FakeResponse({"accepted": 1, "duplicates": 0})
+
+    logger, _ = make_logger(status(429, retry_after=0.3), accept)
+    start = time.monotonic()
+    assert log_and_flush(logger, 1)
+    assert stamps[0] - start >= 0.29
+
+
+def test_retries_exhausted_drop_the_batch_once_warned(
+    make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After max_retries the batch goes to _on_undeliverable: counted, one warning."""
+    logger, _ = make_logger(*[status(500)] * 3, max_retries=2)
+    with caplog.at_level(logging.WARNING, logger="banyan"):
+        assert not log_and_flush(logger, 4)
+    stats = logger.get_stats()
+    assert stats["dropped"]["retries_exhausted"] == 4
+    assert stats["retries"] == 2
+    assert "HTTP 500" in (stats["last_error"] or "")
+    assert len([r for r in caplog.records if "could not be delivered" in r.getMessage()]) == 1
+
+
+def test_unauthorized_is_final_and_warned_once(
+    make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """401 is not retried: records dropped as unauthorized, one warning naming the key."""
+    logger, fake = make_logger(status(401), status(401), batch_size=1, max_retries=5)
+    with caplog.at_level(logging.WARNING, logger="banyan"):
+        assert not log_and_flush(logger, 1)
+        assert not log_and_flush(logger, 1)
+    assert logger.get_stats()["dropped"]["unauthorized"] == 2
+    assert len(fake.calls) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "API key" in warnings[0]
+
+
+def test_other_client_errors_are_final(make_logger: MakeLogger) -> None:
+    """A 400 drops the batch as client_error without retrying."""
+    logger, fake = make_logger(status(400))
+    assert not log_and_flush(logger, 3)
+    assert logger.get_stats()["dropped"]["client_error"] == 3
+    assert len(fake.calls) == 1
+
+
+def test_rejected_records_are_dropped_and_the_rest_delivered(make_logger: MakeLogger) -> None:
+    """BatchResult: accepted + duplicates are sent, rejected counted under 'rejected'."""
+    answer = FakeResponse(
+        {"accepted": 3, "duplicates": 1, "rejected": [{"index": 0, "error": "x"}]}
+    )
+    logger, _ = make_logger(answer)
+    assert not log_and_flush(logger, 5)
+    stats = logger.get_stats()
+    assert (stats["logs_sent"], stats["duplicates"], stats["dropped"]["rejected"]) == (4, 1, 1)
+
+
+def test_old_backend_falls_back_to_one_json_record_per_request(make_logger: MakeLogger) -> None:
+    """404 on the batch path switches to POST /api/logs/prompt-usage, one record each."""
+    logger, fake = make_logger(status(404), FakeResponse({"id": "a"}), FakeResponse({"id": "b"}))
+    assert log_and_flush(logger, 2)
+    paths = [path for _, path, _ in fake.calls]
+    assert paths == [BATCH_PATH, SINGLE_LOG_PATH, SINGLE_LOG_PATH]
+    body = fake.calls[1][2]["json"]
+    assert body["input"] == "in 0"
+    assert "ts" not in body
+    assert body["id"]
+    assert logger.get_stats()["logs_sent"] == 2
+    assert log_and_flush(logger, 1)
+    assert fake.calls[-1][1] == SINGLE_LOG_PATH
+
+
+def test_accounting_balances_at_quiescence(make_logger: MakeLogger) -> None:
+    """logs_queued == sent + dropped + queued + in flight after mixed outcomes."""
+    logger, _ = make_logger(status(400), status(500), status(500), max_retries=1, batch_size=3)
+    for i in range(20):
+        logger.log_prompt(f"i{i}", "o")
+    logger.flush(5)
+    s = logger.get_stats()
+    assert s["logs_queued"] == 20
+    assert s["logs_queued"] == s["logs_sent"] + s["logs_dropped"] + s["queue_size"] + s["in_flight"]

@@ -1,0 +1,129 @@
+"""The generic flusher core: deadlines, flush semantics, sync mode, blocking sends."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from fakes import FakeResponse, MakeLogger
+
+from banyan._flusher import Flusher
+
+
+def core(export: object, background: bool = True, workers: int = 2) -> Flusher:
+    return Flusher(
+        export,  # type: ignore[arg-type]
+        lambda records, exc: None,
+        max_queue_bytes=10**6, wake_records=10, wake_bytes=10**6, batch_records=4,
+        batch_bytes=10**6, interval=0.05, workers=workers, background=background,
+    )  # fmt: skip
+
+
+def test_flush_returns_by_its_deadline_when_export_hangs() -> None:
+    """flush(timeout) returns False within the deadline if a batch never settles."""
+    gate = threading.Event()
+    flusher = core(lambda records, deadline, stop: gate.wait(10))
+    flusher.ring.push(b"r")
+    flusher.start()
+    start = time.monotonic()
+    assert flusher.flush(0.3) is False
+    assert time.monotonic() - start < 0.6
+    gate.set()
+    assert flusher.flush(2)
+    assert flusher.stop(2)
+
+
+def test_stop_is_bounded_by_its_timeout() -> None:
+    """stop(timeout) returns in time even while a worker is stuck in export."""
+    gate = threading.Event()
+    flusher = core(lambda records, deadline, stop: gate.wait(10))
+    flusher.ring.push(b"r")
+    flusher.start()
+    time.sleep(0.1)
+    start = time.monotonic()
+    assert flusher.stop(0.2) is False
+    assert time.monotonic() - start < 0.5
+    gate.set()
+
+
+def test_flush_waits_for_records_logged_before_the_call() -> None:
+    """Every record pushed before flush() has been exported when it returns True."""
+    seen: list[bytes] = []
+
+    def export(records: list[bytes], deadline: object, stop: object) -> bool:
+        seen.extend(records)
+        return True
+
+    flusher = core(export)
+    for n in range(25):
+        flusher.ring.push(str(n).encode())
+    flusher.start()
+    assert flusher.flush(2)
+    assert sorted(seen, key=int) == [str(n).encode() for n in range(25)]
+    assert flusher.in_flight == 0
+    assert flusher.stop(2)
+
+
+def test_workers_grow_with_a_backlog_up_to_the_limit() -> None:
+    """A slow server gets up to `workers` batches in flight at once."""
+    active: list[int] = []
+    lock = threading.Lock()
+    current = [0]
+
+    def slow(records: list[bytes], deadline: object, stop: object) -> bool:
+        with lock:
+            current[0] += 1
+            active.append(current[0])
+        time.sleep(0.05)
+        with lock:
+            current[0] -= 1
+        return True
+
+    flusher = core(slow, workers=3)
+    for n in range(200):
+        flusher.ring.push(str(n).encode())
+    flusher.start()
+    assert flusher.flush(10)
+    assert max(active) >= 2
+    assert max(active) <= 3
+    assert flusher.stop(2)
+
+
+def test_sync_mode_sends_on_the_callers_thread(make_logger: MakeLogger) -> None:
+    """background_thread=False: no flusher thread; thresholds and flush send inline."""
+    logger, fake = make_logger(background_thread=False, batch_size=5)
+    before = {t.name for t in threading.enumerate()}
+    for n in range(12):
+        logger.log_prompt(f"i{n}", "o")
+    assert len(fake.calls) == 2  # the 5th and the 10th record crossed the threshold
+    assert logger.flush(2)
+    assert logger.get_stats()["logs_sent"] == 12
+    assert not {t.name for t in threading.enumerate()} - before
+
+
+def test_blocking_log_sends_now_and_reports_delivery(make_logger: MakeLogger) -> None:
+    """log_prompt(blocking=True) returns True once the server took the record, else False."""
+    logger, fake = make_logger(FakeResponse({"accepted": 1, "duplicates": 0}))
+    assert logger.log_prompt("i", "o", blocking=True) is True
+    assert len(fake.calls) == 1
+    fake.script.append(FakeResponse({"accepted": 0, "duplicates": 0}))
+    assert logger.log_prompt("i", "o", blocking=True) is False
+    stats = logger.get_stats()
+    assert (stats["logs_queued"], stats["logs_sent"], stats["dropped"]["rejected"]) == (2, 1, 1)
+
+
+def test_shutdown_is_idempotent_and_drops_the_leftovers(make_logger: MakeLogger) -> None:
+    """shutdown() twice is fine; records it could not send are counted as 'shutdown'."""
+    gate = threading.Event()
+    logger, _fake = make_logger(lambda *a, **k: gate.wait(5) and FakeResponse({"accepted": 1}))
+    logger.log_prompt("i", "o", blocking=False)
+    time.sleep(0.05)
+    logger.flush(0.01)
+    for n in range(5):
+        logger.log_prompt(f"later {n}", "o")
+    start = time.monotonic()
+    assert logger.shutdown(timeout=0.3) is False
+    assert time.monotonic() - start < 0.8
+    assert logger.shutdown(timeout=0.3) is True
+    gate.set()
+    assert logger.get_stats()["dropped"]["shutdown"] >= 1

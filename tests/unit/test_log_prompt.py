@@ -1,0 +1,168 @@
+"""The hot path: what log_prompt encodes, snapshots, coerces and never raises."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import logging
+import uuid
+from typing import Any
+
+import msgspec
+import pytest
+from fakes import MakeLogger
+
+import banyan
+from banyan._record import Record
+
+decode = msgspec.msgpack.Decoder(Record).decode
+
+
+def queued(logger: banyan.PromptStackLogger) -> list[Record]:
+    """Decode what sits in the logger's ring (without sending it)."""
+    return [decode(item) for item in list(logger._flusher.ring._items)]
+
+
+def quiet(make_logger: MakeLogger, **options: Any) -> banyan.PromptStackLogger:
+    """A logger whose flusher never starts, so records stay in the ring."""
+    logger, _ = make_logger(**options)
+    logger._idle = False
+    return logger
+
+
+def test_record_fields_come_from_prompt_data(make_logger: MakeLogger) -> None:
+    """prompt_data supplies ids, version, branch and experiment context."""
+    logger = quiet(make_logger)
+    prompt = banyan.PromptData(
+        content="c", version="2", branch="dev", prompt_id="p1", name="greet",
+        experiment_id="exp_1", experiment_version_id="var_b", sticky_key="user_id",
+        sticky_value="u1",
+    )  # fmt: skip
+    assert logger.log_prompt(input="i", output="o", prompt_data=prompt, model="m", duration_ms=5)
+    (record,) = queued(logger)
+    assert (record.prompt_id, record.prompt_name, record.version, record.branch_name) == (
+        "p1", "greet", "2", "dev",
+    )  # fmt: skip
+    assert (record.experiment_id, record.experiment_version_id) == ("exp_1", "var_b")
+    assert (record.sticky_key, record.sticky_value, record.model) == ("user_id", "u1", "m")
+
+
+def test_explicit_arguments_win_over_prompt_data(make_logger: MakeLogger) -> None:
+    """prompt_name/version passed explicitly override the prompt's own fields."""
+    logger = quiet(make_logger)
+    prompt = banyan.PromptData(content="c", version="2", prompt_id="p1", name="greet")
+    logger.log_prompt("i", "o", prompt_data=prompt, version="7")
+    (record,) = queued(logger)
+    assert (record.version, record.prompt_name, record.prompt_id) == ("7", "greet", "p1")
+
+
+def test_metadata_is_snapshotted_at_call_time(make_logger: MakeLogger) -> None:
+    """Mutating metadata after log_prompt returns does not change what is logged."""
+    logger = quiet(make_logger)
+    metadata: dict[str, Any] = {"user": "a", "tags": ["x"]}
+    logger.log_prompt("i", "o", metadata=metadata)
+    metadata["user"] = "b"
+    metadata["tags"].append("y")
+    (record,) = queued(logger)
+    assert record.metadata == {"user": "a", "tags": ["x"]}
+
+
+def test_ids_are_unique_and_not_uuid4(make_logger: MakeLogger) -> None:
+    """Every record gets its own IdSource id (prefix-counter, not a UUID)."""
+    logger = quiet(make_logger)
+    for n in range(100):
+        logger.log_prompt(f"i{n}", "o")
+    ids = [r.id for r in queued(logger)]
+    assert len(set(ids)) == 100
+    assert all(len(i) < 36 and "-" in i for i in ids)
+
+
+def test_non_text_input_and_output_are_coerced(make_logger: MakeLogger) -> None:
+    """dict/list become JSON, None becomes "", other objects str()."""
+    logger = quiet(make_logger)
+    logger.log_prompt({"q": 1}, None)
+    logger.log_prompt(42, ["a"])
+    first, second = queued(logger)
+    assert (first.input, first.output) == ('{"q":1}', "")
+    assert (second.input, second.output) == ("42", '["a"]')
+
+
+class Opaque:
+    def __str__(self) -> str:
+        return "opaque!"
+
+
+def test_unencodable_metadata_values_go_through_the_hook(make_logger: MakeLogger) -> None:
+    """Objects, sets, bytes, decimals and UUIDs in metadata are logged as plain values."""
+    logger = quiet(make_logger)
+    uid = uuid.UUID(int=1)
+    metadata = {
+        "obj": Opaque(), "set": {1}, "raw": b"ab", "dec": decimal.Decimal("1.5"), "uid": uid,
+        "when": datetime.date(2025, 1, 2),
+    }  # fmt: skip
+    assert logger.log_prompt("i", "o", metadata=metadata)
+    (record,) = queued(logger)
+    assert record.metadata is not None
+    assert record.metadata["obj"] == "opaque!"
+    assert record.metadata["set"] == [1]
+    assert record.metadata["raw"] == b"ab"
+    assert record.metadata["uid"] == str(uid)
+
+
+def test_cyclic_metadata_falls_back_to_plain(make_logger: MakeLogger) -> None:
+    """A metadata cycle is cut by the plain() fallback instead of losing the record."""
+    logger = quiet(make_logger)
+    cyclic: dict[str, Any] = {"a": 1}
+    cyclic["self"] = cyclic
+    assert logger.log_prompt("i", "o", metadata=cyclic)
+    (record,) = queued(logger)
+    assert record.metadata is not None
+    assert record.metadata["a"] == 1
+    assert logger.get_stats()["logs_dropped"] == 0
+
+
+def test_non_str_identifiers_are_coerced(make_logger: MakeLogger) -> None:
+    """An int version or prompt_id is sent as text (the server requires strings)."""
+    logger = quiet(make_logger)
+    assert logger.log_prompt("i", "o", version=3, prompt_id=9)  # type: ignore[arg-type]
+    (record,) = queued(logger)
+    assert (record.version, record.prompt_id) == ("3", "9")
+
+
+def test_enable_logging_false_skips_and_reports_success(make_logger: MakeLogger) -> None:
+    """A prompt with enable_logging off is not logged, and log_prompt returns True."""
+    logger = quiet(make_logger)
+    prompt = banyan.PromptData(content="c", enable_logging=False)
+    assert logger.log_prompt("i", "o", prompt_data=prompt) is True
+    assert queued(logger) == []
+    assert logger.get_stats()["logs_skipped"] == 1
+
+
+def test_internal_errors_are_counted_never_raised(
+    make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure inside log_prompt is a counted drop plus one warning, not an exception."""
+    logger = quiet(make_logger)
+
+    def boom(item: bytes) -> bool:
+        raise RuntimeError("boom")
+
+    logger._push = boom
+    with caplog.at_level(logging.WARNING, logger="banyan"):
+        assert logger.log_prompt("i", "o") is False
+        assert logger.log_prompt("i", "o") is False
+    stats = logger.get_stats()
+    assert stats["dropped"]["internal_error"] == 2
+    assert stats["logs_queued"] == 2
+    assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 1
+
+
+def test_log_after_shutdown_is_a_counted_drop(make_logger: MakeLogger) -> None:
+    """log_prompt after shutdown() returns False and counts a 'closed' drop."""
+    logger, _ = make_logger()
+    logger.shutdown(timeout=1)
+    assert logger.log_prompt("i", "o") is False
+    stats = logger.get_stats()
+    assert stats["dropped"]["closed"] == 1
+    assert stats["dropped"]["queue_full"] == 0
+    assert stats["logs_queued"] == 1

@@ -1,0 +1,88 @@
+"""get_prompt: caching, 404, and local experiment routing on the sticky key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fakes import FakeResponse, MakeLogger, status
+
+from banyan._routing import Experiment, Variant, choose
+
+VARIANTS: list[dict[str, Any]] = [
+    {"id": "var_a", "version": "1", "weight_bp": 5000, "content": "A", "name": "a"},
+    {"id": "var_b", "version": "2", "weight_bp": 5000, "content": "B", "name": "b"},
+]
+EXPERIMENT = {
+    "id": "exp_1", "sticky_key": "user_id", "seed": "s", "traffic_bp": 10_000,
+    "variants": VARIANTS,
+}  # fmt: skip
+
+
+def prompt(**extra: Any) -> FakeResponse:
+    body = {
+        "prompt_id": "p1", "name": "greet", "content": "default", "version": "1",
+        "branch": "main", "project": "proj", "enable_logging": True, "metadata": {},
+    }  # fmt: skip
+    return FakeResponse({**body, **extra})
+
+
+def test_prompt_is_fetched_once_within_the_ttl(make_logger: MakeLogger) -> None:
+    """A second get_prompt within cache_ttl is served from the cache."""
+    logger, fake = make_logger(prompt())
+    first = logger.get_prompt("greet")
+    second = logger.get_prompt("greet")
+    assert first == second
+    assert first is not None
+    assert first.content == "default"
+    assert len(fake.calls) == 1
+    assert fake.calls[0][2]["params"] == {"branch": "main"}
+
+
+def test_missing_prompt_is_none(make_logger: MakeLogger) -> None:
+    """A 404 from the server means get_prompt returns None."""
+    logger, _ = make_logger(status(404))
+    assert logger.get_prompt("nope") is None
+
+
+def test_sticky_subject_is_routed_locally(make_logger: MakeLogger) -> None:
+    """With the sticky key present, the variant choose() picks is served and logged."""
+    logger, fake = make_logger(prompt(experiment=EXPERIMENT))
+    experiment = Experiment(
+        id="exp_1", sticky_key="user_id", seed="s",
+        variants=tuple(Variant(**v) for v in VARIANTS),
+    )  # fmt: skip
+    for user in ("u1", "u2", "u3", "u4"):
+        data = logger.get_prompt("greet", sticky_context={"user_id": user})
+        expected = choose(experiment, user)
+        assert data is not None
+        assert expected is not None
+        assert data.content == expected.content
+        assert data.version == expected.version
+        assert data.get_experiment_context() == {
+            "experiment_id": "exp_1", "experiment_version_id": expected.id,
+            "variant_name": expected.name, "version": expected.version,
+            "sticky_key": "user_id", "sticky_value": user,
+        }  # fmt: skip
+    assert len(fake.calls) == 1
+
+
+def test_missing_sticky_key_gets_the_default_and_is_counted(make_logger: MakeLogger) -> None:
+    """No sticky value for the experiment's key: default prompt, counted in stats."""
+    logger, _ = make_logger(prompt(experiment=EXPERIMENT))
+    data = logger.get_prompt("greet", sticky_context={"session_id": "s1"})
+    assert data is not None
+    assert data.content == "default"
+    assert data.get_experiment_context() is None
+    assert logger.get_stats()["experiment_sticky_missing"] == 1
+
+
+def test_server_side_route_call_returns_prompt_data(make_logger: MakeLogger) -> None:
+    """experiment() posts the 1.0.1 route body and wraps the answer."""
+    answer = FakeResponse({"prompt": {"name": "greet", "content": "B", "version": "2"},
+                           "selected_version_id": "var_b"})  # fmt: skip
+    logger, fake = make_logger(answer)
+    data = logger.experiment("exp_1", "user_id", "u1")
+    assert data is not None
+    assert data.content == "B"
+    assert data.get_experiment_context() is not None
+    assert fake.calls[0][2]["json"]["stickyValue"] == "u1"

@@ -1,0 +1,88 @@
+"""The ring: bounded in bytes, drops counted by reason, warned about once."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fakes import MakeLogger
+
+from banyan._ring import Ring
+
+
+def test_ring_refuses_records_beyond_its_byte_bound() -> None:
+    """Pushes that would exceed max_bytes are refused and counted in `full`."""
+    ring = Ring(100, 10**6, 10**6, lambda: None)
+    assert all(ring.push(b"x" * 30) for _ in range(3))
+    assert not ring.push(b"x" * 30)
+    assert (len(ring), ring.bytes, ring.full) == (3, 90, 1)
+    assert ring.push(b"x" * 10)
+
+
+def test_take_respects_record_and_byte_limits() -> None:
+    """take() stops at either limit, returns positions, and frees the bytes."""
+    ring = Ring(10**6, 10**6, 10**6, lambda: None)
+    for n in range(10):
+        ring.push(bytes([n]) * 10)
+    start, first = ring.take(4, 10**6)
+    assert (start, len(first)) == (0, 4)
+    start, second = ring.take(100, 25)
+    assert (start, len(second)) == (4, 2)
+    assert ring.bytes == 40
+    assert ring.pushed() == 10
+
+
+def test_take_always_returns_one_oversized_record() -> None:
+    """A record larger than the batch byte limit still leaves, alone."""
+    ring = Ring(10**6, 10**6, 10**6, lambda: None)
+    ring.push(b"x" * 500)
+    assert len(ring.take(10, 100)[1]) == 1
+
+
+def test_wake_fires_only_when_a_threshold_is_crossed() -> None:
+    """The wake callback runs once per crossing, not once per push."""
+    wakes: list[int] = []
+    ring = Ring(10**6, 5, 10**6, lambda: wakes.append(1))
+    for _ in range(12):
+        ring.push(b"r")
+    assert len(wakes) == 1
+    ring.take(100, 10**6)
+    for _ in range(5):
+        ring.push(b"r")
+    assert len(wakes) == 2
+
+
+def test_byte_threshold_wakes_once() -> None:
+    """Crossing the byte threshold wakes once, even with records still under the count."""
+    wakes: list[int] = []
+    ring = Ring(10**6, 10**6, 100, lambda: wakes.append(1))
+    for _ in range(10):
+        ring.push(b"x" * 30)
+    assert len(wakes) == 1
+
+
+def test_full_queue_drops_are_counted_and_warned_once(
+    make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a tiny max_queue_bytes, overflow is counted as queue_full with one warning."""
+    logger, _ = make_logger(max_queue_bytes=4096)
+    logger._idle = False
+    with caplog.at_level(logging.WARNING, logger="banyan"):
+        results = [logger.log_prompt("x" * 400, "y") for _ in range(50)]
+    stats = logger.get_stats()
+    kept = results.count(True)
+    assert 0 < kept < 50
+    assert stats["dropped"]["queue_full"] == 50 - kept
+    assert stats["queue_size"] == kept
+    assert stats["logs_queued"] == 50
+    warnings = [r for r in caplog.records if "queue is full" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_a_record_larger_than_the_ring_is_too_large(make_logger: MakeLogger) -> None:
+    """A record that could never fit is dropped as too_large, not queue_full."""
+    logger, _ = make_logger(max_queue_bytes=1024)
+    logger._idle = False
+    assert logger.log_prompt("x" * 5000, "y") is False
+    dropped = logger.get_stats()["dropped"]
+    assert (dropped["too_large"], dropped["queue_full"]) == (1, 0)

@@ -1,0 +1,103 @@
+"""Through a fault-injecting proxy: retries deliver exactly once, deadlines hold."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import banyan
+from banyan._wire import BATCH_PATH, SINGLE_LOG_PATH
+
+if TYPE_CHECKING:
+    from conftest import Server
+    from faultproxy import FaultProxy
+
+
+def logger_for(proxy: FaultProxy, server: Server, **options: Any) -> banyan.PromptStackLogger:
+    """A logger that talks HTTP/1.1 to the proxy, with fast retries."""
+    options = {"http2": False, "retry_delay": 0.02, "flush_interval": 0.05, **options}
+    return banyan.PromptStackLogger(api_key=server.api_key, base_url=proxy.url, **options)
+
+
+def log_n(logger: banyan.PromptStackLogger, n: int) -> None:
+    for i in range(n):
+        logger.log_prompt(input=f"in {i}", output="out", metadata={"i": i})
+
+
+def assert_exactly(server: Server, n: int) -> None:
+    ids = server.stored_ids()
+    assert len(ids) == len(set(ids)) == n
+    assert server.summary()["duplicates"] == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [("status", {"status": 500}), ("status", {"status": 503}), ("reset", {})],
+)
+def test_transient_failures_are_retried_exactly_once(
+    server: Server, proxy: FaultProxy, kind: str, extra: dict[str, Any]
+) -> None:
+    """500, 503 and connection resets on the batch path: all N stored, no duplicates."""
+    proxy.push(kind, times=3, path=BATCH_PATH, **extra)
+    logger = logger_for(proxy, server, max_retries=5, batch_size=100)
+    log_n(logger, 1000)
+    assert logger.flush(timeout=20)
+    assert logger.get_stats()["retries"] >= 3
+    logger.shutdown(timeout=5)
+    assert_exactly(server, 1000)
+
+
+def test_retry_after_is_honoured(server: Server, proxy: FaultProxy) -> None:
+    """429 with Retry-After: 1 delays the retry by at least a second, then delivers."""
+    proxy.push("status", times=1, path=BATCH_PATH, status=429, retry_after="1")
+    logger = logger_for(proxy, server)
+    start = time.monotonic()
+    log_n(logger, 10)
+    assert logger.flush(timeout=10)
+    assert time.monotonic() - start >= 0.95
+    logger.shutdown(timeout=5)
+    assert_exactly(server, 10)
+
+
+def test_stalled_connection_is_replaced_and_the_batch_retried(
+    server: Server, proxy: FaultProxy
+) -> None:
+    """A request that never answers times out; a new connection delivers the batch."""
+    proxy.push("stall", times=1, path=BATCH_PATH)
+    logger = logger_for(proxy, server, timeout=0.5)
+    log_n(logger, 100)
+    assert logger.flush(timeout=10)
+    logger.shutdown(timeout=5)
+    assert_exactly(server, 100)
+
+
+def test_flush_and_shutdown_meet_their_deadlines_against_a_stall(
+    server: Server, proxy: FaultProxy
+) -> None:
+    """With every request stalled, flush(1) and shutdown(1) return within ~1 s."""
+    proxy.always.append(__import__("faultproxy").Fault("stall"))
+    logger = logger_for(proxy, server, timeout=30)
+    log_n(logger, 100)
+    start = time.monotonic()
+    assert logger.flush(timeout=1) is False
+    assert time.monotonic() - start < 1.5
+    start = time.monotonic()
+    assert logger.shutdown(timeout=1) is False
+    assert time.monotonic() - start < 1.5
+    stats = logger.get_stats()
+    assert stats["logs_sent"] == 0
+    assert stats["logs_queued"] == 100
+
+
+def test_old_backend_gets_one_json_record_per_request(server: Server, proxy: FaultProxy) -> None:
+    """404 on the batch path: fall back to the 1.0.1 endpoint; every id stored once."""
+    proxy.always.append(__import__("faultproxy").Fault("status", status=404, path=BATCH_PATH))
+    logger = logger_for(proxy, server)
+    log_n(logger, 30)
+    assert logger.flush(timeout=20)
+    logger.shutdown(timeout=5)
+    assert proxy.seen.count(SINGLE_LOG_PATH) == 30
+    assert_exactly(server, 30)
+    assert server.summary()["single"] == 30

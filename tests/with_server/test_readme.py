@@ -1,0 +1,179 @@
+"""The seed README's examples, run as written against the reference server.
+
+Placeholders the README leaves to the reader (``your_model_function``,
+``user_input``, ``execution_time``) are defined here; the production URL is
+replaced by the test server through BANYAN_BASE_URL or ``base_url``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+from serverkit import create_experiment, create_prompt, wait_stored
+
+import banyan
+from banyan import PromptStackLogger
+
+if TYPE_CHECKING:
+    from conftest import Server
+
+user_input = "Hello, I'm a new user!"
+execution_time = 12.5
+
+
+def your_model_function(prompt: str, text: str) -> str:
+    return f"{prompt} -> {text}"
+
+
+@pytest.fixture
+def env(server: Server, monkeypatch: pytest.MonkeyPatch) -> Server:
+    monkeypatch.setenv("BANYAN_BASE_URL", server.base_url)
+    monkeypatch.setenv("BANYAN_API_KEY", server.api_key)
+    return server
+
+
+def test_quick_start(env: Server) -> None:
+    """Quick Start: configure, get_prompt(name=...), log_prompt, flush(timeout=30)."""
+    create_prompt(env, "prompt_name", "You are helpful.")
+    banyan.configure(api_key=os.environ["BANYAN_API_KEY"], project_id=None)
+
+    prompt_data = banyan.get_prompt(name="prompt_name")
+
+    if prompt_data:
+        user_input = "Hello, I'm a new user!"
+        output = your_model_function(prompt_data.content, user_input)
+        banyan.log_prompt(
+            input=user_input,
+            output=output,
+            prompt_data=prompt_data,
+            model="gpt-3.5-turbo",
+            metadata={"user_type": "new"},
+        )
+        assert banyan.flush(timeout=30)
+    assert prompt_data is not None
+    assert prompt_data.content == "You are helpful."
+    assert env.summary()["stored"] == 1
+
+
+def test_usage_with_experiments(env: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    """Experiments: sticky_context routes locally; the context is logged with the record."""
+    create_prompt(env, "marketing-email", "Version one", "Version two")
+    experiment = create_experiment(env, "marketing-email")
+    banyan.configure(api_key=os.environ["BANYAN_API_KEY"])
+
+    prompt_data = banyan.get_prompt("marketing-email", sticky_context={"user_id": "user_123"})
+    assert prompt_data is not None
+    experiment_context = prompt_data.get_experiment_context()
+    if experiment_context:
+        print(f"🧪 Using experiment version: {experiment_context['experiment_id']}")
+    else:
+        print(f"📋 Using default version: {prompt_data.version}")
+    output = your_model_function(prompt_data.content, user_input)
+    banyan.log_prompt(
+        input=user_input,
+        output=output,
+        prompt_data=prompt_data,
+        model="gpt-4",
+        duration_ms=execution_time,
+    )
+    assert banyan.flush(timeout=30)
+
+    assert experiment_context is not None
+    assert experiment_context["experiment_id"] == experiment["id"]
+    assert experiment_context["experiment_version_id"] in {v["id"] for v in experiment["variants"]}
+    assert (
+        prompt_data.content == {"1": "Version one", "2": "Version two"}[prompt_data.version or ""]
+    )
+    assert "Using experiment version" in capsys.readouterr().out
+    assert env.summary()["stored"] == 1
+
+
+def test_sticky_strategies_and_server_routing_agree(env: Server) -> None:
+    """Local routing picks the variant the 1.0.1 server-side route call picks."""
+    create_prompt(env, "my-prompt", "one", "two")
+    experiment = create_experiment(env, "my-prompt", sticky_key="session_id")
+    banyan.configure(api_key=os.environ["BANYAN_API_KEY"])
+    for session in (f"session_{n}" for n in range(8)):
+        local = banyan.get_prompt("my-prompt", sticky_context={"session_id": session})
+        remote = banyan.experiment(experiment["id"], "session_id", session)
+        assert local is not None
+        assert remote is not None
+        assert local.experiment_version_id == remote.experiment_version_id
+    other = banyan.get_prompt("my-prompt", sticky_context={"user_id": "user_123"})
+    assert other is not None
+    assert other.get_experiment_context() is None
+    assert banyan.get_stats()["experiment_sticky_missing"] == 1
+
+
+def test_statistics_flush_and_shutdown(env: Server) -> None:
+    """get_stats() has logs_sent and queue_size; flush and shutdown return cleanly."""
+    banyan.configure(api_key=os.environ["BANYAN_API_KEY"])
+    banyan.log_prompt(input="q", output="a")
+    assert banyan.flush(timeout=30)
+    stats = banyan.get_stats()
+    print(f"Logs sent: {stats['logs_sent']}")
+    print(f"Queue size: {stats['queue_size']}")
+    assert (stats["logs_sent"], stats["queue_size"]) == (1, 0)
+    assert banyan.shutdown(timeout=30)
+
+
+def test_custom_logger_instance(server: Server) -> None:
+    """PromptStackLogger with the README's arguments (base_url pointed at the test server)."""
+    create_prompt(server, "my-prompt", "content")
+    logger = PromptStackLogger(
+        api_key=server.api_key,
+        base_url=server.base_url,
+        project_id=None,
+        max_retries=5,
+        retry_delay=2.0,
+        queue_size=2000,
+        flush_interval=10.0,
+    )
+    prompt_data = logger.get_prompt("my-prompt")
+    logger.log_prompt(input="test", output="result", prompt_data=prompt_data)
+    assert logger.shutdown(timeout=30)
+    assert server.summary()["stored"] == 1
+
+
+def test_synchronous_mode(env: Server) -> None:
+    """background_thread=False with blocking=True returns True once the server has it."""
+    banyan.configure(api_key=os.environ["BANYAN_API_KEY"], background_thread=False)
+    success = banyan.log_prompt(input="test", output="result", blocking=True)
+    assert success is True
+    assert env.summary()["stored"] == 1
+    assert not [t for t in __import__("threading").enumerate() if t.name.startswith("banyan")]
+
+
+def test_error_handling_example(env: Server) -> None:
+    """A missing prompt gives None (the README's `if not prompt_data` branch)."""
+    banyan.configure(api_key=os.environ["BANYAN_API_KEY"])
+
+    def example() -> str:
+        try:
+            prompt_data = banyan.get_prompt("non-existent-prompt")
+            if not prompt_data:
+                print("Prompt not found")
+                return "not found"
+            return "used"
+        except Exception as e:
+            print(f"Error: {e}")
+            return "error"
+
+    assert example() == "not found"
+
+
+def test_disabled_logging_prompt_is_skipped(env: Server) -> None:
+    """A prompt with enable_logging false: log_prompt returns True and nothing is stored."""
+    from serverkit import call
+
+    create_prompt(env, "quiet", "content")
+    call(env, "PATCH", "/api/v2/prompts/quiet", json={"enable_logging": False})
+    banyan.configure(api_key=os.environ["BANYAN_API_KEY"])
+    prompt_data = banyan.get_prompt("quiet")
+    assert prompt_data is not None
+    assert not prompt_data.enable_logging
+    assert banyan.log_prompt(input="i", output="o", prompt_data=prompt_data) is True
+    assert banyan.flush(timeout=10)
+    assert wait_stored(env, 1, timeout=0.3) == 0

@@ -1,0 +1,95 @@
+"""Delivery into the real server: exactly-once by id, drops counted, protocols, codecs."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import banyan
+
+if TYPE_CHECKING:
+    from conftest import Server
+
+
+def send(server: Server, n: int, **options: Any) -> banyan.PromptStackLogger:
+    """Log ``n`` records through a fresh logger, flush, shut it down, return it."""
+    options.setdefault("flush_interval", 0.05)
+    logger = banyan.PromptStackLogger(api_key=server.api_key, base_url=server.base_url, **options)
+    for i in range(n):
+        logger.log_prompt(input=f"input {i}", output="x" * 200, metadata={"i": i})
+    logger.flush(timeout=30)
+    logger.shutdown(timeout=10)
+    return logger
+
+
+def balanced(stats: dict[str, Any]) -> bool:
+    return bool(
+        stats["logs_queued"]
+        == stats["logs_sent"] + stats["logs_dropped"] + stats["queue_size"] + stats["in_flight"]
+    )
+
+
+def test_burst_far_above_the_ring_is_stored_or_counted_exactly(server: Server) -> None:
+    """20k records into a 256 KiB ring: stored + dropped == N, no duplicate ids."""
+    logger = send(server, 20_000, max_queue_bytes=256 * 1024, batch_size=200)
+    stats = logger.get_stats()
+    ids = server.stored_ids()
+    assert len(ids) == len(set(ids)) == stats["logs_sent"]
+    assert stats["dropped"]["queue_full"] > 0
+    assert len(ids) + stats["logs_dropped"] == 20_000
+    assert server.summary()["duplicates"] == 0
+    assert balanced(stats)
+
+
+def test_http2_is_negotiated_over_h2c(server: Server) -> None:
+    """The default transport speaks HTTP/2 (prior knowledge) to an http:// server."""
+    logger = send(server, 500)
+    assert logger.get_stats()["http_version"] == "HTTP/2"
+    assert server.summary()["stored"] == 500
+
+
+def test_http11_option(server: Server) -> None:
+    """http2=False sends over HTTP/1.1 keep-alive."""
+    logger = send(server, 500, http2=False)
+    assert logger.get_stats()["http_version"] == "HTTP/1.1"
+    assert server.summary()["stored"] == 500
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_compressed_batches(server: Server, codec: str) -> None:
+    """gzip and zstd bodies are accepted and send fewer bytes than the raw records."""
+    logger = send(server, 2000, compression=codec)
+    stats = logger.get_stats()
+    assert server.summary()["stored"] == 2000
+    assert stats["bytes_sent"] < 2000 * 200
+
+
+def test_bad_api_key_is_one_warning_and_counted_drops(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """401: every record counted as unauthorized, one warning that names the API key."""
+    logger = banyan.PromptStackLogger(
+        api_key="psk_wrong", base_url=server.base_url, batch_size=10, flush_interval=0.05
+    )
+    with caplog.at_level(logging.WARNING, logger="banyan"):
+        for i in range(50):
+            logger.log_prompt(f"i{i}", "o")
+        assert logger.flush(timeout=10) is False
+        logger.shutdown(timeout=5)
+    stats = logger.get_stats()
+    assert stats["dropped"]["unauthorized"] == 50
+    assert stats["retries"] == 0
+    warnings = [r.getMessage() for r in caplog.records if r.name == "banyan"]
+    assert len(warnings) == 1
+    assert "API key" in warnings[0]
+    assert server.summary()["stored"] == 0
+
+
+def test_blocking_log_in_background_mode(server: Server) -> None:
+    """blocking=True delivers now even with the background thread on."""
+    logger = banyan.PromptStackLogger(api_key=server.api_key, base_url=server.base_url)
+    assert logger.log_prompt("i", "o", blocking=True) is True
+    assert server.summary()["stored"] == 1
+    logger.shutdown(timeout=5)
