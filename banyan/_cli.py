@@ -38,7 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     serve(host=args.host, port=args.port, db=args.db, api_key=args.api_key,
           tls_cert=args.tls_cert, tls_key=args.tls_key, workers=args.workers,
-          log_level=args.log_level)  # fmt: skip
+          log_level=args.log_level, shutdown_timeout=args.shutdown_timeout)  # fmt: skip
     return 0
 
 
@@ -53,6 +53,8 @@ def add_serve(sub: Subparsers) -> None:
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--shutdown-timeout", type=int, default=5, metavar="S",
+                   help="seconds open connections get after SIGTERM (default 5)")  # fmt: skip
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])  # fmt: skip
     p.set_defaults(func=_serve)
@@ -119,6 +121,14 @@ def add_management(sub: Subparsers) -> None:
     for group in (projects, keys, prompts, experiments):
         for parser in group.choices.values():
             _connection(parser)
+
+
+@register
+def add_demo(sub: Subparsers) -> None:
+    """``banyan demo``: the end-to-end demo on a temporary local server."""
+    from banyan import _demo
+
+    _demo.add_parser(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,221 @@
+"""``banyan demo``: the reference server, a 50/50 experiment, a multi-process load.
+
+It starts ``banyan serve`` on a temporary SQLite database, creates a prompt
+with two versions and a running experiment, runs worker processes that each
+call ``get_prompt(..., sticky_context=...)`` and ``log_prompt(...)``, shows
+progress, then checks at the server that every record is accounted for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEMO_KEY = "psk_demo_local_only_0000000000"
+PROMPT = "support-reply"
+MODELS = ("gpt-4o-mini", "claude-3-haiku", "llama-3-8b")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``banyan demo`` on the CLI."""
+    parser = subparsers.add_parser("demo", help="run the end-to-end demo on a local server")
+    parser.add_argument("--workers", type=int, default=4, help="worker processes (default 4)")
+    parser.add_argument(
+        "--records", type=int, default=20_000, help="records in all (default 20000)"
+    )
+    parser.add_argument("--duration", type=float, default=60.0, help="stop logging after S seconds")
+    parser.add_argument("--users", type=int, default=1_000, help="distinct sticky user ids")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; exit status 0 only when every record is accounted for."""
+    with tempfile.TemporaryDirectory(prefix="banyan-demo-") as tmp:
+        port = _free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        server = _start_server(Path(tmp), port)
+        try:
+            print(f"reference server: {base_url} (SQLite in {tmp})")
+            with httpx.Client(base_url=base_url, headers={"X-API-Key": DEMO_KEY}) as api:
+                experiment = _set_up(api)
+                print(f'prompt "{PROMPT}": versions 1 and 2, 50/50 experiment {experiment}')
+                sent, dropped, elapsed = _drive(args, base_url, api)
+                return _report(api, experiment, sent, dropped, elapsed)
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "banyan",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db",
+        str(tmp / "demo.db"),
+        "--api-key",
+        DEMO_KEY,
+    ]
+    log = (tmp / "server.log").open("wb")
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    server.kill()
+    raise SystemExit(f"banyan demo: the server did not start:\n{(tmp / 'server.log').read_text()}")
+
+
+def _set_up(api: httpx.Client) -> str:
+    control = "You are a friendly support agent. Answer briefly: {question}"
+    candidate = "You are a precise support agent. Cite the docs, then answer: {question}"
+    api.post("/api/v2/prompts", json={"name": PROMPT, "content": control}).raise_for_status()
+    api.post(f"/api/v2/prompts/{PROMPT}/versions", json={"content": candidate}).raise_for_status()
+    body = {
+        "prompt": PROMPT,
+        "name": "precise-vs-friendly",
+        "sticky_key": "user_id",
+        "variants": [{"version": "1", "percentage": 50}, {"version": "2", "percentage": 50}],
+    }
+    response = api.post("/api/v2/experiments", json=body)
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+def _drive(args: argparse.Namespace, base_url: str, api: httpx.Client) -> tuple[int, int, float]:
+    ctx = multiprocessing.get_context("spawn")
+    results: Any = ctx.Queue()
+    per_worker = max(1, args.records // max(1, args.workers))
+    env = {"BANYAN_API_KEY": DEMO_KEY, "BANYAN_BASE_URL": base_url}
+    os.environ.update(env)
+    workers = [
+        ctx.Process(target=_worker, args=(i, per_worker, args.duration, args.users, results))
+        for i in range(args.workers)
+    ]
+    print(f"{args.workers} worker processes x {per_worker:,} records")
+    started = time.monotonic()
+    for worker in workers:
+        worker.start()
+    reports = _watch(api, workers, results, per_worker * len(workers), started)
+    elapsed = time.monotonic() - started
+    sent = sum(r["calls"] for r in reports)
+    dropped = sum(r["dropped"] for r in reports)
+    return sent, dropped, elapsed
+
+
+def _worker(index: int, count: int, duration: float, users: int, results: Any) -> None:
+    import banyan
+
+    banyan.configure()
+    rng = random.Random(index)
+    deadline = time.monotonic() + duration
+    calls = 0
+    for n in range(count):
+        if time.monotonic() > deadline:
+            break
+        user = f"user-{rng.randrange(users)}"
+        prompt = banyan.get_prompt(PROMPT, sticky_context={"user_id": user})
+        question = f"question {n} from worker {index}: how do I rotate my API key?"
+        model = MODELS[n % len(MODELS)]
+        banyan.log_prompt(
+            input=question,
+            output=f"[{model}] {prompt.content if prompt else ''} -> answer {n}",
+            prompt_data=prompt,
+            model=model,
+            metadata={"worker": index, "user": user},
+            duration_ms=rng.gauss(420 if prompt and prompt.version == "2" else 380, 60),
+        )
+        calls += 1
+    banyan.shutdown(timeout=30)
+    stats = banyan.get_stats()
+    results.put({"calls": calls, "dropped": stats["logs_dropped"], "sent": stats["logs_sent"]})
+
+
+def _watch(
+    api: httpx.Client, workers: list[Any], results: Any, total: int, started: float
+) -> list[dict[str, Any]]:
+    reports: list[dict[str, Any]] = []
+    while len(reports) < len(workers):
+        while not results.empty():
+            reports.append(results.get())
+        if all(not w.is_alive() for w in workers) and results.empty():
+            break
+        stored = _summary(api)["stored"]
+        rate = stored / max(time.monotonic() - started, 1e-9)
+        bar = "#" * int(30 * stored / max(total, 1))
+        print(
+            f"\r  [{bar:<30}] {stored:>8,} / {total:,} stored  {rate:>9,.0f} rec/s",
+            end="",
+            flush=True,
+        )
+        time.sleep(0.25)
+    for worker in workers:
+        worker.join(timeout=30)
+    print()
+    return reports
+
+
+def _summary(api: httpx.Client) -> dict[str, int]:
+    response = api.get("/api/v2/logs/summary")
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def _report(api: httpx.Client, experiment: str, sent: int, dropped: int, elapsed: float) -> int:
+    summary = _summary(api)
+    stored, duplicates = summary["stored"], summary["duplicates"]
+    rows = [("sent", sent), ("stored", stored), ("duplicated", duplicates), ("dropped", dropped)]
+    print("\ndelivered")
+    for name, value in rows:
+        print(f"  {name:<12}{value:>10,}")
+    print(
+        f"  {'records/s':<12}{stored / max(elapsed, 1e-9):>10,.0f}   ({elapsed:.1f} s end to end)"
+    )
+    _print_results(api, experiment)
+    accounted = stored + dropped == sent and duplicates == 0
+    verdict = "every record accounted for" if accounted else "MISMATCH: records unaccounted for"
+    print(f"\n{verdict}: {sent:,} sent = {stored:,} stored + {dropped:,} dropped")
+    return 0 if accounted else 1
+
+
+def _print_results(api: httpx.Client, experiment: str) -> None:
+    response = api.get(f"/api/v2/experiments/{experiment}/results")
+    response.raise_for_status()
+    print("\nexperiment results (per variant)")
+    print(f"  {'variant':<12}{'version':>8}{'logs':>9}{'mean ms':>10}{'p50':>8}{'p95':>8}  models")
+    for row in response.json().get("variants", []):
+        models = ", ".join(sorted(row.get("models") or []))
+        print(
+            f"  {row.get('name') or row.get('id', ''):<12}{row.get('version', ''):>8}"
+            f"{row.get('count', 0):>9,}{_ms(row.get('mean_ms')):>10}"
+            f"{_ms(row.get('p50_ms')):>8}{_ms(row.get('p95_ms')):>8}  {models}"
+        )
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.0f}"
