@@ -11,7 +11,7 @@ import pytest
 import banyan
 
 if TYPE_CHECKING:
-    from conftest import Server
+    from serverproc import Server
 
 PARENT, CHILD = 300, 200
 

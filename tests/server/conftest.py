@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Server
+from serverproc import Server
 
 from .helpers import call, unique
 

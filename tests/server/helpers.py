@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import msgspec
-from conftest import Server
+from serverproc import Server
 
 from banyan._record import Record, encode
 from banyan._wire import BATCH_PATH, MSGPACK, msgpack_array_header

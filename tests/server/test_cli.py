@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Server
+from serverproc import Server
 
 from banyan._cli import main
 

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Server
+from serverproc import Server
 
 from .helpers import call, create_prompt
 

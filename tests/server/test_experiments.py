@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import Server
+from serverproc import Server
 
 from banyan import _routing
 

@@ -9,7 +9,7 @@ import httpx
 import msgspec
 import pytest
 import zstandard
-from conftest import Server
+from serverproc import Server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

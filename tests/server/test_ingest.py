@@ -13,7 +13,7 @@ import msgspec
 import orjson
 import pytest
 import zstandard
-from conftest import Server, start_server
+from serverproc import Server, start_server
 
 from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, JSON, MAX_BATCH_BYTES, MAX_BATCH_RECORDS
 

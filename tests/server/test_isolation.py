@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Server
+from serverproc import Server
 
 from .helpers import body, call, create_prompt, post_batch, record, unique
 

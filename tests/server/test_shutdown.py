@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TEST_KEY, start_server
+from serverproc import TEST_KEY, start_server
 
 from banyan._wire import BATCH_PATH, MSGPACK
 

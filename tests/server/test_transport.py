@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
-from conftest import Server, start_server
+from serverproc import Server, start_server
 
 from banyan._wire import BATCH_PATH, MSGPACK
 

@@ -11,7 +11,7 @@ from faultproxy import FaultProxy, running
 import banyan
 
 if TYPE_CHECKING:
-    from conftest import Server
+    from serverproc import Server
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 if TYPE_CHECKING:
-    from conftest import Server
+    from serverproc import Server
 
 
 def call(server: Server, method: str, path: str, **kw: Any) -> httpx.Response:

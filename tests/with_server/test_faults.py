@@ -11,7 +11,7 @@ import banyan
 from banyan._wire import BATCH_PATH, SINGLE_LOG_PATH
 
 if TYPE_CHECKING:
-    from conftest import Server
+    from serverproc import Server
     from faultproxy import FaultProxy
 
 

@@ -17,7 +17,7 @@ import banyan
 from banyan import PromptStackLogger
 
 if TYPE_CHECKING:
-    from conftest import Server
+    from serverproc import Server
 
 user_input = "Hello, I'm a new user!"
 execution_time = 12.5

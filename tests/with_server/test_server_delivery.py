@@ -10,7 +10,7 @@ import pytest
 import banyan
 
 if TYPE_CHECKING:
-    from conftest import Server
+    from serverproc import Server
 
 
 def send(server: Server, n: int, **options: Any) -> banyan.PromptStackLogger:
