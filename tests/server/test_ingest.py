@@ -91,7 +91,7 @@ def test_bad_records_are_rejected_by_index_and_good_ones_kept(server: Server) ->
     assert server.summary()["rejected"] == 6
 
 
-def test_exotic_metadata_is_stored_as_json(server: Server) -> None:
+def test_exotic_metadata_is_stored(server: Server) -> None:
     """Metadata with int keys, datetimes and bytes (possible in MessagePack) is stored."""
     import datetime
 

@@ -1,0 +1,87 @@
+"""The logs table in-process: schema version, the stored record, chunked inserts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from banyan._record import Record
+from banyan._wire import JSON, MSGPACK
+from banyan.server import _db, _ingest, _logs
+
+from .helpers import body, record
+
+
+def _store(db: _db.Database, payload: bytes, kind: str = MSGPACK) -> tuple[int, _ingest.Decoded]:
+    batch = _ingest.decode(payload, kind, "prj_t")
+    inserted = asyncio.run(db.write(_logs.store, "prj_t", batch, 0))
+    return inserted, batch
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[_db.Database]:
+    database = _db.Database(tmp_path / "t.db")
+    yield database
+    database.close()
+
+
+def _rows(db: _db.Database) -> list[tuple[Any, ...]]:
+    with contextlib.closing(_db.connect(db.path)) as conn:
+        return conn.execute("SELECT * FROM logs ORDER BY rowid").fetchall()
+
+
+def test_new_database_carries_the_schema_version(db: _db.Database) -> None:
+    """A new database gets user_version = SCHEMA_VERSION and opens again."""
+    with contextlib.closing(_db.connect(db.path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == _db.SCHEMA_VERSION
+        _db.create_schema(conn)
+
+
+@pytest.mark.parametrize("version", [0, 1, _db.SCHEMA_VERSION + 1])
+def test_database_of_another_schema_version_is_refused(tmp_path: Path, version: int) -> None:
+    """A database made by another server version is refused with a clear error."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "old.db")) as conn:
+        conn.execute("CREATE TABLE logs (project_id TEXT, id TEXT, input TEXT)")
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.commit()
+    with pytest.raises(_db.SchemaError, match="start with a new --db file"):
+        _db.Database(tmp_path / "old.db")
+
+
+def test_record_is_stored_as_its_messagepack_with_nulls(db: _db.Database) -> None:
+    """Absent fields are SQL NULL; the record column holds the MessagePack as sent."""
+    rec = record("r-1", metadata={"k": [1, 2]}, model="m", duration_ms=3.5)
+    assert _store(db, body([rec]))[0] == 1
+    (row,) = _rows(db)
+    assert row[:10] == ("prj_t", "r-1", rec.ts, None, None, None, "m", 3.5, None, None)
+    assert msgspec.msgpack.decode(row[10], type=Record) == rec
+
+
+def test_json_record_is_stored_as_messagepack(db: _db.Database) -> None:
+    """A JSON body's record is re-encoded; one MessagePack cannot hold is rejected."""
+    items = [msgspec.to_builtins(record("j-1")), {**msgspec.to_builtins(record("j-2")),
+             "metadata": {"big": 2**70}}]  # fmt: skip
+    inserted, batch = _store(db, json.dumps(items).encode(), JSON)
+    assert inserted == 1
+    assert [r.index for r in batch.rejected] == [1]
+    assert msgspec.msgpack.decode(_rows(db)[0][10], type=Record).id == "j-1"
+
+
+def test_large_batch_spans_chunks_with_duplicates_and_rejects(db: _db.Database) -> None:
+    """Past one INSERT chunk, duplicates and rejected records are still counted exactly."""
+    recs: list[Record | dict[str, str]] = [record(f"c-{i}") for i in range(2_500)]
+    recs[1_500] = record("c-3")  # repeats an id from the first chunk
+    recs[2_000] = {"id": "bad"}
+    inserted, batch = _store(db, body(recs))
+    assert (inserted, len(batch.rows) - inserted) == (2_498, 1)
+    assert [r.index for r in batch.rejected] == [2_000]
+    assert len(_rows(db)) == 2_498
+    assert _store(db, body(recs))[0] == 0
