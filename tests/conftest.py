@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from serverproc import Server, start_server
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _prompt_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every client's on-disk prompt cache (and child processes') out of ~/.cache."""
+    old = os.environ.get("BANYAN_CACHE_DIR")
+    os.environ["BANYAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("prompt-cache"))
+    yield
+    if old is None:
+        os.environ.pop("BANYAN_CACHE_DIR", None)
+    else:
+        os.environ["BANYAN_CACHE_DIR"] = old
 
 
 @pytest.fixture

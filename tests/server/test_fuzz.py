@@ -9,9 +9,9 @@ import httpx
 import msgspec
 import pytest
 import zstandard
-from serverproc import Server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from serverproc import Server
 
 from banyan._record import Record
 from banyan._wire import BATCH_PATH, JSON, MSGPACK

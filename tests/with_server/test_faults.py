@@ -11,8 +11,8 @@ import banyan
 from banyan._wire import BATCH_PATH, SINGLE_LOG_PATH
 
 if TYPE_CHECKING:
-    from serverproc import Server
     from faultproxy import FaultProxy
+    from serverproc import Server
 
 
 def logger_for(proxy: FaultProxy, server: Server, **options: Any) -> banyan.PromptStackLogger:
