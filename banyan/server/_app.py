@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from dataclasses import dataclass, field
@@ -158,5 +159,9 @@ async def _send(send: Send, response: Response) -> None:
 
 def create_app() -> App:
     """The application factory granian loads in each worker; configured by environment."""
+    # A 10,000-record batch allocates tens of thousands of acyclic objects; the
+    # default thresholds would run a collection every few hundred of them.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     db = Database(os.environ.get(DB_ENV, "banyan.db"))
     return App(State(db, max_inflight=int(os.environ.get(INFLIGHT_ENV, "8"))))
