@@ -36,9 +36,15 @@ def _serve(args: argparse.Namespace) -> int:
     if args.api_key is not None and not args.api_key.startswith("psk_"):
         print("banyan serve: an API key starts with psk_", file=sys.stderr)
         return 2
-    serve(host=args.host, port=args.port, db=args.db, api_key=args.api_key,
-          tls_cert=args.tls_cert, tls_key=args.tls_key, workers=args.workers,
-          log_level=args.log_level, shutdown_timeout=args.shutdown_timeout)  # fmt: skip
+    from banyan.server._db import SchemaError
+
+    try:
+        serve(host=args.host, port=args.port, db=args.db, api_key=args.api_key,
+              tls_cert=args.tls_cert, tls_key=args.tls_key, workers=args.workers,
+              log_level=args.log_level, shutdown_timeout=args.shutdown_timeout)  # fmt: skip
+    except SchemaError as exc:
+        print(f"banyan serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -109,3 +109,19 @@ def test_importing_banyan_and_cli_does_not_load_the_server() -> None:
         "assert not any(m.startswith('banyan.server') for m in sys.modules), sys.modules.keys()"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_serve_refuses_a_database_of_another_schema_without_a_traceback(tmp_path: Path) -> None:
+    """`banyan serve` on a database with an unknown schema exits 2 with one clear line."""
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE logs (id TEXT)")
+    result = subprocess.run(
+        [sys.executable, "-m", "banyan", "serve", "--db", str(db), "--port", "1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("banyan serve: ")
+    assert "Traceback" not in result.stderr
