@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from banyan._client import PromptStackLogger
 from banyan._default import (
+    aflush,
+    aget_prompt,
     configure,
     experiment,
     flush,
@@ -35,6 +37,7 @@ from banyan._exceptions import (
     TransportError,
 )
 from banyan._prompts import PromptData
+from banyan._routing import content_hash
 from banyan._stats import DropReason
 
 __version__ = "2.0.0.dev0"
@@ -53,7 +56,10 @@ __all__ = [
     "RequestTimeout",
     "TransportError",
     "__version__",
+    "aflush",
+    "aget_prompt",
     "configure",
+    "content_hash",
     "experiment",
     "flush",
     "get_prompt",

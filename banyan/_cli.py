@@ -137,6 +137,14 @@ def add_demo(sub: Subparsers) -> None:
     _demo.add_parser(sub)
 
 
+@register
+def add_spool(sub: Subparsers) -> None:
+    """``banyan spool status|replay|purge``: the disk spool of logs not yet delivered."""
+    from banyan import _spoolcli
+
+    _spoolcli.add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``banyan`` argument parser with every registered command group."""
     parser = argparse.ArgumentParser(prog="banyan", description=__doc__.splitlines()[0])

@@ -2,29 +2,40 @@
 
 ``log_prompt`` is the hot path. On the caller's thread it builds a
 :class:`~banyan._record.Record`, encodes it once (which also snapshots the
-caller's data) and pushes the bytes into the ring; it never blocks (in
-background mode) and never raises: every loss is counted under a
-:class:`~banyan._stats.DropReason` and warned about once.
+caller's data) and pushes the bytes into the ring (``durability="buffered"``)
+or appends them to the spool's mmap segment (``"durable"``); it never blocks
+(in background mode) and never raises: every loss is counted under a
+:class:`~banyan._stats.DropReason` and warned about once. With a spool, what
+the ring cannot hold, what the server cannot take after retries and what is
+left at shutdown goes to disk and is replayed (``_replay``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from banyan import _fork
 from banyan._config import DEFAULT_BASE_URL, Config, build
 from banyan._delivery import Delivery
 from banyan._flusher import Flusher
-from banyan._prompts import PromptData, Prompts
+from banyan._prompts import MISS, PromptData, Prompts
 from banyan._record import IdSource, Record, encode, plain, text
-from banyan._stats import DropReason, Stats
+from banyan._replay import Replayer
+from banyan._spool import Spool
+from banyan._spooldir import listing as spool_listing
+from banyan._spooldir import names as spool_names
+from banyan._stats import DropReason, SpoolCounts, Stats
 from banyan._transport import Transport
 
 _getpid = os.getpid
 _time = time.time
+_SPOOL_REASONS = {reason.value: reason for reason in DropReason}
+# Segment files: durable mode seals one per flush interval even when nearly empty.
+_SEGMENT_BYTES = {"buffered": 4 << 20, "durable": 1 << 20}
 
 
 def _merge(wire: tuple[str | None, ...], *given: str | None) -> tuple[str | None, ...]:
@@ -71,17 +82,34 @@ class PromptStackLogger:
         )  # fmt: skip
         self._ids = IdSource()
         self._closed = False
+        self._durable = self._config.durability == "durable"
+        self._spool = self._make_spool()
         self._setup()
         _fork.track(self)
 
-    def _setup(self) -> None:
-        """Build the per-process parts: stats, transport, flusher, prompt cache."""
+    def _make_spool(self) -> Spool | None:
+        config = self._config
+        directory = config.spool_directory()
+        if directory is None:
+            return None
+        segment = min(_SEGMENT_BYTES[config.durability], max(64 << 10, config.spool_max_bytes // 4))
+        return Spool(directory, segment_bytes=segment, max_total_bytes=config.spool_max_bytes,
+                     sync=config.spool_sync, sync_interval=config.flush_interval,  # type: ignore[arg-type]
+                     wake=self._spool_wake)  # fmt: skip
+
+    def _setup(self, fresh: bool = True) -> None:
+        """Build the per-process parts: stats, transport, flusher, replay, prompt cache.
+
+        ``fresh`` is False in a forked child, whose flusher starts on first use.
+        """
         config = self._config
         self._pid = _getpid()
         self._stats = Stats()
         self._flush_mark = 0
+        self._refusals: dict[str, int] = {}
         self._transport = Transport(config)
         self._delivery = Delivery(config, self._transport, self._stats)
+        self._replayer = self._make_replayer()
         self._flusher = Flusher(
             self._delivery,
             self._export_failed,
@@ -93,11 +121,42 @@ class PromptStackLogger:
             interval=config.flush_interval if config.auto_flush else None,
             workers=config.max_in_flight,
             background=config.background_thread,
+            side=self._replayer.step if self._replayer is not None else None,
         )
-        self._push = self._flusher.ring.push
+        self._push: Callable[[bytes], bool] = self._flusher.ring.push
+        if self._spool is not None:
+            self._delivery.spill = self._spill
+            if self._durable:
+                self._push = self._spool.append
         self._idle = not self._flusher.started
         self._next_id = self._ids.next
-        self._prompts = Prompts(self._transport, self._stats, config.cache_ttl)
+        self._prompts = Prompts(self._transport, self._stats, config)
+        if fresh and self._idle and self._spool is not None and spool_names(self._spool.directory):
+            # A backlog from earlier processes: replay it even if this one never logs.
+            self._start()
+
+    def _make_replayer(self) -> Replayer | None:
+        if self._spool is None:
+            return None
+        config, transport, live = self._config, self._transport, self._delivery
+        # One attempt per replayed batch: a failure keeps the segment and backs off instead.
+        once = dataclasses.replace(config, max_retries=0)
+        return Replayer(
+            self._spool,
+            lambda stats: Delivery(once, transport, stats),
+            self._stats,
+            batch=(config.batch_max_records, config.batch_max_bytes),
+            seal_interval=config.flush_interval,
+            backoff=(max(config.retry_delay, 0.05), config.max_retry_delay),
+            healthy=lambda: live.last_ok,
+            prepare=self._durable,
+        )
+
+    def _spool_wake(self) -> None:
+        # Called by the spool, under its lock, when its active segment is half full.
+        if self._replayer is not None:
+            self._replayer.prepare_wanted = True
+            self._flusher.wake()
 
     @property
     def config(self) -> Config:
@@ -110,15 +169,43 @@ class PromptStackLogger:
         version: str | None = None,
         branch: str = "main",
         sticky_context: Mapping[str, Any] | None = None,
+        fallback: str | PromptData | None = None,
     ) -> PromptData | None:
-        """Fetch a prompt (cached for ``cache_ttl`` s); None when there is no such prompt.
+        """Fetch a prompt through the cache; None when the server has no such prompt.
 
-        With ``sticky_context`` holding the running experiment's sticky key the
-        caller is routed locally to a variant. Raises a BanyanError when the
-        server cannot be reached and no cached copy exists.
+        A cached prompt is fresh for ``cache_ttl`` s, then served stale while
+        one background refresh per prompt fetches it again. With
+        ``sticky_context`` holding the running experiment's sticky key the
+        caller is routed locally to a variant (docs/protocol.md, "Routing").
+        When the server cannot be reached and nothing is cached in memory, the
+        on-disk cache (``cache_dir``) is tried, then ``fallback`` (a content
+        string or a PromptData); without one a BanyanError is raised.
         """
         self._check_pid()
-        return self._prompts.get(name, version, branch, sticky_context)
+        return self._prompts.get(name, version, branch, sticky_context, fallback=fallback)
+
+    async def aget_prompt(
+        self,
+        name: str,
+        version: str | None = None,
+        branch: str = "main",
+        sticky_context: Mapping[str, Any] | None = None,
+        fallback: str | PromptData | None = None,
+    ) -> PromptData | None:
+        """:meth:`get_prompt` for asyncio: a cache hit returns at once, a fetch runs in a thread."""
+        self._check_pid()
+        found = self._prompts.get(
+            name, version, branch, sticky_context, fallback=fallback, block=False
+        )
+        if found is not MISS:
+            return found
+        import asyncio
+        import functools
+
+        fetch = functools.partial(
+            self._prompts.get, name, version, branch, sticky_context, fallback=fallback
+        )
+        return await asyncio.get_running_loop().run_in_executor(None, fetch)
 
     def experiment(
         self, experiment_id: str, sticky_key: str, sticky_value: str
@@ -206,9 +293,22 @@ class PromptStackLogger:
 
     def _push_failed(self, data: bytes) -> bool:
         ring = self._flusher.ring
+        if self._durable:
+            return self._spool_refused(data)
         if self._closed:
             ring.reclassify()
             return self._lost(DropReason.CLOSED, "log_prompt called after shutdown()")
+        if self._spool is not None:
+            ring.reclassify()
+            if self._spool.append(data):
+                self._stats.warn_once(
+                    "queue-full-spool",
+                    "banyan: the log queue is full (%d bytes); records go to the spool at %s",
+                    ring.max_bytes,
+                    self._spool.directory,
+                )
+                return True
+            return self._lost(self._refusal(), "the queue is full and the spool refused a record")
         if len(data) > ring.max_bytes:
             ring.reclassify()
             return self._lost(DropReason.TOO_LARGE, f"a {len(data)} byte record")
@@ -219,6 +319,64 @@ class PromptStackLogger:
             self._flusher.ring.max_bytes,
         )
         return False
+
+    def _spool_refused(self, data: bytes) -> bool:
+        """Durable mode: the spool refused ``data``; keep it in memory as buffered mode would."""
+        if self._closed:
+            return self._lost(DropReason.CLOSED, "log_prompt called after shutdown()")
+        reason = self._refusal()
+        ring = self._flusher.ring
+        if ring.push(data):
+            if self._idle:
+                self._start()
+            self._stats.warn_once(
+                "spool-refused",
+                "banyan: the spool refused a record (%s: %s); it is kept in memory instead",
+                reason.value,
+                self._spool.last_error if self._spool is not None else None,
+            )
+            return True
+        ring.reclassify()
+        return self._lost(reason, "the spool refused a record and the queue is full")
+
+    def _refusal(self) -> DropReason:
+        """Why the spool refused the last record: the reason whose count grew."""
+        seen, self._refusals = self._refusals, dict(self._spool.dropped if self._spool else {})
+        grown = [name for name, n in self._refusals.items() if n > seen.get(name, 0)]
+        return _SPOOL_REASONS.get(grown[-1] if grown else "", DropReason.SPOOL_ERROR)
+
+    def _spill(self, records: list[bytes], reason: DropReason, error: str) -> None:
+        # Delivery gave up on a batch: spool it (unless shutdown() took it already).
+        self._flusher.settle(records, lambda batch: self._keep(batch, reason, error))
+
+    def _keep(self, records: list[bytes], reason: DropReason, error: str) -> int:
+        """Spool ``records``; drop (and count) what the spool refuses. Returns the number lost."""
+        spool = self._spool
+        kept = spool.append_many(records) if spool is not None else 0
+        if kept:
+            self._stats.add(spooled_from_queue=kept)
+            self._stats.warn_once(
+                "spooled",
+                "banyan: log records could not be delivered now (%s: %s); they are kept in "
+                "the spool at %s and replayed later",
+                reason.value,
+                error,
+                spool.directory if spool is not None else None,
+            )
+        lost = len(records) - kept
+        if lost:
+            if spool is not None:
+                reason = self._refusal()
+            self._stats.drop(reason, lost, error)
+            self._stats.warn_once(
+                f"undeliverable-{reason.value}",
+                "banyan: %d log record(s) could not be delivered (%s: %s); "
+                "further losses are counted in get_stats()",
+                lost,
+                reason.value,
+                error,
+            )
+        return lost
 
     def _lost(self, reason: DropReason, error: object) -> bool:
         try:
@@ -245,56 +403,104 @@ class PromptStackLogger:
         self._stats.warn_once("export", "banyan: internal error while sending logs: %r", exc)
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Send everything logged so far; True when it was all delivered by ``timeout``.
+        """Send everything logged so far; True when it was all delivered or spooled by ``timeout``.
 
-        Returns by the deadline whatever the server does. False as well when
-        any record was lost since the previous flush.
+        Records the server cannot take after retries go to the spool, and
+        count as settled. In durable mode the spool is sealed and replayed:
+        True once it is empty or an attempt failed (the records stay
+        spooled). Returns by the deadline whatever the server does; False as
+        well when any record was lost since the previous flush.
         """
         self._check_pid()
+        deadline = time.monotonic() + max(0.0, timeout)
         done = self._flusher.flush(max(0.0, timeout))
-        lost = sum(self._stats.dropped.values()) + self._flusher.ring.full
+        if self._durable and self._replayer is not None:
+            wake = self._flusher.wake if self._config.background_thread else None
+            done = self._replayer.flush(deadline, wake) and done
+        lost = self._lost_total()
         clean, self._flush_mark = lost == self._flush_mark, lost
         return done and clean
+
+    def _lost_total(self) -> int:
+        lost = sum(self._stats.dropped.values()) + self._flusher.ring.full
+        if self._spool is not None:
+            lost += self._spool.evicted + self._spool.lost
+        return lost
+
+    async def aflush(self, timeout: float = 30.0) -> bool:
+        """:meth:`flush` for asyncio: waits in a thread, never blocking the event loop."""
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(None, self.flush, timeout)
 
     def shutdown(self, timeout: float = 30.0) -> bool:
         """Flush, stop the flusher and close the connection; idempotent.
 
-        Whatever is still queued when ``timeout`` runs out is dropped and
-        counted as ``shutdown``. Returns whether everything was delivered.
+        Whatever is still queued or in flight when ``timeout`` runs out goes
+        to the spool (without one it is dropped and counted as ``shutdown``),
+        which is then closed so that another process can replay it. Returns
+        whether everything was delivered, or spooled.
         """
         if self._closed:
             return True
+        settled = self._wind_down(timeout)
+        self._prompts.close()
+        self._transport.close()
+        return settled
+
+    def _wind_down(self, timeout: float) -> bool:
+        """Flush, stop, spool the rest and close the spool; whether nothing was lost."""
         deadline = time.monotonic() + max(0.0, timeout)
         self._closed = True
+        mark = self._flush_mark
         delivered = self.flush(timeout)
         self._flusher.ring.max_bytes = 0
+        if self._replayer is not None:
+            self._replayer.stop()
         self._flusher.stop(max(0.0, deadline - time.monotonic()))
-        left = self._flusher.discard()
+        left = self._flusher.discard() + self._flusher.abandon()
         if left:
-            self._stats.drop(DropReason.SHUTDOWN, len(left), "still queued at shutdown")
-        self._transport.close()
-        return delivered and not left
+            self._keep(left, DropReason.SHUTDOWN, "still queued at shutdown")
+        if self._spool is None:
+            return delivered and not left
+        self._spool.close()
+        return self._lost_total() == mark
 
     def get_stats(self) -> dict[str, Any]:
         """Counters: ``logs_sent``, ``queue_size``, drops by reason and more."""
         ring = self._flusher.ring
-        stats = self._stats.snapshot(ring.pushed(), ring.full, len(ring), ring.bytes)
+        stats = self._stats.snapshot(
+            ring.pushed(), ring.full, len(ring), ring.bytes, self._spool_counts()
+        )
         stats["in_flight"] = self._flusher.in_flight
+        stats["prompt_cache"] = self._prompts.stats()
         return stats
+
+    def _spool_counts(self) -> SpoolCounts | None:
+        spool = self._spool
+        if spool is None:
+            return None
+        segments, size = spool_listing(spool.directory)
+        return SpoolCounts(spool.spooled, spool.replayed, spool.evicted, spool.lost,
+                           spool.corrupt_frames, len(segments), size)  # fmt: skip
 
     def _check_pid(self) -> None:
         if self._pid != _getpid():
             self._after_fork_in_child()
 
     def _after_fork_in_child(self) -> None:
-        """Forget the parent's queue, ids, connections and threads."""
+        """Forget the parent's queue, ids, connections and threads; keep its cached prompts."""
+        parent_prompts = self._prompts
         self._transport.forget()
         self._ids.reset()
-        self._setup()
+        if self._spool is not None:
+            self._spool.after_fork_in_child()
+        self._setup(fresh=False)
+        self._prompts.inherit(parent_prompts)
 
     def _at_exit(self) -> None:
         if not self._closed and self._pid == _getpid():
-            self.flush(self._config.atexit_timeout)
+            self._wind_down(self._config.atexit_timeout)
 
     def __repr__(self) -> str:
         url = self._config.base_url

@@ -7,8 +7,10 @@ Bad values are refused here, at the public boundary, with a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +20,8 @@ from banyan._wire import MAX_BATCH_BYTES, MAX_BATCH_RECORDS
 DEFAULT_BASE_URL = "https://banyan-smpms.ondigitalocean.app"
 MiB = 1024 * 1024
 COMPRESSIONS = (None, "gzip", "zstd")
+DURABILITIES = ("buffered", "durable")
+SPOOL_SYNCS = ("none", "interval", "always")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +56,17 @@ class Config:
     max_retry_delay: float = 30.0
     max_retry_after: float = 60.0
     atexit_timeout: float = 5.0
+    cache_max_entries: int = 1000
+    cache_dir: str | None = None
+    disk_cache: bool = True
+    spool_dir: str | bool | None = None
+    spool_max_bytes: int = 256 * MiB
+    durability: str = "buffered"
+    spool_sync: str = "none"
 
     def __post_init__(self) -> None:
         _check_url(self.base_url)
+        _check_cache(self)
         for name in ("max_retries", "queue_size", "batch_size", "batch_max_records",
                      "batch_max_bytes", "max_queue_bytes", "max_in_flight"):  # fmt: skip
             _check_int(name, getattr(self, name), minimum=0 if name == "max_retries" else 1)
@@ -66,6 +78,28 @@ class Config:
         if self.batch_max_bytes > MAX_BATCH_BYTES:
             raise ConfigurationError(f"batch_max_bytes must be <= {MAX_BATCH_BYTES}")
         _check_compression(self.compression)
+        _check_spool(self)
+
+    def spool_directory(self) -> Path | None:
+        """The spool directory; None when ``spool_dir`` is False or "" (no spool).
+
+        By default ``<root>/<sha256(base_url + "\\n" + project_id or api_key)[:16]>``
+        with ``<root>`` ``$BANYAN_SPOOL_DIR`` or ``<cache>/banyan/spool``
+        (``$XDG_CACHE_HOME`` or ``~/.cache``): one directory per server and
+        project, so records replay where they were meant to go, and no key in
+        a path. The project id, when set, names the project across key rotations.
+        """
+        if self.spool_dir is False or self.spool_dir == "":
+            return None
+        if isinstance(self.spool_dir, str):
+            return Path(self.spool_dir)
+        root = os.environ.get("BANYAN_SPOOL_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+            "banyan",
+            "spool",
+        )
+        identity = f"{self.base_url}\n{self.project_id or self.api_key}".encode()
+        return Path(root, hashlib.sha256(identity).hexdigest()[:16])
 
     @property
     def wake_bytes(self) -> int:
@@ -107,6 +141,38 @@ def _check_number(name: str, value: object, positive: bool) -> None:
     if not math.isfinite(number) or number < 0 or (positive and number == 0):
         kind = "a number > 0" if positive else "a number >= 0"
         raise ConfigurationError(f"{name} must be {kind}, got {value!r}")
+
+
+def _check_cache(config: Config) -> None:
+    _check_int("cache_max_entries", config.cache_max_entries, minimum=1)
+    if not isinstance(config.disk_cache, bool):
+        raise ConfigurationError(f"disk_cache must be True or False, got {config.disk_cache!r}")
+    if config.cache_dir is not None:
+        if not isinstance(config.cache_dir, str | os.PathLike):
+            raise ConfigurationError(f"cache_dir must be a path, got {config.cache_dir!r}")
+        # Stored as text so the frozen config stays plain data.
+        object.__setattr__(config, "cache_dir", os.fspath(config.cache_dir))
+
+
+def _check_spool(config: Config) -> None:
+    _check_int("spool_max_bytes", config.spool_max_bytes, minimum=1)
+    if config.durability not in DURABILITIES:
+        raise ConfigurationError(
+            f"durability must be 'buffered' or 'durable', got {config.durability!r}"
+        )
+    if config.spool_sync not in SPOOL_SYNCS:
+        raise ConfigurationError(
+            f"spool_sync must be 'none', 'interval' or 'always', got {config.spool_sync!r}"
+        )
+    spool_dir = config.spool_dir
+    if spool_dir is not None and not isinstance(spool_dir, bool | str | os.PathLike):
+        raise ConfigurationError(f"spool_dir must be a path, None or False, got {spool_dir!r}")
+    if isinstance(spool_dir, os.PathLike):
+        object.__setattr__(config, "spool_dir", os.fspath(spool_dir))
+    elif spool_dir is True:
+        object.__setattr__(config, "spool_dir", None)
+    if config.durability == "durable" and config.spool_directory() is None:
+        raise ConfigurationError("durability='durable' needs the spool: spool_dir cannot be False")
 
 
 def _check_compression(name: str | None) -> None:

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
 
+from banyan import _fork
 from banyan._client import PromptStackLogger
-from banyan._exceptions import NotConfiguredError
+from banyan._exceptions import ConfigurationError, NotConfiguredError
 from banyan._prompts import PromptData
 from banyan._stats import DropReason, Stats
 
 _lock = threading.Lock()
 _logger: PromptStackLogger | None = None
 _unconfigured = Stats()
+
+
+class _Env:
+    # Set once configure() ran or the environment was tried: auto-configuration happens once.
+    tried = False
+    lock = threading.Lock()
+
+
+def _in_forked_child() -> None:
+    # The parent's early drops are the parent's; _Env.lock may have been held by another thread.
+    global _unconfigured
+    _unconfigured, _Env.lock = Stats(), threading.Lock()
+
+
+_fork.guard(_lock, _in_forked_child)
 
 
 def configure(
@@ -30,6 +47,7 @@ def configure(
     ``atexit_timeout``). Raises :class:`~banyan.ConfigurationError`.
     """
     global _logger, _unconfigured
+    _Env.tried = True
     logger = PromptStackLogger(api_key=api_key, base_url=base_url, project_id=project_id, **options)
     with _lock:
         old, _logger = _logger, logger
@@ -43,10 +61,28 @@ def configure(
 
 
 def _default() -> PromptStackLogger:
-    logger = _logger
+    logger = _logger or _from_env()
     if logger is None:
         raise NotConfiguredError("call banyan.configure(api_key=...) first")
     return logger
+
+
+def _from_env() -> PromptStackLogger | None:
+    """Configure from ``BANYAN_*`` on first use when configure() was never called.
+
+    This is how spawned children (multiprocessing spawn/forkserver, uvicorn
+    workers) get a logger without code of their own.
+    """
+    if _Env.tried or not os.environ.get("BANYAN_API_KEY"):
+        return None
+    with _Env.lock:
+        if not _Env.tried:
+            _Env.tried = True
+            try:
+                configure()
+            except ConfigurationError as exc:
+                _unconfigured.warn_once("env", "banyan: BANYAN_* settings are invalid: %s", exc)
+    return _logger
 
 
 def get_prompt(
@@ -54,9 +90,21 @@ def get_prompt(
     version: str | None = None,
     branch: str = "main",
     sticky_context: Mapping[str, Any] | None = None,
+    fallback: str | PromptData | None = None,
 ) -> PromptData | None:
     """Fetch a prompt with the default logger (see :meth:`PromptStackLogger.get_prompt`)."""
-    return _default().get_prompt(name, version, branch, sticky_context)
+    return _default().get_prompt(name, version, branch, sticky_context, fallback)
+
+
+async def aget_prompt(
+    name: str,
+    version: str | None = None,
+    branch: str = "main",
+    sticky_context: Mapping[str, Any] | None = None,
+    fallback: str | PromptData | None = None,
+) -> PromptData | None:
+    """Await a prompt with the default logger (see :meth:`PromptStackLogger.aget_prompt`)."""
+    return await _default().aget_prompt(name, version, branch, sticky_context, fallback)
 
 
 def experiment(experiment_id: str, sticky_key: str, sticky_value: str) -> PromptData | None:
@@ -81,7 +129,7 @@ def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, positional arguments inc
 
     Before :func:`configure` the record is dropped, counted and warned about once.
     """
-    logger = _logger
+    logger = _logger or _from_env()
     if logger is None:
         return _not_configured()
     return logger.log_prompt(
@@ -106,6 +154,12 @@ def flush(timeout: float = 30.0) -> bool:
     """Flush the default logger; False (not an error) when it is not configured."""
     logger = _logger
     return logger.flush(timeout) if logger is not None else False
+
+
+async def aflush(timeout: float = 30.0) -> bool:
+    """Await :func:`flush` without blocking the event loop; False when not configured."""
+    logger = _logger
+    return await logger.aflush(timeout) if logger is not None else False
 
 
 def shutdown(timeout: float = 30.0) -> bool:

@@ -6,7 +6,7 @@ timeouts, 408, 429 and 5xx are retried with exponential backoff and jitter,
 Retry-After acting as a floor; other 4xx are final. Against an old backend
 that has no batch endpoint (404/405) records go one by one, as JSON, to the
 1.0.1 endpoint. Whatever cannot be delivered passes through
-:meth:`Delivery._on_undeliverable`, where the disk spool will plug in.
+:meth:`Delivery._on_undeliverable` to ``spill`` (the disk spool) when one is set.
 """
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ class Delivery:
         self._legacy = False
         self._not_before = 0.0
         self._random = random.Random()
+        #: Takes records the server could not be made to take (the spool); None drops them.
+        self.spill: Callable[[list[bytes], DropReason, str], None] | None = None
+        #: ``time.monotonic()`` of the last 2xx: replay waits for a healthy backend.
+        self.last_ok = 0.0
 
     def __call__(self, records: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
         """Deliver ``records``; True when the server kept every one of them."""
@@ -134,6 +138,7 @@ class Delivery:
         except msgspec.DecodeError:
             # A 2xx without a readable body: the server took the batch.
             result = BatchResult(accepted=len(records), duplicates=0)
+        self.last_ok = time.monotonic()
         delivered = min(len(records), result.accepted + result.duplicates)
         self._stats.http_version = self._transport.http_version
         self._stats.add(
@@ -191,13 +196,16 @@ class Delivery:
             )
         except HTTPStatusError as exc:
             return self._refused([record], exc)
+        self.last_ok = time.monotonic()
         self._stats.http_version = self._transport.http_version
         self._stats.add(sent=1, bytes_sent=len(record))
         return True
 
     def _on_undeliverable(self, records: list[bytes], reason: DropReason, error: str) -> None:
-        """Records the server could not be made to take. The spool plugs in here;
-        until then they are dropped, counted under ``reason``."""
+        """Records the server could not be made to take: spilled, else dropped under ``reason``."""
+        if self.spill is not None:
+            self.spill(records, reason, error)
+            return
         self._stats.drop(reason, len(records), error)
         self._stats.warn_once(
             f"undeliverable-{reason.value}",

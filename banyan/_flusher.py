@@ -6,6 +6,8 @@ and a byte limit, and hands each batch to ``export``. In background mode one
 named daemon thread, started lazily, does this; when a backlog builds up more
 workers join, up to ``workers``, so that many batches can be in flight while
 the server is slow. In sync mode the same code runs on the caller's thread.
+``side`` is extra work taken in turn with the ring's batches (spool replay):
+one side step per live batch, so neither starves the other.
 
 Every wait has a deadline: :meth:`Flusher.flush` and :meth:`Flusher.stop`
 compute one and hand the remaining time down.
@@ -22,6 +24,8 @@ from banyan._ring import Ring
 #: Delivers a batch; True when all of it was delivered. Must not raise.
 Export = Callable[[list[bytes], "float | None", threading.Event], bool]
 OnError = Callable[[list[bytes], BaseException], None]
+#: One step of extra work; True when it did some.
+Side = Callable[[], bool]
 
 
 class Flusher:
@@ -40,6 +44,7 @@ class Flusher:
         interval: float | None,
         workers: int,
         background: bool,
+        side: Side | None = None,
         name: str = "banyan-flusher",
     ) -> None:
         self.ring = Ring(max_queue_bytes, wake_records, wake_bytes, self._signal)
@@ -53,7 +58,9 @@ class Flusher:
         self._event = threading.Event()
         self._stop = threading.Event()
         self._cond = threading.Condition(threading.Lock())
-        self._inflight: dict[int, int] = {}
+        self._side = side
+        self._inflight: dict[int, list[bytes]] = {}
+        self._abandoned: list[list[bytes]] = []
         self._threads: list[threading.Thread] = []
         #: Records handed to ``export`` and not yet settled.
         self.in_flight = 0
@@ -76,6 +83,11 @@ class Flusher:
         self._threads.append(thread)
         thread.start()
 
+    def wake(self) -> None:
+        """Have a worker look for work now rather than at the next interval."""
+        if self._background:
+            self._event.set()
+
     def _signal(self) -> None:
         # The ring crossed a wake threshold.
         if self._background:
@@ -87,9 +99,14 @@ class Flusher:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._event.clear()
-            while not self._stop.is_set() and self.drain_one(None):
+            while not self._stop.is_set() and self._work(None):
                 self._grow()
             self._event.wait(self._interval)
+
+    def _work(self, deadline: float | None) -> bool:
+        live = self.drain_one(deadline)
+        side = self._side is not None and not self._stop.is_set() and self._side()
+        return live or side
 
     def _grow(self) -> None:
         if len(self._threads) < self._workers and self.ring.backlog():
@@ -103,7 +120,7 @@ class Flusher:
             start, records = self.ring.take(*self._batch)
             if not records:
                 return False
-            self._inflight[start] = len(records)
+            self._inflight[start] = records
             self.in_flight += len(records)
         self._send(records, deadline, start)
         return True
@@ -122,11 +139,39 @@ class Flusher:
             self._on_error(records, exc)
         finally:
             with self._cond:
-                if start is not None:
-                    del self._inflight[start]
-                self.in_flight -= len(records)
+                # None: settle() or abandon() accounted for this batch already.
+                if start is None or self._inflight.pop(start, None) is not None:
+                    self.in_flight -= len(records)
                 self._cond.notify_all()
         return ok
+
+    def settle(self, records: list[bytes], keep: Callable[[list[bytes]], object]) -> None:
+        """Hand a batch that could not be delivered to ``keep`` and count it settled.
+
+        Nothing happens when :meth:`abandon` took the batch already: it is
+        kept once. ``keep`` runs under the flusher's lock so that ``flush``
+        never sees the batch in neither place.
+        """
+        with self._cond:
+            if any(batch is records for batch in self._abandoned):
+                return
+            keep(records)
+            for start, batch in self._inflight.items():
+                if batch is records:
+                    del self._inflight[start]
+                    self.in_flight -= len(records)
+                    break
+            self._cond.notify_all()
+
+    def abandon(self) -> list[bytes]:
+        """Give up on the batches still in flight (after :meth:`stop`) and return their records."""
+        with self._cond:
+            batches = list(self._inflight.values())
+            self._abandoned.extend(batches)
+            self._inflight.clear()
+            self.in_flight -= sum(len(batch) for batch in batches)
+            self._cond.notify_all()
+        return [record for batch in batches for record in batch]
 
     def _done(self, target: int) -> bool:
         # Called with self._cond held: every record before position `target` settled.
@@ -142,7 +187,7 @@ class Flusher:
             self.start()
             self._event.set()
         else:
-            while time.monotonic() < deadline and self.drain_one(deadline):
+            while time.monotonic() < deadline and self._work(deadline):
                 pass
         with self._cond:
             while not self._done(target):

@@ -2,18 +2,33 @@
 
 Loggers register here through weak references. In a forked child each gets
 new locks, an empty ring, a new id prefix and a new HTTP client (the
-parent's connections are never touched), and its flusher restarts lazily.
-Hosts that fork without running the hooks (uWSGI without
-``--py-call-uwsgi-fork-hooks``) are caught by the pid check on the hot path.
-Nothing here blocks on the network before a fork.
+parent's connections are never touched), and its flusher restarts lazily;
+what the parent had buffered stays the parent's to deliver. Hosts that fork
+without running the hooks (uWSGI without ``--py-call-uwsgi-fork-hooks``) are
+caught by the pid check on the hot path.
+
+The three hooks:
+
+- *before*: takes the package's short module locks (the registry's and the
+  default logger's, never held across I/O), so the child inherits them in a
+  consistent state. Nothing here blocks on the network, flushes or joins a
+  thread: a flusher mid-request simply carries on in the parent.
+- *after in parent*: releases those locks.
+- *after in child*: releases them too (the forking thread, the only one left,
+  holds them), then resets every live logger and runs the module callbacks.
+
+multiprocessing ends fork and forkserver children with ``os._exit``, so
+atexit never runs there; its own exit finalizers do, and the flush joins them.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -30,6 +45,10 @@ class _Hooks:
         self.live: weakref.WeakSet[Forkable] = weakref.WeakSet()
         self.lock = threading.Lock()
         self.registered = False
+        #: Module-level short locks taken across the fork (see the module docstring).
+        self.guarded: list[threading.Lock] = [self.lock]
+        self.in_child: list[Callable[[], None]] = []
+        self.mp_watched = False
 
 
 _hooks = _Hooks()
@@ -39,18 +58,68 @@ def track(obj: Forkable) -> None:
     """Reset ``obj`` in forked children and flush it at interpreter exit."""
     with _hooks.lock:
         _hooks.live.add(obj)
+    _register()
+
+
+def guard(lock: threading.Lock, in_child: Callable[[], None] | None = None) -> None:
+    """Hold ``lock`` across every fork; call ``in_child`` in each forked child.
+
+    For module-level state only: ``lock`` must never be held across I/O.
+    """
+    with _hooks.lock:
+        _hooks.guarded.append(lock)
+        if in_child is not None:
+            _hooks.in_child.append(in_child)
+    _register()
+
+
+def _register() -> None:
+    with _hooks.lock:
         if _hooks.registered:
             return
         _hooks.registered = True
-    os.register_at_fork(after_in_child=_after_in_child)
+    os.register_at_fork(
+        before=_before, after_in_parent=_after_in_parent, after_in_child=_after_in_child
+    )
     atexit.register(_at_exit)
+    _watch_multiprocessing()
+
+
+def _watch_multiprocessing() -> None:
+    # Only where multiprocessing is loaded already: `import banyan` must stay light, and
+    # a parent that forks through multiprocessing has always imported it before the fork.
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _hooks.mp_watched:
+        return
+    _hooks.mp_watched = True
+    # Process._bootstrap clears the exit finalizers in each child, then runs the after-forkers.
+    util.register_after_fork(_hooks, _finalize_at_mp_exit)
+    _finalize_at_mp_exit(_hooks)
+
+
+def _finalize_at_mp_exit(_: object) -> None:
+    util = sys.modules["multiprocessing.util"]
+    util.Finalize(None, _at_exit, exitpriority=10)
+
+
+def _before() -> None:
+    # In registration order; every other path takes at most one of these at a time.
+    for lock in _hooks.guarded:
+        lock.acquire()
+
+
+def _after_in_parent() -> None:
+    for lock in reversed(_hooks.guarded):
+        lock.release()
 
 
 def _after_in_child() -> None:
-    # The parent's lock may have been held by another thread at fork time.
-    _hooks.lock = threading.Lock()
+    _after_in_parent()
     for obj in list(_hooks.live):
         obj._after_fork_in_child()
+    for callback in _hooks.in_child:
+        callback()
+    _watch_multiprocessing()
 
 
 def _at_exit() -> None:

@@ -1,7 +1,15 @@
-"""Prompts: ``PromptData``, a per-process TTL cache and local experiment routing.
+"""Prompts: ``PromptData``, the prompt cache and local experiment routing.
 
 A prompt fetched from the server may carry its running experiment; routing
 a subject is then local (:func:`banyan._routing.choose`), with no round trip.
+
+The cache (per client and process) is keyed by project, name, version and
+branch. A hit is one ``dict.get`` plus, for an experiment, one memo lookup
+per sticky value. Past ``cache_ttl`` an entry is served stale while the
+background refresher fetches it again; a failed refresh keeps serving it
+(counted), a 404 evicts it. A cold miss fetches synchronously and, when the
+backend is down, falls back to the on-disk copy (:mod:`banyan._diskcache`),
+then to the caller's ``fallback``. ``cache_ttl=0`` disables caching.
 """
 
 from __future__ import annotations
@@ -10,18 +18,26 @@ import dataclasses
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import msgspec
 
+from banyan._cache import ROUTED_MEMO, Counters, Entry, Refresher, evict_lru
+from banyan._diskcache import DiskCache, default_dir
 from banyan._exceptions import BanyanError, HTTPStatusError
-from banyan._routing import Experiment, choose
+from banyan._routing import Experiment, sticky_value, validate
 from banyan._stats import Stats
 from banyan._wire import PROMPT_PATH, ROUTE_PATH
 
 if TYPE_CHECKING:
+    from banyan._config import Config
     from banyan._transport import Transport
+
+#: (project, name, version, branch)
+Key = tuple[str, str, str | None, str]
+_monotonic = time.monotonic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,84 +107,190 @@ def from_json(body: Mapping[str, Any], branch: str = "main") -> PromptData:
     )
 
 
-@dataclasses.dataclass
-class _Entry:
-    expires: float
-    prompt: PromptData
-    experiment: Experiment | None
+def _with_sticky(template: PromptData, value: str) -> PromptData:
+    # A copy of a frozen dataclass in ~0.3 us; dataclasses.replace costs ~5 us.
+    routed: PromptData = object.__new__(PromptData)
+    fields = routed.__dict__
+    fields.update(template.__dict__)
+    fields["sticky_value"] = value
+    wire = template._wire
+    fields["_wire"] = None if wire is None else (*wire[:7], value)
+    return routed
+
+
+def fallback_prompt(
+    fallback: str | PromptData, name: str, version: str | None, branch: str
+) -> PromptData:
+    """The caller's ``fallback=`` as a :class:`PromptData`."""
+    if isinstance(fallback, PromptData):
+        return fallback
+    return PromptData(content=str(fallback), version=version, branch=branch, name=name)
+
+
+#: What :meth:`Prompts.get` returns with ``block=False`` on a cold miss.
+MISS: Any = object()
 
 
 class Prompts:
-    """Fetches prompts through a transport and caches them for ``ttl`` seconds."""
+    """Fetches prompts through a transport, caches them and routes experiments locally."""
 
-    def __init__(self, transport: Transport, stats: Stats, ttl: float) -> None:
+    def __init__(self, transport: Transport, stats: Stats, config: Config) -> None:
         self._transport = transport
         self._stats = stats
-        self._ttl = ttl
+        self._ttl = config.cache_ttl
+        # After a failed refresh, the next one waits this long (at most 5 s, at most the TTL).
+        self._retry = min(self._ttl, 5.0)
+        self._limit = config.cache_max_entries
+        self._project = config.project_id or ""
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str, str | None], _Entry] = {}
+        self._entries: dict[Key, Entry] = {}
+        self.counters = Counters()
+        self._refresher: Refresher[Key] = Refresher(self._refresh)
+        self._disk: DiskCache | None = None
+        if config.disk_cache and self._ttl > 0:
+            directory = Path(config.cache_dir) if config.cache_dir else default_dir()
+            self._disk = DiskCache(
+                directory, config.base_url, config.api_key, config.project_id, self._limit
+            )
+
+    @property
+    def disk_path(self) -> Path | None:
+        """The on-disk cache file of this client's project (None when disabled)."""
+        return None if self._disk is None else self._disk.path
 
     def get(
         self,
         name: str,
-        version: str | None,
-        branch: str,
-        sticky_context: Mapping[str, Any] | None,
+        version: str | None = None,
+        branch: str = "main",
+        sticky_context: Mapping[str, Any] | None = None,
+        *,
+        fallback: str | PromptData | None = None,
+        block: bool = True,
     ) -> PromptData | None:
         """The prompt for this caller, routed into its experiment when it has one."""
-        entry = self._entry(name, branch, version)
-        if entry is None:
-            return None
+        key = (self._project, name, version, branch)
+        entry = self._entries.get(key)
+        if entry is not None:
+            now = _monotonic()
+            entry.used = now
+            if entry.expires > now:
+                self.counters.hits += 1
+            else:
+                self._serve_stale(key, entry, now)
+        elif not block:
+            return MISS  # type: ignore[no-any-return]
+        else:
+            try:
+                entry = self._cold(key)
+            except BanyanError:
+                if fallback is None:
+                    raise
+                self.counters.fallbacks += 1
+                self._stats.warn_once("prompt-fallback", "banyan: serving fallback= prompts")
+                return fallback_prompt(fallback, name, version, branch)
+            if entry is None:
+                return None
+        if entry.experiment is None:
+            return entry.prompt
+        return self._route(entry, sticky_context)
+
+    def _route(self, entry: Entry, sticky_context: Mapping[str, Any] | None) -> PromptData:
         experiment = entry.experiment
-        if experiment is None or version is not None:
-            return dataclasses.replace(entry.prompt)
-        value = (sticky_context or {}).get(experiment.sticky_key)
+        assert experiment is not None
+        value = sticky_value(sticky_context.get(experiment.sticky_key)) if sticky_context else None
         if value is None:
+            # Documented: a missing sticky value gets the fetched version, never a random one.
             self._stats.add(sticky_missing=1)
-            return dataclasses.replace(entry.prompt)
-        return self._routed(entry, experiment, str(value))
+            return entry.prompt
+        routed = entry.routed.get(value)
+        if routed is None:
+            routed = self._decide(entry, experiment, value)
+            if len(entry.routed) >= ROUTED_MEMO:
+                entry.routed.clear()
+            entry.routed[value] = routed
+        return routed
 
-    def _routed(self, entry: _Entry, experiment: Experiment, value: str) -> PromptData | None:
-        variant = choose(experiment, value)
+    def _decide(self, entry: Entry, experiment: Experiment, value: str) -> PromptData:
+        assert entry.router is not None
+        variant = entry.router.choose(value)
         if variant is None:
-            return dataclasses.replace(entry.prompt)
-        content = variant.content
-        if not content:
-            pinned = self._entry(entry.prompt.name or "", entry.prompt.branch, variant.version)
-            content = pinned.prompt.content if pinned else entry.prompt.content
-        return dataclasses.replace(
-            entry.prompt,
-            content=content,
-            version=variant.version,
-            experiment_id=experiment.id,
-            experiment_version_id=variant.id,
-            variant_name=variant.name or None,
-            sticky_key=experiment.sticky_key,
-            sticky_value=value,
-        )
+            return entry.prompt
+        template = entry.templates.get(variant.id)
+        if template is None:
+            content = variant.content
+            if not content:
+                pinned = self.get(entry.prompt.name or "", variant.version, entry.prompt.branch)
+                content = pinned.content if pinned else entry.prompt.content
+            template = dataclasses.replace(
+                entry.prompt, content=content, version=variant.version,
+                experiment_id=experiment.id, experiment_version_id=variant.id,
+                variant_name=variant.name or None, sticky_key=experiment.sticky_key,
+            )  # fmt: skip
+            entry.templates[variant.id] = template
+        return _with_sticky(template, value)
 
-    def _entry(self, name: str, branch: str, version: str | None) -> _Entry | None:
-        key = (name, branch, version)
-        with self._lock:
-            entry = self._cache.get(key)
-        if entry is not None and entry.expires > time.monotonic():
-            return entry
+    def _serve_stale(self, key: Key, entry: Entry, now: float) -> None:
+        self.counters.stale += 1
+        if now >= entry.retry_at and self._refresher.submit(key):
+            entry.retry_at = now + self._retry
+
+    def _cold(self, key: Key) -> Entry | None:
+        self.counters.misses += 1
         try:
-            fresh = self._fetch(name, branch, version)
+            entry = self._fetch(key)
         except BanyanError as exc:
             self._stats.add(prompt_errors=1)
+            entry = self._from_disk(key)
             if entry is None:
                 raise
-            self._stats.warn_once("stale-prompt", "banyan: serving a cached prompt: %s", exc)
-            return entry
-        with self._lock:
-            if fresh is None:
-                self._cache.pop(key, None)
-            else:
-                self._cache[key] = fresh
-        return fresh
+            self._stats.warn_once(
+                "disk-prompt", "banyan: backend unreachable (%s); serving prompts from %s",
+                exc, self.disk_path,
+            )  # fmt: skip
+        if entry is not None and self._ttl > 0:
+            self._install(key, entry)
+        return entry
 
-    def _fetch(self, name: str, branch: str, version: str | None) -> _Entry | None:
+    def _from_disk(self, key: Key) -> Entry | None:
+        if self._disk is None:
+            return None
+        body = self._disk.get(key[1:])
+        if body is None:
+            return None
+        self.counters.disk_served += 1
+        entry = self._entry(body, key[3])
+        # Stale at once: the refresher tries the backend again after the backoff.
+        entry.expires = 0.0
+        entry.retry_at = _monotonic() + self._retry
+        return entry
+
+    def _install(self, key: Key, entry: Entry) -> None:
+        entry.used = _monotonic()
+        with self._lock:
+            self._entries[key] = entry
+            if len(self._entries) > self._limit:
+                self.counters.evicted_lru += evict_lru(self._entries, self._limit)
+
+    def _refresh(self, key: Key) -> None:
+        """The refresher's work: fetch again; on failure keep the stale entry (counted)."""
+        try:
+            self.counters.refreshes += 1
+            entry = self._fetch(key)
+        except Exception as exc:
+            self.counters.refresh_failures += 1
+            self._stats.add(prompt_errors=1)
+            self._stats.warn_once(
+                "stale-prompt", "banyan: refreshing a prompt failed, serving the cached copy: %s",
+                exc,
+            )  # fmt: skip
+            return
+        if entry is not None:
+            self._install(key, entry)
+
+    def _fetch(self, key: Key) -> Entry | None:
+        """GET the prompt; None (and evicted everywhere) on 404; BanyanError otherwise."""
+        _, name, version, branch = key
         params = {"branch": branch}
         if version is not None:
             params["version"] = str(version)
@@ -177,12 +299,50 @@ class Prompts:
                 "GET", PROMPT_PATH.format(name=quote(name, safe="")), params=params
             )
         except HTTPStatusError as exc:
-            if exc.status_code == 404:
-                return None
-            raise
+            if exc.status_code != 404:
+                raise
+            self._evict(key)
+            return None
         body = response.json()
+        if not isinstance(body, dict):
+            raise BanyanError(f"the server sent a prompt that is not an object: {body!r:.80}")
+        old = self._entries.get(key)
+        if old is None or old.body != body:
+            self._save(key, body)
+        return self._entry(body, branch)
+
+    def _entry(self, body: dict[str, Any], branch: str) -> Entry:
         experiment = _experiment(body.get("experiment"), self._stats)
-        return _Entry(time.monotonic() + self._ttl, from_json(body, branch), experiment)
+        return Entry(from_json(body, branch), experiment, body, _monotonic() + self._ttl)
+
+    def _evict(self, key: Key) -> None:
+        with self._lock:
+            gone = self._entries.pop(key, None)
+        if gone is not None:
+            self.counters.evicted_404 += 1
+        self._save(key, None)
+
+    def _save(self, key: Key, body: dict[str, Any] | None) -> None:
+        if self._disk is None:
+            return
+        try:
+            self._disk.store(key[1:], body)
+        except OSError as exc:
+            self.counters.disk_errors += 1
+            self._stats.warn_once("disk-cache", "banyan: cannot write the prompt cache: %s", exc)
+
+    def stats(self) -> dict[str, int]:
+        """The cache counters for ``get_stats()``."""
+        return self.counters.snapshot(len(self._entries))
+
+    def inherit(self, parent: Prompts) -> None:
+        """Start with a parent process's cached entries (after fork); refresher stays ours."""
+        with self._lock:
+            self._entries.update(parent._entries)
+
+    def close(self) -> None:
+        """Stop the background refresher."""
+        self._refresher.close()
 
     def route(self, experiment_id: str, sticky_key: str, sticky_value: str) -> PromptData | None:
         """The 1.0.1 server-side routing call: one round trip per subject."""
@@ -199,6 +359,8 @@ class Prompts:
                 return None
             raise
         prompt = from_json(body.get("prompt") or {})
+        if not body.get("selected_version_id"):
+            return prompt
         return dataclasses.replace(
             prompt,
             experiment_id=experiment_id,
@@ -212,7 +374,14 @@ def _experiment(raw: Any, stats: Stats) -> Experiment | None:
     if not raw:
         return None
     try:
-        return msgspec.convert(raw, Experiment)
+        experiment = msgspec.convert(raw, Experiment)
     except msgspec.ValidationError as exc:
         stats.warn_once("bad-experiment", "banyan: ignoring an unreadable experiment: %s", exc)
         return None
+    problem = validate(experiment)
+    if problem is not None:
+        # Not routed: every subject gets the fetched version (docs/protocol.md, section 6).
+        stats.warn_once("bad-experiment", "banyan: not routing experiment %s: %s",
+                        experiment.id, problem)  # fmt: skip
+        return None
+    return experiment

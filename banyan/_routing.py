@@ -1,28 +1,36 @@
 """Deterministic experiment routing, shared by the client and the server.
 
-The algorithm (hash version 1) is specified in docs/protocol.md, "Routing":
+The algorithm (hash version 1) is specified in docs/protocol.md, section 6,
+and pinned by ``banyan/routing_vectors.json``:
 
-* ``bucket(seed, key, value)`` is the first 8 bytes of
-  ``sha256(utf8(seed + "." + key + "." + value))`` read as a big-endian
-  unsigned integer, modulo 10,000 (basis points).
-* A subject is *enrolled* when ``bucket(seed, key, value) < traffic_bp``.
-* An enrolled subject gets the variant whose cumulative weight range holds
-  ``bucket(seed + ":variant", key, value)``; variants keep their listed
-  order, weights are basis points summing to 10,000.
+* ``digest = sha256(utf8(seed + "." + sticky_key + "." + value))``;
+* the *enrolment bucket* is ``digest[0:8]`` read as a big-endian unsigned
+  integer, modulo 10,000 (basis points); the subject is enrolled when it is
+  below ``traffic_bp``;
+* the *assignment bucket* is ``digest[8:16]``, read the same way; an enrolled
+  subject gets the variant whose cumulative range ``[start, end)`` holds it.
 
-Enrolment and assignment use independent hashes, so raising ``traffic_bp``
-only enrols more subjects and never moves an enrolled one to another variant.
+The two buckets come from disjoint bytes of one digest, so they are
+independent: raising ``traffic_bp`` only enrols more subjects and never
+moves an enrolled one to another variant. One sha256 per routing decision
+(not two) keeps a routed cache hit near a microsecond.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
 HASH_VERSION = 1
 BASIS_POINTS = 10_000
+
+_sha256 = hashlib.sha256
+#: The digest's bytes 0-7 and 8-15 as two big-endian unsigned 64-bit integers.
+_two_u64 = struct.Struct(">QQ").unpack_from
 
 
 class Variant(msgspec.Struct, frozen=True):
@@ -47,10 +55,23 @@ class Experiment(msgspec.Struct, frozen=True):
     name: str = ""
 
 
+def utf8(text: str) -> bytes:
+    """UTF-8 bytes of ``text``; a lone surrogate becomes U+FFFD (as WHATWG TextEncoder does)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text).encode()
+
+
+def buckets(seed: str, key: str, value: str) -> tuple[int, int]:
+    """The subject's ``(enrolment, assignment)`` buckets, each in ``[0, 10000)``."""
+    enrol, assign = _two_u64(_sha256(utf8(f"{seed}.{key}.{value}")).digest())
+    return enrol % BASIS_POINTS, assign % BASIS_POINTS
+
+
 def bucket(seed: str, key: str, value: str) -> int:
-    """Return the subject's bucket in ``[0, 10000)``."""
-    digest = hashlib.sha256(f"{seed}.{key}.{value}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % BASIS_POINTS
+    """The subject's enrolment bucket in ``[0, 10000)``."""
+    return buckets(seed, key, value)[0]
 
 
 def ranges(weights: Sequence[int]) -> list[tuple[int, int]]:
@@ -62,18 +83,54 @@ def ranges(weights: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
-def choose(experiment: Experiment, value: str) -> Variant | None:
-    """The variant for a sticky value, or None when the subject is not enrolled."""
-    key, seed = experiment.sticky_key, experiment.seed
-    if bucket(seed, key, value) >= experiment.traffic_bp:
+class Router:
+    """One experiment compiled for routing: its hash prefix and cumulative range ends."""
+
+    __slots__ = ("_ends", "_prefix", "_traffic")
+
+    def __init__(self, experiment: Experiment) -> None:
+        # utf8() works code point by code point, so utf8(a + b) == utf8(a) + utf8(b).
+        self._prefix = utf8(f"{experiment.seed}.{experiment.sticky_key}.")
+        self._traffic = experiment.traffic_bp
+        ends = [end for _, end in ranges([v.weight_bp for v in experiment.variants])]
+        self._ends = tuple(zip(ends, experiment.variants, strict=True))
+
+    def choose(self, value: str) -> Variant | None:
+        """The variant for a sticky value, or None when the subject is not enrolled."""
+        if not value:
+            return None
+        try:
+            data = self._prefix + value.encode()
+        except UnicodeEncodeError:
+            data = self._prefix + utf8(value)
+        enrol, point = _two_u64(_sha256(data).digest())
+        if enrol % BASIS_POINTS >= self._traffic:
+            return None
+        point %= BASIS_POINTS
+        for end, variant in self._ends:
+            if point < end:
+                return variant
         return None
-    point = bucket(seed + ":variant", key, value)
-    for variant, (start, end) in zip(experiment.variants, ranges(
-        [v.weight_bp for v in experiment.variants]
-    )):
-        if start <= point < end:
-            return variant
-    return None
+
+
+def choose(experiment: Experiment, value: str) -> Variant | None:
+    """The variant for a sticky value, or None when the subject is not enrolled.
+
+    An empty value is never enrolled (it is a missing value, see :func:`sticky_value`).
+    """
+    return Router(experiment).choose(value)
+
+
+def sticky_value(raw: Any) -> str | None:
+    """The sticky value routed for a context entry; None (not routed) when missing or empty.
+
+    Strings are used as they are; anything else is converted with ``str()``
+    (portable for integers: their decimal digits).
+    """
+    if raw is None:
+        return None
+    value = raw if raw.__class__ is str else str(raw)
+    return value or None
 
 
 def validate(experiment: Experiment) -> str | None:
@@ -92,5 +149,8 @@ def validate(experiment: Experiment) -> str | None:
 
 
 def content_hash(text: str) -> str:
-    """The ``input_hash`` sticky value for a text: hex sha256 of its UTF-8 bytes."""
-    return hashlib.sha256(text.encode()).hexdigest()
+    """The ``input_hash`` sticky value of a text: lowercase hex sha256 of its UTF-8 bytes.
+
+    No normalisation happens: "é" (U+00E9) and "e" + U+0301 hash differently.
+    """
+    return _sha256(utf8(text)).hexdigest()

@@ -1,12 +1,21 @@
 """Counters for ``get_stats()``, the ``DropReason`` enum and warn-once.
 
 Accounting rule: every record handed to ``log_prompt`` ends up in exactly one
-of sent, dropped (by reason), queued or in flight, so at quiescence
-``logs_queued == logs_sent + logs_dropped + queue_size + in_flight``.
+of sent, dropped (by reason), queued, in flight or spooled, so at quiescence
+``logs_queued == logs_sent + logs_dropped + queue_size + in_flight + spooled_pending``.
+
+``spooled_pending`` is ``spooled - replayed - spool losses`` (evicted and
+corrupt records): what this process put in the spool minus what it took out.
+Replay settles segments of any process, so in a process that replayed
+another's backlog it is negative; summed over the processes sharing a spool
+directory it is what the spool holds. Replayed records count in ``logs_sent``
+(or ``logs_dropped`` when the server rejects them) once their segment is
+acknowledged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import threading
@@ -30,6 +39,23 @@ class DropReason(str, enum.Enum):
     DEADLINE = "deadline"
     SHUTDOWN = "shutdown"
     CLOSED = "closed"
+    SPOOL_FULL = "spool_full"
+    SPOOL_ERROR = "spool_error"
+    SPOOL_EVICTED = "spool_evicted"
+    SPOOL_CORRUPT = "spool_corrupt"
+
+
+@dataclasses.dataclass(frozen=True)
+class SpoolCounts:
+    """The spool's counters as ``get_stats()`` reports them (zeros without a spool)."""
+
+    spooled: int = 0
+    replayed: int = 0
+    evicted: int = 0
+    lost: int = 0
+    corrupt_frames: int = 0
+    segments: int = 0
+    bytes: int = 0
 
 
 class Stats:
@@ -49,6 +75,7 @@ class Stats:
         self.batches_sent = 0
         self.bytes_sent = 0
         self.direct = 0
+        self.spooled_from_queue = 0
         self.entry_dropped = 0
         self.skipped = 0
         self.sticky_missing = 0
@@ -77,6 +104,22 @@ class Stats:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
 
+    def scratch(self) -> Stats:
+        """Counters for one replayed segment, warning through this object's warn-once set."""
+        child = Stats()
+        child._warned = self._warned
+        return child
+
+    def merge(self, other: Stats) -> None:
+        """Add a replayed segment's delivery counters (kept apart until its ack)."""
+        with self._lock:
+            for name in ("sent", "duplicates", "retries", "batches_sent", "bytes_sent"):
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+            for reason, count in other.dropped.items():
+                self.dropped[reason] += count
+            self.http_version = other.http_version or self.http_version
+            self.last_error = other.last_error or self.last_error
+
     def error(self, message: str) -> None:
         """Remember the most recent delivery error for ``get_stats()``."""
         self.last_error = message
@@ -90,14 +133,26 @@ class Stats:
         log.warning(message, *args)
 
     def snapshot(
-        self, pushed: int, queue_full: int, queued: int, queued_bytes: int
+        self,
+        pushed: int,
+        queue_full: int,
+        queued: int,
+        queued_bytes: int,
+        spool: SpoolCounts | None = None,
     ) -> dict[str, Any]:
-        """The ``get_stats()`` dictionary, merging the ring's counters."""
+        """The ``get_stats()`` dictionary, merging the ring's and the spool's counters."""
+        spool = spool or SpoolCounts()
         with self._lock:
             dropped = {reason.value: n for reason, n in self.dropped.items()}
             dropped[DropReason.QUEUE_FULL.value] += queue_full
+            dropped[DropReason.SPOOL_EVICTED.value] += spool.evicted
+            dropped[DropReason.SPOOL_CORRUPT.value] += spool.lost
+            # Records that went straight to the spool: durable mode, or a full ring.
+            entry_spooled = spool.spooled - self.spooled_from_queue
+            unspooled = spool.replayed + spool.evicted + spool.lost
+            queued_total = pushed + queue_full + self.direct + self.entry_dropped + entry_spooled
             return {
-                "logs_queued": pushed + queue_full + self.direct + self.entry_dropped,
+                "logs_queued": queued_total,
                 "logs_sent": self.sent,
                 "logs_dropped": sum(dropped.values()),
                 "dropped": dropped,
@@ -108,8 +163,14 @@ class Stats:
                 "retries": self.retries,
                 "batches_sent": self.batches_sent,
                 "bytes_sent": self.bytes_sent,
-                "spooled": 0,
-                "replayed": 0,
+                "spooled": spool.spooled,
+                "replayed": spool.replayed,
+                "spooled_pending": spool.spooled - unspooled,
+                "spool_evicted": spool.evicted,
+                "spool_corrupt_frames": spool.corrupt_frames,
+                "spool_lost": spool.lost,
+                "spool_segments": spool.segments,
+                "spool_bytes": spool.bytes,
                 "logs_skipped": self.skipped,
                 "experiment_sticky_missing": self.sticky_missing,
                 "prompt_errors": self.prompt_errors,

@@ -47,6 +47,7 @@ class Transport:
         self._clients: dict[int, httpx.Client] = {}
         self._closed = False
         self.http_version: str | None = None
+        _preload(config.http2)
 
     @property
     def api_key(self) -> str:
@@ -133,6 +134,22 @@ class Transport:
             clients, self._clients, self._closed = list(self._clients.values()), {}, True
         for client in clients:
             _close_quietly(client)
+
+
+def _preload(http2: bool) -> None:
+    """Import here, on the configuring thread, what sending would import lazily.
+
+    A fork while the flusher thread is mid-import leaves the child a
+    half-initialised module for good ("partially initialized module 'httpx'
+    has no attribute 'Limits'": every gunicorn --preload worker forked while
+    the master sent its first batch lost all its records).
+    """
+    import encodings.idna  # noqa: F401 - socket.getaddrinfo's codec, loaded on first use
+
+    import httpx  # noqa: F401
+
+    if http2:
+        import httpcore._sync.http2  # noqa: F401 - httpcore imports it on the first h2 connection
 
 
 @contextmanager

@@ -22,6 +22,12 @@ def _prompt_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
         os.environ["BANYAN_CACHE_DIR"] = old
 
 
+@pytest.fixture(autouse=True)
+def _spool_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spool root per test (children inherit it): no test replays another's records."""
+    monkeypatch.setenv("BANYAN_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     """A fresh reference server (empty SQLite database) for one test."""

@@ -10,7 +10,8 @@ import banyan
 EXPECTED = [
     "AuthenticationError", "BanyanError", "ConfigurationError", "ConnectError", "DropReason",
     "HTTPStatusError", "NotConfiguredError", "PromptData", "PromptStackLogger", "ProtocolError",
-    "RequestTimeout", "TransportError", "__version__", "configure", "experiment", "flush",
+    "RequestTimeout", "TransportError", "__version__", "aflush", "aget_prompt", "configure",
+    "content_hash", "experiment", "flush",
     "get_prompt", "get_stats", "log", "log_prompt", "shutdown",
 ]  # fmt: skip
 

@@ -113,9 +113,11 @@ def test_blocking_log_sends_now_and_reports_delivery(make_logger: MakeLogger) ->
 
 
 def test_shutdown_is_idempotent_and_drops_the_leftovers(make_logger: MakeLogger) -> None:
-    """shutdown() twice is fine; records it could not send are counted as 'shutdown'."""
+    """Without a spool, shutdown() twice is fine; what it could not send counts as 'shutdown'."""
     gate = threading.Event()
-    logger, _fake = make_logger(lambda *a, **k: gate.wait(5) and FakeResponse({"accepted": 1}))
+    logger, _fake = make_logger(
+        lambda *a, **k: gate.wait(5) and FakeResponse({"accepted": 1}), spool_dir=False
+    )
     logger.log_prompt("i", "o", blocking=False)
     time.sleep(0.05)
     logger.flush(0.01)

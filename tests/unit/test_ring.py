@@ -64,8 +64,8 @@ def test_byte_threshold_wakes_once() -> None:
 def test_full_queue_drops_are_counted_and_warned_once(
     make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """With a tiny max_queue_bytes, overflow is counted as queue_full with one warning."""
-    logger, _ = make_logger(max_queue_bytes=4096)
+    """Without a spool and with a tiny max_queue_bytes, overflow is queue_full, warned once."""
+    logger, _ = make_logger(max_queue_bytes=4096, spool_dir=False)
     logger._idle = False
     with caplog.at_level(logging.WARNING, logger="banyan"):
         results = [logger.log_prompt("x" * 400, "y") for _ in range(50)]
@@ -80,8 +80,8 @@ def test_full_queue_drops_are_counted_and_warned_once(
 
 
 def test_a_record_larger_than_the_ring_is_too_large(make_logger: MakeLogger) -> None:
-    """A record that could never fit is dropped as too_large, not queue_full."""
-    logger, _ = make_logger(max_queue_bytes=1024)
+    """Without a spool, a record that could never fit is dropped as too_large, not queue_full."""
+    logger, _ = make_logger(max_queue_bytes=1024, spool_dir=False)
     logger._idle = False
     assert logger.log_prompt("x" * 5000, "y") is False
     dropped = logger.get_stats()["dropped"]

@@ -1,0 +1,123 @@
+"""Outage and recovery: the server goes away for ``--outage`` s under a steady load, then returns.
+
+Several threads log ~1,000 records/s each for ``--seconds`` s (buffered mode, the
+default, with a small ring so that the outage overflows it). The server is
+stopped (SIGTERM) after a third of the run and started again on the same
+port and database ``--outage`` s later. Afterwards the logger flushes, waits
+for the spool to drain, and every record is looked up at the server by id.
+
+Prints sent / stored / duplicated / dropped / spooled and exits 1 on any
+mismatch: a record missing or stored twice, a drop, the ring above its bound.
+
+Run: ``python -m stress.outage [--seconds 60] [--outage 30] [--threads 4]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from serverproc import Server, start_server
+
+import banyan
+
+RING_BYTES = 4 << 20
+
+
+def load(
+    logger: banyan.PromptStackLogger, name: str, stop: threading.Event, out: list[int]
+) -> None:
+    """Log ~1 KB records, ~1,000 a second, until told to stop; ``out[0]`` counts those accepted."""
+    while not stop.is_set():
+        for _ in range(50):
+            out[0] += logger.log_prompt(f"{name} {out[0]}", "o" * 1000)
+        # Paced: a 30 s outage at 4 threads is ~120 MB, inside the 256 MiB spool bound.
+        time.sleep(0.05)
+
+
+def run(tmp: Path, seconds: float, outage: float, threads: int) -> int:
+    """The scenario proper; the exit status."""
+    server = start_server(tmp)
+    logger = banyan.PromptStackLogger(
+        server.api_key, server.base_url, max_queue_bytes=RING_BYTES, spool_dir=str(tmp / "spool")
+    )
+    stop, counts = threading.Event(), [[0] for _ in range(threads)]
+    workers = [threading.Thread(target=load, args=(logger, f"t{n}", stop, counts[n]))
+               for n in range(threads)]  # fmt: skip
+    peak = 0
+    start = time.monotonic()
+    for worker in workers:
+        worker.start()
+    phases = [(seconds / 3, None), (outage, "down"), (seconds - seconds / 3, "up")]
+    try:
+        for length, action in phases:
+            if action == "down":
+                server.stop()
+            elif action == "up":
+                server = start_server(tmp, port=server.port, db=server.db)
+            until = time.monotonic() + length
+            while time.monotonic() < until:
+                peak = max(peak, logger.get_stats()["queue_bytes"])
+                time.sleep(0.05)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(30)
+    try:
+        return report(logger, server, sum(c[0] for c in counts), peak, time.monotonic() - start)
+    finally:
+        logger.shutdown(10)
+        server.stop()
+
+
+def drain(logger: banyan.PromptStackLogger, timeout: float) -> None:
+    """Flush, then wait for the spool to be replayed."""
+    deadline = time.monotonic() + timeout
+    logger.flush(timeout)
+    while logger.get_stats()["spool_segments"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def report(
+    logger: banyan.PromptStackLogger, server: Server, sent: int, peak: int, took: float
+) -> int:
+    """Print the accounting; 1 on a mismatch."""
+    drain(logger, 120)
+    stats = logger.get_stats()
+    ids = server.stored_ids()
+    stored, unique = len(ids), len(set(ids))
+    row = {"sent": sent, "stored": unique, "duplicated": stored - unique,
+           "dropped": stats["logs_dropped"], "spooled": stats["spooled"],
+           "replayed": stats["replayed"], "resent": server.summary()["duplicates"],
+           "peak_ring_bytes": peak, "seconds": round(took, 1)}  # fmt: skip
+    print("  ".join(f"{k}={v}" for k, v in row.items()))
+    print("dropped by reason:", {k: v for k, v in stats["dropped"].items() if v})
+    bad = unique != sent or stored != unique or stats["logs_dropped"] or peak > RING_BYTES
+    if bad:
+        print("MISMATCH", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def main() -> int:
+    """Parse the arguments and run against a fresh server in a temporary directory."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="load time, outage excluded")
+    parser.add_argument("--outage", type=float, default=30.0)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="outage-"))
+    try:
+        return run(tmp, args.seconds, args.outage, args.threads)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

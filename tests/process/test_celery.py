@@ -1,0 +1,99 @@
+"""Real celery (redis broker, prefork pool recycled after every task): every record arrives."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from prockit import child_env, marks, port_open, running, stop, stored_inputs, wait_for
+from serverproc import free_port
+
+if TYPE_CHECKING:
+    from serverproc import Server
+
+celery = pytest.importorskip("celery", reason="celery is not installed (pip install -e '.[dev]')")
+
+TASKS = 20
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[str]:
+    """A private redis-server on a free loopback port, without persistence."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
+    port = free_port()
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+           "--appendonly", "no", "--daemonize", "no", "--dir", str(tmp_path)]  # fmt: skip
+    with running(cmd, tmp_path / "redis.log"):
+        wait_for(lambda: port_open(port), 15, "redis-server to listen")
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+def test_prefork_children_recycled_after_each_task_deliver_every_record(
+    server: Server, broker: str, tmp_path: Path
+) -> None:
+    """Every task's record and the master's arrive once; flush() inside a task returns."""
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    env = child_env(server, BANYAN_TEST_BROKER=broker, BANYAN_TEST_MARKS=str(folder))
+    cmd = [sys.executable, "-m", "celery", "-A", "celeryapp", "worker", "-P", "prefork",
+           "-c", "2", "--without-heartbeat", "--without-gossip", "--without-mingle",
+           "-l", "warning"]  # fmt: skip
+    client = celery.Celery("client", broker=broker, backend=broker)
+    try:
+        with running(cmd, tmp_path / "worker.log", env=env, cwd=tmp_path) as worker:
+            # Every fourth task also flushes inside the task (a hang there fails the get()).
+            results = [
+                client.send_task("celeryapp.work", args=(n, n % 4 == 0)) for n in range(TASKS)
+            ]
+            pids = {result.get(timeout=60) for result in results}
+            assert stop(worker, timeout=30) == 0, (tmp_path / "worker.log").read_text()
+    finally:
+        client.close()
+    inputs = stored_inputs(server)
+    assert inputs == {"master-boot": 1, **{f"task {n}": 1 for n in range(TASKS)}}
+    assert server.summary()["duplicates"] == 0
+    assert len(pids) == TASKS  # worker_max_tasks_per_child=1: a new child per task
+    # Measured: billiard sends worker_process_shutdown in the child, then os._exit: no atexit.
+    seen = marks(folder)
+    assert all(seen[pid] == {"worker_process_shutdown"} for pid in pids), seen
+
+
+def test_install_is_idempotent_and_flushes_after_tasks_on_request() -> None:
+    """install() twice connects each receiver once; flush_after_task adds task_postrun."""
+    from celery import signals  # type: ignore[import-untyped]
+
+    from banyan.integrations import celery as banyan_celery
+
+    try:
+        banyan_celery.install()
+        banyan_celery.install(flush_after_task=True)
+        for signal in (signals.worker_process_shutdown, signals.worker_shutdown,
+                       signals.task_postrun, signals.worker_process_init):  # fmt: skip
+            ours = [r for r in signal.receivers if r[0][0] == banyan_celery._UID]
+            assert len(ours) == 1, signal
+        banyan_celery.install()
+        assert not [r for r in signals.task_postrun.receivers if r[0][0] == banyan_celery._UID]
+    finally:
+        for signal in (signals.worker_process_shutdown, signals.worker_shutdown,
+                       signals.task_postrun, signals.worker_process_init):  # fmt: skip
+            signal.disconnect(dispatch_uid=banyan_celery._UID)
+
+
+def test_redis_server_binary_is_found_in_ci() -> None:
+    """CI installs redis-server, so the celery test never silently skips there."""
+    ci = (Path(__file__).parents[2] / ".ci" / "run").read_text()
+    assert "redis-server" in ci
+    if shutil.which("redis-server"):
+        assert (
+            subprocess.run(
+                ["redis-server", "--version"], capture_output=True, check=False
+            ).returncode
+            == 0
+        )

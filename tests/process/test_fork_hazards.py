@@ -1,0 +1,97 @@
+"""Forks at the worst moments: mid-request, locks held, mid-import; counted at the server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from faultproxy import running
+from prockit import HERE, child_env, fork_child, wait_for
+
+import banyan
+from banyan import _default
+from banyan._wire import BATCH_PATH
+
+if TYPE_CHECKING:
+    from serverproc import Server
+
+pytestmark = pytest.mark.filterwarnings("ignore:This process .* fork:DeprecationWarning")
+
+PARENT, CHILD = 500, 300
+
+
+def _log_and_flush(count: int, prefix: str) -> int:
+    for i in range(count):
+        if not banyan.log_prompt(input=f"{prefix} {i}", output="o"):
+            return 2
+    return 0 if banyan.flush(timeout=20) else 3
+
+
+def _assert_exactly(server: Server, count: int) -> None:
+    ids = server.stored_ids()
+    assert len(ids) == len(set(ids)) == count
+    assert server.summary()["duplicates"] == 0
+
+
+def test_fork_while_the_flusher_is_mid_request(server: Server) -> None:
+    """A batch in flight at the fork is sent once, by the parent; the child sends only its own."""
+    with running(server.base_url) as proxy:
+        proxy.push("stall", path=BATCH_PATH)
+        logger = banyan.configure(
+            api_key=server.api_key, base_url=proxy.url, http2=False,
+            flush_interval=0.05, retry_delay=0.05,
+        )  # fmt: skip
+        for i in range(PARENT):
+            banyan.log_prompt(input=f"parent {i}", output="o")
+        wait_for(lambda: logger.get_stats()["in_flight"] == PARENT, 10, "the stalled batch")
+        assert fork_child(lambda: _log_and_flush(CHILD, "child")) == 0
+        assert server.summary()["stored"] == CHILD
+        proxy.release.set()  # the stalled request fails; the parent retries it
+        assert banyan.flush(timeout=20)
+    _assert_exactly(server, PARENT + CHILD)
+
+
+def test_fork_while_another_thread_holds_every_logger_lock(server: Server) -> None:
+    """Locks held by another thread at fork time do not deadlock the child (bounded wait)."""
+    logger = banyan.configure(api_key=server.api_key, base_url=server.base_url, flush_interval=60)
+    for i in range(PARENT):
+        banyan.log_prompt(input=f"parent {i}", output="o")
+    flusher = logger._flusher
+    locks: list[Any] = [flusher._cond, flusher.ring._take_lock, flusher.ring._lock,
+                        logger._stats._lock, logger._transport._lock,
+                        _default._unconfigured._lock]  # fmt: skip
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with ExitStack() as stack:
+            for lock in locks:
+                stack.enter_context(lock)
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    try:
+        assert held.wait(10)
+        assert fork_child(lambda: _log_and_flush(CHILD, "child"), timeout=30) == 0
+    finally:
+        release.set()
+        holder.join(10)
+    assert banyan.flush(timeout=20)
+    _assert_exactly(server, PARENT + CHILD)
+
+
+def test_fork_right_after_the_first_log_in_a_fresh_interpreter(server: Server) -> None:
+    """Children forked while the parent's flusher imports httpx and connects deliver everything."""
+    children, per_child = 8, 50
+    result = subprocess.run(
+        [sys.executable, str(HERE / "first_log_fork.py"), server.base_url, server.api_key,
+         str(children), str(per_child)],
+        env=child_env(server), capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    _assert_exactly(server, 1 + children * per_child)

@@ -1,0 +1,50 @@
+"""Real gunicorn with --preload and max_requests recycling: records sent = records stored."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from prockit import HERE, child_env, marks, port_open, running, stop, stored_inputs, wait_for
+from serverproc import free_port
+
+if TYPE_CHECKING:
+    from serverproc import Server
+
+pytest.importorskip("gunicorn", reason="gunicorn is not installed (pip install -e '.[dev]')")
+
+REQUESTS = 200
+
+
+@pytest.mark.parametrize(
+    "worker", [["-k", "sync"], ["-k", "gthread", "--threads", "4"]], ids=["sync", "gthread"]
+)
+def test_preloaded_recycled_workers_deliver_every_request(
+    server: Server, tmp_path: Path, worker: list[str]
+) -> None:
+    """Every request's record and the master's own arrive once; workers exit via atexit too."""
+    port, folder = free_port(), tmp_path / "marks"
+    folder.mkdir()
+    cmd = [sys.executable, "-m", "gunicorn", "-w", "2", "--preload", "--max-requests", "20",
+           "--max-requests-jitter", "5", *worker, "-c", str(HERE / "gunicorn_conf.py"),
+           "-b", f"127.0.0.1:{port}", "--graceful-timeout", "20", "wsgiapp:app"]  # fmt: skip
+    env = child_env(server, BANYAN_TEST_MARKS=str(folder))
+    with running(cmd, tmp_path / "gunicorn.log", env=env, cwd=tmp_path) as proc:
+        wait_for(lambda: port_open(port), 30, "gunicorn to listen")
+        pids = set()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for n in range(REQUESTS):
+                response = client.get("/", params={"n": str(n)})
+                assert response.status_code == 200, response.text
+                pids.add(int(response.text))
+        assert stop(proc) == 0, (tmp_path / "gunicorn.log").read_text()
+    inputs = stored_inputs(server)
+    assert inputs == {"master-boot": 1, **{f"request n={n}": 1 for n in range(REQUESTS)}}
+    assert server.summary()["duplicates"] == 0
+    assert len(pids) >= REQUESTS // 25  # max_requests recycled the workers
+    # Measured: recycled and stopped workers leave through sys.exit, so both hooks run.
+    seen = marks(folder)
+    assert all({"served", "worker_exit", "atexit"} <= seen[pid] for pid in pids), seen

@@ -1,0 +1,139 @@
+"""Routing statistics and invariants: shares, ramps, independence, missing keys."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import pytest
+
+import banyan
+from banyan import _routing
+from banyan._routing import Experiment, Router, Variant
+
+IDS = [f"user-{i}" for i in range(100_000)]
+#: chi-square critical values at p = 0.001 by degrees of freedom.
+CHI2_999 = {1: 10.828, 2: 13.816, 4: 18.467}
+
+
+def experiment(seed: str, weights: list[int], traffic_bp: int = 10_000) -> Experiment:
+    variants = tuple(Variant(f"v{i}", str(i), w) for i, w in enumerate(weights))
+    return Experiment(id=seed, sticky_key="user_id", seed=seed, variants=variants,
+                      traffic_bp=traffic_bp)  # fmt: skip
+
+
+def assignments(exp: Experiment) -> list[str | None]:
+    router = Router(exp)
+    return [v.id if v else None for v in map(router.choose, IDS)]
+
+
+def chi_square(pairs: list[tuple[object, object]]) -> tuple[float, int]:
+    """Pearson's statistic for independence of the two components, and its dof."""
+    joint = Counter(pairs)
+    left, right = Counter(a for a, _ in pairs), Counter(b for _, b in pairs)
+    n = len(pairs)
+    stat = sum(
+        (joint[(a, b)] - left[a] * right[b] / n) ** 2 / (left[a] * right[b] / n)
+        for a, b in itertools.product(left, right)
+    )
+    return stat, (len(left) - 1) * (len(right) - 1)
+
+
+def test_100k_ids_split_50_30_20_within_one_percent_and_stably() -> None:
+    """100,000 synthetic ids land within ±1 point of 50/30/20, with pinned exact counts."""
+    exp = experiment("stat-seed", [5000, 3000, 2000])
+    counts = Counter(assignments(exp))
+    for variant, share in (("v0", 0.5), ("v1", 0.3), ("v2", 0.2)):
+        assert abs(counts[variant] / len(IDS) - share) <= 0.01, counts
+    # Stable: a recomputation and the pinned figures agree exactly (any drift is a spec change).
+    assert Counter(assignments(exp)) == counts
+    assert (counts["v0"], counts["v1"], counts["v2"]) == (50172, 29787, 20041)
+
+
+def test_ramp_from_10_to_50_percent_moves_no_enrolled_id() -> None:
+    """Raising traffic only enrols more ids: every id enrolled at 10 % keeps its variant."""
+    low = assignments(experiment("ramp", [5000, 5000], traffic_bp=1000))
+    high = assignments(experiment("ramp", [5000, 5000], traffic_bp=5000))
+    enrolled = [(a, b) for a, b in zip(low, high, strict=True) if a is not None]
+    assert all(a == b for a, b in enrolled)
+    assert abs(len(enrolled) / len(IDS) - 0.10) <= 0.01
+    assert abs(sum(b is not None for b in high) / len(IDS) - 0.50) <= 0.01
+
+
+def test_experiments_on_different_seeds_are_independent() -> None:
+    """Variant of experiment A tells nothing about variant of experiment B (chi-square, p=0.001)."""
+    a = assignments(experiment("seed-a", [5000, 5000]))
+    b = assignments(experiment("seed-b", [5000, 3000, 2000]))
+    stat, dof = chi_square(list(zip(a, b, strict=True)))
+    assert dof == 2
+    assert stat < CHI2_999[dof], stat
+
+
+def test_enrolment_and_assignment_are_independent() -> None:
+    """Within one experiment at 50 % traffic, being enrolled says nothing about the variant."""
+    exp = experiment("within", [5000, 5000])
+    pairs = []
+    for value in IDS:
+        enrol, point = _routing.buckets(exp.seed, exp.sticky_key, value)
+        pairs.append((enrol < 5000, point < 5000))
+    stat, dof = chi_square(pairs)
+    assert stat < CHI2_999[dof], stat
+
+
+@pytest.mark.parametrize("raw", [None, ""])
+def test_missing_or_empty_sticky_value_is_not_routed(raw: object) -> None:
+    """None and "" are missing values: never routed, on the client or through choose()."""
+    assert _routing.sticky_value(raw) is None
+    assert _routing.choose(experiment("s", [10_000]), "") is None
+
+
+def test_sticky_values_are_text() -> None:
+    """Strings are used as they are; integers route as their decimal digits."""
+    assert _routing.sticky_value("u-1") == "u-1"
+    assert _routing.sticky_value(42) == "42"
+    exp = experiment("s", [5000, 5000])
+    assert _routing.choose(exp, "42") == _routing.choose(exp, _routing.sticky_value(42) or "")
+
+
+def test_zero_weight_variant_is_never_chosen() -> None:
+    """A 0 bp variant has an empty range and gets nobody."""
+    counts = Counter(assignments(experiment("zero", [0, 10_000]))[:20_000])
+    assert counts == {"v1": 20_000}
+
+
+def test_traffic_bounds() -> None:
+    """traffic_bp 0 enrols nobody and 10000 everybody."""
+    assert set(assignments(experiment("t", [10_000], traffic_bp=0))[:5000]) == {None}
+    assert set(assignments(experiment("t", [10_000]))[:5000]) == {"v0"}
+
+
+def test_validate_refuses_unusable_configurations() -> None:
+    """Unknown hash version, no variants, bad weights and bad traffic are each named."""
+    good = experiment("v", [5000, 5000])
+    assert _routing.validate(good) is None
+    bad = [
+        Experiment("e", "user_id", "s", good.variants, hash_version=2),
+        Experiment("e", "user_id", "s", ()),
+        experiment("v", [-1, 10_001]),
+        experiment("v", [5000, 4000]),
+        experiment("v", [10_000], traffic_bp=10_001),
+    ]
+    problems = [_routing.validate(b) for b in bad]
+    assert all(problems), problems
+    assert "hash_version" in (problems[0] or "")
+
+
+def test_content_hash_is_exact_utf8_sha256_without_normalisation() -> None:
+    """content_hash hashes the exact UTF-8 bytes: NFC and NFD forms differ."""
+    assert banyan.content_hash("abc") == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
+    assert banyan.content_hash("é") != banyan.content_hash("e\u0301")
+    assert banyan.content_hash("\ud800") == banyan.content_hash("\ufffd")
+
+
+def test_lone_surrogates_hash_as_replacement_character() -> None:
+    """A lone surrogate in a sticky value routes like U+FFFD (WHATWG TextEncoder's rule)."""
+    assert _routing.buckets("s", "k", "a\udc00b") == _routing.buckets("s", "k", "a\ufffdb")
+    exp = experiment("s", [5000, 5000])
+    assert Router(exp).choose("a\udc00b") == Router(exp).choose("a\ufffdb")

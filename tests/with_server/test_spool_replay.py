@@ -1,0 +1,266 @@
+"""The spool in the pipeline, against a real server that goes away and comes back."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from serverproc import Server, start_server
+
+import banyan
+from banyan._segment import HEADER_SIZE
+
+LOG_AND_EXIT = textwrap.dedent(
+    """
+    import sys, banyan
+    options = {"base_url": sys.argv[2], **eval(sys.argv[4])}
+    banyan.configure(api_key=sys.argv[1], retry_delay=0.05, atexit_timeout=3, **options)
+    ok = sum(banyan.log_prompt(f"rec {i}", "o") for i in range(int(sys.argv[3])))
+    print(ok, flush=True)
+    """
+)
+
+REPLAY_AND_WAIT = textwrap.dedent(
+    """
+    import sys, time, banyan
+    logger = banyan.configure(api_key=sys.argv[1], base_url=sys.argv[2])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and logger.get_stats()["spool_segments"]:
+        time.sleep(0.05)
+    banyan.shutdown(5)  # joins the flusher: the last segment's ack is counted
+    print(logger.get_stats()["replayed"], flush=True)
+    """
+)
+
+
+def run(script: str, server: Server, *args: object) -> str:
+    """Run ``script`` in a fresh interpreter against ``server``; its stdout."""
+    argv = [sys.executable, "-c", script, server.api_key, server.base_url, *map(str, args)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``banyan spool ...`` in a subprocess."""
+    argv = [sys.executable, "-m", "banyan", "spool", *args]
+    return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
+
+
+def restart(server: Server, tmp_path: Path) -> Server:
+    """The same server (port and database) started again."""
+    return start_server(tmp_path, port=server.port, db=server.db)
+
+
+def spool_status(server: Server) -> dict[str, Any]:
+    """``banyan spool status --json`` for the directory of ``server``'s clients."""
+    done = cli("status", "--json", "--base-url", server.base_url, "--api-key", server.api_key)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    return dict(found[0]) if found else {"segments": 0, "records": 0}
+
+
+def check_all_stored_once(server: Server, count: int, resent: bool = False) -> None:
+    """``count`` records stored, each once; none even sent twice unless ``resent``.
+
+    A batch whose answer the server's stop cut off is sent again: the server
+    counts it as a duplicate and stores nothing twice.
+    """
+    summary = server.summary()
+    ids = server.stored_ids()
+    assert (summary["stored"], len(ids), len(set(ids))) == (count, count, count)
+    assert resent or summary["duplicates"] == 0
+
+
+def test_exit_during_outage_then_a_new_process_replays_everything(
+    server: Server, tmp_path: Path
+) -> None:
+    """Server down, a process logs N and exits: the next process sends all N, each once."""
+    server.stop()
+    assert run(LOG_AND_EXIT, server, 3000, {}).strip() == "3000"
+    assert spool_status(server)["records"] == 3000
+    server = restart(server, tmp_path)
+    try:
+        assert run(REPLAY_AND_WAIT, server).strip() == "3000"
+        check_all_stored_once(server, 3000)
+        assert spool_status(server)["segments"] == 0
+    finally:
+        server.stop()
+
+
+def test_cli_replay_and_status_and_purge(server: Server, tmp_path: Path) -> None:
+    """`banyan spool replay` delivers a dead process's records once; purge empties a spool."""
+    server.stop()
+    run(LOG_AND_EXIT, server, 1500, {})
+    shown = cli("status", "--base-url", server.base_url, "--api-key", server.api_key)
+    assert "records    1500" in shown.stdout
+    assert "gone" in shown.stdout
+    server = restart(server, tmp_path)
+    try:
+        done = cli("replay", "--base-url", server.base_url, "--api-key", server.api_key)
+        assert done.returncode == 0, done.stderr
+        assert "replayed 1500 record(s)" in done.stdout
+        check_all_stored_once(server, 1500)
+        run(LOG_AND_EXIT, server, 10, {"base_url": "http://127.0.0.1:9"})
+        key = ("--base-url", "http://127.0.0.1:9", "--api-key", server.api_key)
+        assert "purged 10 record(s)" in cli("purge", *key).stdout
+        assert "segments   0" in cli("status", *key).stdout
+    finally:
+        server.stop()
+
+
+def test_outage_under_steady_load_loses_and_duplicates_nothing(
+    server: Server, tmp_path: Path
+) -> None:
+    """Server down 5 s mid-load, then back: every record stored once, memory bounded."""
+    logger = banyan.PromptStackLogger(
+        server.api_key, server.base_url, retry_delay=0.1, max_retries=2, flush_interval=0.2,
+        max_queue_bytes=256 << 10,
+    )  # fmt: skip
+    stop = threading.Event()
+    sent = [0]
+    peak = [0]
+
+    def load() -> None:
+        while not stop.is_set():
+            sent[0] += logger.log_prompt(f"load {sent[0]}", "o" * 200)
+            peak[0] = max(peak[0], logger.get_stats()["queue_bytes"])
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        time.sleep(1)
+        server.stop()
+        time.sleep(5)
+        server = restart(server, tmp_path)
+        time.sleep(1)
+    finally:
+        stop.set()
+        thread.join(10)
+    try:
+        assert logger.flush(30)
+        deadline = time.monotonic() + 30
+        while logger.get_stats()["spool_segments"] and time.monotonic() < deadline:
+            logger.flush(1)
+            time.sleep(0.1)
+        logger.shutdown(5)
+        stats = logger.get_stats()
+        assert stats["spooled"] > 0
+        assert stats["logs_dropped"] == 0
+        assert peak[0] <= 256 << 10
+        check_all_stored_once(server, sent[0], resent=True)
+        assert stats["logs_queued"] == sent[0]
+        invariant(stats)
+    finally:
+        logger.shutdown(5)
+        server.stop()
+
+
+def invariant(stats: dict[str, int]) -> None:
+    """logs_queued == sent + dropped + queued + in flight + spooled_pending."""
+    parts = ("logs_sent", "logs_dropped", "queue_size", "in_flight", "spooled_pending")
+    assert stats["logs_queued"] == sum(stats[name] for name in parts), stats
+
+
+def test_torn_tail_and_flipped_bits_replay_the_good_frames(server: Server, tmp_path: Path) -> None:
+    """A flipped bit and a torn tail in a segment: good frames replayed, bad ones counted."""
+    server.stop()
+    run(LOG_AND_EXIT, server, 200, {})
+    spool = Path(spool_status(server)["directory"])
+    (segment,) = spool.glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    data[HEADER_SIZE + 40] ^= 0x10
+    committed = int.from_bytes(data[24:32], "little")
+    data[committed - 30 : committed] = bytes(30)
+    segment.write_bytes(bytes(data))
+    server = restart(server, tmp_path)
+    logger = banyan.PromptStackLogger(server.api_key, server.base_url)
+    try:
+        assert logger.flush(10)
+        deadline = time.monotonic() + 20
+        while logger.get_stats()["spool_segments"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        logger.shutdown(5)
+        stats = logger.get_stats()
+        assert stats["spool_corrupt_frames"] == 2
+        assert stats["dropped"]["spool_corrupt"] == 2
+        assert stats["replayed"] == 198
+        check_all_stored_once(server, 198)
+    finally:
+        logger.shutdown(5)
+        server.stop()
+
+
+def test_size_limit_evicts_the_oldest_segments_and_counts_them(server: Server) -> None:
+    """Past spool_max_bytes the oldest segments go, counted as spool_evicted."""
+    logger = banyan.PromptStackLogger(
+        server.api_key, "http://127.0.0.1:9", spool_max_bytes=256 << 10, durability="durable",
+        background_thread=False,
+    )  # fmt: skip
+    try:
+        for i in range(2000):
+            assert logger.log_prompt(f"big {i}", "o" * 400)
+        stats = logger.get_stats()
+        assert stats["dropped"]["spool_evicted"] > 0
+        assert stats["spool_bytes"] <= 256 << 10
+        invariant(stats)
+        segments = sorted(Path(logger._spool.directory).glob("*.seg"))  # type: ignore[union-attr]
+        assert len(segments) >= 2
+    finally:
+        logger.shutdown(0)
+
+
+def test_client_errors_are_dropped_not_spooled(server: Server) -> None:
+    """A 401 will never be accepted: counted as unauthorized, nothing spooled."""
+    logger = banyan.PromptStackLogger("psk_wrong_key_000000000000", server.base_url)
+    logger.log_prompt("i", "o")
+    logger.flush(10)
+    stats = logger.get_stats()
+    logger.shutdown(1)
+    assert (stats["dropped"]["unauthorized"], stats["spooled"]) == (1, 0)
+
+
+def test_full_ring_spills_to_the_spool_and_is_replayed(server: Server) -> None:
+    """Records that do not fit the ring go to the spool, then reach the server."""
+    logger = banyan.PromptStackLogger(
+        server.api_key, server.base_url, max_queue_bytes=4096, flush_interval=0.1
+    )
+    logger._idle = False  # keep the flusher stopped until every record is logged
+    try:
+        assert all(logger.log_prompt(f"r {i}", "o" * 300) for i in range(200))
+        assert logger.get_stats()["spooled"] > 150
+        logger._start()
+        deadline = time.monotonic() + 20
+        while server.summary()["stored"] < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check_all_stored_once(server, 200)
+    finally:
+        logger.shutdown(5)
+
+
+def test_spool_directory_is_private_and_keyed_by_server_and_project(tmp_path: Path) -> None:
+    """Directories differ per server and per project; the directory is 0700, segments 0600."""
+    a = banyan.PromptStackLogger("psk_a", "http://127.0.0.1:9", durability="durable")
+    b = banyan.PromptStackLogger("psk_a", "http://127.0.0.1:10", spool_dir=tmp_path / "mine")
+    c = banyan.PromptStackLogger("psk_b", "http://127.0.0.1:9", spool_dir=False)
+    try:
+        assert a._spool is not None
+        assert b._spool is not None
+        assert c._spool is None
+        assert a._spool.directory.parent == Path(os.environ["BANYAN_SPOOL_DIR"])
+        assert b._spool.directory == tmp_path / "mine"
+        a.log_prompt("i", "o")
+        assert stat.S_IMODE(a._spool.directory.stat().st_mode) == 0o700
+        (segment,) = a._spool.directory.glob("*.seg")
+        assert stat.S_IMODE(segment.stat().st_mode) == 0o600
+    finally:
+        for logger in (a, b, c):
+            logger.shutdown(0)
