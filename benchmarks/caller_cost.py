@@ -1,46 +1,129 @@
-"""What ``log_prompt`` costs its caller, against the floor of doing the bare work.
+"""What ``log_prompt`` costs its caller, against the floor of the bare work and against 1.0.1.
 
-Times each call with ``perf_counter_ns`` (timer overhead subtracted), for a
-1.2 KB record (input and output 500 characters, 5 metadata keys), with
-nothing sending in the background. The floors:
+Times each call with ``perf_counter_ns`` (timer overhead subtracted, GC off,
+rounds of 2,000 calls interleaved across workloads; the 40 rounds are run in
+8 turns alternating this process and the 1.0.1 one, so that drifting machine
+noise hits both alike; samples are pooled), for a ~1.2 KB record
+(input and output 500 characters, 5 metadata keys, a prompt), with nothing
+sending in the background. The workloads:
 
 * ``floor``: build a msgspec Struct, MessagePack-encode it, ``deque.append``;
 * ``floor_id_ts``: the same plus a fresh id (IdSource) and ``time.time()``,
-  which any identifiable record needs.
+  which any identifiable record needs;
+* ``log_prompt`` and ``banyan.log_prompt``: this package (flusher kept from
+  starting, base URL a closed loopback port);
+* ``1.0.1 log_prompt`` and ``1.0.1 banyan.log_prompt``: the released
+  banyan-sdk 1.0.1, timed by the very same two functions (their source is
+  shipped) in a subprocess of its venv (benchmarks/_compat.py). Its logger
+  has ``background_thread=False`` (nothing drains or sends), ``max_retries=0``
+  and a closed port (the constructor's key check fails at once), and
+  ``queue_size`` = one round's calls, a bounded queue like its default of
+  1,000, emptied before every round so that no call meets a full queue.
 
-Run: ``python -m benchmarks.caller_cost`` -> benchmarks/results/caller_cost.json
+Run: ``python -m benchmarks.caller_cost`` -> benchmarks/results/caller_cost.json, .png
 """
 
 from __future__ import annotations
 
 import collections
 import gc
-import json
-import os
-import platform
+import inspect
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import banyan
 from banyan._record import IdSource, Record, encode
+from benchmarks._compat import closed_url, run_script
+from benchmarks._plot import RESULTS, bars, write_json
 
 ROUNDS = 40
 CALLS = 2_000
+# Rounds are split into turns alternating this process and the 1.0.1 one: machine noise drifts.
+CHUNKS = 8
 INPUT = "x" * 500
 OUTPUT = "y" * 500
 METADATA = {"user_type": "new", "plan": "pro", "turn": 3, "score": 4.5, "cached": True}
-OUT = Path(__file__).parent / "results" / "caller_cost.json"
+Work = dict[str, Callable[[], object]]
 
 
-def _workloads() -> tuple[dict[str, Callable[[], object]], Callable[[], None]]:
+def _timer_overhead() -> int:
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(20_000):
+        start = clock()
+        samples.append(clock() - start)
+    return int(statistics.median(samples))
+
+
+def _measure(work: Work, reset: Callable[[], None], rounds: int, calls: int) -> dict[str, Any]:
+    """Per-call ns samples of each workload, timer overhead subtracted.
+
+    Runs in this process and, as source, in the 1.0.1 subprocess: stdlib only.
+    """
+    clock = time.perf_counter_ns
+    overhead = _timer_overhead()
+    samples: dict[str, list[int]] = {name: [] for name in work}
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, fn in work.items():
+                reset()
+                out = samples[name]
+                for _ in range(calls):
+                    start = clock()
+                    fn()
+                    out.append(clock() - start - overhead)
+    finally:
+        gc.enable()
+    return {"timer_overhead_ns": overhead, "samples": samples}
+
+
+V101 = """
+import logging
+import banyan
+from banyan import PromptData, PromptStackLogger
+
+assert banyan.__version__ == "1.0.1", banyan.__file__
+# The constructor's one key check fails at once against the closed port; keep it quiet.
+logging.getLogger("banyan").setLevel(logging.CRITICAL)
+url, rounds, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+INPUT, OUTPUT = "x" * 500, "y" * 500
+METADATA = {"user_type": "new", "plan": "pro", "turn": 3, "score": 4.5, "cached": True}
+options = dict(base_url=url, max_retries=0, background_thread=False, queue_size=calls)
+logger = PromptStackLogger(api_key="psk_bench", **options)
+banyan.configure(api_key="psk_bench", **options)
+prompt = PromptData(prompt_id="p1", name="bench", content="c", version="3", branch="main",
+                    project="", enable_logging=True)
+queues = (logger.log_queue, banyan.sdk._global_logger.log_queue)
+
+def method():
+    logger.log_prompt(input=INPUT, output=OUTPUT, prompt_data=prompt, model="gpt-4",
+                      metadata=METADATA, duration_ms=12.0)
+
+def module():
+    banyan.log_prompt(input=INPUT, output=OUTPUT, prompt_data=prompt, model="gpt-4",
+                      metadata=METADATA, duration_ms=12.0)
+
+def reset():
+    for queue in queues:
+        queue.queue.clear()
+
+work = {"1.0.1 log_prompt": method, "1.0.1 banyan.log_prompt": module}
+out = _measure(work, reset, rounds, calls)
+# Every call of the last round was queued (a refused put would be cheaper).
+assert queues[1].qsize() == calls, queues[1].qsize()
+print(json.dumps(out))
+"""
+
+
+def _workloads() -> tuple[Work, Callable[[], None]]:
     sink: collections.deque[bytes] = collections.deque()
     ids = IdSource()
     logger = banyan.PromptStackLogger(
-        api_key="psk_bench", base_url="http://127.0.0.1:9", max_queue_bytes=1 << 40,
-        batch_size=1 << 40, flush_interval=3600,
+        api_key="psk_bench", base_url=closed_url(), max_queue_bytes=1 << 40,
+        batch_size=1 << 40, flush_interval=3600, spool_dir=False,
     )  # fmt: skip
     # Keep the flusher from starting: this measures the caller's cost only.
     logger._idle = False
@@ -67,73 +150,90 @@ def _workloads() -> tuple[dict[str, Callable[[], object]], Callable[[], None]]:
         sink.clear()
         logger._flusher.ring.take(1 << 40, 1 << 60)
 
-    work = {
-        "floor": floor,
-        "floor_id_ts": floor_id_ts,
-        "log_prompt": method,
-        "banyan.log_prompt": module,
-    }
+    work: Work = {"floor": floor, "floor_id_ts": floor_id_ts, "log_prompt": method,
+                  "banyan.log_prompt": module}  # fmt: skip
     return work, reset
 
 
-def _timer_overhead() -> int:
-    clock = time.perf_counter_ns
-    samples = []
-    for _ in range(20_000):
-        start = clock()
-        samples.append(clock() - start)
-    return int(statistics.median(samples))
+def measure_101(rounds: int = ROUNDS, calls: int = CALLS) -> dict[str, Any]:
+    """The 1.0.1 workloads, timed by :func:`_measure` in the 1.0.1 venv."""
+    head = "from __future__ import annotations\nimport gc, json, statistics, sys, time\n"
+    source = "\n\n".join([head, inspect.getsource(_timer_overhead),
+                          inspect.getsource(_measure), V101])  # fmt: skip
+    out: dict[str, Any] = run_script(source, closed_url(), str(rounds), str(calls), timeout=120)
+    return out
 
 
-def measure() -> dict[str, object]:
-    """Per-call ns (median, p99) for each workload, rounds interleaved."""
-    work, reset = _workloads()
-    clock = time.perf_counter_ns
-    overhead = _timer_overhead()
-    samples: dict[str, list[int]] = {name: [] for name in work}
-    gc.disable()
-    try:
-        for _ in range(ROUNDS):
-            for name, fn in work.items():
-                reset()
-                out = samples[name]
-                for _ in range(CALLS):
-                    start = clock()
-                    fn()
-                    out.append(clock() - start - overhead)
-    finally:
-        gc.enable()
-    result: dict[str, object] = {}
-    for name, values in samples.items():
-        values.sort()
-        result[name] = {
-            "median_ns": values[len(values) // 2],
-            "p99_ns": values[int(len(values) * 0.99)],
-            "calls": len(values),
-        }
-    floor = result["floor"]["median_ns"]  # type: ignore[index]
-    floor_id = result["floor_id_ts"]["median_ns"]  # type: ignore[index]
+def _ratios(results: dict[str, Any]) -> None:
+    floor, floor_id = results["floor"]["median_ns"], results["floor_id_ts"]["median_ns"]
+    for name, row in results.items():
+        if name not in ("floor", "floor_id_ts"):
+            row["x_floor"] = round(row["median_ns"] / floor, 2)
+            row["x_floor_id_ts"] = round(row["median_ns"] / floor_id, 2)
     for name in ("log_prompt", "banyan.log_prompt"):
-        median = result[name]["median_ns"]  # type: ignore[index]
-        result[name]["x_floor"] = round(median / floor, 2)  # type: ignore[index]
-        result[name]["x_floor_id_ts"] = round(median / floor_id, 2)  # type: ignore[index]
-    return result
+        ours, theirs = results[name]["median_ns"], results[f"1.0.1 {name}"]["median_ns"]
+        results[f"1.0.1 {name}"]["x_2x"] = round(theirs / ours, 2)
+
+
+def plot(results: dict[str, Any]) -> None:
+    """Median bars with p99 whiskers, one per workload."""
+    names = list(results)
+    groups = ["floor" if n.startswith("floor") else "1.0.1" if n[0] == "1" else "2.x"
+              for n in names]  # fmt: skip
+    labels = [n if n[0] == "1" or n.startswith("floor") else f"2.x {n}" for n in names]
+    bars(RESULTS / "caller_cost.png", labels, [results[n]["median_ns"] for n in names],
+         markers=[results[n]["p99_ns"] for n in names], groups=groups,
+         title="log_prompt caller cost, ~1.2 KB record (bars: median; whiskers: p99)",
+         ylabel="ns per call (log scale)", log=True)  # fmt: skip
+
+
+def run(rounds: int = ROUNDS, chunks: int = CHUNKS) -> dict[str, Any]:
+    """Both versions' samples, pooled over ``chunks`` alternating turns of each process."""
+    work, reset = _workloads()
+    pooled: dict[str, list[int]] = {}
+    chunk_medians: dict[str, list[int]] = {}
+    overhead: dict[str, list[int]] = {"2.x": [], "1.0.1": []}
+    for _ in range(chunks):
+        for version, overheads in overhead.items():
+            if version == "2.x":
+                out = _measure(work, reset, rounds // chunks, CALLS)
+            else:
+                out = measure_101(rounds // chunks, CALLS)
+            overheads.append(out["timer_overhead_ns"])
+            for name, values in out["samples"].items():
+                pooled.setdefault(name, []).extend(values)
+                chunk_medians.setdefault(name, []).append(int(statistics.median(values)))
+    results = {name: _summary(values) | {"chunk_medians_ns": chunk_medians[name],
+                                         "best_chunk_median_ns": min(chunk_medians[name])}
+               for name, values in pooled.items()}  # fmt: skip
+    _ratios(results)
+    return {"timer_overhead_ns": overhead, "results": results}
+
+
+def _summary(values: list[int]) -> dict[str, int]:
+    values.sort()
+    return {"median_ns": values[len(values) // 2], "p99_ns": values[int(len(values) * 0.99)],
+            "calls": len(values)}  # fmt: skip
 
 
 def main() -> None:
-    """Run the benchmark and write its JSON."""
-    result = {
-        "benchmark": "caller_cost",
-        "record_bytes": 1180,
-        "timer_overhead_ns": _timer_overhead(),
-        "python": sys.version.split()[0],
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "results": measure(),
-    }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result["results"], indent=2))
+    """Run both versions' workloads and write the JSON and PNG."""
+    out = run()
+    results = out["results"]
+    record = Record("0123456789abcdef-1", time.time(), INPUT, OUTPUT, "p1", "bench", "3", "main",
+                    "gpt-4", METADATA, 12.0)  # fmt: skip
+    path = write_json("caller_cost", {
+        "record_bytes": len(encode(record)), "rounds": ROUNDS, "calls_per_round": CALLS,
+        "chunks": CHUNKS, "timer_overhead_ns": out["timer_overhead_ns"],
+        "v101_setup": "background_thread=False, max_retries=0, closed port, "
+                      f"queue_size={CALLS} emptied before every round",
+        "results": results,
+    })  # fmt: skip
+    plot(results)
+    for name, row in results.items():
+        print(f"{name:24} median {row['median_ns']:6,} ns  p99 {row['p99_ns']:7,} ns  "
+              f"chunk medians {row['chunk_medians_ns']}", flush=True)  # fmt: skip
+    print(f"wrote {path} and {path.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

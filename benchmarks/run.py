@@ -15,6 +15,7 @@ import time
 SUITE = (
     "caller_cost",
     "throughput",
+    "memory",
     "server_ingest",
     "prompt_cache",
     "processes",

@@ -5,30 +5,37 @@ default) with default client settings, once over HTTP/2 and once over
 HTTP/1.1, and times from the first log_prompt until the server reports every
 record stored. The producer pauses while the ring is nearly full, so nothing
 is dropped. Also times the server alone (one client, pre-encoded batches) as
-the ceiling the client can reach.
+the ceiling the client can reach. Then the released banyan-sdk 1.0.1, in its
+venv (benchmarks/_compat.py), with its default settings against the same
+server: one ``POST /api/logs/prompt-usage`` per record from its background
+thread; its producer waits while the 1,000-record queue is full, and stops at
+5,000 records or 20 s (at a multiple of its batch_size of 10, so that no
+partial batch waits for its 5 s flush interval). Every count is the server's:
+``GET /api/v2/logs/summary`` before and after each run.
 
-Run: ``python -m benchmarks.throughput [N]`` -> benchmarks/results/throughput.json
+Run: ``python -m benchmarks.throughput [N]`` -> benchmarks/results/throughput.json, .png
 """
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 import banyan
 from banyan._record import IdSource, Record, encode
 from banyan._wire import BATCH_PATH, MSGPACK, msgpack_array_header
+from benchmarks._compat import run_script
+from benchmarks._plot import RESULTS, bars, write_json
 
 KEY = "psk_bench_0123456789abcdef"
-OUT = Path(__file__).parent / "results" / "throughput.json"
+V101_RECORDS, V101_SECONDS = 5_000, 20.0
 INPUT, OUTPUT = "x" * 500, "y" * 500
 METADATA = {"user_type": "new", "plan": "pro", "turn": 3, "score": 4.5, "cached": True}
 
@@ -78,7 +85,8 @@ def client_run(url: str, n: int, http2: bool) -> dict[str, object]:
     return {
         "http_version": stats["http_version"], "records": n, "seconds": round(elapsed, 3),
         "records_per_s": round(n / elapsed), "log_loop_seconds": round(logged, 3),
-        "stored": _stored(url) - before, "dropped": stats["logs_dropped"],
+        "stored": _stored(url) - before, "verified": _stored(url) - before == n,
+        "dropped": stats["logs_dropped"],
         "batches": stats["batches_sent"], "retries": stats["retries"],
     }  # fmt: skip
 
@@ -99,24 +107,87 @@ def server_ceiling(url: str, n: int, batch: int = 4000) -> dict[str, object]:
     return {"records": n, "seconds": round(elapsed, 3), "records_per_s": round(n / elapsed)}
 
 
+V101 = """
+import json, sys, time
+import requests
+import banyan
+from banyan import PromptStackLogger
+
+assert banyan.__version__ == "1.0.1", banyan.__file__
+url, key, n, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+INPUT, OUTPUT = "x" * 500, "y" * 500
+METADATA = {"user_type": "new", "plan": "pro", "turn": 3, "score": 4.5, "cached": True}
+
+def stored():
+    answer = requests.get(f"{url}/api/v2/logs/summary", headers={"X-API-Key": key}, timeout=30)
+    return int(answer.json()["stored"])
+
+before = stored()
+logger = PromptStackLogger(api_key=key, base_url=url)
+start = time.perf_counter()
+deadline, hard = start + seconds, start + seconds + 10
+logged = refused = 0
+while logged < n and time.perf_counter() < hard and (logged % 10 or time.perf_counter() < deadline):
+    if logger.log_prompt(INPUT, OUTPUT, model="gpt-4", metadata=METADATA, duration_ms=12):
+        logged += 1
+    else:
+        refused += 1
+        time.sleep(0.001)
+loop = time.perf_counter() - start
+while stored() - before < logged and time.perf_counter() < hard + 20:
+    time.sleep(0.02)
+elapsed = time.perf_counter() - start
+got = stored() - before
+stats = logger.get_stats()
+logger.shutdown(timeout=10)
+print(json.dumps({"records": logged, "seconds": round(elapsed, 3),
+                  "records_per_s": round(got / elapsed), "log_loop_seconds": round(loop, 3),
+                  "stored": got, "queue_full_waits": refused,
+                  "requests_ok": stats["successful_requests"],
+                  "requests_failed": stats["failed_requests"]}))
+"""
+
+
+def v101_run(url: str, n: int = V101_RECORDS, seconds: float = V101_SECONDS) -> dict[str, object]:
+    """banyan-sdk 1.0.1 with default settings; at most ``n`` records or ``seconds`` of logging."""
+    before = _stored(url)
+    out: dict[str, object] = run_script(V101, url, KEY, str(n), str(seconds), timeout=120)
+    out["verified"] = _stored(url) - before == out["records"] == out["stored"]
+    return out
+
+
+def plot(result: dict[str, Any]) -> None:
+    """Records/s per scenario, log scale (1.0.1 is far below the rest)."""
+    rows = [("2.x, HTTP/2", "2.x client", result["http2"]),
+            ("2.x, HTTP/1.1", "2.x client", result["http1"]),
+            ("server alone\n(pre-encoded batches)", "server ceiling", result["server_alone"]),
+            ("1.0.1\n(a request per record)", "1.0.1 client", result["v101"])]  # fmt: skip
+    bars(RESULTS / "throughput.png", [r[0] for r in rows], [r[2]["records_per_s"] for r in rows],
+         groups=[r[1] for r in rows], log=True, ylabel="records persisted per second (log scale)",
+         title="One process, default settings, ~1.2 KB records, into banyan serve")  # fmt: skip
+
+
 def main() -> None:
     """Run every scenario against one server and write the JSON."""
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = _serve(Path(tmp))
         try:
-            result = {
-                "benchmark": "throughput", "record_bytes": 1180, "cpus": os.cpu_count(),
+            result: dict[str, Any] = {
+                "record_bytes": 1180,
                 "http2": client_run(url, n, http2=True),
                 "http1": client_run(url, n, http2=False),
                 "server_alone": server_ceiling(url, min(n, 100_000)),
-            }  # fmt: skip
+                "v101": v101_run(url),
+            }
         finally:
             proc.terminate()
             proc.wait(30)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    path = write_json("throughput", result)
+    plot(result)
+    for name in ("http2", "http1", "server_alone", "v101"):
+        print(f"{name:13} {result[name]['records_per_s']:8,} records/s  {result[name]}")
+    print(f"wrote {path} and {path.with_suffix('.png')}")
 
 
 if __name__ == "__main__":
