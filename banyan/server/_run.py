@@ -11,6 +11,9 @@ from banyan.server._app import DB_ENV
 
 #: HTTP/2 frames up to 1 MiB: a 10,000-record batch then takes ~12 frames, not ~700.
 MAX_FRAME_SIZE = 1024 * 1024
+#: Flow-control windows of 16 MiB: with granian's 1 MiB default, several
+#: clients uploading 4 MiB batches at once stalled until their read timeout.
+WINDOW_SIZE = 16 * 1024 * 1024
 
 
 def bootstrap(db: Path, api_key: str | None) -> None:
@@ -62,7 +65,11 @@ def serve(
         port=port,
         interface=Interfaces.ASGI,
         http=HTTPModes.auto,
-        http2_settings=HTTP2Settings(max_frame_size=MAX_FRAME_SIZE),
+        http2_settings=HTTP2Settings(
+            max_frame_size=MAX_FRAME_SIZE,
+            initial_connection_window_size=WINDOW_SIZE,
+            initial_stream_window_size=WINDOW_SIZE,
+        ),
         workers=workers,
         factory=True,
         ssl_cert=tls_cert,
