@@ -20,6 +20,7 @@ SUITE = (
     "prompt_cache",
     "processes",
     "spool_cost",
+    "durability",
 )
 
 
