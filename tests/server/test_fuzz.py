@@ -43,7 +43,7 @@ records = st.fixed_dictionaries(
     },
     optional={
         "metadata": st.dictionaries(st.text(max_size=5), values, max_size=4),
-        "duration_ms": st.floats() | st.integers(),
+        "duration_ms": st.floats() | st.integers(min_value=-(2**63), max_value=2**64 - 1),
         "model": values,
         "version": values,
     },
