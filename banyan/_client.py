@@ -7,12 +7,11 @@ or appends them to the spool's mmap segment (``"durable"``); it never blocks
 (in background mode) and never raises: every loss is counted under a
 :class:`~banyan._stats.DropReason` and warned about once. With a spool, what
 the ring cannot hold, what the server cannot take after retries and what is
-left at shutdown goes to disk and is replayed (``_replay``).
+left at shutdown goes to disk and is replayed (``_spooling``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -24,18 +23,14 @@ from banyan._delivery import Delivery
 from banyan._flusher import Flusher
 from banyan._prompts import MISS, PromptData, Prompts
 from banyan._record import IdSource, Record, encode, plain, text
-from banyan._replay import Replayer
-from banyan._spool import Spool
-from banyan._spooldir import listing as spool_listing
 from banyan._spooldir import names as spool_names
-from banyan._stats import DropReason, SpoolCounts, Stats
+from banyan._spooling import Spooling, open_spool
+from banyan._stats import DropReason, Stats
 from banyan._transport import Transport
 
 _getpid = os.getpid
 _time = time.time
-_SPOOL_REASONS = {reason.value: reason for reason in DropReason}
-# Segment files: durable mode seals one per flush interval even when nearly empty.
-_SEGMENT_BYTES = {"buffered": 4 << 20, "durable": 1 << 20}
+_AT_SHUTDOWN = "still queued at shutdown"
 
 
 def _merge(wire: tuple[str | None, ...], *given: str | None) -> tuple[str | None, ...]:
@@ -83,19 +78,9 @@ class PromptStackLogger:
         self._ids = IdSource()
         self._closed = False
         self._durable = self._config.durability == "durable"
-        self._spool = self._make_spool()
+        self._spool = open_spool(self._config)
         self._setup()
         _fork.track(self)
-
-    def _make_spool(self) -> Spool | None:
-        config = self._config
-        directory = config.spool_directory()
-        if directory is None:
-            return None
-        segment = min(_SEGMENT_BYTES[config.durability], max(64 << 10, config.spool_max_bytes // 4))
-        return Spool(directory, segment_bytes=segment, max_total_bytes=config.spool_max_bytes,
-                     sync=config.spool_sync, sync_interval=config.flush_interval,  # type: ignore[arg-type]
-                     wake=self._spool_wake)  # fmt: skip
 
     def _setup(self, fresh: bool = True) -> None:
         """Build the per-process parts: stats, transport, flusher, replay, prompt cache.
@@ -106,10 +91,12 @@ class PromptStackLogger:
         self._pid = _getpid()
         self._stats = Stats()
         self._flush_mark = 0
-        self._refusals: dict[str, int] = {}
         self._transport = Transport(config)
         self._delivery = Delivery(config, self._transport, self._stats)
-        self._replayer = self._make_replayer()
+        spool, spooling = self._spool, None
+        if spool is not None:
+            spooling = Spooling(spool, config, self._transport, self._stats, self._delivery)
+        self._spooling = spooling
         self._flusher = Flusher(
             self._delivery,
             self._export_failed,
@@ -121,42 +108,19 @@ class PromptStackLogger:
             interval=config.flush_interval if config.auto_flush else None,
             workers=config.max_in_flight,
             background=config.background_thread,
-            side=self._replayer.step if self._replayer is not None else None,
+            side=spooling.replayer.step if spooling is not None else None,
         )
         self._push: Callable[[bytes], bool] = self._flusher.ring.push
-        if self._spool is not None:
-            self._delivery.spill = self._spill
+        if spooling is not None:
+            spooling.bind(self._flusher)
             if self._durable:
-                self._push = self._spool.append
+                self._push = spooling.spool.append
         self._idle = not self._flusher.started
         self._next_id = self._ids.next
         self._prompts = Prompts(self._transport, self._stats, config)
-        if fresh and self._idle and self._spool is not None and spool_names(self._spool.directory):
+        if fresh and self._idle and spool is not None and spool_names(spool.directory):
             # A backlog from earlier processes: replay it even if this one never logs.
             self._start()
-
-    def _make_replayer(self) -> Replayer | None:
-        if self._spool is None:
-            return None
-        config, transport, live = self._config, self._transport, self._delivery
-        # One attempt per replayed batch: a failure keeps the segment and backs off instead.
-        once = dataclasses.replace(config, max_retries=0)
-        return Replayer(
-            self._spool,
-            lambda stats: Delivery(once, transport, stats),
-            self._stats,
-            batch=(config.batch_max_records, config.batch_max_bytes),
-            seal_interval=config.flush_interval,
-            backoff=(max(config.retry_delay, 0.05), config.max_retry_delay),
-            healthy=lambda: live.last_ok,
-            prepare=self._durable,
-        )
-
-    def _spool_wake(self) -> None:
-        # Called by the spool, under its lock, when its active segment is half full.
-        if self._replayer is not None:
-            self._replayer.prepare_wanted = True
-            self._flusher.wake()
 
     @property
     def config(self) -> Config:
@@ -272,7 +236,7 @@ class PromptStackLogger:
                 return True
             return self._push_failed(data)
         except Exception as exc:
-            return self._lost(DropReason.INTERNAL_ERROR, exc)
+            return self._stats.drop_entry(DropReason.INTERNAL_ERROR, exc)
 
     log = log_prompt
 
@@ -293,107 +257,32 @@ class PromptStackLogger:
 
     def _push_failed(self, data: bytes) -> bool:
         ring = self._flusher.ring
-        if self._durable:
-            return self._spool_refused(data)
         if self._closed:
-            ring.reclassify()
-            return self._lost(DropReason.CLOSED, "log_prompt called after shutdown()")
-        if self._spool is not None:
-            ring.reclassify()
-            if self._spool.append(data):
-                self._stats.warn_once(
-                    "queue-full-spool",
-                    "banyan: the log queue is full (%d bytes); records go to the spool at %s",
-                    ring.max_bytes,
-                    self._spool.directory,
-                )
-                return True
-            return self._lost(self._refusal(), "the queue is full and the spool refused a record")
+            if not self._durable:
+                ring.reclassify()
+            return self._stats.drop_entry(DropReason.CLOSED, "log_prompt called after shutdown()")
+        spooling = self._spooling
+        if spooling is not None and self._durable:
+            kept = spooling.refused(data)
+            if kept and self._idle:
+                self._start()
+            return kept
+        if spooling is not None:
+            return spooling.overflow(data)
         if len(data) > ring.max_bytes:
             ring.reclassify()
-            return self._lost(DropReason.TOO_LARGE, f"a {len(data)} byte record")
+            return self._stats.drop_entry(DropReason.TOO_LARGE, f"a {len(data)} byte record")
         self._stats.warn_once(
             "queue-full",
             "banyan: the log queue is full (%d bytes); records are being dropped "
             "and counted in get_stats()['dropped']['queue_full']",
-            self._flusher.ring.max_bytes,
+            ring.max_bytes,
         )
-        return False
-
-    def _spool_refused(self, data: bytes) -> bool:
-        """Durable mode: the spool refused ``data``; keep it in memory as buffered mode would."""
-        if self._closed:
-            return self._lost(DropReason.CLOSED, "log_prompt called after shutdown()")
-        reason = self._refusal()
-        ring = self._flusher.ring
-        if ring.push(data):
-            if self._idle:
-                self._start()
-            self._stats.warn_once(
-                "spool-refused",
-                "banyan: the spool refused a record (%s: %s); it is kept in memory instead",
-                reason.value,
-                self._spool.last_error if self._spool is not None else None,
-            )
-            return True
-        ring.reclassify()
-        return self._lost(reason, "the spool refused a record and the queue is full")
-
-    def _refusal(self) -> DropReason:
-        """Why the spool refused the last record: the reason whose count grew."""
-        seen, self._refusals = self._refusals, dict(self._spool.dropped if self._spool else {})
-        grown = [name for name, n in self._refusals.items() if n > seen.get(name, 0)]
-        return _SPOOL_REASONS.get(grown[-1] if grown else "", DropReason.SPOOL_ERROR)
-
-    def _spill(self, records: list[bytes], reason: DropReason, error: str) -> None:
-        # Delivery gave up on a batch: spool it (unless shutdown() took it already).
-        self._flusher.settle(records, lambda batch: self._keep(batch, reason, error))
-
-    def _keep(self, records: list[bytes], reason: DropReason, error: str) -> int:
-        """Spool ``records``; drop (and count) what the spool refuses. Returns the number lost."""
-        spool = self._spool
-        kept = spool.append_many(records) if spool is not None else 0
-        if kept:
-            self._stats.add(spooled_from_queue=kept)
-            self._stats.warn_once(
-                "spooled",
-                "banyan: log records could not be delivered now (%s: %s); they are kept in "
-                "the spool at %s and replayed later",
-                reason.value,
-                error,
-                spool.directory if spool is not None else None,
-            )
-        lost = len(records) - kept
-        if lost:
-            if spool is not None:
-                reason = self._refusal()
-            self._stats.drop(reason, lost, error)
-            self._stats.warn_once(
-                f"undeliverable-{reason.value}",
-                "banyan: %d log record(s) could not be delivered (%s: %s); "
-                "further losses are counted in get_stats()",
-                lost,
-                reason.value,
-                error,
-            )
-        return lost
-
-    def _lost(self, reason: DropReason, error: object) -> bool:
-        try:
-            self._stats.drop(reason, error=str(error), entry=True)
-            self._stats.warn_once(
-                f"lost-{reason.value}",
-                "banyan: a log record was dropped (%s: %s); further drops are counted",
-                reason.value,
-                error,
-            )
-        except Exception:
-            pass
         return False
 
     def _send_now(self, data: bytes) -> bool:
         if self._closed:
-            return self._lost(DropReason.CLOSED, "log_prompt called after shutdown()")
+            return self._stats.drop_entry(DropReason.CLOSED, "log_prompt called after shutdown()")
         self._stats.add(direct=1)
         deadline = time.monotonic() + self._config.timeout * (self._config.max_retries + 1)
         return self._flusher.send_now([data], deadline)
@@ -414,17 +303,17 @@ class PromptStackLogger:
         self._check_pid()
         deadline = time.monotonic() + max(0.0, timeout)
         done = self._flusher.flush(max(0.0, timeout))
-        if self._durable and self._replayer is not None:
+        if self._durable and self._spooling is not None:
             wake = self._flusher.wake if self._config.background_thread else None
-            done = self._replayer.flush(deadline, wake) and done
+            done = self._spooling.replayer.flush(deadline, wake) and done
         lost = self._lost_total()
         clean, self._flush_mark = lost == self._flush_mark, lost
         return done and clean
 
     def _lost_total(self) -> int:
         lost = sum(self._stats.dropped.values()) + self._flusher.ring.full
-        if self._spool is not None:
-            lost += self._spool.evicted + self._spool.lost
+        if self._spooling is not None:
+            lost += self._spooling.lost()
         return lost
 
     async def aflush(self, timeout: float = 30.0) -> bool:
@@ -455,34 +344,30 @@ class PromptStackLogger:
         mark = self._flush_mark
         delivered = self.flush(timeout)
         self._flusher.ring.max_bytes = 0
-        if self._replayer is not None:
-            self._replayer.stop()
+        spooling = self._spooling
+        if spooling is not None:
+            spooling.replayer.stop()
         self._flusher.stop(max(0.0, deadline - time.monotonic()))
         left = self._flusher.discard() + self._flusher.abandon()
-        if left:
-            self._keep(left, DropReason.SHUTDOWN, "still queued at shutdown")
-        if self._spool is None:
+        if spooling is None:
+            if left:
+                self._stats.drop_undelivered(len(left), DropReason.SHUTDOWN, _AT_SHUTDOWN)
             return delivered and not left
-        self._spool.close()
+        if left:
+            spooling.keep(left, DropReason.SHUTDOWN, _AT_SHUTDOWN)
+        spooling.spool.close()
         return self._lost_total() == mark
 
     def get_stats(self) -> dict[str, Any]:
         """Counters: ``logs_sent``, ``queue_size``, drops by reason and more."""
         ring = self._flusher.ring
         stats = self._stats.snapshot(
-            ring.pushed(), ring.full, len(ring), ring.bytes, self._spool_counts()
-        )
+            ring.pushed(), ring.full, len(ring), ring.bytes,
+            self._spooling.counts() if self._spooling is not None else None,
+        )  # fmt: skip
         stats["in_flight"] = self._flusher.in_flight
         stats["prompt_cache"] = self._prompts.stats()
         return stats
-
-    def _spool_counts(self) -> SpoolCounts | None:
-        spool = self._spool
-        if spool is None:
-            return None
-        segments, size = spool_listing(spool.directory)
-        return SpoolCounts(spool.spooled, spool.replayed, spool.evicted, spool.lost,
-                           spool.corrupt_frames, len(segments), size)  # fmt: skip
 
     def _check_pid(self) -> None:
         if self._pid != _getpid():

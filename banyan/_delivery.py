@@ -206,15 +206,7 @@ class Delivery:
         if self.spill is not None:
             self.spill(records, reason, error)
             return
-        self._stats.drop(reason, len(records), error)
-        self._stats.warn_once(
-            f"undeliverable-{reason.value}",
-            "banyan: %d log record(s) could not be delivered (%s: %s); "
-            "further losses are counted in get_stats()",
-            len(records),
-            reason.value,
-            error,
-        )
+        self._stats.drop_undelivered(len(records), reason, error)
 
 
 def _compressor(name: str | None) -> tuple[str, Callable[[bytes], bytes]] | None:

@@ -56,7 +56,8 @@ class Spool:
     Thread-safe. ``append`` never raises: it returns False and counts the
     reason in ``dropped``. ``wake`` is called once per segment, when the
     active one is half full and no spare is ready: the owner should then
-    call :meth:`prepare` off the hot path.
+    call :meth:`prepare` off the hot path (the attribute can be reassigned,
+    as a logger does in each process).
     """
 
     def __init__(
@@ -81,7 +82,7 @@ class Spool:
         self.sync = sync
         self.sync_interval = sync_interval
         self.retry_after = retry_after
-        self._wake = wake
+        self.wake = wake
         self._reset()
 
     def _reset(self) -> None:
@@ -123,8 +124,8 @@ class Spool:
                 writer.flush()
             if writer.pos > self._half and self._spare is None:
                 self._half = self.segment_bytes
-                if self._wake is not None:
-                    self._wake()
+                if self.wake is not None:
+                    self.wake()
             return True
 
     def append_many(self, records: list[bytes]) -> int:

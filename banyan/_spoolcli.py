@@ -115,9 +115,9 @@ def _replay(args: argparse.Namespace) -> int:
                                    background_thread=False, spool_dir=config.spool_dir)  # fmt: skip
     except ConfigurationError as exc:
         return _fail(exc)
-    replayer, spool = logger._replayer, logger._spool
-    assert replayer is not None
-    assert spool is not None
+    spooling = logger._spooling
+    assert spooling is not None
+    replayer, spool = spooling.replayer, spooling.spool
     deadline = time.monotonic() + args.timeout
     start = time.monotonic()
     while time.monotonic() < deadline and replayer.step():

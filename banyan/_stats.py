@@ -98,6 +98,32 @@ class Stats:
             if error is not None:
                 self.last_error = error
 
+    def drop_entry(self, reason: DropReason, error: object) -> bool:
+        """Count one record lost before it reached the ring, warn once; False (never raises)."""
+        try:
+            self.drop(reason, error=str(error), entry=True)
+            self.warn_once(
+                f"lost-{reason.value}",
+                "banyan: a log record was dropped (%s: %s); further drops are counted",
+                reason.value,
+                error,
+            )
+        except Exception:
+            pass
+        return False
+
+    def drop_undelivered(self, count: int, reason: DropReason, error: str) -> None:
+        """Count ``count`` records given up on after they left the ring, warn once per reason."""
+        self.drop(reason, count, error)
+        self.warn_once(
+            f"undeliverable-{reason.value}",
+            "banyan: %d log record(s) could not be delivered (%s: %s); "
+            "further losses are counted in get_stats()",
+            count,
+            reason.value,
+            error,
+        )
+
     def add(self, **deltas: int) -> None:
         """Add to several counters at once (delivery side, off the hot path)."""
         with self._lock:

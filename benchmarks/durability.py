@@ -75,7 +75,7 @@ def replay_throughput(server: Server, spool: Path) -> dict[str, float]:
     offline.shutdown(0)
     replayer = banyan.PromptStackLogger(server.api_key, server.base_url, spool_dir=directory,
                                         background_thread=False)  # fmt: skip
-    step = replayer._replayer.step  # type: ignore[union-attr]
+    step = replayer._spooling.replayer.step  # type: ignore[union-attr]
     start = time.perf_counter()
     while step():
         pass

@@ -1,0 +1,144 @@
+"""A logger's spooling: what the ring and the server cannot take goes to disk and comes back.
+
+The :class:`~banyan._spool.Spool` is opened once per logger and survives a
+fork; :class:`Spooling` is the per-process glue around it, built beside the
+flusher: the :class:`~banyan._replay.Replayer` that sends the spool back,
+the spill of batches the server would not take, the fallback when the ring
+or the spool refuses a record, and the spool's counters for ``get_stats()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from banyan._config import Config
+from banyan._delivery import Delivery
+from banyan._flusher import Flusher
+from banyan._replay import Replayer
+from banyan._spool import Spool
+from banyan._spooldir import listing
+from banyan._stats import DropReason, SpoolCounts, Stats
+from banyan._transport import Transport
+
+_REASONS = {reason.value: reason for reason in DropReason}
+# Segment files: durable mode seals one per flush interval even when nearly empty.
+_SEGMENT_BYTES = {"buffered": 4 << 20, "durable": 1 << 20}
+
+
+def open_spool(config: Config) -> Spool | None:
+    """The spool ``config`` asks for; None when ``spool_dir`` turns it off."""
+    directory = config.spool_directory()
+    if directory is None:
+        return None
+    segment = min(_SEGMENT_BYTES[config.durability], max(64 << 10, config.spool_max_bytes // 4))
+    return Spool(directory, segment_bytes=segment, max_total_bytes=config.spool_max_bytes,
+                 sync=config.spool_sync, sync_interval=config.flush_interval)  # type: ignore[arg-type]  # fmt: skip
+
+
+class Spooling:
+    """One process's glue between a logger's flusher and its spool.
+
+    Built before the flusher (whose side job is :attr:`replayer`'s ``step``),
+    then :meth:`bind`-ed to it.
+    """
+
+    _flusher: Flusher
+
+    def __init__(
+        self, spool: Spool, config: Config, transport: Transport, stats: Stats, live: Delivery
+    ) -> None:
+        self.spool = spool
+        self._stats = stats
+        self._refusals: dict[str, int] = {}
+        # One attempt per replayed batch: a failure keeps the segment and backs off instead.
+        once = dataclasses.replace(config, max_retries=0)
+        self.replayer = Replayer(
+            spool,
+            lambda stats: Delivery(once, transport, stats),
+            stats,
+            batch=(config.batch_max_records, config.batch_max_bytes),
+            seal_interval=config.flush_interval,
+            backoff=(max(config.retry_delay, 0.05), config.max_retry_delay),
+            healthy=lambda: live.last_ok,
+            prepare=config.durability == "durable",
+        )
+        live.spill = self.spill
+
+    def bind(self, flusher: Flusher) -> None:
+        """Work with ``flusher``: spill into its settle, wake it when the spool wants a spare."""
+        self._flusher = flusher
+        self.spool.wake = self.wake
+
+    def wake(self) -> None:
+        """Called by the spool, under its lock, when its active segment is half full."""
+        self.replayer.prepare_wanted = True
+        self._flusher.wake()
+
+    def overflow(self, data: bytes) -> bool:
+        """Buffered mode: the ring is full; spool ``data`` instead (False, counted, if refused)."""
+        ring = self._flusher.ring
+        ring.reclassify()
+        if self.spool.append(data):
+            self._stats.warn_once(
+                "queue-full-spool",
+                "banyan: the log queue is full (%d bytes); records go to the spool at %s",
+                ring.max_bytes,
+                self.spool.directory,
+            )
+            return True
+        error = "the queue is full and the spool refused a record"
+        return self._stats.drop_entry(self.refusal(), error)
+
+    def refused(self, data: bytes) -> bool:
+        """Durable mode: the spool refused ``data``; keep it in the ring as buffered mode would."""
+        reason = self.refusal()
+        ring = self._flusher.ring
+        if ring.push(data):
+            self._stats.warn_once(
+                "spool-refused",
+                "banyan: the spool refused a record (%s: %s); it is kept in memory instead",
+                reason.value,
+                self.spool.last_error,
+            )
+            return True
+        ring.reclassify()
+        return self._stats.drop_entry(reason, "the spool refused a record and the queue is full")
+
+    def refusal(self) -> DropReason:
+        """Why the spool refused the last record: the reason whose count grew."""
+        seen, self._refusals = self._refusals, dict(self.spool.dropped)
+        grown = [name for name, n in self._refusals.items() if n > seen.get(name, 0)]
+        return _REASONS.get(grown[-1] if grown else "", DropReason.SPOOL_ERROR)
+
+    def spill(self, records: list[bytes], reason: DropReason, error: str) -> None:
+        """Delivery gave up on a batch: spool it (unless shutdown() took it already)."""
+        self._flusher.settle(records, lambda batch: self.keep(batch, reason, error))
+
+    def keep(self, records: list[bytes], reason: DropReason, error: str) -> int:
+        """Spool ``records``; drop (and count) what the spool refuses. Returns the number lost."""
+        kept = self.spool.append_many(records)
+        if kept:
+            self._stats.add(spooled_from_queue=kept)
+            self._stats.warn_once(
+                "spooled",
+                "banyan: log records could not be delivered now (%s: %s); they are kept in "
+                "the spool at %s and replayed later",
+                reason.value,
+                error,
+                self.spool.directory,
+            )
+        lost = len(records) - kept
+        if lost:
+            self._stats.drop_undelivered(lost, self.refusal(), error)
+        return lost
+
+    def lost(self) -> int:
+        """Records the spool lost: evicted to make room, or in corrupt frames."""
+        return self.spool.evicted + self.spool.lost
+
+    def counts(self) -> SpoolCounts:
+        """The spool's counters and what its directory holds, for ``get_stats()``."""
+        spool = self.spool
+        segments, size = listing(spool.directory)
+        return SpoolCounts(spool.spooled, spool.replayed, spool.evicted, spool.lost,
+                           spool.corrupt_frames, len(segments), size)  # fmt: skip
