@@ -12,15 +12,14 @@ import argparse
 import multiprocessing
 import os
 import random
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from banyan._localserver import start
 
 DEMO_KEY = "psk_demo_local_only_0000000000"
 PROMPT = "support-reply"
@@ -42,9 +41,11 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit status 0 only when every record is accounted for."""
     with tempfile.TemporaryDirectory(prefix="banyan-demo-") as tmp:
-        port = _free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        server = _start_server(Path(tmp), port)
+        try:
+            server = start(Path(tmp), db=Path(tmp) / "demo.db", api_key=DEMO_KEY)
+        except RuntimeError as exc:
+            raise SystemExit(f"banyan demo: {exc}") from None
+        base_url = server.base_url
         try:
             print(f"reference server: {base_url} (SQLite in {tmp})")
             with httpx.Client(base_url=base_url, headers={"X-API-Key": DEMO_KEY}) as api:
@@ -53,42 +54,7 @@ def run(args: argparse.Namespace) -> int:
                 sent, dropped, elapsed = _drive(args, base_url, api)
                 return _report(api, experiment, sent, dropped, elapsed)
         finally:
-            server.terminate()
-            server.wait(timeout=20)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "banyan",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--db",
-        str(tmp / "demo.db"),
-        "--api-key",
-        DEMO_KEY,
-    ]
-    log = (tmp / "server.log").open("wb")
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    server.kill()
-    raise SystemExit(f"banyan demo: the server did not start:\n{(tmp / 'server.log').read_text()}")
+            server.stop()
 
 
 def _set_up(api: httpx.Client) -> str:

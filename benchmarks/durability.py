@@ -18,16 +18,12 @@ import gc
 import json
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from serverproc import Server, start_server
-
 import banyan
+from banyan import _localserver
 
 ROUNDS = 30
 CALLS = 2_000
@@ -46,7 +42,9 @@ def _timer_overhead() -> int:
     return int(statistics.median(samples))
 
 
-def caller_cost(server: Server, mode: str, spool: Path, overhead: int) -> list[float]:
+def caller_cost(
+    server: _localserver.LocalServer, mode: str, spool: Path, overhead: int
+) -> list[float]:
     """Per-call cost in ns, one value per call, for ``mode``."""
     logger = banyan.PromptStackLogger(server.api_key, server.base_url, durability=mode,
                                       spool_dir=str(spool / mode))  # fmt: skip
@@ -65,7 +63,7 @@ def caller_cost(server: Server, mode: str, spool: Path, overhead: int) -> list[f
     return samples
 
 
-def replay_throughput(server: Server, spool: Path) -> dict[str, float]:
+def replay_throughput(server: _localserver.LocalServer, spool: Path) -> dict[str, float]:
     """Spool ``REPLAY`` records with no server, then replay them into ``server``."""
     directory = str(spool / "replay")
     offline = banyan.PromptStackLogger(server.api_key, "http://127.0.0.1:9", durability="durable",
@@ -119,7 +117,7 @@ def plot(result: dict[str, object], path: Path) -> None:
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="durability-"))
-    server = start_server(tmp)
+    server = _localserver.start(tmp)
     try:
         overhead = _timer_overhead()
         cost = {mode: summary(caller_cost(server, mode, tmp, overhead))

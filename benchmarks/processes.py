@@ -22,11 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from serverproc import Server, start_server
-
 import banyan
+from banyan import _localserver
 
 RESULTS = Path(__file__).parent / "results"
 PROCESSES = (1, 2, 4, 8)
@@ -49,7 +46,9 @@ def worker(share: int, text: str, go: int, report: int) -> None:
     os.write(report, f"{line}\n".encode())
 
 
-def run(server: Server, processes: int, records: int, text: str) -> dict[str, object]:
+def run(
+    server: _localserver.LocalServer, processes: int, records: int, text: str
+) -> dict[str, object]:
     """Fork ``processes`` workers sharing ``records``; time until all are stored."""
     before = server.summary()["stored"]
     go_r, go_w = os.pipe()
@@ -122,7 +121,7 @@ def main() -> int:
     # Two equal fields plus ~100 B of ids, timestamp, model and framing.
     text = "x" * max(1, (args.record_bytes - 100) // 2)
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_server(Path(tmp))
+        server = _localserver.start(Path(tmp))
         try:
             banyan.configure(api_key=server.api_key, base_url=server.base_url)
             runs = [run(server, n, args.records, text) for n in PROCESSES]

@@ -22,17 +22,17 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from banyan import _localserver
 
 KEY = "psk_bench_prompt_cache_0001"
 RESULTS = Path(__file__).parent / "results"
@@ -97,31 +97,6 @@ V101 = TIMING + textwrap.dedent(
     logger.shutdown(timeout=5)
     """
 )
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(db: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the server and wait (at most 30 s) until /healthz answers."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "banyan", "serve", "--port", str(port), "--db", str(db),
-           "--api-key", KEY]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).is_success:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 def seed(url: str) -> str:
@@ -216,7 +191,8 @@ def main() -> None:
     """Run the benchmark; write JSON and PNG."""
     python = compat_python()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start(Path(tmp) / "bench.db")
+        server = _localserver.start(Path(tmp), db=Path(tmp) / "bench.db", api_key=KEY)
+        url = server.base_url
         try:
             experiment_id = seed(url)
             results = ours(url, experiment_id, tmp)
@@ -227,8 +203,7 @@ def main() -> None:
             )  # fmt: skip
             results.update(json.loads(done.stdout.strip().splitlines()[-1]))
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            server.stop()
     report = {
         "benchmark": "prompt_cache",
         "target_median_ns": 2000,

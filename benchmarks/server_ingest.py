@@ -15,9 +15,6 @@ import argparse
 import json
 import os
 import platform
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,37 +23,13 @@ from typing import Any
 
 import httpx
 
+from banyan import _localserver
 from banyan._record import IdSource, Record, encode
 from banyan._wire import BATCH_PATH, MSGPACK, msgpack_array_header
 
 KEY = "psk_bench_0123456789abcdef"
 RESULTS = Path(__file__).parent / "results"
 SIZES = (100, 1_000, 10_000)
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(db: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the server and wait (at most 30 s) until /healthz answers."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "banyan", "serve", "--port", str(port), "--db", str(db),
-           "--api-key", KEY]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).is_success:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 def make_batches(size: int, count: int, ids: IdSource) -> list[bytes]:
@@ -143,15 +116,15 @@ def main() -> int:
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start(Path(tmp) / "bench.db")
+        server = _localserver.start(Path(tmp), db=Path(tmp) / "bench.db", api_key=KEY)
+        url = server.base_url
         try:
             for http2 in (False, True):
                 for size in SIZES:
                     results.append(run_case(url, http2, size, args.seconds, args.clients))
                     print(json.dumps(results[-1]), flush=True)
         finally:
-            proc.terminate()
-            proc.wait(30)
+            server.stop()
     RESULTS.mkdir(exist_ok=True)
     meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "clients": args.clients,
             "seconds_per_case": args.seconds, "record_bytes": 1160}  # fmt: skip

@@ -18,8 +18,6 @@ Run: ``python -m benchmarks.throughput [N]`` -> benchmarks/results/throughput.js
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +27,7 @@ from typing import Any
 import httpx
 
 import banyan
+from banyan import _localserver
 from banyan._record import IdSource, Record, encode
 from banyan._wire import BATCH_PATH, MSGPACK, msgpack_array_header
 from benchmarks._compat import run_script
@@ -38,24 +37,6 @@ KEY = "psk_bench_0123456789abcdef"
 V101_RECORDS, V101_SECONDS = 5_000, 20.0
 INPUT, OUTPUT = "x" * 500, "y" * 500
 METADATA = {"user_type": "new", "plan": "pro", "turn": 3, "score": 4.5, "cached": True}
-
-
-def _serve(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "banyan", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--db", str(tmp / "bench.db"), "--api-key", KEY]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).is_success:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("banyan serve did not start")
 
 
 def _stored(url: str) -> int:
@@ -171,7 +152,8 @@ def main() -> None:
     """Run every scenario against one server and write the JSON."""
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = _serve(Path(tmp))
+        server = _localserver.start(Path(tmp), db=Path(tmp) / "bench.db", api_key=KEY)
+        url = server.base_url
         try:
             result: dict[str, Any] = {
                 "record_bytes": 1180,
@@ -181,8 +163,7 @@ def main() -> None:
                 "v101": v101_run(url),
             }
         finally:
-            proc.terminate()
-            proc.wait(30)
+            server.stop()
     path = write_json("throughput", result)
     plot(result)
     for name in ("http2", "http1", "server_alone", "v101"):

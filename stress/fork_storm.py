@@ -26,11 +26,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from serverproc import start_server
-
 import banyan
+from banyan import _localserver
 
 DEADLINE = 120.0
 
@@ -118,7 +115,7 @@ def main() -> int:
     args = parser.parse_args()
     # Not TemporaryDirectory: its weakref finalizer would run in the atexit children.
     tmp = tempfile.mkdtemp(prefix="fork-storm-")
-    server = start_server(Path(tmp))
+    server = _localserver.start(Path(tmp))
     try:
         return run(server, args.children, args.concurrency, args.seed)
     finally:
@@ -129,9 +126,7 @@ def main() -> int:
 
 def run(server: object, children: int, concurrency: int, seed: int) -> int:
     """The storm proper, against ``server``; the exit status."""
-    from serverproc import Server
-
-    assert isinstance(server, Server)
+    assert isinstance(server, _localserver.LocalServer)
     # A short interval keeps the parent's flusher busy, so many forks land mid-request.
     banyan.configure(api_key=server.api_key, base_url=server.base_url, flush_interval=0.02)
     stop, counter = threading.Event(), [0]

@@ -29,12 +29,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(HERE / "process"))
-sys.path.insert(0, str(HERE))
 
 from prockit import stored_inputs  # noqa: E402
-from serverproc import Server, start_server  # noqa: E402
 
 import banyan  # noqa: E402
+from banyan import _localserver  # noqa: E402
 
 WORKER = textwrap.dedent(
     """
@@ -54,7 +53,7 @@ WORKER = textwrap.dedent(
 
 
 def round_of(
-    server: Server, spool: Path, name: str, workers: int, rng: random.Random
+    server: _localserver.LocalServer, spool: Path, name: str, workers: int, rng: random.Random
 ) -> dict[str, int]:
     """Start the workers, kill each after a random time; the records each reported."""
     argv = [sys.executable, "-c", WORKER, server.api_key, server.base_url]
@@ -77,7 +76,7 @@ def round_of(
 def run(tmp: Path, rounds: int, workers: int, seed: int) -> int:
     """The scenario; the exit status."""
     rng = random.Random(seed)
-    server = start_server(tmp)
+    server = _localserver.start(tmp)
     spool = tmp / "spool"
     try:
         reported: dict[str, int] = {}

@@ -22,11 +22,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from serverproc import Server, start_server
-
 import banyan
+from banyan import _localserver
 
 RING_BYTES = 4 << 20
 
@@ -44,7 +41,7 @@ def load(
 
 def run(tmp: Path, seconds: float, outage: float, threads: int) -> int:
     """The scenario proper; the exit status."""
-    server = start_server(tmp)
+    server = _localserver.start(tmp)
     logger = banyan.PromptStackLogger(
         server.api_key, server.base_url, max_queue_bytes=RING_BYTES, spool_dir=str(tmp / "spool")
     )
@@ -61,7 +58,7 @@ def run(tmp: Path, seconds: float, outage: float, threads: int) -> int:
             if action == "down":
                 server.stop()
             elif action == "up":
-                server = start_server(tmp, port=server.port, db=server.db)
+                server = _localserver.start(tmp, port=server.port, db=server.db)
             until = time.monotonic() + length
             while time.monotonic() < until:
                 peak = max(peak, logger.get_stats()["queue_bytes"])
@@ -86,7 +83,11 @@ def drain(logger: banyan.PromptStackLogger, timeout: float) -> None:
 
 
 def report(
-    logger: banyan.PromptStackLogger, server: Server, sent: int, peak: int, took: float
+    logger: banyan.PromptStackLogger,
+    server: _localserver.LocalServer,
+    sent: int,
+    peak: int,
+    took: float,
 ) -> int:
     """Print the accounting; 1 on a mismatch."""
     drain(logger, 120)

@@ -1,0 +1,117 @@
+"""``banyan serve`` as a subprocess on a free loopback port, for the demo, tests and benchmarks.
+
+Client side only: the server runs as ``sys.executable -m banyan serve`` and
+``banyan.server`` is never imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+LOCAL_KEY = "psk_test_0123456789abcdef"
+_START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalServer:
+    """A running ``banyan serve`` subprocess and what a client needs to talk to it."""
+
+    base_url: str
+    api_key: str
+    db: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The API key header for requests made by hand."""
+        return {"X-API-Key": self.api_key}
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        """``GET path`` with the API key."""
+        with httpx.Client(base_url=self.base_url, headers=self.headers, timeout=30) as c:
+            return c.get(path, **kw)
+
+    def post(self, path: str, **kw: Any) -> httpx.Response:
+        """``POST path`` with the API key."""
+        with httpx.Client(base_url=self.base_url, headers=self.headers, timeout=30) as c:
+            return c.post(path, **kw)
+
+    def stored_ids(self) -> list[str]:
+        """Every record id the server has stored for the key's project."""
+        response = self.get("/api/v2/logs/ids")
+        response.raise_for_status()
+        return list(response.json()["ids"])
+
+    def summary(self) -> dict[str, int]:
+        """``{"stored": n, "duplicates": d, ...}`` for the key's project."""
+        response = self.get("/api/v2/logs/summary")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def stop(self, sig: int | None = None) -> int:
+        """Stop the server (SIGTERM unless told otherwise); returns its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig or 15)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return int(self.process.returncode)
+
+
+def start(
+    tmp: Path, *args: str, port: int | None = None, db: Path | None = None, api_key: str = LOCAL_KEY
+) -> LocalServer:
+    """Start ``banyan serve`` on a free loopback port and wait until ``/healthz`` answers.
+
+    ``args`` go to ``banyan serve`` as they are; the database defaults to
+    ``tmp/banyan.db`` and the server's output goes to ``tmp/server-<port>.log``.
+    Raises RuntimeError, with that log, when the server exits or does not
+    answer within 30 s.
+    """
+    port = port or free_port()
+    db = db or tmp / "banyan.db"
+    log = tmp / f"server-{port}.log"
+    cmd = [sys.executable, "-m", "banyan", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--db", str(db), "--api-key", api_key, *args]  # fmt: skip
+    scheme = "https" if "--tls-cert" in args else "http"
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+    server = LocalServer(f"{scheme}://127.0.0.1:{port}", api_key, db, port, process, log)
+    _wait_healthy(server)
+    return server
+
+
+def _wait_healthy(server: LocalServer) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"banyan serve exited early:\n{server.log.read_text()}")
+        try:
+            if httpx.get(f"{server.base_url}/healthz", verify=False, timeout=1).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"banyan serve did not start within 30 s:\n{server.log.read_text()}")
