@@ -63,6 +63,9 @@ class Config:
     spool_max_bytes: int = 256 * MiB
     durability: str = "buffered"
     spool_sync: str = "none"
+    #: An ``httpx.BaseTransport`` to send through instead of the network
+    #: (banyan.testing uses an in-memory one; also for custom proxies).
+    http_transport: Any = None
 
     def __post_init__(self) -> None:
         _check_url(self.base_url)

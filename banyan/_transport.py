@@ -72,6 +72,7 @@ class Transport:
             limits=limits,
             http1=not h2c,
             http2=config.http2,
+            transport=config.http_transport,
         )
 
     def client(self) -> httpx.Client:
