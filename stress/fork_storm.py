@@ -28,6 +28,11 @@ from pathlib import Path
 
 import banyan
 from banyan import _localserver
+from stress._result import emit, use_test_helpers
+
+use_test_helpers()
+
+from prockit import stored_inputs  # noqa: E402
 
 DEADLINE = 120.0
 
@@ -142,8 +147,7 @@ def run(server: object, children: int, concurrency: int, seed: int) -> int:
     parent_dropped = banyan.get_stats()["logs_dropped"]
     sent = queued + counter[0]
     ids = server.stored_ids()
-    prefix = banyan._default._logger._ids._prefix  # type: ignore[union-attr]
-    from_parent = sum(i.startswith(prefix) for i in set(ids))
+    from_parent = sum(n for text, n in stored_inputs(server).items() if text.startswith("parent "))
     duplicated = len(ids) - len(set(ids)) + server.summary()["duplicates"]
     dropped = parent_dropped + bad.count(-2)
     print(
@@ -159,7 +163,11 @@ def run(server: object, children: int, concurrency: int, seed: int) -> int:
         print(f"children that failed: {len(problems)} (exit codes / unflushed: {problems[:10]})")
     ok = parent_ok and not problems and not dropped and not duplicated and len(set(ids)) == sent
     print("OK: every record stored exactly once" if ok else "MISMATCH")
-    return 0 if ok else 1
+    reasons = {**banyan.get_stats()["dropped"], "child": bad.count(-2)}
+    return emit(
+        "fork_storm", sent=sent, stored=stored, duplicated=duplicated, dropped=reasons,
+        spooled=banyan.get_stats()["spooled"], ok=ok, notes=f"{children} children",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

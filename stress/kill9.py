@@ -34,6 +34,7 @@ from prockit import stored_inputs  # noqa: E402
 
 import banyan  # noqa: E402
 from banyan import _localserver  # noqa: E402
+from stress._result import emit  # noqa: E402
 
 WORKER = textwrap.dedent(
     """
@@ -106,7 +107,12 @@ def report(found: Counter[str], reported: dict[str, int], stats: dict[str, int])
     bad = missing or duplicated or stats["logs_dropped"]
     if bad:
         print("MISMATCH", file=sys.stderr)
-    return 1 if bad else 0
+    # Workers log on after their last report; those records are stored too, but not "sent".
+    return emit(
+        "kill9", sent=sent, stored=sent - missing, duplicated=duplicated, dropped=stats["dropped"],
+        spooled=stats["replayed"], ok=not bad,
+        notes=f"{len(reported)} killed; {len(found) - sent + missing} stored beyond their reports",
+    )  # fmt: skip
 
 
 def main() -> int:

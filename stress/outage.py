@@ -24,6 +24,7 @@ from pathlib import Path
 
 import banyan
 from banyan import _localserver
+from stress._result import emit
 
 RING_BYTES = 4 << 20
 
@@ -103,7 +104,10 @@ def report(
     bad = unique != sent or stored != unique or stats["logs_dropped"] or peak > RING_BYTES
     if bad:
         print("MISMATCH", file=sys.stderr)
-    return 1 if bad else 0
+    return emit(
+        "outage", sent=sent, stored=unique, duplicated=stored - unique, dropped=stats["dropped"],
+        spooled=stats["spooled"], ok=not bad, notes=f"ring peak {peak >> 10} KiB",
+    )  # fmt: skip
 
 
 def main() -> int:

@@ -1,48 +1,133 @@
-"""Run every bounded stress scenario: ``python -m stress.run [NAME ...]``.
+"""Run every bounded stress scenario: ``python -m stress.run [--quick] [NAME ...]``.
 
 Each scenario is its own script against its own ``banyan serve`` on
-127.0.0.1, prints sent / stored / duplicated / dropped (and spooled where it
-spools), and exits non-zero on any unaccounted record. This runner prints
-each scenario's report, then one line per scenario, and exits non-zero when
-any failed.
+127.0.0.1 and ends with one ``RESULT {json}`` line (``stress/_result.py``).
+This runner starts each in a fresh interpreter and its own session, with
+``BANYAN_SPOOL_DIR`` and ``BANYAN_CACHE_DIR`` in a temporary directory,
+echoes its output, kills its whole process group past ``LIMIT_S``, then
+prints one Markdown table: sent / stored / duplicated / dropped by reason /
+spooled / result / seconds. It exits 1 when any scenario failed, left a
+record unaccounted (sent - stored - dropped != 0), stored one twice, or
+printed no RESULT line. ``--quick`` runs smaller sizes (about 3 minutes on
+2 cores); the default sizes take under 10. ``--json FILE`` also writes the
+rows.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from pathlib import Path
+from typing import Any
 
-SCENARIOS = ("fork_storm", "outage", "kill9")
+from stress._result import PREFIX
+
+#: name -> (default arguments, --quick arguments), in the order they run.
+SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
+    "fork_storm": ([], ["--children", "80"]),
+    "outage": ([], ["--seconds", "12", "--outage", "6"]),
+    "storms": ([], ["--rounds", "5", "--records", "600"]),
+    "stalls": ([], ["--rounds", "3", "--records", "500", "--blackout", "2"]),
+    "kill9": ([], ["--rounds", "2", "--workers", "3"]),
+    "gunicorn": ([], ["--requests", "200"]),
+    "celery": ([], ["--tasks", "20"]),
+    "corruption": ([], ["--records", "5000"]),
+    "disklimit": ([], ["--records", "8000"]),
+}
 #: No scenario may run longer than this (each bounds itself well below it).
-LIMIT_S = 600
+LIMIT_S = 300
 
 
-def run(name: str) -> tuple[int, float]:
-    """Run one scenario in its own interpreter; its exit status and duration."""
-    started = time.monotonic()
+def echo(stream: Any, lines: list[str]) -> None:
+    """Copy a child's output to ours, indented, keeping every line."""
+    for line in stream:
+        lines.append(line.rstrip("\n"))
+        print(f"  {line}", end="", flush=True)
+
+
+def run(name: str, args: list[str], tmp: Path) -> dict[str, Any]:
+    """Run one scenario; its RESULT row, with ``seconds`` and ``exit`` added."""
+    env = dict(os.environ, BANYAN_SPOOL_DIR=str(tmp / "spool"), BANYAN_CACHE_DIR=str(tmp / "cache"))
+    started, lines = time.monotonic(), []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"stress.{name}", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
+    )  # fmt: skip
+    reader = threading.Thread(target=echo, args=(proc.stdout, lines), daemon=True)
+    reader.start()
     try:
-        code = subprocess.call([sys.executable, "-m", f"stress.{name}"], timeout=LIMIT_S)
+        code = proc.wait(timeout=LIMIT_S)
     except subprocess.TimeoutExpired:
         code = 124
-    return code, time.monotonic() - started
+    finally:
+        # The scenario's own children (servers, gunicorn, celery, redis) share its session.
+        if proc.poll() is None or code == 124:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        reader.join(10)
+    rows = [json.loads(line[len(PREFIX) :]) for line in lines if line.startswith(PREFIX)]
+    row = rows[-1] if rows else {"scenario": name, "ok": False}
+    return {**row, "exit": code, "seconds": round(time.monotonic() - started, 1)}
+
+
+def verdict(row: dict[str, Any]) -> str:
+    """The result column: ok, skip, or FAIL with the first reason found."""
+    if row.get("skipped"):
+        return "skip"
+    if row["exit"] == 124:
+        return f"FAIL (over {LIMIT_S} s)"
+    if "sent" not in row:
+        return f"FAIL (exit {row['exit']}, no RESULT)"
+    if row.get("unaccounted"):
+        return f"FAIL ({row['unaccounted']} unaccounted)"
+    if row.get("duplicated"):
+        return f"FAIL ({row['duplicated']} duplicated)"
+    if not row["ok"] or row["exit"]:
+        return f"FAIL (exit {row['exit']})"
+    return "ok"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """One Markdown table of the rows."""
+    head = ("scenario", "sent", "stored", "duplicated", "dropped (by reason)", "spooled",
+            "result", "seconds")  # fmt: skip
+    out = ["| " + " | ".join(head) + " |", "| --- | ---: | ---: | ---: | --- | ---: | --- | ---: |"]
+    for row in rows:
+        dropped = ", ".join(f"{k} {v:,}" for k, v in row.get("dropped", {}).items()) or "0"
+        cells = [row["scenario"], *(f"{row[k]:,}" if k in row else "-" for k in
+                 ("sent", "stored", "duplicated")), dropped if "sent" in row else "-",
+                 f"{row.get('spooled', 0):,}", verdict(row), f"{row['seconds']:.0f}"]  # fmt: skip
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 def main(argv: list[str]) -> int:
-    """Run the named scenarios (all by default) and print the summary."""
-    names = argv or list(SCENARIOS)
-    unknown = sorted(set(names) - set(SCENARIOS))
+    """Run the named scenarios (all by default), print the table; 1 on any failure."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(SCENARIOS))
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (~3 minutes)")
+    parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(SCENARIOS))
     if unknown:
-        print(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
-        return 2
-    results = {}
-    for name in names:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    started, rows = time.monotonic(), []
+    for name in args.names or SCENARIOS:
         print(f"== {name}", flush=True)
-        results[name] = run(name)
-    print("\nscenario      result   seconds")
-    for name, (code, seconds) in results.items():
-        print(f"{name:<13} {'ok' if code == 0 else f'FAIL {code}':<8} {seconds:>7.0f}")
-    return 0 if all(code == 0 for code, _ in results.values()) else 1
+        with tempfile.TemporaryDirectory(prefix=f"stress-{name}-") as tmp:
+            rows.append(run(name, SCENARIOS[name][args.quick], Path(tmp)))
+    print(f"\n{table(rows)}\n\ntotal {time.monotonic() - started:.0f} s"
+          f"{' (--quick)' if args.quick else ''}")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0 if all(verdict(row) in ("ok", "skip") for row in rows) else 1
 
 
 if __name__ == "__main__":
