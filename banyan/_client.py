@@ -29,6 +29,7 @@ from banyan._stats import DropReason, Stats
 from banyan._transport import Transport
 
 _getpid = os.getpid
+_PID = _fork.PID
 _time = time.time
 _AT_SHUTDOWN = "still queued at shutdown"
 
@@ -88,7 +89,7 @@ class PromptStackLogger:
         ``fresh`` is False in a forked child, whose flusher starts on first use.
         """
         config = self._config
-        self._pid = _getpid()
+        self._pid = _fork.pid()
         self._stats = Stats()
         self._flush_mark = 0
         self._transport = Transport(config)
@@ -217,8 +218,9 @@ class PromptStackLogger:
                 input = text(input)
             if output.__class__ is not str:
                 output = text(output)
-            if self._pid != _getpid():
-                self._after_fork_in_child()
+            # Not os.getpid(): a syscall per call. PID[0] reads 0 in any forked child.
+            if self._pid != _PID[0]:
+                self._check_pid()
             record = Record(
                 self._next_id(), _time(), input, output, prompt_id, prompt_name, version,
                 branch_name, model, metadata, duration_ms, experiment_id,
@@ -370,7 +372,7 @@ class PromptStackLogger:
         return stats
 
     def _check_pid(self) -> None:
-        if self._pid != _getpid():
+        if self._pid != _fork.pid():
             self._after_fork_in_child()
 
     def _after_fork_in_child(self) -> None:

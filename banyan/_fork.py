@@ -5,7 +5,8 @@ new locks, an empty ring, a new id prefix and a new HTTP client (the
 parent's connections are never touched), and its flusher restarts lazily;
 what the parent had buffered stays the parent's to deliver. Hosts that fork
 without running the hooks (uWSGI without ``--py-call-uwsgi-fork-hooks``) are
-caught by the pid check on the hot path.
+caught by the pid check on the hot path, which reads the pid cached in a
+page the kernel zeroes in every child, hooks or not (:func:`pid`).
 
 The three hooks:
 
@@ -24,6 +25,7 @@ atexit never runs there; its own exit finalizers do, and the flush joins them.
 from __future__ import annotations
 
 import atexit
+import mmap
 import os
 import sys
 import threading
@@ -52,6 +54,34 @@ class _Hooks:
 
 
 _hooks = _Hooks()
+
+
+def _wiped_on_fork() -> memoryview | None:
+    # madvise(2) MADV_WIPEONFORK (18, Linux 4.14+; Python 3.11 does not name it): every forked
+    # child sees this private page zeroed, however it forked.
+    if sys.platform != "linux":
+        return None
+    try:
+        page = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        page.madvise(getattr(mmap, "MADV_WIPEONFORK", 18))
+    except (AttributeError, OSError, ValueError):
+        return None
+    return memoryview(page).cast("q")
+
+
+_cell = _wiped_on_fork()
+#: ``PID[0]`` is this process's pid, or 0 (where nothing wipes it, always 0): a hot path
+#: compares it with a pid it saved and calls :func:`pid` only when they differ. It costs
+#: ~50 ns against ~250 ns for the getpid() syscall it saves.
+PID = _cell if _cell is not None else memoryview(bytearray(8)).cast("q")
+
+
+def pid() -> int:
+    """This process's pid, cached in :data:`PID` where the kernel wipes it on fork."""
+    current = os.getpid()
+    if _cell is not None:
+        _cell[0] = current
+    return current
 
 
 def track(obj: Forkable) -> None:

@@ -13,7 +13,8 @@ import pytest
 from fakes import MakeLogger
 
 import banyan
-from banyan._record import Record
+from banyan import _fork
+from banyan._record import MAX_ID_LENGTH, IdSource, Record
 
 decode = msgspec.msgpack.Decoder(Record).decode
 
@@ -75,6 +76,31 @@ def test_ids_are_unique_and_not_uuid4(make_logger: MakeLogger) -> None:
     ids = [r.id for r in queued(logger)]
     assert len(set(ids)) == 100
     assert all(len(i) < 36 and "-" in i for i in ids)
+
+
+def test_id_source_reset_gives_a_new_prefix() -> None:
+    """After reset() (a forked child) no id shares the parent's prefix; ids stay short text."""
+    ids = IdSource()
+    parent = {ids.next() for _ in range(3)}
+    ids.reset()
+    child = ids.next()
+    assert isinstance(child, str)
+    assert len(child) <= MAX_ID_LENGTH
+    assert all(child.rsplit("-", 1)[0] != p.rsplit("-", 1)[0] for p in parent)
+
+
+def test_wiped_pid_cell_is_refilled_without_resetting_the_logger(make_logger: MakeLogger) -> None:
+    """PID[0] reading 0 makes the hot path ask getpid() once; the same process keeps its queue."""
+    logger = quiet(make_logger)
+    logger.log_prompt("a", "o")
+    saved = _fork.PID[0]
+    _fork.PID[0] = 0  # what the wiped page reads in a forked child
+    try:
+        logger.log_prompt("b", "o")
+        assert [r.input for r in queued(logger)] == ["a", "b"]
+        assert _fork.PID[0] in (0, saved)  # refilled, where the kernel can wipe it
+    finally:
+        _fork.PID[0] = saved
 
 
 def test_non_text_input_and_output_are_coerced(make_logger: MakeLogger) -> None:
