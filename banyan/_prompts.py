@@ -27,7 +27,7 @@ import msgspec
 from banyan._cache import ROUTED_MEMO, Counters, Entry, Refresher, evict_lru
 from banyan._diskcache import DiskCache, default_dir
 from banyan._exceptions import BanyanError, HTTPStatusError
-from banyan._routing import Experiment, sticky_value, validate
+from banyan._routing import Experiment, Variant, sticky_value, validate
 from banyan._stats import Stats
 from banyan._wire import PROMPT_PATH, ROUTE_PATH
 
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 #: (project, name, version, branch)
 Key = tuple[str, str, str | None, str]
 _monotonic = time.monotonic
+_new = object.__new__
+_setattr = object.__setattr__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,13 +110,16 @@ def from_json(body: Mapping[str, Any], branch: str = "main") -> PromptData:
 
 
 def _with_sticky(template: PromptData, value: str) -> PromptData:
-    # A copy of a frozen dataclass in ~0.3 us; dataclasses.replace costs ~5 us.
-    routed: PromptData = object.__new__(PromptData)
-    fields = routed.__dict__
-    fields.update(template.__dict__)
+    # A frozen dataclass cloned from its attribute dict: ~0.5 us; dataclasses.replace costs ~5 us.
+    fields = template.__dict__.copy()
     fields["sticky_value"] = value
     wire = template._wire
-    fields["_wire"] = None if wire is None else (*wire[:7], value)
+    if wire is not None:
+        # Unpacking and building the tuple is ~0.1 us cheaper than (*wire[:7], value).
+        a, b, c, d, e, f, g, _ = wire
+        fields["_wire"] = (a, b, c, d, e, f, g, value)
+    routed: PromptData = _new(PromptData)
+    _setattr(routed, "__dict__", fields)
     return routed
 
 
@@ -196,39 +201,45 @@ class Prompts:
         return self._route(entry, sticky_context)
 
     def _route(self, entry: Entry, sticky_context: Mapping[str, Any] | None) -> PromptData:
-        experiment = entry.experiment
+        experiment, router = entry.experiment, entry.router
         assert experiment is not None
-        value = sticky_value(sticky_context.get(experiment.sticky_key)) if sticky_context else None
+        assert router is not None
+        raw = sticky_context.get(experiment.sticky_key) if sticky_context else None
+        # Most sticky values are non-empty strings: skip the call to sticky_value().
+        value = raw if raw.__class__ is str and raw else sticky_value(raw)
         if value is None:
             # Documented: a missing sticky value gets the fetched version, never a random one.
             self._stats.add(sticky_missing=1)
             return entry.prompt
         routed = entry.routed.get(value)
-        if routed is None:
-            routed = self._decide(entry, experiment, value)
-            if len(entry.routed) >= ROUTED_MEMO:
-                entry.routed.clear()
-            entry.routed[value] = routed
+        if routed is not None:
+            return routed
+        variant = router.choose(value)
+        if variant is None:
+            routed = entry.prompt
+        else:
+            template = entry.templates.get(variant.id)
+            if template is None:
+                template = self._template(entry, experiment, variant)
+            routed = _with_sticky(template, value)
+        if len(entry.routed) >= ROUTED_MEMO:
+            entry.routed.clear()
+        entry.routed[value] = routed
         return routed
 
-    def _decide(self, entry: Entry, experiment: Experiment, value: str) -> PromptData:
-        assert entry.router is not None
-        variant = entry.router.choose(value)
-        if variant is None:
-            return entry.prompt
-        template = entry.templates.get(variant.id)
-        if template is None:
-            content = variant.content
-            if not content:
-                pinned = self.get(entry.prompt.name or "", variant.version, entry.prompt.branch)
-                content = pinned.content if pinned else entry.prompt.content
-            template = dataclasses.replace(
-                entry.prompt, content=content, version=variant.version,
-                experiment_id=experiment.id, experiment_version_id=variant.id,
-                variant_name=variant.name or None, sticky_key=experiment.sticky_key,
-            )  # fmt: skip
-            entry.templates[variant.id] = template
-        return _with_sticky(template, value)
+    def _template(self, entry: Entry, experiment: Experiment, variant: Variant) -> PromptData:
+        """The variant's PromptData without a sticky value, made once per entry and variant."""
+        content = variant.content
+        if not content:
+            pinned = self.get(entry.prompt.name or "", variant.version, entry.prompt.branch)
+            content = pinned.content if pinned else entry.prompt.content
+        template = dataclasses.replace(
+            entry.prompt, content=content, version=variant.version,
+            experiment_id=experiment.id, experiment_version_id=variant.id,
+            variant_name=variant.name or None, sticky_key=experiment.sticky_key,
+        )  # fmt: skip
+        entry.templates[variant.id] = template
+        return template
 
     def _serve_stale(self, key: Key, entry: Entry, now: float) -> None:
         self.counters.stale += 1

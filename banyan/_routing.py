@@ -86,11 +86,12 @@ def ranges(weights: Sequence[int]) -> list[tuple[int, int]]:
 class Router:
     """One experiment compiled for routing: its hash prefix and cumulative range ends."""
 
-    __slots__ = ("_ends", "_prefix", "_traffic")
+    __slots__ = ("_ends", "_prefix_state", "_traffic")
 
     def __init__(self, experiment: Experiment) -> None:
-        # utf8() works code point by code point, so utf8(a + b) == utf8(a) + utf8(b).
-        self._prefix = utf8(f"{experiment.seed}.{experiment.sticky_key}.")
+        # utf8() works code point by code point, so utf8(a + b) == utf8(a) + utf8(b);
+        # copying this hashed prefix is ~0.1 us cheaper than a new sha256 per value.
+        self._prefix_state = _sha256(utf8(f"{experiment.seed}.{experiment.sticky_key}."))
         self._traffic = experiment.traffic_bp
         ends = [end for _, end in ranges([v.weight_bp for v in experiment.variants])]
         self._ends = tuple(zip(ends, experiment.variants, strict=True))
@@ -99,11 +100,12 @@ class Router:
         """The variant for a sticky value, or None when the subject is not enrolled."""
         if not value:
             return None
+        sha = self._prefix_state.copy()
         try:
-            data = self._prefix + value.encode()
+            sha.update(value.encode())
         except UnicodeEncodeError:
-            data = self._prefix + utf8(value)
-        enrol, point = _two_u64(_sha256(data).digest())
+            sha.update(utf8(value))
+        enrol, point = _two_u64(sha.digest())
         if enrol % BASIS_POINTS >= self._traffic:
             return None
         point %= BASIS_POINTS

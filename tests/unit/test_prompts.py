@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import pytest
 from fakes import FakeResponse, MakeLogger, status
 
+import banyan
 from banyan._routing import Experiment, Variant, choose
 
 VARIANTS: list[dict[str, Any]] = [
@@ -64,6 +67,20 @@ def test_sticky_subject_is_routed_locally(make_logger: MakeLogger) -> None:
             "sticky_key": "user_id", "sticky_value": user,
         }  # fmt: skip
     assert len(fake.calls) == 1
+
+
+def test_routed_prompt_is_an_ordinary_prompt_data(make_logger: MakeLogger) -> None:
+    """The cheap clone served to a new subject equals, prints and logs like a constructed one."""
+    logger, _ = make_logger(prompt(experiment=EXPERIMENT))
+    data = logger.get_prompt("greet", sticky_context={"user_id": 42})
+    assert data is not None
+    assert data.sticky_value == "42"
+    built = banyan.PromptData(**{f.name: getattr(data, f.name) for f in dataclasses.fields(data)
+                                 if f.init})  # fmt: skip
+    assert (data, repr(data), data._wire) == (built, repr(built), built._wire)
+    assert dataclasses.replace(data, sticky_value="7")._wire == (*built._wire[:7], "7")  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        data.sticky_value = "x"  # type: ignore[misc]
 
 
 def test_missing_sticky_key_gets_the_default_and_is_counted(make_logger: MakeLogger) -> None:

@@ -72,7 +72,7 @@ def test_experiments_on_different_seeds_are_independent() -> None:
 def test_enrolment_and_assignment_are_independent() -> None:
     """Within one experiment at 50 % traffic, being enrolled says nothing about the variant."""
     exp = experiment("within", [5000, 5000])
-    pairs = []
+    pairs: list[tuple[object, object]] = []
     for value in IDS:
         enrol, point = _routing.buckets(exp.seed, exp.sticky_key, value)
         pairs.append((enrol < 5000, point < 5000))
@@ -137,3 +137,11 @@ def test_lone_surrogates_hash_as_replacement_character() -> None:
     assert _routing.buckets("s", "k", "a\udc00b") == _routing.buckets("s", "k", "a\ufffdb")
     exp = experiment("s", [5000, 5000])
     assert Router(exp).choose("a\udc00b") == Router(exp).choose("a\ufffdb")
+
+
+def test_one_router_reused_matches_a_fresh_router_per_value() -> None:
+    """The hashed prefix is copied per value: no value leaks into the next decision."""
+    exp = experiment("reuse-seed", [3400, 3300, 3300], traffic_bp=7000)
+    values = [*IDS[:2000], "é", "e\u0301", "\ud800", "😀", "user-1"] * 2
+    router = Router(exp)
+    assert [router.choose(v) for v in values] == [_routing.choose(exp, v) for v in values]
