@@ -13,6 +13,13 @@ thread; its producer waits while the 1,000-record queue is full, and stops at
 partial batch waits for its 5 s flush interval). Every count is the server's:
 ``GET /api/v2/logs/summary`` before and after each run.
 
+Compression: the HTTP/2 case again with ``compression="gzip"`` and
+``compression="zstd"`` (N/2 records each; the uncompressed case is the HTTP/2
+run above). Every 2.x case records ``bytes_sent`` from ``get_stats()`` (batch
+bodies as sent, after compression) and ``wire_bytes_per_record``. Every record
+carries the same 1.2 KB of repeated characters, so the compressed sizes are a
+lower bound, far below what real prompts and outputs compress to.
+
 Run: ``python -m benchmarks.throughput [N]`` -> benchmarks/results/throughput.json, .png
 """
 
@@ -44,10 +51,12 @@ def _stored(url: str) -> int:
     return int(response.json()["stored"])
 
 
-def client_run(url: str, n: int, http2: bool) -> dict[str, object]:
-    """Log ``n`` records with default settings; time until all are stored."""
+def client_run(url: str, n: int, http2: bool, compression: str | None = None) -> dict[str, object]:
+    """Log ``n`` records with default settings (but ``compression``); time until all are stored."""
     before = _stored(url)
-    logger = banyan.PromptStackLogger(api_key=KEY, base_url=url, http2=http2)
+    logger = banyan.PromptStackLogger(
+        api_key=KEY, base_url=url, http2=http2, compression=compression
+    )
     ring = logger._flusher.ring
     high = ring.max_bytes * 3 // 4
     start = time.perf_counter()
@@ -69,6 +78,8 @@ def client_run(url: str, n: int, http2: bool) -> dict[str, object]:
         "stored": _stored(url) - before, "verified": _stored(url) - before == n,
         "dropped": stats["logs_dropped"],
         "batches": stats["batches_sent"], "retries": stats["retries"],
+        "compression": compression, "bytes_sent": stats["bytes_sent"],
+        "wire_bytes_per_record": round(stats["bytes_sent"] / n, 1),
     }  # fmt: skip
 
 
@@ -139,13 +150,22 @@ def v101_run(url: str, n: int = V101_RECORDS, seconds: float = V101_SECONDS) -> 
 
 def plot(result: dict[str, Any]) -> None:
     """Records/s per scenario, log scale (1.0.1 is far below the rest)."""
-    rows = [("2.x, HTTP/2", "2.x client", result["http2"]),
+
+    def wire(case: dict[str, Any]) -> str:
+        return f"{case['wire_bytes_per_record']:,.0f} B/record on the wire"
+
+    rows = [(f"2.x, HTTP/2\n{wire(result['http2'])}", "2.x client", result["http2"]),
             ("2.x, HTTP/1.1", "2.x client", result["http1"]),
+            (f"2.x, HTTP/2, gzip\n{wire(result['http2_gzip'])}", "2.x client, compressed",
+             result["http2_gzip"]),
+            (f"2.x, HTTP/2, zstd\n{wire(result['http2_zstd'])}", "2.x client, compressed",
+             result["http2_zstd"]),
             ("server alone\n(pre-encoded batches)", "server ceiling", result["server_alone"]),
             ("1.0.1\n(a request per record)", "1.0.1 client", result["v101"])]  # fmt: skip
     bars(RESULTS / "throughput.png", [r[0] for r in rows], [r[2]["records_per_s"] for r in rows],
          groups=[r[1] for r in rows], log=True, ylabel="records persisted per second (log scale)",
-         title="One process, default settings, ~1.2 KB records, into banyan serve")  # fmt: skip
+         title="One process, default settings (but compression), ~1.2 KB records, "
+               "into banyan serve")  # fmt: skip
 
 
 def main() -> None:
@@ -159,6 +179,8 @@ def main() -> None:
                 "record_bytes": 1180,
                 "http2": client_run(url, n, http2=True),
                 "http1": client_run(url, n, http2=False),
+                "http2_gzip": client_run(url, n // 2, http2=True, compression="gzip"),
+                "http2_zstd": client_run(url, n // 2, http2=True, compression="zstd"),
                 "server_alone": server_ceiling(url, min(n, 100_000)),
                 "v101": v101_run(url),
             }
@@ -166,7 +188,7 @@ def main() -> None:
             server.stop()
     path = write_json("throughput", result)
     plot(result)
-    for name in ("http2", "http1", "server_alone", "v101"):
+    for name in ("http2", "http1", "http2_gzip", "http2_zstd", "server_alone", "v101"):
         print(f"{name:13} {result[name]['records_per_s']:8,} records/s  {result[name]}")
     print(f"wrote {path} and {path.with_suffix('.png')}")
 
