@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import time
 from typing import TYPE_CHECKING
 
 import pytest
+from prockit import fork_child
 
 import banyan
 
@@ -35,23 +34,7 @@ def test_fork_without_flush_sends_each_record_once(server: Server, http2: bool) 
     for i in range(PARENT):
         logger.log_prompt(input=f"parent {i}", output="o")
     assert logger.get_stats()["queue_size"] == PARENT
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = _child(logger)
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.02)
-    else:
-        os.kill(pid, 9)
-        pytest.fail("the child did not finish within 30 s")
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert fork_child(lambda: _child(logger)) == 0
     assert logger.flush(timeout=20)
     logger.shutdown(timeout=5)
     ids = server.stored_ids()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from prockit import fork_child
 
 import banyan
 
@@ -45,22 +45,6 @@ def test_child_inherits_cached_prompts_and_has_its_own_refresher(
         )
         assert logger.get_prompt("forked") is not None
         http.post("/api/v2/prompts/forked/versions", json={"content": "v2"}).raise_for_status()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = _child(logger)
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.02)
-    else:
-        os.kill(pid, 9)
-        pytest.fail("the child did not finish within 30 s")
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert fork_child(lambda: _child(logger)) == 0
     assert logger.get_stats()["prompt_cache"]["misses"] == 1
     logger.shutdown(timeout=5)
