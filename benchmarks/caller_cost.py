@@ -37,6 +37,7 @@ import banyan
 from banyan._record import IdSource, Record, encode
 from benchmarks._compat import closed_url, run_script
 from benchmarks._plot import RESULTS, bars, write_json
+from benchmarks._timing import timer_overhead
 
 ROUNDS = 40
 CALLS = 2_000
@@ -48,22 +49,13 @@ METADATA = {"user_type": "new", "plan": "pro", "turn": 3, "score": 4.5, "cached"
 Work = dict[str, Callable[[], object]]
 
 
-def _timer_overhead() -> int:
-    clock = time.perf_counter_ns
-    samples = []
-    for _ in range(20_000):
-        start = clock()
-        samples.append(clock() - start)
-    return int(statistics.median(samples))
-
-
 def _measure(work: Work, reset: Callable[[], None], rounds: int, calls: int) -> dict[str, Any]:
     """Per-call ns samples of each workload, timer overhead subtracted.
 
     Runs in this process and, as source, in the 1.0.1 subprocess: stdlib only.
     """
     clock = time.perf_counter_ns
-    overhead = _timer_overhead()
+    overhead = timer_overhead()
     samples: dict[str, list[int]] = {name: [] for name in work}
     gc.disable()
     try:
@@ -158,7 +150,7 @@ def _workloads() -> tuple[Work, Callable[[], None]]:
 def measure_101(rounds: int = ROUNDS, calls: int = CALLS) -> dict[str, Any]:
     """The 1.0.1 workloads, timed by :func:`_measure` in the 1.0.1 venv."""
     head = "from __future__ import annotations\nimport gc, json, statistics, sys, time\n"
-    source = "\n\n".join([head, inspect.getsource(_timer_overhead),
+    source = "\n\n".join([head, inspect.getsource(timer_overhead),
                           inspect.getsource(_measure), V101])  # fmt: skip
     out: dict[str, Any] = run_script(source, closed_url(), str(rounds), str(calls), timeout=120)
     return out

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import banyan
 from banyan import _localserver
+from benchmarks._timing import timer_overhead
 
 ROUNDS = 30
 CALLS = 2_000
@@ -32,14 +33,6 @@ INPUT = "x" * 500
 OUTPUT = "y" * 500
 METADATA = {"user_type": "new", "plan": "pro", "turn": 3, "score": 4.5, "cached": True}
 OUT = Path(__file__).parent / "results" / "durability.json"
-
-
-def _timer_overhead() -> int:
-    samples = []
-    for _ in range(10_000):
-        t0 = time.perf_counter_ns()
-        samples.append(time.perf_counter_ns() - t0)
-    return int(statistics.median(samples))
 
 
 def caller_cost(
@@ -119,7 +112,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="durability-"))
     server = _localserver.start(tmp)
     try:
-        overhead = _timer_overhead()
+        overhead = timer_overhead()
         cost = {mode: summary(caller_cost(server, mode, tmp, overhead))
                 for mode in ("buffered", "durable")}  # fmt: skip
         replay = replay_throughput(server, tmp)

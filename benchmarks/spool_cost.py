@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -34,21 +33,13 @@ from pathlib import Path
 
 from banyan._segment import frame_crc
 from banyan._spool import Spool
+from benchmarks._timing import timer_overhead
 
 RECORD = b"r" * 1200
 CALLS = 60_000
 ALWAYS_CALLS = 2_000
 REPLAY = 100_000
 OUT = Path(__file__).parent / "results" / "spool_cost.json"
-
-
-def _timer_overhead() -> int:
-    clock = time.perf_counter_ns
-    samples = []
-    for _ in range(20_000):
-        start = clock()
-        samples.append(clock() - start)
-    return int(statistics.median(samples))
 
 
 def _summary(values: list[int]) -> dict[str, float]:
@@ -132,7 +123,7 @@ def _replay(root: Path) -> dict[str, float]:
 
 def measure(root: Path) -> dict[str, object]:
     """Per-append ns for each mode, and replay throughput."""
-    overhead = _timer_overhead()
+    overhead = timer_overhead()
     return {
         "crc_floor": _summary(_time(lambda: frame_crc(RECORD, 1200), CALLS, overhead)),
         "none_prepared": _summary(_appends(root, "none", CALLS, True, overhead)),
@@ -155,7 +146,7 @@ def main() -> None:
         "record_bytes": len(RECORD),
         "segment_bytes": 4 << 20,
         "directory": base,
-        "timer_overhead_ns": _timer_overhead(),
+        "timer_overhead_ns": timer_overhead(),
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
