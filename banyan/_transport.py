@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from banyan import _fork
 from banyan._exceptions import (
     AuthenticationError,
     BanyanError,
@@ -28,6 +29,8 @@ from banyan._exceptions import (
 from banyan._wire import API_KEY_HEADER, JSON, PROJECT_HEADER
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
     from banyan._config import Config
@@ -48,6 +51,7 @@ class Transport:
         self._closed = False
         self.http_version: str | None = None
         _preload(config.http2)
+        self._tls = tls_context(config.base_url.startswith("https://"), config.http2)
 
     @property
     def api_key(self) -> str:
@@ -72,6 +76,7 @@ class Transport:
             limits=limits,
             http1=not h2c,
             http2=config.http2,
+            verify=self._tls,
             transport=config.http_transport,
         )
 
@@ -151,6 +156,41 @@ def _preload(http2: bool) -> None:
 
     if http2:
         import httpcore._sync.http2  # noqa: F401 - httpcore imports it on the first h2 connection
+
+
+_TLS_LOCK = threading.Lock()
+_tls_contexts: dict[tuple[bool, bool], ssl.SSLContext] = {}
+
+
+def tls_context(https: bool, http2: bool) -> ssl.SSLContext:
+    """The process's TLS context for this kind of client, built once, on first call.
+
+    Building one takes ~50 ms of OpenSSL work (certifi's CA bundle) and holds
+    OpenSSL's internal locks meanwhile: a child forked while another thread is
+    in there hangs for good at its own first ``SSLContext`` (seen with
+    gunicorn --preload forking while the flusher connected). So it happens on
+    the configuring thread, under a lock held across every fork, and children
+    inherit the finished context instead of building one. ``http://`` clients
+    get a bare context: httpx insists on one but never uses it. Keyed by
+    ``http2`` too, because httpcore sets the ALPN protocols on the context it
+    is given at each connect.
+    """
+    with _TLS_LOCK:
+        context = _tls_contexts.get((https, http2))
+        if context is None:
+            if https:
+                import httpx
+
+                context = httpx.create_ssl_context(trust_env=True)
+            else:
+                import ssl
+
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            _tls_contexts[(https, http2)] = context
+        return context
+
+
+_fork.guard(_TLS_LOCK)
 
 
 @contextmanager
