@@ -22,14 +22,23 @@ from banyan._config import DEFAULT_BASE_URL, Config, build
 from banyan._delivery import Delivery
 from banyan._flusher import Flusher
 from banyan._prompts import MISS, PromptData, Prompts
-from banyan._record import IdSource, Record, encode, plain, text
+from banyan._record import (
+    SCRATCH_MAX,
+    Encoded,
+    IdSource,
+    Record,
+    encode,
+    encode_into,
+    plain,
+    text,
+)
+from banyan._record import scratch as _scratch
 from banyan._spooldir import names as spool_names
 from banyan._spooling import Spooling, open_spool
 from banyan._stats import DropReason, Stats
 from banyan._transport import Transport
 
 _getpid = os.getpid
-_PID = _fork.PID
 _time = time.time
 _AT_SHUTDOWN = "still queued at shutdown"
 
@@ -110,8 +119,13 @@ class PromptStackLogger:
             workers=config.max_in_flight,
             background=config.background_thread,
             side=spooling.replayer.step if spooling is not None else None,
+            fast_path=not self._durable,
         )
-        self._push: Callable[[bytes], bool] = self._flusher.ring.push
+        ring = self._flusher.ring
+        # log_prompt's fast path (see banyan._ring); everything else goes through _push.
+        self._credit = ring.credit
+        self._append = ring.append
+        self._push: Callable[[Encoded], bool] = ring.push
         if spooling is not None:
             spooling.bind(self._flusher)
             if self._durable:
@@ -218,29 +232,54 @@ class PromptStackLogger:
                 input = text(input)
             if output.__class__ is not str:
                 output = text(output)
-            # Not os.getpid(): a syscall per call. PID[0] reads 0 in any forked child.
-            if self._pid != _PID[0]:
-                self._check_pid()
             record = Record(
                 self._next_id(), _time(), input, output, prompt_id, prompt_name, version,
                 branch_name, model, metadata, duration_ms, experiment_id,
                 experiment_version_id, sticky_key, sticky_value,
             )  # fmt: skip
+            data: Encoded
             try:
-                data = encode(record)
+                buffer = _scratch.buffer
+                encode_into(record, buffer)
+                data = buffer[:]
             except Exception:
                 data = self._encode_slow(record)
             if blocking:
-                return self._send_now(data)
-            if self._push(data):
-                if self._idle:
-                    self._start()
+                return self._send_now(record, data)
+            size = len(data)
+            if size > SCRATCH_MAX:
+                _scratch.buffer = bytearray()
+            # The ring's fast path (banyan._ring): no call between the credit's load and store.
+            credit = self._credit
+            left = credit[0] - size
+            if left >= 0:
+                credit[0] = left
+                self._append(data)
                 return True
-            return self._push_failed(data)
+            return self._push_slow(record, data)
         except Exception as exc:
             return self._stats.drop_entry(DropReason.INTERNAL_ERROR, exc)
 
     log = log_prompt
+
+    def _push_slow(self, record: Record, data: Encoded) -> bool:
+        # The credit ran out (or was never granted: the first record, durable mode, a
+        # full ring, after shutdown, in a forked child).
+        data = self._unforked(record, data)
+        if self._push(data):
+            if self._idle:
+                self._start()
+            return True
+        return self._push_failed(data)
+
+    def _unforked(self, record: Record, data: Encoded) -> Encoded:
+        # A forked child whose hooks did not run (uWSGI without its fork hooks) numbered
+        # `record` from its parent's ids: reset for this process and number it again.
+        if self._pid == _fork.pid():
+            return data
+        self._after_fork_in_child()
+        record.id = self._next_id()
+        return encode(record)
 
     def _start(self) -> None:
         self._idle = False
@@ -257,7 +296,7 @@ class PromptStackLogger:
             record.duration_ms = float(record.duration_ms)
         return encode(record)
 
-    def _push_failed(self, data: bytes) -> bool:
+    def _push_failed(self, data: Encoded) -> bool:
         ring = self._flusher.ring
         if self._closed:
             if not self._durable:
@@ -282,14 +321,15 @@ class PromptStackLogger:
         )
         return False
 
-    def _send_now(self, data: bytes) -> bool:
+    def _send_now(self, record: Record, data: Encoded) -> bool:
+        data = self._unforked(record, data)
         if self._closed:
             return self._stats.drop_entry(DropReason.CLOSED, "log_prompt called after shutdown()")
         self._stats.add(direct=1)
         deadline = time.monotonic() + self._config.timeout * (self._config.max_retries + 1)
         return self._flusher.send_now([data], deadline)
 
-    def _export_failed(self, records: list[bytes], exc: BaseException) -> None:
+    def _export_failed(self, records: list[Encoded], exc: BaseException) -> None:
         self._stats.drop(DropReason.INTERNAL_ERROR, len(records), repr(exc))
         self._stats.warn_once("export", "banyan: internal error while sending logs: %r", exc)
 
@@ -345,7 +385,7 @@ class PromptStackLogger:
         self._closed = True
         mark = self._flush_mark
         delivered = self.flush(timeout)
-        self._flusher.ring.max_bytes = 0
+        self._flusher.ring.close()
         spooling = self._spooling
         if spooling is not None:
             spooling.replayer.stop()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from banyan._exceptions import AuthenticationError, BanyanError, HTTPStatusError
+from banyan._record import Encoded
 from banyan._stats import DropReason, Stats
 from banyan._wire import (
     BATCH_ID_HEADER,
@@ -60,11 +61,13 @@ class Delivery:
         self._not_before = 0.0
         self._random = random.Random()
         #: Takes records the server could not be made to take (the spool); None drops them.
-        self.spill: Callable[[list[bytes], DropReason, str], None] | None = None
+        self.spill: Callable[[list[Encoded], DropReason, str], None] | None = None
         #: ``time.monotonic()`` of the last 2xx: replay waits for a healthy backend.
         self.last_ok = 0.0
 
-    def __call__(self, records: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
+    def __call__(
+        self, records: list[Encoded], deadline: float | None, stop: threading.Event
+    ) -> bool:
         """Deliver ``records``; True when the server kept every one of them."""
         if self._legacy:
             return self._send_legacy(records, deadline, stop)
@@ -129,7 +132,7 @@ class Delivery:
         if stop.wait(delay):
             raise GiveUp(DropReason.SHUTDOWN, "shut down while retrying")
 
-    def _settle(self, records: list[bytes], response: Any, size: int) -> bool:
+    def _settle(self, records: list[Encoded], response: Any, size: int) -> bool:
         try:
             if response.headers.get("Content-Type", "").startswith(MSGPACK):
                 result = _decode_result_msgpack(response.content)
@@ -153,7 +156,7 @@ class Delivery:
             )
         return refused == 0
 
-    def _refused(self, records: list[bytes], exc: HTTPStatusError) -> bool:
+    def _refused(self, records: list[Encoded], exc: HTTPStatusError) -> bool:
         if isinstance(exc, AuthenticationError):
             reason, hint = DropReason.UNAUTHORIZED, " (check the API key / BANYAN_API_KEY)"
         else:
@@ -169,7 +172,7 @@ class Delivery:
         return False
 
     def _send_legacy(
-        self, records: list[bytes], deadline: float | None, stop: threading.Event
+        self, records: list[Encoded], deadline: float | None, stop: threading.Event
     ) -> bool:
         """Send each record as its own JSON request to the 1.0.1 endpoint."""
         self._stats.warn_once(
@@ -184,7 +187,7 @@ class Delivery:
                 return False
         return ok
 
-    def _send_one(self, record: bytes, deadline: float | None, stop: threading.Event) -> bool:
+    def _send_one(self, record: Encoded, deadline: float | None, stop: threading.Event) -> bool:
         fields = _decode_record(record)
         for name in _LEGACY_DROP:
             fields.pop(name, None)
@@ -201,7 +204,7 @@ class Delivery:
         self._stats.add(sent=1, bytes_sent=len(record))
         return True
 
-    def _on_undeliverable(self, records: list[bytes], reason: DropReason, error: str) -> None:
+    def _on_undeliverable(self, records: list[Encoded], reason: DropReason, error: str) -> None:
         """Records the server could not be made to take: spilled, else dropped under ``reason``."""
         if self.spill is not None:
             self.spill(records, reason, error)

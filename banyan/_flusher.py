@@ -19,11 +19,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from banyan._record import Encoded
 from banyan._ring import Ring
 
 #: Delivers a batch; True when all of it was delivered. Must not raise.
-Export = Callable[[list[bytes], "float | None", threading.Event], bool]
-OnError = Callable[[list[bytes], BaseException], None]
+Export = Callable[[list[Encoded], "float | None", threading.Event], bool]
+OnError = Callable[[list[Encoded], BaseException], None]
 #: One step of extra work; True when it did some.
 Side = Callable[[], bool]
 
@@ -46,8 +47,9 @@ class Flusher:
         background: bool,
         side: Side | None = None,
         name: str = "banyan-flusher",
+        fast_path: bool = True,
     ) -> None:
-        self.ring = Ring(max_queue_bytes, wake_records, wake_bytes, self._signal)
+        self.ring = Ring(max_queue_bytes, wake_records, wake_bytes, self._signal, fast=fast_path)
         self._export = export
         self._on_error = on_error
         self._batch = (batch_records, batch_bytes)
@@ -59,8 +61,8 @@ class Flusher:
         self._stop = threading.Event()
         self._cond = threading.Condition(threading.Lock())
         self._side = side
-        self._inflight: dict[int, list[bytes]] = {}
-        self._abandoned: list[list[bytes]] = []
+        self._inflight: dict[int, list[Encoded]] = {}
+        self._abandoned: list[list[Encoded]] = []
         self._threads: list[threading.Thread] = []
         #: Records handed to ``export`` and not yet settled.
         self.in_flight = 0
@@ -125,13 +127,13 @@ class Flusher:
         self._send(records, deadline, start)
         return True
 
-    def send_now(self, records: list[bytes], deadline: float | None) -> bool:
+    def send_now(self, records: list[Encoded], deadline: float | None) -> bool:
         """Export ``records`` on the caller's thread, bypassing the ring."""
         with self._cond:
             self.in_flight += len(records)
         return self._send(records, deadline, None)
 
-    def _send(self, records: list[bytes], deadline: float | None, start: int | None) -> bool:
+    def _send(self, records: list[Encoded], deadline: float | None, start: int | None) -> bool:
         ok = False
         try:
             ok = self._export(records, deadline, self._stop)
@@ -145,7 +147,7 @@ class Flusher:
                 self._cond.notify_all()
         return ok
 
-    def settle(self, records: list[bytes], keep: Callable[[list[bytes]], object]) -> None:
+    def settle(self, records: list[Encoded], keep: Callable[[list[Encoded]], object]) -> None:
         """Hand a batch that could not be delivered to ``keep`` and count it settled.
 
         Nothing happens when :meth:`abandon` took the batch already: it is
@@ -163,7 +165,7 @@ class Flusher:
                     break
             self._cond.notify_all()
 
-    def abandon(self) -> list[bytes]:
+    def abandon(self) -> list[Encoded]:
         """Give up on the batches still in flight (after :meth:`stop`) and return their records."""
         with self._cond:
             batches = list(self._inflight.values())
@@ -209,9 +211,9 @@ class Flusher:
                 thread.join(max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in threads)
 
-    def discard(self) -> list[bytes]:
+    def discard(self) -> list[Encoded]:
         """Empty the ring and return what it held (after :meth:`stop`)."""
-        out: list[bytes] = []
+        out: list[Encoded] = []
         while True:
             _, records = self.ring.take(*self._batch)
             if not records:

@@ -5,8 +5,9 @@ new locks, an empty ring, a new id prefix and a new HTTP client (the
 parent's connections are never touched), and its flusher restarts lazily;
 what the parent had buffered stays the parent's to deliver. Hosts that fork
 without running the hooks (uWSGI without ``--py-call-uwsgi-fork-hooks``) are
-caught by the pid check on the hot path, which reads the pid cached in a
-page the kernel zeroes in every child, hooks or not (:func:`pid`).
+caught on the hot path all the same: the ring's credit lives in a page the
+kernel zeroes in every child, hooks or not (:func:`wiped_cell`), so a
+child's first record takes the slow path, which compares pids.
 
 The three hooks:
 
@@ -69,19 +70,21 @@ def _wiped_on_fork() -> memoryview | None:
     return memoryview(page).cast("q")
 
 
-_cell = _wiped_on_fork()
-#: ``PID[0]`` is this process's pid, or 0 (where nothing wipes it, always 0): a hot path
-#: compares it with a pid it saved and calls :func:`pid` only when they differ. It costs
-#: ~50 ns against ~250 ns for the getpid() syscall it saves.
-PID = _cell if _cell is not None else memoryview(bytearray(8)).cast("q")
+def wiped_cell() -> memoryview:
+    """A fresh int64 cell, ``cell[0] == 0``, in its own page; it reads 0 in every forked child.
+
+    Where nothing wipes pages on fork (see :data:`WIPES`) the cell is plain memory.
+    """
+    return _wiped_on_fork() or memoryview(bytearray(8)).cast("q")
+
+
+#: Whether the kernel wipes :func:`wiped_cell` pages in forked children (Linux 4.14+).
+WIPES = _wiped_on_fork() is not None
 
 
 def pid() -> int:
-    """This process's pid, cached in :data:`PID` where the kernel wipes it on fork."""
-    current = os.getpid()
-    if _cell is not None:
-        _cell[0] = current
-    return current
+    """This process's pid."""
+    return os.getpid()
 
 
 def track(obj: Forkable) -> None:

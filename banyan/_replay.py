@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from banyan._record import Encoded
 from banyan._stats import DropReason, Stats
 
 if TYPE_CHECKING:
@@ -155,9 +156,9 @@ class Replayer:
             return False
         return True
 
-    def _next_batch(self) -> list[bytes]:
+    def _next_batch(self) -> list[Encoded]:
         max_records, max_bytes = self._batch
-        batch: list[bytes] = []
+        batch: list[Encoded] = []
         size = 0
         if self._pending is not None:
             batch.append(self._pending)

@@ -3,13 +3,30 @@
 Producers (any thread calling ``log_prompt``) push; consumers (the flusher's
 workers, or the caller in sync mode) take whole batches.
 
-The push takes no lock. ``deque.append`` and ``popleft`` are atomic under the
-GIL, and the byte count is split in two single-direction counters: producers
-only add to ``bytes_in``, consumers (serialised by their own lock) only add to
-``bytes_out``, so a consumer can never undo a producer's update. An
-uncontended ``threading.Lock`` pair measured ~200-400 ns per call here, a
-quarter of the whole budget. Positions (for ``flush``) and counts come from
-the deque itself, which is exact. Refusals, the rare path, take a lock.
+Pushing takes no lock and calls no Python function. The ring hands producers
+a *credit*: a number of bytes they may append without asking, stored in
+``credit[0]``. The fast path, inlined in ``log_prompt``, is::
+
+    left = credit[0] - len(data)
+    if left >= 0:
+        credit[0] = left
+        append(data)
+
+There is no call between the load and the store, so under the GIL no other
+thread runs in between (CPython checks for a thread switch only at calls and
+backward jumps). When the credit runs out, :meth:`Ring.push`, the slow path,
+settles it under a lock: it counts the bytes the credit covered, decides
+whether the record fits, wakes the flusher when a threshold is reached and
+grants the next credit, which never reaches past the next wake threshold nor
+past ``max_bytes``. ``deque.append`` and ``popleft`` are atomic under the
+GIL; consumers (serialised by their own lock) only add to ``bytes_out``.
+
+``credit`` lives in a page the kernel zeroes in every forked child (see
+:func:`banyan._fork.wiped_cell`), so a child's first record always takes the
+slow path, where the logger notices the fork even when the host skipped the
+fork hooks. Where nothing wipes the page, and for a ring that must not take
+records on the fast path (durable mode, after shutdown), no credit is granted.
+Positions (for ``flush``) and counts come from the deque itself, which is exact.
 """
 
 from __future__ import annotations
@@ -18,25 +35,41 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
+from banyan import _fork
+from banyan._record import Encoded
+
 
 class Ring:
     """A FIFO of encoded records holding at most ``max_bytes`` bytes.
 
-    ``wake`` is called only when a push *crosses* the record-count or byte
-    threshold, so the hot path does not pay for an ``Event.set()`` per call.
+    ``wake`` is called when the backlog reaches ``wake_records`` records or
+    ``wake_bytes`` bytes, and again after each further threshold's worth of
+    pushes while it stays there; never once per push.
     """
 
     def __init__(
-        self, max_bytes: int, wake_records: int, wake_bytes: int, wake: Callable[[], None]
+        self,
+        max_bytes: int,
+        wake_records: int,
+        wake_bytes: int,
+        wake: Callable[[], None],
+        *,
+        fast: bool = True,
     ) -> None:
         self.max_bytes = max_bytes
-        self._items: deque[bytes] = deque()
-        self._append = self._items.append
+        self._items: deque[Encoded] = deque()
+        #: The fast path's two halves (see the module docstring).
+        self.append = self._items.append
+        self.credit = _fork.wiped_cell()
+        self._fast = fast and _fork.WIPES
+        self._granted = 0
         self._lock = threading.Lock()
         self._take_lock = threading.Lock()
         self._wake_records = wake_records
         self._wake_bytes = wake_bytes
         self._wake = wake
+        self._next_wake = (0, 0)
+        #: Bytes pushed, up to the last time the credit was settled.
         self.bytes_in = 0
         self.bytes_out = 0
         #: Records ever taken out by a consumer.
@@ -44,31 +77,64 @@ class Ring:
         #: Records refused because the ring was full.
         self.full = 0
 
-    def push(self, item: bytes) -> bool:
+    def push(self, item: Encoded) -> bool:
         """Append ``item``; False (and counted in ``full``) when it does not fit."""
         size = len(item)
-        total = self.bytes_in - self.bytes_out + size
-        if total > self.max_bytes:
-            return self._refuse()
-        self._append(item)
-        # Only producers write bytes_in; under the GIL `+=` on it is not split
-        # by a thread switch (no call between its load and store).
-        self.bytes_in += size
-        if len(self._items) == self._wake_records or total >= self._wake_bytes > total - size:
+        with self._lock:
+            self._settle()
+            held = self.bytes_in - self.bytes_out + size
+            if held > self.max_bytes:
+                self.full += 1
+                return False
+            self.append(item)
+            self.bytes_in += size
+            wake = self._wake_due(held)
+            self._grant(held, size)
+        if wake:
             self._wake()
         return True
 
-    def _refuse(self) -> bool:
+    def _settle(self) -> None:
+        # Close the credit (no call between the load and the store) and count what it covered.
+        left = self.credit[0]
+        self.credit[0] = 0
+        self.bytes_in += self._granted - left
+        self._granted = 0
+
+    def _wake_due(self, held: int) -> bool:
+        pushed = self.popped + len(self._items)
+        at_records, at_bytes = self._next_wake
+        due = (len(self._items) >= self._wake_records and pushed >= at_records) or (
+            held >= self._wake_bytes and self.bytes_in >= at_bytes
+        )
+        if due:
+            self._next_wake = (pushed + self._wake_records, self.bytes_in + self._wake_bytes)
+        return due
+
+    def _grant(self, held: int, size: int) -> None:
+        # Credit up to the next point where a wake may be due, and never past max_bytes.
+        if not self._fast:
+            return
+        at_records, at_bytes = self._next_wake
+        records = max(self._wake_records - len(self._items), at_records - self.popped - len(self))
+        to_bytes = max(self._wake_bytes - held, at_bytes - self.bytes_in)
+        grant = max(0, min(self.max_bytes - held, to_bytes, records * size))
+        self._granted = grant
+        self.credit[0] = grant
+
+    def close(self) -> None:
+        """Refuse every later push (shutdown)."""
         with self._lock:
-            self.full += 1
-        return False
+            self._settle()
+            self._fast = False
+            self.max_bytes = 0
 
     def reclassify(self) -> None:
         """Uncount one refusal from ``full``: the caller counts it under its real reason."""
         with self._lock:
             self.full -= 1
 
-    def take(self, max_records: int, max_bytes: int) -> tuple[int, list[bytes]]:
+    def take(self, max_records: int, max_bytes: int) -> tuple[int, list[Encoded]]:
         """Remove the oldest records up to both limits (always at least one).
 
         Returns the ring position of the first record and the records; an
@@ -76,7 +142,7 @@ class Ring:
         """
         with self._take_lock:
             items = self._items
-            out: list[bytes] = []
+            out: list[Encoded] = []
             size = 0
             while items and len(out) < max_records:
                 item = items[0]
@@ -99,8 +165,8 @@ class Ring:
 
     @property
     def bytes(self) -> int:
-        """Bytes currently held."""
-        return self.bytes_in - self.bytes_out
+        """Bytes currently held (read without a lock: exact only when no one pushes)."""
+        return self.bytes_in + self._granted - self.credit[0] - self.bytes_out
 
     def backlog(self) -> bool:
         """Whether at least one wake threshold's worth of records waits."""

@@ -53,7 +53,7 @@ _FRAME = struct.Struct("<4sII")
 FRAME_SIZE = _FRAME.size
 
 
-def frame_crc(payload: bytes | memoryview, length: int) -> int:
+def frame_crc(payload: bytes | bytearray | memoryview, length: int) -> int:
     """The CRC stored in a frame; seeded with the length, see the module docstring."""
     return zlib.crc32(payload, CRC_SEED ^ length)
 
@@ -90,7 +90,7 @@ class Writer:
         self.records = 0
         _HEADER.pack_into(self._mm, 0, MAGIC, VERSION, 0, pid, created_ns, HEADER_SIZE, 0)
 
-    def append(self, record: bytes, crc: int) -> bool:
+    def append(self, record: bytes | bytearray, crc: int) -> bool:
         """Write one frame; False, writing nothing, when it does not fit."""
         start = self.pos
         end = start + FRAME_SIZE + len(record)

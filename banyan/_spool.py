@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from banyan import _spooldir as sd
+from banyan._record import Encoded
 from banyan._segment import FRAME_SIZE, HEADER_SIZE, Segment, Writer, frame_crc
 
 SyncMode = Literal["none", "interval", "always"]
@@ -112,7 +113,7 @@ class Spool:
 
     # -- writing -----------------------------------------------------------
 
-    def append(self, record: bytes) -> bool:
+    def append(self, record: Encoded) -> bool:
         """Frame ``record`` into the active segment; False (counted) when refused."""
         crc = frame_crc(record, len(record))
         with self._lock:
@@ -128,11 +129,11 @@ class Spool:
                     self.wake()
             return True
 
-    def append_many(self, records: list[bytes]) -> int:
+    def append_many(self, records: list[Encoded]) -> int:
         """Append each record in order; returns how many were accepted."""
         return sum(self.append(record) for record in records)
 
-    def _append_slow(self, record: bytes, crc: int) -> bool:
+    def _append_slow(self, record: Encoded, crc: int) -> bool:
         if self._closed:
             return self._drop("closed")
         if HEADER_SIZE + FRAME_SIZE + len(record) > self.segment_bytes:

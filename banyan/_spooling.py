@@ -14,6 +14,7 @@ import dataclasses
 from banyan._config import Config
 from banyan._delivery import Delivery
 from banyan._flusher import Flusher
+from banyan._record import Encoded
 from banyan._replay import Replayer
 from banyan._spool import Spool
 from banyan._spooldir import listing
@@ -74,7 +75,7 @@ class Spooling:
         self.replayer.prepare_wanted = True
         self._flusher.wake()
 
-    def overflow(self, data: bytes) -> bool:
+    def overflow(self, data: Encoded) -> bool:
         """Buffered mode: the ring is full; spool ``data`` instead (False, counted, if refused)."""
         ring = self._flusher.ring
         ring.reclassify()
@@ -89,7 +90,7 @@ class Spooling:
         error = "the queue is full and the spool refused a record"
         return self._stats.drop_entry(self.refusal(), error)
 
-    def refused(self, data: bytes) -> bool:
+    def refused(self, data: Encoded) -> bool:
         """Durable mode: the spool refused ``data``; keep it in the ring as buffered mode would."""
         reason = self.refusal()
         ring = self._flusher.ring
@@ -110,11 +111,11 @@ class Spooling:
         grown = [name for name, n in self._refusals.items() if n > seen.get(name, 0)]
         return _REASONS.get(grown[-1] if grown else "", DropReason.SPOOL_ERROR)
 
-    def spill(self, records: list[bytes], reason: DropReason, error: str) -> None:
+    def spill(self, records: list[Encoded], reason: DropReason, error: str) -> None:
         """Delivery gave up on a batch: spool it (unless shutdown() took it already)."""
         self._flusher.settle(records, lambda batch: self.keep(batch, reason, error))
 
-    def keep(self, records: list[bytes], reason: DropReason, error: str) -> int:
+    def keep(self, records: list[Encoded], reason: DropReason, error: str) -> int:
         """Spool ``records``; drop (and count) what the spool refuses. Returns the number lost."""
         kept = self.spool.append_many(records)
         if kept:

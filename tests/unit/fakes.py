@@ -47,6 +47,9 @@ class FakeTransport:
     def close(self) -> None:
         self.closed = True
 
+    def forget(self) -> None:
+        """What a forked child does with its parent's transport: nothing to forget here."""
+
     def request(self, method: str, path: str, **kw: Any) -> Any:
         self.calls.append((method, path, kw))
         step = self.script.pop(0) if self.script else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import logging
+import os
 import uuid
 from typing import Any
 
@@ -13,7 +14,6 @@ import pytest
 from fakes import MakeLogger
 
 import banyan
-from banyan import _fork
 from banyan._record import MAX_ID_LENGTH, IdSource, Record
 
 decode = msgspec.msgpack.Decoder(Record).decode
@@ -89,18 +89,36 @@ def test_id_source_reset_gives_a_new_prefix() -> None:
     assert all(child.rsplit("-", 1)[0] != p.rsplit("-", 1)[0] for p in parent)
 
 
-def test_wiped_pid_cell_is_refilled_without_resetting_the_logger(make_logger: MakeLogger) -> None:
-    """PID[0] reading 0 makes the hot path ask getpid() once; the same process keeps its queue."""
+def test_a_wiped_credit_takes_the_slow_path_without_resetting_the_logger(
+    make_logger: MakeLogger,
+) -> None:
+    """credit[0] reading 0 (as in a forked child) makes the next record ask getpid(); the
+    same process keeps its queue and gets a fresh credit."""
     logger = quiet(make_logger)
     logger.log_prompt("a", "o")
-    saved = _fork.PID[0]
-    _fork.PID[0] = 0  # what the wiped page reads in a forked child
-    try:
-        logger.log_prompt("b", "o")
-        assert [r.input for r in queued(logger)] == ["a", "b"]
-        assert _fork.PID[0] in (0, saved)  # refilled, where the kernel can wipe it
-    finally:
-        _fork.PID[0] = saved
+    assert logger._credit[0] > 0
+    logger._credit[0] = 0  # what the wiped page reads in a forked child
+    logger.log_prompt("b", "o")
+    assert [r.input for r in queued(logger)] == ["a", "b"]
+    assert logger._credit[0] > 0
+
+
+def test_a_fork_the_hooks_missed_renumbers_the_record(
+    make_logger: MakeLogger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the pid changed and no hook ran, the slow path resets the logger (the
+    parent's queue is not this process's) and logs the record under a fresh id prefix."""
+    logger = quiet(make_logger)
+    logger.log_prompt("parent", "o")
+    parent_prefix = queued(logger)[0].id.rsplit("-", 1)[0]
+    real = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: real + 1)
+    monkeypatch.setattr(logger, "_start", lambda: None)  # keep the child's flusher stopped
+    logger._credit[0] = 0
+    assert logger.log_prompt("child", "o")
+    [record] = queued(logger)
+    assert record.input == "child"
+    assert record.id.rsplit("-", 1)[0] != parent_prefix
 
 
 def test_non_text_input_and_output_are_coerced(make_logger: MakeLogger) -> None:

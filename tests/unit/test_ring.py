@@ -39,26 +39,52 @@ def test_take_always_returns_one_oversized_record() -> None:
     assert len(ring.take(10, 100)[1]) == 1
 
 
-def test_wake_fires_only_when_a_threshold_is_crossed() -> None:
-    """The wake callback runs once per crossing, not once per push."""
+def test_wake_fires_per_threshold_not_per_push() -> None:
+    """The wake callback runs when the backlog reaches the threshold and again after each
+    further threshold's worth of pushes, never once per push."""
     wakes: list[int] = []
     ring = Ring(10**6, 5, 10**6, lambda: wakes.append(1))
     for _ in range(12):
         ring.push(b"r")
-    assert len(wakes) == 1
+    assert len(wakes) == 2
     ring.take(100, 10**6)
-    for _ in range(5):
+    for _ in range(4):
         ring.push(b"r")
     assert len(wakes) == 2
+    ring.push(b"r")
+    assert len(wakes) == 3
 
 
-def test_byte_threshold_wakes_once() -> None:
-    """Crossing the byte threshold wakes once, even with records still under the count."""
+def test_byte_threshold_wakes_per_threshold_worth() -> None:
+    """Crossing the byte threshold wakes, even with records still under the count."""
     wakes: list[int] = []
     ring = Ring(10**6, 10**6, 100, lambda: wakes.append(1))
     for _ in range(10):
         ring.push(b"x" * 30)
-    assert len(wakes) == 1
+    assert len(wakes) == 2
+
+
+def test_the_credit_never_reaches_past_a_wake_or_the_bound() -> None:
+    """Appends on the fast path (credit, then append) wake at the same points as push()
+    and cannot overfill the ring: the credit stops at the next threshold and at max_bytes."""
+    wakes: list[int] = []
+    ring = Ring(1000, 10**6, 300, lambda: wakes.append(1))
+    accepted = 0
+    for _ in range(60):
+        data = b"x" * 30
+        left = ring.credit[0] - len(data)
+        if left >= 0:
+            ring.credit[0] = left
+            ring.append(data)
+        elif not ring.push(data):
+            continue
+        accepted += 1
+        assert ring.bytes <= 1000
+    assert (accepted, ring.bytes, ring.full) == (33, 990, 27)
+    assert len(wakes) == 3
+    ring.close()
+    assert ring.credit[0] == 0
+    assert not ring.push(b"x")
 
 
 def test_full_queue_drops_are_counted_and_warned_once(
