@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from banyan._routing import Experiment
 
 K = TypeVar("K")
+#: A variant's PromptData attributes, and its ``_wire`` without the sticky value (None: no logging).
+Arm = tuple[dict[str, Any], tuple[str | None, ...] | None]
 
 #: Routed PromptData remembered per entry (one per sticky value) before the memo resets.
 ROUTED_MEMO = 4096
@@ -29,8 +31,7 @@ class Entry:
     """One cached prompt: its data, its experiment and its freshness."""
 
     __slots__ = (
-        "body", "experiment", "expires", "prompt", "retry_at", "routed", "router", "templates",
-        "used",
+        "arms", "body", "experiment", "expires", "prompt", "retry_at", "routed", "router", "used",
     )  # fmt: skip
 
     def __init__(
@@ -50,8 +51,11 @@ class Entry:
         self.used = 0.0
         #: sticky value -> the PromptData served for it (a memo of the routing decision).
         self.routed: dict[str, PromptData] = {}
-        #: variant id -> the variant's PromptData without a sticky value.
-        self.templates: dict[str, PromptData] = {}
+        #: Per variant (as ``router.index`` numbers them), what a routed PromptData is
+        #: cloned from: the variant's attribute dict and its first seven ``_wire`` fields.
+        self.arms: list[Arm | None] = [None] * (
+            0 if experiment is None else len(experiment.variants)
+        )
 
 
 class Counters:

@@ -19,8 +19,9 @@ moves an enrolled one to another variant. One sha256 per routing decision
 from __future__ import annotations
 
 import hashlib
+import importlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -31,6 +32,24 @@ BASIS_POINTS = 10_000
 _sha256 = hashlib.sha256
 #: The digest's bytes 0-7 and 8-15 as two big-endian unsigned 64-bit integers.
 _two_u64 = struct.Struct(">QQ").unpack_from
+
+
+def _short_sha256() -> Callable[[bytes], Any]:
+    """CPython's built-in SHA-256 when the build has it, else hashlib's (OpenSSL)."""
+    # For one 64-byte block, OpenSSL's per-call overhead dominates: EVP copy() and digest()
+    # each allocate a context. The built-in copies a struct: ~0.15 us less per new value
+    # (issue #4). Same function, same digests; "_sha2" from Python 3.12, "_sha256" before.
+    for name in ("_sha2", "_sha256"):
+        try:
+            constructor: Callable[[bytes], Any] = importlib.import_module(name).sha256
+        except (ImportError, AttributeError):
+            continue
+        return constructor
+    return _sha256
+
+
+#: Hashes sticky values (short); content_hash keeps OpenSSL, faster for long texts.
+_sha256_short = _short_sha256()
 
 
 class Variant(msgspec.Struct, frozen=True):
@@ -86,20 +105,22 @@ def ranges(weights: Sequence[int]) -> list[tuple[int, int]]:
 class Router:
     """One experiment compiled for routing: its hash prefix and cumulative range ends."""
 
-    __slots__ = ("_ends", "_prefix_state", "_traffic")
+    __slots__ = ("_ends", "_prefix_state", "_traffic", "variants")
 
     def __init__(self, experiment: Experiment) -> None:
         # utf8() works code point by code point, so utf8(a + b) == utf8(a) + utf8(b);
         # copying this hashed prefix is ~0.1 us cheaper than a new sha256 per value.
-        self._prefix_state = _sha256(utf8(f"{experiment.seed}.{experiment.sticky_key}."))
+        self._prefix_state = _sha256_short(utf8(f"{experiment.seed}.{experiment.sticky_key}."))
         self._traffic = experiment.traffic_bp
-        ends = [end for _, end in ranges([v.weight_bp for v in experiment.variants])]
-        self._ends = tuple(zip(ends, experiment.variants, strict=True))
+        self._ends = tuple(
+            enumerate(end for _, end in ranges([v.weight_bp for v in experiment.variants]))
+        )
+        self.variants = experiment.variants
 
-    def choose(self, value: str) -> Variant | None:
-        """The variant for a sticky value, or None when the subject is not enrolled."""
+    def index(self, value: str) -> int:
+        """Where in ``variants`` the sticky value's variant is; -1 when not enrolled."""
         if not value:
-            return None
+            return -1
         sha = self._prefix_state.copy()
         try:
             sha.update(value.encode())
@@ -107,12 +128,17 @@ class Router:
             sha.update(utf8(value))
         enrol, point = _two_u64(sha.digest())
         if enrol % BASIS_POINTS >= self._traffic:
-            return None
+            return -1
         point %= BASIS_POINTS
-        for end, variant in self._ends:
+        for index, end in self._ends:
             if point < end:
-                return variant
-        return None
+                return index
+        return -1
+
+    def choose(self, value: str) -> Variant | None:
+        """The variant for a sticky value, or None when the subject is not enrolled."""
+        index = self.index(value)
+        return None if index < 0 else self.variants[index]
 
 
 def choose(experiment: Experiment, value: str) -> Variant | None:

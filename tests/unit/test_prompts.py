@@ -103,3 +103,33 @@ def test_server_side_route_call_returns_prompt_data(make_logger: MakeLogger) -> 
     assert data.content == "B"
     assert data.get_experiment_context() is not None
     assert fake.calls[0][2]["json"]["stickyValue"] == "u1"
+
+
+def test_variant_without_content_is_served_from_its_pinned_version(
+    make_logger: MakeLogger,
+) -> None:
+    """A variant sent without content gets its version's content, fetched once per variant."""
+    bare = [{**v, "content": ""} for v in VARIANTS]
+    logger, fake = make_logger(
+        prompt(experiment={**EXPERIMENT, "variants": bare}),
+        prompt(content="pinned v1", version="1"),
+        prompt(content="pinned v2", version="2"),
+    )
+    served = [logger.get_prompt("greet", sticky_context={"user_id": f"u{i}"}) for i in range(40)]
+    assert {(p.version, p.content) for p in served if p} == {
+        ("1", "pinned v1"), ("2", "pinned v2"),
+    }  # fmt: skip
+    assert sorted(call[2]["params"].get("version", "-") for call in fake.calls) == ["-", "1", "2"]
+
+
+def test_routed_prompt_of_a_prompt_without_logging_is_not_logged(
+    make_logger: MakeLogger,
+) -> None:
+    """enable_logging off carries over to every routed variant: log_prompt skips it."""
+    logger, _ = make_logger(prompt(experiment=EXPERIMENT, enable_logging=False))
+    data = logger.get_prompt("greet", sticky_context={"user_id": "u1"})
+    assert data is not None
+    assert (data.enable_logging, data.sticky_value, data._wire) == (False, "u1", None)
+    assert data.get_experiment_context() is not None
+    assert logger.log_prompt(input="i", output="o", prompt_data=data)
+    assert logger.get_stats()["logs_skipped"] == 1

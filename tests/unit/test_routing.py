@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import itertools
 from collections import Counter
 
@@ -139,9 +141,38 @@ def test_lone_surrogates_hash_as_replacement_character() -> None:
     assert Router(exp).choose("a\udc00b") == Router(exp).choose("a\ufffdb")
 
 
-def test_one_router_reused_matches_a_fresh_router_per_value() -> None:
-    """The hashed prefix is copied per value: no value leaks into the next decision."""
+def reference_index(exp: Experiment, value: str) -> int:
+    """docs/protocol.md "Routing" step by step, with hashlib's sha256: -1 when not enrolled."""
+    enrol, point = _routing.buckets(exp.seed, exp.sticky_key, value)
+    if not value or enrol >= exp.traffic_bp:
+        return -1
+    spans = _routing.ranges([v.weight_bp for v in exp.variants])
+    return next(i for i, (start, end) in enumerate(spans) if start <= point < end)
+
+
+def test_one_router_reused_agrees_with_the_spec_for_every_value() -> None:
+    """Router.index/choose (prefix state copied per value) match a from-scratch computation."""
     exp = experiment("reuse-seed", [3400, 3300, 3300], traffic_bp=7000)
-    values = [*IDS[:2000], "é", "e\u0301", "\ud800", "😀", "user-1"] * 2
+    values = [*IDS[:2000], "", "é", "e\u0301", "\ud800", "😀", "user-1", "x" * 300] * 2
     router = Router(exp)
-    assert [router.choose(v) for v in values] == [_routing.choose(exp, v) for v in values]
+    indexes = [router.index(v) for v in values]
+    assert indexes == [reference_index(exp, v) for v in values]
+    assert {-1, 0, 1, 2} <= set(indexes)
+    assert [router.choose(v) for v in values] == [
+        None if i < 0 else exp.variants[i] for i in indexes
+    ]
+
+
+def test_sticky_value_hasher_is_sha256_with_a_hashlib_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The built-in SHA-256 the router prefers digests like hashlib's; without it, hashlib's."""
+    short = _routing._short_sha256()
+    for data in (b"", b"abc", "😀".encode() * 40):
+        assert short(data).digest() == hashlib.sha256(data).digest()
+
+    def missing(name: str) -> None:
+        raise ImportError(name)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    assert _routing._short_sha256() is hashlib.sha256
