@@ -71,14 +71,17 @@ class Delivery:
         """Deliver ``records``; True when the server kept every one of them."""
         if self._legacy:
             return self._send_legacy(records, deadline, stop)
-        body = msgpack_array_header(len(records)) + b"".join(records)
+        parts: list[Encoded] = [msgpack_array_header(len(records))]
+        parts += records
+        body = b"".join(parts)
         headers = {"Content-Type": MSGPACK, BATCH_ID_HEADER: os.urandom(12).hex()}
         if self._compress is not None:
             body = self._compress[1](body)
             headers["Content-Encoding"] = self._compress[0]
+        view = memoryview(body)
         try:
             response = self._attempts(
-                lambda: self._transport.request("POST", BATCH_PATH, content=body, headers=headers),
+                lambda: self._transport.request("POST", BATCH_PATH, content=view, headers=headers),
                 deadline,
                 stop,
             )

@@ -96,7 +96,7 @@ class Transport:
         method: str,
         path: str,
         *,
-        content: bytes | None = None,
+        content: bytes | memoryview | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
@@ -107,6 +107,12 @@ class Transport:
         if json is not None:
             kwargs["content"] = msgspec.json.encode(json)
             kwargs["headers"] = {"Content-Type": JSON, **(headers or {})}
+        elif isinstance(content, memoryview):
+            # httpcore's HTTP/2 sender cuts each frame off the front of the body and keeps
+            # the rest (data[n:]): on bytes that copies the rest once per frame, on a
+            # memoryview nothing. httpx streams an iterable body, so: one chunk, the view.
+            kwargs["content"] = iter((content,))
+            kwargs["headers"] = {"Content-Length": str(content.nbytes), **(headers or {})}
         elif content is not None:
             kwargs["content"] = content
         if timeout is not None:
