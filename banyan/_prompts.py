@@ -15,6 +15,7 @@ then to the caller's ``fallback``. ``cache_ttl=0`` disables caching.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Mapping
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
 #: (project, name, version, branch)
 Key = tuple[str, str, str | None, str]
 _monotonic = time.monotonic
-_new = object.__new__
-_setattr = object.__setattr__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +88,12 @@ class PromptData:
             "sticky_key": self.sticky_key,
             "sticky_value": self.sticky_value,
         }
+
+
+#: A PromptData with no attributes yet; what a routed PromptData starts as (see _route).
+_new_prompt = functools.partial(object.__new__, PromptData)
+# The __dict__ descriptor itself: ~0.1 us cheaper than object.__setattr__(obj, "__dict__", ...).
+_set_dict = PromptData.__dict__["__dict__"].__set__
 
 
 def _text(value: Any) -> str | None:
@@ -197,7 +202,8 @@ class Prompts:
             # Documented: a missing sticky value gets the fetched version, never a random one.
             self._stats.add(sticky_missing=1)
             return entry.prompt
-        routed = entry.routed.get(value)
+        memo = entry.routed
+        routed = memo.get(value)
         if routed is not None:
             return routed
         index = router.index(value)
@@ -205,17 +211,17 @@ class Prompts:
             routed = entry.prompt
         else:
             arm = entry.arms[index] or self._arm(entry, index)
-            # A clone of the variant's attribute dict, no __init__: ~0.5 us; replace() ~5 us.
+            # A clone of the variant's attribute dict, bypassing __init__ (replace() costs ~5 us).
             fields, wire = arm
             fields = fields.copy()
             fields["sticky_value"] = value
             if wire is not None:
-                fields["_wire"] = (*wire, value)
-            routed = _new(PromptData)
-            _setattr(routed, "__dict__", fields)
-        if len(entry.routed) >= ROUTED_MEMO:
-            entry.routed.clear()
-        entry.routed[value] = routed
+                fields["_wire"] = wire + (value,)  # noqa: RUF005 - ~30 ns faster than (*wire, v)
+            routed = _new_prompt()
+            _set_dict(routed, fields)
+        if len(memo) >= ROUTED_MEMO:
+            memo.clear()
+        memo[value] = routed
         return routed
 
     def _arm(self, entry: Entry, index: int) -> Arm:

@@ -127,7 +127,8 @@ class Router:
         except UnicodeEncodeError:
             sha.update(utf8(value))
         enrol, point = _two_u64(sha.digest())
-        if enrol % BASIS_POINTS >= self._traffic:
+        # At full traffic (the usual case) every bucket is enrolled: skip its modulo.
+        if self._traffic < BASIS_POINTS and enrol % BASIS_POINTS >= self._traffic:
             return -1
         point %= BASIS_POINTS
         for index, end in self._ends:
