@@ -32,8 +32,10 @@ Positions (for ``flush``) and counts come from the deque itself, which is exact.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
+from itertools import accumulate, islice, repeat
 
 from banyan import _fork
 from banyan._record import Encoded
@@ -142,17 +144,17 @@ class Ring:
         """
         with self._take_lock:
             items = self._items
-            out: list[Encoded] = []
-            size = 0
-            while items and len(out) < max_records:
-                item = items[0]
-                if out and size + len(item) > max_bytes:
-                    break
-                out.append(items.popleft())
-                size += len(item)
+            if not items:
+                return self.popped, []
+            # Sizes and their running total in C (one call each, so no other thread runs
+            # in between; producers only append at the far end), then the cut-off.
+            ends = list(accumulate(map(len, islice(items, min(len(items), max_records)))))
+            count = bisect_right(ends, max_bytes) or 1
+            pop = items.popleft
+            out = [pop() for _ in repeat(None, count)]
             start = self.popped
-            self.bytes_out += size
-            self.popped = start + len(out)
+            self.bytes_out += ends[count - 1]
+            self.popped = start + count
             return start, out
 
     def pushed(self) -> int:
