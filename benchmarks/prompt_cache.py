@@ -8,24 +8,25 @@ and prompt ``bench-exp`` with a running 50/30/20 experiment):
 * 2.x cache hit routed, a new sticky value on every call (one sha256);
 * 2.x ``experiment()`` (the 1.0.1 call: one round trip to the route endpoint);
 * 1.0.1 cached ``get_prompt`` and 1.0.1 ``experiment()``, timed by the same
-  loop in a subprocess running a venv with ``banyan-sdk==1.0.1`` from PyPI
-  (kept in ``$BANYAN_COMPAT_VENV``, else /tmp/banyan-compat-venv).
+  loop in a subprocess of a venv with ``banyan-sdk==1.0.1`` from PyPI
+  (benchmarks/_compat.py).
 
 Each call is timed with ``perf_counter_ns`` (timer overhead subtracted), GC
 off, rounds interleaved. Writes benchmarks/results/prompt_cache.json and .png.
 
-Run: ``python benchmarks/prompt_cache.py``
+Run: ``python -m benchmarks.prompt_cache``
 """
 
 from __future__ import annotations
 
+import gc
+import inspect
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from typing import Any
 import httpx
 
 from banyan import _localserver
+from benchmarks._compat import run_script
+from benchmarks._timing import timer_overhead
 
 KEY = "psk_bench_prompt_cache_0001"
 RESULTS = Path(__file__).parent / "results"
@@ -40,63 +43,58 @@ ROUNDS = 20
 CALLS = 2_000
 REMOTE_CALLS = 50
 
-TIMING = textwrap.dedent(
-    """
-    import gc, json, statistics, sys, time
+Work = dict[str, tuple[Callable[[int], object], int]]
 
-    def timer_overhead():
-        clock = time.perf_counter_ns
-        samples = []
-        for _ in range(20_000):
-            start = clock()
-            samples.append(clock() - start)
-        return int(statistics.median(samples))
 
-    def measure(work, rounds, calls):
-        clock, overhead = time.perf_counter_ns, timer_overhead()
-        samples = {name: [] for name in work}
-        gc.disable()
-        try:
-            for _ in range(rounds):
-                for name, (fn, n) in work.items():
-                    out = samples[name]
-                    for i in range(n or calls):
-                        start = clock()
-                        fn(i)
-                        out.append(clock() - start - overhead)
-        finally:
-            gc.enable()
-        result = {}
-        for name, values in samples.items():
-            values.sort()
-            result[name] = {"median_ns": values[len(values) // 2],
-                            "p99_ns": values[int(len(values) * 0.99)], "calls": len(values)}
-        return result
-    """
-)
+def measure(work: Work, rounds: int, calls: int) -> dict[str, Any]:
+    """Median and p99 ns per call of each workload (0 calls: ``calls``), rounds interleaved.
 
-V101 = TIMING + textwrap.dedent(
+    Runs in this process and, as source, in the 1.0.1 subprocess: stdlib only.
     """
-    import banyan
-    from banyan import PromptStackLogger
-    assert banyan.__version__ == "1.0.1", banyan.__file__
-    base_url, key, experiment_id, rounds, calls, remote = sys.argv[1:7]
-    logger = PromptStackLogger(api_key=key, base_url=base_url)
-    assert logger.get_prompt("bench") is not None
-    logger.experiment(experiment_id, "user_id", "user-0")
-    fresh = iter(range(10**9))
-    work = {
-        "1.0.1 get_prompt (cached)": (lambda i: logger.get_prompt("bench"), 0),
-        "1.0.1 experiment() (same id: 1.0.1's own cache)": (
-            lambda i: logger.experiment(experiment_id, "user_id", "user-0"), 0),
-        "1.0.1 experiment() (new id: server-routed)": (
-            lambda i: logger.experiment(experiment_id, "user_id", f"new-{next(fresh)}"),
-            int(remote)),
-    }
-    print(json.dumps(measure(work, int(rounds), int(calls))))
-    logger.shutdown(timeout=5)
-    """
-)
+    clock, overhead = time.perf_counter_ns, timer_overhead()
+    samples: dict[str, list[int]] = {name: [] for name in work}
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, (fn, n) in work.items():
+                out = samples[name]
+                for i in range(n or calls):
+                    start = clock()
+                    fn(i)
+                    out.append(clock() - start - overhead)
+    finally:
+        gc.enable()
+    result: dict[str, Any] = {}
+    for name, values in samples.items():
+        values.sort()
+        result[name] = {
+            "median_ns": values[len(values) // 2],
+            "p99_ns": values[int(len(values) * 0.99)],
+            "calls": len(values),
+        }
+    return result
+
+
+V101 = """
+import banyan
+from banyan import PromptStackLogger
+assert banyan.__version__ == "1.0.1", banyan.__file__
+base_url, key, experiment_id, rounds, calls, remote = sys.argv[1:7]
+logger = PromptStackLogger(api_key=key, base_url=base_url)
+assert logger.get_prompt("bench") is not None
+logger.experiment(experiment_id, "user_id", "user-0")
+fresh = iter(range(10**9))
+work = {
+    "1.0.1 get_prompt (cached)": (lambda i: logger.get_prompt("bench"), 0),
+    "1.0.1 experiment() (same id: 1.0.1's own cache)": (
+        lambda i: logger.experiment(experiment_id, "user_id", "user-0"), 0),
+    "1.0.1 experiment() (new id: server-routed)": (
+        lambda i: logger.experiment(experiment_id, "user_id", f"new-{next(fresh)}"),
+        int(remote)),
+}
+print(json.dumps(measure(work, int(rounds), int(calls))))
+logger.shutdown(timeout=5)
+"""
 
 
 def seed(url: str) -> str:
@@ -113,32 +111,10 @@ def seed(url: str) -> str:
         return str(response.json()["id"])
 
 
-def compat_python() -> Path:
-    """The python of a venv with banyan-sdk 1.0.1 (created on first use)."""
-    root = Path(os.environ.get("BANYAN_COMPAT_VENV") or "/tmp/banyan-compat-venv")
-    python = root / "bin" / "python"
-    probe = [str(python), "-c", "import banyan; assert banyan.__version__ == '1.0.1'"]
-    # Probe from / so that the 2.x checkout in the working directory is not imported.
-    done = (
-        subprocess.run(probe, capture_output=True, check=False, cwd="/")
-        if python.exists()
-        else None
-    )
-    if done is not None and done.returncode == 0:
-        return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "banyan-sdk==1.0.1"],
-                   check=True)  # fmt: skip
-    return python
-
-
 def ours(url: str, experiment_id: str, cache_dir: str) -> dict[str, Any]:
     """Time the 2.x calls in this process with the same loop the 1.0.1 script uses."""
     import banyan
 
-    space: dict[str, Any] = {}
-    exec(TIMING, space)
-    measure: Callable[..., dict[str, Any]] = space["measure"]
     logger = banyan.PromptStackLogger(api_key=KEY, base_url=url, cache_dir=cache_dir)
     get = logger.get_prompt
     assert get("bench") is not None
@@ -147,7 +123,7 @@ def ours(url: str, experiment_id: str, cache_dir: str) -> dict[str, Any]:
     counter, remote = iter(range(10**9)), iter(range(10**9))
     for context in seen:
         get("bench-exp", sticky_context=context)
-    work = {
+    work: Work = {
         "get_prompt hit": (lambda i: get("bench"), 0),
         "get_prompt hit + routing (seen id)": (
             lambda i: get("bench-exp", sticky_context=seen[i % 1000]), 0),
@@ -187,21 +163,25 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def measure_101(url: str, experiment_id: str) -> dict[str, Any]:
+    """The 1.0.1 calls, timed by :func:`measure` in the 1.0.1 venv against the same server."""
+    head = "from __future__ import annotations\nimport gc, json, statistics, sys, time\n"
+    source = "\n\n".join([head, inspect.getsource(timer_overhead), inspect.getsource(measure),
+                          V101])  # fmt: skip
+    args = (url, KEY, experiment_id, str(ROUNDS), str(CALLS), str(REMOTE_CALLS))
+    out: dict[str, Any] = run_script(source, *args, timeout=600)
+    return out
+
+
 def main() -> None:
     """Run the benchmark; write JSON and PNG."""
-    python = compat_python()
     with tempfile.TemporaryDirectory() as tmp:
         server = _localserver.start(Path(tmp), db=Path(tmp) / "bench.db", api_key=KEY)
         url = server.base_url
         try:
             experiment_id = seed(url)
             results = ours(url, experiment_id, tmp)
-            done = subprocess.run(
-                [str(python), "-c", V101, url, KEY, experiment_id, str(ROUNDS), str(CALLS),
-                 str(REMOTE_CALLS)],
-                capture_output=True, text=True, check=True, cwd=tmp,
-            )  # fmt: skip
-            results.update(json.loads(done.stdout.strip().splitlines()[-1]))
+            results.update(measure_101(url, experiment_id))
         finally:
             server.stop()
     report = {
