@@ -8,6 +8,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -87,6 +88,16 @@ def child_env(server: Server, **extra: str) -> dict[str, str]:
         PYTHONPATH=path.rstrip(os.pathsep),
         **extra,
     )
+
+
+def run_script(name: str, server: Server, *args: object, timeout: float = 90) -> None:
+    """Run ``tests/process/<name>`` against ``server`` (its URL and key first, then ``args``)
+    in a fresh interpreter; fail with its output unless it exits 0."""
+    argv = [sys.executable, str(HERE / name), server.base_url, server.api_key, *map(str, args)]
+    result = subprocess.run(
+        argv, env=child_env(server), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @contextlib.contextmanager

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
-from prockit import HERE, child_env, fork_child
+from prockit import fork_child, run_script
 
 import banyan
 
@@ -49,12 +47,7 @@ def test_a_fork_that_skipped_the_hooks_is_caught_on_the_hot_path(server: Server)
     """libc fork() without Python's hooks (uWSGI-style): the child's first record finds its
     credit wiped, takes the slow path and resets the logger; the parent's records are sent
     once, by the parent."""
-    result = subprocess.run(
-        [sys.executable, str(HERE / "hookless_fork.py"), server.base_url, server.api_key,
-         str(PARENT), str(CHILD)],
-        env=child_env(server), capture_output=True, text=True, timeout=90, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_script("hookless_fork.py", server, PARENT, CHILD)
     ids = server.stored_ids()
     assert len(ids) == len(set(ids)) == PARENT + CHILD
     assert len({i.rsplit("-", 1)[0] for i in ids}) == 2

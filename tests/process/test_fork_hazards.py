@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from faultproxy import running
-from prockit import HERE, child_env, fork_child, wait_for
+from prockit import fork_child, run_script, wait_for
 
 import banyan
 from banyan import _default
@@ -88,10 +86,5 @@ def test_fork_while_another_thread_holds_every_logger_lock(server: Server) -> No
 def test_fork_right_after_the_first_log_in_a_fresh_interpreter(server: Server) -> None:
     """Children forked while the parent's flusher imports httpx and connects deliver everything."""
     children, per_child = 8, 50
-    result = subprocess.run(
-        [sys.executable, str(HERE / "first_log_fork.py"), server.base_url, server.api_key,
-         str(children), str(per_child)],
-        env=child_env(server), capture_output=True, text=True, timeout=90, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_script("first_log_fork.py", server, children, per_child)
     _assert_exactly(server, 1 + children * per_child)
