@@ -180,6 +180,20 @@ def now() -> float:
     return time.time()
 
 
+def drop_cached(fd: int, start: int) -> int:
+    """Evict the file's pages past ``start`` from the OS page cache; returns its size.
+
+    The checkpointer calls this for the pages it just copied (and synced): new
+    log pages are rarely read again, and the memory they free takes the next
+    ones. Writing into fresh page-cache memory instead (on a VM, faulted in
+    from the host) cost the checkpointer 3-5 us per 1.2 KB record, not 1.2 (#3).
+    """
+    size = os.fstat(fd).st_size
+    if size > start and hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, start, size - start, os.POSIX_FADV_DONTNEED)
+    return size
+
+
 class Database:
     """The server's SQLite database, used from the event loop."""
 
@@ -220,13 +234,16 @@ class Database:
 
     def _checkpoint_loop(self) -> None:
         conn = self._conn()
-        while not self._closing:
-            self._committed.wait()
-            self._committed.clear()
-            # PASSIVE never blocks the writer; the WAL restarts once it is all copied.
-            # On failure the writer's own autocheckpoint (WAL_PAGES_LIMIT) takes over.
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        with open(self.path, "rb") as db_file:
+            dropped = os.fstat(db_file.fileno()).st_size
+            while not self._closing:
+                self._committed.wait()
+                self._committed.clear()
+                # PASSIVE never blocks the writer; the WAL restarts once it is all copied.
+                # On failure the writer's own autocheckpoint (WAL_PAGES_LIMIT) takes over.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                dropped = drop_cached(db_file.fileno(), dropped)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` on a reader thread."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,3 +87,32 @@ def test_large_batch_spans_chunks_with_duplicates_and_rejects(db: _db.Database) 
     assert [r.index for r in batch.rejected] == [2_000]
     assert len(_rows(db)) == 2_498
     assert _store(db, body(recs))[0] == 0
+
+
+def test_checkpointer_evicts_the_database_pages_it_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a commit the checkpointer drops the file's new pages from the OS cache (#3)."""
+    dropped: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, *args: dropped.append(args), raising=False)
+    db = _db.Database(tmp_path / "t.db")
+    try:
+        before = os.path.getsize(db.path)
+        _store(db, body([record(f"e-{i}", input="x" * 1000) for i in range(300)]))
+        deadline = time.monotonic() + 10
+        while not dropped or sum(n for _, n, _ in dropped) < os.path.getsize(db.path) - before:
+            assert time.monotonic() < deadline, (dropped, before, os.path.getsize(db.path))
+            time.sleep(0.01)
+    finally:
+        db.close()
+    assert dropped[0][0] == before
+    assert {advice for _, _, advice in dropped} == {os.POSIX_FADV_DONTNEED}
+
+
+def test_drop_cached_skips_a_file_that_did_not_grow(tmp_path: Path) -> None:
+    """drop_cached returns the file's size and asks for nothing when it did not grow."""
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 10_000)
+    with path.open("rb") as f:
+        assert _db.drop_cached(f.fileno(), 0) == 10_000
+        assert _db.drop_cached(f.fileno(), 10_000) == 10_000
