@@ -5,12 +5,16 @@ output; ``stress.run`` collects them into one table. The JSON holds
 ``scenario``, ``sent``, ``stored`` (distinct records at the server),
 ``duplicated`` (records stored more than once), ``dropped`` (counted losses
 by ``DropReason`` value), ``spooled``, ``unaccounted`` (sent minus stored
-minus dropped), ``ok`` and free-form ``notes``.
+minus dropped), ``ok`` and free-form ``notes``. Importing this module makes
+SIGUSR1 print every thread's stack (inherited by forked children), which
+``stress.run`` sends to a scenario that overruns.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -20,6 +24,8 @@ import banyan
 
 PREFIX = "RESULT "
 TESTS = Path(__file__).resolve().parent.parent / "tests"
+
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def use_test_helpers() -> None:

@@ -8,7 +8,10 @@ thread logs without pause and the parent's flusher is mid-request at many of
 the forks. Counted at a real ``banyan serve`` by record id.
 
 Prints sent / stored / duplicated / dropped and exits 1 on any mismatch, 2
-when a child hangs past the deadline.
+when a child hangs past the deadline. A child whose flush did not finish
+prints its ``get_stats()`` and every thread's stack; children still alive
+at the deadline print their stacks (SIGUSR1, see ``stress/_result.py``)
+before they are killed.
 
 Run: ``python -m stress.fork_storm [--children N] [--concurrency C]``
 """
@@ -17,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import faulthandler
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -47,6 +52,10 @@ def child(n: int, records: int, report: int) -> None:
         banyan.flush(timeout=30)
     stats = banyan.get_stats()
     unsent = stats["queue_size"] + stats["in_flight"]
+    if unsent:
+        # Issue #7: two children's flush(30) once timed out; show where their threads waited.
+        print(f"child {n} (pid {os.getpid()}): {unsent} unsent; {stats}", file=sys.stderr)
+        faulthandler.dump_traceback(all_threads=True)
     os.write(report, f"{ok} {stats['logs_dropped']} {int(unsent == 0)}\n".encode())
     os._exit(0)
 
@@ -103,7 +112,10 @@ def reap(alive: set[int], bad: list[int], deadline: float, block: bool) -> None:
             return
         if time.monotonic() > deadline:
             for pid in alive:
-                os.kill(pid, 9)
+                os.kill(pid, signal.SIGUSR1)
+            time.sleep(1)
+            for pid in alive:
+                os.kill(pid, signal.SIGKILL)
             print(f"deadline: {len(alive)} children still alive (deadlock?)", file=sys.stderr)
             sys.exit(2)
         if not block:

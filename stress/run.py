@@ -4,18 +4,21 @@ Each scenario is its own script against its own ``banyan serve`` on
 127.0.0.1 and ends with one ``RESULT {json}`` line (``stress/_result.py``).
 This runner starts each in a fresh interpreter and its own session, with
 ``BANYAN_SPOOL_DIR`` and ``BANYAN_CACHE_DIR`` in a temporary directory,
-echoes its output, kills its whole process group past ``LIMIT_S``, then
-prints one Markdown table: sent / stored / duplicated / dropped by reason /
-spooled / result / seconds. It exits 1 when any scenario failed, left a
-record unaccounted (sent - stored - dropped != 0), stored one twice, or
-printed no RESULT line. ``--quick`` runs smaller sizes (about 3 minutes on
-2 cores); the default sizes take under 10. ``--json FILE`` also writes the
-rows.
+echoes its output, and past ``LIMIT_S`` (or when this runner gets SIGTERM)
+has it print every thread's stack, then kills its whole process group. It
+then prints one Markdown table: sent / stored / duplicated / dropped by
+reason / spooled / result / seconds. It exits 1 when any scenario failed,
+left a record unaccounted (sent - stored - dropped != 0), stored one twice,
+or printed no RESULT line. ``--quick`` runs smaller sizes (about a minute on
+2 cores; tests/process/test_stress_suite.py runs it in ``make test``); the
+default sizes take about 3 minutes. ``--json FILE`` also writes the rows;
+``--list`` prints the scenario names.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -67,14 +70,24 @@ def run(name: str, args: list[str], tmp: Path) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         code = 124
     finally:
-        # The scenario's own children (servers, gunicorn, celery, redis) share its session.
-        if proc.poll() is None or code == 124:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        if proc.poll() is None:
+            stop(proc)
         reader.join(10)
     rows = [json.loads(line[len(PREFIX) :]) for line in lines if line.startswith(PREFIX)]
     row = rows[-1] if rows else {"scenario": name, "ok": False}
     return {**row, "exit": code, "seconds": round(time.monotonic() - started, 1)}
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Have a running scenario dump its threads' stacks, then kill its whole session."""
+    # stress/_result.py registers SIGUSR1 with faulthandler in every scenario.
+    proc.send_signal(signal.SIGUSR1)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(2)
+    # The scenario's own children (servers, gunicorn, celery, redis) share its session.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
 
 
 def verdict(row: dict[str, Any]) -> str:
@@ -112,12 +125,18 @@ def main(argv: list[str]) -> int:
     """Run the named scenarios (all by default), print the table; 1 on any failure."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(SCENARIOS))
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (~3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (~1 minute)")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    parser.add_argument("--list", action="store_true", help="print the scenario names and exit")
     args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(SCENARIOS))
+        return 0
     unknown = sorted(set(args.names) - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    # A SIGTERM (a test's timeout) unwinds through run(), which stops the running scenario.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started, rows = time.monotonic(), []
     for name in args.names or SCENARIOS:
         print(f"== {name}", flush=True)
