@@ -221,7 +221,12 @@ class Spool:
             self.last_error = f"spool: {exc}"
             return
         with self._lock:
-            if spare is not None and self._spare is None and not self._closed:
+            # While the spare was zero-filled without the lock, append may have rolled
+            # over to a segment of its own (it counted the spare at its size so far): the
+            # spare stays only if everything, the spare included, fits. It is not worth
+            # evicting records for; append allocates (and evicts) when it needs one.
+            fits = sd.listing(self.directory)[1] <= self.max_total_bytes
+            if fits and spare is not None and self._spare is None and not self._closed:
                 self._spare, spare = spare, None
         if spare is not None:
             sd.discard(*spare)

@@ -1,7 +1,8 @@
 """Run as a script: a fork that skips Python's fork hooks, as uWSGI's does without
 ``--py-call-uwsgi-fork-hooks``.
 
-The parent logs N records without flushing, then forks through libc's
+The parent logs N records without flushing (its flusher not started: see
+main), then forks through libc's
 ``fork()`` called directly (``ctypes.PyDLL``, which keeps the GIL held), so
 no ``os.register_at_fork`` hook runs in either process. The child logs M
 records, flushes and leaves with ``os._exit``; the parent then flushes. The
@@ -23,6 +24,11 @@ import banyan
 def main() -> int:
     base_url, api_key, parent, child = sys.argv[1:5]
     logger = banyan.PromptStackLogger(api_key=api_key, base_url=base_url, flush_interval=60)
+    # No other thread may run at this fork: a bare fork() skips CPython's own after-fork
+    # work too, and a child whose GIL still counts the parent's threads as waiters can
+    # deadlock (uWSGI's masters without its fork hooks have the same rule). So the
+    # parent's flusher starts only at its flush(), after the fork.
+    logger._idle = False
     for i in range(int(parent)):
         logger.log_prompt(input=f"parent {i}", output="o")
     pid = ctypes.PyDLL(None).fork()

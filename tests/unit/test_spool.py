@@ -209,6 +209,30 @@ def test_size_limit_evicts_oldest_and_counts(tmp_path: Path) -> None:
     s.close()
 
 
+def test_a_rollover_while_the_spare_is_prepared_keeps_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prepare() zero-fills the spare without the lock; if append rolls over meanwhile (and
+    allocates a segment of its own), the spare is only kept while everything fits."""
+    s = Spool(tmp_path, segment_bytes=SEGMENT, max_total_bytes=4 * SEGMENT)
+    fill(s, 13 * 3 + 5)  # three full segments and a part-filled active one
+    allocate = _spooldir.allocate
+
+    def slow_allocate(path: Path, size: int) -> tuple[Path, int]:
+        if not rolled:  # prepare()'s call: the logging thread fills the active segment first
+            rolled.append(1)
+            fill(s, 13, start=1000)
+        return allocate(path, size)
+
+    rolled: list[int] = []
+    monkeypatch.setattr(_spooldir, "allocate", slow_allocate)
+    s.prepare()
+    assert rolled
+    total = sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert total <= 4 * SEGMENT
+    s.close()
+
+
 def test_limit_below_one_segment_refuses(tmp_path: Path) -> None:
     """A limit smaller than one segment makes append return False, counted spool_full."""
     s = Spool(tmp_path, segment_bytes=SEGMENT, max_total_bytes=SEGMENT - 1)
