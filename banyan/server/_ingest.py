@@ -30,6 +30,9 @@ COLUMNS = 11
 NULL = math.nan
 
 _MSGPACK_TYPES = {MSGPACK, "application/x-msgpack", "application/vnd.msgpack"}
+#: msgspec raises UnicodeDecodeError, not DecodeError, for a MessagePack string
+#: that is not UTF-8.
+_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
 isfinite = math.isfinite
 
 
@@ -132,7 +135,7 @@ def decode(body: bytes, kind: str, project_id: str) -> Decoded:
     blobs = raws if kind == MSGPACK else None
     try:
         return to_rows(codec.all(body), project_id, blobs)
-    except msgspec.DecodeError:
+    except _UNDECODABLE:
         pass
     records = [_decode_one(codec, raw, index) for index, raw in enumerate(raws)]
     return to_rows(records, project_id, blobs)
@@ -141,7 +144,7 @@ def decode(body: bytes, kind: str, project_id: str) -> Decoded:
 def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Record | Rejected:
     try:
         return codec.one(raw)
-    except msgspec.DecodeError as exc:
+    except _UNDECODABLE as exc:
         return Rejected(index, str(exc))
 
 

@@ -91,6 +91,16 @@ def test_bad_records_are_rejected_by_index_and_good_ones_kept(server: Server) ->
     assert server.summary()["rejected"] == 6
 
 
+def test_string_that_is_not_utf8_is_rejected_by_index(server: Server) -> None:
+    """A MessagePack string with invalid UTF-8 is a rejected record, not a 500."""
+    bad = msgspec.msgpack.encode(record("utf-2", input="AB")).replace(b"\xa2AB", b"\xa2\xff\xfe")
+    payload = b"\x92" + msgspec.msgpack.encode(record("utf-1")) + bad
+    response = post_batch(server, payload)
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 1
+    assert [(r["index"], "utf-8" in r["error"]) for r in response.json()["rejected"]] == [(1, True)]
+
+
 def test_exotic_metadata_is_stored(server: Server) -> None:
     """Metadata with int keys, datetimes and bytes (possible in MessagePack) is stored."""
     import datetime
