@@ -20,12 +20,12 @@ from banyan._record import MAX_ID_LENGTH, Record, encode
 from banyan._wire import JSON, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MSGPACK, Rejected
 from banyan.server._http import HTTPError
 
-#: A logs row: project_id, the indexed Record fields in table order, the record.
+#: A logs row but its project_id: the indexed Record fields in table order, the record.
 Row = tuple[Any, ...]
 #: A record's MessagePack encoding, as bytes or a slice of the batch body.
 Blob = bytes | msgspec.Raw
-#: Values in a row.
-COLUMNS = 11
+#: Values in a Row.
+COLUMNS = 10
 #: Binds as SQL NULL (see _rows).
 NULL = math.nan
 
@@ -122,8 +122,8 @@ def _unzstd(body: bytes, limit: int) -> bytes:
     return out
 
 
-def decode(body: bytes, kind: str, project_id: str) -> Decoded:
-    """Decode a (decompressed) batch body into rows for ``project_id``."""
+def decode(body: bytes, kind: str) -> Decoded:
+    """Decode a (decompressed) batch body into rows."""
     codec = _CODECS[kind]
     try:
         raws = codec.raw(body)
@@ -134,11 +134,11 @@ def decode(body: bytes, kind: str, project_id: str) -> Decoded:
     # A MessagePack element is stored as it came; a JSON one is re-encoded.
     blobs = raws if kind == MSGPACK else None
     try:
-        return to_rows(codec.all(body), project_id, blobs)
+        return to_rows(codec.all(body), blobs)
     except _UNDECODABLE:
         pass
     records = [_decode_one(codec, raw, index) for index, raw in enumerate(raws)]
-    return to_rows(records, project_id, blobs)
+    return to_rows(records, blobs)
 
 
 def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Record | Rejected:
@@ -148,15 +148,13 @@ def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Record | Rejected
         return Rejected(index, str(exc))
 
 
-def to_rows(
-    records: Sequence[Record | Rejected], project_id: str, blobs: Sequence[Blob] | None = None
-) -> Decoded:
+def to_rows(records: Sequence[Record | Rejected], blobs: Sequence[Blob] | None = None) -> Decoded:
     """Check decoded records and turn the good ones into rows.
 
     ``blobs`` holds each record's MessagePack; without it records are encoded here.
     """
     if blobs is not None and _all_good(records):
-        rows = _rows(cast("list[Record]", records), blobs, project_id)
+        rows = _rows(cast("list[Record]", records), blobs)
         return Decoded(rows, list(range(len(rows))))
     out = Decoded()
     for index, record in enumerate(records):
@@ -168,7 +166,7 @@ def to_rows(
         if isinstance(blob, Rejected):
             out.rejected.append(blob)
             continue
-        out.rows.extend(_rows([record], [blob], project_id))
+        out.rows.extend(_rows([record], [blob]))
         out.indexes.append(index)
     return out
 
@@ -183,12 +181,12 @@ def _all_good(records: Sequence[Record | Rejected]) -> bool:
     )
 
 
-def _rows(records: Sequence[Record], blobs: Sequence[Blob], project_id: str) -> list[Row]:
+def _rows(records: Sequence[Record], blobs: Sequence[Blob]) -> list[Row]:
     # Python's sqlite3 sends None, bytes and Raw through its adapter lookup
     # (~0.5 us each) but binds NaN (as NULL) and bytearray directly.
     return [
         (
-            project_id, r.id, r.ts,
+            r.id, r.ts,
             NULL if r.prompt_name is None else r.prompt_name,
             NULL if r.version is None else r.version,
             NULL if r.branch_name is None else r.branch_name,

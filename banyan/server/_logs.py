@@ -15,14 +15,17 @@ from banyan._wire import BATCH_ID_HEADER, MAX_BATCH_BYTES, BatchResult, Rejected
 from banyan.server import _ingest
 from banyan.server._http import HTTPError, Request, Response, json_response
 
-_INSERT = f"INSERT OR IGNORE INTO logs VALUES ({', '.join('?' * _ingest.COLUMNS)})"
-#: Rows per multi-row INSERT: one sqlite3_step, so the GIL is released for the
-#: whole chunk instead of once per row (executemany), and the event loop can
-#: decode the next batch meanwhile. 11,000 parameters stay below SQLite's 32,766.
-_CHUNK = 1000
-_INSERT_CHUNK = "INSERT OR IGNORE INTO logs VALUES " + ", ".join(
-    [f"({', '.join('?' * _ingest.COLUMNS)})"] * _CHUNK
-)
+#: Rows per multi-row INSERT, largest first. One statement is one sqlite3_step,
+#: so the GIL is released for the whole chunk instead of once per row
+#: (executemany), and the event loop can decode the next batch meanwhile. The
+#: project id is bound once per statement, as ?1; 1 + 10 * 1024 parameters
+#: stay below SQLite's 32,766.
+_SIZES = (1024, 256, 64, 16, 4, 1)
+_INSERTS = {
+    size: "INSERT OR IGNORE INTO logs VALUES "
+    + ", ".join([f"(?1, {', '.join('?' * _ingest.COLUMNS)})"] * size)
+    for size in _SIZES
+}
 _COUNT = """
 INSERT INTO ingest_counters (project_id, stored, duplicates, rejected, batches, single)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -44,11 +47,11 @@ def store(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded, sin
     conn.execute("SAVEPOINT batch")
     try:
         before = conn.total_changes
-        _insert(conn, batch.rows)
+        _insert(conn, project_id, batch.rows)
         inserted = conn.total_changes - before
     except _STORE_ERRORS:
         conn.execute("ROLLBACK TO batch")
-        inserted = _store_one_by_one(conn, batch)
+        inserted = _store_one_by_one(conn, project_id, batch)
     conn.execute("RELEASE batch")
     duplicates = len(batch.rows) - inserted
     rejected = len(batch.rejected)
@@ -56,18 +59,20 @@ def store(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded, sin
     return inserted
 
 
-def _insert(conn: sqlite3.Connection, rows: list[_ingest.Row]) -> None:
-    tail = len(rows) - len(rows) % _CHUNK
-    for start in range(0, tail, _CHUNK):
-        conn.execute(_INSERT_CHUNK, list(chain.from_iterable(rows[start : start + _CHUNK])))
-    conn.executemany(_INSERT, rows[tail:])
+def _insert(conn: sqlite3.Connection, project_id: str, rows: list[_ingest.Row]) -> None:
+    start = 0
+    for size in _SIZES:
+        while len(rows) - start >= size:
+            params = [project_id, *chain.from_iterable(rows[start : start + size])]
+            conn.execute(_INSERTS[size], params)
+            start += size
 
 
-def _store_one_by_one(conn: sqlite3.Connection, batch: _ingest.Decoded) -> int:
+def _store_one_by_one(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded) -> int:
     inserted, kept = 0, []
     for index, row in zip(batch.indexes, batch.rows, strict=True):
         try:
-            inserted += conn.execute(_INSERT, row).rowcount
+            inserted += conn.execute(_INSERTS[1], (project_id, *row)).rowcount
             kept.append(row)
         except _STORE_ERRORS as exc:
             batch.rejected.append(Rejected(index, f"cannot store: {exc}"))
@@ -86,7 +91,7 @@ async def ingest_batch(req: Request) -> Response:
     try:
         body = await req.body(MAX_BATCH_BYTES)
         body = _ingest.decompress(body, req.headers.get("content-encoding", ""))
-        batch = _ingest.decode(body, kind, req.project_id)
+        batch = _ingest.decode(body, kind)
         inserted = await state.db.write(store, req.project_id, batch, 0)
     finally:
         state.inflight -= 1
@@ -130,7 +135,7 @@ async def log_single(req: Request) -> Response:
     fields = msgspec.structs.asdict(usage)
     fields["id"] = usage.id or f"v1-{uuid.uuid4().hex}"
     fields["ts"] = time.time() if usage.ts is None else usage.ts
-    batch = _ingest.to_rows([Record(**fields)], req.project_id)
+    batch = _ingest.to_rows([Record(**fields)])
     if batch.rejected:
         raise HTTPError(400, f"invalid usage record: {batch.rejected[0].error}")
     inserted = await req.state.db.write(store, req.project_id, batch, 1)

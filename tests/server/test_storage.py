@@ -23,7 +23,7 @@ from .helpers import body, record
 
 
 def _store(db: _db.Database, payload: bytes, kind: str = MSGPACK) -> tuple[int, _ingest.Decoded]:
-    batch = _ingest.decode(payload, kind, "prj_t")
+    batch = _ingest.decode(payload, kind)
     inserted = asyncio.run(db.write(_logs.store, "prj_t", batch, 0))
     return inserted, batch
 
@@ -116,3 +116,19 @@ def test_drop_cached_skips_a_file_that_did_not_grow(tmp_path: Path) -> None:
     with path.open("rb") as f:
         assert _db.drop_cached(f.fileno(), 0) == 10_000
         assert _db.drop_cached(f.fileno(), 10_000) == 10_000
+
+
+def test_batch_takes_a_few_multi_row_inserts_not_one_per_row(tmp_path: Path) -> None:
+    """1,500 rows take 9 INSERTs (1024, 256, 3 x 64, 16, 3 x 4), the project bound once each."""
+    with contextlib.closing(_db.connect(tmp_path / "t.db")) as conn:
+        _db.create_schema(conn)
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        batch = _ingest.decode(body([record(f"t-{i}") for i in range(1_500)]), MSGPACK)
+        with _db.transaction(conn):
+            assert _logs.store(conn, "prj_t", batch, 0) == 1_500
+        conn.set_trace_callback(None)
+        stored = conn.execute("SELECT count(*), min(project_id) FROM logs").fetchone()
+    inserts = [s for s in statements if s.startswith("INSERT OR IGNORE INTO logs")]
+    assert len(inserts) == 9
+    assert stored == (1_500, "prj_t")
