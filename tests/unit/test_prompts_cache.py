@@ -246,9 +246,8 @@ def test_forked_child_state_keeps_entries_with_its_own_refresher(
     make_logger: MakeLogger, tmp_path: Path
 ) -> None:
     """After the fork reset the cached prompts remain; the refresher and counters are new."""
-    logger, fake = make_logger(prompt("parent"), cache_dir=tmp_path)
+    logger, _ = make_logger(prompt("parent"), cache_dir=tmp_path)
     logger.get_prompt("greet")
-    fake.forget = lambda: None  # type: ignore[attr-defined]
     parent = logger._prompts
     logger._after_fork_in_child()
     assert logger._prompts is not parent
