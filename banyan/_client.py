@@ -99,6 +99,10 @@ class PromptStackLogger:
         """
         config = self._config
         self._pid = _fork.pid()
+        # _here[0] is 1 in this process and reads 0 in any forked child (a page the kernel
+        # wipes; where nothing wipes pages it stays 0 and _check_pid asks getpid() instead).
+        self._here = _fork.wiped_cell()
+        self._here[0] = int(_fork.WIPES)
         self._stats = Stats()
         self._flush_mark = 0
         self._transport = Transport(config)
@@ -160,7 +164,8 @@ class PromptStackLogger:
         on-disk cache (``cache_dir``) is tried, then ``fallback`` (a content
         string or a PromptData); without one a BanyanError is raised.
         """
-        self._check_pid()
+        if not self._here[0]:
+            self._check_pid()
         return self._prompts.get(name, version, branch, sticky_context, fallback=fallback)
 
     async def aget_prompt(
@@ -412,7 +417,7 @@ class PromptStackLogger:
         return stats
 
     def _check_pid(self) -> None:
-        if self._pid != _fork.pid():
+        if not self._here[0] and self._pid != _fork.pid():
             self._after_fork_in_child()
 
     def _after_fork_in_child(self) -> None:

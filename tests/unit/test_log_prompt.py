@@ -14,6 +14,7 @@ import pytest
 from fakes import MakeLogger
 
 import banyan
+from banyan import _fork
 from banyan._record import MAX_ID_LENGTH, IdSource, Record
 
 decode = msgspec.msgpack.Decoder(Record).decode
@@ -119,6 +120,32 @@ def test_a_fork_the_hooks_missed_renumbers_the_record(
     [record] = queued(logger)
     assert record.input == "child"
     assert record.id.rsplit("-", 1)[0] != parent_prefix
+
+
+@pytest.mark.skipif(not _fork.WIPES, reason="this kernel does not wipe pages on fork")
+def test_get_prompt_asks_getpid_only_when_its_page_was_wiped(
+    make_logger: MakeLogger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fork check of get_prompt/flush reads a cell the kernel zeroes in forked children:
+    while it reads 1, no getpid(); once it reads 0 (a child whose hooks did not run) and the
+    pid differs, the logger resets itself."""
+    logger = quiet(make_logger)
+    logger.log_prompt("parent", "o")
+    calls: list[int] = []
+    real = os.getpid()
+
+    def getpid() -> int:
+        calls.append(1)
+        return real + 1
+
+    monkeypatch.setattr(os, "getpid", getpid)
+    logger._check_pid()
+    assert (calls, len(queued(logger))) == ([], 1)
+    logger._here[0] = 0  # what the wiped page reads in a forked child
+    logger._check_pid()
+    assert calls
+    assert len(queued(logger)) == 0  # the parent's queue is not this process's
+    assert logger._here[0] == 1
 
 
 def test_non_text_input_and_output_are_coerced(make_logger: MakeLogger) -> None:
