@@ -132,3 +132,34 @@ def test_batch_takes_a_few_multi_row_inserts_not_one_per_row(tmp_path: Path) -> 
     inserts = [s for s in statements if s.startswith("INSERT OR IGNORE INTO logs")]
     assert len(inserts) == 9
     assert stored == (1_500, "prj_t")
+
+
+def test_checkpoints_are_at_least_an_interval_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first commit is checkpointed at once; the commits right after wait for one pass."""
+    monkeypatch.setattr(_db, "CHECKPOINT_INTERVAL", 0.5)
+    passes: list[float] = []
+    real = _db.drop_cached
+
+    def drop_cached(fd: int, start: int) -> int:
+        passes.append(time.monotonic())
+        return real(fd, start)
+
+    monkeypatch.setattr(_db, "drop_cached", drop_cached)
+    db = _db.Database(tmp_path / "t.db")
+    try:
+        started = time.monotonic()
+        _store(db, body([record("first")]))
+        while not passes:
+            assert time.monotonic() - started < 5
+            time.sleep(0.005)
+        assert passes[0] - started < 0.4
+        for i in range(5):
+            _store(db, body([record(f"next-{i}")]))
+        time.sleep(0.7)
+    finally:
+        db.close()
+    assert len(passes) >= 2
+    assert passes[1] - passes[0] >= 0.45
+    assert sum(1 for t in passes if t < passes[0] + 0.45) == 1
