@@ -163,3 +163,20 @@ def test_checkpoints_are_at_least_an_interval_apart(
     assert len(passes) >= 2
     assert passes[1] - passes[0] >= 0.45
     assert sum(1 for t in passes if t < passes[0] + 0.45) == 1
+
+
+def test_wal_stays_bounded_between_background_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the checkpointer waiting, the writer's own checkpoint keeps the WAL file small."""
+    monkeypatch.setattr(_db, "CHECKPOINT_INTERVAL", 60.0)
+    monkeypatch.setattr(_db, "WAL_PAGES_LIMIT", 16)
+    db = _db.Database(tmp_path / "t.db")
+    try:
+        for i in range(30):
+            _store(db, body([record(f"w-{i}-{j}", input="x" * 2_000) for j in range(100)]))
+        wal = os.path.getsize(f"{db.path}-wal")
+    finally:
+        db.close()
+    # 30 batches of ~200 KB would be ~6 MiB of WAL; 16 pages are 1 MiB.
+    assert wal < 2 * 1024 * 1024
