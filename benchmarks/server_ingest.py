@@ -4,7 +4,10 @@ Starts ``banyan serve`` on a free loopback port with a fresh database, posts
 pre-encoded MessagePack batches of ~1.2 KB records (500-character input and
 output, 5 metadata keys) for a few seconds per case from one client process,
 counts what the server reports as stored, and writes
-benchmarks/results/server_ingest.json and .png. Runs in well under 2 minutes.
+benchmarks/results/server_ingest.json and .png. On Linux each case also
+reports the server's CPU time per stored record (user + system time of the
+``banyan serve`` process and its worker, all threads). Runs in well under 2
+minutes.
 
     python benchmarks/server_ingest.py [--seconds 4] [--clients 2]
 """
@@ -48,9 +51,27 @@ def make_batches(size: int, count: int, ids: IdSource) -> list[bytes]:
     return out
 
 
-def run_case(url: str, http2: bool, size: int, seconds: float, clients: int) -> dict[str, Any]:
+def tree_cpu(pid: int) -> float | None:
+    """CPU seconds used so far by process ``pid`` and its descendants (Linux; else None)."""
+    proc = Path("/proc")
+    try:
+        total, pids = 0, [pid]
+        while pids:
+            task_dir = proc / str(pids.pop()) / "task"
+            for task in task_dir.iterdir():
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+                pids += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_case(
+    server: _localserver.LocalServer, http2: bool, size: int, seconds: float, clients: int
+) -> dict[str, Any]:
     """Post batches from ``clients`` threads for ``seconds``; return records/s stored."""
-    ids = IdSource()
+    url, ids = server.base_url, IdSource()
     per_client = max(2, min(400, int(150_000 * seconds / size / clients)))
     bodies = [make_batches(size, per_client, ids) for _ in range(clients)]
     headers = {"X-API-Key": KEY, "Content-Type": MSGPACK}
@@ -67,13 +88,20 @@ def run_case(url: str, http2: bool, size: int, seconds: float, clients: int) -> 
                 accepted[n] += response.json()["accepted"] if response.status_code == 200 else 0
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(clients)]
+    cpu_before = tree_cpu(server.process.pid)
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(seconds + 60)
     elapsed = time.perf_counter() - started
+    time.sleep(0.2)  # the checkpoint of the last batch runs after its answer
+    cpu_after = tree_cpu(server.process.pid)
     stored = httpx.get(f"{url}/api/v2/logs/summary", headers=headers).json()["stored"]
+    records = stored - stored_before
+    cpu = None
+    if cpu_before is not None and cpu_after is not None and records:
+        cpu = round((cpu_after - cpu_before) / records * 1e6, 1)
     return {
         "protocol": "HTTP/2 (h2c)" if http2 else "HTTP/1.1",
         "batch_size": size,
@@ -81,6 +109,7 @@ def run_case(url: str, http2: bool, size: int, seconds: float, clients: int) -> 
         "accepted": sum(accepted),
         "seconds": round(elapsed, 3),
         "records_per_s": round((stored - stored_before) / elapsed),
+        "server_cpu_us_per_record": cpu,
     }
 
 
@@ -117,11 +146,10 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         server = _localserver.start(Path(tmp), db=Path(tmp) / "bench.db", api_key=KEY)
-        url = server.base_url
         try:
             for http2 in (False, True):
                 for size in SIZES:
-                    results.append(run_case(url, http2, size, args.seconds, args.clients))
+                    results.append(run_case(server, http2, size, args.seconds, args.clients))
                     print(json.dumps(results[-1]), flush=True)
         finally:
             server.stop()
