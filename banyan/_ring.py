@@ -146,9 +146,7 @@ class Ring:
             items = self._items
             if not items:
                 return self.popped, []
-            # Sizes and their running total in C (one call each, so no other thread runs
-            # in between; producers only append at the far end), then the cut-off.
-            ends = list(accumulate(map(len, islice(items, min(len(items), max_records)))))
+            ends = self._ends(min(len(items), max_records))
             count = bisect_right(ends, max_bytes) or 1
             pop = items.popleft
             out = [pop() for _ in repeat(None, count)]
@@ -156,6 +154,17 @@ class Ring:
             self.bytes_out += ends[count - 1]
             self.popped = start + count
             return start, out
+
+    def _ends(self, count: int) -> list[int]:
+        # The running total of the first `count` sizes, computed in C. A producer may
+        # append between the iterator's creation and its use (a thread switch after a
+        # call), which the deque reports as a RuntimeError; appends only add at the far
+        # end, so the first `count` are the same: compute again.
+        while True:
+            try:
+                return list(accumulate(map(len, islice(self._items, count))))
+            except RuntimeError:
+                continue
 
     def pushed(self) -> int:
         """Records ever accepted: the position the next push will take."""

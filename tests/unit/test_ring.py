@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 
 import pytest
 from fakes import MakeLogger
@@ -112,3 +114,29 @@ def test_a_record_larger_than_the_ring_is_too_large(make_logger: MakeLogger) -> 
     assert logger.log_prompt("x" * 5000, "y") is False
     dropped = logger.get_stats()["dropped"]
     assert (dropped["too_large"], dropped["queue_full"]) == (1, 0)
+
+
+def test_take_survives_producers_appending_while_it_sizes_a_batch() -> None:
+    """A producer may append between take() creating its deque iterator and using it
+    (the deque then raises "mutated during iteration"): take() sizes the batch again."""
+    ring = Ring(1 << 40, 10**9, 1 << 40, lambda: None)
+    stop = threading.Event()
+
+    def produce() -> None:
+        while not stop.is_set():
+            ring.append(b"x" * 100)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    producers = [threading.Thread(target=produce) for _ in range(2)]
+    try:
+        for thread in producers:
+            thread.start()
+        batches = [ring.take(50, 3000)[1] for _ in range(5000)]
+    finally:
+        stop.set()
+        for thread in producers:
+            thread.join()
+        sys.setswitchinterval(interval)
+    assert all(sum(map(len, batch)) <= 3000 for batch in batches)
+    assert ring.popped == sum(map(len, batches)) > 0
