@@ -101,8 +101,13 @@ class Flusher:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._event.clear()
-            while not self._stop.is_set() and self._work(None):
-                self._grow()
+            try:
+                while not self._stop.is_set() and self._work(None):
+                    self._grow()
+            except Exception as exc:
+                # A bug of ours must not end the thread that delivers everything else:
+                # report it (warned once) and carry on after the interval.
+                self._on_error([], exc)
             self._event.wait(self._interval)
 
     def _work(self, deadline: float | None) -> bool:

@@ -129,3 +129,31 @@ def test_shutdown_is_idempotent_and_drops_the_leftovers(make_logger: MakeLogger)
     assert logger.shutdown(timeout=0.3) is True
     gate.set()
     assert logger.get_stats()["dropped"]["shutdown"] >= 1
+
+
+def test_an_internal_error_does_not_end_the_flusher_thread() -> None:
+    """An exception outside export (a bug of ours) is reported and the thread carries on."""
+    seen: list[bytes] = []
+    errors: list[BaseException] = []
+    flusher = Flusher(
+        lambda records, deadline, stop: seen.extend(records) is None,
+        lambda records, exc: errors.append(exc),
+        max_queue_bytes=10**6, wake_records=10, wake_bytes=10**6, batch_records=4,
+        batch_bytes=10**6, interval=0.05, workers=1, background=True,
+    )  # fmt: skip
+    take = flusher.ring.take
+    calls = [0]
+
+    def failing_once(max_records: int, max_bytes: int) -> tuple[int, list[bytes]]:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("boom")
+        return take(max_records, max_bytes)
+
+    flusher.ring.take = failing_once  # type: ignore[method-assign]
+    flusher.ring.push(b"r")
+    flusher.start()
+    assert flusher.flush(2)
+    assert seen == [b"r"]
+    assert [str(e) for e in errors] == ["boom"]
+    assert flusher.stop(2)
