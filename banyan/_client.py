@@ -280,7 +280,7 @@ class PromptStackLogger:
     def _unforked(self, record: Record, data: Encoded) -> Encoded:
         # A forked child whose hooks did not run (uWSGI without its fork hooks) numbered
         # `record` from its parent's ids: reset for this process and number it again.
-        if self._pid == _fork.pid():
+        if self._here[0] or self._pid == _fork.pid():
             return data
         self._after_fork_in_child()
         record.id = self._next_id()

@@ -115,7 +115,7 @@ def test_a_fork_the_hooks_missed_renumbers_the_record(
     real = os.getpid()
     monkeypatch.setattr(os, "getpid", lambda: real + 1)
     monkeypatch.setattr(logger, "_start", lambda: None)  # keep the child's flusher stopped
-    logger._credit[0] = 0
+    logger._credit[0] = logger._here[0] = 0  # what the wiped pages read in a forked child
     assert logger.log_prompt("child", "o")
     [record] = queued(logger)
     assert record.input == "child"
