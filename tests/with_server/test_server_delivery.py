@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -93,3 +96,41 @@ def test_blocking_log_in_background_mode(server: Server) -> None:
     assert logger.log_prompt("i", "o", blocking=True) is True
     assert server.summary()["stored"] == 1
     logger.shutdown(timeout=5)
+
+
+def test_threads_logging_at_once_through_the_credit_lose_nothing(server: Server) -> None:
+    """Four threads log at once into a small ring with a 10 us switch interval, so fast-path
+    appends, credit settlements, wakes and overflows into the spool interleave: every record
+    is stored once and the ring's byte count returns to exactly zero."""
+    threads_n, per_thread = 4, 3_000
+    logger = banyan.PromptStackLogger(
+        api_key=server.api_key, base_url=server.base_url, max_queue_bytes=128 * 1024,
+        batch_size=50, flush_interval=0.05,
+    )  # fmt: skip
+    start = threading.Barrier(threads_n)
+
+    def produce(t: int) -> None:
+        start.wait(10)
+        for i in range(per_thread):
+            logger.log_prompt(input=f"t{t} {i}", output="x" * 300)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads_n)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert logger.flush(timeout=60)
+    stats = logger.get_stats()
+    assert (stats["queue_size"], stats["queue_bytes"], stats["logs_dropped"]) == (0, 0, 0)
+    # What overflowed into the spool is replayed once the server has room: wait for it.
+    deadline = time.monotonic() + 60
+    while logger.get_stats()["spooled_pending"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    logger.shutdown(timeout=10)
+    ids = server.stored_ids()
+    assert len(ids) == len(set(ids)) == threads_n * per_thread, logger.get_stats()
