@@ -17,6 +17,7 @@ import json
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,16 @@ def drain(logger: banyan.PromptStackLogger, timeout: float) -> bool:
         logger.flush(max(0.0, min(1.0, deadline - time.monotonic())))
         time.sleep(0.05)
     return not logger.get_stats()["spool_segments"]
+
+
+def census(server: Any) -> tuple[Counter[str], int, int]:
+    """What ``server`` (a ``banyan._localserver.LocalServer``) holds: the stored inputs,
+    counted, then the distinct record ids and the ids stored more than once."""
+    use_test_helpers()
+    from prockit import stored_inputs
+
+    stored, duplicated = stored_once(server.stored_ids())
+    return stored_inputs(server), stored, duplicated
 
 
 def stored_once(ids: list[str]) -> tuple[int, int]:

@@ -25,11 +25,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from stress._result import emit, skip, stored_once, use_test_helpers
+from stress._result import census, emit, skip, use_test_helpers
 
 use_test_helpers()
 
-from prockit import child_env, port_open, running, stop, stored_inputs, wait_for  # noqa: E402
+from prockit import child_env, port_open, running, stop, wait_for  # noqa: E402
 
 from banyan import _localserver  # noqa: E402
 
@@ -67,8 +67,7 @@ def run(tmp: Path, redis: str, tasks: int) -> int:
         with running(cmd, tmp / "redis.log"):
             wait_for(lambda: port_open(port), 15, "redis-server to listen")
             sent, pids, code = work(f"redis://127.0.0.1:{port}/0", server, tmp, tasks)
-        found = stored_inputs(server)  # type: ignore[arg-type]
-        stored, duplicated = stored_once(server.stored_ids())
+        found, stored, duplicated = census(server)
     finally:
         server.stop()
     missing = sum((Counter(sent) - found).values())

@@ -25,11 +25,7 @@ import msgspec
 import banyan
 from banyan import _localserver
 from banyan._segment import HEADER_SIZE
-from stress._result import drain, emit, stored_once, use_test_helpers
-
-use_test_helpers()
-
-from prockit import stored_inputs  # noqa: E402
+from stress._result import census, drain, emit
 
 _FRAME = struct.Struct("<4sII")
 _COMMITTED = slice(24, 32)
@@ -95,8 +91,7 @@ def run(tmp: Path, records: int, stride: int) -> int:
         finally:
             logger.shutdown(10)
         stats = logger.get_stats()
-        found = stored_inputs(server)  # type: ignore[arg-type]
-        stored, duplicated = stored_once(server.stored_ids())
+        found, stored, duplicated = census(server)
     finally:
         server.stop()
     expected = {f"rec {i}" for i in range(sent)} - set(damaged)

@@ -23,11 +23,7 @@ from pathlib import Path
 
 import banyan
 from banyan import _localserver
-from stress._result import drain, emit, stored_once, use_test_helpers
-
-use_test_helpers()
-
-from prockit import stored_inputs  # noqa: E402
+from stress._result import census, drain, emit
 
 
 def fill(logger: banyan.PromptStackLogger, records: int) -> tuple[int, int]:
@@ -54,8 +50,7 @@ def run(tmp: Path, records: int, limit: int) -> int:
         server = _localserver.start(tmp, port=server.port, db=server.db)
         drained = drain(logger, 60)
         logger.shutdown(10)
-        found = stored_inputs(server)  # type: ignore[arg-type]
-        stored, duplicated = stored_once(server.stored_ids())
+        found, stored, duplicated = census(server)
     finally:
         logger.shutdown(10)
         server.stop()

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import httpx
 
-from stress._result import emit, skip, stored_once, use_test_helpers
+from stress._result import census, emit, skip, use_test_helpers
 
 use_test_helpers()
 
-from prockit import HERE, child_env, port_open, running, stop, stored_inputs, wait_for  # noqa: E402
+from prockit import HERE, child_env, port_open, running, stop, wait_for  # noqa: E402
 
 from banyan import _localserver  # noqa: E402
 
@@ -74,8 +74,7 @@ def run(tmp: Path, requests: int) -> int:
             sent += inputs
             pids[kind] = len(seen)
             codes.append(code)
-        found = stored_inputs(server)  # type: ignore[arg-type]
-        stored, duplicated = stored_once(server.stored_ids())
+        found, stored, duplicated = census(server)
     finally:
         server.stop()
     missing = sum((Counter(sent) - found).values())
