@@ -124,6 +124,7 @@ class PromptStackLogger:
             background=config.background_thread,
             side=spooling.replayer.step if spooling is not None else None,
             fast_path=not self._durable,
+            on_late=self._delivered_late,
         )
         ring = self._flusher.ring
         # log_prompt's fast path (see banyan._ring); everything else goes through _push.
@@ -337,6 +338,12 @@ class PromptStackLogger:
     def _export_failed(self, records: list[Encoded], exc: BaseException) -> None:
         self._stats.drop(DropReason.INTERNAL_ERROR, len(records), repr(exc))
         self._stats.warn_once("export", "banyan: internal error while sending logs: %r", exc)
+
+    def _delivered_late(self, records: list[Encoded]) -> None:
+        # shutdown() spooled (or dropped) this batch at its deadline, then the server took
+        # it after all. Keep shutdown's account so that each record counts once: a spooled
+        # copy is replayed later and acknowledged as a duplicate.
+        self._stats.add(sent=-len(records), delivered_after_shutdown=len(records))
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Send everything logged so far; True when it was all delivered or spooled by ``timeout``.

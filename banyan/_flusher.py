@@ -25,6 +25,8 @@ from banyan._ring import Ring
 #: Delivers a batch; True when all of it was delivered. Must not raise.
 Export = Callable[[list[Encoded], "float | None", threading.Event], bool]
 OnError = Callable[[list[Encoded], BaseException], None]
+#: Told of a batch that export delivered after :meth:`Flusher.abandon` gave it up.
+OnLate = Callable[[list[Encoded]], None]
 #: One step of extra work; True when it did some.
 Side = Callable[[], bool]
 
@@ -48,10 +50,12 @@ class Flusher:
         side: Side | None = None,
         name: str = "banyan-flusher",
         fast_path: bool = True,
+        on_late: OnLate | None = None,
     ) -> None:
         self.ring = Ring(max_queue_bytes, wake_records, wake_bytes, self._signal, fast=fast_path)
         self._export = export
         self._on_error = on_error
+        self._on_late = on_late
         self._batch = (batch_records, batch_bytes)
         self._interval = interval
         self._workers = workers
@@ -139,17 +143,22 @@ class Flusher:
         return self._send(records, deadline, None)
 
     def _send(self, records: list[Encoded], deadline: float | None, start: int | None) -> bool:
-        ok = False
+        ok = late = False
         try:
             ok = self._export(records, deadline, self._stop)
         except BaseException as exc:
             self._on_error(records, exc)
         finally:
             with self._cond:
-                # None: settle() or abandon() accounted for this batch already.
                 if start is None or self._inflight.pop(start, None) is not None:
                     self.in_flight -= len(records)
+                else:
+                    # settle() or abandon() accounted for this batch already; delivered
+                    # after abandon(), it was counted twice: spooled (or dropped) and sent.
+                    late = ok and any(batch is records for batch in self._abandoned)
                 self._cond.notify_all()
+        if late and self._on_late is not None:
+            self._on_late(records)
         return ok
 
     def settle(self, records: list[Encoded], keep: Callable[[list[Encoded]], object]) -> None:

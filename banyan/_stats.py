@@ -11,6 +11,10 @@ another's backlog it is negative; summed over the processes sharing a spool
 directory it is what the spool holds. Replayed records count in ``logs_sent``
 (or ``logs_dropped`` when the server rejects them) once their segment is
 acknowledged.
+
+A batch in flight when ``shutdown`` reaches its deadline is counted as
+spooled (or dropped); should the server still take it, it stays counted so
+and ``delivered_after_shutdown`` says how many records that happened to.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class Stats:
         self.entry_dropped = 0
         self.skipped = 0
         self.sticky_missing = 0
+        self.delivered_after_shutdown = 0
         self.prompt_errors = 0
         self.last_error: str | None = None
         self.http_version: str | None = None
@@ -197,6 +202,7 @@ class Stats:
                 "spool_lost": spool.lost,
                 "spool_segments": spool.segments,
                 "spool_bytes": spool.bytes,
+                "delivered_after_shutdown": self.delivered_after_shutdown,
                 "logs_skipped": self.skipped,
                 "experiment_sticky_missing": self.sticky_missing,
                 "prompt_errors": self.prompt_errors,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -117,3 +118,29 @@ def test_accounting_balances_at_quiescence(make_logger: MakeLogger) -> None:
     s = logger.get_stats()
     assert s["logs_queued"] == 20
     assert s["logs_queued"] == s["logs_sent"] + s["logs_dropped"] + s["queue_size"] + s["in_flight"]
+
+
+@pytest.mark.parametrize("spool", [True, False])
+def test_a_batch_the_server_takes_after_the_shutdown_deadline_counts_once(
+    make_logger: MakeLogger, tmp_path: object, spool: bool
+) -> None:
+    """shutdown() spools (or drops) the batch in flight; its late success is not counted again."""
+    gate = threading.Event()
+
+    def held(method: str, path: str, **kw: object) -> FakeResponse:
+        gate.wait(10)
+        return FakeResponse({"accepted": 3, "duplicates": 0})
+
+    logger, _ = make_logger(held, spool_dir=tmp_path if spool else False)
+    for i in range(3):
+        logger.log_prompt(f"in {i}", "out")
+    logger.shutdown(timeout=0.3)
+    gate.set()
+    deadline = time.monotonic() + 5
+    while logger.get_stats()["delivered_after_shutdown"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stats = logger.get_stats()
+    kept = stats["spooled_pending"] if spool else stats["dropped"]["shutdown"]
+    assert (stats["delivered_after_shutdown"], stats["logs_sent"], kept) == (3, 0, 3)
+    accounted = stats["logs_sent"] + stats["logs_dropped"] + stats["spooled_pending"]
+    assert stats["logs_queued"] == accounted == 3
