@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from banyan._routing import Experiment
 
 K = TypeVar("K")
-#: A variant's PromptData attributes, and its ``_wire`` without the sticky value (None: no logging).
-Arm = tuple[dict[str, Any], tuple[str | None, ...] | None]
+#: A variant's PromptData attributes, whether it is logged, and its seven ``_wire`` fields
+#: before the sticky value (flat: unpacking them and building ``_wire`` in one step is
+#: ~35 ns cheaper than ``wire + (value,)``).
+Arm = tuple[dict[str, Any], bool, Any, Any, Any, Any, Any, Any, Any]
 
 #: Routed PromptData remembered per entry (one per sticky value) before the memo resets.
 ROUTED_MEMO = 4096
@@ -52,7 +54,7 @@ class Entry:
         #: sticky value -> the PromptData served for it (a memo of the routing decision).
         self.routed: dict[str, PromptData] = {}
         #: Per variant (as ``router.index`` numbers them), what a routed PromptData is
-        #: cloned from: the variant's attribute dict and its first seven ``_wire`` fields.
+        #: cloned from (see ``Arm``).
         self.arms: list[Arm | None] = [None] * (
             0 if experiment is None else len(experiment.variants)
         )

@@ -90,7 +90,7 @@ class PromptData:
         }
 
 
-#: A PromptData with no attributes yet; what a routed PromptData starts as (see _route).
+#: A PromptData with no attributes yet; what a routed PromptData starts as (see Prompts.get).
 _new_prompt = functools.partial(object.__new__, PromptData)
 # The __dict__ descriptor itself: ~0.1 us cheaper than object.__setattr__(obj, "__dict__", ...).
 _set_dict = PromptData.__dict__["__dict__"].__set__
@@ -174,28 +174,16 @@ class Prompts:
                 self.counters.hits += 1
             else:
                 self._serve_stale(key, entry, now)
-        elif not block:
-            return MISS  # type: ignore[no-any-return]
         else:
-            try:
-                entry = self._cold(key)
-            except BanyanError:
-                if fallback is None:
-                    raise
-                self.counters.fallbacks += 1
-                self._stats.warn_once("prompt-fallback", "banyan: serving fallback= prompts")
-                return fallback_prompt(fallback, name, version, branch)
-            if entry is None:
-                return None
-        if entry.experiment is None:
+            found = self._miss(key, fallback, block)
+            if not isinstance(found, Entry):
+                return found
+            entry = found
+        router = entry.router
+        if router is None:
             return entry.prompt
-        return self._route(entry, sticky_context)
-
-    def _route(self, entry: Entry, sticky_context: Mapping[str, Any] | None) -> PromptData:
-        experiment, router = entry.experiment, entry.router
-        assert experiment is not None
-        assert router is not None
-        raw = sticky_context.get(experiment.sticky_key) if sticky_context else None
+        # Routing stays inline here: a call less per routed hit (~50 ns of ~2 us for a new value).
+        raw = sticky_context.get(router.sticky_key) if sticky_context else None
         # Most sticky values are non-empty strings: skip the call to sticky_value().
         value = raw if raw.__class__ is str and raw else sticky_value(raw)
         if value is None:
@@ -212,17 +200,32 @@ class Prompts:
         else:
             arm = entry.arms[index] or self._arm(entry, index)
             # A clone of the variant's attribute dict, bypassing __init__ (replace() costs ~5 us).
-            fields, wire = arm
+            fields, logged, p_id, p_name, p_version, p_branch, e_id, ev_id, s_key = arm
             fields = fields.copy()
             fields["sticky_value"] = value
-            if wire is not None:
-                fields["_wire"] = wire + (value,)  # noqa: RUF005 - ~30 ns faster than (*wire, v)
+            if logged:
+                fields["_wire"] = (p_id, p_name, p_version, p_branch, e_id, ev_id, s_key, value)
             routed = _new_prompt()
             _set_dict(routed, fields)
         if len(memo) >= ROUTED_MEMO:
             memo.clear()
         memo[value] = routed
         return routed
+
+    def _miss(
+        self, key: Key, fallback: str | PromptData | None, block: bool
+    ) -> Entry | PromptData | None:
+        """A cold miss: the fetched entry, or what get() returns instead (MISS, None, fallback)."""
+        if not block:
+            return MISS  # type: ignore[no-any-return]
+        try:
+            return self._cold(key)
+        except BanyanError:
+            if fallback is None:
+                raise
+            self.counters.fallbacks += 1
+            self._stats.warn_once("prompt-fallback", "banyan: serving fallback= prompts")
+            return fallback_prompt(fallback, *key[1:])
 
     def _arm(self, entry: Entry, index: int) -> Arm:
         """What a variant's routed PromptData is cloned from, made once per entry and variant."""
@@ -238,8 +241,9 @@ class Prompts:
             experiment_id=experiment.id, experiment_version_id=variant.id,
             variant_name=variant.name or None, sticky_key=experiment.sticky_key,
         )  # fmt: skip
-        wire = template._wire
-        arm = (template.__dict__, None if wire is None else wire[:7])
+        p_id, name, version, branch, e_id, ev_id, key, _ = template._wire or (None,) * 8
+        arm = (template.__dict__, template.enable_logging, p_id, name, version, branch, e_id,
+               ev_id, key)  # fmt: skip
         entry.arms[index] = arm
         return arm
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import struct
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +33,8 @@ BASIS_POINTS = 10_000
 _sha256 = hashlib.sha256
 #: The digest's bytes 0-7 and 8-15 as two big-endian unsigned 64-bit integers.
 _two_u64 = struct.Struct(">QQ").unpack_from
+#: Only bytes 8-15 (the assignment bucket's), for full traffic: one integer less to build.
+_assignment_u64 = struct.Struct(">8xQ").unpack_from
 
 
 def _short_sha256() -> Callable[[bytes], Any]:
@@ -102,19 +105,35 @@ def ranges(weights: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
-class Router:
-    """One experiment compiled for routing: its hash prefix and cumulative range ends."""
+def variant_table(weights: Sequence[int]) -> array[int]:
+    """Each assignment bucket's variant position, -1 where no range holds it.
 
-    __slots__ = ("_ends", "_prefix_state", "_traffic", "variants")
+    The first range whose end exceeds a bucket holds it (as a scan of :func:`ranges` finds),
+    for any weights, validated or not.
+    """
+    code = "b" if len(weights) < 128 else "i"
+    table, covered = array(code, [-1]) * BASIS_POINTS, 0
+    for index, (_, stop) in enumerate(ranges(weights)):
+        end = min(stop, BASIS_POINTS)
+        if end > covered:
+            table[covered:end] = array(code, [index]) * (end - covered)
+            covered = end
+    return table
+
+
+class Router:
+    """One experiment compiled for routing: its hash prefix and a bucket-to-variant table."""
+
+    __slots__ = ("_prefix_state", "_table", "_traffic", "sticky_key", "variants")
 
     def __init__(self, experiment: Experiment) -> None:
         # utf8() works code point by code point, so utf8(a + b) == utf8(a) + utf8(b);
         # copying this hashed prefix is ~0.1 us cheaper than a new sha256 per value.
         self._prefix_state = _sha256_short(utf8(f"{experiment.seed}.{experiment.sticky_key}."))
         self._traffic = experiment.traffic_bp
-        self._ends = tuple(
-            enumerate(end for _, end in ranges([v.weight_bp for v in experiment.variants]))
-        )
+        self.sticky_key = experiment.sticky_key
+        # 10,000 entries (10 KB): one subscript instead of a scan of the ranges, ~60 ns less.
+        self._table = variant_table([v.weight_bp for v in experiment.variants])
         self.variants = experiment.variants
 
     def index(self, value: str) -> int:
@@ -126,15 +145,15 @@ class Router:
             sha.update(value.encode())
         except UnicodeEncodeError:
             sha.update(utf8(value))
-        enrol, point = _two_u64(sha.digest())
-        # At full traffic (the usual case) every bucket is enrolled: skip its modulo.
-        if self._traffic < BASIS_POINTS and enrol % BASIS_POINTS >= self._traffic:
-            return -1
-        point %= BASIS_POINTS
-        for index, end in self._ends:
-            if point < end:
-                return index
-        return -1
+        point: int
+        if self._traffic < BASIS_POINTS:
+            enrol, point = _two_u64(sha.digest())
+            if enrol % BASIS_POINTS >= self._traffic:
+                return -1
+        else:
+            # At full traffic (the usual case) every bucket is enrolled: skip that bucket.
+            (point,) = _assignment_u64(sha.digest())
+        return self._table[point % BASIS_POINTS]
 
     def choose(self, value: str) -> Variant | None:
         """The variant for a sticky value, or None when the subject is not enrolled."""

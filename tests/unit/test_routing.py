@@ -163,6 +163,18 @@ def test_one_router_reused_agrees_with_the_spec_for_every_value() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "weights",
+    [[5000, 3000, 2000], [0, 10_000], [10_000, 0], [3000, 3000], [6000, 6000],
+     [-500, 4000, 6500], [4000, -1000, 7000], [1] * 130 + [9870]],
+)  # fmt: skip
+def test_variant_table_is_the_first_range_holding_each_bucket(weights: list[int]) -> None:
+    """The router's bucket table equals a scan of the ranges, -1 past them, for any weights."""
+    spans = _routing.ranges(weights)
+    scan = [next((i for i, (_, end) in enumerate(spans) if b < end), -1) for b in range(10_000)]
+    assert list(_routing.variant_table(weights)) == scan
+
+
 def test_sticky_value_hasher_is_sha256_with_a_hashlib_fallback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
