@@ -1,7 +1,9 @@
 """What a cached ``get_prompt`` costs, routing included, next to banyan-sdk 1.0.1.
 
 One run against one local ``banyan serve`` (fresh database, prompt ``bench``
-and prompt ``bench-exp`` with a running 50/30/20 experiment):
+and prompts ``bench-exp`` and ``bench-new``, each with a running 50/30/20
+experiment; new sticky values go to ``bench-new``, so that they never empty
+the routing memo that the seen values hit):
 
 * 2.x ``get_prompt`` cache hit, no experiment;
 * 2.x cache hit routed, sticky value seen before (the routing memo answers);
@@ -100,15 +102,19 @@ logger.shutdown(timeout=5)
 def seed(url: str) -> str:
     """Create the prompts and the running experiment; returns the experiment id."""
     with httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=30) as http:
-        for name in ("bench", "bench-exp"):
+        for name in ("bench", "bench-exp", "bench-new"):
             http.post("/api/v2/prompts", json={"name": name, "content": "A " * 200})
             for content in ("B " * 200, "C " * 200):
                 http.post(f"/api/v2/prompts/{name}/versions", json={"content": content})
         variants = [{"version": v, "percentage": p} for v, p in (("1", 50), ("2", 30), ("3", 20))]
-        body = {"prompt": "bench-exp", "variants": variants}
-        response = http.post("/api/v2/experiments", json=body)
-        response.raise_for_status()
-        return str(response.json()["id"])
+        ids = []
+        # The same experiment on two prompts: new values fill (and empty) their own memo,
+        # so that the seen-value workload measures memo hits only.
+        for name in ("bench-exp", "bench-new"):
+            response = http.post("/api/v2/experiments", json={"prompt": name, "variants": variants})
+            response.raise_for_status()
+            ids.append(str(response.json()["id"]))
+        return ids[0]
 
 
 def ours(url: str, experiment_id: str, cache_dir: str) -> dict[str, Any]:
@@ -123,12 +129,13 @@ def ours(url: str, experiment_id: str, cache_dir: str) -> dict[str, Any]:
     counter, remote = iter(range(10**9)), iter(range(10**9))
     for context in seen:
         get("bench-exp", sticky_context=context)
+    get("bench-new", sticky_context=seen[0])
     work: Work = {
         "get_prompt hit": (lambda i: get("bench"), 0),
         "get_prompt hit + routing (seen id)": (
             lambda i: get("bench-exp", sticky_context=seen[i % 1000]), 0),
         "get_prompt hit + routing (new id)": (
-            lambda i: get("bench-exp", sticky_context=fresh[next(counter)]), 0),
+            lambda i: get("bench-new", sticky_context=fresh[next(counter)]), 0),
         "experiment() (new id: server-routed)": (
             lambda i: logger.experiment(experiment_id, "user_id", f"r-{next(remote)}"),
             REMOTE_CALLS),
