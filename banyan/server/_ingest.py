@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import io
 import math
+import operator
+import sys
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from itertools import accumulate
+from typing import Annotated, Any, cast
 
 import msgspec
 
 from banyan._record import MAX_ID_LENGTH, Record, encode
-from banyan._wire import JSON, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MSGPACK, Rejected
+from banyan._wire import (
+    JSON,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_RECORDS,
+    MSGPACK,
+    Rejected,
+    msgpack_array_header,
+)
 from banyan.server._http import HTTPError
 
 #: A logs row but its project_id: the indexed Record fields in table order, the record.
@@ -28,12 +38,54 @@ Blob = bytes | msgspec.Raw
 COLUMNS = 10
 #: Binds as SQL NULL (see _rows).
 NULL = math.nan
+#: Records decoded at a time on the fast path: their strings are freed, and their
+#: memory reused, while it is still in cache (a 10,000-record batch allocates ~25 MB).
+CHUNK = 256
 
 _MSGPACK_TYPES = {MSGPACK, "application/x-msgpack", "application/vnd.msgpack"}
 #: msgspec raises UnicodeDecodeError, not DecodeError, for a MessagePack string
 #: that is not UTF-8.
 _UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
 isfinite = math.isfinite
+
+
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+_Finite = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
+#: NULL as the default of a field typed ``str | None``: msgspec never checks defaults.
+_ABSENT: Any = NULL
+
+
+class _Valid(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A Record that passes every check of ``_problem``; absent columns are NULL.
+
+    It accepts a subset of what Record accepts, so a batch it refuses takes the
+    record-by-record path, which gives the reasons. Fields in Record's order:
+    msgspec matches keys fastest in declared order.
+    """
+
+    id: _Id
+    ts: _Finite
+    input: str
+    output: str
+    prompt_id: str | None = None
+    prompt_name: str | None = _ABSENT
+    version: str | None = _ABSENT
+    branch_name: str | None = _ABSENT
+    model: str | None = _ABSENT
+    metadata: dict[str, Any] | None = None
+    duration_ms: _Finite | None = _ABSENT
+    experiment_id: str | None = _ABSENT
+    experiment_version_id: str | None = _ABSENT
+    sticky_key: str | None = None
+    sticky_value: str | None = None
+
+
+_valid = msgspec.msgpack.Decoder(list[_Valid]).decode
+#: Readers of a _Valid's columns, in table order (the blob is the last column).
+_GETTERS = tuple(
+    map(operator.attrgetter, ("id", "ts", "prompt_name", "version", "branch_name", "model",
+                              "duration_ms", "experiment_id", "experiment_version_id"))
+)  # fmt: skip
 
 
 @dataclass
@@ -61,11 +113,17 @@ _CODECS = {
 
 @dataclass
 class Decoded:
-    """A batch ready to store: the good rows and the refused records."""
+    """A batch ready to store: the good records' columns, their indexes, the refused."""
 
-    rows: list[Row] = field(default_factory=list)
-    indexes: list[int] = field(default_factory=list)
+    #: COLUMNS values per good record, one record after the other: INSERT parameters.
+    values: list[Any] = field(default_factory=list)
+    indexes: Sequence[int] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        """How many records ``values`` holds."""
+        return len(self.values) // COLUMNS
 
 
 def media_type(content_type: str) -> str:
@@ -133,12 +191,34 @@ def decode(body: bytes, kind: str) -> Decoded:
         raise HTTPError(413, f"{len(raws)} records exceed the limit of {MAX_BATCH_RECORDS}")
     # A MessagePack element is stored as it came; a JSON one is re-encoded.
     blobs = raws if kind == MSGPACK else None
+    if blobs is not None:
+        try:
+            return _valid_batch(body, raws)
+        except _UNDECODABLE:
+            pass
     try:
         return to_rows(codec.all(body), blobs)
     except _UNDECODABLE:
         pass
     records = [_decode_one(codec, raw, index) for index, raw in enumerate(raws)]
     return to_rows(records, blobs)
+
+
+def _valid_batch(body: bytes, raws: list[msgspec.Raw]) -> Decoded:
+    """Columns of a MessagePack batch in which every record is good; raises otherwise."""
+    sizes = list(map(len, raws))
+    ends = list(accumulate(sizes, initial=len(body) - sum(sizes)))
+    view = memoryview(body)
+    values: list[Any] = [NULL] * (len(raws) * COLUMNS)
+    for first in range(0, len(raws), CHUNK):
+        last = min(first + CHUNK, len(raws))
+        records = _valid(msgpack_array_header(last - first) + view[ends[first] : ends[last]])
+        # C iterators fill each column: no Python frame and no tuple per record.
+        for column, getter in enumerate(_GETTERS):
+            values[first * COLUMNS + column : last * COLUMNS : COLUMNS] = map(getter, records)
+        blobs = map(bytearray, raws[first:last])
+        values[(first + 1) * COLUMNS - 1 : last * COLUMNS : COLUMNS] = blobs
+    return Decoded(values, range(len(raws)))
 
 
 def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Record | Rejected:
@@ -155,8 +235,8 @@ def to_rows(records: Sequence[Record | Rejected], blobs: Sequence[Blob] | None =
     """
     if blobs is not None and _all_good(records):
         rows = _rows(cast("list[Record]", records), blobs)
-        return Decoded(rows, list(range(len(rows))))
-    out = Decoded()
+        return Decoded([value for row in rows for value in row], range(len(rows)))
+    out, indexes = Decoded(), []
     for index, record in enumerate(records):
         if isinstance(record, Rejected):
             out.rejected.append(record)
@@ -166,8 +246,9 @@ def to_rows(records: Sequence[Record | Rejected], blobs: Sequence[Blob] | None =
         if isinstance(blob, Rejected):
             out.rejected.append(blob)
             continue
-        out.rows.extend(_rows([record], [blob]))
-        out.indexes.append(index)
+        out.values.extend(_rows([record], [blob])[0])
+        indexes.append(index)
+    out.indexes = indexes
     return out
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from itertools import chain
 from typing import Any
 
 import msgspec
@@ -47,36 +46,37 @@ def store(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded, sin
     conn.execute("SAVEPOINT batch")
     try:
         before = conn.total_changes
-        _insert(conn, project_id, batch.rows)
+        _insert(conn, project_id, batch.values)
         inserted = conn.total_changes - before
     except _STORE_ERRORS:
         conn.execute("ROLLBACK TO batch")
         inserted = _store_one_by_one(conn, project_id, batch)
     conn.execute("RELEASE batch")
-    duplicates = len(batch.rows) - inserted
+    duplicates = batch.count - inserted
     rejected = len(batch.rejected)
     conn.execute(_COUNT, (project_id, inserted, duplicates, rejected, 1 - single, single))
     return inserted
 
 
-def _insert(conn: sqlite3.Connection, project_id: str, rows: list[_ingest.Row]) -> None:
+def _insert(conn: sqlite3.Connection, project_id: str, values: list[Any]) -> None:
     start = 0
     for size in _SIZES:
-        while len(rows) - start >= size:
-            params = [project_id, *chain.from_iterable(rows[start : start + size])]
-            conn.execute(_INSERTS[size], params)
-            start += size
+        span = size * _ingest.COLUMNS
+        while len(values) - start >= span:
+            conn.execute(_INSERTS[size], [project_id, *values[start : start + span]])
+            start += span
 
 
 def _store_one_by_one(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded) -> int:
-    inserted, kept = 0, []
-    for index, row in zip(batch.indexes, batch.rows, strict=True):
+    inserted, kept, width = 0, [], _ingest.COLUMNS
+    for n, index in enumerate(batch.indexes):
+        row = batch.values[n * width : (n + 1) * width]
         try:
-            inserted += conn.execute(_INSERTS[1], (project_id, *row)).rowcount
-            kept.append(row)
+            inserted += conn.execute(_INSERTS[1], [project_id, *row]).rowcount
+            kept.extend(row)
         except _STORE_ERRORS as exc:
             batch.rejected.append(Rejected(index, f"cannot store: {exc}"))
-    batch.rows = kept
+    batch.values = kept
     batch.rejected.sort(key=lambda r: r.index)
     return inserted
 
@@ -95,7 +95,7 @@ async def ingest_batch(req: Request) -> Response:
         inserted = await state.db.write(store, req.project_id, batch, 0)
     finally:
         state.inflight -= 1
-    result = BatchResult(inserted, len(batch.rows) - inserted, batch.rejected)
+    result = BatchResult(inserted, batch.count - inserted, batch.rejected)
     headers = {}
     if BATCH_ID_HEADER.lower() in req.headers:
         headers[BATCH_ID_HEADER] = req.headers[BATCH_ID_HEADER.lower()][:200]

@@ -83,10 +83,20 @@ def test_large_batch_spans_chunks_with_duplicates_and_rejects(db: _db.Database) 
     recs[1_500] = record("c-3")  # repeats an id from the first chunk
     recs[2_000] = {"id": "bad"}
     inserted, batch = _store(db, body(recs))
-    assert (inserted, len(batch.rows) - inserted) == (2_498, 1)
+    assert (inserted, batch.count - inserted) == (2_498, 1)
     assert [r.index for r in batch.rejected] == [2_000]
     assert len(_rows(db)) == 2_498
     assert _store(db, body(recs))[0] == 0
+
+
+def test_row_sqlite_refuses_is_rejected_and_the_others_stored(db: _db.Database) -> None:
+    """A value SQLite cannot bind rejects its record by index; the rest of the batch is kept."""
+    batch = _ingest.decode(body([record(f"s-{i}") for i in range(3)]), MSGPACK)
+    batch.values[_ingest.COLUMNS + 1] = 2**70  # ts of record 1: too big for SQLite
+    inserted = asyncio.run(db.write(_logs.store, "prj_t", batch, 0))
+    assert (inserted, batch.count) == (2, 2)
+    assert [(r.index, "cannot store" in r.error) for r in batch.rejected] == [(1, True)]
+    assert [row[1] for row in _rows(db)] == ["s-0", "s-2"]
 
 
 def test_checkpointer_evicts_the_database_pages_it_copied(
