@@ -23,6 +23,10 @@ sending in the background. The workloads:
   ``queue_size`` = one round's calls, a bounded queue like its default of
   1,000, emptied before every round so that no call meets a full queue.
 
+Ratios (``x_floor`` and the like) are paired: the median, over the 8 turns,
+of one workload's median over the other's in the same turn, since the VM's
+speed drifts between turns.
+
 Run: ``python -m benchmarks.caller_cost`` -> benchmarks/results/caller_cost.json, .png
 """
 
@@ -180,14 +184,23 @@ def measure_101(rounds: int = ROUNDS, calls: int = CALLS) -> dict[str, Any]:
 
 
 def _ratios(results: dict[str, Any]) -> None:
+    # Paired by chunk: the machine's speed drifts between chunks (whole chunks run at half
+    # speed on the benchmark VM), and a ratio of pooled medians depends on how many slow
+    # chunks each workload's pool happens to mix in.
     floors = [name for name in results if name.startswith("floor")]
     for name, row in results.items():
         for floor in floors:
             if not name.startswith("floor") or floors.index(floor) < floors.index(name):
-                row[f"x_{floor}"] = round(row["median_ns"] / results[floor]["median_ns"], 2)
+                row[f"x_{floor}"] = _paired_ratio(row, results[floor])
     for name in ("log_prompt", "banyan.log_prompt"):
-        ours, theirs = results[name]["median_ns"], results[f"1.0.1 {name}"]["median_ns"]
-        results[f"1.0.1 {name}"]["x_2x"] = round(theirs / ours, 2)
+        theirs = results[f"1.0.1 {name}"]
+        theirs["x_2x"] = _paired_ratio(theirs, results[name])
+
+
+def _paired_ratio(row: dict[str, Any], base: dict[str, Any]) -> float:
+    """The median over chunks of ``row``'s chunk median over ``base``'s in the same chunk."""
+    pairs = zip(row["chunk_medians_ns"], base["chunk_medians_ns"], strict=True)
+    return round(statistics.median(a / b for a, b in pairs), 2)
 
 
 def plot(results: dict[str, Any]) -> None:
