@@ -22,6 +22,7 @@ lint: $(BIN)/banyan
 	$(BIN)/ruff check banyan tests benchmarks stress
 	$(BIN)/ruff format --check banyan tests benchmarks stress
 	$(BIN)/mypy banyan
+	bash tests/typecheck.sh $(BIN)/mypy
 
 bench: $(BIN)/banyan
 	$(BIN)/python -m benchmarks.run

@@ -28,9 +28,9 @@ def _record_tls_contexts() -> None:
 
     def recording_new(cls: type[ssl.SSLContext], *args: object, **kwargs: object) -> ssl.SSLContext:
         BUILT.append((os.getpid(), threading.current_thread().name))
-        return new(cls, *args, **kwargs)
+        return new(cls, *args, **kwargs)  # type: ignore[call-overload, no-any-return]
 
-    ssl.SSLContext.__new__ = recording_new  # type: ignore[method-assign]
+    ssl.SSLContext.__new__ = recording_new  # type: ignore[method-assign, assignment]
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ import time
 from fakes import FakeResponse, MakeLogger
 
 from banyan._flusher import Flusher
+from banyan._record import Encoded
 
 
 def core(export: object, background: bool = True, workers: int = 2) -> Flusher:
@@ -133,10 +134,15 @@ def test_shutdown_is_idempotent_and_drops_the_leftovers(make_logger: MakeLogger)
 
 def test_an_internal_error_does_not_end_the_flusher_thread() -> None:
     """An exception outside export (a bug of ours) is reported and the thread carries on."""
-    seen: list[bytes] = []
+    seen: list[Encoded] = []
     errors: list[BaseException] = []
+
+    def export(records: list[Encoded], deadline: object, stop: object) -> bool:
+        seen.extend(records)
+        return True
+
     flusher = Flusher(
-        lambda records, deadline, stop: seen.extend(records) is None,
+        export,
         lambda records, exc: errors.append(exc),
         max_queue_bytes=10**6, wake_records=10, wake_bytes=10**6, batch_records=4,
         batch_bytes=10**6, interval=0.05, workers=1, background=True,
@@ -144,7 +150,7 @@ def test_an_internal_error_does_not_end_the_flusher_thread() -> None:
     take = flusher.ring.take
     calls = [0]
 
-    def failing_once(max_records: int, max_bytes: int) -> tuple[int, list[bytes]]:
+    def failing_once(max_records: int, max_bytes: int) -> tuple[int, list[Encoded]]:
         calls[0] += 1
         if calls[0] == 1:
             raise RuntimeError("boom")

@@ -15,7 +15,7 @@ from fakes import MakeLogger
 
 import banyan
 from banyan import _fork
-from banyan._record import MAX_ID_LENGTH, IdSource, Record
+from banyan._record import MAX_ID_LENGTH, Encoded, IdSource, Record
 
 decode = msgspec.msgpack.Decoder(Record).decode
 
@@ -215,7 +215,7 @@ def test_internal_errors_are_counted_never_raised(
     """A failure inside log_prompt is a counted drop plus one warning, not an exception."""
     logger = quiet(make_logger)
 
-    def boom(item: bytes) -> bool:
+    def boom(item: Encoded) -> bool:
         raise RuntimeError("boom")
 
     logger._push = boom

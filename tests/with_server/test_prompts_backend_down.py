@@ -9,7 +9,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from serverkit import create_experiment, create_prompt
 
@@ -36,7 +36,7 @@ CHILD = textwrap.dedent(
 )
 
 
-def logger_for(server: Server, tmp_path: Path, **options: object) -> banyan.PromptStackLogger:
+def logger_for(server: Server, tmp_path: Path, **options: Any) -> banyan.PromptStackLogger:
     return banyan.PromptStackLogger(
         api_key=server.api_key, base_url=server.base_url, cache_dir=tmp_path, max_retries=0,
         timeout=2, **options,
