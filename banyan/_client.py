@@ -167,7 +167,7 @@ class PromptStackLogger:
         """
         if not self._here[0]:
             self._check_pid()
-        return self._prompts.get(name, version, branch, sticky_context, fallback=fallback)
+        return self._prompts.get(name, version, branch, sticky_context, fallback)
 
     async def aget_prompt(
         self,

@@ -160,8 +160,8 @@ class Prompts:
         version: str | None = None,
         branch: str = "main",
         sticky_context: Mapping[str, Any] | None = None,
-        *,
         fallback: str | PromptData | None = None,
+        *,
         block: bool = True,
     ) -> PromptData | None:
         """The prompt for this caller, routed into its experiment when it has one."""
