@@ -110,3 +110,8 @@ def test_fast_path_agrees_with_the_record_by_record_path(items: list[Any], at: i
     good: list[Any] = [record(f"g-{i}") for i in range(300)]
     payload = body(good[:at] + items + good[at:])
     _same(_ingest.decode(payload, MSGPACK), _one_by_one(payload))
+
+
+def test_the_fast_path_struct_mirrors_record() -> None:
+    """_Valid has Record's fields in Record's order, so no good record misses the fast path."""
+    assert _ingest._Valid.__struct_fields__ == Record.__struct_fields__
