@@ -224,13 +224,14 @@ def results(conn: sqlite3.Connection, project_id: str, exp_id: str) -> dict[str,
         " WHERE project_id = ? AND experiment_id = ?",
         (project_id, exp_id),
     )
-    groups = _stats.grouped(rows, 1)
+    # A log names its variant by id (v2) or, from older clients, by version: one group
+    # per variant for both (the first variant listed takes a version label they share).
+    variant_of = {v.version: v.id for v in reversed(cfg.variants)}
+    variant_of.update((v.id, v.id) for v in cfg.variants)
+    groups = _stats.grouped(((variant_of.get(r[0], r[0]), *r[1:]) for r in rows), 1)
     variants = []
     for v in cfg.variants:
-        # A log names its variant by id (v2) or, from older clients, by version.
-        stats = (
-            groups.pop((v.id,), None) or groups.pop((v.version,), None) or _stats.aggregate([], [])
-        )
+        stats = groups.pop((v.id,), None) or _stats.aggregate([], [])
         variants.append(
             {"id": v.id, "name": v.name, "version": v.version, "weight_bp": v.weight_bp, **stats}
         )

@@ -205,6 +205,27 @@ def test_results_and_stats_per_variant(server: Server) -> None:
     assert call(server, "GET", "/api/v2/stats", params={"prompt": "a b"}).status_code == 400
 
 
+def test_results_count_a_variant_named_by_id_and_by_version_together(
+    shared_server: Server,
+) -> None:
+    """Logs naming the variant by id (v2 clients) and by version label (older ones) make one
+    group: none of them lands in "unmatched"."""
+    prompt = unique("mixed")
+    create_prompt(shared_server, prompt, "one", "two")
+    exp = _experiment(shared_server, prompt)
+    v1 = exp["variants"][0]
+    named = [(v1["id"], 10.0), (v1["id"], 20.0), (v1["version"], 30.0), ("var_gone", 1.0)]
+    records = [
+        record(experiment_id=exp["id"], experiment_version_id=name, duration_ms=ms)
+        for name, ms in named
+    ]
+    assert post_batch(shared_server, body(records)).json()["accepted"] == 4
+    results = call(shared_server, "GET", f"/api/v2/experiments/{exp['id']}/results").json()
+    first, second = results["variants"]
+    assert (first["count"], first["mean_ms"], second["count"]) == (3, 20.0, 0)
+    assert [(u["variant"], u["count"]) for u in results["unmatched"]] == [("var_gone", 1)]
+
+
 def test_single_record_endpoint_of_101(server: Server) -> None:
     """POST /api/logs/prompt-usage stores one JSON record under a generated id."""
     payload = {
