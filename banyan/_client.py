@@ -24,9 +24,11 @@ from banyan._flusher import Flusher
 from banyan._prompts import MISS, PromptData, Prompts
 from banyan._record import (
     SCRATCH_MAX,
+    TEXT_FIELDS,
     Encoded,
     IdSource,
     Record,
+    clean,
     encode,
     encode_into,
     plain,
@@ -243,13 +245,15 @@ class PromptStackLogger:
                 branch_name, model, metadata, duration_ms, experiment_id,
                 experiment_version_id, sticky_key, sticky_value,
             )  # fmt: skip
-            data: Encoded
+            data: Encoded | None
             try:
                 buffer = _scratch.buffer
                 encode_into(record, buffer)
                 data = buffer[:]
             except Exception:
                 data = self._encode_slow(record)
+                if data is None:
+                    return False
             if blocking:
                 return self._send_now(record, data)
             size = len(data)
@@ -291,16 +295,21 @@ class PromptStackLogger:
         self._idle = False
         self._flusher.start()
 
-    def _encode_slow(self, record: Record) -> bytes:
-        # Identifiers must be text on the wire; metadata becomes plain JSON-like data.
-        for name in ("prompt_id", "prompt_name", "version", "branch_name", "model"):
-            value = getattr(record, name)
-            if value is not None and not isinstance(value, str):
-                setattr(record, name, str(value))
-        record.metadata = plain(record.metadata) if record.metadata is not None else None
-        if record.duration_ms is not None:
-            record.duration_ms = float(record.duration_ms)
-        return encode(record)
+    def _encode_slow(self, record: Record) -> bytes | None:
+        # Text fields must be text and valid UTF-8 on the wire; metadata becomes plain
+        # JSON-like data. None (the record dropped and counted) when even that fails.
+        try:
+            for name in TEXT_FIELDS:
+                value = getattr(record, name)
+                if value is not None:
+                    setattr(record, name, clean(value if isinstance(value, str) else str(value)))
+            record.metadata = plain(record.metadata) if record.metadata is not None else None
+            if record.duration_ms is not None:
+                record.duration_ms = float(record.duration_ms)
+            return encode(record)
+        except Exception as exc:
+            self._stats.drop_entry(DropReason.ENCODE_ERROR, exc)
+            return None
 
     def _push_failed(self, data: Encoded) -> bool:
         ring = self._flusher.ring

@@ -20,6 +20,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from banyan._routing import utf8
+
 #: An encoded record: ``bytes`` (from the spool), or the exact-size ``bytearray`` that
 #: ``log_prompt`` copies out of its thread's scratch buffer.
 Encoded = bytes | bytearray
@@ -104,6 +106,18 @@ scratch = _Scratch()
 SCRATCH_MAX = 64 * 1024
 
 
+#: Record fields that hold the caller's text (id and ts are made here).
+TEXT_FIELDS = (
+    "input", "output", "prompt_id", "prompt_name", "version", "branch_name", "model",
+    "experiment_id", "experiment_version_id", "sticky_key", "sticky_value",
+)  # fmt: skip
+
+
+def clean(value: str) -> str:
+    """``value`` as valid UTF-8 can carry it: a lone surrogate becomes U+FFFD (as routed)."""
+    return utf8(value).decode()
+
+
 def text(value: Any) -> str:
     """Coerce a user's input or output to text (str passes through)."""
     if isinstance(value, str):
@@ -125,11 +139,13 @@ def plain(value: Any, depth: int = 0) -> Any:
     """
     if depth > 32:
         return "<too deep>"
+    if isinstance(value, str):
+        return clean(value)
     if isinstance(value, dict):
-        return {str(k): plain(v, depth + 1) for k, v in value.items()}
+        return {clean(str(k)): plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [plain(v, depth + 1) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return value.isoformat()

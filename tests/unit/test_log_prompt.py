@@ -200,6 +200,33 @@ def test_non_str_identifiers_are_coerced(make_logger: MakeLogger) -> None:
     assert (record.version, record.prompt_id) == ("3", "9")
 
 
+def test_lone_surrogates_are_logged_as_replacement_characters(make_logger: MakeLogger) -> None:
+    """Text with a lone surrogate (surrogateescape input) is logged as U+FFFD, not dropped."""
+    logger = quiet(make_logger)
+    assert logger.log_prompt("a\ud800", "o", model="m\udcff", metadata={"\ud800": ["\udfff"]})
+    (record,) = queued(logger)
+    assert (record.input, record.model, record.metadata) == (
+        "a\ufffd", "m\ufffd", {"\ufffd": ["\ufffd"]},
+    )  # fmt: skip
+    assert logger.get_stats()["logs_dropped"] == 0
+
+
+def test_a_record_even_the_slow_path_cannot_encode_is_an_encode_error(
+    make_logger: MakeLogger,
+) -> None:
+    """A duration that is no number and cannot even be shown fails both encodings:
+    counted as encode_error, False."""
+
+    class Broken:
+        def __str__(self) -> str:
+            raise RuntimeError("no text either")
+
+    logger = quiet(make_logger)
+    assert not logger.log_prompt("i", "o", duration_ms=Broken())  # type: ignore[arg-type]
+    assert logger.get_stats()["dropped"]["encode_error"] == 1
+    assert queued(logger) == []
+
+
 def test_enable_logging_false_skips_and_reports_success(make_logger: MakeLogger) -> None:
     """A prompt with enable_logging off is not logged, and log_prompt returns True."""
     logger = quiet(make_logger)
