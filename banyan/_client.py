@@ -197,9 +197,12 @@ class PromptStackLogger:
     def experiment(
         self, experiment_id: str, sticky_key: str, sticky_value: str
     ) -> PromptData | None:
-        """Route a subject through the server (the 1.0.1 call); None when unknown."""
+        """Route a subject through the server (the 1.0.1 call); None when unknown.
+
+        A missing (None or empty) value gets the experiment prompt's default version.
+        """
         self._check_pid()
-        return self._prompts.route(experiment_id, sticky_key, str(sticky_value))
+        return self._prompts.route(experiment_id, sticky_key, sticky_value)
 
     def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, positional arguments included
         self,

@@ -9,20 +9,31 @@ Location: ``cache_dir``, else ``$BANYAN_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/banyan/prompts`` (``~/.cache/banyan/prompts``). The file is
 ``<project>-<id>.json`` where ``<id>`` is a digest of the base URL and API
 key (never the key itself), so two servers or keys never share a file.
+Processes rewrite it under ``flock`` on ``.<file>.lock`` beside it, so that
+workers starting together do not drop each other's new entries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: processes may then overwrite each other's new entries
+    fcntl = None  # type: ignore[assignment]
+
 FORMAT = 1
+#: How long a store waits for another process's, then goes ahead without the lock.
+LOCK_WAIT = 2.0
 
 #: (name, version, branch) of a cached prompt; the project is the file.
 DiskKey = tuple[str, str | None, str]
@@ -68,7 +79,7 @@ class DiskCache:
 
     def store(self, key: DiskKey, body: dict[str, Any] | None) -> None:
         """Save (or, with None, remove) one prompt; raises OSError when the disk refuses."""
-        with self._lock:
+        with self._lock, self._locked():
             entries = self._entries()
             entries.pop(key, None)
             if body is not None:
@@ -76,6 +87,31 @@ class DiskCache:
                                 "body": body, "fetched_at": time.time()}  # fmt: skip
             kept = sorted(entries.values(), key=lambda e: e.get("fetched_at", 0.0))
             self._write({"format": FORMAT, "entries": kept[-self._limit :]})
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # Other processes of the project rewrite the same file: without this lock
+        # two workers starting together each keep only their own new entries.
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if fcntl is None:
+            yield
+            return
+        fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.005)
+            yield
+        finally:
+            # Unlock before closing: a child forked meanwhile holds a copy of fd.
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def _entries(self) -> dict[DiskKey, dict[str, Any]]:
         try:
@@ -87,7 +123,6 @@ class DiskCache:
     def _write(self, data: dict[str, Any]) -> None:
         # Write a private temporary file, then rename it over the old one: readers
         # in other processes see the old file or the new one, never half of one.
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -19,6 +19,8 @@ import functools
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -28,6 +30,7 @@ import msgspec
 from banyan._cache import ROUTED_MEMO, Arm, Counters, Entry, Refresher, evict_lru
 from banyan._diskcache import DiskCache, default_dir
 from banyan._exceptions import BanyanError, HTTPStatusError
+from banyan._record import clean
 from banyan._routing import Experiment, sticky_value, validate
 from banyan._stats import Stats
 from banyan._wire import PROMPT_PATH, ROUTE_PATH
@@ -140,6 +143,9 @@ class Prompts:
         self._project = config.project_id or ""
         self._lock = threading.Lock()
         self._entries: dict[Key, Entry] = {}
+        #: Cold fetches under way, which other callers of the same key wait for.
+        self._loading: dict[Key, Future[Entry | None]] = {}
+        self._wait = config.timeout
         self.counters = Counters()
         self._refresher: Refresher[Key] = Refresher(self._refresh)
         self._disk: DiskCache | None = None
@@ -202,9 +208,11 @@ class Prompts:
             # A clone of the variant's attribute dict, bypassing __init__ (replace() costs ~5 us).
             fields, logged, p_id, p_name, p_version, p_branch, e_id, ev_id, s_key = arm
             fields = fields.copy()
-            fields["sticky_value"] = value
+            # The value as routed and logged: a lone surrogate becomes U+FFFD.
+            shown = value if value.isascii() else clean(value)
+            fields["sticky_value"] = shown
             if logged:
-                fields["_wire"] = (p_id, p_name, p_version, p_branch, e_id, ev_id, s_key, value)
+                fields["_wire"] = (p_id, p_name, p_version, p_branch, e_id, ev_id, s_key, shown)
             routed = _new_prompt()
             _set_dict(routed, fields)
         if len(memo) >= ROUTED_MEMO:
@@ -233,7 +241,7 @@ class Prompts:
         assert experiment is not None
         variant = experiment.variants[index]
         content = variant.content
-        if not content:
+        if content is None:
             pinned = self.get(entry.prompt.name or "", variant.version, entry.prompt.branch)
             content = pinned.content if pinned else entry.prompt.content
         template = dataclasses.replace(
@@ -253,7 +261,36 @@ class Prompts:
             entry.retry_at = now + self._retry
 
     def _cold(self, key: Key) -> Entry | None:
+        """A cold miss: one fetch per key at a time, which the other callers wait for."""
         self.counters.misses += 1
+        with self._lock:
+            loading = self._loading.get(key)
+            if loading is None:
+                loading = self._loading[key] = Future()
+                leader = True
+            else:
+                leader = False
+        if not leader:
+            try:
+                # The leader's entry, or its exception (then fallback= applies as for it).
+                return loading.result(self._wait)
+            except FutureTimeout:
+                return self._load(key)  # the leader is stuck: fetch for ourselves
+        try:
+            entry = self._load(key)
+        except BaseException as exc:
+            interrupted = BanyanError("the prompt fetch was interrupted")
+            loading.set_exception(exc if isinstance(exc, Exception) else interrupted)
+            raise
+        else:
+            loading.set_result(entry)
+        finally:
+            with self._lock:
+                del self._loading[key]
+        return entry
+
+    def _load(self, key: Key) -> Entry | None:
+        """Fetch a prompt (from disk when the backend fails) and cache it."""
         try:
             entry = self._fetch(key)
         except BanyanError as exc:
@@ -275,8 +312,12 @@ class Prompts:
         body = self._disk.get(key[1:])
         if body is None:
             return None
+        try:
+            entry = self._entry(body, key[3])
+        except (TypeError, ValueError):
+            self.counters.disk_errors += 1
+            return None
         self.counters.disk_served += 1
-        entry = self._entry(body, key[3])
         # Stale at once: the refresher tries the backend again after the backoff.
         entry.expires = 0.0
         entry.retry_at = _monotonic() + self._retry
@@ -297,6 +338,10 @@ class Prompts:
         except Exception as exc:
             self.counters.refresh_failures += 1
             self._stats.add(prompt_errors=1)
+            stale = self._entries.get(key)
+            if stale is not None:
+                # Back off from when the refresh failed, not when it was queued.
+                stale.retry_at = _monotonic() + self._retry
             self._stats.warn_once(
                 "stale-prompt", "banyan: refreshing a prompt failed, serving the cached copy: %s",
                 exc,
@@ -320,13 +365,18 @@ class Prompts:
                 raise
             self._evict(key)
             return None
-        body = response.json()
-        if not isinstance(body, dict):
-            raise BanyanError(f"the server sent a prompt that is not an object: {body!r:.80}")
+        try:
+            body = response.json()
+            if not isinstance(body, dict):
+                raise TypeError(f"not an object: {body!r:.80}")
+            entry = self._entry(body, branch)
+        except (TypeError, ValueError) as exc:
+            # A proxy or web page answering 200 is the backend being unreachable, not a bug.
+            raise BanyanError(f"the server sent an unreadable prompt: {exc}") from None
         old = self._entries.get(key)
         if old is None or old.body != body:
             self._save(key, body)
-        return self._entry(body, branch)
+        return entry
 
     def _entry(self, body: dict[str, Any], branch: str) -> Entry:
         experiment = _experiment(body.get("experiment"), self._stats)
@@ -361,29 +411,39 @@ class Prompts:
         """Stop the background refresher."""
         self._refresher.close()
 
-    def route(self, experiment_id: str, sticky_key: str, sticky_value: str) -> PromptData | None:
-        """The 1.0.1 server-side routing call: one round trip per subject."""
+    def route(self, experiment_id: str, sticky_key: str, raw: Any) -> PromptData | None:
+        """The 1.0.1 server-side routing call: one round trip per subject.
+
+        The value is taken as ``get_prompt`` takes it (:func:`sticky_value`), so that
+        both calls agree: None or empty is missing (the server then serves the default).
+        """
+        value = sticky_value(raw)
         payload = {
             "experimentId": experiment_id,
             "stickyKey": sticky_key,
-            "stickyValue": sticky_value,
+            "stickyValue": "" if value is None else clean(value),
             "apiKey": self._transport.api_key,
         }
         try:
             body = self._transport.request("POST", ROUTE_PATH, json=payload).json()
+            prompt = from_json(body.get("prompt") or {})
         except HTTPStatusError as exc:
             if exc.status_code == 404:
                 return None
             raise
-        prompt = from_json(body.get("prompt") or {})
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise BanyanError(f"the server sent an unreadable route answer: {exc}") from None
         if not body.get("selected_version_id"):
             return prompt
+        variant = body.get("variant") or {}
         return dataclasses.replace(
             prompt,
             experiment_id=experiment_id,
             experiment_version_id=_text(body.get("selected_version_id")),
-            sticky_key=sticky_key,
-            sticky_value=sticky_value,
+            variant_name=_text(variant.get("name") or None),
+            # The experiment's own key: the caller's may differ (the server routes by value).
+            sticky_key=_text(body.get("sticky_key")) or sticky_key,
+            sticky_value=payload["stickyValue"],
         )
 
 

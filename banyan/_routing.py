@@ -61,7 +61,8 @@ class Variant(msgspec.Struct, frozen=True):
     id: str
     version: str
     weight_bp: int
-    content: str = ""
+    #: None when the server left it out: the client then fetches the pinned version.
+    content: str | None = None
     name: str = ""
 
 
@@ -172,12 +173,16 @@ def choose(experiment: Experiment, value: str) -> Variant | None:
 def sticky_value(raw: Any) -> str | None:
     """The sticky value routed for a context entry; None (not routed) when missing or empty.
 
-    Strings are used as they are; anything else is converted with ``str()``
-    (portable for integers: their decimal digits).
+    Strings are used as they are (a ``str`` subclass, such as a string enum, by
+    its text); anything else is converted with ``str()`` (portable for
+    integers: their decimal digits). A callable is missing: its ``str()``
+    holds a memory address, which would route the subject differently in
+    every process (``{"input_hash": content_hash}`` meant for
+    ``content_hash(text)``).
     """
-    if raw is None:
+    if raw is None or callable(raw):
         return None
-    value = raw if raw.__class__ is str else str(raw)
+    value = str.__str__(raw) if isinstance(raw, str) else str(raw)
     return value or None
 
 

@@ -109,7 +109,7 @@ def test_variant_without_content_is_served_from_its_pinned_version(
     make_logger: MakeLogger,
 ) -> None:
     """A variant sent without content gets its version's content, fetched once per variant."""
-    bare = [{**v, "content": ""} for v in VARIANTS]
+    bare = [{k: v for k, v in variant.items() if k != "content"} for variant in VARIANTS]
     logger, fake = make_logger(
         prompt(experiment={**EXPERIMENT, "variants": bare}),
         prompt(content="pinned v1", version="1"),
@@ -133,3 +133,48 @@ def test_routed_prompt_of_a_prompt_without_logging_is_not_logged(
     assert data.get_experiment_context() is not None
     assert logger.log_prompt(input="i", output="o", prompt_data=data)
     assert logger.get_stats()["logs_skipped"] == 1
+
+
+def test_variant_with_empty_content_is_served_as_is(make_logger: MakeLogger) -> None:
+    """Empty content is content: no pinned fetch for it."""
+    empty = [{**v, "content": ""} for v in VARIANTS]
+    logger, fake = make_logger(prompt(experiment={**EXPERIMENT, "variants": empty}))
+    served = [logger.get_prompt("greet", sticky_context={"user_id": f"u{i}"}) for i in range(20)]
+    assert {p.content for p in served if p} == {""}
+    assert len(fake.calls) == 1
+
+
+def test_route_call_agrees_with_local_routing_on_odd_values(make_logger: MakeLogger) -> None:
+    """experiment() sends a missing value as "", a lone surrogate as U+FFFD, and takes the
+    experiment's own sticky key and the variant's name from the answer."""
+    answer = FakeResponse({
+        "prompt": {"name": "greet", "content": "B", "version": "2"},
+        "selected_version_id": "var_b", "sticky_key": "user_id",
+        "variant": {"id": "var_b", "version": "2", "weight_bp": 5000, "name": "b"},
+    })  # fmt: skip
+    default = FakeResponse({"prompt": {"name": "greet", "content": "A", "version": "1"},
+                            "selected_version_id": None})  # fmt: skip
+    logger, fake = make_logger(default, default, answer)
+    for missing in (None, ""):
+        data = logger.experiment("exp_1", "user_id", missing)  # type: ignore[arg-type]
+        assert data is not None
+        assert data.get_experiment_context() is None
+    data = logger.experiment("exp_1", "USER", "a\ud800")
+    assert [call[2]["json"]["stickyValue"] for call in fake.calls] == ["", "", "a\ufffd"]
+    assert data is not None
+    assert (data.sticky_key, data.sticky_value, data.variant_name) == ("user_id", "a\ufffd", "b")
+
+
+def test_lone_surrogate_sticky_value_is_routed_and_logged_as_u_fffd(
+    make_logger: MakeLogger,
+) -> None:
+    """The value is hashed as U+FFFD (protocol 6.1) and carried so, so that it can be logged."""
+    logger, _ = make_logger(prompt(experiment=EXPERIMENT))
+    logger._idle = False  # keep the record in the ring
+    data = logger.get_prompt("greet", sticky_context={"user_id": "a\ud800"})
+    clean = logger.get_prompt("greet", sticky_context={"user_id": "a\ufffd"})
+    assert data is not None
+    assert clean is not None
+    assert (data.sticky_value, data.version) == ("a\ufffd", clean.version)
+    assert logger.log_prompt(input="i", output="o", prompt_data=data)
+    assert len(logger._flusher.ring._items) == 1

@@ -15,6 +15,7 @@ import pytest
 from fakes import FakeResponse, MakeLogger, status
 
 import banyan
+from banyan._diskcache import DiskCache
 from banyan._exceptions import ConnectError
 from banyan._record import Record
 
@@ -128,7 +129,8 @@ def test_fresh_client_serves_the_disk_cache_while_backend_is_down(
 def test_disk_file_is_private_complete_and_corruption_tolerant(
     make_logger: MakeLogger, tmp_path: Path
 ) -> None:
-    """The file is 0600 JSON with no temporary left behind; a corrupt file is ignored."""
+    """The file is 0600 JSON with no temporary left behind (beside its lock file); a corrupt
+    file is ignored."""
     logger, _ = make_logger(prompt(), prompt(name="other"), cache_dir=tmp_path)
     logger.get_prompt("greet")
     logger.get_prompt("other")
@@ -136,7 +138,7 @@ def test_disk_file_is_private_complete_and_corruption_tolerant(
     assert path is not None
     assert path.parent == tmp_path
     assert os.stat(path).st_mode & 0o777 == 0o600
-    assert sorted(os.listdir(tmp_path)) == [path.name]
+    assert sorted(os.listdir(tmp_path)) == [f".{path.name}.lock", path.name]
     names = {e["name"] for e in json.loads(path.read_text())["entries"]}
     assert names == {"greet", "other"}
     assert "psk_unit" not in path.name
@@ -298,3 +300,111 @@ def test_bad_cache_options_are_refused() -> None:
     )
     assert logger.config.cache_dir == "/tmp/x"
     logger.shutdown(timeout=1)
+
+
+class NotJSON(FakeResponse):
+    """A 200 answer that is not JSON: a proxy's or a web frontend's HTML page."""
+
+    def json(self) -> Any:
+        return json.loads("<html>hello</html>")
+
+
+@pytest.mark.parametrize(
+    "answer", [NotJSON(), prompt(metadata="oops"), FakeResponse(["not", "an", "object"])]
+)
+def test_unreadable_prompt_answer_counts_as_backend_down(
+    make_logger: MakeLogger, tmp_path: Path, answer: FakeResponse
+) -> None:
+    """A 200 that is not a prompt gets fallback= (or a BanyanError), never a raw exception."""
+    logger, _ = make_logger(answer, answer, cache_dir=tmp_path)
+    data = logger.get_prompt("greet", fallback="FB")
+    assert data is not None
+    assert data.content == "FB"
+    with pytest.raises(banyan.BanyanError, match="unreadable prompt"):
+        logger.get_prompt("greet")
+    assert logger._prompts.disk_path is not None
+    assert not logger._prompts.disk_path.exists()  # nothing unreadable is saved
+
+
+def test_unreadable_disk_entry_is_skipped_and_counted(
+    make_logger: MakeLogger, tmp_path: Path
+) -> None:
+    """A disk entry that parses as JSON but is no prompt falls through to fallback=."""
+    first, _ = make_logger(prompt(), cache_dir=tmp_path)
+    first.get_prompt("greet")
+    path = first._prompts.disk_path
+    assert path is not None
+    data = json.loads(path.read_text())
+    data["entries"][0]["body"]["metadata"] = ["x"]
+    path.write_text(json.dumps(data))
+    second, _ = make_logger(down(), cache_dir=tmp_path)
+    served = second.get_prompt("greet", fallback="FB")
+    assert served is not None
+    assert served.content == "FB"
+    assert (cache(second)["disk_errors"], cache(second)["disk_served"]) == (1, 0)
+
+
+def test_concurrent_cold_misses_share_one_fetch(make_logger: MakeLogger, tmp_path: Path) -> None:
+    """Threads missing the same prompt together wait for one GET instead of sending their own."""
+    gate = threading.Event()
+
+    def slow(method: str, path: str, **kw: Any) -> FakeResponse:
+        gate.wait(5)
+        return prompt("fetched")
+
+    logger, fake = make_logger(slow, cache_dir=tmp_path)
+    got: list[str] = []
+
+    def worker() -> None:
+        data = logger.get_prompt("greet")
+        got.append(data.content if data else "")
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: len(fake.calls) == 1)
+    time.sleep(0.05)  # let the others reach the wait
+    gate.set()
+    for thread in threads:
+        thread.join(5)
+    assert got == ["fetched"] * 8
+    assert len(fake.calls) == 1
+    assert cache(logger)["misses"] == 8
+
+
+def test_failed_refresh_backs_off_from_the_failure(make_logger: MakeLogger, tmp_path: Path) -> None:
+    """A refresh that fails slowly is not retried at once: the backoff starts at the failure."""
+
+    def slow_failure(method: str, path: str, **kw: Any) -> FakeResponse:
+        time.sleep(0.5)  # longer than the backoff (min(cache_ttl, 5 s) = 0.3 s)
+        raise down()
+
+    logger, fake = make_logger(prompt("cached"), slow_failure, cache_ttl=0.3, cache_dir=tmp_path)
+    assert logger.get_prompt("greet") is not None
+    time.sleep(0.35)
+    assert logger.get_prompt("greet") is not None  # stale: queues the refresh
+    wait_for(lambda: cache(logger)["refresh_failures"] == 1)
+    for _ in range(20):
+        logger.get_prompt("greet")
+    time.sleep(0.1)  # time for a wrongly queued refresh to reach the transport
+    assert len(fake.calls) == 2  # the fetch and the one failed refresh, no new one yet
+
+
+def test_processes_rewriting_the_disk_cache_together_keep_every_entry(tmp_path: Path) -> None:
+    """Two forked writers of one project's file: each one's new entries survive the other's."""
+    disk = DiskCache(tmp_path, "http://127.0.0.1:1", "psk_unit", "proj", 1_000)
+    children = []
+    for n in range(2):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                for i in range(100):
+                    disk.store((f"p{n}-{i}", None, "main"), {"content": f"{n}-{i}"})
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    for pid in children:
+        assert os.waitpid(pid, 0)[1] == 0
+    assert len(disk.load()) == 200

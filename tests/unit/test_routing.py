@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import importlib
 import itertools
@@ -95,6 +96,18 @@ def test_sticky_values_are_text() -> None:
     assert _routing.sticky_value(42) == "42"
     exp = experiment("s", [5000, 5000])
     assert _routing.choose(exp, "42") == _routing.choose(exp, _routing.sticky_value(42) or "")
+
+
+def test_string_enums_route_by_text_and_callables_are_missing() -> None:
+    """A str subclass routes as its text (not "Cls.MEMBER"); a function, whose str() holds
+    a memory address, is a missing value instead of a different variant in every process."""
+
+    class Plan(str, enum.Enum):
+        PRO = "pro"
+
+    assert _routing.sticky_value(Plan.PRO) == "pro"
+    assert _routing.sticky_value(banyan.content_hash) is None
+    assert _routing.sticky_value(lambda: "u-1") is None
 
 
 def test_zero_weight_variant_is_never_chosen() -> None:
