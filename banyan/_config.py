@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ MiB = 1024 * 1024
 COMPRESSIONS = (None, "gzip", "zstd")
 DURABILITIES = ("buffered", "durable")
 SPOOL_SYNCS = ("none", "interval", "always")
+FLAGS = ("background_thread", "enable_metrics", "auto_flush", "http2", "disk_cache")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +71,12 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_url(self.base_url)
+        _check_header("api_key", self.api_key, secret=True)
+        if self.project_id is not None:
+            _check_header("project_id", self.project_id)
+        for name in FLAGS:
+            _check_flag(name, getattr(self, name))
+        _check_http_transport(self.http_transport)
         _check_cache(self)
         for name in ("max_retries", "queue_size", "batch_size", "batch_max_records",
                      "batch_max_bytes", "max_queue_bytes", "max_in_flight"):  # fmt: skip
@@ -120,18 +128,72 @@ def build(
     unknown = sorted(set(options) - _FIELDS)
     if unknown:
         raise ConfigurationError(f"unknown option(s): {', '.join(unknown)}")
-    api_key = api_key or os.environ.get("BANYAN_API_KEY")
-    if not api_key or not isinstance(api_key, str):
+    # Surrounding whitespace is a key file's or a secret's trailing newline, never the key.
+    api_key = (_str_or_none("api_key", api_key) or os.environ.get("BANYAN_API_KEY") or "").strip()
+    if not api_key:
         raise ConfigurationError("an API key is required: pass api_key=... or set BANYAN_API_KEY")
-    base_url = base_url or os.environ.get("BANYAN_BASE_URL") or DEFAULT_BASE_URL
-    project_id = project_id or os.environ.get("BANYAN_PROJECT_ID") or None
+    base_url = (
+        _str_or_none("base_url", base_url) or os.environ.get("BANYAN_BASE_URL") or DEFAULT_BASE_URL
+    )
+    project_id = (
+        _str_or_none("project_id", project_id) or os.environ.get("BANYAN_PROJECT_ID") or None
+    )
     return Config(api_key=api_key, base_url=base_url.rstrip("/"), project_id=project_id, **options)
 
 
-def _check_url(url: str) -> None:
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+def _str_or_none(name: str, value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a str, got {type(value).__name__}")
+    return value
+
+
+def _check_url(url: object) -> None:
+    if not isinstance(url, str) or not _is_http_url(url):
         raise ConfigurationError(f"base_url must be an http:// or https:// URL, got {url!r}")
+
+
+def _is_http_url(url: str) -> bool:
+    # urlsplit silently drops tabs and newlines that httpx would refuse later.
+    if " " in url or not url.isprintable():
+        return False
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # "http://[::1", or a port that is not a number in 0..65535
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
+
+
+def _check_header(name: str, value: object, secret: bool = False) -> None:
+    # Sent as an HTTP header: httpx encodes it as ASCII and h11/h2 refuse control characters.
+    if (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isprintable()
+        and value == value.strip()
+    ):
+        return
+    # Never echo the API key into logs.
+    got = "" if secret and isinstance(value, str) else f", got {value!r}"
+    raise ConfigurationError(
+        f"{name} must be printable ASCII without surrounding spaces (an HTTP header){got}"
+    )
+
+
+def _check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, got {value!r}")
+
+
+def _check_http_transport(transport: object) -> None:
+    if transport is None:
+        return
+    import httpx
+
+    if not isinstance(transport, httpx.BaseTransport):
+        raise ConfigurationError(
+            f"http_transport must be an httpx.BaseTransport or None, got {transport!r}"
+        )
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
@@ -140,16 +202,18 @@ def _check_int(name: str, value: object, minimum: int) -> None:
 
 
 def _check_number(name: str, value: object, positive: bool) -> None:
+    """Seconds: finite, and at most what threading's waits accept (OverflowError beyond)."""
     number = value if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
-    if not math.isfinite(number) or number < 0 or (positive and number == 0):
-        kind = "a number > 0" if positive else "a number >= 0"
-        raise ConfigurationError(f"{name} must be {kind}, got {value!r}")
+    if not 0 <= number <= threading.TIMEOUT_MAX or (positive and number == 0):
+        low = "> 0" if positive else ">= 0"
+        raise ConfigurationError(
+            f"{name} must be a number of seconds {low} and <= {threading.TIMEOUT_MAX:.0f}, "
+            f"got {value!r}"
+        )
 
 
 def _check_cache(config: Config) -> None:
     _check_int("cache_max_entries", config.cache_max_entries, minimum=1)
-    if not isinstance(config.disk_cache, bool):
-        raise ConfigurationError(f"disk_cache must be True or False, got {config.disk_cache!r}")
     if config.cache_dir is not None:
         if not isinstance(config.cache_dir, str | os.PathLike):
             raise ConfigurationError(f"cache_dir must be a path, got {config.cache_dir!r}")

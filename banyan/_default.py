@@ -10,7 +10,7 @@ from typing import Any
 
 from banyan import _fork
 from banyan._client import PromptStackLogger
-from banyan._exceptions import ConfigurationError, NotConfiguredError
+from banyan._exceptions import NotConfiguredError
 from banyan._prompts import PromptData
 from banyan._stats import DropReason, Stats
 
@@ -80,8 +80,11 @@ def _from_env() -> PromptStackLogger | None:
             _Env.tried = True
             try:
                 configure()
-            except ConfigurationError as exc:
-                _unconfigured.warn_once("env", "banyan: BANYAN_* settings are invalid: %s", exc)
+            # Any error: this runs inside log_prompt, which never raises.
+            except Exception as exc:
+                _unconfigured.warn_once(
+                    "env", "banyan: cannot configure from BANYAN_* settings: %s", exc
+                )
     return _logger
 
 

@@ -8,6 +8,7 @@ or OS exception escapes this module: each becomes a BanyanError subclass.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -20,6 +21,7 @@ from banyan import _fork
 from banyan._exceptions import (
     AuthenticationError,
     BanyanError,
+    ConfigurationError,
     ConnectError,
     HTTPStatusError,
     ProtocolError,
@@ -179,15 +181,14 @@ def tls_context(https: bool, http2: bool) -> ssl.SSLContext:
     inherit the finished context instead of building one. ``http://`` clients
     get a bare context: httpx insists on one but never uses it. Keyed by
     ``http2`` too, because httpcore sets the ALPN protocols on the context it
-    is given at each connect.
+    is given at each connect. Raises ConfigurationError when the CA
+    certificates cannot be loaded.
     """
     with _TLS_LOCK:
         context = _tls_contexts.get((https, http2))
         if context is None:
             if https:
-                import httpx
-
-                context = httpx.create_ssl_context(trust_env=True)
+                context = _verifying_context()
             else:
                 import ssl
 
@@ -197,6 +198,18 @@ def tls_context(https: bool, http2: bool) -> ssl.SSLContext:
 
 
 _fork.guard(_TLS_LOCK)
+
+
+def _verifying_context() -> ssl.SSLContext:
+    import httpx
+
+    try:
+        return httpx.create_ssl_context(trust_env=True)
+    except OSError as exc:
+        # httpx reads SSL_CERT_FILE, then SSL_CERT_DIR, then certifi's bundle.
+        name = next((n for n in ("SSL_CERT_FILE", "SSL_CERT_DIR") if os.environ.get(n)), None)
+        source = f"{name}={os.environ[name]!r}" if name else "certifi's CA bundle"
+        raise ConfigurationError(f"cannot load TLS CA certificates from {source}: {exc}") from None
 
 
 @contextmanager

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+import threading
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import banyan
+from banyan import _transport
 from banyan._config import DEFAULT_BASE_URL
 
 
@@ -84,3 +88,105 @@ def test_zstd_without_zstandard_fails_at_configure(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "zstandard", None)
     with pytest.raises(banyan.ConfigurationError, match=r"banyan-sdk\[zstd\]"):
         banyan.PromptStackLogger(api_key="psk_x", compression="zstd")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("api_key", 123), ("base_url", 123), ("project_id", 123), ("base_url", b"http://x")],
+)
+def test_key_url_and_project_must_be_str(option: str, value: Any) -> None:
+    """A non-str api_key, base_url or project_id raises ConfigurationError naming it."""
+    options: dict[str, Any] = {"api_key": "psk_x", option: value}
+    with pytest.raises(banyan.ConfigurationError, match=f"{option} must be a str"):
+        banyan.PromptStackLogger(**options)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1", "http://x:port", "http://x:70000", "http://x:0", "http://a\nb", "http://a b"],
+)
+def test_unparsable_base_url_is_refused(url: str) -> None:
+    """A base_url urlsplit or httpx cannot use raises ConfigurationError, not ValueError."""
+    with pytest.raises(banyan.ConfigurationError, match="base_url"):
+        banyan.PromptStackLogger(api_key="psk_x", base_url=url)
+
+
+@pytest.mark.parametrize("key", ["psk_é", "psk\nx", "psk\x00"])
+def test_api_key_must_be_a_valid_header_value(key: str) -> None:
+    """An api_key httpx cannot send as a header is refused, without echoing the key."""
+    with pytest.raises(banyan.ConfigurationError, match="api_key") as caught:
+        banyan.PromptStackLogger(api_key=key)
+    assert key not in str(caught.value)
+
+
+def test_api_key_loses_a_secret_files_trailing_newline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whitespace around the key (a mounted secret's newline) is not part of it."""
+    monkeypatch.setenv("BANYAN_API_KEY", "psk_from_file\n")
+    logger = banyan.PromptStackLogger(spool_dir=False)
+    try:
+        assert logger._config.api_key == "psk_from_file"
+    finally:
+        logger.shutdown(timeout=0)
+
+
+def test_project_id_must_be_a_valid_header_value() -> None:
+    """A project_id httpx cannot send as a header is refused."""
+    with pytest.raises(banyan.ConfigurationError, match="project_id"):
+        banyan.PromptStackLogger(api_key="psk_x", project_id="projé")
+
+
+@pytest.mark.parametrize(
+    "option", ["background_thread", "enable_metrics", "auto_flush", "http2", "disk_cache"]
+)
+@pytest.mark.parametrize("value", ["false", 0, None])
+def test_flag_options_must_be_bools(option: str, value: Any) -> None:
+    """A truthy or falsy non-bool for an on/off option raises ConfigurationError."""
+    with pytest.raises(banyan.ConfigurationError, match=f"{option} must be True or False"):
+        banyan.PromptStackLogger(api_key="psk_x", **{option: value})
+
+
+def test_http_transport_must_be_an_httpx_transport() -> None:
+    """http_transport accepts an httpx.BaseTransport and refuses anything else."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    logger = banyan.PromptStackLogger(api_key="psk_x", http_transport=transport)
+    assert logger.config.http_transport is transport
+    logger.shutdown(timeout=1)
+    with pytest.raises(banyan.ConfigurationError, match="http_transport"):
+        banyan.PromptStackLogger(api_key="psk_x", http_transport="http://proxy:3128")
+
+
+SECONDS = [
+    "retry_delay",
+    "flush_interval",
+    "cache_ttl",
+    "timeout",
+    "max_retry_delay",
+    "max_retry_after",
+    "atexit_timeout",
+]
+
+
+@pytest.mark.parametrize("option", SECONDS)
+@pytest.mark.parametrize("value", [1e10, float("inf"), float("nan"), True])
+def test_seconds_options_are_finite_and_within_timeout_max(option: str, value: Any) -> None:
+    """Seconds past threading.TIMEOUT_MAX (OverflowError in waits), NaN or bools are refused."""
+    with pytest.raises(banyan.ConfigurationError, match=option):
+        banyan.PromptStackLogger(api_key="psk_x", **{option: value})
+
+
+def test_seconds_options_accept_timeout_max() -> None:
+    """threading.TIMEOUT_MAX itself is a valid number of seconds."""
+    options: dict[str, Any] = dict.fromkeys(SECONDS, threading.TIMEOUT_MAX)
+    logger = banyan.PromptStackLogger(api_key="psk_x", **options)
+    assert logger.config.atexit_timeout == threading.TIMEOUT_MAX
+    logger.shutdown(timeout=1)
+
+
+def test_unreadable_ca_file_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A missing SSL_CERT_FILE raises ConfigurationError naming it, not FileNotFoundError."""
+    monkeypatch.setattr(_transport, "_tls_contexts", {})
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(banyan.ConfigurationError, match="SSL_CERT_FILE"):
+        banyan.PromptStackLogger(api_key="psk_x", base_url="https://127.0.0.1:9")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import banyan
+from banyan import _default, _transport
+from banyan._stats import Stats
 
 
 def test_log_before_configure_is_a_counted_drop_warned_once(
@@ -38,3 +42,46 @@ def test_flush_and_shutdown_without_configure_do_not_raise() -> None:
     banyan.shutdown()
     assert banyan.flush(timeout=0.1) is False
     assert banyan.shutdown(timeout=0.1) is True
+
+
+@pytest.fixture
+def env_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BANYAN_API_KEY set and auto-configuration not tried yet, with fresh early counters."""
+    banyan.shutdown()
+    monkeypatch.setattr(_default._Env, "tried", False)
+    monkeypatch.setattr(_default, "_unconfigured", Stats())
+    monkeypatch.setattr(_transport, "_tls_contexts", {})
+    for name in ("BANYAN_PROJECT_ID", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BANYAN_API_KEY", "psk_env")
+    monkeypatch.setenv("BANYAN_BASE_URL", "https://127.0.0.1:9")
+
+
+@pytest.mark.usefixtures("env_key")
+def test_env_auto_configure_failure_is_a_counted_drop(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any error while configuring from BANYAN_* drops the record as not_configured, warned."""
+
+    def broken(**options: Any) -> banyan.PromptStackLogger:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(_default, "PromptStackLogger", broken)
+    with caplog.at_level(logging.WARNING, logger="banyan"):
+        assert banyan.log_prompt("i", "o") is False
+    assert banyan.get_stats()["dropped"]["not_configured"] == 1
+    assert any("disk on fire" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.usefixtures("env_key")
+def test_missing_ca_file_in_env_never_raises_from_log_prompt(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SSL_CERT_FILE naming no file: log_prompt drops and warns; configure() raises typed."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with caplog.at_level(logging.WARNING, logger="banyan"):
+        assert banyan.log_prompt("i", "o") is False
+    assert banyan.get_stats()["dropped"]["not_configured"] == 1
+    assert any("SSL_CERT_FILE" in r.getMessage() for r in caplog.records)
+    with pytest.raises(banyan.ConfigurationError, match="SSL_CERT_FILE"):
+        banyan.configure()
