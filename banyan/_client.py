@@ -13,6 +13,7 @@ left at shutdown goes to disk and is replayed (``_spooling``).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -91,7 +92,12 @@ class PromptStackLogger:
         self._closed = False
         self._durable = self._config.durability == "durable"
         self._spool = open_spool(self._config)
-        self._setup()
+        try:
+            self._setup()
+        except BaseException:
+            if self._spool is not None:
+                self._spool.close()  # another logger of this process may take it
+            raise
         _fork.track(self)
 
     def _setup(self, fresh: bool = True) -> None:
@@ -114,7 +120,7 @@ class PromptStackLogger:
             spooling = Spooling(spool, config, self._transport, self._stats, self._delivery)
         self._spooling = spooling
         self._flusher = Flusher(
-            self._delivery,
+            self._export,
             self._export_failed,
             max_queue_bytes=config.max_queue_bytes,
             wake_records=config.batch_size,
@@ -126,7 +132,6 @@ class PromptStackLogger:
             background=config.background_thread,
             side=spooling.replayer.step if spooling is not None else None,
             fast_path=not self._durable,
-            on_late=self._delivered_late,
         )
         ring = self._flusher.ring
         # log_prompt's fast path (see banyan._ring); everything else goes through _push.
@@ -351,11 +356,18 @@ class PromptStackLogger:
         self._stats.drop(DropReason.INTERNAL_ERROR, len(records), repr(exc))
         self._stats.warn_once("export", "banyan: internal error while sending logs: %r", exc)
 
-    def _delivered_late(self, records: list[Encoded]) -> None:
-        # shutdown() spooled (or dropped) this batch at its deadline, then the server took
-        # it after all. Keep shutdown's account so that each record counts once: a spooled
-        # copy is replayed later and acknowledged as a duplicate.
-        self._stats.add(sent=-len(records), delivered_after_shutdown=len(records))
+    def _export(
+        self, records: list[Encoded], deadline: float | None, stop: threading.Event
+    ) -> bool:
+        # What became of the batch is counted apart, then added unless shutdown() gave the
+        # batch up meanwhile (spooled or dropped it at its deadline). Then shutdown's account
+        # stands, so that each record counts once (a spooled copy is replayed later and
+        # acknowledged as a duplicate); what the server took meanwhile is only noted.
+        tally = self._stats.scratch()
+        ok = self._delivery.deliver(records, deadline, stop, tally)
+        if not self._flusher.claim(records, lambda: self._stats.merge(tally)):
+            self._stats.add(delivered_after_shutdown=tally.sent)
+        return ok
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Send everything logged so far; True when it was all delivered or spooled by ``timeout``.

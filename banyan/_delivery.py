@@ -60,17 +60,28 @@ class Delivery:
         self._legacy = False
         self._not_before = 0.0
         self._random = random.Random()
-        #: Takes records the server could not be made to take (the spool); None drops them.
-        self.spill: Callable[[list[Encoded], DropReason, str], None] | None = None
+        #: Takes (batch, the records of it) the server could not be made to take (the
+        #: spool); None drops them.
+        self.spill: Callable[[list[Encoded], list[Encoded], DropReason, str], None] | None = None
         #: ``time.monotonic()`` of the last 2xx: replay waits for a healthy backend.
         self.last_ok = 0.0
 
     def __call__(
         self, records: list[Encoded], deadline: float | None, stop: threading.Event
     ) -> bool:
-        """Deliver ``records``; True when the server kept every one of them."""
+        """Deliver ``records``, counting into this delivery's stats; True when all were kept."""
+        return self.deliver(records, deadline, stop, self._stats)
+
+    def deliver(
+        self, records: list[Encoded], deadline: float | None, stop: threading.Event, stats: Stats
+    ) -> bool:
+        """Deliver ``records``, counting what became of them into ``stats``.
+
+        Retries and errors are counted there too; the records the server could
+        not be made to take go to ``spill`` at once when it is set.
+        """
         if self._legacy:
-            return self._send_legacy(records, deadline, stop)
+            return self._send_legacy(records, deadline, stop, stats)
         parts: list[Encoded] = [msgpack_array_header(len(records))]
         parts += records
         body = b"".join(parts)
@@ -81,29 +92,44 @@ class Delivery:
         view = memoryview(body)
         try:
             response = self._attempts(
-                lambda: self._transport.request("POST", BATCH_PATH, content=view, headers=headers),
+                lambda timeout: self._transport.request(
+                    "POST", BATCH_PATH, content=view, headers=headers, timeout=timeout
+                ),
                 deadline,
                 stop,
+                stats,
             )
         except HTTPStatusError as exc:
             if exc.status_code in _LEGACY_STATUSES:
                 self._legacy = True
-                return self._send_legacy(records, deadline, stop)
-            return self._refused(records, exc)
+                return self._send_legacy(records, deadline, stop, stats)
+            return _refused(records, exc, stats)
         except GiveUp as exc:
-            self._on_undeliverable(records, exc.args[0], exc.args[1])
+            self._on_undeliverable(records, records, exc, stats)
             return False
-        return self._settle(records, response, len(body))
+        return self._settle(records, response, len(body), stats)
 
     def _attempts(
-        self, send: Callable[[], Any], deadline: float | None, stop: threading.Event
+        self,
+        send: Callable[[float | None], Any],
+        deadline: float | None,
+        stop: threading.Event,
+        stats: Stats,
     ) -> Any:
-        """Call ``send`` until it succeeds, retrying what is worth retrying."""
+        """Call ``send(timeout)`` until it succeeds, retrying what is worth retrying.
+
+        ``timeout`` is the request timeout, cut short by ``deadline``.
+        """
         attempt = 0
         while True:
             self._wait_not_before(deadline, stop)
+            timeout = None
+            if deadline is not None:
+                timeout = min(self._config.timeout, deadline - time.monotonic())
+                if timeout <= 0:
+                    raise GiveUp(DropReason.DEADLINE, "the flush deadline passed")
             try:
-                return send()
+                return send(timeout)
             except HTTPStatusError as exc:
                 if exc.status_code not in RETRY_STATUSES:
                     raise
@@ -113,11 +139,11 @@ class Delivery:
                     self._not_before = max(self._not_before, time.monotonic() + floor)
             except BanyanError as exc:
                 error = exc
-            self._stats.error(str(error))
+            stats.error(str(error))
             attempt += 1
             if attempt > self._config.max_retries:
                 raise GiveUp(DropReason.RETRIES_EXHAUSTED, str(error))
-            self._stats.add(retries=1)
+            stats.add(retries=1)
             self._sleep(self._backoff(attempt), deadline, stop)
 
     def _backoff(self, attempt: int) -> float:
@@ -135,7 +161,7 @@ class Delivery:
         if stop.wait(delay):
             raise GiveUp(DropReason.SHUTDOWN, "shut down while retrying")
 
-    def _settle(self, records: list[Encoded], response: Any, size: int) -> bool:
+    def _settle(self, records: list[Encoded], response: Any, size: int, stats: Stats) -> bool:
         try:
             if response.headers.get("Content-Type", "").startswith(MSGPACK):
                 result = _decode_result_msgpack(response.content)
@@ -146,73 +172,82 @@ class Delivery:
             result = BatchResult(accepted=len(records), duplicates=0)
         self.last_ok = time.monotonic()
         delivered = min(len(records), result.accepted + result.duplicates)
-        self._stats.http_version = self._transport.http_version
-        self._stats.add(
-            sent=delivered, duplicates=result.duplicates, batches_sent=1, bytes_sent=size
-        )
+        stats.http_version = self._transport.http_version
+        stats.add(sent=delivered, duplicates=result.duplicates, batches_sent=1, bytes_sent=size)
         refused = len(records) - delivered
         if refused:
             first = result.rejected[0].error if result.rejected else "no reason given"
-            self._stats.drop(DropReason.REJECTED, refused, f"server rejected a record: {first}")
-            self._stats.warn_once(
+            stats.drop(DropReason.REJECTED, refused, f"server rejected a record: {first}")
+            stats.warn_once(
                 "rejected", "banyan: the server rejected %d record(s): %s", refused, first
             )
         return refused == 0
 
-    def _refused(self, records: list[Encoded], exc: HTTPStatusError) -> bool:
-        if isinstance(exc, AuthenticationError):
-            reason, hint = DropReason.UNAUTHORIZED, " (check the API key / BANYAN_API_KEY)"
-        else:
-            reason, hint = DropReason.CLIENT_ERROR, ""
-        self._stats.drop(reason, len(records), str(exc))
-        self._stats.warn_once(
-            f"refused-{exc.status_code}",
-            "banyan: the server refused a batch of logs, %s%s; they are dropped "
-            "(further drops are counted in get_stats())",
-            exc,
-            hint,
-        )
-        return False
-
     def _send_legacy(
-        self, records: list[Encoded], deadline: float | None, stop: threading.Event
+        self, records: list[Encoded], deadline: float | None, stop: threading.Event, stats: Stats
     ) -> bool:
         """Send each record as its own JSON request to the 1.0.1 endpoint."""
-        self._stats.warn_once(
+        stats.warn_once(
             "legacy", "banyan: the server has no batch endpoint; sending one record per request"
         )
         ok = True
         for index, record in enumerate(records):
             try:
-                ok = self._send_one(record, deadline, stop) and ok
+                if stop.is_set():
+                    raise GiveUp(DropReason.SHUTDOWN, "shut down while sending one by one")
+                ok = self._send_one(record, deadline, stop, stats) and ok
             except GiveUp as exc:
-                self._on_undeliverable(records[index:], exc.args[0], exc.args[1])
+                self._on_undeliverable(records, records[index:], exc, stats)
                 return False
         return ok
 
-    def _send_one(self, record: Encoded, deadline: float | None, stop: threading.Event) -> bool:
+    def _send_one(
+        self, record: Encoded, deadline: float | None, stop: threading.Event, stats: Stats
+    ) -> bool:
         fields = _decode_record(record)
         for name in _LEGACY_DROP:
             fields.pop(name, None)
         try:
             self._attempts(
-                lambda: self._transport.request("POST", SINGLE_LOG_PATH, json=fields),
+                lambda timeout: self._transport.request(
+                    "POST", SINGLE_LOG_PATH, json=fields, timeout=timeout
+                ),
                 deadline,
                 stop,
+                stats,
             )
         except HTTPStatusError as exc:
-            return self._refused([record], exc)
+            return _refused([record], exc, stats)
         self.last_ok = time.monotonic()
-        self._stats.http_version = self._transport.http_version
-        self._stats.add(sent=1, bytes_sent=len(record))
+        stats.http_version = self._transport.http_version
+        stats.add(sent=1, bytes_sent=len(record))
         return True
 
-    def _on_undeliverable(self, records: list[Encoded], reason: DropReason, error: str) -> None:
-        """Records the server could not be made to take: spilled, else dropped under ``reason``."""
+    def _on_undeliverable(
+        self, batch: list[Encoded], records: list[Encoded], give_up: GiveUp, stats: Stats
+    ) -> None:
+        """``records`` of ``batch`` the server could not be made to take: spilled, else dropped."""
+        reason, error = give_up.args
         if self.spill is not None:
-            self.spill(records, reason, error)
+            self.spill(batch, records, reason, error)
             return
-        self._stats.drop_undelivered(len(records), reason, error)
+        stats.drop_undelivered(len(records), reason, error)
+
+
+def _refused(records: list[Encoded], exc: HTTPStatusError, stats: Stats) -> bool:
+    if isinstance(exc, AuthenticationError):
+        reason, hint = DropReason.UNAUTHORIZED, " (check the API key / BANYAN_API_KEY)"
+    else:
+        reason, hint = DropReason.CLIENT_ERROR, ""
+    stats.drop(reason, len(records), str(exc))
+    stats.warn_once(
+        f"refused-{exc.status_code}",
+        "banyan: the server refused a batch of logs, %s%s; they are dropped "
+        "(further drops are counted in get_stats())",
+        exc,
+        hint,
+    )
+    return False
 
 
 def _compressor(name: str | None) -> tuple[str, Callable[[bytes], bytes]] | None:

@@ -25,10 +25,8 @@ from banyan._ring import Ring
 #: Delivers a batch; True when all of it was delivered. Must not raise.
 Export = Callable[[list[Encoded], "float | None", threading.Event], bool]
 OnError = Callable[[list[Encoded], BaseException], None]
-#: Told of a batch that export delivered after :meth:`Flusher.abandon` gave it up.
-OnLate = Callable[[list[Encoded]], None]
-#: One step of extra work; True when it did some.
-Side = Callable[[], bool]
+#: One step of extra work, done by a deadline (or None); True when it did some.
+Side = Callable[["float | None"], bool]
 
 
 class Flusher:
@@ -50,12 +48,10 @@ class Flusher:
         side: Side | None = None,
         name: str = "banyan-flusher",
         fast_path: bool = True,
-        on_late: OnLate | None = None,
     ) -> None:
         self.ring = Ring(max_queue_bytes, wake_records, wake_bytes, self._signal, fast=fast_path)
         self._export = export
         self._on_error = on_error
-        self._on_late = on_late
         self._batch = (batch_records, batch_bytes)
         self._interval = interval
         self._workers = workers
@@ -116,7 +112,7 @@ class Flusher:
 
     def _work(self, deadline: float | None) -> bool:
         live = self.drain_one(deadline)
-        side = self._side is not None and not self._stop.is_set() and self._side()
+        side = self._side is not None and not self._stop.is_set() and self._side(deadline)
         return live or side
 
     def _grow(self) -> None:
@@ -143,39 +139,54 @@ class Flusher:
         return self._send(records, deadline, None)
 
     def _send(self, records: list[Encoded], deadline: float | None, start: int | None) -> bool:
-        ok = late = False
+        ok = False
         try:
             ok = self._export(records, deadline, self._stop)
         except BaseException as exc:
             self._on_error(records, exc)
         finally:
             with self._cond:
+                # settle() or abandon() may have accounted for this batch already.
                 if start is None or self._inflight.pop(start, None) is not None:
                     self.in_flight -= len(records)
-                else:
-                    # settle() or abandon() accounted for this batch already; delivered
-                    # after abandon(), it was counted twice: spooled (or dropped) and sent.
-                    late = ok and any(batch is records for batch in self._abandoned)
                 self._cond.notify_all()
-        if late and self._on_late is not None:
-            self._on_late(records)
         return ok
 
-    def settle(self, records: list[Encoded], keep: Callable[[list[Encoded]], object]) -> None:
-        """Hand a batch that could not be delivered to ``keep`` and count it settled.
+    def _abandoned_has(self, batch: list[Encoded]) -> bool:
+        # Called with self._cond held.
+        return any(b is batch for b in self._abandoned)
+
+    def claim(self, batch: list[Encoded], account: Callable[[], object]) -> bool:
+        """Run ``account`` (count what became of ``batch``) unless :meth:`abandon` gave the
+        batch up meanwhile, which accounted for it already; whether it ran.
+
+        ``export`` calls this before it returns: under the flusher's lock, so that
+        a batch is counted once, by its export or by ``abandon``'s caller.
+        """
+        with self._cond:
+            if self._abandoned_has(batch):
+                return False
+            account()
+            return True
+
+    def settle(
+        self, batch: list[Encoded], records: list[Encoded], keep: Callable[[list[Encoded]], object]
+    ) -> None:
+        """Hand ``records`` of ``batch``, which could not be delivered, to ``keep``, and count
+        the batch settled.
 
         Nothing happens when :meth:`abandon` took the batch already: it is
         kept once. ``keep`` runs under the flusher's lock so that ``flush``
         never sees the batch in neither place.
         """
         with self._cond:
-            if any(batch is records for batch in self._abandoned):
+            if self._abandoned_has(batch):
                 return
             keep(records)
-            for start, batch in self._inflight.items():
-                if batch is records:
+            for start, held in self._inflight.items():
+                if held is batch:
                     del self._inflight[start]
-                    self.in_flight -= len(records)
+                    self.in_flight -= len(batch)
                     break
             self._cond.notify_all()
 

@@ -83,15 +83,18 @@ class Replayer:
         # Flush generations: asked, sealed, and settled by idleness or by failure.
         self._wanted = self._sealed_gen = self._idle_gen = self._failed_gen = 0
 
-    def step(self) -> bool:
-        """Send one batch of the current segment (claiming one if needed); True if it did."""
+    def step(self, deadline: float | None = None) -> bool:
+        """Send one batch of the current segment (claiming one if needed); True if it did.
+
+        Its request ends by ``deadline`` (a synchronous flush's).
+        """
         if not self._lock.acquire(blocking=False):
             return False
         try:
             self._housekeeping()
             if self._segment is None and not self._open():
                 return False
-            return self._send_batch()
+            return self._send_batch(deadline)
         except Exception as exc:
             self._stats.warn_once("replay", "banyan: spool replay failed: %r", exc)
             self._fail(str(exc))
@@ -143,13 +146,13 @@ class Replayer:
         if self._prepare:
             self.spool.prepare()
 
-    def _send_batch(self) -> bool:
+    def _send_batch(self, deadline: float | None) -> bool:
         batch = self._next_batch()
         if not batch:
             self._ack()
             return True
         assert self._delivery is not None
-        self._delivery(batch, None, self._stop)
+        self._delivery(batch, deadline, self._stop)
         failed = [self._scratch.dropped[reason] for reason in _FAILURES]
         if any(failed):
             self._fail(self._scratch.last_error or "replay failed")
@@ -215,7 +218,7 @@ class Replayer:
         if wake is not None:
             wake()
         else:
-            while time.monotonic() < deadline and self.step():
+            while time.monotonic() < deadline and self.step(deadline):
                 pass
         with self._cond:
             while self._idle_gen < gen and self._failed_gen < gen:

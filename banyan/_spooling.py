@@ -111,9 +111,12 @@ class Spooling:
         grown = [name for name, n in self._refusals.items() if n > seen.get(name, 0)]
         return _REASONS.get(grown[-1] if grown else "", DropReason.SPOOL_ERROR)
 
-    def spill(self, records: list[Encoded], reason: DropReason, error: str) -> None:
-        """Delivery gave up on a batch: spool it (unless shutdown() took it already)."""
-        self._flusher.settle(records, lambda batch: self.keep(batch, reason, error))
+    def spill(
+        self, batch: list[Encoded], records: list[Encoded], reason: DropReason, error: str
+    ) -> None:
+        """Delivery gave up on ``records`` of ``batch``: spool them (unless shutdown() took
+        the batch already)."""
+        self._flusher.settle(batch, records, lambda part: self.keep(part, reason, error))
 
     def keep(self, records: list[Encoded], reason: DropReason, error: str) -> int:
         """Spool ``records``; drop (and count) what the spool refuses. Returns the number lost."""

@@ -144,3 +144,61 @@ def test_a_batch_the_server_takes_after_the_shutdown_deadline_counts_once(
     assert (stats["delivered_after_shutdown"], stats["logs_sent"], kept) == (3, 0, 3)
     accounted = stats["logs_sent"] + stats["logs_dropped"] + stats["spooled_pending"]
     assert stats["logs_queued"] == accounted == 3
+
+
+def wait_for_late(logger: object, count: int) -> dict[str, object]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        stats: dict[str, object] = logger.get_stats()  # type: ignore[attr-defined]
+        if stats["delivered_after_shutdown"] == count:
+            break
+        time.sleep(0.01)
+    return stats
+
+
+@pytest.mark.parametrize("spool", [True, False])
+def test_a_late_answer_with_rejections_changes_nothing_shutdown_counted(
+    make_logger: MakeLogger, tmp_path: object, spool: bool
+) -> None:
+    """A batch given up at shutdown and then partly rejected is counted once: by shutdown
+    (a spooled record's fate is counted when it is replayed)."""
+    gate = threading.Event()
+
+    def held(method: str, path: str, **kw: object) -> FakeResponse:
+        gate.wait(10)
+        return FakeResponse({"accepted": 1, "duplicates": 0,
+                             "rejected": [{"index": 1, "error": "bad"}]})  # fmt: skip
+
+    logger, _ = make_logger(held, spool_dir=tmp_path if spool else False)
+    for i in range(2):
+        logger.log_prompt(f"in {i}", "out")
+    logger.shutdown(timeout=0.3)
+    gate.set()
+    stats = wait_for_late(logger, 1)
+    dropped: dict[str, int] = stats["dropped"]  # type: ignore[assignment]
+    assert (stats["logs_sent"], dropped["rejected"]) == (0, 0)
+    kept = stats["spooled_pending"] if spool else dropped["shutdown"]
+    assert kept == 2
+    assert stats["logs_queued"] == stats["logs_dropped"] + stats["spooled_pending"]  # type: ignore[operator]
+
+
+def test_a_batch_given_up_at_shutdown_during_one_by_one_sends_counts_once(
+    make_logger: MakeLogger, tmp_path: object
+) -> None:
+    """Against a 1.0.1 backend records go one request each; shutdown() spools the whole
+    batch at its deadline. Neither what the loop sent meanwhile nor the rest it then gives
+    up on is counted or spooled again."""
+
+    def slow(method: str, path: str, **kw: object) -> FakeResponse:
+        time.sleep(0.1)
+        return FakeResponse({})
+
+    steps = [status(404), *[slow] * 5, ConnectError("down")]
+    logger, fake = make_logger(*steps, max_retries=0, spool_dir=tmp_path)
+    for i in range(10):
+        logger.log_prompt(f"in {i}", "out")
+    logger.shutdown(timeout=0.25)
+    time.sleep(0.6)  # past the five slow sends and the failure
+    stats = logger.get_stats()
+    assert (stats["logs_sent"], stats["logs_dropped"], stats["spooled_pending"]) == (0, 0, 10)
+    assert 0 < stats["delivered_after_shutdown"] == len(fake.calls) - 1 < 10

@@ -73,15 +73,18 @@ def test_stalled_connection_is_replaced_and_the_batch_retried(
     assert_exactly(server, 100)
 
 
+@pytest.mark.parametrize("background", [True, False])
 def test_flush_and_shutdown_meet_their_deadlines_against_a_stall(
-    server: Server, proxy: FaultProxy
+    server: Server, proxy: FaultProxy, background: bool
 ) -> None:
-    """Every request stalled: flush(1) and shutdown(1) return within ~1 s; the rest is spooled."""
+    """Every request stalled: flush(1) and shutdown(1) return within ~1 s; the rest is spooled.
+    In synchronous mode too, where the request runs on the caller's thread: cut short at the
+    deadline, its batch is spooled, so that flush reports it settled."""
     proxy.always.append(__import__("faultproxy").Fault("stall"))
-    logger = logger_for(proxy, server, timeout=30)
+    logger = logger_for(proxy, server, timeout=30, background_thread=background, batch_size=1000)
     log_n(logger, 100)
     start = time.monotonic()
-    assert logger.flush(timeout=1) is False
+    assert logger.flush(timeout=1) is not background
     assert time.monotonic() - start < 1.5
     start = time.monotonic()
     assert logger.shutdown(timeout=1) is True
