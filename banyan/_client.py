@@ -12,6 +12,7 @@ left at shutdown goes to disk and is replayed (``_spooling``).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -22,7 +23,7 @@ from banyan import _fork
 from banyan._config import DEFAULT_BASE_URL, Config, build
 from banyan._delivery import Delivery
 from banyan._flusher import Flusher
-from banyan._prompts import MISS, PromptData, Prompts
+from banyan._prompts import MISS, PromptData, Prompts, as_prompt
 from banyan._record import (
     SCRATCH_MAX,
     TEXT_FIELDS,
@@ -44,6 +45,24 @@ from banyan._transport import Transport
 _getpid = os.getpid
 _time = time.time
 _AT_SHUTDOWN = "still queued at shutdown"
+
+
+def _seconds(timeout: float | None) -> float:
+    """A wait as threading takes it: at least 0, at most TIMEOUT_MAX (None and inf too)."""
+    if timeout is None:
+        return threading.TIMEOUT_MAX
+    return min(max(0.0, float(timeout)), threading.TIMEOUT_MAX)
+
+
+def _duration(value: Any) -> float | None:
+    """A duration as a finite float, or None when it is none (or not a number at all)."""
+    if value is None or value.__class__ is float or value.__class__ is int:
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _merge(wire: tuple[str | None, ...], *given: str | None) -> tuple[str | None, ...]:
@@ -229,9 +248,16 @@ class PromptStackLogger:
         A prompt with ``enable_logging`` off is skipped and reports True.
         """
         try:
+            # NaN or infinite (x - x is NaN, truthy): the server takes finite numbers only.
+            # Not a number at all: TypeError, and _log_odd() makes it one.
+            if duration_ms is not None and duration_ms - duration_ms:
+                duration_ms = None
             if prompt_data is None:
                 experiment_id = experiment_version_id = sticky_key = sticky_value = None
-                if prompt_id or prompt_name or version or branch_name:
+                if (
+                    prompt_id is not None or prompt_name is not None
+                    or version is not None or branch_name is not None
+                ):  # fmt: skip
                     prompt_id, prompt_name, version, branch_name = _merge(
                         (None, None, None, None), prompt_id, prompt_name, version, branch_name
                     )
@@ -240,7 +266,10 @@ class PromptStackLogger:
                 if wire is None:
                     self._stats.skipped += 1
                     return True
-                if prompt_id or prompt_name or version or branch_name:
+                if (
+                    prompt_id is not None or prompt_name is not None
+                    or version is not None or branch_name is not None
+                ):  # fmt: skip
                     wire = _merge(wire, prompt_id, prompt_name, version, branch_name)
                 (prompt_id, prompt_name, version, branch_name, experiment_id,
                  experiment_version_id, sticky_key, sticky_value) = wire  # fmt: skip
@@ -262,11 +291,11 @@ class PromptStackLogger:
                 data = self._encode_slow(record)
                 if data is None:
                     return False
-            if blocking:
-                return self._send_now(record, data)
             size = len(data)
             if size > SCRATCH_MAX:
                 _scratch.buffer = bytearray()
+            if blocking:
+                return self._send_now(record, data)
             # The ring's fast path (banyan._ring): no call between the credit's load and store.
             credit = self._credit
             left = credit[0] - size
@@ -276,9 +305,43 @@ class PromptStackLogger:
                 return True
             return self._push_slow(record, data)
         except Exception as exc:
-            return self._stats.drop_entry(DropReason.INTERNAL_ERROR, exc)
+            return self._log_odd(
+                exc, input, output, prompt_data, prompt_id, prompt_name, version,
+                branch_name, model, metadata, duration_ms, blocking,
+            )  # fmt: skip
 
     log = log_prompt
+
+    def _log_odd(  # noqa: PLR0917 - log_prompt's arguments
+        self,
+        exc: Exception,
+        input: Any,
+        output: Any,
+        prompt_data: Any,
+        prompt_id: str | None,
+        prompt_name: str | None,
+        version: str | None,
+        branch_name: str | None,
+        model: str | None,
+        metadata: dict[str, Any] | None,
+        duration_ms: Any,
+        blocking: bool,
+    ) -> bool:
+        """log_prompt's fast path failed (``exc``) on arguments of an unexpected type: make
+        them plain and try once more; when there is nothing to make plain, count the drop."""
+        try:
+            plain_prompt = prompt_data
+            if prompt_data is not None and not isinstance(prompt_data, PromptData):
+                plain_prompt = as_prompt(prompt_data)
+            plain_duration = _duration(duration_ms)
+            if plain_prompt is prompt_data and plain_duration is duration_ms:
+                return self._stats.drop_entry(DropReason.INTERNAL_ERROR, exc)
+            return self.log_prompt(
+                input, output, plain_prompt, prompt_id, prompt_name, version, branch_name,
+                model, metadata, plain_duration, blocking,
+            )  # fmt: skip
+        except Exception as again:
+            return self._stats.drop_entry(DropReason.INTERNAL_ERROR, again)
 
     def _push_slow(self, record: Record, data: Encoded) -> bool:
         # The credit ran out (or was never granted: the first record, durable mode, a
@@ -369,18 +432,20 @@ class PromptStackLogger:
             self._stats.add(delivered_after_shutdown=tally.sent)
         return ok
 
-    def flush(self, timeout: float = 30.0) -> bool:
+    def flush(self, timeout: float | None = 30.0) -> bool:
         """Send everything logged so far; True when it was all delivered or spooled by ``timeout``.
 
         Records the server cannot take after retries go to the spool, and
         count as settled. In durable mode the spool is sealed and replayed:
         True once it is empty or an attempt failed (the records stay
         spooled). Returns by the deadline whatever the server does; False as
-        well when any record was lost since the previous flush.
+        well when any record was lost since the previous flush. ``None`` waits
+        as long as it takes.
         """
         self._check_pid()
-        deadline = time.monotonic() + max(0.0, timeout)
-        done = self._flusher.flush(max(0.0, timeout))
+        timeout = _seconds(timeout)
+        deadline = time.monotonic() + timeout
+        done = self._flusher.flush(timeout)
         if self._durable and self._spooling is not None:
             wake = self._flusher.wake if self._config.background_thread else None
             done = self._spooling.replayer.flush(deadline, wake) and done
@@ -394,13 +459,13 @@ class PromptStackLogger:
             lost += self._spooling.lost()
         return lost
 
-    async def aflush(self, timeout: float = 30.0) -> bool:
+    async def aflush(self, timeout: float | None = 30.0) -> bool:
         """:meth:`flush` for asyncio: waits in a thread, never blocking the event loop."""
         import asyncio
 
         return await asyncio.get_running_loop().run_in_executor(None, self.flush, timeout)
 
-    def shutdown(self, timeout: float = 30.0) -> bool:
+    def shutdown(self, timeout: float | None = 30.0) -> bool:
         """Flush, stop the flusher and close the connection; idempotent.
 
         Whatever is still queued or in flight when ``timeout`` runs out goes
@@ -410,14 +475,16 @@ class PromptStackLogger:
         """
         if self._closed:
             return True
+        timeout = _seconds(timeout)
+        deadline = time.monotonic() + timeout
         settled = self._wind_down(timeout)
-        self._prompts.close()
+        self._prompts.close(max(0.0, deadline - time.monotonic()))
         self._transport.close()
         return settled
 
     def _wind_down(self, timeout: float) -> bool:
         """Flush, stop, spool the rest and close the spool; whether nothing was lost."""
-        deadline = time.monotonic() + max(0.0, timeout)
+        deadline = time.monotonic() + timeout
         self._closed = True
         mark = self._flush_mark
         delivered = self.flush(timeout)
@@ -460,6 +527,9 @@ class PromptStackLogger:
             self._spool.after_fork_in_child()
         self._setup(fresh=False)
         self._prompts.inherit(parent_prompts)
+        if self._closed:
+            # Shut down before the fork: the child's logger stays shut (counted drops).
+            self._flusher.ring.close()
 
     def _at_exit(self) -> None:
         if not self._closed and self._pid == _getpid():

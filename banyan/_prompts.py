@@ -117,6 +117,24 @@ def from_json(body: Mapping[str, Any], branch: str = "main") -> PromptData:
     )
 
 
+#: What a PromptData is made of (its constructor's arguments).
+_PROMPT_FIELDS = tuple(f.name for f in dataclasses.fields(PromptData) if f.init)
+_EXPERIMENT_FIELDS = _PROMPT_FIELDS[_PROMPT_FIELDS.index("experiment_id") :]
+
+
+def as_prompt(value: Any) -> PromptData:
+    """A ``prompt_data`` that is no PromptData, read as one: a mapping of its fields or an
+    object with its attributes (1.0.1's PromptData); TypeError when it has none of them."""
+    if isinstance(value, Mapping):
+        fields = {k: v for k, v in value.items() if k in _PROMPT_FIELDS}
+    else:
+        fields = {k: getattr(value, k) for k in _PROMPT_FIELDS if hasattr(value, k)}
+    if not fields:
+        raise TypeError(f"prompt_data must be a PromptData, not {type(value).__name__}")
+    experiment: dict[str, Any] = {k: _text(fields.get(k)) for k in _EXPERIMENT_FIELDS}
+    return dataclasses.replace(from_json(fields, str(fields.get("branch") or "main")), **experiment)
+
+
 def fallback_prompt(
     fallback: str | PromptData, name: str, version: str | None, branch: str
 ) -> PromptData:
@@ -407,9 +425,9 @@ class Prompts:
         with self._lock:
             self._entries.update(parent._entries)
 
-    def close(self) -> None:
-        """Stop the background refresher."""
-        self._refresher.close()
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop the background refresher, waiting at most ``timeout`` for it."""
+        self._refresher.close(timeout)
 
     def route(self, experiment_id: str, sticky_key: str, raw: Any) -> PromptData | None:
         """The 1.0.1 server-side routing call: one round trip per subject.

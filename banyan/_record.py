@@ -14,7 +14,7 @@ import itertools
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -80,6 +80,8 @@ def _to_wire(obj: Any) -> Any:
             return item()
         except Exception:
             pass
+    if isinstance(obj, Mapping):  # MappingProxyType, UserDict, ChainMap...
+        return dict(obj)
     if isinstance(obj, (set, frozenset)):
         return list(obj)
     if isinstance(obj, bytes | bytearray | memoryview):
@@ -141,7 +143,7 @@ def plain(value: Any, depth: int = 0) -> Any:
         return "<too deep>"
     if isinstance(value, str):
         return clean(value)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {clean(str(k)): plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [plain(v, depth + 1) for v in value]

@@ -202,3 +202,16 @@ def test_a_batch_given_up_at_shutdown_during_one_by_one_sends_counts_once(
     stats = logger.get_stats()
     assert (stats["logs_sent"], stats["logs_dropped"], stats["spooled_pending"]) == (0, 0, 10)
     assert 0 < stats["delivered_after_shutdown"] == len(fake.calls) - 1 < 10
+
+
+@pytest.mark.parametrize("timeout", [None, float("inf"), 1e10, -1.0])
+def test_flush_and_shutdown_take_any_timeout(
+    make_logger: MakeLogger, timeout: float | None
+) -> None:
+    """None and huge timeouts wait as long as threading can (they raised OverflowError and
+    left shutdown half done); a negative one is no wait."""
+    logger, _ = make_logger()
+    logger.log_prompt("i", "o")
+    assert logger.flush(timeout) is (timeout is None or timeout > 0)
+    assert logger.shutdown(timeout) is True
+    assert logger.get_stats()["logs_sent"] + logger.get_stats()["spooled"] == 1

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import datetime
 import decimal
 import logging
 import os
+import types
 import uuid
 from typing import Any
 
@@ -15,7 +17,7 @@ from fakes import MakeLogger
 
 import banyan
 from banyan import _fork
-from banyan._record import MAX_ID_LENGTH, Encoded, IdSource, Record
+from banyan._record import MAX_ID_LENGTH, SCRATCH_MAX, Encoded, IdSource, Record, scratch
 
 decode = msgspec.msgpack.Decoder(Record).decode
 
@@ -214,17 +216,70 @@ def test_lone_surrogates_are_logged_as_replacement_characters(make_logger: MakeL
 def test_a_record_even_the_slow_path_cannot_encode_is_an_encode_error(
     make_logger: MakeLogger,
 ) -> None:
-    """A duration that is no number and cannot even be shown fails both encodings:
-    counted as encode_error, False."""
+    """A metadata value that cannot even be shown fails both encodings: counted as
+    encode_error, False."""
 
     class Broken:
         def __str__(self) -> str:
             raise RuntimeError("no text either")
 
     logger = quiet(make_logger)
-    assert not logger.log_prompt("i", "o", duration_ms=Broken())  # type: ignore[arg-type]
+    assert not logger.log_prompt("i", "o", metadata={"k": Broken()})
     assert logger.get_stats()["dropped"]["encode_error"] == 1
     assert queued(logger) == []
+
+
+@pytest.mark.parametrize(
+    ("given", "logged"),
+    [(412, 412), (12.5, 12.5), (float("nan"), None), (float("inf"), None), ("412", 412.0),
+     ("fast", None)],
+)  # fmt: skip
+def test_durations_are_sent_as_finite_numbers_or_not_at_all(
+    make_logger: MakeLogger, given: Any, logged: float | None
+) -> None:
+    """The server takes finite numbers only: anything else is made one, or left out, and the
+    record is kept."""
+    logger = quiet(make_logger)
+    assert logger.log_prompt("i", "o", duration_ms=given)
+    (record,) = queued(logger)
+    assert record.duration_ms == logged
+    assert logger.get_stats()["logs_dropped"] == 0
+
+
+def test_explicit_falsy_identifiers_still_win_and_are_text(make_logger: MakeLogger) -> None:
+    """version=0 is a version: given explicitly it is logged, as "0"."""
+    logger = quiet(make_logger)
+    prompt = banyan.PromptData(content="c", version="3", prompt_id="p1")
+    assert logger.log_prompt("i", "o", version=0)  # type: ignore[arg-type]
+    assert logger.log_prompt("i", "o", prompt_data=prompt, version=0)  # type: ignore[arg-type]
+    assert [r.version for r in queued(logger)] == ["0", "0"]
+
+
+def test_mapping_metadata_is_logged_as_a_map(make_logger: MakeLogger) -> None:
+    """Read-only and user mappings are maps on the wire, not their repr."""
+    logger = quiet(make_logger)
+    inner = types.MappingProxyType({"depth": 2})
+    assert logger.log_prompt("i", "o", metadata=collections.UserDict(a=1, nested=inner))  # type: ignore[arg-type]
+    assert logger.log_prompt("i", "o", metadata=types.MappingProxyType({"b": 2}))  # type: ignore[arg-type]
+    assert [r.metadata for r in queued(logger)] == [{"a": 1, "nested": {"depth": 2}}, {"b": 2}]
+
+
+def test_prompt_data_given_as_fields_is_read_as_a_prompt(make_logger: MakeLogger) -> None:
+    """A dict of PromptData's fields, or an object with them (1.0.1's PromptData), works;
+    anything else is a counted drop that names the problem."""
+    logger = quiet(make_logger)
+    fields = {"prompt_id": "p1", "name": "greet", "content": "c", "version": 2,
+              "experiment_id": "exp_1"}  # fmt: skip
+    assert logger.log_prompt("i", "o", prompt_data=fields)  # type: ignore[arg-type]
+    assert logger.log_prompt("i", "o", prompt_data=types.SimpleNamespace(**fields))  # type: ignore[arg-type]
+    records = queued(logger)
+    assert [(r.prompt_id, r.prompt_name, r.version, r.experiment_id) for r in records] == [
+        ("p1", "greet", "2", "exp_1")
+    ] * 2
+    assert not logger.log_prompt("i", "o", prompt_data=42)  # type: ignore[arg-type]
+    stats = logger.get_stats()
+    assert stats["dropped"]["internal_error"] == 1
+    assert "prompt_data must be a PromptData" in (stats["last_error"] or "")
 
 
 def test_enable_logging_false_skips_and_reports_success(make_logger: MakeLogger) -> None:
@@ -264,3 +319,23 @@ def test_log_after_shutdown_is_a_counted_drop(make_logger: MakeLogger) -> None:
     assert stats["dropped"]["closed"] == 1
     assert stats["dropped"]["queue_full"] == 0
     assert stats["logs_queued"] == 1
+
+
+def test_a_blocking_call_gives_back_a_huge_scratch_buffer(make_logger: MakeLogger) -> None:
+    """blocking=True returns early, but not before dropping a grown encoding buffer."""
+    logger, _ = make_logger()
+    assert logger.log_prompt("x" * (SCRATCH_MAX * 2), "o", blocking=True)
+    assert len(scratch.buffer) <= SCRATCH_MAX
+
+
+def test_a_child_forked_after_shutdown_stays_shut(make_logger: MakeLogger) -> None:
+    """A logger shut down before fork() refuses records in the child too (counted, closed);
+    before, the child's fresh ring took them and nothing would ever send them."""
+    logger, _ = make_logger()
+    logger.shutdown(timeout=1)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        refused = not logger.log_prompt("i", "o")
+        closed = logger.get_stats()["dropped"]["closed"] == 1
+        os._exit(0 if refused and closed else 1)
+    assert os.waitpid(pid, 0)[1] == 0

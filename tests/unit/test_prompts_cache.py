@@ -408,3 +408,25 @@ def test_processes_rewriting_the_disk_cache_together_keep_every_entry(tmp_path: 
     for pid in children:
         assert os.waitpid(pid, 0)[1] == 0
     assert len(disk.load()) == 200
+
+
+def test_shutdown_does_not_wait_past_its_timeout_for_a_stalled_refresh(
+    make_logger: MakeLogger, tmp_path: Path
+) -> None:
+    """The refresher stuck in a request gets what is left of shutdown's timeout (it got 1 s)."""
+    gate = threading.Event()
+
+    def stalled(method: str, path: str, **kw: Any) -> FakeResponse:
+        gate.wait(5)
+        return prompt("late")
+
+    logger, fake = make_logger(prompt("cached"), stalled, cache_ttl=0.05, cache_dir=tmp_path)
+    logger.get_prompt("greet")
+    time.sleep(0.06)
+    logger.get_prompt("greet")  # queues the refresh, which stalls
+    wait_for(lambda: len(fake.calls) == 2)
+    start = time.monotonic()
+    logger.shutdown(timeout=0.2)
+    elapsed = time.monotonic() - start
+    gate.set()
+    assert elapsed < 0.8
