@@ -283,17 +283,23 @@ class PromptStackLogger:
                 experiment_version_id, sticky_key, sticky_value,
             )  # fmt: skip
             data: Encoded | None
+            slot = _scratch.slot
+            buffer = slot[0]
+            slot[0] = None
             try:
-                buffer = _scratch.buffer
-                encode_into(record, buffer)
-                data = buffer[:]
+                # None: this runs in a signal handler that interrupted a log_prompt of this
+                # thread while it held the buffer (see _Scratch); TypeError, encoded apart.
+                encode_into(record, buffer)  # type: ignore[arg-type]
+                data = buffer[:]  # type: ignore[index]
             except Exception:
                 data = self._encode_slow(record)
                 if data is None:
+                    slot[0] = buffer
                     return False
+            slot[0] = buffer
             size = len(data)
             if size > SCRATCH_MAX:
-                _scratch.buffer = bytearray()
+                slot[0] = bytearray()
             if blocking:
                 return self._send_now(record, data)
             # The ring's fast path (banyan._ring): no call between the credit's load and store.

@@ -98,11 +98,15 @@ class _Scratch(threading.local):
     # msgspec grows its output ~1.5x at a time and never gives the slack back: the bytes
     # that encode() returns hold ~1.35x the record. Encoding into this thread's buffer
     # and copying out (exact size) is both leaner and, without the regrowth, faster.
+    #
+    # The buffer sits in a one-item list, which log_prompt empties while it encodes:
+    # a log_prompt that a signal handler runs in between (same thread) finds None and
+    # encodes apart instead of overwriting the record before it is copied out.
     def __init__(self) -> None:
-        self.buffer = bytearray()
+        self.slot: list[bytearray | None] = [bytearray()]
 
 
-#: ``scratch.buffer``: the calling thread's encoding buffer (see log_prompt).
+#: ``scratch.slot[0]``: the calling thread's encoding buffer, None while in use.
 scratch = _Scratch()
 #: A scratch buffer that grew past this is replaced, so that one huge record is not kept.
 SCRATCH_MAX = 64 * 1024

@@ -65,7 +65,10 @@ class Ring:
         self.credit = _fork.wiped_cell()
         self._fast = fast and _fork.WIPES
         self._granted = 0
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler that logs may interrupt this thread inside push().
+        # The inner push is whole (CPython runs handlers only between bytecodes, after
+        # calls), and the outer one's later updates are increments or recomputed.
+        self._lock = threading.RLock()
         self._take_lock = threading.Lock()
         self._wake_records = wake_records
         self._wake_bytes = wake_bytes

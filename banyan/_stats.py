@@ -70,7 +70,8 @@ class Stats:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: a log_prompt run by a signal handler may count a drop meanwhile.
+        self._lock = threading.RLock()
         self._warned: set[str] = set()
         self.dropped = dict.fromkeys(DropReason, 0)
         self.sent = 0
