@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _LEGACY_STATUSES = frozenset({404, 405})
+#: After a 404/405 from the batch endpoint, records go one by one for this long, then the
+#: batch endpoint is tried again (the 404 may have come from a proxy being redeployed).
+LEGACY_RECHECK = 300.0
 _decode_result = msgspec.json.Decoder(BatchResult).decode
 _decode_result_msgpack = msgspec.msgpack.Decoder(BatchResult).decode
 _decode_record = msgspec.msgpack.Decoder(dict[str, Any]).decode
@@ -57,7 +60,8 @@ class Delivery:
         self._transport = transport
         self._stats = stats
         self._compress = _compressor(config.compression)
-        self._legacy = False
+        #: Until when records go one by one to the 1.0.1 endpoint (monotonic).
+        self._legacy_until = 0.0
         self._not_before = 0.0
         self._random = random.Random()
         #: Takes (batch, the records of it) the server could not be made to take (the
@@ -80,7 +84,7 @@ class Delivery:
         Retries and errors are counted there too; the records the server could
         not be made to take go to ``spill`` at once when it is set.
         """
-        if self._legacy:
+        if self._legacy_until and time.monotonic() < self._legacy_until:
             return self._send_legacy(records, deadline, stop, stats)
         parts: list[Encoded] = [msgpack_array_header(len(records))]
         parts += records
@@ -101,7 +105,7 @@ class Delivery:
             )
         except HTTPStatusError as exc:
             if exc.status_code in _LEGACY_STATUSES:
-                self._legacy = True
+                self._legacy_until = time.monotonic() + LEGACY_RECHECK
                 return self._send_legacy(records, deadline, stop, stats)
             return _refused(records, exc, stats)
         except GiveUp as exc:

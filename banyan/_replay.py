@@ -180,8 +180,9 @@ class Replayer:
         if segment.damage.error is not None:
             # An unreadable segment would block every later one (oldest first): let it go.
             self._scratch.drop(DropReason.SPOOL_CORRUPT, 1, f"spool: {segment.damage.error}")
-        self.spool.ack(segment)
-        self._stats.merge(self._scratch)
+        if self.spool.ack(segment):
+            # Else the segment stays spooled and is counted when it is replayed again.
+            self._stats.merge(self._scratch)
         self._failures = 0
         self._not_before = 0.0
 

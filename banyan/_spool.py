@@ -291,12 +291,16 @@ class Spool:
                 return Segment(self.directory / name, fd, self._pid)
         return None
 
-    def ack(self, segment: Segment) -> None:
-        """The segment's records were delivered: delete it, then drop its lock."""
+    def ack(self, segment: Segment) -> bool:
+        """The segment's records were delivered: delete it, then drop its lock.
+
+        False when this process no longer holds it (closed, or forked since): it
+        stays for a later replay, which the server answers with duplicates.
+        """
         with self._lock:
             fd = self._finish(segment)
             if fd is None:
-                return
+                return False
             # Unlinked while still locked: a process that opened the path
             # earlier fails lock_path's inode check once it gets the lock.
             sd.discard(segment.path, fd)
@@ -305,6 +309,7 @@ class Spool:
             self.corrupt_bytes += segment.damage.bytes
             self.lost += segment.lost
             self._retry_at = 0.0
+        return True
 
     def release(self, segment: Segment) -> None:
         """Replay failed: unlock the segment so that any process may claim it again."""

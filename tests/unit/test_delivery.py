@@ -109,6 +109,19 @@ def test_old_backend_falls_back_to_one_json_record_per_request(make_logger: Make
     assert fake.calls[-1][1] == SINGLE_LOG_PATH
 
 
+def test_batch_endpoint_is_tried_again_after_a_while(
+    make_logger: MakeLogger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 404 may be a proxy's passing mistake: the batch endpoint gets another try later."""
+    monkeypatch.setattr("banyan._delivery.LEGACY_RECHECK", 0.2)
+    logger, fake = make_logger(status(404), FakeResponse({"id": "a"}))
+    assert log_and_flush(logger, 1)
+    time.sleep(0.25)
+    assert log_and_flush(logger, 1)
+    assert [path for _, path, _ in fake.calls] == [BATCH_PATH, SINGLE_LOG_PATH, BATCH_PATH]
+    assert logger.get_stats()["logs_sent"] == 2
+
+
 def test_accounting_balances_at_quiescence(make_logger: MakeLogger) -> None:
     """logs_queued == sent + dropped + queued + in flight after mixed outcomes."""
     logger, _ = make_logger(status(400), status(500), status(500), max_retries=1, batch_size=3)

@@ -6,14 +6,18 @@ import errno
 import os
 import stat
 import struct
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from banyan import _spooldir
+from banyan._replay import Replayer
 from banyan._segment import FRAME_SIZE, HEADER_SIZE
 from banyan._spool import Spool
+from banyan._stats import Stats
 
 SEGMENT = 16 << 10
 PAD = b"p" * 1190
@@ -100,9 +104,9 @@ def test_ack_deletes_and_release_gives_back(spool: Spool) -> None:
     again = spool.claim()
     assert again is not None
     assert again.name == seg.name
-    spool.ack(again)
+    assert spool.ack(again) is True
     assert segment_files(spool) == []
-    spool.ack(again)  # a second ack is a no-op
+    assert spool.ack(again) is False  # a second ack is a no-op
 
 
 def test_active_segment_is_not_claimed_until_sealed(spool: Spool) -> None:
@@ -449,3 +453,29 @@ def test_unreadable_segment_yields_nothing(spool: Spool) -> None:
     spool.close()  # closes the claimed descriptor under the reader
     assert list(seg.records()) == []
     assert seg.damage.error is not None
+
+
+def test_a_segment_acked_after_close_stays_and_its_replay_is_not_counted(tmp_path: Path) -> None:
+    """shutdown() closed the spool while a replay was sending: the segment stays for a later
+    replay (answered with duplicates), so this one's deliveries are not counted now too."""
+    spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
+    fill(spool, 3)
+    stats = Stats()
+
+    def deliver(scratch: Stats) -> Any:
+        def send(batch: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
+            scratch.add(sent=len(batch))
+            spool.close()  # what shutdown does meanwhile
+            return True
+
+        return send
+
+    replayer = Replayer(spool, deliver, stats, batch=(100, 1 << 20), seal_interval=0.0,
+                        backoff=(0.01, 0.1), healthy=lambda: 0.0, prepare=False)  # fmt: skip
+    for _ in range(3):
+        replayer.step()
+    assert stats.sent == 0
+    assert len(segment_files(spool)) == 1
+    again = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
+    assert len(replay_all(again)) == 3
+    again.close()
