@@ -225,6 +225,7 @@ def test_flush_and_shutdown_take_any_timeout(
     left shutdown half done); a negative one is no wait."""
     logger, _ = make_logger()
     logger.log_prompt("i", "o")
-    assert logger.flush(timeout) is (timeout is None or timeout > 0)
+    delivered = logger.flush(timeout)  # no wait at -1: True only if the flusher was quick
+    assert delivered or timeout == -1.0
     assert logger.shutdown(timeout) is True
     assert logger.get_stats()["logs_sent"] + logger.get_stats()["spooled"] == 1
