@@ -29,6 +29,10 @@ def _in_forked_child() -> None:
     # The parent's early drops are the parent's; _Env.lock may have been held by another thread.
     global _unconfigured
     _unconfigured, _Env.lock = Stats(), threading.Lock()
+    if _logger is None:
+        # Forked while another thread was configuring from the environment: that thread
+        # (and the logger it was building) stayed in the parent; this child tries itself.
+        _Env.tried = False
 
 
 _fork.guard(_lock, _in_forked_child)

@@ -29,13 +29,30 @@ MODELS = ("gpt-4o-mini", "claude-3-haiku", "llama-3-8b")
 def add_parser(subparsers: Any) -> None:
     """Register ``banyan demo`` on the CLI."""
     parser = subparsers.add_parser("demo", help="run the end-to-end demo on a local server")
-    parser.add_argument("--workers", type=int, default=4, help="worker processes (default 4)")
     parser.add_argument(
-        "--records", type=int, default=20_000, help="records in all (default 20000)"
+        "--workers", type=_positive(int), default=4, help="worker processes (default 4)"
     )
-    parser.add_argument("--duration", type=float, default=60.0, help="stop logging after S seconds")
-    parser.add_argument("--users", type=int, default=1_000, help="distinct sticky user ids")
+    parser.add_argument(
+        "--records", type=_positive(int), default=20_000, help="records in all (default 20000)"
+    )
+    parser.add_argument(
+        "--duration", type=_positive(float), default=60.0, help="stop logging after S seconds"
+    )
+    parser.add_argument(
+        "--users", type=_positive(int), default=1_000, help="distinct sticky user ids"
+    )
     parser.set_defaults(func=run)
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
             with httpx.Client(base_url=base_url, headers={"X-API-Key": DEMO_KEY}) as api:
                 experiment = _set_up(api)
                 print(f'prompt "{PROMPT}": versions 1 and 2, 50/50 experiment {experiment}')
-                sent, dropped, elapsed = _drive(args, base_url, api)
-                return _report(api, experiment, sent, dropped, elapsed)
+                account, elapsed = _drive(args, base_url, api)
+                return _report(api, experiment, account, elapsed)
         finally:
             server.stop()
 
@@ -73,12 +90,16 @@ def _set_up(api: httpx.Client) -> str:
     return str(response.json()["id"])
 
 
-def _drive(args: argparse.Namespace, base_url: str, api: httpx.Client) -> tuple[int, int, float]:
+def _drive(
+    args: argparse.Namespace, base_url: str, api: httpx.Client
+) -> tuple[dict[str, int], float]:
     ctx = multiprocessing.get_context("spawn")
     results: Any = ctx.Queue()
-    per_worker = max(1, args.records // max(1, args.workers))
-    env = {"BANYAN_API_KEY": DEMO_KEY, "BANYAN_BASE_URL": base_url}
-    os.environ.update(env)
+    per_worker = max(1, args.records // args.workers)
+    # The spawned workers configure from these; a BANYAN_PROJECT_ID of the caller's
+    # would name a project this demo server does not have.
+    os.environ.update({"BANYAN_API_KEY": DEMO_KEY, "BANYAN_BASE_URL": base_url})
+    os.environ.pop("BANYAN_PROJECT_ID", None)
     workers = [
         ctx.Process(target=_worker, args=(i, per_worker, args.duration, args.users, results))
         for i in range(args.workers)
@@ -89,15 +110,16 @@ def _drive(args: argparse.Namespace, base_url: str, api: httpx.Client) -> tuple[
         worker.start()
     reports = _watch(api, workers, results, per_worker * len(workers), started)
     elapsed = time.monotonic() - started
-    sent = sum(r["calls"] for r in reports)
-    dropped = sum(r["dropped"] for r in reports)
-    return sent, dropped, elapsed
+    account = {key: sum(r[key] for r in reports) for key in ("calls", "dropped", "spooled")}
+    # A worker that died (or never reported) has records no one can account for.
+    account["failed"] = len(workers) - len(reports) + sum(w.exitcode != 0 for w in workers)
+    return account, elapsed
 
 
 def _worker(index: int, count: int, duration: float, users: int, results: Any) -> None:
     import banyan
 
-    banyan.configure()
+    logger = banyan.configure()
     rng = random.Random(index)
     deadline = time.monotonic() + duration
     calls = 0
@@ -117,9 +139,9 @@ def _worker(index: int, count: int, duration: float, users: int, results: Any) -
             duration_ms=rng.gauss(420 if prompt and prompt.version == "2" else 380, 60),
         )
         calls += 1
-    banyan.shutdown(timeout=30)
-    stats = banyan.get_stats()
-    results.put({"calls": calls, "dropped": stats["logs_dropped"], "sent": stats["logs_sent"]})
+    logger.shutdown(timeout=30)
+    stats = logger.get_stats()  # the logger's own: the module's default is gone after shutdown
+    results.put({"calls": calls, "dropped": stats["logs_dropped"], "spooled": stats["spooled"]})
 
 
 def _watch(
@@ -152,10 +174,12 @@ def _summary(api: httpx.Client) -> dict[str, int]:
     return dict(response.json())
 
 
-def _report(api: httpx.Client, experiment: str, sent: int, dropped: int, elapsed: float) -> int:
+def _report(api: httpx.Client, experiment: str, account: dict[str, int], elapsed: float) -> int:
     summary = _summary(api)
     stored, duplicates = summary["stored"], summary["duplicates"]
-    rows = [("sent", sent), ("stored", stored), ("duplicated", duplicates), ("dropped", dropped)]
+    sent, dropped, spooled = account["calls"], account["dropped"], account["spooled"]
+    rows = [("sent", sent), ("stored", stored), ("duplicated", duplicates), ("dropped", dropped),
+            ("spooled", spooled)]  # fmt: skip
     print("\ndelivered")
     for name, value in rows:
         print(f"  {name:<12}{value:>10,}")
@@ -163,9 +187,13 @@ def _report(api: httpx.Client, experiment: str, sent: int, dropped: int, elapsed
         f"  {'records/s':<12}{stored / max(elapsed, 1e-9):>10,.0f}   ({elapsed:.1f} s end to end)"
     )
     _print_results(api, experiment)
-    accounted = stored + dropped == sent and duplicates == 0
+    if account["failed"]:
+        print(f"\nFAILED: {account['failed']} worker(s) crashed; see their output above")
+        return 1
+    accounted = stored + dropped + spooled == sent and duplicates == 0 and sent > 0
     verdict = "every record accounted for" if accounted else "MISMATCH: records unaccounted for"
-    print(f"\n{verdict}: {sent:,} sent = {stored:,} stored + {dropped:,} dropped")
+    print(f"\n{verdict}: {sent:,} sent = {stored:,} stored + {dropped:,} dropped"
+          f" + {spooled:,} spooled")  # fmt: skip
     return 0 if accounted else 1
 
 

@@ -18,6 +18,7 @@ transport, synchronously. The previous default logger is restored on exit.
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -36,6 +37,18 @@ __all__ = ["FakeBackend", "capture"]
 
 _PROMPT_PREFIX = "/api/logs/prompt/"
 _batch = msgspec.msgpack.Decoder(list[Record])
+
+
+def _decompressed(request: httpx.Request) -> bytes:
+    # What compression= sends (banyan._delivery): gzip, or zstd with its content size.
+    encoding = request.headers.get("Content-Encoding", "")
+    if encoding == "gzip":
+        return gzip.decompress(request.content)
+    if encoding == "zstd":
+        import zstandard
+
+        return bytes(zstandard.ZstdDecompressor().decompress(request.content))
+    return request.content
 
 
 class FakeBackend:
@@ -59,7 +72,7 @@ class FakeBackend:
         """Answer one request the way ``banyan serve`` would."""
         path = request.url.path
         if request.method == "POST" and path == BATCH_PATH:
-            records = _batch.decode(request.content)
+            records = _batch.decode(_decompressed(request))
             with self._lock:
                 self._records.extend(records)
             return httpx.Response(200, content=msgspec.json.encode(BatchResult(len(records), 0)))

@@ -3,7 +3,9 @@
 A prefork pool child never runs atexit: billiard ends it with ``os._exit``
 after a task when ``worker_max_tasks_per_child`` recycles it and when the
 worker shuts down warmly. It does send ``worker_process_shutdown`` in the
-child just before, and that is where :func:`install` flushes::
+child just before, and that is where :func:`install` shuts the logger down
+as atexit would have: what the server has not taken by the deadline goes to
+the spool (or is counted as dropped), never silently lost::
 
     # where the Celery app is created
     import banyan
@@ -44,7 +46,7 @@ def install(timeout: float | None = None, flush_after_task: bool = False) -> Non
     _settings.timeout = timeout
     signals.worker_process_init.connect(_process_init, weak=False, dispatch_uid=_UID)
     for signal in (signals.worker_process_shutdown, signals.worker_shutdown):
-        signal.connect(_flush, weak=False, dispatch_uid=_UID)
+        signal.connect(_wind_down, weak=False, dispatch_uid=_UID)
     if flush_after_task:
         signals.task_postrun.connect(_flush, weak=False, dispatch_uid=_UID)
     else:
@@ -58,8 +60,20 @@ def _process_init(**_: Any) -> None:
         logger._check_pid()
 
 
+def _timeout(logger: Any) -> float:
+    timeout = _settings.timeout
+    return float(logger.config.atexit_timeout if timeout is None else timeout)
+
+
 def _flush(**_: Any) -> None:
     logger = _default._logger
     if logger is not None:
-        timeout = _settings.timeout
-        logger.flush(logger.config.atexit_timeout if timeout is None else timeout)
+        logger.flush(_timeout(logger))
+
+
+def _wind_down(**_: Any) -> None:
+    # The process ends next (os._exit in a pool child): a flush alone would leave what is
+    # still queued or retried at its deadline in memory, lost without a count.
+    logger = _default._logger
+    if logger is not None:
+        logger.shutdown(_timeout(logger))

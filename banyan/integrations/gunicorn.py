@@ -29,12 +29,13 @@ def post_fork(server: Any, worker: Any) -> None:
         logger._check_pid()
 
 
-def worker_exit(server: Any, worker: Any, timeout: float | None = None) -> None:
+def worker_exit(server: Any, worker: Any) -> None:
     """Gunicorn's ``worker_exit``: flush the default logger before the worker ends.
 
-    Bounded by ``timeout`` (default: the logger's ``atexit_timeout``); it must
-    end well within gunicorn's ``graceful_timeout``.
+    Bounded by the logger's ``atexit_timeout``, which must stay well within
+    gunicorn's ``graceful_timeout``. Exactly two parameters: gunicorn refuses a
+    hook of any other arity, defaults included.
     """
     logger = _default._logger
     if logger is not None:
-        logger.flush(logger.config.atexit_timeout if timeout is None else timeout)
+        logger.flush(logger.config.atexit_timeout)

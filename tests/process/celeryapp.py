@@ -24,7 +24,8 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
-banyan.configure()
+# BANYAN_TEST_ATEXIT: a shorter final flush, for tests whose server never answers.
+banyan.configure(atexit_timeout=float(os.environ.get("BANYAN_TEST_ATEXIT", "5")))
 banyan_celery.install()
 
 

@@ -81,13 +81,8 @@ def port_open(port: int) -> bool:
 def child_env(server: Server, **extra: str) -> dict[str, str]:
     """The environment for a child process that configures banyan from ``BANYAN_*``."""
     path = os.pathsep.join([str(HERE), str(SRC), os.environ.get("PYTHONPATH", "")])
-    return dict(
-        os.environ,
-        BANYAN_API_KEY=server.api_key,
-        BANYAN_BASE_URL=server.base_url,
-        PYTHONPATH=path.rstrip(os.pathsep),
-        **extra,
-    )
+    env = dict(os.environ, BANYAN_API_KEY=server.api_key, BANYAN_BASE_URL=server.base_url)
+    return {**env, "PYTHONPATH": path.rstrip(os.pathsep), **extra}
 
 
 def run_script(name: str, server: Server, *args: object, timeout: float = 90) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -63,6 +64,40 @@ def test_prefork_children_recycled_after_each_task_deliver_every_record(
     # Measured: billiard sends worker_process_shutdown in the child, then os._exit: no atexit.
     seen = marks(folder)
     assert all(seen[pid] == {"worker_process_shutdown"} for pid in pids), seen
+
+
+def test_pool_children_spool_what_a_down_server_cannot_take(
+    server: Server, broker: str, tmp_path: Path
+) -> None:
+    """A server that takes connections and never answers: at its final deadline each
+    recycled child spools the record still in flight before os._exit (a flush alone left
+    it in memory, lost uncounted), and a later replay delivers every one."""
+    spool = tmp_path / "spool"
+    stall = socket.create_server(("127.0.0.1", 0), backlog=128)  # never accepts
+    env = child_env(
+        server, BANYAN_TEST_BROKER=broker, BANYAN_SPOOL_DIR=str(spool), BANYAN_TEST_ATEXIT="1",
+        BANYAN_BASE_URL=f"http://127.0.0.1:{stall.getsockname()[1]}",
+    )  # fmt: skip
+    cmd = [sys.executable, "-m", "celery", "-A", "celeryapp", "worker", "-P", "prefork",
+           "-c", "2", "--without-heartbeat", "--without-gossip", "--without-mingle",
+           "-l", "warning"]  # fmt: skip
+    client = celery.Celery("client", broker=broker, backend=broker)
+    try:
+        with running(cmd, tmp_path / "worker.log", env=env, cwd=tmp_path) as worker:
+            results = [client.send_task("celeryapp.work", args=(n, False)) for n in range(4)]
+            for result in results:
+                result.get(timeout=60)
+            assert stop(worker, timeout=30) == 0, (tmp_path / "worker.log").read_text()
+    finally:
+        client.close()
+        stall.close()
+    # The spool of the unreachable URL (one directory per server and project), sent to ours.
+    (directory,) = [path for path in spool.iterdir() if path.is_dir()]
+    replay = [sys.executable, "-m", "banyan", "spool", "replay", "--dir", str(directory),
+              "--base-url", server.base_url, "--api-key", server.api_key]  # fmt: skip
+    done = subprocess.run(replay, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert stored_inputs(server) == {"master-boot": 1, **{f"task {n}": 1 for n in range(4)}}
 
 
 def test_install_is_idempotent_and_flushes_after_tasks_on_request() -> None:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import httpx
+import pytest
+
+from banyan import _demo
+
 
 def test_demo_delivers_every_record_and_reports_the_experiment() -> None:
     """The demo exits 0 with sent = stored + dropped, 0 duplicates and both variants."""
@@ -17,8 +22,37 @@ def test_demo_delivers_every_record_and_reports_the_experiment() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "every record accounted for: 2,000 sent = 2,000 stored + 0 dropped" in out
+    assert "every record accounted for: 2,000 sent = 2,000 stored + 0 dropped + 0 spooled" in out
     assert "duplicated           0" in out
     results = out.split("experiment results (per variant)")[1]
     assert "\n  v1 " in results, results
     assert "\n  v2 " in results, results
+
+
+def _api(stored: int) -> httpx.Client:
+    """A stand-in for the demo server's summary and results endpoints."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/summary"):
+            return httpx.Response(200, json={"stored": stored, "duplicates": 0})
+        return httpx.Response(200, json={"variants": []})
+
+    return httpx.Client(base_url="http://demo.invalid", transport=httpx.MockTransport(answer))
+
+
+@pytest.mark.parametrize(
+    ("account", "stored", "status"),
+    [
+        ({"calls": 100, "dropped": 0, "spooled": 0, "failed": 0}, 100, 0),
+        ({"calls": 100, "dropped": 10, "spooled": 5, "failed": 0}, 85, 0),
+        ({"calls": 100, "dropped": 0, "spooled": 0, "failed": 0}, 90, 1),  # 10 unaccounted
+        ({"calls": 0, "dropped": 0, "spooled": 0, "failed": 2}, 0, 1),  # every worker died
+        ({"calls": 0, "dropped": 0, "spooled": 0, "failed": 0}, 0, 1),  # nothing was logged
+    ],
+)
+def test_demo_verdict_fails_on_crashed_workers_and_unaccounted_records(
+    account: dict[str, int], stored: int, status: int
+) -> None:
+    """0 only when sent = stored + dropped + spooled and every worker reported."""
+    with _api(stored) as api:
+        assert _demo._report(api, "exp", account, 1.0) == status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,3 +49,18 @@ def test_preloaded_recycled_workers_deliver_every_request(
     # Measured: recycled and stopped workers leave through sys.exit, so both hooks run.
     seen = marks(folder)
     assert all({"served", "worker_exit", "atexit"} <= seen[pid] for pid in pids), seen
+
+
+def test_the_documented_config_passes_gunicorns_own_check(tmp_path: Path) -> None:
+    """docs/deployment.md's gunicorn.conf.py, as written: gunicorn validates each hook's
+    arity (worker_exit had a third, defaulted parameter, and gunicorn refused to start)."""
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(
+        "from banyan.integrations.gunicorn import post_fork, worker_exit  # noqa: F401\n"
+    )
+    (tmp_path / "app.py").write_text("def app(environ, start_response):\n    return []\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(conf), "--check-config", "app:app"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +88,29 @@ def test_missing_ca_file_in_env_never_raises_from_log_prompt(
     assert any("SSL_CERT_FILE" in r.getMessage() for r in caplog.records)
     with pytest.raises(banyan.ConfigurationError, match="SSL_CERT_FILE"):
         banyan.configure()
+
+
+@pytest.mark.usefixtures("env_key")
+def test_a_child_forked_while_another_thread_configures_configures_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Forked mid auto-configuration (in another thread): the child is not left thinking it
+    tried, with no logger for good; its first log_prompt configures it."""
+    building = threading.Event()
+    real = banyan.PromptStackLogger
+
+    def slow(**options: Any) -> banyan.PromptStackLogger:
+        building.set()
+        time.sleep(0.5)
+        return real(**options)
+
+    monkeypatch.setattr(_default, "PromptStackLogger", slow)
+    monkeypatch.setenv("BANYAN_BASE_URL", "http://127.0.0.1:9")
+    parent = threading.Thread(target=banyan.log_prompt, args=("parent", "o"))
+    parent.start()
+    assert building.wait(5)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os._exit(0 if banyan.log_prompt("child", "o") else 1)
+    parent.join(10)
+    assert os.waitpid(pid, 0)[1] == 0

@@ -47,3 +47,10 @@ def test_capture_counts_the_records_as_sent() -> None:
             banyan.log_prompt(input=str(i), output="o")
         assert len(backend.logged) == 25
         assert banyan.get_stats()["logs_sent"] == 25
+
+
+def test_capture_takes_compressed_batches() -> None:
+    """compression="gzip" (a production setting under test) still lands in backend.logged."""
+    with capture(prompts={"greet": "Hello {name}"}, compression="gzip") as backend:
+        _handle_request("ada")
+        assert [r["input"] for r in backend.logged] == ["ada"]
