@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -29,6 +30,9 @@ def run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
         print(f"banyan: {exc}", file=sys.stderr)
     except httpx.HTTPError as exc:
         print(f"banyan: cannot reach {args.base_url}: {exc}", file=sys.stderr)
+    except UnicodeError as exc:  # a --file that is not UTF-8, a key httpx cannot send
+        print(f"banyan: {exc}", file=sys.stderr)
+        return 2
     return 1
 
 
@@ -45,6 +49,12 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
         message = data.get("error") if isinstance(data, dict) else None
         raise AdminError(f"HTTP {response.status_code}: {message or response.reason_phrase}")
     return data
+
+
+def _segment(value: str) -> str:
+    """``value`` as one path segment: quoted, and never a "." or ".." that a client resolves."""
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -89,7 +99,7 @@ def push_prompt(args: argparse.Namespace) -> int:
         raise AdminError(f"cannot read {args.file}: {exc}") from None
     body = {"content": content, "branch": args.branch, "message": args.message}
     try:
-        data = _call(args, "POST", f"/api/v2/prompts/{args.name}/versions", body)
+        data = _call(args, "POST", f"/api/v2/prompts/{_segment(args.name)}/versions", body)
     except AdminError as exc:
         if "HTTP 404" not in str(exc):
             raise
@@ -111,20 +121,9 @@ def list_prompts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _variant(text: str) -> dict[str, Any]:
-    version, sep, percent = text.rpartition(":")
-    try:
-        return {"version": version, "percentage": float(percent)} if sep else {}
-    except ValueError:
-        return {}
-
-
 def create_experiment(args: argparse.Namespace) -> int:
     """``banyan experiments create PROMPT --variant V:PCT ...``."""
-    variants = [_variant(v) for v in args.variant]
-    if not all(variants):
-        raise AdminError("a --variant is VERSION:PERCENT, for example 2:50")
-    body = {"prompt": args.prompt, "branch": args.branch, "variants": variants,
+    body = {"prompt": args.prompt, "branch": args.branch, "variants": args.variant,
             "sticky_key": args.sticky_key, "traffic": args.traffic, "name": args.name}  # fmt: skip
     data = _call(args, "POST", "/api/v2/experiments", body)
     print(f"experiment {data['id']} {data['status']} on {data['prompt']}@{data['branch']}"
@@ -136,7 +135,7 @@ def create_experiment(args: argparse.Namespace) -> int:
 
 def experiment_results(args: argparse.Namespace) -> int:
     """``banyan experiments results ID``: a table of counts and latency per variant."""
-    data = _call(args, "GET", f"/api/v2/experiments/{args.id}/results")
+    data = _call(args, "GET", f"/api/v2/experiments/{_segment(args.id)}/results")
     exp = data["experiment"]
     print(f"experiment {exp['id']} ({exp['status']}) on {exp['prompt']}@{exp['branch']}")
     rows = [

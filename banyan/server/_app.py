@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass, field
 
 from banyan._wire import (
+    API_KEY_HEADER,
     BATCH_PATH,
-    PROJECT_HEADER,
     PROMPT_PATH,
     ROUTE_PATH,
     SINGLE_LOG_PATH,
@@ -40,6 +40,7 @@ TRIM_THRESHOLD, MMAP_THRESHOLD = 64 * 1024 * 1024, 32 * 1024 * 1024
 #: Environment variables through which `banyan serve` configures its workers.
 DB_ENV = "BANYAN_SERVER_DB"
 INFLIGHT_ENV = "BANYAN_SERVER_MAX_INFLIGHT"
+LOG_LEVEL_ENV = "BANYAN_SERVER_LOG_LEVEL"
 
 
 @dataclass
@@ -127,19 +128,13 @@ class App:
             raw = req.scope.get("raw_path") or req.path.encode()
             route, req.params = self.router.match(req.method, raw.decode("latin-1"))
             if route.auth:
-                await self._authorize(req)
+                await _auth.authorize(req, req.headers.get(API_KEY_HEADER.lower(), ""))
             return await route.handler(req)
         except HTTPError as exc:
             return error_response(exc)
         except Exception:
             log.exception("unexpected error on %s %s", req.method, req.path)
             return error_response(HTTPError(500, "internal server error"))
-
-    async def _authorize(self, req: Request) -> None:
-        req.principal = await self.state.authenticate(req.headers.get("x-api-key", ""))
-        wanted = req.headers.get(PROJECT_HEADER.lower(), "")
-        if wanted and wanted not in (req.principal.project_id, req.principal.project_name):
-            raise HTTPError(403, f"this API key does not belong to project {wanted!r}")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -179,8 +174,22 @@ def keep_freed_memory() -> bool:
     return False
 
 
+def log_to_stderr(level: str) -> None:
+    """Print the server's log records at ``level`` and above, tracebacks included, on stderr.
+
+    The ``banyan`` logger's NullHandler keeps the client quiet, and granian
+    configures only its own loggers: without this a 500 would leave no trace.
+    """
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(level.upper())
+
+
 def create_app() -> App:
     """The application factory granian loads in each worker; configured by environment."""
+    log_to_stderr(os.environ.get(LOG_LEVEL_ENV, "warning"))
     # A 10,000-record batch allocates tens of thousands of acyclic objects; the
     # default thresholds would run a collection every few hundred of them.
     gc.freeze()

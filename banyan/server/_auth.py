@@ -13,6 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from banyan._wire import PROJECT_HEADER
 from banyan.server._db import new_id, now, transaction
 from banyan.server._http import HTTPError, Request, Response, check_name, json_response
 
@@ -98,10 +99,27 @@ def bootstrap(conn: sqlite3.Connection, key: str | None) -> tuple[str, str | Non
         return project_id, key, True
 
 
+def is_key_text(key: str) -> bool:
+    """Whether ``key`` has the form of an API key: psk_..., 8 to 256 characters."""
+    return key.startswith(KEY_PREFIX) and 8 <= len(key) <= 256
+
+
 def check_key_text(key: str) -> None:
     """401 unless ``key`` looks like an API key."""
-    if not key.startswith(KEY_PREFIX) or not 8 <= len(key) <= 256:
+    if not is_key_text(key):
         raise HTTPError(401, "missing or invalid API key (header X-API-Key: psk_...)")
+
+
+def check_project(principal: Principal, project: str | None) -> None:
+    """403 when ``project`` (an id or a name) is given and is not the principal's."""
+    if project and project not in (principal.project_id, principal.project_name):
+        raise HTTPError(403, f"this API key does not belong to project {project!r}")
+
+
+async def authorize(req: Request, key: str) -> None:
+    """Set ``req.principal`` from ``key``: 401 for a bad key, 403 for a foreign X-Project-Id."""
+    req.principal = await req.state.authenticate(key)
+    check_project(req.principal, req.headers.get(PROJECT_HEADER.lower()))
 
 
 async def create_project(req: Request) -> Response:

@@ -40,11 +40,14 @@ NULL = math.nan
 #: Records decoded at a time on the fast path: their strings are freed, and their
 #: memory reused, while it is still in cache (a 10,000-record batch allocates ~25 MB).
 CHUNK = 256
+#: Members of a gzip body: zlib hands back the input left after each one as a
+#: copy, so every member costs a copy of the rest of the body.
+MAX_GZIP_MEMBERS = 8
 
 _MSGPACK_TYPES = {MSGPACK, "application/x-msgpack", "application/vnd.msgpack"}
 #: msgspec raises UnicodeDecodeError, not DecodeError, for a MessagePack string
-#: that is not UTF-8.
-_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
+#: that is not UTF-8, and RecursionError for nesting deeper than about 1,000 levels.
+UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 isfinite = math.isfinite
 
 
@@ -88,6 +91,41 @@ _FIELDS = tuple(map(_Valid.__struct_fields__.index, (
 )))  # fmt: skip
 
 
+def _too_many() -> HTTPError:
+    return HTTPError(413, f"a batch holds at most {MAX_BATCH_RECORDS} records")
+
+
+_msgpack_raws = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
+
+
+def _msgpack_elements(body: bytes) -> list[msgspec.Raw]:
+    # An array 16 or 32 header declares the length: refuse it before reading any element.
+    width = {0xDC: 2, 0xDD: 4}.get(body[0] if body else 0, 0)
+    if int.from_bytes(body[1 : 1 + width], "big") > MAX_BATCH_RECORDS:
+        raise _too_many()
+    return _msgpack_raws(body)
+
+
+#: A JSON array as one slot per element, up to one past the limit. A JSON array
+#: does not declare its length, and list[Raw] would hold 16 million elements of a
+#: 32 MiB "[0,0,...]" before they could be counted; msgspec skips the elements
+#: past the last slot without allocating them.
+_JsonSlots = msgspec.defstruct(
+    "_JsonSlots",
+    [(f"e{i}", msgspec.Raw, None) for i in range(MAX_BATCH_RECORDS + 1)],
+    array_like=True,
+    gc=False,
+)
+_json_slots = msgspec.json.Decoder(_JsonSlots).decode
+
+
+def _json_elements(body: bytes) -> list[msgspec.Raw]:
+    slots = msgspec.structs.astuple(_json_slots(body))
+    if slots[-1] is not None:
+        raise _too_many()
+    return list(slots[: slots.index(None)])
+
+
 @dataclass
 class Codec:
     """The decoders for one body format."""
@@ -99,12 +137,12 @@ class Codec:
 
 _CODECS = {
     MSGPACK: Codec(
-        msgspec.msgpack.Decoder(list[msgspec.Raw]).decode,
+        _msgpack_elements,
         msgspec.msgpack.Decoder(list[Record]).decode,
         msgspec.msgpack.Decoder(Record).decode,
     ),
     JSON: Codec(
-        msgspec.json.Decoder(list[msgspec.Raw]).decode,
+        _json_elements,
         msgspec.json.Decoder(list[Record]).decode,
         msgspec.json.Decoder(Record).decode,
     ),
@@ -153,16 +191,22 @@ def _too_big(limit: int) -> HTTPError:
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise HTTPError(400, f"body is not valid gzip: {exc}") from None
-    if len(out) > limit:
-        raise _too_big(limit)
-    if not inflater.eof:
-        raise HTTPError(400, "body is not valid gzip: truncated stream")
-    return out
+    # Every member counts (RFC 1952, 2.2), as every frame of a zstd body does.
+    parts: list[bytes] = []
+    while len(parts) < MAX_GZIP_MEMBERS:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            parts.append(inflater.decompress(body, limit + 1 - sum(map(len, parts))))
+        except zlib.error as exc:
+            raise HTTPError(400, f"body is not valid gzip: {exc}") from None
+        if sum(map(len, parts)) > limit:
+            raise _too_big(limit)
+        if not inflater.eof:
+            raise HTTPError(400, "body is not valid gzip: truncated stream")
+        body = inflater.unused_data
+        if not body:
+            return b"".join(parts)
+    raise HTTPError(413, f"a gzip body holds at most {MAX_GZIP_MEMBERS} members")
 
 
 def _unzstd(body: bytes, limit: int) -> bytes:
@@ -185,20 +229,18 @@ def decode(body: bytes, kind: str) -> Decoded:
     codec = _CODECS[kind]
     try:
         raws = codec.raw(body)
-    except msgspec.DecodeError as exc:
+    except UNDECODABLE as exc:
         raise HTTPError(400, f"body is not a {kind} array of records: {exc}") from None
-    if len(raws) > MAX_BATCH_RECORDS:
-        raise HTTPError(413, f"{len(raws)} records exceed the limit of {MAX_BATCH_RECORDS}")
     # A MessagePack element is stored as it came; a JSON one is re-encoded.
     blobs = raws if kind == MSGPACK else None
     if blobs is not None:
         try:
             return _valid_batch(body, raws)
-        except _UNDECODABLE:
+        except UNDECODABLE:
             pass
     try:
         return to_rows(codec.all(body), blobs)
-    except _UNDECODABLE:
+    except UNDECODABLE:
         pass
     records = [_decode_one(codec, raw, index) for index, raw in enumerate(raws)]
     return to_rows(records, blobs)
@@ -226,7 +268,7 @@ def _valid_batch(body: bytes, raws: list[msgspec.Raw]) -> Decoded:
 def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Record | Rejected:
     try:
         return codec.one(raw)
-    except _UNDECODABLE as exc:
+    except UNDECODABLE as exc:
         return Rejected(index, str(exc))
 
 
@@ -299,5 +341,5 @@ def _blob(record: Record, index: int, blobs: Sequence[Blob] | None) -> Blob | Re
     # JSON bodies and the 1.0.1 endpoint: JSON integers may exceed MessagePack's 64 bits.
     try:
         return encode(record)
-    except (msgspec.EncodeError, OverflowError, TypeError, ValueError) as exc:
+    except (msgspec.EncodeError, OverflowError, RecursionError, TypeError, ValueError) as exc:
         return Rejected(index, f"record cannot be stored as MessagePack: {exc}")

@@ -13,15 +13,13 @@ import msgspec
 
 from banyan import _routing
 from banyan._wire import API_KEY_HEADER
-from banyan.server import _experiments, _prompts
+from banyan.server import _auth, _experiments, _prompts
 from banyan.server._http import HTTPError, Request, Response, check_name, field_of, json_response
 
 
 def _check_project(req: Request, body: dict[str, Any]) -> None:
-    project = field_of(body, "project_id", str, None)
     assert req.principal is not None
-    if project and project not in (req.principal.project_id, req.principal.project_name):
-        raise HTTPError(403, f"this API key does not belong to project {project!r}")
+    _auth.check_project(req.principal, field_of(body, "project_id", str, None))
 
 
 def prompt_json(req: Request, prompt: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
@@ -62,11 +60,25 @@ async def fetch_prompt(req: Request) -> Response:
     return json_response(await req.state.db.read(read))
 
 
+async def _authorized_body(req: Request) -> dict[str, Any]:
+    """The body of a route call, read after its key is checked (401/403 before 400)."""
+    key = req.headers.get(API_KEY_HEADER.lower())
+    if key:
+        await _auth.authorize(req, key)
+        return await req.json()
+    # 1.0.1 may send the key in the body: without one, a body that cannot be read is a 401.
+    try:
+        body = await req.json()
+    except HTTPError:
+        body = {}
+    key = body.get("apiKey")
+    await _auth.authorize(req, key if isinstance(key, str) else "")
+    return body
+
+
 async def route(req: Request) -> Response:
     """POST /api/experiments/route {experimentId, stickyKey, stickyValue, apiKey}."""
-    body = await req.json()
-    key = req.headers.get(API_KEY_HEADER.lower()) or body.get("apiKey")
-    req.principal = await req.state.authenticate(key if isinstance(key, str) else "")
+    body = await _authorized_body(req)
     exp_id = field_of(body, "experimentId", str)
     value = field_of(body, "stickyValue", str)
 
@@ -164,8 +176,10 @@ async def cli_update(req: Request) -> Response:
     """PUT /api/logs/cli/prompts/{id} {content?, metadata?, branch?, enable_logging?}."""
     body = await req.json()
     content = field_of(body, "content", str, None)
+    if content is not None:
+        _prompts.check_content(content)
     branch = check_name(field_of(body, "branch", str, "main"), "branch name")
-    metadata = field_of(body, "metadata", dict, None)
+    metadata = _prompts.metadata_field(body)
     enable = field_of(body, "enable_logging", bool, None)
 
     def write(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -173,9 +187,11 @@ async def cli_update(req: Request) -> Response:
         _prompts.set_fields(conn, prompt["id"], enable, metadata)
         if content is not None:
             _prompts.add_version(conn, prompt["id"], branch, content, message="updated")
-        prompt = _by_id(conn, req.project_id, prompt["id"])
         version = _prompts.get_version(conn, prompt["id"], branch, None)
-        return prompt_json(req, prompt, version) if version else prompt
+        if version is None:
+            # Raising rolls the transaction back: the new fields are not kept either.
+            raise HTTPError(404, f"prompt {prompt['name']!r} has no branch {branch!r}")
+        return prompt_json(req, _by_id(conn, req.project_id, prompt["id"]), version)
 
     return json_response(await req.state.db.write(write))
 

@@ -130,7 +130,7 @@ async def log_single(req: Request) -> Response:
     raw = await req.body(MAX_BATCH_BYTES)
     try:
         usage = _legacy_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except _ingest.UNDECODABLE as exc:
         raise HTTPError(400, f"invalid usage record: {exc}") from None
     fields = msgspec.structs.asdict(usage)
     fields["id"] = usage.id or f"v1-{uuid.uuid4().hex}"

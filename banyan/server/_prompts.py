@@ -17,6 +17,9 @@ from banyan.server._db import new_id, now
 from banyan.server._http import HTTPError, Request, Response, check_name, field_of, json_response
 
 MAX_CONTENT = 1024 * 1024
+#: Levels of objects and arrays in metadata: orjson writes 255 at most, and a
+#: response wraps the metadata in a few more.
+MAX_METADATA_DEPTH = 128
 _VERSION_COLUMNS = "id, prompt_id, branch, version, seq, content, message, metadata, created_at"
 
 
@@ -89,7 +92,7 @@ def add_version(
         )
     elif _taken(conn, prompt_id, branch, version):
         raise HTTPError(409, f"version {version!r} already exists on branch {branch!r}")
-    meta = orjson.dumps(metadata or {}, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    meta = _dumps(metadata or {})
     row = (new_id("ver"), prompt_id, branch, version, seq, content, message, meta, now())
     conn.execute(
         f"INSERT INTO prompt_versions ({_VERSION_COLUMNS}) VALUES ({', '.join('?' * 9)})", row
@@ -97,6 +100,10 @@ def add_version(
     result = _version(row)
     assert result is not None
     return result
+
+
+def _dumps(metadata: dict[str, Any]) -> str:
+    return orjson.dumps(metadata, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _taken(conn: sqlite3.Connection, prompt_id: str, branch: str, version: str) -> bool:
@@ -111,7 +118,7 @@ def create(
     if find(conn, project_id, name) is not None:
         raise HTTPError(409, f"a prompt named {name!r} already exists")
     prompt_id = new_id("prm")
-    meta = orjson.dumps(body["metadata"], default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    meta = _dumps(body["metadata"])
     conn.execute(
         "INSERT INTO prompts VALUES (?, ?, ?, ?, ?, ?)",
         (prompt_id, project_id, name, int(body["enable_logging"]), meta, now()),
@@ -151,11 +158,33 @@ def versions(conn: sqlite3.Connection, prompt_id: str, branch: str | None) -> li
     return [v for v in map(_version, rows) if v is not None]
 
 
-def version_body(body: dict[str, Any]) -> dict[str, Any]:
-    """The checked fields of a push: content, branch, version, message, metadata."""
-    content = field_of(body, "content", str)
+def check_content(content: str) -> str:
+    """``content`` unless it is longer than MAX_CONTENT characters (413)."""
     if len(content) > MAX_CONTENT:
         raise HTTPError(413, f"content exceeds {MAX_CONTENT} characters")
+    return content
+
+
+def metadata_field(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The body's ``metadata`` object, if any; 400 when it nests too deeply."""
+    metadata: dict[str, Any] | None = field_of(body, "metadata", dict, None)
+    if metadata is not None and _depth(metadata) > MAX_METADATA_DEPTH:
+        raise HTTPError(400, f"metadata nested too deeply: at most {MAX_METADATA_DEPTH} levels")
+    return metadata
+
+
+def _depth(value: Any) -> int:
+    # Level by level, not recursively: orjson reads JSON nested 1,024 levels deep.
+    depth, level = 0, [value]
+    while level := [x for x in level if isinstance(x, dict | list)]:
+        depth += 1
+        level = [v for x in level for v in (x.values() if isinstance(x, dict) else x)]
+    return depth
+
+
+def version_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The checked fields of a push: content, branch, version, message, metadata."""
+    content = check_content(field_of(body, "content", str))
     version = field_of(body, "version", str, None)
     message = field_of(body, "message", str, None) or field_of(body, "change_message", str, "")
     return {
@@ -163,7 +192,7 @@ def version_body(body: dict[str, Any]) -> dict[str, Any]:
         "branch": check_name(field_of(body, "branch", str, "main"), "branch name"),
         "version": None if version is None else check_name(version, "version"),
         "message": message[:2000],
-        "metadata": field_of(body, "metadata", dict, None) or {},
+        "metadata": metadata_field(body) or {},
         "enable_logging": field_of(body, "enable_logging", bool, True),
     }
 
@@ -205,7 +234,7 @@ async def update_prompt(req: Request) -> Response:
     name = check_name(req.params["name"])
     body = await req.json()
     enable = field_of(body, "enable_logging", bool, None)
-    metadata = field_of(body, "metadata", dict, None)
+    metadata = metadata_field(body)
 
     def write(conn: sqlite3.Connection) -> dict[str, Any]:
         prompt = require(conn, req.project_id, name)
@@ -222,8 +251,7 @@ def set_fields(
     if enable is not None:
         conn.execute("UPDATE prompts SET enable_logging = ? WHERE id = ?", (int(enable), prompt_id))
     if metadata is not None:
-        meta = orjson.dumps(metadata, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-        conn.execute("UPDATE prompts SET metadata = ? WHERE id = ?", (meta, prompt_id))
+        conn.execute("UPDATE prompts SET metadata = ? WHERE id = ?", (_dumps(metadata), prompt_id))
 
 
 async def push_version(req: Request) -> Response:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from pathlib import Path
 
 from banyan.server import _auth, _db
-from banyan.server._app import DB_ENV
+from banyan.server._app import DB_ENV, LOG_LEVEL_ENV
 
 #: HTTP/2 frames up to 1 MiB: a 10,000-record batch then takes ~12 frames, not ~700.
 MAX_FRAME_SIZE = 1024 * 1024
@@ -28,6 +29,22 @@ def bootstrap(db: Path, api_key: str | None) -> None:
     state = "created" if created else "already present"
     print(f"banyan: project {_auth.DEFAULT_PROJECT!r} id {project_id}", flush=True)
     print(f"banyan: API key ({state}): {key}", flush=True)
+
+
+def _check_free(host: str, port: int) -> None:
+    """OSError when another server listens on ``host:port``.
+
+    granian binds with SO_REUSEPORT, so a second ``banyan serve`` on a busy port
+    would start and take every other connection, into another database.
+    SO_REUSEADDR alone still binds a port that only has closed connections left.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def serve(
@@ -54,9 +71,11 @@ def serve(
     from granian.log import LogLevels
 
     db = db.resolve()
+    _check_free(host, port)
     bootstrap(db, api_key)
     # Workers are separate processes that build the app from the environment.
     os.environ[DB_ENV] = str(db)
+    os.environ[LOG_LEVEL_ENV] = log_level
     scheme = "https" if tls_cert else "http"
     print(f"banyan: serving on {scheme}://{host}:{port} (HTTP/1.1 and HTTP/2)", flush=True)
     Granian(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -89,10 +90,50 @@ def test_errors_exit_non_zero(shared_server: Server, capsys: pytest.CaptureFixtu
     )
     assert code == 1
     assert "HTTP 404" in out
-    code, out = _run(shared_server, capsys, "experiments", "create", "x", "--variant", "oops")
-    assert code == 1
-    assert "VERSION:PERCENT" in out
     assert main(["prompts", "list", "--base-url", shared_server.base_url, "--api-key", ""]) == 2
+
+
+@pytest.mark.parametrize(
+    ("option", "needle"),
+    [("--variant=oops", "VERSION:PERCENT"), ("--variant=1:inf", "finite"),
+     ("--traffic=nan", "finite"), ("--traffic=lots", "finite")],
+)  # fmt: skip
+def test_bad_numbers_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], option: str, needle: str
+) -> None:
+    """A --variant or --traffic that is not a finite number: exit status 2 and why, no traceback."""
+    argv = ["experiments", "create", "p", "--variant", "1:100", option, "--api-key", "psk_x_y_z"]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_names_and_ids_stay_one_path_segment(
+    shared_server: Server, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A name or id with ?, / or .. reaches the server whole, which refuses it by name."""
+    source = tmp_path / "prompt.txt"
+    source.write_text("Hello")
+    code, out = _run(shared_server, capsys, "prompts", "push", "a?b", "--file", str(source))
+    assert (code, "invalid prompt name 'a?b'" in out) == (1, True), out
+    for exp_id in ("../../healthz", ".."):
+        code, out = _run(shared_server, capsys, "experiments", "results", exp_id)
+        assert (code, f"no experiment {exp_id!r}" in out) == (1, True), out
+
+
+@pytest.mark.parametrize("key", ["psk_abc", "psk_" + "x" * 253, "key_0123456789"])
+def test_serve_refuses_a_key_requests_could_not_use(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, key: str
+) -> None:
+    """`banyan serve --api-key` with a key the server would answer 401 to: exit 2, no server."""
+    started: list[str] = []
+    monkeypatch.setattr("banyan.server.serve", lambda **kw: started.append(kw["api_key"]))
+    assert main(["serve", "--db", str(tmp_path / "x.db"), "--api-key", key]) == 2
+    assert "8 to 256 characters" in capsys.readouterr().err
+    assert started == []
+    assert main(["serve", "--db", str(tmp_path / "x.db"), "--api-key", "psk_12345678"]) == 0
+    assert started == ["psk_12345678"]
 
 
 def test_unreachable_server_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
@@ -125,3 +166,39 @@ def test_serve_refuses_a_database_of_another_schema_without_a_traceback(tmp_path
     assert result.returncode == 2
     assert result.stderr.startswith("banyan serve: ")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("problem", ["busy port", "bad database", "bad port"])
+def test_serve_start_problems_are_one_line_and_exit_2(tmp_path: Path, problem: str) -> None:
+    """A port another server listens on (granian's SO_REUSEPORT would have shared it with
+    a second database), a database path that cannot be opened, a port out of range."""
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        port = str(other.getsockname()[1])
+        args = {
+            "busy port": ["--port", port, "--db", str(tmp_path / "x.db")],
+            "bad database": ["--db", str(tmp_path / "missing" / "x.db")],
+            "bad port": ["--port", "99999"],
+        }[problem]
+        result = subprocess.run(
+            [sys.executable, "-m", "banyan", "serve", *args],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "banyan serve" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_input_files_and_numbers_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A prompt file that is not UTF-8 and a replay timeout that is no positive number."""
+    source = tmp_path / "prompt.txt"
+    source.write_bytes(b"\xff\xfe")
+    argv = ["prompts", "push", "p", "--file", str(source), "--api-key", "psk_12345678",
+            "--base-url", "http://127.0.0.1:9"]  # fmt: skip
+    assert main(argv) == 2
+    assert "utf-8" in capsys.readouterr().err
+    for timeout in ("nan", "-1", "0"):
+        with pytest.raises(SystemExit) as exited:
+            main(["spool", "replay", "--timeout", timeout, "--dir", str(tmp_path)])
+        assert exited.value.code == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 from typing import Any
 
 import msgspec
@@ -11,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from banyan._record import Record
-from banyan._wire import MSGPACK, Rejected, msgpack_array_header
+from banyan._wire import JSON, MSGPACK, Rejected, msgpack_array_header
 from banyan.server import _ingest
+from banyan.server._http import HTTPError
 
 from .helpers import body, record
 
@@ -115,3 +117,33 @@ def test_fast_path_agrees_with_the_record_by_record_path(items: list[Any], at: i
 def test_the_fast_path_struct_mirrors_record() -> None:
     """_Valid has Record's fields in Record's order, so no good record misses the fast path."""
     assert _ingest._Valid.__struct_fields__ == Record.__struct_fields__
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [
+        (MSGPACK, msgpack_array_header(2_000_000) + b"\xc0" * 2_000_000),
+        (JSON, b"[" + b"0," * 2_000_000 + b"0]"),
+    ],
+)
+def test_too_many_elements_are_413_without_holding_them(kind: str, payload: bytes) -> None:
+    """Past MAX_BATCH_RECORDS elements, decode answers 413 having held no more than the limit."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(HTTPError) as refused:
+            _ingest.decode(payload, kind)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert refused.value.status == 413
+    assert peak < 8 * 1024 * 1024
+
+
+def test_record_nested_too_deeply_to_encode_is_rejected_by_index() -> None:
+    """A decoded record whose metadata is too deep to re-encode is rejected, not a crash."""
+    deep: dict[str, Any] = {}
+    for _ in range(5000):
+        deep = {"k": deep}
+    decoded = _ingest.to_rows([record("ok"), record("deep", metadata=deep)])
+    assert [r.index for r in decoded.rejected] == [1]
+    assert decoded.count == 1

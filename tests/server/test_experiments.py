@@ -85,6 +85,7 @@ def test_only_one_running_experiment_per_prompt_branch(shared_server: Server) ->
         [{"version": "1", "percentage": 50}, {"version": "9", "percentage": 50}],
         [{"version": "1", "weight_bp": -1}, {"version": "2", "weight_bp": 10001}],
         [{"version": "1", "percentage": 33.333}, {"version": "2", "percentage": 66.667}],
+        [{"version": "1", "percentage": 1e307}],
         [],
         "not a list",
     ],
@@ -99,6 +100,16 @@ def test_bad_experiments_are_400(shared_server: Server, variants: Any) -> None:
     assert response.status_code == 400
     listed = call(shared_server, "GET", "/api/v2/experiments", params={"prompt": name}).json()
     assert listed["experiments"] == []
+
+
+@pytest.mark.parametrize("traffic", [1e307, -1, 100.01])
+def test_traffic_outside_0_to_100_is_400(shared_server: Server, traffic: float) -> None:
+    """A traffic percentage outside 0..100, however large, is 400."""
+    name = unique("bad-traffic")
+    create_prompt(shared_server, name, "one")
+    variants = [{"version": "1", "percentage": 100}]
+    payload = {"prompt": name, "variants": variants, "traffic": traffic}
+    assert call(shared_server, "POST", "/api/v2/experiments", json=payload).status_code == 400
 
 
 def test_route_agrees_with_routing_choose(shared_server: Server) -> None:
@@ -145,6 +156,29 @@ def test_route_accepts_key_in_body_only(shared_server: Server) -> None:
     url = f"{shared_server.base_url}/api/experiments/route"
     assert httpx.post(url, json=payload).status_code == 200
     assert httpx.post(url, json={**payload, "apiKey": "psk_wrong_key"}).status_code == 401
+
+
+def test_route_checks_key_and_project_before_the_body(
+    shared_server: Server, project_b: str
+) -> None:
+    """The route call refuses a foreign X-Project-Id (403) and a keyless body (401) before
+    reading the body, as every other endpoint does."""
+    import httpx
+
+    name = unique("route-auth")
+    create_prompt(shared_server, name, "one", "two")
+    exp = _experiment(shared_server, name)
+    payload = {"experimentId": exp["id"], "stickyKey": "user_id", "stickyValue": "u"}
+    url = f"{shared_server.base_url}/api/experiments/route"
+    own = {"X-API-Key": shared_server.api_key}
+    foreign = {"X-Project-Id": "prj_somebody_else"}
+    in_body = {**payload, "apiKey": shared_server.api_key}
+    assert httpx.post(url, json=payload, headers={**own, **foreign}).status_code == 403
+    assert httpx.post(url, json=in_body, headers=foreign).status_code == 403
+    assert httpx.post(url, json=payload, headers={"X-API-Key": project_b}).status_code == 404
+    assert httpx.post(url, content=b"{oops", headers=own).status_code == 400
+    assert httpx.post(url, content=b"{oops").status_code == 401
+    assert httpx.post(url, json=payload, headers=own).status_code == 200
 
 
 def test_get_experiment_legacy_and_v2(shared_server: Server) -> None:

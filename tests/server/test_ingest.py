@@ -15,7 +15,15 @@ import pytest
 import zstandard
 from serverproc import Server, start_server
 
-from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, JSON, MAX_BATCH_BYTES, MAX_BATCH_RECORDS
+from banyan._wire import (
+    BATCH_ID_HEADER,
+    BATCH_PATH,
+    JSON,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_RECORDS,
+    MSGPACK,
+)
+from banyan.server._ingest import MAX_GZIP_MEMBERS
 
 from .helpers import body, call, post_batch, record, unique
 
@@ -156,14 +164,96 @@ def test_unsupported_media_is_415(shared_server: Server, headers: dict[str, str]
     assert "error" in response.json()
 
 
-def test_too_many_records_is_413(server: Server) -> None:
-    """More than MAX_BATCH_RECORDS records: 413 and nothing stored."""
+@pytest.mark.parametrize("kind", [MSGPACK, JSON])
+def test_too_many_records_is_413(server: Server, kind: str) -> None:
+    """More than MAX_BATCH_RECORDS records, in either format: 413 and nothing stored."""
     items = [
         {"id": str(i), "ts": 0, "input": "", "output": ""} for i in range(MAX_BATCH_RECORDS + 1)
     ]
-    response = post_batch(server, body(items))
+    if kind == JSON:
+        response = post_batch(server, orjson.dumps(items), {"Content-Type": JSON})
+    else:
+        response = post_batch(server, body(items))
     assert response.status_code == 413
     assert server.summary()["stored"] == 0
+
+
+def test_huge_array_header_in_a_small_body_is_413(shared_server: Server) -> None:
+    """A 1 KB zstd body declaring 33.5 million elements is refused by its header: 413."""
+    count = 33_500_000
+    packed = zstandard.compress(b"\xdd" + count.to_bytes(4, "big") + b"\xc0" * count)
+    assert len(packed) < 2048
+    response = post_batch(shared_server, packed, {"Content-Encoding": "zstd"})
+    assert response.status_code == 413
+    assert str(MAX_BATCH_RECORDS) in response.json()["error"]
+
+
+def _deep_record(levels: int) -> bytes:
+    """A MessagePack record whose metadata nests ``levels`` maps deep."""
+    head = msgspec.msgpack.encode({"id": unique("deep"), "ts": 1.0, "input": "", "output": ""})
+    return b"\x85" + head[1:] + b"\xa8metadata" + b"\x81\xa1k" * levels + b"\xc0"
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (b"\x91" * 100_000 + b"\xc0", MSGPACK),
+        (b"[" * 100_000 + b"]" * 100_000, JSON),
+        (b"\x92" + msgspec.msgpack.encode(record()) + _deep_record(2000), MSGPACK),
+        (b'[{"id": "deep", "ts": 1, "metadata": ' + b'{"k": ' * 2000 + b"1" + b"}" * 2001 + b"]",
+         JSON),
+    ],
+)  # fmt: skip
+def test_body_nested_too_deeply_is_400(shared_server: Server, content: bytes, kind: str) -> None:
+    """Nesting past the decoder's depth limit is a malformed body (400), not a server error."""
+    response = post_batch(shared_server, content, {"Content-Type": kind})
+    assert response.status_code == 400, response.text
+    assert "recursion" in response.json()["error"]
+
+
+def test_single_record_nested_too_deeply_is_400(shared_server: Server) -> None:
+    """POST /api/logs/prompt-usage with metadata nested 2,000 levels: 400."""
+    content = b'{"input": "i", "output": "o", "metadata": ' + b'{"k": ' * 2000 + b"1" + b"}" * 2001
+    response = call(shared_server, "POST", "/api/logs/prompt-usage", content=content)
+    assert response.status_code == 400, response.text
+
+
+def _packed(encoding: str, *parts: bytes) -> bytes:
+    """``parts`` compressed one by one and concatenated: gzip members or zstd frames."""
+    one = zstandard.compress if encoding == "zstd" else gzip.compress
+    return b"".join(map(one, parts))
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "zstd"])
+def test_every_gzip_member_and_zstd_frame_is_read(server: Server, encoding: str) -> None:
+    """A body split across several gzip members or zstd frames is read whole."""
+    raw = body([record(f"part-{i}") for i in range(30)])
+    packed = _packed(encoding, raw[:100], raw[100:500], raw[500:])
+    response = post_batch(server, packed, {"Content-Encoding": encoding})
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 30
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "zstd"])
+@pytest.mark.parametrize("tail", [b"garbage!", b"\x1f\x8b\x08\x00garbage!"])
+def test_bytes_after_the_last_member_or_frame_are_400(
+    shared_server: Server, encoding: str, tail: bytes
+) -> None:
+    """Trailing bytes that are not a whole gzip member or zstd frame: 400, nothing stored."""
+    rid = unique("tail")
+    packed = _packed(encoding, body([record(rid)])) + tail
+    response = post_batch(shared_server, packed, {"Content-Encoding": encoding})
+    assert response.status_code == 400, response.text
+    assert encoding in response.json()["error"]
+    assert rid not in shared_server.stored_ids()
+
+
+def test_gzip_members_past_the_limit_are_413(shared_server: Server) -> None:
+    """A gzip body of more members than MAX_GZIP_MEMBERS is refused with 413."""
+    raw = body([record()])
+    packed = _packed("gzip", raw, *[b""] * MAX_GZIP_MEMBERS)
+    response = post_batch(shared_server, packed, {"Content-Encoding": "gzip"})
+    assert response.status_code == 413
 
 
 def test_too_large_body_is_413(shared_server: Server) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from serverproc import Server
+
+from banyan.server._prompts import MAX_CONTENT, MAX_METADATA_DEPTH
 
 from .helpers import call, create_prompt, unique
 
@@ -203,3 +206,56 @@ def test_unknown_path_and_method(shared_server: Server) -> None:
     response = call(shared_server, "DELETE", "/api/v2/logs/summary")
     assert response.status_code == 405
     assert response.json()["error"]
+
+
+def _prompt_id(server: Server, name: str) -> str:
+    return str(call(server, "GET", f"/api/logs/prompt/{name}").json()["prompt_id"])
+
+
+def _deep_metadata(fields: dict[str, str], levels: int) -> bytes:
+    """``fields`` as a JSON object with a ``metadata`` nesting ``levels`` objects deep."""
+    deep = b'{"k": ' * (levels - 1) + b"{}" + b"}" * (levels - 1)
+    return orjson.dumps({**fields, "metadata": None})[: -len(b"null}")] + deep + b"}"
+
+
+def test_metadata_nested_too_deeply_is_400_on_every_endpoint(shared_server: Server) -> None:
+    """Metadata nested 300 levels (JSON allows 1,024, orjson writes 255): 400, not a 500."""
+    name = unique("deep-meta")
+    create_prompt(shared_server, name)
+    requests = [
+        ("POST", "/api/v2/prompts", {"name": unique("d"), "content": "c"}),
+        ("PATCH", f"/api/v2/prompts/{name}", {}),
+        ("POST", f"/api/v2/prompts/{name}/versions", {"content": "c"}),
+        ("POST", "/api/logs/cli/prompts", {"name": unique("d"), "content": "c"}),
+        ("POST", "/api/logs/cli/prompts/version", {"name": name, "content": "c"}),
+        ("PUT", f"/api/logs/cli/prompts/{_prompt_id(shared_server, name)}", {}),
+    ]
+    for method, path, fields in requests:
+        response = call(shared_server, method, path, content=_deep_metadata(fields, 300))
+        assert response.status_code == 400, (path, response.text)
+        assert "nested too deeply" in response.json()["error"]
+
+
+def test_metadata_at_the_depth_limit_is_stored_and_listed(shared_server: Server) -> None:
+    """Metadata nested MAX_METADATA_DEPTH levels is kept and every listing still answers."""
+    name = unique("deepest-meta")
+    create_prompt(shared_server, name)
+    content = _deep_metadata({}, MAX_METADATA_DEPTH)
+    assert call(shared_server, "PATCH", f"/api/v2/prompts/{name}", content=content).is_success
+    for path in ("/api/v2/prompts", "/api/logs/cli/prompts", f"/api/logs/prompt/{name}"):
+        assert call(shared_server, "GET", path).status_code == 200, path
+
+
+def test_cli_update_refuses_oversized_content_and_unknown_branch(shared_server: Server) -> None:
+    """PUT /api/logs/cli/prompts/{id}: content past MAX_CONTENT is 413; an unknown branch 404,
+    and neither changes the prompt."""
+    name = unique("cli-put")
+    create_prompt(shared_server, name, "v1")
+    path = f"/api/logs/cli/prompts/{_prompt_id(shared_server, name)}"
+    big = call(shared_server, "PUT", path, json={"content": "x" * (MAX_CONTENT + 1)})
+    assert big.status_code == 413
+    missing = call(shared_server, "PUT", path, json={"branch": "nope", "metadata": {"a": 1}})
+    assert missing.status_code == 404
+    assert "nope" in missing.json()["error"]
+    fetched = call(shared_server, "GET", f"/api/logs/prompt/{name}").json()
+    assert (fetched["content"], fetched["version"], fetched["metadata"]) == ("v1", "1", {})
