@@ -9,7 +9,9 @@ bodies import the server package lazily: ``import banyan`` never loads it.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,16 +35,20 @@ def _serve(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         print("banyan serve: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
-    if args.api_key is not None and not args.api_key.startswith("psk_"):
-        print("banyan serve: an API key starts with psk_", file=sys.stderr)
-        return 2
+    from banyan.server._auth import is_key_text
     from banyan.server._db import SchemaError
+
+    if args.api_key is not None and not is_key_text(args.api_key):
+        message = "--api-key must start with psk_ and be 8 to 256 characters long"
+        print(f"banyan serve: {message}", file=sys.stderr)
+        return 2
 
     try:
         serve(host=args.host, port=args.port, db=args.db, api_key=args.api_key,
               tls_cert=args.tls_cert, tls_key=args.tls_key, workers=args.workers,
               log_level=args.log_level, shutdown_timeout=args.shutdown_timeout)  # fmt: skip
-    except SchemaError as exc:
+    except (SchemaError, OSError, sqlite3.Error, ValueError) as exc:
+        # A database that cannot be opened, a certificate file, an address or a busy port.
         print(f"banyan serve: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -53,17 +59,59 @@ def add_serve(sub: Subparsers) -> None:
     """``banyan serve``: run the reference server."""
     p = sub.add_parser("serve", help="run the reference server (HTTP/1.1 and HTTP/2)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=_port, default=8765)
     p.add_argument("--db", type=Path, default=Path("banyan.db"), help="SQLite file")
     p.add_argument("--api-key", help="bootstrap key (psk_...); created if new")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--shutdown-timeout", type=int, default=5, metavar="S",
+    p.add_argument("--workers", type=positive(int), default=1)
+    p.add_argument("--shutdown-timeout", type=positive(int), default=5, metavar="S",
                    help="seconds open connections get after SIGTERM (default 5)")  # fmt: skip
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])  # fmt: skip
     p.set_defaults(func=_serve)
+
+
+def finite(text: str) -> float:
+    """A finite number (an argparse type): NaN and infinities are not JSON."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a finite ``kind`` greater than 0."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    """A TCP port (an argparse type)."""
+    port = positive(int)(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(port)
+
+
+def _variant(text: str) -> dict[str, Any]:
+    """VERSION:PERCENT (an argparse type)."""
+    version, sep, percent = text.rpartition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not VERSION:PERCENT, for example 2:50")
+    return {"version": version, "percentage": finite(percent)}
 
 
 def _admin(name: str) -> Callable[[argparse.Namespace], int]:
@@ -115,9 +163,10 @@ def add_management(sub: Subparsers) -> None:
     experiments = _group(sub, "experiments", "manage experiments")
     p = experiments.add_parser("create", help="create and start an experiment")
     p.add_argument("prompt")
-    p.add_argument("--variant", action="append", required=True, metavar="VERSION:PERCENT")
+    p.add_argument("--variant", action="append", required=True, type=_variant,
+                   metavar="VERSION:PERCENT")  # fmt: skip
     p.add_argument("--sticky-key", default="user_id")
-    p.add_argument("--traffic", type=float, default=100.0, help="percent of subjects enrolled")
+    p.add_argument("--traffic", type=finite, default=100.0, help="percent of subjects enrolled")
     p.add_argument("--branch", default="main")
     p.add_argument("--name")
     p.set_defaults(func=_admin("create_experiment"))

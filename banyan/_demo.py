@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from banyan._cli import positive
 from banyan._localserver import start
 
 DEMO_KEY = "psk_demo_local_only_0000000000"
@@ -30,29 +31,18 @@ def add_parser(subparsers: Any) -> None:
     """Register ``banyan demo`` on the CLI."""
     parser = subparsers.add_parser("demo", help="run the end-to-end demo on a local server")
     parser.add_argument(
-        "--workers", type=_positive(int), default=4, help="worker processes (default 4)"
+        "--workers", type=positive(int), default=4, help="worker processes (default 4)"
     )
     parser.add_argument(
-        "--records", type=_positive(int), default=20_000, help="records in all (default 20000)"
+        "--records", type=positive(int), default=20_000, help="records in all (default 20000)"
     )
     parser.add_argument(
-        "--duration", type=_positive(float), default=60.0, help="stop logging after S seconds"
+        "--duration", type=positive(float), default=60.0, help="stop logging after S seconds"
     )
     parser.add_argument(
-        "--users", type=_positive(int), default=1_000, help="distinct sticky user ids"
+        "--users", type=positive(int), default=1_000, help="distinct sticky user ids"
     )
     parser.set_defaults(func=run)
-
-
-def _positive(kind: type[int] | type[float]) -> Any:
-    def parse(text: str) -> int | float:
-        value = kind(text)
-        if not 0 < value < float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its error message
-    return parse
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from banyan._cli import positive
 from banyan._config import Config, build
 from banyan._exceptions import ConfigurationError
 
@@ -33,7 +34,7 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_status)
     p = commands.add_parser("replay", help="send the spooled records, then delete them")
-    p.add_argument("--timeout", type=float, default=300.0, help="give up after S seconds")
+    p.add_argument("--timeout", type=positive(float), default=300.0, help="give up after S seconds")
     p.set_defaults(func=_replay)
     p = commands.add_parser("purge", help="delete every segment no live process holds")
     p.set_defaults(func=_purge)
