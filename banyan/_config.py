@@ -23,6 +23,8 @@ MiB = 1024 * 1024
 COMPRESSIONS = (None, "gzip", "zstd")
 DURABILITIES = ("buffered", "durable")
 SPOOL_SYNCS = ("none", "interval", "always")
+#: The smallest spool_max_bytes: four segments of the smallest size.
+SPOOL_MIN_BYTES = 4 * 64 * 1024
 FLAGS = ("background_thread", "enable_metrics", "auto_flush", "http2", "disk_cache")
 
 
@@ -222,7 +224,9 @@ def _check_cache(config: Config) -> None:
 
 
 def _check_spool(config: Config) -> None:
-    _check_int("spool_max_bytes", config.spool_max_bytes, minimum=1)
+    # Four of the smallest segments (64 KiB, banyan._spooling): one fills while others
+    # wait for replay; a smaller spool would evict what it just sealed.
+    _check_int("spool_max_bytes", config.spool_max_bytes, minimum=SPOOL_MIN_BYTES)
     if config.durability not in DURABILITIES:
         raise ConfigurationError(
             f"durability must be 'buffered' or 'durable', got {config.durability!r}"

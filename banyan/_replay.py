@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 #: A replayed batch counted under one of these failed: keep the segment, back off.
 _FAILURES = (DropReason.RETRIES_EXHAUSTED, DropReason.DEADLINE, DropReason.SHUTDOWN,
              DropReason.UNAUTHORIZED, DropReason.INTERNAL_ERROR)  # fmt: skip
+#: Reads of a segment that fail (OSError) before it is given up as unreadable.
+UNREADABLE_TRIES = 3
 #: Durable mode has no live traffic to tell that the server is back: probe at least this often.
 MAX_BACKOFF = 10.0
 
@@ -79,6 +81,8 @@ class Replayer:
         self._failed_at = 0.0
         self._not_before = 0.0
         self._rescan_at = 0.0
+        #: Failed reads so far, by segment name.
+        self._unreadable: dict[str, int] = {}
         self.prepare_wanted = False
         # Flush generations: asked, sealed, and settled by idleness or by failure.
         self._wanted = self._sealed_gen = self._idle_gen = self._failed_gen = 0
@@ -175,11 +179,17 @@ class Replayer:
         return batch
 
     def _ack(self) -> None:
-        segment, self._segment = self._segment, None
+        segment = self._segment
         assert segment is not None
         if segment.damage.error is not None:
-            # An unreadable segment would block every later one (oldest first): let it go.
+            tries = self._unreadable[segment.name] = self._unreadable.get(segment.name, 0) + 1
+            if tries < UNREADABLE_TRIES:
+                # Perhaps a passing I/O error: keep it and try again after the backoff.
+                self._fail(f"spool: {segment.damage.error}")
+                return
+            # Still unreadable: it would block every later one (oldest first): let it go.
             self._scratch.drop(DropReason.SPOOL_CORRUPT, 1, f"spool: {segment.damage.error}")
+        self._segment = None
         if self.spool.ack(segment):
             # Else the segment stays spooled and is counted when it is replayed again.
             self._stats.merge(self._scratch)

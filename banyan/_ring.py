@@ -124,8 +124,12 @@ class Ring:
         records = max(self._wake_records - len(self._items), at_records - self.popped - len(self))
         to_bytes = max(self._wake_bytes - held, at_bytes - self.bytes_in)
         grant = max(0, min(self.max_bytes - held, to_bytes, records * size))
-        self._granted = grant
+        # Settle again, inline (no call between the load and the store): a signal handler
+        # that logged during the calls above may have granted a credit that others spent.
+        left = self.credit[0]
         self.credit[0] = grant
+        self.bytes_in += self._granted - left
+        self._granted = grant
 
     def close(self) -> None:
         """Refuse every later push (shutdown)."""

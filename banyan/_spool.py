@@ -185,11 +185,12 @@ class Spool:
         created = time.time_ns() if created is None else created
         return self.directory / f"{created:020d}-{self._pid}-{self._seq:06d}{suffix}"
 
-    def _make_room(self) -> bool:
-        """Evict the oldest segments nobody holds until a new one fits (caller holds the lock)."""
+    def _make_room(self, evict: bool = True) -> bool:
+        """Whether a new segment fits, evicting the oldest segments nobody holds until it
+        does when ``evict`` (the caller holds the lock)."""
         segments, total = sd.listing(self.directory)
         total += self.segment_bytes
-        for name, size in segments:
+        for name, size in segments if evict else ():
             if total <= self.max_total_bytes:
                 break
             fd = self._take(name)
@@ -210,7 +211,8 @@ class Spool:
                 return
             try:
                 sd.make_directory(self.directory)
-                room = self._make_room()
+                # A spare is not worth a record: append evicts when it needs a segment.
+                room = self._make_room(evict=False)
             except OSError as exc:
                 self.last_error = f"spool: {exc}"
                 return

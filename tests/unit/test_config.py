@@ -190,3 +190,9 @@ def test_unreadable_ca_file_is_a_configuration_error(
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
     with pytest.raises(banyan.ConfigurationError, match="SSL_CERT_FILE"):
         banyan.PromptStackLogger(api_key="psk_x", base_url="https://127.0.0.1:9")
+
+
+def test_spool_max_bytes_holds_four_of_the_smallest_segments() -> None:
+    """Below 256 KiB a durable spool would evict what it had just sealed."""
+    with pytest.raises(banyan.ConfigurationError, match="spool_max_bytes"):
+        banyan.PromptStackLogger(api_key="psk_x", spool_max_bytes=100_000)

@@ -140,3 +140,30 @@ def test_take_survives_producers_appending_while_it_sizes_a_batch() -> None:
         sys.setswitchinterval(interval)
     assert all(sum(map(len, batch)) <= 3000 for batch in batches)
     assert ring.popped == sum(map(len, batches)) > 0
+
+
+def test_a_push_re_entered_from_a_signal_handler_keeps_the_byte_count() -> None:
+    """A handler's push inside another push (the lock is re-entrant) grants a credit that
+    other threads spend before the outer push grants its own: those bytes still count."""
+    ring = Ring(10_000, 100, 5_000, lambda: None)
+    data = b"y" * 40
+    original = ring._wake_due
+    fired: list[bool] = []
+
+    def handler_runs_here(held: int) -> bool:
+        if not fired:
+            fired.append(True)
+            assert ring.push(b"s" * 37)  # the signal handler's log_prompt
+            for _ in range(3):  # other threads, on the fast path, spend its credit
+                left = ring.credit[0] - len(data)
+                if left >= 0:
+                    ring.credit[0] = left
+                    ring.append(data)
+        return original(held)
+
+    ring._wake_due = handler_runs_here  # type: ignore[method-assign]
+    assert ring.push(data)
+    assert fired
+    assert len(ring._items) == 5  # the credit was spent
+    ring._settle()
+    assert ring.bytes == sum(map(len, ring._items))

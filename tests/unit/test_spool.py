@@ -7,17 +7,18 @@ import os
 import stat
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from banyan import _spooldir
+from banyan import _segment, _spooldir
 from banyan._replay import Replayer
 from banyan._segment import FRAME_SIZE, HEADER_SIZE
 from banyan._spool import Spool
-from banyan._stats import Stats
+from banyan._stats import DropReason, Stats
 
 SEGMENT = 16 << 10
 PAD = b"p" * 1190
@@ -219,7 +220,7 @@ def test_a_rollover_while_the_spare_is_prepared_keeps_the_limit(
     """prepare() zero-fills the spare without the lock; if append rolls over meanwhile (and
     allocates a segment of its own), the spare is only kept while everything fits."""
     s = Spool(tmp_path, segment_bytes=SEGMENT, max_total_bytes=4 * SEGMENT)
-    fill(s, 13 * 3 + 5)  # three full segments and a part-filled active one
+    fill(s, 13 * 2 + 5)  # two full segments and a part-filled active one: room for a spare
     allocate = _spooldir.allocate
 
     def slow_allocate(path: Path, size: int) -> tuple[Path, int]:
@@ -479,3 +480,50 @@ def test_a_segment_acked_after_close_stays_and_its_replay_is_not_counted(tmp_pat
     again = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
     assert len(replay_all(again)) == 3
     again.close()
+
+
+def test_preparing_a_spare_never_evicts_records(tmp_path: Path) -> None:
+    """The spare segment is a convenience: with the spool at its bound, prepare() leaves
+    the sealed records alone (it evicted the segment just sealed, before its replay)."""
+    spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT, max_total_bytes=2 * SEGMENT)
+    fill(spool, 26)  # two sealed segments of 13: the bound, no room for a spare
+    spool.prepare()
+    assert spool.evicted == 0
+    assert sorted(replay_all(spool)) == list(range(26))
+    spool.close()
+
+
+def test_a_passing_read_error_keeps_the_segment_for_another_try(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One EIO while reading a segment: it is released and read again after the backoff,
+    not deleted as unreadable with one record counted lost."""
+    spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
+    fill(spool, 5)
+    stats, sent = Stats(), list[int]()
+    real, failures = _segment.read_file, [OSError(errno.EIO, "I/O error")]
+
+    def flaky(fd: int) -> bytes:
+        if failures:
+            raise failures.pop()
+        return real(fd)
+
+    monkeypatch.setattr(_segment, "read_file", flaky)
+
+    def deliver(scratch: Stats) -> Any:
+        def send(batch: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
+            sent.extend(num(r) for r in batch)
+            scratch.add(sent=len(batch))
+            return True
+
+        return send
+
+    replayer = Replayer(spool, deliver, stats, batch=(100, 1 << 20), seal_interval=0.0,
+                        backoff=(0.01, 0.1), healthy=lambda: 0.0, prepare=False)  # fmt: skip
+    deadline = time.monotonic() + 5
+    while stats.sent < 5 and time.monotonic() < deadline:  # delivered, then acked
+        replayer.step()
+        time.sleep(0.005)
+    assert sent == list(range(5))
+    assert (stats.sent, stats.dropped[DropReason.SPOOL_CORRUPT]) == (5, 0)
+    spool.close()
