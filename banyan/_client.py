@@ -511,6 +511,7 @@ class PromptStackLogger:
 
     def get_stats(self) -> dict[str, Any]:
         """Counters: ``logs_sent``, ``queue_size``, drops by reason and more."""
+        self._check_pid()  # a child forked without the hooks reports its own, empty, ring
         ring = self._flusher.ring
         stats = self._stats.snapshot(
             ring.pushed(), ring.full, len(ring), ring.bytes,

@@ -127,6 +127,19 @@ def test_a_fork_the_hooks_missed_renumbers_the_record(
     assert record.id.rsplit("-", 1)[0] != parent_prefix
 
 
+def test_get_stats_in_a_child_the_hooks_missed_is_the_childs(
+    make_logger: MakeLogger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hook-less child's first get_stats() resets the logger: not the parent's queue."""
+    logger = quiet(make_logger)
+    logger.log_prompt("parent", "o")
+    real = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: real + 1)
+    logger._here[0] = 0  # what the wiped page reads in a forked child
+    stats = logger.get_stats()
+    assert (stats["logs_queued"], stats["queue_size"]) == (0, 0)
+
+
 @pytest.mark.skipif(not _fork.WIPES, reason="this kernel does not wipe pages on fork")
 def test_get_prompt_asks_getpid_only_when_its_page_was_wiped(
     make_logger: MakeLogger, monkeypatch: pytest.MonkeyPatch
