@@ -43,6 +43,16 @@ class Forkable(Protocol):
     def _at_exit(self) -> None: ...
 
 
+class Locked(Protocol):
+    """An object whose state changes under ``_lock`` (see :func:`hold`)."""
+
+    _lock: threading.Lock
+
+
+#: How long the *before* hook waits for an object's lock before forking without it.
+HOLD_TIMEOUT = 5.0
+
+
 class _Hooks:
     def __init__(self) -> None:
         self.live: weakref.WeakSet[Forkable] = weakref.WeakSet()
@@ -51,6 +61,10 @@ class _Hooks:
         #: Module-level short locks taken across the fork (see the module docstring).
         self.guarded: list[threading.Lock] = [self.lock]
         self.in_child: list[Callable[[], None]] = []
+        #: Objects whose ``_lock`` is taken across the fork too (see :func:`hold`).
+        self.owners: weakref.WeakSet[Locked] = weakref.WeakSet()
+        #: The owners' locks the last *before* hook took.
+        self.taken: list[threading.Lock] = []
         self.mp_watched = False
 
 
@@ -106,6 +120,20 @@ def guard(lock: threading.Lock, in_child: Callable[[], None] | None = None) -> N
     _register()
 
 
+def hold(owner: Locked) -> None:
+    """Take ``owner._lock`` across every fork, after the module locks.
+
+    For an object whose lock guards files it opens and closes (the spool): a
+    fork in the middle of such a change would leave the child descriptors no
+    list of the object names, and so locks on files it cannot release. The
+    lock may be held across local disk I/O (milliseconds), never the network;
+    a lock not free within HOLD_TIMEOUT is not waited for.
+    """
+    with _hooks.lock:
+        _hooks.owners.add(owner)
+    _register()
+
+
 def _register() -> None:
     with _hooks.lock:
         if _hooks.registered:
@@ -139,9 +167,16 @@ def _before() -> None:
     # In registration order; every other path takes at most one of these at a time.
     for lock in _hooks.guarded:
         lock.acquire()
+    for owner in list(_hooks.owners):
+        lock = owner._lock
+        if lock.acquire(timeout=HOLD_TIMEOUT):
+            _hooks.taken.append(lock)
 
 
 def _after_in_parent() -> None:
+    taken, _hooks.taken = _hooks.taken, []
+    for lock in reversed(taken):
+        lock.release()
     for lock in reversed(_hooks.guarded):
         lock.release()
 

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from banyan import _fork
 from banyan import _spooldir as sd
 from banyan._record import Encoded
 from banyan._segment import FRAME_SIZE, HEADER_SIZE, Segment, Writer, frame_crc
@@ -85,6 +86,7 @@ class Spool:
         self.retry_after = retry_after
         self.wake = wake
         self._reset()
+        _fork.hold(self)
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
@@ -96,6 +98,9 @@ class Spool:
         self._sealed: dict[str, int] = {}
         self._claimed: dict[str, int] = {}
         self._unsynced: list[int] = []
+        #: Descriptors in use outside the lock: a spare being zero-filled, dups being synced.
+        self._preparing: tuple[Path, int] | None = None
+        self._syncing: list[int] = []
         self._half = self.segment_bytes // 2
         self._next_sync = 0.0
         self._retry_at = 0.0
@@ -207,7 +212,7 @@ class Spool:
         """
         self._check_pid()
         with self._lock:
-            if self._spare is not None or self._closed:
+            if self._spare is not None or self._preparing is not None or self._closed:
                 return
             try:
                 sd.make_directory(self.directory)
@@ -216,22 +221,35 @@ class Spool:
             except OSError as exc:
                 self.last_error = f"spool: {exc}"
                 return
+            if not room:
+                return
             path = self._next_path(sd.TMP)
+            try:
+                # Created under the lock and listed, so that a fork during the slow
+                # zero-fill leaves the child a descriptor it knows to close.
+                pair = (path, sd.create(path))
+            except OSError as exc:
+                self.last_error = f"spool: {exc}"
+                return
+            self._preparing = pair
+        filled = True
         try:
-            spare = sd.allocate(path, self.segment_bytes) if room else None
+            sd.fill(pair[1], self.segment_bytes)
         except OSError as exc:
             self.last_error = f"spool: {exc}"
-            return
+            filled = False
         with self._lock:
+            self._preparing = None
             # While the spare was zero-filled without the lock, append may have rolled
             # over to a segment of its own (it counted the spare at its size so far): the
             # spare stays only if everything, the spare included, fits. It is not worth
             # evicting records for; append allocates (and evicts) when it needs one.
             fits = sd.listing(self.directory)[1] <= self.max_total_bytes
-            if fits and spare is not None and self._spare is None and not self._closed:
-                self._spare, spare = spare, None
-        if spare is not None:
-            sd.discard(*spare)
+            keep = filled and fits and self._spare is None and not self._closed
+            if keep:
+                self._spare = pair
+        if not keep:
+            sd.discard(*pair)
 
     def _seal_active(self) -> None:
         """Close the active segment for writing; this process keeps its lock."""
@@ -262,11 +280,17 @@ class Spool:
             fds, self._unsynced = self._unsynced, []
             if self._active is not None:
                 fds.append(os.dup(self._active[1]))
+            # Listed while they are synced without the lock: a fork meanwhile leaves the
+            # child descriptors (and so the segments' locks) it knows to close.
+            self._syncing += fds
         if fds:
             self._guard(sd.fsync_directory, self.directory)
         for fd in fds:
             self._guard(os.fdatasync, fd)
-            os.close(fd)
+        with self._lock:
+            for fd in fds:
+                self._syncing.remove(fd)
+                os.close(fd)
 
     def _guard(self, fn: Callable[[Any], None], arg: Any) -> None:
         try:
@@ -376,8 +400,9 @@ class Spool:
         """
         if self._writer is not None:
             self._writer.close()
-        held = [*self._sealed.values(), *self._claimed.values(), *self._unsynced]
-        held += [pair[1] for pair in (self._active, self._spare) if pair is not None]
+        held = [*self._sealed.values(), *self._claimed.values(), *self._unsynced, *self._syncing]
+        pairs = (self._active, self._spare, self._preparing)
+        held += [pair[1] for pair in pairs if pair is not None]
         for fd in held:
             with contextlib.suppress(OSError):
                 os.close(fd)

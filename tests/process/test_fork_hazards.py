@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -88,3 +91,40 @@ def test_fork_right_after_the_first_log_in_a_fresh_interpreter(server: Server) -
     children, per_child = 8, 50
     run_script("first_log_fork.py", server, children, per_child)
     _assert_exactly(server, 1 + children * per_child)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_children_forked_while_the_spool_works_hold_none_of_its_files(tmp_path: Path) -> None:
+    """Forks while a durable logger writes, syncs and prepares segments: no child keeps a
+    descriptor of the parent's spool (it would hold that segment's lock, so no process
+    could replay it after the parent died, as long as the child lives)."""
+    logger = banyan.PromptStackLogger(
+        api_key="psk_fork_spool", base_url="http://127.0.0.1:9", durability="durable",
+        spool_dir=str(tmp_path), spool_sync="interval", spool_max_bytes=1 << 20,
+        flush_interval=0.02, max_retries=0,
+    )  # fmt: skip
+    directory = str(logger._spooling.spool.directory) if logger._spooling else ""
+    stop = threading.Event()
+
+    def produce() -> None:
+        while not stop.is_set():
+            logger.log_prompt(input="x" * 600, output="y" * 600)
+
+    def holds_spool_files() -> int:
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                # A segment (the directory's own descriptor, fsynced meanwhile, locks nothing).
+                if os.readlink(f"/proc/self/fd/{fd}").startswith(directory + os.sep):
+                    return 1
+        return 0
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        leaked = sum(fork_child(holds_spool_files) for _ in range(150))
+    finally:
+        stop.set()
+        producer.join(10)
+        logger.shutdown(timeout=1)
+    assert directory
+    assert leaked == 0

@@ -221,16 +221,16 @@ def test_a_rollover_while_the_spare_is_prepared_keeps_the_limit(
     allocates a segment of its own), the spare is only kept while everything fits."""
     s = Spool(tmp_path, segment_bytes=SEGMENT, max_total_bytes=4 * SEGMENT)
     fill(s, 13 * 2 + 5)  # two full segments and a part-filled active one: room for a spare
-    allocate = _spooldir.allocate
+    zero_fill = _spooldir.fill
 
-    def slow_allocate(path: Path, size: int) -> tuple[Path, int]:
+    def slow_fill(fd: int, size: int) -> None:
         if not rolled:  # prepare()'s call: the logging thread fills the active segment first
             rolled.append(1)
             fill(s, 13, start=1000)
-        return allocate(path, size)
+        zero_fill(fd, size)
 
     rolled: list[int] = []
-    monkeypatch.setattr(_spooldir, "allocate", slow_allocate)
+    monkeypatch.setattr(_spooldir, "fill", slow_fill)
     s.prepare()
     assert rolled
     total = sum(p.stat().st_size for p in tmp_path.iterdir())
