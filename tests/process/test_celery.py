@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 celery = pytest.importorskip("celery", reason="celery is not installed (pip install -e '.[dev]')")
 
 TASKS = 20
+#: A celery worker on tests/process/celeryapp.py: a prefork pool of 2, recycled after each task.
+WORKER = [sys.executable, "-m", "celery", "-A", "celeryapp", "worker", "-P", "prefork",
+          "-c", "2", "--without-heartbeat", "--without-gossip", "--without-mingle",
+          "-l", "warning"]  # fmt: skip
 
 
 @pytest.fixture
@@ -43,12 +47,9 @@ def test_prefork_children_recycled_after_each_task_deliver_every_record(
     folder = tmp_path / "marks"
     folder.mkdir()
     env = child_env(server, BANYAN_TEST_BROKER=broker, BANYAN_TEST_MARKS=str(folder))
-    cmd = [sys.executable, "-m", "celery", "-A", "celeryapp", "worker", "-P", "prefork",
-           "-c", "2", "--without-heartbeat", "--without-gossip", "--without-mingle",
-           "-l", "warning"]  # fmt: skip
     client = celery.Celery("client", broker=broker, backend=broker)
     try:
-        with running(cmd, tmp_path / "worker.log", env=env, cwd=tmp_path) as worker:
+        with running(WORKER, tmp_path / "worker.log", env=env, cwd=tmp_path) as worker:
             # Every fourth task also flushes inside the task (a hang there fails the get()).
             results = [
                 client.send_task("celeryapp.work", args=(n, n % 4 == 0)) for n in range(TASKS)
@@ -78,12 +79,9 @@ def test_pool_children_spool_what_a_down_server_cannot_take(
         server, BANYAN_TEST_BROKER=broker, BANYAN_SPOOL_DIR=str(spool), BANYAN_TEST_ATEXIT="1",
         BANYAN_BASE_URL=f"http://127.0.0.1:{stall.getsockname()[1]}",
     )  # fmt: skip
-    cmd = [sys.executable, "-m", "celery", "-A", "celeryapp", "worker", "-P", "prefork",
-           "-c", "2", "--without-heartbeat", "--without-gossip", "--without-mingle",
-           "-l", "warning"]  # fmt: skip
     client = celery.Celery("client", broker=broker, backend=broker)
     try:
-        with running(cmd, tmp_path / "worker.log", env=env, cwd=tmp_path) as worker:
+        with running(WORKER, tmp_path / "worker.log", env=env, cwd=tmp_path) as worker:
             results = [client.send_task("celeryapp.work", args=(n, False)) for n in range(4)]
             for result in results:
                 result.get(timeout=60)
