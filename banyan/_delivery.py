@@ -113,6 +113,11 @@ class Delivery:
             return False
         return self._settle(records, response, len(body), stats)
 
+    @property
+    def not_before(self) -> float:
+        """``time.monotonic()`` before which the server asked (Retry-After) not to be sent to."""
+        return self._not_before
+
     def _attempts(
         self,
         send: Callable[[float | None], Any],

@@ -205,6 +205,9 @@ class Replayer:
         delay = min(cap, MAX_BACKOFF, base * 2 ** (self._failures - 1))
         self._failed_at = time.monotonic()
         self._not_before = self._failed_at + delay
+        if self._delivery is not None:
+            # The server's own Retry-After (at most max_retry_after), when it said one.
+            self._not_before = max(self._not_before, self._delivery.not_before)
         self._stats.error(error)
         with self._cond:
             self._failed_gen = self._wanted

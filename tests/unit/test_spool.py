@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 
 from banyan import _segment, _spooldir
+from banyan._config import build
+from banyan._delivery import Delivery
+from banyan._exceptions import HTTPStatusError
 from banyan._replay import Replayer
 from banyan._segment import FRAME_SIZE, HEADER_SIZE
 from banyan._spool import Spool
@@ -456,6 +459,18 @@ def test_unreadable_segment_yields_nothing(spool: Spool) -> None:
     assert seg.damage.error is not None
 
 
+class Sending:
+    """What a Replayer needs of a Delivery: a call per batch and the server's Retry-After."""
+
+    not_before = 0.0
+
+    def __init__(self, send: Any) -> None:
+        self.send = send
+
+    def __call__(self, batch: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
+        return bool(self.send(batch, deadline, stop))
+
+
 def test_a_segment_acked_after_close_stays_and_its_replay_is_not_counted(tmp_path: Path) -> None:
     """shutdown() closed the spool while a replay was sending: the segment stays for a later
     replay (answered with duplicates), so this one's deliveries are not counted now too."""
@@ -469,7 +484,7 @@ def test_a_segment_acked_after_close_stays_and_its_replay_is_not_counted(tmp_pat
             spool.close()  # what shutdown does meanwhile
             return True
 
-        return send
+        return Sending(send)
 
     replayer = Replayer(spool, deliver, stats, batch=(100, 1 << 20), seal_interval=0.0,
                         backoff=(0.01, 0.1), healthy=lambda: 0.0, prepare=False)  # fmt: skip
@@ -516,7 +531,7 @@ def test_a_passing_read_error_keeps_the_segment_for_another_try(
             scratch.add(sent=len(batch))
             return True
 
-        return send
+        return Sending(send)
 
     replayer = Replayer(spool, deliver, stats, batch=(100, 1 << 20), seal_interval=0.0,
                         backoff=(0.01, 0.1), healthy=lambda: 0.0, prepare=False)  # fmt: skip
@@ -526,4 +541,29 @@ def test_a_passing_read_error_keeps_the_segment_for_another_try(
         time.sleep(0.005)
     assert sent == list(range(5))
     assert (stats.sent, stats.dropped[DropReason.SPOOL_CORRUPT]) == (5, 0)
+    spool.close()
+
+
+def test_replay_after_a_429_waits_for_its_retry_after(tmp_path: Path) -> None:
+    """A replayed batch answered 429 with Retry-After: 0.5 backs off at least that long, not
+    just the replayer's own short backoff."""
+    spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
+    fill(spool, 3)
+    config = build("psk_unit", "http://127.0.0.1:9", None, max_retries=0, spool_dir=False)
+
+    class Busy:
+        http_version = "HTTP/1.1"
+
+        def request(self, *args: object, **kwargs: object) -> None:
+            raise HTTPStatusError(429, "slow down", 0.5)
+
+    stats = Stats()
+    replayer = Replayer(
+        spool, lambda scratch: Delivery(config, Busy(), scratch), stats,  # type: ignore[arg-type]
+        batch=(100, 1 << 20), seal_interval=0.0, backoff=(0.01, 0.1),
+        healthy=lambda: 0.0, prepare=False,
+    )  # fmt: skip
+    replayer.step()
+    assert replayer._not_before - time.monotonic() > 0.3
+    assert not replayer.step()  # still waiting: nothing sent
     spool.close()
