@@ -369,8 +369,16 @@ class PromptStackLogger:
         return encode(record)
 
     def _start(self) -> None:
+        # Never raises: a record already in the ring waits there, counted as queued, when
+        # the thread cannot start (a process at its thread limit); the next push tries again.
+        try:
+            self._flusher.start()
+        except Exception as exc:
+            self._stats.warn_once(
+                "flusher-start", "banyan: cannot start the sending thread, records wait: %s", exc
+            )
+            return
         self._idle = False
-        self._flusher.start()
 
     def _encode_slow(self, record: Record) -> bytes | None:
         # Text fields must be text and valid UTF-8 on the wire; metadata becomes plain

@@ -74,16 +74,16 @@ class Flusher:
         with self._cond:
             if self.started or self._stop.is_set():
                 return
-            self.started = True
             self._spawn()
+            self.started = True
 
     def _spawn(self) -> None:
         # Called with self._cond held.
         index = len(self._threads)
         name = self._name if index == 0 else f"{self._name}-{index}"
         thread = threading.Thread(target=self._run, name=name, daemon=True)
+        thread.start()  # may raise (no thread left): then nothing here changed
         self._threads.append(thread)
-        thread.start()
 
     def wake(self) -> None:
         """Have a worker look for work now rather than at the next interval."""

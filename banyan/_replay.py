@@ -188,7 +188,8 @@ class Replayer:
                 self._fail(f"spool: {segment.damage.error}")
                 return
             # Still unreadable: it would block every later one (oldest first): let it go.
-            self._scratch.drop(DropReason.SPOOL_CORRUPT, 1, f"spool: {segment.damage.error}")
+            # Its records count as lost at the ack (Segment.lost, the header's count).
+            self._scratch.error(f"spool: {segment.damage.error}")
         self._segment = None
         if self.spool.ack(segment):
             # Else the segment stays spooled and is counted when it is replayed again.

@@ -32,6 +32,7 @@ scanned to its end, with a trailing run of zeros taken as unused space.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -211,6 +212,11 @@ class Segment:
             data = read_file(self.fd)
         except OSError as exc:
             self.damage.error = str(exc)
+            # Lost, if it stays unreadable: what its header counts (one corrupt stretch).
+            self.damage.frames += 1
+            with contextlib.suppress(OSError):
+                header = parse_header(os.pread(self.fd, HEADER_SIZE, 0))
+                self._expected = header.records if header is not None else 0
             return
         header = parse_header(data)
         self._expected = header.records if header is not None else 0

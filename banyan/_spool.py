@@ -190,12 +190,11 @@ class Spool:
         created = time.time_ns() if created is None else created
         return self.directory / f"{created:020d}-{self._pid}-{self._seq:06d}{suffix}"
 
-    def _make_room(self, evict: bool = True) -> bool:
-        """Whether a new segment fits, evicting the oldest segments nobody holds until it
-        does when ``evict`` (the caller holds the lock)."""
+    def _make_room(self) -> bool:
+        """Evict the oldest segments nobody holds until a new one fits (caller holds the lock)."""
         segments, total = sd.listing(self.directory)
         total += self.segment_bytes
-        for name, size in segments if evict else ():
+        for name, size in segments:
             if total <= self.max_total_bytes:
                 break
             fd = self._take(name)
@@ -216,8 +215,9 @@ class Spool:
                 return
             try:
                 sd.make_directory(self.directory)
-                # A spare is not worth a record: append evicts when it needs a segment.
-                room = self._make_room(evict=False)
+                # At the bound this evicts what append's rollover would evict next anyway,
+                # here on the thread that also replays, so never a segment being replayed.
+                room = self._make_room()
             except OSError as exc:
                 self.last_error = f"spool: {exc}"
                 return

@@ -396,3 +396,25 @@ def test_log_prompt_from_a_signal_handler_neither_corrupts_nor_hangs() -> None:
     assert out["main_ok"] == out["main_logged"] == 30_000
     assert out["handled_ok"] == out["sig_logged"] == out["handled"]
     assert out["ids"] == out["records"] == 30_000 + out["handled"]
+
+
+def test_a_sending_thread_that_cannot_start_leaves_the_record_queued(
+    make_logger: MakeLogger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the process's thread limit the record is queued (counted once, not also dropped)
+    and the thread is tried again on a later push."""
+    logger, _ = make_logger()
+    real = logger._flusher._spawn
+
+    def no_threads() -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(logger._flusher, "_spawn", no_threads)
+    assert logger.log_prompt("first", "o")
+    stats = logger.get_stats()
+    assert (stats["logs_queued"], stats["queue_size"], stats["logs_dropped"]) == (1, 1, 0)
+    monkeypatch.setattr(logger._flusher, "_spawn", real)
+    logger._credit[0] = 0  # the next record takes the slow path, as it would at a wake
+    assert logger.log_prompt("second", "o")
+    assert logger.flush(timeout=5)
+    assert logger.get_stats()["logs_sent"] == 2

@@ -223,7 +223,7 @@ def test_a_rollover_while_the_spare_is_prepared_keeps_the_limit(
     """prepare() zero-fills the spare without the lock; if append rolls over meanwhile (and
     allocates a segment of its own), the spare is only kept while everything fits."""
     s = Spool(tmp_path, segment_bytes=SEGMENT, max_total_bytes=4 * SEGMENT)
-    fill(s, 13 * 2 + 5)  # two full segments and a part-filled active one: room for a spare
+    fill(s, 13 * 3 + 5)  # three full segments and a part-filled active one
     zero_fill = _spooldir.fill
 
     def slow_fill(fd: int, size: int) -> None:
@@ -497,17 +497,6 @@ def test_a_segment_acked_after_close_stays_and_its_replay_is_not_counted(tmp_pat
     again.close()
 
 
-def test_preparing_a_spare_never_evicts_records(tmp_path: Path) -> None:
-    """The spare segment is a convenience: with the spool at its bound, prepare() leaves
-    the sealed records alone (it evicted the segment just sealed, before its replay)."""
-    spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT, max_total_bytes=2 * SEGMENT)
-    fill(spool, 26)  # two sealed segments of 13: the bound, no room for a spare
-    spool.prepare()
-    assert spool.evicted == 0
-    assert sorted(replay_all(spool)) == list(range(26))
-    spool.close()
-
-
 def test_a_passing_read_error_keeps_the_segment_for_another_try(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -566,4 +555,32 @@ def test_replay_after_a_429_waits_for_its_retry_after(tmp_path: Path) -> None:
     replayer.step()
     assert replayer._not_before - time.monotonic() > 0.3
     assert not replayer.step()  # still waiting: nothing sent
+    spool.close()
+
+
+def test_a_segment_that_stays_unreadable_counts_its_records_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given up after its retries, an unreadable segment's records count as lost, all of
+    them (its header's count), and nothing else: no phantom drop of one."""
+    spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
+    fill(spool, 5)
+
+    def unreadable(fd: int) -> bytes:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(_segment, "read_file", unreadable)
+    stats = Stats()
+
+    def deliver(scratch: Stats) -> Any:
+        return Sending(lambda *args: True)
+
+    replayer = Replayer(spool, deliver, stats, batch=(100, 1 << 20), seal_interval=0.0,
+                        backoff=(0.01, 0.02), healthy=lambda: 0.0, prepare=False)  # fmt: skip
+    deadline = time.monotonic() + 5
+    while segment_files(spool) and time.monotonic() < deadline:
+        replayer.step()
+        time.sleep(0.005)
+    assert segment_files(spool) == []
+    assert (spool.lost, stats.dropped[DropReason.SPOOL_CORRUPT]) == (5, 0)
     spool.close()
