@@ -389,8 +389,7 @@ class PromptStackLogger:
                 if value is not None:
                     setattr(record, name, clean(value if isinstance(value, str) else str(value)))
             record.metadata = plain(record.metadata) if record.metadata is not None else None
-            if record.duration_ms is not None:
-                record.duration_ms = float(record.duration_ms)
+            record.duration_ms = _duration(record.duration_ms)
             return encode(record)
         except Exception as exc:
             self._stats.drop_entry(DropReason.ENCODE_ERROR, exc)
