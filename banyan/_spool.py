@@ -248,8 +248,8 @@ class Spool:
             keep = filled and fits and self._spare is None and not self._closed
             if keep:
                 self._spare = pair
-        if not keep:
-            sd.discard(*pair)
+            else:
+                sd.discard(*pair)
 
     def _seal_active(self) -> None:
         """Close the active segment for writing; this process keeps its lock."""
@@ -339,10 +339,12 @@ class Spool:
 
     def release(self, segment: Segment) -> None:
         """Replay failed: unlock the segment so that any process may claim it again."""
+        # Closed under the lock: a fork between the two would leave the child a
+        # descriptor (and so the segment's lock) that no list of this object names.
         with self._lock:
             fd = self._finish(segment)
-        if fd is not None:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
 
     def _finish(self, segment: Segment) -> int | None:
         """Take back the descriptor of a segment this very process claimed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from prockit import fork_child, run_script, wait_for
 
 import banyan
 from banyan import _default
+from banyan._spool import Spool
 from banyan._wire import BATCH_PATH
 
 if TYPE_CHECKING:
@@ -93,6 +95,16 @@ def test_fork_right_after_the_first_log_in_a_fresh_interpreter(server: Server) -
     _assert_exactly(server, 1 + children * per_child)
 
 
+def _holds_files(directory: str) -> int:
+    """1 if this process has a descriptor of a file in ``directory``."""
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            # A segment (the directory's own descriptor, fsynced meanwhile, locks nothing).
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(directory + os.sep):
+                return 1
+    return 0
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
 def test_children_forked_while_the_spool_works_hold_none_of_its_files(tmp_path: Path) -> None:
     """Forks while a durable logger writes, syncs and prepares segments: no child keeps a
@@ -110,21 +122,42 @@ def test_children_forked_while_the_spool_works_hold_none_of_its_files(tmp_path: 
         while not stop.is_set():
             logger.log_prompt(input="x" * 600, output="y" * 600)
 
-    def holds_spool_files() -> int:
-        for fd in os.listdir("/proc/self/fd"):
-            with contextlib.suppress(OSError):
-                # A segment (the directory's own descriptor, fsynced meanwhile, locks nothing).
-                if os.readlink(f"/proc/self/fd/{fd}").startswith(directory + os.sep):
-                    return 1
-        return 0
-
     producer = threading.Thread(target=produce)
     producer.start()
     try:
-        leaked = sum(fork_child(holds_spool_files) for _ in range(150))
+        leaked = sum(fork_child(lambda: _holds_files(directory)) for _ in range(150))
     finally:
         stop.set()
         producer.join(10)
         logger.shutdown(timeout=1)
     assert directory
     assert leaked == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_a_fork_while_a_failed_replay_releases_its_segment_leaves_the_child_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """release() closes the claimed segment's descriptor while a fork has to wait for it."""
+    spool = Spool(tmp_path)
+    assert spool.append(b"record")
+    spool.seal()
+    segment = spool.claim()
+    assert segment is not None
+    closing, real_close = threading.Event(), os.close
+
+    def slow_close(fd: int) -> None:
+        if fd == segment.fd and threading.current_thread() is not threading.main_thread():
+            closing.set()
+            time.sleep(0.3)
+        real_close(fd)
+
+    monkeypatch.setattr(os, "close", slow_close)
+    releaser = threading.Thread(target=spool.release, args=(segment,))
+    releaser.start()
+    try:
+        assert closing.wait(10)
+        assert fork_child(lambda: _holds_files(str(tmp_path))) == 0
+    finally:
+        releaser.join(10)
+        spool.close()
