@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from serverproc import Server
+from serverproc import Server, free_port
 
 from banyan._cli import main
+from banyan._localserver import _wait_healthy
 
-from .helpers import unique
+from .helpers import call, unique
 
 
 def _run(server: Server, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -69,6 +71,26 @@ def test_prompts_push_list_and_experiment_flow(
     assert code == 0
     assert "P95 MS" in out
     assert "v1" in out
+
+
+def test_prompts_push_with_branch_creates_the_prompt_on_that_branch(
+    shared_server: Server, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """push --branch B on a new name creates the prompt with branch B only; a second push
+    adds version 2 there."""
+    name = unique("cli-branch")
+    source = tmp_path / "prompt.txt"
+    for text in ("Hello {name}", "Hi {name}"):
+        source.write_text(text)
+        code, out = _run(
+            shared_server, capsys, "prompts", "push", name, "--file", str(source), "--branch", "dev"
+        )
+        assert code == 0, out
+    assert f"pushed {name} version 2 on branch dev" in out
+    branches = call(shared_server, "GET", f"/api/v2/prompts/{name}/branches").json()
+    assert branches == {"branches": [{"name": "dev", "latest_version": "2", "versions": 2}]}
+    fetched = call(shared_server, "GET", f"/api/logs/prompt/{name}", params={"branch": "dev"})
+    assert (fetched.json()["content"], fetched.json()["version"]) == ("Hi {name}", "2")
 
 
 def test_projects_and_keys_create(
@@ -134,6 +156,29 @@ def test_serve_refuses_a_key_requests_could_not_use(
     assert started == []
     assert main(["serve", "--db", str(tmp_path / "x.db"), "--api-key", "psk_12345678"]) == 0
     assert started == ["psk_12345678"]
+
+
+def test_serve_without_api_key_prints_a_new_key_that_works(tmp_path: Path) -> None:
+    """`banyan serve` on a fresh database without --api-key prints project 'default' and a
+    new admin key, and the API accepts that key."""
+    port, db, log = free_port(), tmp_path / "fresh.db", tmp_path / "serve.log"
+    cmd = [sys.executable, "-m", "banyan", "serve", "--port", str(port), "--db", str(db)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", "", db, port, proc, log)
+    try:
+        _wait_healthy(server)
+        printed = log.read_text()
+        found = re.search(r"'default' id (prj_\w+)\n.*API key \(created\): (psk_\w+)", printed)
+        assert found, printed
+        project, key = found.groups()
+        validated = call(server, "GET", "/api/auth/validate", key).json()
+        assert validated == {"valid": True, "project_id": project, "project": "default",
+                             "admin": True}  # fmt: skip
+        listed = call(server, "GET", "/api/v2/projects", key).json()["projects"]
+        assert [p["id"] for p in listed] == [project]
+    finally:
+        server.stop()
 
 
 def test_unreachable_server_is_reported(capsys: pytest.CaptureFixture[str]) -> None:

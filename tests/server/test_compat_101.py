@@ -37,16 +37,19 @@ SCRIPT = textwrap.dedent(
 
 
 def _venv(root: Path) -> Path:
+    """A venv with banyan-sdk 1.0.1, reused when ``root`` holds one already."""
     python = root / "bin" / "python"
     probe = [str(python), "-c", "import banyan; assert banyan.__version__ == '1.0.1'"]
-    if (
-        python.exists()
-        and subprocess.run(probe, capture_output=True, timeout=60, check=False).returncode == 0
-    ):
-        return python
+    # Its python runs in the venv's root: from the repository, sys.path[0] finds the
+    # 2.x banyan, so the probe failed and the venv was reinstalled on every run.
+    if python.exists():
+        found = subprocess.run(probe, cwd=root, capture_output=True, timeout=60, check=False)
+        if found.returncode == 0:
+            return python
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True, timeout=120)
     subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "banyan-sdk==1.0.1"],
+        cwd=root,
         check=True,
         timeout=240,
         capture_output=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from serverproc import Server
 
 from .helpers import body, call, create_prompt, post_batch, record, unique
@@ -72,3 +74,58 @@ def test_keys_and_projects_admin(shared_server: Server, project_b: str) -> None:
     assert taken.status_code == 409
     odd = call(shared_server, "POST", "/api/v2/projects", json={"name": "no spaces"})
     assert odd.status_code == 400
+
+
+def test_projects_lists_the_keys_own_project_only(shared_server: Server, project_b: str) -> None:
+    """GET /api/v2/projects (and /api/projects) answers the key's project and no other."""
+    created = call(shared_server, "POST", "/api/v2/projects", json={"name": unique("listed")})
+    assert created.status_code == 201, created.text
+    new_key, new_project = created.json()["api_key"], created.json()["project"]
+    default = call(shared_server, "GET", "/api/auth/validate").json()["project_id"]
+    b = call(shared_server, "GET", "/api/auth/validate", project_b).json()["project_id"]
+    for path in ("/api/v2/projects", "/api/projects"):
+        assert call(shared_server, "GET", path, new_key).json() == {"projects": [new_project]}
+        for key, project_id in ((None, default), (project_b, b)):
+            listed = call(shared_server, "GET", path, key)
+            assert listed.status_code == 200, listed.text
+            assert [p["id"] for p in listed.json()["projects"]] == [project_id]
+    names = call(shared_server, "GET", "/api/v2/projects").json()["projects"]
+    assert [p["name"] for p in names] == ["default"]
+
+
+def test_key_of_project_b_cannot_change_project_a(shared_server: Server, project_b: str) -> None:
+    """B's writes to A's prompt and experiment are 404 (not found in B) and change nothing."""
+    name = unique("guarded")
+    create_prompt(shared_server, name, "one", "two")
+    exp_id = call(
+        shared_server,
+        "POST",
+        "/api/v2/experiments",
+        json={"prompt": name, "variants": [{"version": "1", "percentage": 100}]},
+    ).json()["id"]
+    prompt_id = call(shared_server, "GET", f"/api/logs/prompt/{name}").json()["prompt_id"]
+    before = _snapshot(shared_server, name, exp_id)
+    assert before[1]["status"] == "running"
+    attempts = [
+        ("POST", f"/api/v2/experiments/{exp_id}/stop", {}),
+        ("PATCH", f"/api/v2/prompts/{name}", {"enable_logging": False, "metadata": {"x": 1}}),
+        ("POST", f"/api/v2/prompts/{name}/versions", {"content": "taken over"}),
+        ("POST", f"/api/v2/prompts/{name}/branches", {"name": "dev"}),
+        ("POST", "/api/logs/cli/prompts/version", {"name": name, "content": "taken over"}),
+        ("PUT", f"/api/logs/cli/prompts/{prompt_id}", {"content": "taken over"}),
+        ("DELETE", f"/api/logs/cli/prompts/{prompt_id}", None),
+    ]
+    for method, path, payload in attempts:
+        refused = call(shared_server, method, path, project_b, json=payload)
+        assert refused.status_code == 404, (method, path, refused.text)
+    assert _snapshot(shared_server, name, exp_id) == before
+    b_prompts = call(shared_server, "GET", "/api/v2/prompts", project_b).json()["prompts"]
+    assert name not in [p["name"] for p in b_prompts]
+
+
+def _snapshot(server: Server, name: str, exp_id: str) -> tuple[Any, Any]:
+    """Project A's view of its prompt (versions included) and of its experiment."""
+    prompt = call(server, "GET", f"/api/v2/prompts/{name}")
+    experiment = call(server, "GET", f"/api/v2/experiments/{exp_id}")
+    assert (prompt.status_code, experiment.status_code) == (200, 200)
+    return prompt.json(), experiment.json()
