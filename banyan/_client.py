@@ -352,7 +352,8 @@ class PromptStackLogger:
     def _push_slow(self, record: Record, data: Encoded) -> bool:
         # The credit ran out (or was never granted: the first record, durable mode, a
         # full ring, after shutdown, in a forked child).
-        data = self._unforked(record, data)
+        if not self._here[0]:
+            data = self._unforked(record, data)
         if self._push(data):
             if self._idle:
                 self._start()

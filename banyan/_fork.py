@@ -46,7 +46,7 @@ class Forkable(Protocol):
 class Locked(Protocol):
     """An object whose state changes under ``_lock`` (see :func:`hold`)."""
 
-    _lock: threading.Lock
+    _lock: threading.RLock
 
 
 #: How long the *before* hook waits for an object's lock before forking without it.
@@ -64,7 +64,7 @@ class _Hooks:
         #: Objects whose ``_lock`` is taken across the fork too (see :func:`hold`).
         self.owners: weakref.WeakSet[Locked] = weakref.WeakSet()
         #: The owners' locks the last *before* hook took.
-        self.taken: list[threading.Lock] = []
+        self.taken: list[threading.RLock] = []
         self.mp_watched = False
 
 
@@ -168,15 +168,15 @@ def _before() -> None:
     for lock in _hooks.guarded:
         lock.acquire()
     for owner in list(_hooks.owners):
-        lock = owner._lock
-        if lock.acquire(timeout=HOLD_TIMEOUT):
-            _hooks.taken.append(lock)
+        held = owner._lock
+        if held.acquire(timeout=HOLD_TIMEOUT):
+            _hooks.taken.append(held)
 
 
 def _after_in_parent() -> None:
     taken, _hooks.taken = _hooks.taken, []
-    for lock in reversed(taken):
-        lock.release()
+    for held in reversed(taken):
+        held.release()
     for lock in reversed(_hooks.guarded):
         lock.release()
 

@@ -91,19 +91,24 @@ class Writer:
         self.records = 0
         _HEADER.pack_into(self._mm, 0, MAGIC, VERSION, 0, pid, created_ns, HEADER_SIZE, 0)
 
-    def append(self, record: bytes | bytearray, crc: int) -> bool:
+    def append(self, record: bytes | bytearray) -> bool:
         """Write one frame; False, writing nothing, when it does not fit."""
+        length = len(record)
         start = self.pos
-        end = start + FRAME_SIZE + len(record)
+        end = start + FRAME_SIZE + length
         if end > self.size:
             return False
+        # Reserved with no call in between (no signal handler can run): one that appends
+        # meanwhile, through the spool's re-entrant lock, writes after this frame.
+        self.pos = end
+        self.records += 1
         mm = self._mm
         mm[start + FRAME_SIZE : end] = record
-        _FRAME.pack_into(mm, start, MARKER, len(record), crc)
-        self.records += 1
-        # Committed last: a kill -9 before this store leaves the frame unseen.
-        _COMMIT.pack_into(mm, _COMMIT_OFFSET, end, self.records)
-        self.pos = end
+        # frame_crc() inlined: this is durable log_prompt's hot path.
+        _FRAME.pack_into(mm, start, MARKER, length, zlib.crc32(record, CRC_SEED ^ length))
+        # Committed last, up to every frame reserved: a kill -9 before this store leaves
+        # the frame unseen.
+        _COMMIT.pack_into(mm, _COMMIT_OFFSET, self.pos, self.records)
         return True
 
     def flush(self) -> None:

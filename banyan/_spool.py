@@ -47,7 +47,7 @@ from typing import Any, Literal
 from banyan import _fork
 from banyan import _spooldir as sd
 from banyan._record import Encoded
-from banyan._segment import FRAME_SIZE, HEADER_SIZE, Segment, Writer, frame_crc
+from banyan._segment import FRAME_SIZE, HEADER_SIZE, Segment, Writer
 
 SyncMode = Literal["none", "interval", "always"]
 
@@ -82,6 +82,7 @@ class Spool:
         self.segment_bytes = segment_bytes
         self.max_total_bytes = max_total_bytes
         self.sync = sync
+        self._always = sync == "always"
         self.sync_interval = sync_interval
         self.retry_after = retry_after
         self.wake = wake
@@ -89,7 +90,7 @@ class Spool:
         _fork.hold(self)
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._pid = os.getpid()
         self._seq = 0
         self._writer: Writer | None = None
@@ -120,25 +121,29 @@ class Spool:
 
     def append(self, record: Encoded) -> bool:
         """Frame ``record`` into the active segment; False (counted) when refused."""
-        crc = frame_crc(record, len(record))
-        with self._lock:
+        # acquire/release rather than `with`: ~0.15 us less on durable log_prompt's path.
+        lock = self._lock
+        lock.acquire()
+        try:
             writer = self._writer
-            if writer is None or not writer.append(record, crc):
-                return self._append_slow(record, crc)
+            if writer is None or not writer.append(record):
+                return self._append_slow(record)
             self.spooled += 1
-            if self.sync == "always":
+            if self._always:
                 writer.flush()
             if writer.pos > self._half and self._spare is None:
                 self._half = self.segment_bytes
                 if self.wake is not None:
                     self.wake()
             return True
+        finally:
+            lock.release()
 
     def append_many(self, records: list[Encoded]) -> int:
         """Append each record in order; returns how many were accepted."""
         return sum(self.append(record) for record in records)
 
-    def _append_slow(self, record: Encoded, crc: int) -> bool:
+    def _append_slow(self, record: Encoded) -> bool:
         if self._closed:
             return self._drop("closed")
         if HEADER_SIZE + FRAME_SIZE + len(record) > self.segment_bytes:
@@ -152,9 +157,9 @@ class Spool:
             self._retry_at = time.monotonic() + self.retry_after
             return self._drop(refusal)
         assert self._writer is not None
-        self._writer.append(record, crc)
+        self._writer.append(record)
         self.spooled += 1
-        if self.sync == "always":
+        if self._always:
             self._writer.flush()
         return True
 

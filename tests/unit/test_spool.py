@@ -6,8 +6,10 @@ import errno
 import os
 import stat
 import struct
+import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,27 @@ def test_round_trip(spool: Spool) -> None:
     spool.ack(seg)
     assert spool.claim() is None
     assert spool.spooled == spool.replayed == 7
+
+
+def test_an_append_interrupted_by_another_keeps_both(spool: Spool) -> None:
+    """A signal handler appending in the middle of an append (the lock is re-entrant) writes
+    its frame after the interrupted one, not over it. The profiler hook stands in for the
+    handler: it runs where one could, right after a C call."""
+    nested: list[bool] = []
+
+    def handler(frame: Any, event: str, arg: Any) -> None:
+        if event == "c_return" and arg is zlib.crc32 and not nested:
+            nested.append(spool.append(rec(1)))
+
+    sys.setprofile(handler)
+    try:
+        assert spool.append(rec(0))
+    finally:
+        sys.setprofile(None)
+    assert nested == [True]
+    spool.seal()
+    assert sorted(replay_all(spool)) == [0, 1]
+    assert spool.corrupt_frames == 0
 
 
 def test_many_segments_replay_oldest_first(spool: Spool) -> None:
