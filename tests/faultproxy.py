@@ -21,7 +21,8 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host
 
 @dataclass
 class Fault:
-    """What to do to one request: answer ``status``, ``reset`` or ``stall``."""
+    """What to do to one request: answer ``status``, ``reset``, ``stall``, or ``hold`` it
+    (forward it once ``release`` is set)."""
 
     kind: str
     status: int = 500
@@ -63,6 +64,8 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: with Nagle each answer waits ~40 ms for an ACK.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -70,6 +73,9 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         def _relay(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             fault = proxy.next_fault(self.path.split("?")[0])
+            if fault is not None and fault.kind == "hold":
+                proxy.release.wait(60)
+                fault = None
             if fault is not None and fault.kind == "stall":
                 proxy.release.wait(60)
                 self.close_connection = True

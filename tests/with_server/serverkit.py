@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import msgspec
 
 if TYPE_CHECKING:
     from serverproc import Server
@@ -42,3 +45,10 @@ def wait_stored(server: Server, count: int, timeout: float = 10) -> int:
         if stored >= count or time.monotonic() > deadline:
             return stored
         time.sleep(0.05)
+
+
+def stored_inputs_in_order(server: Server) -> list[str]:
+    """The ``input`` of every stored record, in the order the server stored them."""
+    with contextlib.closing(sqlite3.connect(f"file:{server.db}?mode=ro", uri=True)) as conn:
+        rows = conn.execute("SELECT record FROM logs ORDER BY rowid").fetchall()
+    return [msgspec.msgpack.decode(row[0])["input"] for row in rows]

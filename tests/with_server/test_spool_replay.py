@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from faultproxy import Fault, running
+from serverkit import stored_inputs_in_order
 from serverproc import Server, start_server
 
 import banyan
@@ -168,6 +170,42 @@ def invariant(stats: dict[str, int]) -> None:
     """logs_queued == sent + dropped + queued + in flight + spooled_pending."""
     parts = ("logs_sent", "logs_dropped", "queue_size", "in_flight", "spooled_pending")
     assert stats["logs_queued"] == sum(stats[name] for name in parts), stats
+
+
+def test_a_large_backlog_replays_without_starving_live_records(
+    server: Server, tmp_path: Path
+) -> None:
+    """A dead process's 20,000 spooled records replay one batch per live batch: the live
+    records logged beside the backlog arrive before half of it; each record is stored once."""
+    backlog, first_wave = 20_000, 300
+    spool = str(tmp_path / "spool")
+    dead = {"durability": "durable", "spool_dir": spool, "base_url": "http://127.0.0.1:9"}
+    assert run(LOG_AND_EXIT, server, backlog, dead).strip() == str(backlog)
+    with running(server.base_url) as proxy:
+        # Nothing reaches the server until the first live wave is queued beside the backlog.
+        proxy.always.append(Fault("hold"))
+        logger = banyan.PromptStackLogger(
+            server.api_key, proxy.url, spool_dir=spool, batch_max_records=100, http2=False
+        )
+        try:
+            live = sum(logger.log_prompt(f"live {i}", "o") for i in range(first_wave))
+            proxy.always.clear()
+            proxy.release.set()
+            # Live traffic goes on while the backlog drains.
+            deadline = time.monotonic() + 30
+            while logger.get_stats()["spool_segments"] and time.monotonic() < deadline:
+                live += logger.log_prompt(f"live {live}", "o")
+                time.sleep(0.002)
+            assert logger.flush(30)
+            logger.shutdown(5)
+            assert logger.get_stats()["replayed"] == backlog
+        finally:
+            logger.shutdown(5)
+    check_all_stored_once(server, backlog + live)
+    order = stored_inputs_in_order(server)
+    wave = {f"live {i}" for i in range(first_wave)}
+    last = max(i for i, text in enumerate(order) if text in wave)
+    assert sum(text.startswith("rec ") for text in order[:last]) < backlog // 2
 
 
 def test_torn_tail_and_flipped_bits_replay_the_good_frames(server: Server, tmp_path: Path) -> None:
