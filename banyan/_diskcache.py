@@ -16,6 +16,7 @@ workers starting together do not drop each other's new entries.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -61,25 +62,34 @@ class DiskCache:
         self._lock = threading.Lock()
 
     def load(self) -> dict[DiskKey, dict[str, Any]]:
-        """Every cached prompt body by key; empty when the file is missing or unreadable."""
+        """Every cached prompt body by key; empty when there is no file yet.
+
+        Raises OSError when the file cannot be read and ValueError when it does
+        not parse (cut short or garbled): the caller counts a disk error.
+        """
         try:
-            data = json.loads(self.path.read_bytes())
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            data = json.loads(raw)
             entries = data["entries"] if data.get("format") == FORMAT else []
             return {
                 (e["name"], e["version"], e["branch"]): e["body"]
                 for e in entries
                 if isinstance(e.get("body"), dict)
             }
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
-            return {}
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"unreadable prompt cache {self.path}: {exc!r}") from None
 
     def get(self, key: DiskKey) -> dict[str, Any] | None:
-        """The cached body for one prompt, or None."""
+        """The cached body for one prompt, or None; raises as :meth:`load` does."""
         return self.load().get(key)
 
     def store(self, key: DiskKey, body: dict[str, Any] | None) -> None:
         """Save (or, with None, remove) one prompt; raises OSError when the disk refuses."""
         with self._lock, self._locked():
+            self._clean_orphans()
             entries = self._entries()
             entries.pop(key, None)
             if body is not None:
@@ -113,6 +123,14 @@ class DiskCache:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def _clean_orphans(self) -> None:
+        # The temporary files of writers killed before their rename (see _write).
+        for tmp in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.*"):
+            pid = tmp.name[len(self.path.name) + 2 :].split(".")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
     def _entries(self) -> dict[DiskKey, dict[str, Any]]:
         try:
             data = json.loads(self.path.read_bytes())
@@ -132,3 +150,14 @@ class DiskCache:
         finally:
             if tmp.exists():
                 tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

@@ -327,12 +327,12 @@ class Prompts:
     def _from_disk(self, key: Key) -> Entry | None:
         if self._disk is None:
             return None
-        body = self._disk.get(key[1:])
-        if body is None:
-            return None
         try:
+            body = self._disk.get(key[1:])
+            if body is None:
+                return None
             entry = self._entry(body, key[3])
-        except (TypeError, ValueError):
+        except (OSError, TypeError, ValueError):
             self.counters.disk_errors += 1
             return None
         self.counters.disk_served += 1
