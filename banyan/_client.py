@@ -109,6 +109,8 @@ class PromptStackLogger:
         )  # fmt: skip
         self._ids = IdSource()
         self._closed = False
+        #: Set once shutdown() has spooled what it took out of the queue.
+        self._down = threading.Event()
         self._durable = self._config.durability == "durable"
         self._spool = open_spool(self._config)
         try:
@@ -457,9 +459,16 @@ class PromptStackLogger:
         as long as it takes.
         """
         self._check_pid()
-        timeout = _seconds(timeout)
-        deadline = time.monotonic() + timeout
-        done = self._flusher.flush(timeout)
+        deadline = time.monotonic() + _seconds(timeout)
+        done = self._flush(deadline)
+        if self._closed:
+            # shutdown() runs in another thread: what it takes out of the queue is
+            # settled only once it is in the spool, when shutdown is over.
+            done = self._down.wait(max(0.0, deadline - time.monotonic())) and done
+        return done
+
+    def _flush(self, deadline: float) -> bool:
+        done = self._flusher.flush(max(0.0, deadline - time.monotonic()))
         if self._durable and self._spooling is not None:
             wake = self._flusher.wake if self._config.background_thread else None
             done = self._spooling.replayer.flush(deadline, wake) and done
@@ -500,8 +509,14 @@ class PromptStackLogger:
         """Flush, stop, spool the rest and close the spool; whether nothing was lost."""
         deadline = time.monotonic() + timeout
         self._closed = True
+        try:
+            return self._spool_the_rest(deadline)
+        finally:
+            self._down.set()
+
+    def _spool_the_rest(self, deadline: float) -> bool:
         mark = self._flush_mark
-        delivered = self.flush(timeout)
+        delivered = self._flush(deadline)
         self._flusher.ring.close()
         spooling = self._spooling
         if spooling is not None:
@@ -543,8 +558,11 @@ class PromptStackLogger:
         self._setup(fresh=False)
         self._prompts.inherit(parent_prompts)
         if self._closed:
-            # Shut down before the fork: the child's logger stays shut (counted drops).
+            # Shut down before the fork: the child's logger stays shut (counted drops), and
+            # its flush() waits for no shutdown (one in progress stays the parent's).
             self._flusher.ring.close()
+            self._down = threading.Event()
+            self._down.set()
 
     def _at_exit(self) -> None:
         if not self._closed and self._pid == _getpid():

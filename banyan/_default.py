@@ -170,11 +170,21 @@ async def aflush(timeout: float = 30.0) -> bool:
 
 
 def shutdown(timeout: float = 30.0) -> bool:
-    """Shut the default logger down; the next :func:`configure` starts afresh."""
-    global _logger
-    with _lock:
-        logger, _logger = _logger, None
+    """Shut the default logger down; the next :func:`configure` starts afresh.
+
+    The closed logger stays the default until then: :func:`get_stats` keeps its
+    final counts, and a later :func:`log_prompt` counts as ``closed``.
+    """
+    logger = _logger
     return logger.shutdown(timeout) if logger is not None else True
+
+
+def _reset() -> None:
+    """Back to the state before any configure(): no default logger, no early drops (tests)."""
+    global _logger, _unconfigured
+    shutdown(timeout=1)
+    with _lock:
+        _logger, _unconfigured = None, Stats()
 
 
 def get_stats() -> dict[str, Any]:

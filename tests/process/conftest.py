@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import banyan
+from banyan import _default
 
 if TYPE_CHECKING:
     from serverproc import Server
@@ -18,3 +19,4 @@ def server(server: Server) -> Iterator[Server]:
     """The root fixture's fresh server, with the default logger shut down first."""
     yield server
     banyan.shutdown(timeout=5)
+    _default._reset()

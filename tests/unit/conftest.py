@@ -9,6 +9,7 @@ import pytest
 from fakes import FakeTransport, attach
 
 import banyan
+from banyan import _default
 
 
 @pytest.fixture
@@ -33,4 +34,4 @@ def make_logger() -> Iterator[Any]:
 @pytest.fixture(autouse=True)
 def _no_default_logger() -> Iterator[None]:
     yield
-    banyan.shutdown(timeout=1)
+    _default._reset()

@@ -20,7 +20,7 @@ def test_log_before_configure_is_a_counted_drop_warned_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """log_prompt before configure() returns False, counts not_configured, warns once."""
-    banyan.shutdown()
+    _default._reset()
     with caplog.at_level(logging.WARNING, logger="banyan"):
         assert banyan.log_prompt("i", "o") is False
         assert banyan.log("i", "o") is False
@@ -35,22 +35,38 @@ def test_log_before_configure_is_a_counted_drop_warned_once(
 
 def test_get_prompt_before_configure_raises_not_configured() -> None:
     """get_prompt needs configure() first: NotConfiguredError (a BanyanError)."""
-    banyan.shutdown()
+    _default._reset()
     with pytest.raises(banyan.NotConfiguredError):
         banyan.get_prompt("anything")
 
 
 def test_flush_and_shutdown_without_configure_do_not_raise() -> None:
     """flush() reports False and shutdown() True when nothing is configured."""
-    banyan.shutdown()
+    _default._reset()
     assert banyan.flush(timeout=0.1) is False
     assert banyan.shutdown(timeout=0.1) is True
+
+
+def test_after_shutdown_stats_stay_and_logs_count_as_closed() -> None:
+    """shutdown() keeps the final counts readable; a later log is a `closed` drop, and the
+    next configure() starts afresh."""
+    banyan.configure(api_key="psk_x", base_url="http://127.0.0.1:9", spool_dir=False,
+                     max_retries=0)  # fmt: skip
+    assert banyan.log_prompt("i", "o")
+    banyan.shutdown(timeout=2)
+    stats = banyan.get_stats()
+    assert stats["logs_queued"] == 1
+    assert banyan.log_prompt("late", "o") is False
+    assert banyan.get_stats()["dropped"]["closed"] == 1
+    assert banyan.get_stats()["dropped"]["not_configured"] == 0
+    banyan.configure(api_key="psk_x", base_url="http://127.0.0.1:9", spool_dir=False)
+    assert banyan.get_stats()["logs_queued"] == 0
 
 
 @pytest.fixture
 def env_key(monkeypatch: pytest.MonkeyPatch) -> None:
     """BANYAN_API_KEY set and auto-configuration not tried yet, with fresh early counters."""
-    banyan.shutdown()
+    _default._reset()
     monkeypatch.setattr(_default._Env, "tried", False)
     monkeypatch.setattr(_default, "_unconfigured", Stats())
     monkeypatch.setattr(_transport, "_tls_contexts", {})

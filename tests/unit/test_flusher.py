@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
+import pytest
 from fakes import FakeResponse, MakeLogger
 
 from banyan._flusher import Flusher
@@ -163,3 +166,32 @@ def test_an_internal_error_does_not_end_the_flusher_thread() -> None:
     assert seen == [b"r"]
     assert [str(e) for e in errors] == ["boom"]
     assert flusher.stop(2)
+
+
+def test_a_flush_during_shutdown_waits_until_the_rest_is_spooled(
+    make_logger: MakeLogger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """flush() from another thread while shutdown() spools what it took out of the queue
+    returns True only once those records are in the spool."""
+    logger, _fake = make_logger(spool_dir=str(tmp_path))
+    monkeypatch.setattr(logger._flusher, "start", lambda: None)  # nothing is ever sent
+    for n in range(5):
+        assert logger.log_prompt(f"i {n}", "o")
+    spooling = logger._spooling
+    assert spooling is not None
+    keeping, real_keep = threading.Event(), spooling.keep
+
+    def slow_keep(*args: Any) -> None:
+        keeping.set()
+        time.sleep(0.3)
+        real_keep(*args)
+
+    monkeypatch.setattr(spooling, "keep", slow_keep)
+    closer = threading.Thread(target=logger.shutdown, args=(0.2,))
+    closer.start()
+    try:
+        assert keeping.wait(10)
+        assert logger.flush(10) is True
+        assert logger.get_stats()["spooled"] == 5
+    finally:
+        closer.join(10)

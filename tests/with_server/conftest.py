@@ -9,6 +9,7 @@ import pytest
 from faultproxy import FaultProxy, running
 
 import banyan
+from banyan import _default
 
 if TYPE_CHECKING:
     from serverproc import Server
@@ -37,3 +38,4 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(name, raising=False)
     yield
     banyan.shutdown(timeout=5)
+    _default._reset()
