@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from banyan import _fork
+
 try:
     import fcntl
 except ImportError:  # Windows: processes may then overwrite each other's new entries
@@ -127,7 +129,7 @@ class DiskCache:
         # The temporary files of writers killed before their rename (see _write).
         for tmp in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.*"):
             pid = tmp.name[len(self.path.name) + 2 :].split(".")[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not _fork.alive(int(pid)):
                 with contextlib.suppress(OSError):
                     tmp.unlink()
 
@@ -150,14 +152,3 @@ class DiskCache:
         finally:
             if tmp.exists():
                 tmp.unlink()
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (it may belong to another user)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True

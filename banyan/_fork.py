@@ -101,6 +101,17 @@ def pid() -> int:
     return os.getpid()
 
 
+def alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def track(obj: Forkable) -> None:
     """Reset ``obj`` in forked children and flush it at interpreter exit."""
     with _hooks.lock:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from banyan import _fork
 from banyan._cli import positive
 from banyan._config import Config, build
 from banyan._exceptions import ConfigurationError
@@ -84,7 +85,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _print_status(status: dict[str, Any]) -> None:
     owners = ", ".join(
-        f"{pid} ({'running' if _alive(pid) else 'gone'})" for pid in status["owners"]
+        f"{pid} ({'running' if _fork.alive(pid) else 'gone'})" for pid in status["owners"]
     )
     age = status["oldest_age_s"]
     print(f"directory  {status['directory']}")
@@ -93,16 +94,6 @@ def _print_status(status: dict[str, Any]) -> None:
     print(f"bytes      {status['bytes']}")
     print(f"owners     {owners or '-'}")
     print(f"oldest     {'-' if age is None else f'{age:.1f} s'}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -9,16 +9,20 @@ from serverproc import Server
 from .helpers import body, call, create_prompt, post_batch, record, unique
 
 
+def _prompt_in_experiment(server: Server, name: str) -> str:
+    """Prompt ``name`` (versions "1" and "2") with a running experiment; the experiment's id."""
+    create_prompt(server, name, "one", "two")
+    variants = [{"version": "1", "percentage": 100}]
+    response = call(
+        server, "POST", "/api/v2/experiments", json={"prompt": name, "variants": variants}
+    )
+    return str(response.json()["id"])
+
+
 def test_key_of_project_b_cannot_see_project_a(shared_server: Server, project_b: str) -> None:
     """Prompts, logs, experiments and counters of project A are invisible to B's key."""
     name = unique("secret")
-    create_prompt(shared_server, name, "one", "two")
-    exp = call(
-        shared_server,
-        "POST",
-        "/api/v2/experiments",
-        json={"prompt": name, "variants": [{"version": "1", "percentage": 100}]},
-    ).json()
+    exp = {"id": _prompt_in_experiment(shared_server, name)}
     rid = unique("a-record")
     assert post_batch(shared_server, body([record(rid)])).json()["accepted"] == 1
     assert call(shared_server, "GET", f"/api/logs/prompt/{name}", project_b).status_code == 404
@@ -96,13 +100,7 @@ def test_projects_lists_the_keys_own_project_only(shared_server: Server, project
 def test_key_of_project_b_cannot_change_project_a(shared_server: Server, project_b: str) -> None:
     """B's writes to A's prompt and experiment are 404 (not found in B) and change nothing."""
     name = unique("guarded")
-    create_prompt(shared_server, name, "one", "two")
-    exp_id = call(
-        shared_server,
-        "POST",
-        "/api/v2/experiments",
-        json={"prompt": name, "variants": [{"version": "1", "percentage": 100}]},
-    ).json()["id"]
+    exp_id = _prompt_in_experiment(shared_server, name)
     prompt_id = call(shared_server, "GET", f"/api/logs/prompt/{name}").json()["prompt_id"]
     before = _snapshot(shared_server, name, exp_id)
     assert before[1]["status"] == "running"
