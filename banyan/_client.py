@@ -109,8 +109,9 @@ class PromptStackLogger:
         )  # fmt: skip
         self._ids = IdSource()
         self._closed = False
-        #: Set once shutdown() has spooled what it took out of the queue.
+        #: Set once shutdown() has spooled what it took out of the queue, in thread _closer.
         self._down = threading.Event()
+        self._closer: int | None = None
         self._durable = self._config.durability == "durable"
         self._spool = open_spool(self._config)
         try:
@@ -461,9 +462,8 @@ class PromptStackLogger:
         self._check_pid()
         deadline = time.monotonic() + _seconds(timeout)
         done = self._flush(deadline)
-        if self._closed:
-            # shutdown() runs in another thread: what it takes out of the queue is
-            # settled only once it is in the spool, when shutdown is over.
+        if self._closing_elsewhere():
+            # What shutdown() takes out of the queue is settled once it is in the spool.
             done = self._down.wait(max(0.0, deadline - time.monotonic())) and done
         return done
 
@@ -496,8 +496,9 @@ class PromptStackLogger:
         which is then closed so that another process can replay it. Returns
         whether everything was delivered, or spooled.
         """
+        self._check_pid()  # a child forked without the hooks must not send its parent's queue
         if self._closed:
-            return True
+            return not self._closing_elsewhere() or self._down.wait(_seconds(timeout))
         timeout = _seconds(timeout)
         deadline = time.monotonic() + timeout
         settled = self._wind_down(timeout)
@@ -508,11 +509,17 @@ class PromptStackLogger:
     def _wind_down(self, timeout: float) -> bool:
         """Flush, stop, spool the rest and close the spool; whether nothing was lost."""
         deadline = time.monotonic() + timeout
+        self._closer = threading.get_ident()
         self._closed = True
         try:
             return self._spool_the_rest(deadline)
         finally:
             self._down.set()
+
+    def _closing_elsewhere(self) -> bool:
+        # shutdown() is under way or done, and not in this thread: a signal handler that
+        # interrupted it here must not wait for it.
+        return self._closed and self._closer != threading.get_ident()
 
     def _spool_the_rest(self, deadline: float) -> bool:
         mark = self._flush_mark

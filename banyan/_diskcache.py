@@ -129,7 +129,7 @@ class DiskCache:
         # The temporary files of writers killed before their rename (see _write).
         for tmp in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.*"):
             pid = tmp.name[len(self.path.name) + 2 :].split(".")[0]
-            if pid.isdigit() and not _fork.alive(int(pid)):
+            if pid.isascii() and pid.isdigit() and not _fork.alive(int(pid)):
                 with contextlib.suppress(OSError):
                     tmp.unlink()
 

@@ -105,7 +105,7 @@ def alive(pid: int) -> bool:
     """Whether a process ``pid`` exists (it may belong to another user)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True

@@ -98,17 +98,14 @@ class Writer:
         end = start + FRAME_SIZE + length
         if end > self.size:
             return False
-        # Reserved with no call in between (no signal handler can run): one that appends
-        # meanwhile, through the spool's re-entrant lock, writes after this frame.
-        self.pos = end
-        self.records += 1
         mm = self._mm
         mm[start + FRAME_SIZE : end] = record
         # frame_crc() inlined: this is durable log_prompt's hot path.
         _FRAME.pack_into(mm, start, MARKER, length, zlib.crc32(record, CRC_SEED ^ length))
-        # Committed last, up to every frame reserved: a kill -9 before this store leaves
-        # the frame unseen.
-        _COMMIT.pack_into(mm, _COMMIT_OFFSET, self.pos, self.records)
+        self.records += 1
+        # Committed last: a kill -9 before this store leaves the frame unseen.
+        _COMMIT.pack_into(mm, _COMMIT_OFFSET, end, self.records)
+        self.pos = end
         return True
 
     def flush(self) -> None:

@@ -8,7 +8,8 @@ no ``os.register_at_fork`` hook runs in either process. The child logs M
 records, flushes and leaves with ``os._exit``; the parent then flushes. The
 test counts the records at the server: exactly N + M, the parent's never
 sent twice. Prints ``child-exit <code> parent-flush <ok>``. Arguments:
-base_url api_key N M.
+base_url api_key N M [shutdown] (with ``shutdown`` the child only shuts the
+logger down, logging nothing).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import banyan
 
 def main() -> int:
     base_url, api_key, parent, child = sys.argv[1:5]
+    shutdown_only = sys.argv[5:] == ["shutdown"]
     logger = banyan.PromptStackLogger(api_key=api_key, base_url=base_url, flush_interval=60)
     # No other thread may run at this fork: a bare fork() skips CPython's own after-fork
     # work too, and a child whose GIL still counts the parent's threads as waiters can
@@ -33,6 +35,8 @@ def main() -> int:
         logger.log_prompt(input=f"parent {i}", output="o")
     pid = ctypes.PyDLL(None).fork()
     if pid == 0:
+        if shutdown_only:  # the child's first call is shutdown(): nothing of the parent's to send
+            os._exit(0 if logger.shutdown(timeout=20) else 6)
         for i in range(int(child)):
             logger.log_prompt(input=f"child {i}", output="o")
         # The first record took the slow path and reset the logger: the queue is the child's.

@@ -51,3 +51,14 @@ def test_a_fork_that_skipped_the_hooks_is_caught_on_the_hot_path(server: Server)
     ids = server.stored_ids()
     assert len(ids) == len(set(ids)) == PARENT + CHILD
     assert len({i.rsplit("-", 1)[0] for i in ids}) == 2
+
+
+def test_a_child_forked_without_the_hooks_that_only_shuts_down_sends_nothing(
+    server: Server,
+) -> None:
+    """The hookless child's first call is shutdown(): it resets the logger first, so the
+    parent's queued records are sent once, by the parent."""
+    run_script("hookless_fork.py", server, PARENT, 0, "shutdown")
+    ids = server.stored_ids()
+    assert len(ids) == len(set(ids)) == PARENT
+    assert server.summary()["duplicates"] == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -195,3 +197,30 @@ def test_a_flush_during_shutdown_waits_until_the_rest_is_spooled(
         assert logger.get_stats()["spooled"] == 5
     finally:
         closer.join(10)
+
+
+FLUSH_IN_SHUTDOWN = """
+import signal, socket, banyan
+silent = socket.create_server(("127.0.0.1", 0))  # accepts (the backlog), never answers
+url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+logger = banyan.PromptStackLogger(api_key="psk_unit", base_url=url, spool_dir=False, timeout=1,
+                                  max_retries=0)
+logger.log_prompt("i", "o")
+flushed = []
+signal.signal(signal.SIGALRM, lambda *_: flushed.append(logger.flush(timeout=None)))
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+logger.shutdown(timeout=2)
+signal.setitimer(signal.ITIMER_REAL, 0)
+print(flushed)
+"""
+
+
+def test_a_flush_from_a_signal_handler_during_shutdown_does_not_wait_for_it() -> None:
+    """flush(None) in a handler that interrupted shutdown() on the same thread returns: it
+    cannot wait for the shutdown it interrupted."""
+    done = subprocess.run(
+        [sys.executable, "-c", FLUSH_IN_SHUTDOWN],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in ("[True]", "[False]")  # the handler ran inside shutdown

@@ -358,11 +358,14 @@ def test_a_child_forked_after_shutdown_stays_shut(make_logger: MakeLogger) -> No
 
 
 SIGNAL_LOGGING = """
-import json, signal, msgspec, banyan
+import json, signal, sys, tempfile, msgspec, banyan
 from banyan._record import Record
+durable = sys.argv[1] == "durable"
 logger = banyan.PromptStackLogger(api_key="psk_unit", base_url="http://127.0.0.1:9",
-                                  spool_dir=False, max_queue_bytes=1 << 30)
-logger._idle = False  # no flusher: every record stays in the ring
+                                  durability=sys.argv[1], max_queue_bytes=1 << 30,
+                                  spool_dir=tempfile.mkdtemp() if durable else False,
+                                  spool_max_bytes=1 << 30)
+logger._idle = False  # no flusher: every record stays in the ring (or the spool)
 handled = []
 def handler(signum, frame):
     handled.append(logger.log_prompt(f"sig-{len(handled)}", "o"))
@@ -370,7 +373,13 @@ signal.signal(signal.SIGALRM, handler)
 signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
 main = [logger.log_prompt(f"main-{i}", "o") for i in range(30_000)]
 signal.setitimer(signal.ITIMER_REAL, 0)
-records = [msgspec.msgpack.decode(r, type=Record) for r in logger._flusher.ring._items]
+blobs = list(logger._flusher.ring._items)
+if durable:
+    spool = logger._spooling.spool
+    spool.seal()
+    while (segment := spool.claim()) is not None:
+        blobs += segment.records()
+records = [msgspec.msgpack.decode(r, type=Record) for r in blobs]
 print(json.dumps({
     "main_ok": sum(main), "handled": len(handled), "handled_ok": sum(handled),
     "main_logged": len({r.input for r in records if r.input.startswith("main-")}),
@@ -380,11 +389,13 @@ print(json.dumps({
 """
 
 
-def test_log_prompt_from_a_signal_handler_neither_corrupts_nor_hangs() -> None:
+@pytest.mark.parametrize("durability", ["buffered", "durable"])
+def test_log_prompt_from_a_signal_handler_neither_corrupts_nor_hangs(durability: str) -> None:
     """A handler that logs while the main thread is inside log_prompt (its encoding buffer,
-    the ring's lock) gets its own record in, and the interrupted record stays intact."""
+    the ring's lock, the spool's lock) gets its own record in, and the interrupted record
+    stays intact. (Durable: the spool refuses the handler's record, the ring keeps it.)"""
     done = subprocess.run(
-        [sys.executable, "-c", SIGNAL_LOGGING],
+        [sys.executable, "-c", SIGNAL_LOGGING, durability],
         check=False,
         capture_output=True,
         text=True,
