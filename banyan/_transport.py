@@ -49,7 +49,9 @@ class Transport:
         # One client per sending thread: httpcore's HTTP/2 connection mis-accounts
         # the flow-control window when two threads upload on it at once
         # ("Cannot send N bytes, flow control window is -M").
-        self._clients: dict[int, httpx.Client] = {}
+        # Keyed by thread, beside the thread itself: a thread that ended leaves its client,
+        # closed at the next client creation (threads come and go in a pool).
+        self._clients: dict[int, tuple[threading.Thread, httpx.Client]] = {}
         self._closed = False
         self.http_version: str | None = None
         _preload(config.http2)
@@ -84,14 +86,20 @@ class Transport:
 
     def client(self) -> httpx.Client:
         """The calling thread's client, created on first use."""
-        key = threading.get_ident()
+        thread = threading.current_thread()
         with self._lock:
             if self._closed:
                 raise TransportError("the client has been shut down")
-            client = self._clients.get(key)
-            if client is None:
-                client = self._clients[key] = self._new_client()
-            return client
+            entry = self._clients.get(thread.ident or 0)
+            if entry is not None and entry[0] is thread:
+                return entry[1]
+            ended = [key for key, (owner, _) in self._clients.items() if not owner.is_alive()]
+            stale = [self._clients.pop(key)[1] for key in ended]
+            client = self._new_client()
+            self._clients[thread.ident or 0] = (thread, client)
+        for old in stale:
+            _close_quietly(old)
+        return client
 
     def request(
         self,
@@ -131,7 +139,7 @@ class Transport:
     def reset(self, stale: httpx.Client) -> None:
         """Replace ``stale`` (a stalled or broken client) with a fresh one."""
         with self._lock:
-            for key, client in list(self._clients.items()):
+            for key, (_, client) in list(self._clients.items()):
                 if client is stale:
                     del self._clients[key]
         _close_quietly(stale)
@@ -145,7 +153,8 @@ class Transport:
     def close(self) -> None:
         """Close the client; later requests raise TransportError."""
         with self._lock:
-            clients, self._clients, self._closed = list(self._clients.values()), {}, True
+            clients = [client for _, client in self._clients.values()]
+            self._clients, self._closed = {}, True
         for client in clients:
             _close_quietly(client)
 
