@@ -469,7 +469,8 @@ class PromptStackLogger:
 
     def _flush(self, deadline: float) -> bool:
         done = self._flusher.flush(max(0.0, deadline - time.monotonic()))
-        if self._durable and self._spooling is not None:
+        # After shutdown the spool is closed: what it holds waits for another process.
+        if self._durable and self._spooling is not None and not self._down.is_set():
             wake = self._flusher.wake if self._config.background_thread else None
             done = self._spooling.replayer.flush(deadline, wake) and done
         lost = self._lost_total()

@@ -224,3 +224,18 @@ def test_a_flush_from_a_signal_handler_during_shutdown_does_not_wait_for_it() ->
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() in ("[True]", "[False]")  # the handler ran inside shutdown
+
+
+@pytest.mark.parametrize("durability", ["buffered", "durable"])
+def test_flush_after_shutdown_reports_nothing_pending(
+    make_logger: MakeLogger, tmp_path: Path, durability: str
+) -> None:
+    """Once shutdown() is over, flush() has nothing to wait for in either mode: True (until
+    a later log_prompt counts a `closed` drop, which makes the next flush False)."""
+    logger, _fake = make_logger(FakeResponse({"accepted": 1}), durability=durability,
+                                spool_dir=str(tmp_path))  # fmt: skip
+    assert logger.log_prompt("i", "o")
+    logger.shutdown(timeout=5)
+    assert logger.flush(timeout=1) is True
+    assert logger.log_prompt("late", "o") is False
+    assert logger.flush(timeout=1) is False
