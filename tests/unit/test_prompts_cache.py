@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +51,22 @@ def cache(logger: banyan.PromptStackLogger) -> dict[str, int]:
     return stats
 
 
+def held(answer: FakeResponse) -> tuple[threading.Event, Callable[..., FakeResponse]]:
+    """A fetch that answers ``answer`` once the returned gate is set (or after 5 s)."""
+    gate = threading.Event()
+
+    def fetch(method: str, path: str, **kw: Any) -> FakeResponse:
+        gate.wait(5)
+        return answer
+
+    return gate, fetch
+
+
 def test_expired_entry_is_served_stale_and_refreshed_once(
     make_logger: MakeLogger, tmp_path: Path
 ) -> None:
     """Past the TTL the stale prompt is returned at once; one background refresh replaces it."""
-    gate = threading.Event()
-
-    def slow_refresh(method: str, path: str, **kw: Any) -> FakeResponse:
-        gate.wait(5)
-        return prompt("new")
-
+    gate, slow_refresh = held(prompt("new"))
     logger, fake = make_logger(prompt("old"), slow_refresh, cache_ttl=0.05, cache_dir=tmp_path)
     assert logger.get_prompt("greet").content == "old"  # type: ignore[union-attr]
     time.sleep(0.06)
@@ -346,12 +353,7 @@ def test_unreadable_disk_entry_is_skipped_and_counted(
 
 def test_concurrent_cold_misses_share_one_fetch(make_logger: MakeLogger, tmp_path: Path) -> None:
     """Threads missing the same prompt together wait for one GET instead of sending their own."""
-    gate = threading.Event()
-
-    def slow(method: str, path: str, **kw: Any) -> FakeResponse:
-        gate.wait(5)
-        return prompt("fetched")
-
+    gate, slow = held(prompt("fetched"))
     logger, fake = make_logger(slow, cache_dir=tmp_path)
     got: list[str] = []
 
@@ -414,12 +416,7 @@ def test_shutdown_does_not_wait_past_its_timeout_for_a_stalled_refresh(
     make_logger: MakeLogger, tmp_path: Path
 ) -> None:
     """The refresher stuck in a request gets what is left of shutdown's timeout (it got 1 s)."""
-    gate = threading.Event()
-
-    def stalled(method: str, path: str, **kw: Any) -> FakeResponse:
-        gate.wait(5)
-        return prompt("late")
-
+    gate, stalled = held(prompt("late"))
     logger, fake = make_logger(prompt("cached"), stalled, cache_ttl=0.05, cache_dir=tmp_path)
     logger.get_prompt("greet")
     time.sleep(0.06)
