@@ -21,15 +21,18 @@ from banyan.server.analysis._results import (
     VariantResult,
 )
 from banyan.server.analysis._sequential import TAU
+from banyan.server.analysis._sqlite import LATENCY, Metric, sqlite_aggregates, subject_query
 from banyan.server.analysis._srm import SRM_THRESHOLD
 
 __all__ = [
+    "LATENCY",
     "SRM_THRESHOLD",
     "TAU",
     "Bounds",
     "Difference",
     "LatencySummary",
     "Methods",
+    "Metric",
     "MetricResult",
     "MetricSummary",
     "Results",
@@ -37,4 +40,6 @@ __all__ = [
     "VariantAggregate",
     "VariantResult",
     "analyze",
+    "sqlite_aggregates",
+    "subject_query",
 ]
