@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -20,8 +22,9 @@ def experiment(*weights: int) -> Experiment:
     return Experiment(id="exp_sim", sticky_key="user_id", seed="s", variants=variants)
 
 
-def summary(values: NDArray[np.float64], kind: MetricKind = "mean") -> MetricSummary:
+def summary(values: NDArray[Any], kind: MetricKind = "mean") -> MetricSummary:
     """The sums a store returns for these per-subject values (last axis: subjects)."""
+    values = values.astype(np.float64)
     return MetricSummary(
         subjects=values.shape[-1],
         sum=float(values.sum()),
@@ -31,9 +34,7 @@ def summary(values: NDArray[np.float64], kind: MetricKind = "mean") -> MetricSum
     )
 
 
-def aggregate(
-    variant_id: str, **metrics: tuple[NDArray[np.float64], MetricKind]
-) -> VariantAggregate:
+def aggregate(variant_id: str, **metrics: tuple[NDArray[Any], MetricKind]) -> VariantAggregate:
     """A variant's aggregate from per-subject values of each named metric."""
     summaries = {name: summary(values, kind) for name, (values, kind) in metrics.items()}
     n = max(s.subjects for s in summaries.values())
