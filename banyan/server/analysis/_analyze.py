@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import msgspec
+
 from banyan._routing import Experiment, Variant
 from banyan.server.analysis import _estimates, _sequential, _srm
 from banyan.server.analysis._dist import Vec
@@ -28,13 +30,15 @@ _FIXED = Methods(
     relative_difference="delta method, normal interval",
     srm="chi-square goodness of fit",
 )
-_SEQUENTIAL = Methods(
-    mean="mSPRT confidence sequence (normal mixture)",
-    proportion="mSPRT confidence sequence (normal mixture)",
-    difference_of_means="mSPRT always-valid p-value and confidence sequence",
-    difference_of_proportions="mSPRT always-valid p-value and confidence sequence",
+_ALWAYS_VALID = "mSPRT always-valid p-value and confidence sequence"
+_SEQUENCE = "mSPRT confidence sequence (normal mixture)"
+_SEQUENTIAL = msgspec.structs.replace(
+    _FIXED,
+    mean=_SEQUENCE,
+    proportion=_SEQUENCE,
+    difference_of_means=_ALWAYS_VALID,
+    difference_of_proportions=_ALWAYS_VALID,
     relative_difference="delta method, mSPRT confidence sequence",
-    srm="chi-square goodness of fit",
 )
 _EMPTY = MetricSummary(subjects=0, sum=0.0, sum_squares=0.0)
 
