@@ -71,10 +71,11 @@ def _difference(found: Comparison, alpha: float) -> Difference:
 def _srm_result(experiment: Experiment, subjects: list[int]) -> SrmResult:
     weights = [v.weight_bp for v in experiment.variants]
     chi2, p = _srm.srm_test(subjects, weights)
-    total, known = sum(subjects), sum(subjects) > 0 and len(subjects) > 1
-    p_value = _number(p) if known else None
+    total = sum(subjects)
+    tested = total > 0 and len(subjects) > 1
+    p_value = _number(p) if tested else None
     return SrmResult(
-        chi_square=_number(chi2) if known else None,
+        chi_square=_number(chi2) if tested else None,
         df=max(sum(w > 0 for w in weights) - 1, 0),
         p_value=p_value,
         flagged=p_value is not None and p_value < _srm.SRM_THRESHOLD,
@@ -146,6 +147,8 @@ def analyze(
     """
     if not 0 < alpha < 1:
         raise ValueError("alpha must be between 0 and 1")
+    if sequential and not tau > 0:
+        raise ValueError("tau must be positive")
     by_id = {agg.variant_id: agg for agg in aggregates}
     aggs = [by_id.get(v.id) or VariantAggregate(v.id, 0, 0) for v in experiment.variants]
     subjects = [agg.subjects for agg in aggs]

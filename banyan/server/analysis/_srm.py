@@ -29,4 +29,6 @@ def srm_test(observed: ArrayLike, weights: ArrayLike) -> tuple[Vec, Vec]:
         terms = np.where(expected > 0, (obs - expected) ** 2 / expected, 0.0)
     terms = np.where((expected == 0) & (obs > 0), np.inf, terms)
     chi2 = terms.sum(axis=-1)
-    return chi2, chi2_sf(chi2, np.count_nonzero(w > 0) - 1)
+    # A perfect fit has p = 1 even with no degree of freedom (one variant of positive weight).
+    with np.errstate(invalid="ignore"):
+        return chi2, np.where(chi2 > 0, chi2_sf(chi2, np.count_nonzero(w > 0) - 1), 1.0)

@@ -104,9 +104,11 @@ def test_unconfigured_variants_are_ignored_and_missing_ones_are_empty() -> None:
 
 
 def test_subjects_in_a_zero_weight_variant_are_an_srm() -> None:
-    """A variant configured at 0 % that still gets subjects is flagged."""
+    """A variant configured at 0 % that still gets subjects is flagged; an empty one is not."""
     result = analyze(experiment(10000, 0), AGGS)
     assert (result.srm.df, result.srm.p_value, result.srm.flagged) == (0, 0.0, True)
+    result = analyze(experiment(10000, 0), AGGS[:1])
+    assert (result.srm.df, result.srm.p_value, result.srm.flagged) == (0, 1.0, False)
 
 
 def test_latency_percentiles_pass_through() -> None:
@@ -125,8 +127,15 @@ def test_a_metric_is_either_a_mean_or_a_proportion() -> None:
         analyze(experiment(5000, 5000), [AGGS[0], mixed])
 
 
-@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1])
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1, float("nan")])
 def test_alpha_must_be_a_probability(alpha: float) -> None:
     """alpha outside (0, 1) is refused."""
     with pytest.raises(ValueError, match="alpha"):
         analyze(experiment(5000, 5000), AGGS, alpha=alpha)
+
+
+@pytest.mark.parametrize("tau", [0.0, -1.0, float("nan")])
+def test_sequential_tau_must_be_positive(tau: float) -> None:
+    """A sequential analysis refuses a mixing standard deviation that is not positive."""
+    with pytest.raises(ValueError, match="tau"):
+        analyze(experiment(5000, 5000), AGGS, sequential=True, tau=tau)
