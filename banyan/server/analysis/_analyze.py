@@ -26,7 +26,7 @@ _FIXED = Methods(
     mean="Student t interval",
     proportion="Wilson score interval",
     difference_of_means="Welch t-test and interval",
-    difference_of_proportions="two-proportion z-test (pooled), Wald interval (unpooled)",
+    difference_of_proportions="two-proportion z-test (pooled), Newcombe hybrid score interval",
     relative_difference="delta method, normal interval",
     srm="chi-square goodness of fit",
 )

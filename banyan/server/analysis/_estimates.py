@@ -7,9 +7,10 @@ variance) come out as NaN.
 
 Fixed horizon: a variant's mean has Student's t interval, its proportion the
 Wilson score interval; a difference of means Welch's t-test and interval, of
-proportions the two-proportion z-test (pooled) and the unpooled Wald interval;
-the relative difference a delta-method interval. Sequential (``tau`` given):
-every interval is an mSPRT confidence sequence, every p-value always valid.
+proportions the two-proportion z-test (pooled) and Newcombe's hybrid score
+interval; the relative difference a delta-method interval. Sequential (``tau``
+given): every interval is an mSPRT confidence sequence, every p-value always
+valid.
 """
 
 from __future__ import annotations
@@ -99,15 +100,29 @@ def welch_df(t: Moments, c: Moments) -> Vec:
         return (vt + vc) ** 2 / (vt * vt / (t.n - 1) + vc * vc / (c.n - 1))
 
 
-def _fixed_p_and_df(t: Moments, c: Moments, kind: MetricKind, diff: Vec) -> tuple[Vec, Vec]:
+def newcombe(t: Moments, c: Moments, alpha: float) -> Interval:
+    """Newcombe's hybrid score interval of ``p_t - p_c``, from the two Wilson intervals."""
+    wt, wc = wilson(t.n, t.mean, alpha), wilson(c.n, c.mean, alpha)
+    diff = t.mean - c.mean
+    with np.errstate(invalid="ignore"):
+        below = np.sqrt((t.mean - wt.low) ** 2 + (wc.high - c.mean) ** 2)
+        above = np.sqrt((wt.high - t.mean) ** 2 + (c.mean - wc.low) ** 2)
+    return Interval(diff, diff - below, diff + above)
+
+
+def _two_proportions(t: Moments, c: Moments, alpha: float) -> tuple[Interval, Vec]:
     with np.errstate(divide="ignore", invalid="ignore"):
-        if kind == "proportion":
-            pooled = (t.mean * t.n + c.mean * c.n) / (t.n + c.n)
-            se0 = np.sqrt(pooled * (1 - pooled) * (1 / t.n + 1 / c.n))
-            return 2 * normal_sf(np.abs(diff) / se0), np.full_like(diff, np.inf)
-        df = welch_df(t, c)
-        se = np.sqrt(t.var_of_mean + c.var_of_mean)
-        return 2 * t_sf(np.abs(diff) / se, df), df
+        pooled = (t.mean * t.n + c.mean * c.n) / (t.n + c.n)
+        se0 = np.sqrt(pooled * (1 - pooled) * (1 / t.n + 1 / c.n))
+        return newcombe(t, c, alpha), 2 * normal_sf(np.abs(t.mean - c.mean) / se0)
+
+
+def _welch(t: Moments, c: Moments, alpha: float) -> tuple[Interval, Vec]:
+    df = welch_df(t, c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff, se = t.mean - c.mean, np.sqrt(t.var_of_mean + c.var_of_mean)
+        half = t_quantile(1 - alpha / 2, df) * se
+        return _around(diff, half), 2 * t_sf(np.abs(diff) / se, df)
 
 
 def compare(
@@ -122,15 +137,12 @@ def compare(
         v_rel = t.var_of_mean / c.mean**2 + ratio**2 * c.var_of_mean / c.mean**2
         if tau is not None:
             tau2 = tau * tau * (t.var + c.var) / 2
-            return Comparison(
-                _around(diff, _sequential.half_width(v, tau2, alpha)),
-                _around(ratio - 1, _sequential.half_width(v_rel, tau2 / c.mean**2, alpha)),
-                _sequential.p_value(diff, v, tau2),
-            )
-        p, df = _fixed_p_and_df(t, c, kind, diff)
-        z = normal_quantile(1 - alpha / 2)
-        return Comparison(
-            _around(diff, t_quantile(1 - alpha / 2, df) * np.sqrt(v)),
-            _around(ratio - 1, z * np.sqrt(v_rel)),
-            p,
-        )
+            absolute = _around(diff, _sequential.half_width(v, tau2, alpha))
+            p = _sequential.p_value(diff, v, tau2)
+            half_rel = _sequential.half_width(v_rel, tau2 / c.mean**2, alpha)
+        else:
+            test = _two_proportions if kind == "proportion" else _welch
+            absolute, p = test(t, c, alpha)
+            half_rel = normal_quantile(1 - alpha / 2) * np.sqrt(v_rel)
+        # No observed difference is no evidence of one, also where a variance is zero.
+        return Comparison(absolute, _around(ratio - 1, half_rel), np.where(diff == 0, 1.0, p))

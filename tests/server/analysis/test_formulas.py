@@ -30,6 +30,13 @@ def two_arm(
     return analyze(experiment(5000, 5000), aggs)
 
 
+def _wilson(x: int, n: int) -> tuple[float, float]:
+    p = x / n
+    centre = (p + Z * Z / (2 * n)) / (1 + Z * Z / n)
+    half = Z / (1 + Z * Z / n) * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
+    return centre - half, centre + half
+
+
 def test_difference_of_means_is_welchs_t_test() -> None:
     """The difference of means has scipy's Welch p-value and confidence interval."""
     found = two_arm(CONTROL, TREATMENT).variants[1].versus_control["x"]
@@ -54,12 +61,9 @@ def test_proportion_has_wilson_interval() -> None:
     """12 conversions of 50 subjects: the Wilson interval, by hand and by scipy."""
     converted = np.array([1.0] * 12 + [0.0] * 38)
     found = two_arm(converted, converted, "proportion").variants[0].metrics["x"]
-    p, n = 0.24, 50
-    centre = (p + Z * Z / (2 * n)) / (1 + Z * Z / n)
-    half = Z / (1 + Z * Z / n) * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
+    low, high = _wilson(12, 50)
     assert found.value == pytest.approx(0.24)
-    assert found.interval.low == pytest.approx(centre - half, rel=1e-12)
-    assert found.interval.high == pytest.approx(centre + half, rel=1e-12)
+    assert (found.interval.low, found.interval.high) == pytest.approx((low, high), rel=1e-12)
     scipy_ci = stats.binomtest(12, 50).proportion_ci(0.95, method="wilson")
     assert found.interval.low == pytest.approx(scipy_ci.low, rel=1e-9)
     assert found.interval.high == pytest.approx(scipy_ci.high, rel=1e-9)
@@ -74,11 +78,31 @@ def test_difference_of_proportions_is_the_two_proportion_z_test() -> None:
     assert found.p_value == pytest.approx(
         stats.chi2_contingency(table, correction=False).pvalue, rel=1e-9
     )
+
+
+def test_difference_of_proportions_has_newcombes_interval() -> None:
+    """45/210 - 30/200: Newcombe's hybrid score interval from the two Wilson intervals, by hand."""
+    control = np.array([1.0] * 30 + [0.0] * 170)
+    treatment = np.array([1.0] * 45 + [0.0] * 165)
+    found = two_arm(control, treatment, "proportion").variants[1].versus_control["x"]
     pt, pc = 45 / 210, 30 / 200
-    half = Z * math.sqrt(pt * (1 - pt) / 210 + pc * (1 - pc) / 200)
+    (lt, ut), (lc, uc) = _wilson(45, 210), _wilson(30, 200)
     assert found.absolute == pytest.approx(pt - pc)
-    assert found.absolute_interval.low == pytest.approx(pt - pc - half, rel=1e-9)
-    assert found.absolute_interval.high == pytest.approx(pt - pc + half, rel=1e-9)
+    low = pt - pc - math.sqrt((pt - lt) ** 2 + (uc - pc) ** 2)
+    high = pt - pc + math.sqrt((ut - pt) ** 2 + (pc - lc) ** 2)
+    assert found.absolute_interval.low == pytest.approx(low, rel=1e-9)
+    assert found.absolute_interval.high == pytest.approx(high, rel=1e-9)
+
+
+def test_no_conversions_in_either_arm_is_no_evidence_with_a_real_interval() -> None:
+    """0/40 against 0/40: p = 1 and an interval of width > 0 around a difference of 0."""
+    none = np.zeros(40)
+    found = two_arm(none, none, "proportion").variants[1].versus_control["x"]
+    _, high = _wilson(0, 40)
+    assert (found.absolute, found.p_value, found.significant) == (0.0, 1.0, False)
+    assert (found.absolute_interval.low, found.absolute_interval.high) == pytest.approx(
+        (-high, high)
+    )
 
 
 def test_relative_difference_uses_the_delta_method() -> None:
