@@ -1,12 +1,16 @@
-"""The management commands of ``banyan``: HTTP calls to a running server.
+"""The management commands' HTTP client: one connection, errors as exit statuses, text or JSON.
 
-``banyan._cli`` defines their arguments; each function here takes the parsed
-arguments, talks to ``--base-url`` with ``--api-key`` and prints the result.
+Each command is a function ``(api, args) -> exit status``; :func:`command`
+turns it into an argparse ``func`` that opens the connection to
+``--base-url`` with ``--api-key`` (or ``BANYAN_API_KEY``) and reports
+failures as one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,47 +18,72 @@ from urllib.parse import quote
 
 import httpx
 
+Command = Callable[["Api", argparse.Namespace], int]
+
 
 class AdminError(Exception):
     """A management call the server refused, or a usage mistake."""
 
-
-def run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run one management command, turning failures into a message and exit status 1."""
-    if not args.api_key:
-        print("banyan: give --api-key or set BANYAN_API_KEY", file=sys.stderr)
-        return 2
-    try:
-        return command(args)
-    except AdminError as exc:
-        print(f"banyan: {exc}", file=sys.stderr)
-    except httpx.HTTPError as exc:
-        print(f"banyan: cannot reach {args.base_url}: {exc}", file=sys.stderr)
-    except UnicodeError as exc:  # a --file that is not UTF-8, a key httpx cannot send
-        print(f"banyan: {exc}", file=sys.stderr)
-        return 2
-    return 1
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
-    headers = {"X-API-Key": args.api_key}
-    with httpx.Client(base_url=args.base_url, headers=headers, timeout=30,
-                      verify=not args.insecure) as client:  # fmt: skip
-        response = client.request(method, path, json=body)
-    try:
-        data = response.json()
-    except ValueError:
-        data = {"error": response.text[:200]}
-    if response.status_code >= 400:
-        message = data.get("error") if isinstance(data, dict) else None
-        raise AdminError(f"HTTP {response.status_code}: {message or response.reason_phrase}")
-    return data
+class Api:
+    """One keep-alive connection to the management API."""
+
+    def __init__(self, args: argparse.Namespace, api_key: str) -> None:
+        self.client = httpx.Client(base_url=args.base_url, headers={"X-API-Key": api_key},
+                                   timeout=30, verify=not args.insecure)  # fmt: skip
+
+    def call(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:
+        """The JSON answer of one request; AdminError with the server's reason for a 4xx/5xx."""
+        response = self.client.request(method, path, json=body, params=params)
+        try:
+            data = response.json()
+        except ValueError:
+            data = {"error": response.text[:200]}
+        if response.status_code >= 400:
+            message = data.get("error") if isinstance(data, dict) else None
+            reason = message or response.reason_phrase
+            raise AdminError(f"HTTP {response.status_code}: {reason}", response.status_code)
+        return data
 
 
-def _segment(value: str) -> str:
+def command(body: Command) -> Callable[[argparse.Namespace], int]:
+    """An argparse ``func`` that runs ``body`` and turns failures into a message and status."""
+
+    def run(args: argparse.Namespace) -> int:
+        api_key = args.api_key or os.environ.get("BANYAN_API_KEY")
+        if not api_key:
+            print("banyan: give --api-key or set BANYAN_API_KEY", file=sys.stderr)
+            return 2
+        try:
+            api = Api(args, api_key)
+            with api.client:
+                return body(api, args)
+        except AdminError as exc:
+            print(f"banyan: {exc}", file=sys.stderr)
+        except httpx.HTTPError as exc:
+            print(f"banyan: cannot reach {args.base_url}: {exc}", file=sys.stderr)
+        except UnicodeError as exc:  # a --file that is not UTF-8, a key httpx cannot send
+            print(f"banyan: {exc}", file=sys.stderr)
+            return 2
+        return 1
+
+    return run
+
+
+def segment(value: str) -> str:
     """``value`` as one path segment: quoted, and never a "." or ".." that a client resolves."""
     quoted = quote(value, safe="")
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+
+def show(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> int:
+    """Print ``data`` as JSON under ``--json``, else as ``text(data)``; exit status 0."""
+    print(json.dumps(data, indent=2) if args.json else text(data))
+    return 0
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -76,73 +105,6 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def create_project(args: argparse.Namespace) -> int:
-    """``banyan projects create NAME``."""
-    data = _call(args, "POST", "/api/v2/projects", {"name": args.name})
-    print(f"project {data['project']['name']} id {data['project']['id']}")
-    print(f"API key: {data['api_key']}")
-    return 0
-
-
-def create_key(args: argparse.Namespace) -> int:
-    """``banyan keys create``."""
-    data = _call(args, "POST", "/api/v2/keys", {"label": args.label})
-    print(f"API key for project {data['project_id']}: {data['api_key']}")
-    return 0
-
-
-def push_prompt(args: argparse.Namespace) -> int:
-    """``banyan prompts push NAME --file F``: a new version, creating the prompt if needed."""
-    try:
-        content = args.file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AdminError(f"cannot read {args.file}: {exc}") from None
-    body = {"content": content, "branch": args.branch, "message": args.message}
-    try:
-        data = _call(args, "POST", f"/api/v2/prompts/{_segment(args.name)}/versions", body)
-    except AdminError as exc:
-        if "HTTP 404" not in str(exc):
-            raise
-        _call(args, "POST", "/api/v2/prompts", {"name": args.name, **body})
-        data = {"version": "1", "branch": args.branch}
-    print(f"pushed {args.name} version {data['version']} on branch {data['branch']}")
-    return 0
-
-
-def list_prompts(args: argparse.Namespace) -> int:
-    """``banyan prompts list``."""
-    prompts = _call(args, "GET", "/api/v2/prompts")["prompts"]
-    rows = [
-        (p["name"], b["name"], b["latest_version"], b["versions"], p["enable_logging"])
-        for p in prompts
-        for b in p["branches"]
-    ]
-    print(table(("PROMPT", "BRANCH", "LATEST", "VERSIONS", "LOGGING"), rows))
-    return 0
-
-
-def create_experiment(args: argparse.Namespace) -> int:
-    """``banyan experiments create PROMPT --variant V:PCT ...``."""
-    body = {"prompt": args.prompt, "branch": args.branch, "variants": args.variant,
-            "sticky_key": args.sticky_key, "traffic": args.traffic, "name": args.name}  # fmt: skip
-    data = _call(args, "POST", "/api/v2/experiments", body)
-    print(f"experiment {data['id']} {data['status']} on {data['prompt']}@{data['branch']}"
-          f" (sticky key {data['sticky_key']}, traffic {data['traffic_bp'] / 100:g}%)")  # fmt: skip
-    rows = [(v["id"], v["version"], f"{v['weight_bp'] / 100:g}%") for v in data["variants"]]
-    print(table(("VARIANT", "VERSION", "WEIGHT"), rows))
-    return 0
-
-
-def experiment_results(args: argparse.Namespace) -> int:
-    """``banyan experiments results ID``: a table of counts and latency per variant."""
-    data = _call(args, "GET", f"/api/v2/experiments/{_segment(args.id)}/results")
-    exp = data["experiment"]
-    print(f"experiment {exp['id']} ({exp['status']}) on {exp['prompt']}@{exp['branch']}")
-    rows = [
-        (v["name"], v["version"], f"{v['weight_bp'] / 100:g}%", v["count"], v["mean_ms"],
-         v["p50_ms"], v["p95_ms"], v["models"])
-        for v in data["variants"]
-    ]  # fmt: skip
-    headers = ("VARIANT", "VERSION", "WEIGHT", "COUNT", "MEAN MS", "P50 MS", "P95 MS", "MODELS")
-    print(table(headers, rows))
-    return 0
+def percent(basis_points: int) -> str:
+    """Basis points as the percentage a user typed: 5000 -> "50%", 3333 -> "33.33%"."""
+    return f"{basis_points / 100:g}%"
