@@ -12,6 +12,8 @@ import argparse
 import multiprocessing
 import os
 import random
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,26 +44,60 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--users", type=positive(int), default=1_000, help="distinct sticky user ids"
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the database in DIR and say how to explore it",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit status 0 only when every record is accounted for."""
     with tempfile.TemporaryDirectory(prefix="banyan-demo-") as tmp:
+        db = _database(args.keep, Path(tmp))
         try:
-            server = start(Path(tmp), db=Path(tmp) / "demo.db", api_key=DEMO_KEY)
+            server = start(Path(tmp), db=db, api_key=DEMO_KEY)
         except RuntimeError as exc:
             raise SystemExit(f"banyan demo: {exc}") from None
-        base_url = server.base_url
         try:
-            print(f"reference server: {base_url} (SQLite in {tmp})")
-            with httpx.Client(base_url=base_url, headers={"X-API-Key": DEMO_KEY}) as api:
-                experiment = _set_up(api)
-                print(f'prompt "{PROMPT}": versions 1 and 2, 50/50 experiment {experiment}')
-                account, elapsed = _drive(args, base_url, api)
-                return _report(api, experiment, account, elapsed)
+            status = _run(args, server.base_url, db)
         finally:
             server.stop()
+    if args.keep is not None:
+        _explain(db)
+    return status
+
+
+def _database(keep: Path | None, tmp: Path) -> Path:
+    if keep is None:
+        return tmp / "demo.db"
+    db = keep / "demo.db"
+    if db.exists():
+        raise SystemExit(f"banyan demo: {db} exists; give --keep a new or empty directory")
+    keep.mkdir(parents=True, exist_ok=True)
+    return db
+
+
+def _run(args: argparse.Namespace, base_url: str, db: Path) -> int:
+    print(f"reference server: {base_url} (SQLite in {db})")
+    with httpx.Client(base_url=base_url, headers={"X-API-Key": DEMO_KEY}) as api:
+        experiment = _set_up(api)
+        print(f'prompt "{PROMPT}": versions 1 and 2, 50/50 experiment {experiment}')
+        account, elapsed = _drive(args, base_url, api)
+        return _report(api, experiment, account, elapsed)
+
+
+def _explain(db: Path) -> None:
+    """How to look at a kept demo database: serve it, then ask the CLI."""
+    url = "http://127.0.0.1:8765"
+    print(f"\nthe demo's database is kept in {db}; to explore it:")
+    print(f"  banyan serve --db {shlex.quote(str(db))} --api-key {DEMO_KEY}")
+    print(f"  export BANYAN_BASE_URL={url} BANYAN_API_KEY={DEMO_KEY}   # in another terminal")
+    print(f"  banyan experiments list --prompt {PROMPT}")
+    print(f"  banyan logs list --prompt {PROMPT}")
+    print("  banyan logs export -o demo.jsonl")
 
 
 def _set_up(api: httpx.Client) -> str:
@@ -138,24 +174,28 @@ def _watch(
     api: httpx.Client, workers: list[Any], results: Any, total: int, started: float
 ) -> list[dict[str, Any]]:
     reports: list[dict[str, Any]] = []
+    terminal = sys.stdout.isatty()
     while len(reports) < len(workers):
         while not results.empty():
             reports.append(results.get())
         if all(not w.is_alive() for w in workers) and results.empty():
             break
-        stored = _summary(api)["stored"]
-        rate = stored / max(time.monotonic() - started, 1e-9)
-        bar = "#" * int(30 * stored / max(total, 1))
-        print(
-            f"\r  [{bar:<30}] {stored:>8,} / {total:,} stored  {rate:>9,.0f} rec/s",
-            end="",
-            flush=True,
-        )
+        if terminal:
+            _progress(_summary(api)["stored"], total, started)
         time.sleep(0.25)
     for worker in workers:
         worker.join(timeout=30)
-    print()
+    if terminal:
+        print()
     return reports
+
+
+def _progress(stored: int, total: int, started: float) -> None:
+    """One progress frame, drawn over the last (a terminal only: \\r in a file is noise)."""
+    rate = stored / max(time.monotonic() - started, 1e-9)
+    bar = "#" * int(30 * stored / max(total, 1))
+    print(f"\r  [{bar:<30}] {stored:>8,} / {total:,} stored  {rate:>9,.0f} rec/s", end="",
+          flush=True)  # fmt: skip
 
 
 def _summary(api: httpx.Client) -> dict[str, int]:
