@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO, Any
 
 import msgspec
 import pytest
 from serverproc import Server, free_port
 
 from banyan import _logscli
+from banyan._apicli import Api
 from banyan._cli import main
 from banyan._localserver import _wait_healthy
 
@@ -386,15 +388,18 @@ def test_logs_export_writes_each_page_before_fetching_the_next(
     """export streams: records of page n are written before page n + 1 is asked for."""
     assert post_batch(server, body([record() for _ in range(10)])).json()["accepted"] == 10
     events: list[str] = []
-    real_call, real_write = _logscli.Api.call, _logscli.write_lines
-    monkeypatch.setattr(
-        _logscli.Api,
-        "call",
-        lambda self, *a, **kw: events.append("fetch") or real_call(self, *a, **kw),
-    )
-    monkeypatch.setattr(
-        _logscli, "write_lines", lambda page, out: events.append("write") or real_write(page, out)
-    )
+    real_call, real_write = Api.call, _logscli.write_lines
+
+    def call(self: Api, *args: Any, **kw: Any) -> Any:
+        events.append("fetch")
+        return real_call(self, *args, **kw)
+
+    def write_lines(page: list[dict[str, Any]], out: IO[bytes]) -> None:
+        events.append("write")
+        real_write(page, out)
+
+    monkeypatch.setattr(Api, "call", call)
+    monkeypatch.setattr(_logscli, "write_lines", write_lines)
     code, out = _run(server, capsys, "logs", "export", "--page-size", "4")
     assert code == 0
     assert len(out.splitlines()) == 10
