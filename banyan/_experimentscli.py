@@ -69,9 +69,6 @@ def add_parser(sub: Subparsers) -> None:
 
 def create(api: Api, args: argparse.Namespace) -> int:
     """``banyan experiments create PROMPT --variant V:PCT ...``."""
-    total = sum(v["percentage"] for v in args.variant)
-    if abs(total - 100) > 1e-9:
-        raise AdminError(f"variant weights must add up to 100%, not {total:g}%")
     body = {"prompt": args.prompt, "branch": args.branch, "variants": args.variant,
             "sticky_key": args.sticky_key, "traffic": args.traffic, "name": args.name}  # fmt: skip
     return show(args, api.call("POST", "/api/v2/experiments", body), describe)
