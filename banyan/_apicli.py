@@ -69,9 +69,20 @@ def command(body: Command) -> Callable[[argparse.Namespace], int]:
         except UnicodeError as exc:  # a --file that is not UTF-8, a key httpx cannot send
             print(f"banyan: {exc}", file=sys.stderr)
             return 2
+        except BrokenPipeError:
+            return _reader_left()
         return 1
 
     return run
+
+
+def _reader_left() -> int:
+    """``banyan logs export | head``: the reader has what it wanted; exit quietly."""
+    # What is still buffered goes to /dev/null, not to a failing flush at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
 
 
 def segment(value: str) -> str:

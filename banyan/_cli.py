@@ -164,7 +164,8 @@ def add_connection(parser: argparse.ArgumentParser) -> None:
 def group(sub: Subparsers, name: str, help_text: str) -> Subparsers:
     """A command group such as ``banyan prompts``, whose commands go on the result."""
     parser = sub.add_parser(name, help=help_text, description=help_text)
-    return parser.add_subparsers(dest=f"{name}_command", required=True)
+    parser.set_defaults(func=lambda _: parser.print_help() or 0)
+    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
 
 
 @register

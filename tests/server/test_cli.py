@@ -404,3 +404,19 @@ def test_logs_export_writes_each_page_before_fetching_the_next(
     assert code == 0
     assert len(out.splitlines()) == 10
     assert events == ["fetch", "write"] * 3
+
+
+def test_logs_export_into_a_closed_pipe_ends_quietly(server: Server) -> None:
+    """`banyan logs export | head -n 1`: exit 0, no traceback when the reader goes away."""
+    records = [record(input="x" * 2000) for _ in range(200)]
+    assert post_batch(server, body(records)).json()["accepted"] == 200
+    argv = [sys.executable, "-m", "banyan", "logs", "export", "--page-size", "10",
+            "--base-url", server.base_url, "--api-key", server.api_key]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["id"] == records[0].id
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert b"Traceback" not in proc.stderr.read()
+    proc.stderr.close()

@@ -127,3 +127,10 @@ def test_variant_weight_is_a_percent(
         main(argv)
     assert exited.value.code == 2
     assert needle in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["prompts", "experiments", "logs"])
+def test_a_group_alone_prints_its_commands(capsys: pytest.CaptureFixture[str], name: str) -> None:
+    """`banyan prompts` (no command) prints that group's help, exit status 0."""
+    assert main([name]) == 0
+    assert capsys.readouterr().out.startswith(f"usage: banyan {name}")
