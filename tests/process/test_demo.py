@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,20 @@ def _api(stored: int) -> httpx.Client:
 def test_demo_verdict_fails_on_crashed_workers_and_unaccounted_records(
     account: dict[str, int], stored: int, status: int
 ) -> None:
-    """0 only when sent = stored + dropped + spooled and every worker reported."""
+    """ok only when sent = stored + dropped + spooled and every worker reported."""
     with _api(stored) as api:
-        assert _demo._report(api, "exp", account, 1.0) == status
+        assert _demo._report(api, "exp", account, 1.0)["ok"] is (status == 0)
+
+
+def test_demo_json_prints_one_object_on_stdout() -> None:
+    """--json: stdout is the outcome as JSON (counts, ok, variants); the story is on stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "banyan", "demo", "--workers", "1", "--records", "300", "--json"],
+        capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    outcome = json.loads(result.stdout)
+    assert {k: outcome[k] for k in ("sent", "stored", "duplicated", "ok")} == {
+        "sent": 300, "stored": 300, "duplicated": 0, "ok": True}  # fmt: skip
+    assert sorted(v["version"] for v in outcome["variants"]) == ["1", "2"]
+    assert "reference server" in result.stderr
