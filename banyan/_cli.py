@@ -38,7 +38,10 @@ def register(registrar: Registrar) -> Registrar:
 
 
 class _Formatter(argparse.HelpFormatter):
-    """Shows an option's default after its help unless it has none or names it already."""
+    """Shows an option's default after its help unless it has none or names it already.
+
+    An API key's default is never shown: it may come from BANYAN_API_KEY.
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -46,6 +49,7 @@ class _Formatter(argparse.HelpFormatter):
             action.option_strings
             and action.default not in (None, False, argparse.SUPPRESS)
             and "default" not in text
+            and action.dest != "api_key"
         ):
             text += " (default: %(default)s)"
         return text

@@ -87,6 +87,9 @@ def test_api_key_from_the_environment_never_appears_in_help(
     out = capsys.readouterr().out
     assert "psk_secret_in_env_123" not in out
     assert "BANYAN_API_KEY" in out
+    with pytest.raises(SystemExit):
+        main(["spool", "status", "--help"])
+    assert "psk_secret_in_env_123" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
