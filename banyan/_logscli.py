@@ -30,7 +30,9 @@ def when(text: str) -> float:
     except argparse.ArgumentTypeError:
         pass
     try:
-        moment = datetime.datetime.fromisoformat(text)
+        # Python 3.10's fromisoformat does not read the "Z" suffix.
+        moment = datetime.datetime.fromisoformat(text.removesuffix("Z") + "+00:00"
+                                                 if text.endswith("Z") else text)  # fmt: skip
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither seconds since the epoch nor an ISO 8601 time"

@@ -137,3 +137,22 @@ def test_a_group_alone_prints_its_commands(capsys: pytest.CaptureFixture[str], n
     """`banyan prompts` (no command) prints that group's help, exit status 0."""
     assert main([name]) == 0
     assert capsys.readouterr().out.startswith(f"usage: banyan {name}")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1700000000.5", 1700000000.5), ("2023-11-14T22:13:20", 1700000000.0),
+     ("2023-11-14T22:13:20Z", 1700000000.0), ("2023-11-14T23:13:20+01:00", 1700000000.0)],
+)  # fmt: skip
+def test_log_times_are_epoch_seconds_or_iso_8601(text: str, seconds: float) -> None:
+    """--since/--until read epoch seconds or ISO 8601, UTC unless the text names a zone."""
+    assert build_parser().parse_args(["logs", "list", "--since", text]).since == seconds
+
+
+@pytest.mark.parametrize("text", ["nan", "yesterday", "2023-13-01"])
+def test_bad_log_times_are_usage_errors(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    """A time that is neither: exit status 2 and why."""
+    with pytest.raises(SystemExit) as exited:
+        main(["logs", "list", "--until", text])
+    assert exited.value.code == 2
+    assert "ISO 8601" in capsys.readouterr().err
