@@ -13,20 +13,46 @@ import math
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from banyan import __version__
+from banyan._config import DEFAULT_BASE_URL
 
 Subparsers = Any  # argparse._SubParsersAction is private
 Registrar = Callable[[Subparsers], None]
 
 REGISTRY: list[Registrar] = []
 
+DESCRIPTION = (
+    "Banyan's command line: run the reference server or its demo, manage prompts and"
+    " experiments, read logs back, and look after the disk spool."
+)
+
 
 def register(registrar: Registrar) -> Registrar:
     """Add a command group to ``banyan`` (usable as a decorator)."""
     REGISTRY.append(registrar)
     return registrar
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Shows an option's default after its help unless it has none or names it already.
+
+    An API key's default is never shown: it may come from BANYAN_API_KEY.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            action.option_strings
+            and action.default not in (None, False, argparse.SUPPRESS)
+            and "default" not in text
+            and action.dest != "api_key"
+        ):
+            text += " (default: %(default)s)"
+        return text
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -58,16 +84,24 @@ def _serve(args: argparse.Namespace) -> int:
 def add_serve(sub: Subparsers) -> None:
     """``banyan serve``: run the reference server."""
     p = sub.add_parser("serve", help="run the reference server (HTTP/1.1 and HTTP/2)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=8765)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=_port, default=8765, help="TCP port to listen on")
     p.add_argument("--db", type=Path, default=Path("banyan.db"), help="SQLite file")
-    p.add_argument("--api-key", help="bootstrap key (psk_...); created if new")
+    p.add_argument(
+        "--api-key",
+        help="bootstrap key (psk_...), created if new; without it, a new key is printed",
+    )
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
-    p.add_argument("--workers", type=positive(int), default=1)
-    p.add_argument("--shutdown-timeout", type=positive(int), default=5, metavar="S",
-                   help="seconds open connections get after SIGTERM (default 5)")  # fmt: skip
-    p.add_argument("--log-level", default="warning",
+    p.add_argument("--workers", type=positive(int), default=1, help="worker processes")
+    p.add_argument(
+        "--shutdown-timeout",
+        type=positive(int),
+        default=5,
+        metavar="S",
+        help="seconds open connections get after SIGTERM",
+    )
+    p.add_argument("--log-level", default="warning", help="server log level",
                    choices=["critical", "error", "warning", "info", "debug"])  # fmt: skip
     p.set_defaults(func=_serve)
 
@@ -80,6 +114,14 @@ def finite(text: str) -> float:
         value = math.nan
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def percent(text: str) -> float:
+    """A percentage from 0 to 100 (an argparse type)."""
+    value = finite(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage between 0 and 100")
     return value
 
 
@@ -106,76 +148,37 @@ def _port(text: str) -> int:
     return int(port)
 
 
-def _variant(text: str) -> dict[str, Any]:
-    """VERSION:PERCENT (an argparse type)."""
-    version, sep, percent = text.rpartition(":")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"{text!r} is not VERSION:PERCENT, for example 2:50")
-    return {"version": version, "percentage": finite(percent)}
+def default_base_url() -> str:
+    """The server a client talks to: BANYAN_BASE_URL, else the SDK's production URL."""
+    return os.environ.get("BANYAN_BASE_URL") or DEFAULT_BASE_URL
 
 
-def _admin(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        import banyan.server._admin as admin
-
-        command: Callable[[argparse.Namespace], int] = getattr(admin, name)
-        return admin.run(command, args)
-
-    return run
-
-
-def _connection(parser: argparse.ArgumentParser) -> None:
+def add_connection(parser: argparse.ArgumentParser) -> None:
+    """The options every management command shares: server, key, TLS, output."""
     parser.add_argument(
-        "--base-url", default=os.environ.get("BANYAN_BASE_URL", "http://127.0.0.1:8765")
+        "--base-url",
+        default=default_base_url(),
+        help="server URL: BANYAN_BASE_URL, else the SDK's production URL",
     )
-    parser.add_argument("--api-key", default=os.environ.get("BANYAN_API_KEY"))
+    parser.add_argument("--api-key", help="API key (default: BANYAN_API_KEY)")
     parser.add_argument("--insecure", action="store_true", help="skip TLS verification")
+    parser.add_argument("--json", action="store_true", help="print the server's answer as JSON")
 
 
-def _group(sub: Subparsers, name: str, help_text: str) -> Subparsers:
-    parser = sub.add_parser(name, help=help_text)
-    return parser.add_subparsers(dest=f"{name}_command", required=True)
+def group(sub: Subparsers, name: str, help_text: str) -> Subparsers:
+    """A command group such as ``banyan prompts``, whose commands go on the result."""
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(func=lambda _: parser.print_help() or 0)
+    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
 
 
 @register
 def add_management(sub: Subparsers) -> None:
-    """``banyan projects|keys|prompts|experiments ...``: talk to a server over HTTP."""
-    projects = _group(sub, "projects", "manage projects (admin key)")
-    p = projects.add_parser("create", help="create a project and print its first key")
-    p.add_argument("name")
-    p.set_defaults(func=_admin("create_project"))
+    """``banyan projects|keys|prompts|experiments|logs ...``: talk to a server over HTTP."""
+    from banyan import _experimentscli, _logscli, _promptscli
 
-    keys = _group(sub, "keys", "manage API keys")
-    p = keys.add_parser("create", help="create a key for the current key's project")
-    p.add_argument("--label", default="")
-    p.set_defaults(func=_admin("create_key"))
-
-    prompts = _group(sub, "prompts", "manage prompts")
-    p = prompts.add_parser("push", help="push a file as a new version (creating the prompt)")
-    p.add_argument("name")
-    p.add_argument("--file", type=Path, required=True)
-    p.add_argument("--branch", default="main")
-    p.add_argument("--message", default="")
-    p.set_defaults(func=_admin("push_prompt"))
-    p = prompts.add_parser("list", help="list prompts and their branches")
-    p.set_defaults(func=_admin("list_prompts"))
-
-    experiments = _group(sub, "experiments", "manage experiments")
-    p = experiments.add_parser("create", help="create and start an experiment")
-    p.add_argument("prompt")
-    p.add_argument("--variant", action="append", required=True, type=_variant,
-                   metavar="VERSION:PERCENT")  # fmt: skip
-    p.add_argument("--sticky-key", default="user_id")
-    p.add_argument("--traffic", type=finite, default=100.0, help="percent of subjects enrolled")
-    p.add_argument("--branch", default="main")
-    p.add_argument("--name")
-    p.set_defaults(func=_admin("create_experiment"))
-    p = experiments.add_parser("results", help="per-variant counts and latency")
-    p.add_argument("id")
-    p.set_defaults(func=_admin("experiment_results"))
-    for group in (projects, keys, prompts, experiments):
-        for parser in group.choices.values():
-            _connection(parser)
+    for module in (_promptscli, _experimentscli, _logscli):
+        module.add_parser(sub)
 
 
 @register
@@ -194,17 +197,32 @@ def add_spool(sub: Subparsers) -> None:
     _spoolcli.add_parser(sub)
 
 
+def _tree(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _tree(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``banyan`` argument parser with every registered command group."""
-    parser = argparse.ArgumentParser(prog="banyan", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="banyan", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"banyan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for registrar in REGISTRY:
         registrar(sub)
+    for each in _tree(parser):
+        each.formatter_class = _Formatter
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``banyan`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     result: int = args.func(args)
     return result

@@ -9,13 +9,17 @@ progress, then checks at the server that every record is accounted for.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import multiprocessing
 import os
 import random
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 
@@ -42,26 +46,73 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--users", type=positive(int), default=1_000, help="distinct sticky user ids"
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the database in DIR and say how to explore it",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the outcome as one JSON object (story on stderr)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit status 0 only when every record is accounted for."""
     with tempfile.TemporaryDirectory(prefix="banyan-demo-") as tmp:
+        db = _database(args.keep, Path(tmp))
         try:
-            server = start(Path(tmp), db=Path(tmp) / "demo.db", api_key=DEMO_KEY)
+            server = start(Path(tmp), db=db, api_key=DEMO_KEY)
         except RuntimeError as exc:
             raise SystemExit(f"banyan demo: {exc}") from None
-        base_url = server.base_url
         try:
-            print(f"reference server: {base_url} (SQLite in {tmp})")
-            with httpx.Client(base_url=base_url, headers={"X-API-Key": DEMO_KEY}) as api:
-                experiment = _set_up(api)
-                print(f'prompt "{PROMPT}": versions 1 and 2, 50/50 experiment {experiment}')
-                account, elapsed = _drive(args, base_url, api)
-                return _report(api, experiment, account, elapsed)
+            # Under --json the story goes to stderr and stdout holds one JSON object.
+            with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+                outcome = _run(args, server.base_url, db)
         finally:
             server.stop()
+    if args.json:
+        print(json.dumps(outcome))
+    else:
+        _print_report(outcome)
+    if args.keep is not None:
+        _explain(db, sys.stderr if args.json else sys.stdout)
+    return 0 if outcome["ok"] else 1
+
+
+def _database(keep: Path | None, tmp: Path) -> Path:
+    if keep is None:
+        return tmp / "demo.db"
+    db = keep / "demo.db"
+    if db.exists():
+        raise SystemExit(f"banyan demo: {db} exists; give --keep a new or empty directory")
+    keep.mkdir(parents=True, exist_ok=True)
+    return db
+
+
+def _run(args: argparse.Namespace, base_url: str, db: Path) -> dict[str, Any]:
+    print(f"reference server: {base_url} (SQLite in {db})")
+    with httpx.Client(base_url=base_url, headers={"X-API-Key": DEMO_KEY}) as api:
+        experiment = _set_up(api)
+        print(f'prompt "{PROMPT}": versions 1 and 2, 50/50 experiment {experiment}')
+        account, elapsed = _drive(args, base_url, api)
+        return _report(api, experiment, account, elapsed)
+
+
+def _explain(db: Path, out: TextIO) -> None:
+    """How to look at a kept demo database: serve it, then ask the CLI."""
+    url = "http://127.0.0.1:8765"
+    print(
+        f"""
+the demo's database is kept in {db}; to explore it:
+  banyan serve --db {shlex.quote(str(db))} --api-key {DEMO_KEY}
+  export BANYAN_BASE_URL={url} BANYAN_API_KEY={DEMO_KEY}   # in another terminal
+  banyan experiments list --prompt {PROMPT}
+  banyan logs list --prompt {PROMPT}
+  banyan logs export -o demo.jsonl""",
+        file=out,
+    )
 
 
 def _set_up(api: httpx.Client) -> str:
@@ -138,24 +189,28 @@ def _watch(
     api: httpx.Client, workers: list[Any], results: Any, total: int, started: float
 ) -> list[dict[str, Any]]:
     reports: list[dict[str, Any]] = []
+    terminal = sys.stdout.isatty()
     while len(reports) < len(workers):
         while not results.empty():
             reports.append(results.get())
         if all(not w.is_alive() for w in workers) and results.empty():
             break
-        stored = _summary(api)["stored"]
-        rate = stored / max(time.monotonic() - started, 1e-9)
-        bar = "#" * int(30 * stored / max(total, 1))
-        print(
-            f"\r  [{bar:<30}] {stored:>8,} / {total:,} stored  {rate:>9,.0f} rec/s",
-            end="",
-            flush=True,
-        )
+        if terminal:
+            _progress(_summary(api)["stored"], total, started)
         time.sleep(0.25)
     for worker in workers:
         worker.join(timeout=30)
-    print()
+    if terminal:
+        print()
     return reports
+
+
+def _progress(stored: int, total: int, started: float) -> None:
+    """One progress frame, drawn over the last (a terminal only: \\r in a file is noise)."""
+    rate = stored / max(time.monotonic() - started, 1e-9)
+    bar = "#" * int(30 * stored / max(total, 1))
+    print(f"\r  [{bar:<30}] {stored:>8,} / {total:,} stored  {rate:>9,.0f} rec/s", end="",
+          flush=True)  # fmt: skip
 
 
 def _summary(api: httpx.Client) -> dict[str, int]:
@@ -164,35 +219,41 @@ def _summary(api: httpx.Client) -> dict[str, int]:
     return dict(response.json())
 
 
-def _report(api: httpx.Client, experiment: str, account: dict[str, int], elapsed: float) -> int:
+def _report(
+    api: httpx.Client, experiment: str, account: dict[str, int], elapsed: float
+) -> dict[str, Any]:
+    """The outcome: the workers' account, the server's counts, the experiment's results."""
     summary = _summary(api)
-    stored, duplicates = summary["stored"], summary["duplicates"]
-    sent, dropped, spooled = account["calls"], account["dropped"], account["spooled"]
-    rows = [("sent", sent), ("stored", stored), ("duplicated", duplicates), ("dropped", dropped),
-            ("spooled", spooled)]  # fmt: skip
-    print("\ndelivered")
-    for name, value in rows:
-        print(f"  {name:<12}{value:>10,}")
-    print(
-        f"  {'records/s':<12}{stored / max(elapsed, 1e-9):>10,.0f}   ({elapsed:.1f} s end to end)"
-    )
-    _print_results(api, experiment)
-    if account["failed"]:
-        print(f"\nFAILED: {account['failed']} worker(s) crashed; see their output above")
-        return 1
-    accounted = stored + dropped + spooled == sent and duplicates == 0 and sent > 0
-    verdict = "every record accounted for" if accounted else "MISMATCH: records unaccounted for"
-    print(f"\n{verdict}: {sent:,} sent = {stored:,} stored + {dropped:,} dropped"
-          f" + {spooled:,} spooled")  # fmt: skip
-    return 0 if accounted else 1
-
-
-def _print_results(api: httpx.Client, experiment: str) -> None:
     response = api.get(f"/api/v2/experiments/{experiment}/results")
     response.raise_for_status()
+    stored, duplicated = summary["stored"], summary["duplicates"]
+    sent, dropped, spooled = account["calls"], account["dropped"], account["spooled"]
+    accounted = stored + dropped + spooled == sent and duplicated == 0 and sent > 0
+    return {"sent": sent, "stored": stored, "duplicated": duplicated, "dropped": dropped,
+            "spooled": spooled, "seconds": round(elapsed, 3), "failed_workers": account["failed"],
+            "ok": accounted and not account["failed"],
+            "variants": response.json().get("variants", [])}  # fmt: skip
+
+
+def _print_report(outcome: dict[str, Any]) -> None:
+    print("\ndelivered")
+    for name in ("sent", "stored", "duplicated", "dropped", "spooled"):
+        print(f"  {name:<12}{outcome[name]:>10,}")
+    rate = outcome["stored"] / max(outcome["seconds"], 1e-9)
+    print(f"  {'records/s':<12}{rate:>10,.0f}   ({outcome['seconds']:.1f} s end to end)")
+    _print_results(outcome["variants"])
+    if outcome["failed_workers"]:
+        print(f"\nFAILED: {outcome['failed_workers']} worker(s) crashed; see their output above")
+        return
+    verdict = "every record accounted for" if outcome["ok"] else "MISMATCH: records unaccounted for"
+    print(f"\n{verdict}: {outcome['sent']:,} sent = {outcome['stored']:,} stored"
+          f" + {outcome['dropped']:,} dropped + {outcome['spooled']:,} spooled")  # fmt: skip
+
+
+def _print_results(variants: list[dict[str, Any]]) -> None:
     print("\nexperiment results (per variant)")
     print(f"  {'variant':<12}{'version':>8}{'logs':>9}{'mean ms':>10}{'p50':>8}{'p95':>8}  models")
-    for row in response.json().get("variants", []):
+    for row in variants:
         models = ", ".join(sorted(row.get("models") or []))
         print(
             f"  {row.get('name') or row.get('id', ''):<12}{row.get('version', ''):>8}"

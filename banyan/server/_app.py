@@ -87,6 +87,7 @@ def routes() -> Router:
     r.add("PUT", "/api/logs/cli/prompts/{id}", _legacy.cli_update)
     r.add("DELETE", "/api/logs/cli/prompts/{id}", _legacy.cli_delete)
     r.add("POST", BATCH_PATH, _logs.ingest_batch)
+    r.add("GET", "/api/v2/logs", _logs.list_logs)
     r.add("GET", "/api/v2/logs/ids", _logs.list_ids)
     r.add("GET", "/api/v2/logs/summary", _logs.summary)
     r.add("GET", "/api/v2/projects", _auth.list_projects)

@@ -56,6 +56,9 @@ def create(conn: sqlite3.Connection, project_id: str, body: dict[str, Any]) -> d
     prompt = _prompts.require(conn, project_id, check_name(field_of(body, "prompt", str)))
     branch = check_name(field_of(body, "branch", str, "main"), "branch name")
     specs = _variant_specs(body)
+    total = sum(spec["weight_bp"] for spec in specs)
+    if total != _routing.BASIS_POINTS:
+        raise HTTPError(400, f"variant weights must add up to 100%, not {total / 100:g}%")
     exp_id = new_id("exp")
     variants = []
     for spec in specs:

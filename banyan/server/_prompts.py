@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -255,17 +255,34 @@ def set_fields(
 
 
 async def push_version(req: Request) -> Response:
-    """POST /api/v2/prompts/{name}/versions {content, branch?, version?, message?}."""
+    """POST /api/v2/prompts/{name}/versions {content, branch?, version?, message?}.
+
+    201 with the new version, or 200 with the branch's latest version and
+    ``"unchanged": true`` when that one has the same content already.
+    """
     name = check_name(req.params["name"])
     body = version_body(await req.json())
 
     def write(conn: sqlite3.Connection) -> dict[str, Any]:
         prompt = require(conn, req.project_id, name)
-        return add_version(conn, prompt["id"], body["branch"], body["content"],
-                           version=body["version"], message=body["message"],
-                           metadata=body["metadata"])  # fmt: skip
+        latest = get_version(conn, prompt["id"], body["branch"], None)
+        if unchanged(latest, body):
+            return {**latest, "unchanged": True}
+        return {**add_version(conn, prompt["id"], body["branch"], body["content"],
+                              version=body["version"], message=body["message"],
+                              metadata=body["metadata"]), "unchanged": False}  # fmt: skip
 
-    return json_response({"name": name, **await req.state.db.write(write)}, 201)
+    version = await req.state.db.write(write)
+    return json_response({"name": name, **version}, 200 if version["unchanged"] else 201)
+
+
+def unchanged(latest: dict[str, Any] | None, body: dict[str, Any]) -> TypeGuard[dict[str, Any]]:
+    """Whether a push repeats the branch's latest version: same content, no other label."""
+    return (
+        latest is not None
+        and latest["content"] == body["content"]
+        and body["version"] in (None, latest["version"])
+    )
 
 
 async def list_branches(req: Request) -> Response:

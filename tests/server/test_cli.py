@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO, Any
 
+import msgspec
 import pytest
 from serverproc import Server, free_port
 
+from banyan import _logscli
+from banyan._apicli import Api
 from banyan._cli import main
 from banyan._localserver import _wait_healthy
 
-from .helpers import call, unique
+from .helpers import body, call, create_prompt, post_batch, record, unique
 
 
 def _run(server: Server, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -247,3 +252,171 @@ def test_bad_input_files_and_numbers_are_usage_errors(
         with pytest.raises(SystemExit) as exited:
             main(["spool", "replay", "--timeout", timeout, "--dir", str(tmp_path)])
         assert exited.value.code == 2
+
+
+def _push(server: Server, capsys: pytest.CaptureFixture[str], path: Path, name: str,
+          text: str) -> tuple[int, str]:  # fmt: skip
+    path.write_text(text)
+    return _run(server, capsys, "prompts", "push", name, "--file", str(path))
+
+
+def test_pushing_unchanged_content_keeps_the_version_and_says_so(
+    shared_server: Server, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A push equal to the branch's latest version creates none: it names that version."""
+    name, source = unique("cli-same"), tmp_path / "prompt.txt"
+    assert _push(shared_server, capsys, source, name, "one")[0] == 0
+    assert _push(shared_server, capsys, source, name, "two")[0] == 0
+    code, out = _push(shared_server, capsys, source, name, "two")
+    assert code == 0, out
+    assert f"unchanged: {name} version 2 on branch main already has this content" in out
+    versions = call(shared_server, "GET", f"/api/v2/prompts/{name}").json()["versions"]
+    assert [v["version"] for v in versions] == ["1", "2"]
+    code, out = _push(shared_server, capsys, source, name, "one")
+    assert (code, f"pushed {name} version 3" in out) == (0, True), out
+
+
+def test_push_endpoint_flags_an_unchanged_version(shared_server: Server) -> None:
+    """POST .../versions with the latest content: 200, that version, "unchanged": true."""
+    name = unique("api-same")
+    create_prompt(shared_server, name, "one")
+    path = f"/api/v2/prompts/{name}/versions"
+    same = call(shared_server, "POST", path, json={"content": "one"})
+    assert (same.status_code, same.json()["version"], same.json()["unchanged"]) == (200, "1", True)
+    new = call(shared_server, "POST", path, json={"content": "one", "version": "v1.1"})
+    assert (new.status_code, new.json()["version"], new.json()["unchanged"]) == (
+        201, "v1.1", False)  # fmt: skip
+
+
+def _experiment(server: Server, capsys: pytest.CaptureFixture[str], name: str) -> str:
+    create_prompt(server, name, "one", "two")
+    code, out = _run(server, capsys, "experiments", "create", name, "--variant", "1:50",
+                     "--variant", "2:50")  # fmt: skip
+    assert code == 0, out
+    return out.split()[1]
+
+
+def test_experiments_list_show_stop(
+    shared_server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """list shows the id and percent weights; show and stop take an id or --prompt; a stopped
+    experiment lets a new one start on the same prompt."""
+    name = unique("cli-exp")
+    exp_id = _experiment(shared_server, capsys, name)
+    code, out = _run(shared_server, capsys, "experiments", "list", "--prompt", name)
+    assert code == 0, out
+    assert [line.split()[:4] for line in out.splitlines()[2:]] == [[exp_id, name, "main",
+                                                                    "running"]]  # fmt: skip
+    assert "1=50%,2=50%" in out
+    code, out = _run(shared_server, capsys, "experiments", "show", exp_id)
+    assert (code, out.split()[:3]) == (0, ["experiment", exp_id, "running"]), out
+    assert "50%" in out
+    code, out = _run(shared_server, capsys, "experiments", "stop", "--prompt", name)
+    assert (code, out.split()[:3]) == (0, ["experiment", exp_id, "stopped"]), out
+    second = _run(shared_server, capsys, "experiments", "create", name, "--variant", "2:100")
+    assert second[0] == 0, second[1]
+    code, out = _run(shared_server, capsys, "experiments", "results", "--prompt", name)
+    assert (code, out.split()[1]) == (0, second[1].split()[1]), out
+
+
+def test_experiment_weights_are_percent_in_errors(
+    shared_server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Weights that do not add up to 100 are refused in percent, by the CLI and the server."""
+    name = unique("cli-pct")
+    create_prompt(shared_server, name, "one", "two")
+    code, out = _run(shared_server, capsys, "experiments", "create", name, "--variant", "1:50",
+                     "--variant", "2:30")  # fmt: skip
+    assert code == 1
+    assert "must add up to 100%, not 80%" in out
+    body = {"prompt": name, "variants": [{"version": "1", "percentage": 50},
+                                         {"version": "2", "percentage": 30}]}  # fmt: skip
+    response = call(shared_server, "POST", "/api/v2/experiments", json=body)
+    assert response.status_code == 400
+    assert "100%, not 80%" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["prompts", "list"], ["experiments", "list"], ["experiments", "show", "--prompt", "P"],
+     ["experiments", "results", "--prompt", "P"]],
+)  # fmt: skip
+def test_json_prints_the_servers_answer(
+    shared_server: Server, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """--json prints the answer of the command's GET as JSON, not a table."""
+    name = unique("cli-json")
+    _experiment(shared_server, capsys, name)
+    argv = [name if a == "P" else a for a in argv]
+    code, out = _run(shared_server, capsys, *argv, "--json")
+    assert code == 0, out
+    path = {"prompts": "/api/v2/prompts", "experiments": "/api/v2/experiments"}[argv[0]]
+    expected = call(shared_server, "GET", path).json()
+    if argv[1] == "show":
+        expected = next(e for e in expected["experiments"] if e["prompt"] == name)
+    if argv[1] == "results":
+        exp_id = json.loads(out)["experiment"]["id"]
+        expected = call(shared_server, "GET", f"{path}/{exp_id}/results").json()
+    assert json.loads(out) == expected
+
+
+def test_logs_list_and_export(
+    server: Server, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """list shows the newest records (a table, or JSON Lines with --json); export writes
+    every matching record as JSON Lines, page by page, oldest first."""
+    records = [record(ts=1_700_000_000.0 + n, prompt_name="a" if n % 2 else "b", model="m")
+               for n in range(25)]  # fmt: skip
+    assert post_batch(server, body(records)).json()["accepted"] == 25
+    code, out = _run(server, capsys, "logs", "list", "--limit", "3")
+    assert code == 0, out
+    assert [line.split()[0] for line in out.splitlines()[2:]] == [r.id for r in records[:-4:-1]]
+    code, out = _run(server, capsys, "logs", "list", "--prompt", "a", "--json")
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [
+        r.id for r in records[::-1] if r.prompt_name == "a"][:20]  # fmt: skip
+    target = tmp_path / "out.jsonl"
+    code, out = _run(server, capsys, "logs", "export", "--page-size", "4", "-o", str(target),
+                     "--since", "2023-11-14T22:13:25", "--until", "1700000020")  # fmt: skip
+    assert code == 0, out
+    exported = [json.loads(line) for line in target.read_text().splitlines()]
+    assert exported == [msgspec.to_builtins(r) for r in records[5:20]]
+
+
+def test_logs_export_writes_each_page_before_fetching_the_next(
+    server: Server, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export streams: records of page n are written before page n + 1 is asked for."""
+    assert post_batch(server, body([record() for _ in range(10)])).json()["accepted"] == 10
+    events: list[str] = []
+    real_call, real_write = Api.call, _logscli.write_lines
+
+    def call(self: Api, *args: Any, **kw: Any) -> Any:
+        events.append("fetch")
+        return real_call(self, *args, **kw)
+
+    def write_lines(page: list[dict[str, Any]], out: IO[bytes]) -> None:
+        events.append("write")
+        real_write(page, out)
+
+    monkeypatch.setattr(Api, "call", call)
+    monkeypatch.setattr(_logscli, "write_lines", write_lines)
+    code, out = _run(server, capsys, "logs", "export", "--page-size", "4")
+    assert code == 0
+    assert len(out.splitlines()) == 10
+    assert events == ["fetch", "write"] * 3
+
+
+def test_logs_export_into_a_closed_pipe_ends_quietly(server: Server) -> None:
+    """`banyan logs export | head -n 1`: exit 0, no traceback when the reader goes away."""
+    records = [record(input="x" * 2000) for _ in range(200)]
+    assert post_batch(server, body(records)).json()["accepted"] == 200
+    argv = [sys.executable, "-m", "banyan", "logs", "export", "--page-size", "10",
+            "--base-url", server.base_url, "--api-key", server.api_key]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["id"] == records[0].id
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert b"Traceback" not in proc.stderr.read()
+    proc.stderr.close()

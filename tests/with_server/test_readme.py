@@ -1,13 +1,21 @@
-"""The seed README's examples, run as written against the reference server.
+"""The README's examples, run as written against the reference server.
 
-Placeholders the README leaves to the reader (``your_model_function``,
+Python: placeholders the README leaves to the reader (``your_model_function``,
 ``user_input``, ``execution_time``) are defined here; the production URL is
 replaced by the test server through BANYAN_BASE_URL or ``base_url``.
+
+Shell: every ``bash`` block of README.md runs as pasted in a new directory,
+with BANYAN_BASE_URL and BANYAN_API_KEY naming a server the test started,
+unless its commands are in :data:`SKIPPED` (with the reason).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -177,3 +185,69 @@ def test_disabled_logging_prompt_is_skipped(env: Server) -> None:
     assert banyan.log_prompt(input="i", output="o", prompt_data=prompt_data) is True
     assert banyan.flush(timeout=10)
     assert wait_stored(env, 1, timeout=0.3) == 0
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+#: Commands of README shell blocks the test does not run: why.
+SKIPPED = {
+    "make": "project targets (demo, test, lint, bench, stress) that CI runs itself",
+    "pip": "installs packages: the test runs in the installed checkout",
+    "uv": "installs or locks packages",
+    "tox": "runs the suite again in new environments",
+    "git clone": "fetches the repository the test runs in",
+    "banyan serve": "the test starts the same server on a free port; see test_skipped_serve_"
+    "block_is_the_server_the_export_names",
+    "export BANYAN_BASE_URL": "the test sets BANYAN_BASE_URL and BANYAN_API_KEY to its server's",
+}
+
+
+def _shell_blocks() -> list[str]:
+    return re.findall(r"^```(?:bash|sh|shell)\n(.*?)^```", README.read_text(), re.M | re.S)
+
+
+def _commands(block: str) -> list[str]:
+    return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _skip_reasons(block: str) -> set[str | None]:
+    """Why each command of a block is not run (None for one that runs)."""
+    return {
+        next((why for cmd, why in SKIPPED.items() if re.match(rf"{cmd}\b", line)), None)
+        for line in _commands(block)
+    }
+
+
+RUN = [b for b in _shell_blocks() if _skip_reasons(b) == {None}]
+
+
+def test_every_shell_block_is_run_or_skipped_for_a_listed_reason() -> None:
+    """A block is run whole or skipped whole; the walk-through block is run."""
+    mixed = [b for b in _shell_blocks() if None in _skip_reasons(b) and b not in RUN]
+    assert mixed == []
+    skipped = set().union(*map(_skip_reasons, _shell_blocks())) - {None}
+    assert {SKIPPED["banyan serve"], SKIPPED["export BANYAN_BASE_URL"]} <= skipped
+    assert any("banyan prompts push" in block for block in RUN)
+
+
+def test_skipped_serve_block_is_the_server_the_export_names() -> None:
+    """The skipped `banyan serve` and `export` lines agree: the URL of the port, the key."""
+    text = "\n".join(_shell_blocks())
+    serve = re.search(r"^banyan serve (.*)$", text, re.M)
+    export = re.search(r"^export BANYAN_BASE_URL=(\S+) BANYAN_API_KEY=(\S+)", text, re.M)
+    assert serve is not None
+    assert export is not None
+    options = serve.group(1).split("#")[0].split()
+    port = options[options.index("--port") + 1] if "--port" in options else "8765"
+    assert export.groups() == (f"http://127.0.0.1:{port}", options[options.index("--api-key") + 1])
+
+
+@pytest.mark.parametrize("block", RUN, ids=[b.splitlines()[0][:40] for b in RUN])
+def test_shell_block_runs_as_pasted(env: Server, tmp_path: Path, block: str) -> None:
+    """The block exits 0 under `bash -e` in an empty directory, against the test's server."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    result = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", block], cwd=tmp_path, capture_output=True,
+        text=True, timeout=90, check=False, env={**os.environ, "PATH": path},
+    )  # fmt: skip
+    assert result.returncode == 0, f"{block}\n--- output ---\n{result.stdout}{result.stderr}"
