@@ -5,7 +5,8 @@ out this process's sealed segments and those of dead processes, each to
 exactly one process. A step sends one batch, and the flusher alternates
 steps with live batches, so neither starves the other. A segment is
 acknowledged (deleted) once each of its records was accepted, found a
-duplicate, or rejected for good; a failure releases it to be tried again
+duplicate, or rejected for good; after a failure this process keeps it
+locked (so no purge or other process takes it) and tries again
 after a backoff that a live success ends early. A segment's counters join
 the logger's only at its ack, so a segment retried after a half-done replay
 is counted once (the server deduplicates the resent records by id).
@@ -200,7 +201,7 @@ class Replayer:
     def _fail(self, error: str) -> None:
         segment, self._segment = self._segment, None
         if segment is not None:
-            self.spool.release(segment)
+            self.spool.put_back(segment)
         self._failures += 1
         base, cap = self._backoff
         delay = min(cap, MAX_BACKOFF, base * 2 ** (self._failures - 1))

@@ -2,10 +2,11 @@
 
 One directory per project (``_spooldir``), mode 0700, holds segment files
 (mode 0600, format in ``_segment``). A process appends to one active segment
-of its own, seals it when full, and keeps the lock of every segment it
-sealed until it claims them for replay or closes; a segment nobody holds
-(its writer died, or a replay released it) is claimed by exactly one live
-process. Appends are a lock, a CRC and two slice copies into an mmap.
+of its own, seals it when full, and holds the lock of every segment it
+created or claimed until the segment is acknowledged (deleted) or the spool
+is closed (handed over on purpose); a failed replay keeps the lock. A
+segment nobody holds (its writer died or closed its spool) is claimed by
+exactly one live process, which holds it from then on. Appends are a lock, a CRC and two slice copies into an mmap.
 
 flock locks belong to the open file description, which a forked child
 shares: a lock goes when *all* its descriptors are closed, or on an explicit
@@ -313,8 +314,8 @@ class Spool:
     def claim(self) -> Segment | None:
         """Lock and return the oldest sealed segment no live process holds, or None.
 
-        That is one this process sealed, or one left by a dead process or
-        released. The active segment is never returned: :meth:`seal` it first.
+        That is one this process holds (sealed, or put back after a failed
+        replay), or one left by a dead or closed process. The active segment is never returned: :meth:`seal` it first.
         """
         self._check_pid()
         sd.clean_tmp(self.directory)
@@ -347,14 +348,17 @@ class Spool:
             self._retry_at = 0.0
         return True
 
-    def release(self, segment: Segment) -> None:
-        """Replay failed: unlock the segment so that any process may claim it again."""
-        # Closed under the lock: a fork between the two would leave the child a
-        # descriptor (and so the segment's lock) that no list of this object names.
+    def put_back(self, segment: Segment) -> None:
+        """Replay failed: keep the segment locked, for this process to claim again.
+
+        Unlocking it would let ``banyan spool purge`` or another process take
+        records this one still counts as spooled (issue 14): a segment is held
+        from its creation until it is acknowledged, or handed over by :meth:`close`.
+        """
         with self._lock:
             fd = self._finish(segment)
             if fd is not None:
-                os.close(fd)
+                self._sealed[segment.name] = fd
 
     def _finish(self, segment: Segment) -> int | None:
         """Take back the descriptor of a segment this very process claimed."""

@@ -123,12 +123,16 @@ def test_many_segments_replay_oldest_first(spool: Spool) -> None:
     assert replay_all(spool) == list(range(200))
 
 
-def test_ack_deletes_and_release_gives_back(spool: Spool) -> None:
-    """ack deletes the file; release leaves it for the next claim."""
+def test_ack_deletes_and_put_back_keeps_it_held_for_the_next_claim(spool: Spool) -> None:
+    """ack deletes the file; put_back keeps it locked: only this spool claims it again."""
     fill(spool, 3)
     seg = spool.claim()
     assert seg is not None
-    spool.release(seg)
+    spool.put_back(seg)
+    other = Spool(spool.directory, segment_bytes=SEGMENT)
+    assert other.claim() is None
+    assert other.purge() == 0
+    other.close()
     again = spool.claim()
     assert again is not None
     assert again.name == seg.name
