@@ -162,6 +162,10 @@ class Replayer:
         if any(failed):
             self._fail(self._scratch.last_error or "replay failed")
             return False
+        if self._pending is None:
+            # That was the last batch: delete the segment now, not at a next step that a
+            # shutdown may never take (the next process would send it all again).
+            self._ack()
         return True
 
     def _next_batch(self) -> list[Encoded]:
@@ -223,8 +227,9 @@ class Replayer:
     def flush(self, deadline: float, wake: Callable[[], None] | None) -> bool:
         """Seal and replay what this process spooled before the call.
 
-        True once nothing is left to claim, or once an attempt failed (the
-        records stay spooled); False at ``deadline``. ``wake`` rouses the
+        True once nothing is left to claim, once an attempt failed, or once
+        shutdown stopped the replay (the records stay spooled, for this process or
+        the next); False at ``deadline``. ``wake`` rouses the
         flusher; without one the steps run on the calling thread.
         """
         with self._cond:
@@ -238,8 +243,11 @@ class Replayer:
                 pass
         with self._cond:
             while self._idle_gen < gen and self._failed_gen < gen:
+                if self._stop.is_set():
+                    # shutdown() hands what is spooled over to the next process: settled.
+                    return True
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stop.is_set() or wake is None:
+                if remaining <= 0 or wake is None:
                     return False
                 self._cond.wait(remaining)
             return True

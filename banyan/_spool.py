@@ -115,6 +115,7 @@ class Spool:
         self.lost = 0
         self.evicted = 0
         self.purged = 0
+        self.handed_over = 0
         self.dropped: dict[str, int] = {}
         self.last_error: str | None = None
 
@@ -388,12 +389,20 @@ class Spool:
         self.purged += deleted
         return deleted
 
-    def close(self) -> None:
-        """Seal the active segment and unlock everything, so the next process replays it."""
+    def close(self) -> int:
+        """Seal the active segment and unlock everything, so the next process replays it.
+
+        Returns the records handed over so (counted in ``handed_over``): those of
+        every segment this process held, a half-replayed one whole, as the next
+        process sends it again.
+        """
         self._check_pid()
         with self._lock:
             self._seal_active()
-            for fd in [*self._sealed.values(), *self._claimed.values()]:
+            held = [*self._sealed.values(), *self._claimed.values()]
+            left = sum(sd.records_in(fd) for fd in held)
+            self.handed_over += left
+            for fd in held:
                 os.close(fd)
             for fd in self._unsynced:
                 self._guard(os.fdatasync, fd)
@@ -402,6 +411,7 @@ class Spool:
                 sd.discard(*self._spare)
             self._sealed, self._claimed, self._unsynced, self._spare = {}, {}, [], None
             self._closed = True
+        return left
 
     def _check_pid(self) -> None:
         if self._pid != os.getpid():
@@ -456,6 +466,7 @@ class Spool:
             "lost": self.lost,
             "evicted": self.evicted,
             "purged": self.purged,
+            "handed_over": self.handed_over,
             "dropped": dict(self.dropped),
             "last_error": self.last_error,
         }

@@ -151,14 +151,20 @@ def lock_path(path: Path) -> int | None:
     return fd
 
 
-def delete(path: Path, fd: int) -> int:
-    """Delete a segment this process holds locked; returns its header's record count."""
+def records_in(fd: int) -> int:
+    """The record count in the header of the segment open as ``fd`` (0 if unreadable)."""
     try:
         header = parse_header(os.pread(fd, HEADER_SIZE, 0))
     except OSError:
         header = None
-    discard(path, fd)
     return header.records if header is not None else 0
+
+
+def delete(path: Path, fd: int) -> int:
+    """Delete a segment this process holds locked; returns its header's record count."""
+    records = records_in(fd)
+    discard(path, fd)
+    return records
 
 
 def discard(path: Path, fd: int) -> None:

@@ -136,6 +136,18 @@ class Spooling:
             self._stats.drop_undelivered(lost, self.refusal(), error)
         return lost
 
+    def hand_over(self) -> None:
+        """At shutdown: close the spool, saying how many records wait for the next process."""
+        left = self.spool.close()
+        if left:
+            self._stats.warn_once(
+                "handed-over",
+                "banyan: shutdown left %d record(s) in the spool at %s; the next process "
+                "with this server and project sends them",
+                left,
+                self.spool.directory,
+            )
+
     def lost(self) -> int:
         """Records the spool lost: evicted to make room, or in corrupt frames."""
         return self.spool.evicted + self.spool.lost
