@@ -455,9 +455,9 @@ class PromptStackLogger:
         Records the server cannot take after retries go to the spool, and
         count as settled. Then the spool is sealed and replayed, a backlog
         adopted from earlier processes included: True once it is empty or an
-        attempt failed (the records stay spooled). Returns by the deadline whatever the server does; False as
-        well when any record was lost since the previous flush. ``None`` waits
-        as long as it takes.
+        attempt failed (the records stay spooled). Returns by the deadline
+        whatever the server does; False as well when any record was lost
+        since the previous flush. ``None`` waits as long as it takes.
         """
         self._check_pid()
         deadline = time.monotonic() + _seconds(timeout)

@@ -6,7 +6,8 @@ of its own, seals it when full, and holds the lock of every segment it
 created or claimed until the segment is acknowledged (deleted) or the spool
 is closed (handed over on purpose); a failed replay keeps the lock. A
 segment nobody holds (its writer died or closed its spool) is claimed by
-exactly one live process, which holds it from then on. Appends are a lock, a CRC and two slice copies into an mmap.
+exactly one live process, which holds it from then on. Appends are a lock,
+a CRC and two slice copies into an mmap.
 
 flock locks belong to the open file description, which a forked child
 shares: a lock goes when *all* its descriptors are closed, or on an explicit
@@ -38,10 +39,11 @@ their records); processes racing may overshoot it by a segment each.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +53,9 @@ from banyan._record import Encoded
 from banyan._segment import FRAME_SIZE, HEADER_SIZE, Segment, Writer
 
 SyncMode = Literal["none", "interval", "always"]
+#: The smallest segment made when the disk has no room for one of ``segment_bytes``.
+MIN_SEGMENT_BYTES = 64 << 10
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 
 
 class Spool:
@@ -74,6 +79,7 @@ class Spool:
         sync_interval: float = 1.0,
         retry_after: float = 1.0,
         wake: Callable[[], None] | None = None,
+        server: Mapping[str, str | None] | None = None,
     ) -> None:
         if sync not in ("none", "interval", "always"):
             raise ValueError(f"sync must be 'none', 'interval' or 'always', not {sync!r}")
@@ -87,6 +93,9 @@ class Spool:
         self.sync_interval = sync_interval
         self.retry_after = retry_after
         self.wake = wake
+        #: The server and project the records are for, kept beside them (``sd.SERVER_FILE``).
+        self.server = server
+        self._server_written = False
         self._reset()
         _fork.hold(self)
 
@@ -158,7 +167,7 @@ class Spool:
         if time.monotonic() < self._retry_at:
             return self._drop(self._refusal)
         self._seal_active()
-        refusal = self._open_segment()
+        refusal = self._open_segment(HEADER_SIZE + FRAME_SIZE + len(record))
         if refusal is not None:
             self._refusal = refusal
             self._retry_at = time.monotonic() + self.retry_after
@@ -174,15 +183,15 @@ class Spool:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
         return False
 
-    def _open_segment(self) -> str | None:
+    def _open_segment(self, need: int) -> str | None:
         """Map a new active segment (the spare if one is ready); the drop reason on failure."""
         try:
             if self._spare is None:
-                sd.make_directory(self.directory)
+                self._make_directory()
                 if not self._make_room():
                     self.last_error = f"spool over max_total_bytes={self.max_total_bytes}"
                     return "spool_full"
-                self._spare = sd.allocate(self._next_path(sd.TMP), self.segment_bytes)
+                self._spare = self._allocate(need)
             tmp, fd = self._spare
             self._spare = None
             created = time.time_ns()
@@ -196,6 +205,26 @@ class Spool:
         self._active = (path.name, fd)
         self._half = self.segment_bytes // 2
         return None
+
+    def _allocate(self, need: int) -> tuple[Path, int]:
+        """A new zero-filled segment; smaller ones, down to ``MIN_SEGMENT_BYTES`` (or ``need``),
+        while the disk has no room for a whole one (a 3 MiB tmpfs, issue 14)."""
+        size = self.segment_bytes
+        while True:
+            try:
+                return sd.allocate(self._next_path(sd.TMP), size)
+            except OSError as exc:
+                smaller = max(size // 4, MIN_SEGMENT_BYTES, need)
+                if exc.errno not in _NO_ROOM or smaller >= size:
+                    raise
+                size = smaller
+
+    def _make_directory(self) -> None:
+        """Create the directory if missing (raises OSError), with its server file once."""
+        sd.make_directory(self.directory)
+        if self.server is not None and not self._server_written:
+            sd.write_server(self.directory, self.server)
+            self._server_written = True
 
     def _next_path(self, suffix: str, created: int | None = None) -> Path:
         self._seq += 1
@@ -226,7 +255,7 @@ class Spool:
             if self._spare is not None or self._preparing is not None or self._closed:
                 return
             try:
-                sd.make_directory(self.directory)
+                self._make_directory()
                 # At the bound this evicts what append's rollover would evict next anyway,
                 # here on the thread that also replays, so never a segment being replayed.
                 room = self._make_room()
@@ -316,9 +345,16 @@ class Spool:
         """Lock and return the oldest sealed segment no live process holds, or None.
 
         That is one this process holds (sealed, or put back after a failed
-        replay), or one left by a dead or closed process. The active segment is never returned: :meth:`seal` it first.
+        replay), or one left by a dead or closed process. The active segment
+        is never returned: :meth:`seal` it first. None too when the directory
+        is not private (:func:`banyan._spooldir.check_private`).
         """
         self._check_pid()
+        try:
+            sd.check_private(self.directory)
+        except OSError as exc:
+            self.last_error = f"spool: {exc}"
+            return None
         sd.clean_tmp(self.directory)
         for name in sd.names(self.directory):
             with self._lock:

@@ -17,15 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
+import stat
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from banyan._segment import HEADER_SIZE, Header, Writer, parse_header
 
 SUFFIX = ".seg"
 TMP = ".tmp"
+#: The server (base URL) and project the directory's records are for, as JSON.
+SERVER_FILE = "server.json"
 #: A ``.tmp`` file this old was left by a process killed while creating it.
 STALE_TMP_S = 60.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -44,12 +49,72 @@ def default_directory(project: str | None = None) -> Path:
     return Path(cache, "banyan", "spool", name)
 
 
+class UnsafeDirectory(PermissionError):
+    """The spool directory is writable by others or owned by another user."""
+
+
 def make_directory(directory: Path) -> None:
-    """Create ``directory`` (and its parents) with mode 0700 if it is missing."""
-    if not directory.is_dir():
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # mkdir's mode passes through the umask.
-        os.chmod(directory, 0o700)
+    """Create ``directory`` and each missing parent with mode 0700; raises OSError.
+
+    Raises :class:`UnsafeDirectory` when it exists but others could plant or
+    remove segments in it (:func:`check_private`).
+    """
+    if directory.is_dir():
+        check_private(directory)
+        return
+    missing = [directory, *directory.parents]
+    missing = missing[: next(i for i, d in enumerate(missing) if d.is_dir())]
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process: its mode is checked below
+        # mkdir's mode passes through the umask (and parents=True ignores it).
+        os.chmod(path, 0o700)
+    check_private(directory)
+
+
+def check_private(directory: Path) -> None:
+    """Raise :class:`UnsafeDirectory` if ``directory`` exists and is not this user's alone.
+
+    Like OpenSSH's StrictModes: a directory another user owns, or that the
+    group or others may write, could hold segments planted to be sent with
+    this key, or lose ours.
+    """
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return
+    if st.st_uid != os.geteuid():
+        raise UnsafeDirectory(f"spool directory {directory} is owned by uid {st.st_uid}")
+    if st.st_mode & 0o022:
+        mode = oct(stat.S_IMODE(st.st_mode))
+        raise UnsafeDirectory(f"spool directory {directory} is writable by others ({mode})")
+
+
+def write_server(directory: Path, server: Mapping[str, str | None]) -> None:
+    """Keep ``server`` (base URL and project id, never a key) in the directory, mode 0600."""
+    path = directory / SERVER_FILE
+    data = json.dumps(dict(server), sort_keys=True).encode()
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == data:
+            return
+    tmp = directory / f"{SERVER_FILE}.{os.getpid()}{TMP}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_server(directory: Path) -> dict[str, str | None] | None:
+    """What :func:`write_server` kept in ``directory``; None if nothing (readable) is there."""
+    try:
+        found = json.loads((directory / SERVER_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def names(directory: Path) -> list[str]:
