@@ -473,8 +473,9 @@ class Spool:
         self._closed = closed
 
     def status(self) -> dict[str, Any]:
-        """Segments, records, bytes, creator pids and oldest age on disk, plus counters."""
-        segments = records = size = 0
+        """Server, segments, records, bytes allocated and used, creator pids and oldest age on
+        disk, plus counters."""
+        segments = records = size = used = 0
         owners: set[int] = set()
         oldest: int | None = None
         for name in sd.names(self.directory):
@@ -485,14 +486,17 @@ class Spool:
             size += found[0]
             if found[1] is not None:
                 records += found[1].records
+                used += found[1].committed
                 owners.add(found[1].pid)
             oldest = sd.created_ns(name) if oldest is None else oldest
         age = None if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9)
         return {
             "directory": str(self.directory),
+            "server": sd.read_server(self.directory),
             "segments": segments,
             "records": records,
             "bytes": size,
+            "bytes_used": used,
             "owners": sorted(owners),
             "oldest_age_s": age,
             "spooled": self.spooled,

@@ -52,10 +52,11 @@ def run(script: str, server: Server, *args: object) -> str:
     return done.stdout
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """``banyan spool ...`` in a subprocess."""
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``banyan spool ...`` in a subprocess, with ``env`` added to the environment."""
     argv = [sys.executable, "-m", "banyan", "spool", *args]
-    return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
+    return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **env})  # fmt: skip
 
 
 def restart(server: Server, tmp_path: Path) -> Server:
@@ -138,6 +139,47 @@ def test_shutdown_during_an_outage_hands_the_backlog_over_and_says_so(
     assert logger.get_stats()["spool_handed_over"] == 1000
     assert any("left 1000 record(s)" in r.getMessage() for r in caplog.records)
     assert spool_status(server)["records"] == 1000
+
+
+def test_status_without_dir_lists_every_directory_with_its_server(server: Server) -> None:
+    """Issue 13: status lists each spool directory under the root, the server and project it
+    is for (never the key), and bytes used beside bytes allocated; the environment's key
+    and URL do not narrow it."""
+    server.stop()
+    run(LOG_AND_EXIT, server, 50, {})
+    run(LOG_AND_EXIT, server, 20, {"base_url": "http://127.0.0.1:9", "project_id": "prj_x"})
+    other = {"BANYAN_API_KEY": "psk_other", "BANYAN_BASE_URL": "http://127.0.0.1:10"}
+    found = json.loads(cli("status", "--json", **other).stdout)
+    servers = {(f["server"]["base_url"], f["server"]["project_id"]): f for f in found}
+    assert set(servers) == {(server.base_url, None), ("http://127.0.0.1:9", "prj_x")}
+    mine = servers[server.base_url, None]
+    assert mine["records"] == 50
+    assert HEADER_SIZE < mine["bytes_used"] < mine["bytes"]
+    text = cli("status", **other).stdout
+    assert server.base_url in text and "prj_x" in text and "used" in text
+    for directory in found:
+        assert server.api_key not in (Path(directory["directory"]) / "server.json").read_text()
+
+
+def test_replay_sends_a_directory_to_the_server_it_was_meant_for(
+    server: Server, tmp_path: Path
+) -> None:
+    """Issue 13: spool replay --dir sends to the directory's own server, whatever
+    BANYAN_BASE_URL says, and prints where."""
+    server.stop()
+    run(LOG_AND_EXIT, server, 30, {})
+    (directory,) = json.loads(cli("status", "--json").stdout)
+    server = restart(server, tmp_path)
+    try:
+        env = {"BANYAN_API_KEY": server.api_key, "BANYAN_BASE_URL": "http://127.0.0.1:9"}
+        done = cli("replay", "--dir", directory["directory"], **env)
+        assert done.returncode == 0, done.stderr
+        assert f"replayed 30 record(s) from {directory['directory']} to {server.base_url}" in (
+            done.stdout
+        )
+        check_all_stored_once(server, 30)
+    finally:
+        server.stop()
 
 
 def test_cli_replay_and_status_and_purge(server: Server, tmp_path: Path) -> None:
