@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from prockit import wait_for
 
 import banyan
@@ -22,12 +23,16 @@ def spool_cli(*args: str) -> str:
     return done.stdout
 
 
-def test_purge_beside_a_live_process_whose_replays_fail_deletes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("durability", ["buffered", "durable"])
+def test_purge_beside_a_live_process_whose_replays_fail_deletes_nothing(
+    tmp_path: Path, durability: str
+) -> None:
     """Issue 14 item 1: failed replays keep the segment locked, so purge skips it."""
     spool = tmp_path / "sp"
     logger = banyan.PromptStackLogger(
-        "psk_x_key_1", DOWN, spool_dir=str(spool), max_retries=0, timeout=1, flush_interval=0.05
-    )
+        "psk_x_key_1", DOWN, spool_dir=str(spool), max_retries=0, timeout=1,
+        flush_interval=0.05, durability=durability,
+    )  # fmt: skip
     try:
         assert all(logger.log_prompt(input="p", output="o") for _ in range(2000))
         wait_for(lambda: logger.get_stats()["spooled"] == 2000, 30, "the outage spills all 2000")
