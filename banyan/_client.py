@@ -454,8 +454,9 @@ class PromptStackLogger:
 
         Records the server cannot take after retries go to the spool, and
         count as settled. Then the spool is sealed and replayed, a backlog
-        adopted from earlier processes included: True once it is empty or an
-        attempt failed (the records stay spooled). Returns by the deadline
+        adopted from earlier processes included, until it is empty or an
+        attempt failed (the records stay spooled); in durable mode, where
+        the spool is the queue, True only then. Returns by the deadline
         whatever the server does; False as well when any record was lost
         since the previous flush. ``None`` waits as long as it takes.
         """
@@ -473,7 +474,10 @@ class PromptStackLogger:
         # it is closed: what it holds waits for another process.
         if self._spooling is not None and not self._down.is_set():
             wake = self._flusher.wake if self._config.background_thread else None
-            done = self._spooling.replayer.flush(deadline, wake) and done
+            replayed = self._spooling.replayer.flush(deadline, wake)
+            # Durable: the spool is the queue, its replay is the flush. Buffered: what is
+            # spooled is settled already; the replay gets the time left, not a say.
+            done = (replayed or not self._durable) and done
         lost = self._lost_total()
         clean, self._flush_mark = lost == self._flush_mark, lost
         return done and clean
