@@ -499,7 +499,7 @@ class Sending:
         return bool(self.send(batch, deadline, stop))
 
 
-def accept_all(scratch: Stats) -> Sending:
+def accept_all(scratch: Stats) -> Any:
     """A delivery that counts every batch sent into ``scratch``."""
 
     def send(batch: list[bytes], deadline: float | None, stop: threading.Event) -> bool:

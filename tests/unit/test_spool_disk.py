@@ -1,4 +1,4 @@
-"""The spool on an unfriendly disk: little free space, a loose umask, a directory others can write."""
+"""The spool on an unfriendly disk: little room, a loose umask, a directory others can write."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def test_a_disk_without_room_for_a_full_segment_gets_smaller_ones(
     spool.seal()
     assert spool.dropped == {}
     sizes = {path.stat().st_size for path in spool.directory.glob("*.seg")}
-    assert sizes and max(sizes) <= 1 << 20
+    assert sizes
+    assert max(sizes) <= 1 << 20
     spool.close()
 
 
@@ -87,6 +88,7 @@ def test_a_spool_dir_opened_to_others_later_is_refused_and_counted(tmp_path: Pat
     os.chmod(spool.directory, 0o777)
     assert not spool.append(PAD)
     assert spool.dropped == {"spool_error": 1}
-    assert spool.last_error is not None and "writable by others" in spool.last_error
+    assert spool.last_error is not None
+    assert "writable by others" in spool.last_error
     assert spool.claim() is None
     spool.close()

@@ -156,7 +156,9 @@ def test_status_without_dir_lists_every_directory_with_its_server(server: Server
     assert mine["records"] == 50
     assert HEADER_SIZE < mine["bytes_used"] < mine["bytes"]
     text = cli("status", **other).stdout
-    assert server.base_url in text and "prj_x" in text and "used" in text
+    assert server.base_url in text
+    assert "prj_x" in text
+    assert "used" in text
     for directory in found:
         assert server.api_key not in (Path(directory["directory"]) / "server.json").read_text()
 
