@@ -473,32 +473,9 @@ class Spool:
         self._closed = closed
 
     def status(self) -> dict[str, Any]:
-        """Server, segments, records, bytes allocated and used, creator pids and oldest age on
-        disk, plus counters."""
-        segments = records = size = used = 0
-        owners: set[int] = set()
-        oldest: int | None = None
-        for name in sd.names(self.directory):
-            found = sd.peek(self.directory / name)
-            if found is None:
-                continue
-            segments += 1
-            size += found[0]
-            if found[1] is not None:
-                records += found[1].records
-                used += found[1].committed
-                owners.add(found[1].pid)
-            oldest = sd.created_ns(name) if oldest is None else oldest
-        age = None if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9)
+        """What the directory holds (:func:`banyan._spooldir.survey`), plus counters."""
         return {
-            "directory": str(self.directory),
-            "server": sd.read_server(self.directory),
-            "segments": segments,
-            "records": records,
-            "bytes": size,
-            "bytes_used": used,
-            "owners": sorted(owners),
-            "oldest_age_s": age,
+            **sd.survey(self.directory),
             "spooled": self.spooled,
             "replayed": self.replayed,
             "corrupt_frames": self.corrupt_frames,

@@ -24,6 +24,7 @@ import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from banyan._segment import HEADER_SIZE, Header, Writer, parse_header
 
@@ -285,3 +286,26 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def survey(directory: Path) -> dict[str, Any]:
+    """The directory's server, segments, records, bytes allocated and used, creator pids and
+    oldest age, read without locking."""
+    segments = records = size = used = 0
+    owners: set[int] = set()
+    oldest: int | None = None
+    for name in names(directory):
+        found = peek(directory / name)
+        if found is None:
+            continue
+        segments += 1
+        size += found[0]
+        if found[1] is not None:
+            records += found[1].records
+            used += found[1].committed
+            owners.add(found[1].pid)
+        oldest = created_ns(name) if oldest is None else oldest
+    age = None if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9)
+    return {"directory": str(directory), "server": read_server(directory), "segments": segments,
+            "records": records, "bytes": size, "bytes_used": used, "owners": sorted(owners),
+            "oldest_age_s": age}  # fmt: skip
