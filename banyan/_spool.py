@@ -222,9 +222,11 @@ class Spool:
     def _make_directory(self) -> None:
         """Create the directory if missing (raises OSError), with its server file once."""
         sd.make_directory(self.directory)
-        if self.server is not None and not self._server_written:
-            sd.write_server(self.directory, self.server)
+        server = self.server
+        if server is not None and not self._server_written:
             self._server_written = True
+            # Only `banyan spool status|replay` read it: no reason to refuse records.
+            self._guard(lambda directory: sd.write_server(directory, server), self.directory)
 
     def _next_path(self, suffix: str, created: int | None = None) -> Path:
         self._seq += 1
