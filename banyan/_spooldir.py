@@ -3,7 +3,7 @@
 Segments are named ``{time_ns:020d}-{pid}-{seq:06d}.seg`` so that names sort
 by creation across processes. Ownership rests on ``flock(LOCK_EX |
 LOCK_NB)``, held for as long as a process keeps a segment's descriptor open.
-A segment whose lock can be taken was left by a dead process or released,
+A segment whose lock can be taken was left by a dead process or handed over at close,
 and the one process that takes the lock owns it. After taking the lock,
 :func:`lock_path` checks that the path still names the locked inode, so a
 segment deleted by another process in between (it unlinks while still
