@@ -453,11 +453,12 @@ class PromptStackLogger:
         """Send everything logged so far; True when it was all delivered or spooled by ``timeout``.
 
         Records the server cannot take after retries go to the spool, and
-        count as settled. In durable mode the spool is sealed and replayed:
-        True once it is empty or an attempt failed (the records stay
-        spooled). Returns by the deadline whatever the server does; False as
-        well when any record was lost since the previous flush. ``None`` waits
-        as long as it takes.
+        count as settled. Then the spool is sealed and replayed, a backlog
+        adopted from earlier processes included, until it is empty or an
+        attempt failed (the records stay spooled); in durable mode, where
+        the spool is the queue, True only then. Returns by the deadline
+        whatever the server does; False as well when any record was lost
+        since the previous flush. ``None`` waits as long as it takes.
         """
         self._check_pid()
         deadline = time.monotonic() + _seconds(timeout)
@@ -469,10 +470,14 @@ class PromptStackLogger:
 
     def _flush(self, deadline: float) -> bool:
         done = self._flusher.flush(max(0.0, deadline - time.monotonic()))
-        # After shutdown the spool is closed: what it holds waits for another process.
-        if self._durable and self._spooling is not None and not self._down.is_set():
+        # The spool too, a backlog adopted from earlier processes included. After shutdown
+        # it is closed: what it holds waits for another process.
+        if self._spooling is not None and not self._down.is_set():
             wake = self._flusher.wake if self._config.background_thread else None
-            done = self._spooling.replayer.flush(deadline, wake) and done
+            replayed = self._spooling.replayer.flush(deadline, wake)
+            # Durable: the spool is the queue, its replay is the flush. Buffered: what is
+            # spooled is settled already; the replay gets the time left, not a say.
+            done = (replayed or not self._durable) and done
         lost = self._lost_total()
         clean, self._flush_mark = lost == self._flush_mark, lost
         return done and clean
@@ -494,8 +499,10 @@ class PromptStackLogger:
 
         Whatever is still queued or in flight when ``timeout`` runs out goes
         to the spool (without one it is dropped and counted as ``shutdown``),
-        which is then closed so that another process can replay it. Returns
-        whether everything was delivered, or spooled.
+        which is then closed so that another process can replay it (a
+        half-replayed segment whole); ``get_stats()["spool_handed_over"]``
+        and a warning say how many records it left. Returns whether
+        everything was delivered, or spooled.
         """
         self._check_pid()  # a child forked without the hooks must not send its parent's queue
         if self._closed:
@@ -537,7 +544,7 @@ class PromptStackLogger:
             return delivered and not left
         if left:
             spooling.keep(left, DropReason.SHUTDOWN, _AT_SHUTDOWN)
-        spooling.spool.close()
+        spooling.hand_over()
         return self._lost_total() == mark
 
     def get_stats(self) -> dict[str, Any]:
@@ -549,6 +556,7 @@ class PromptStackLogger:
             self._spooling.counts() if self._spooling is not None else None,
         )  # fmt: skip
         stats["in_flight"] = self._flusher.in_flight
+        stats["spool_handed_over"] = self._spool.handed_over if self._spool is not None else 0
         stats["prompt_cache"] = self._prompts.stats()
         return stats
 

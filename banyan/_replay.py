@@ -5,7 +5,8 @@ out this process's sealed segments and those of dead processes, each to
 exactly one process. A step sends one batch, and the flusher alternates
 steps with live batches, so neither starves the other. A segment is
 acknowledged (deleted) once each of its records was accepted, found a
-duplicate, or rejected for good; a failure releases it to be tried again
+duplicate, or rejected for good; after a failure this process keeps it
+locked (so no purge or other process takes it) and tries again
 after a backoff that a live success ends early. A segment's counters join
 the logger's only at its ack, so a segment retried after a half-done replay
 is counted once (the server deduplicates the resent records by id).
@@ -161,6 +162,10 @@ class Replayer:
         if any(failed):
             self._fail(self._scratch.last_error or "replay failed")
             return False
+        if self._pending is None:
+            # That was the last batch: delete the segment now, not at a next step that a
+            # shutdown may never take (the next process would send it all again).
+            self._ack()
         return True
 
     def _next_batch(self) -> list[Encoded]:
@@ -200,7 +205,7 @@ class Replayer:
     def _fail(self, error: str) -> None:
         segment, self._segment = self._segment, None
         if segment is not None:
-            self.spool.release(segment)
+            self.spool.put_back(segment)
         self._failures += 1
         base, cap = self._backoff
         delay = min(cap, MAX_BACKOFF, base * 2 ** (self._failures - 1))
@@ -222,8 +227,9 @@ class Replayer:
     def flush(self, deadline: float, wake: Callable[[], None] | None) -> bool:
         """Seal and replay what this process spooled before the call.
 
-        True once nothing is left to claim, or once an attempt failed (the
-        records stay spooled); False at ``deadline``. ``wake`` rouses the
+        True once nothing is left to claim, once an attempt failed, or once
+        shutdown stopped the replay (the records stay spooled, for this process or
+        the next); False at ``deadline``. ``wake`` rouses the
         flusher; without one the steps run on the calling thread.
         """
         with self._cond:
@@ -237,8 +243,11 @@ class Replayer:
                 pass
         with self._cond:
             while self._idle_gen < gen and self._failed_gen < gen:
+                if self._stop.is_set():
+                    # shutdown() hands what is spooled over to the next process: settled.
+                    return True
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stop.is_set() or wake is None:
+                if remaining <= 0 or wake is None:
                     return False
                 self._cond.wait(remaining)
             return True

@@ -191,7 +191,7 @@ def read_file(fd: int) -> bytes:
 
 
 class Segment:
-    """A sealed segment claimed for replay: read its records, then ``ack`` or ``release`` it.
+    """A sealed segment claimed for replay: read its records, then ``ack`` or ``put_back`` it.
 
     ``fd`` holds the segment's lock; ``pid`` is the claiming process.
     """

@@ -2,10 +2,12 @@
 
 One directory per project (``_spooldir``), mode 0700, holds segment files
 (mode 0600, format in ``_segment``). A process appends to one active segment
-of its own, seals it when full, and keeps the lock of every segment it
-sealed until it claims them for replay or closes; a segment nobody holds
-(its writer died, or a replay released it) is claimed by exactly one live
-process. Appends are a lock, a CRC and two slice copies into an mmap.
+of its own, seals it when full, and holds the lock of every segment it
+created or claimed until the segment is acknowledged (deleted) or the spool
+is closed (handed over on purpose); a failed replay keeps the lock. A
+segment nobody holds (its writer died or closed its spool) is claimed by
+exactly one live process, which holds it from then on. Appends are a lock,
+a CRC and two slice copies into an mmap.
 
 flock locks belong to the open file description, which a forked child
 shares: a lock goes when *all* its descriptors are closed, or on an explicit
@@ -37,10 +39,11 @@ their records); processes racing may overshoot it by a segment each.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +53,9 @@ from banyan._record import Encoded
 from banyan._segment import FRAME_SIZE, HEADER_SIZE, Segment, Writer
 
 SyncMode = Literal["none", "interval", "always"]
+#: The smallest segment made when the disk has no room for one of ``segment_bytes``.
+MIN_SEGMENT_BYTES = 64 << 10
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 
 
 class Spool:
@@ -73,6 +79,7 @@ class Spool:
         sync_interval: float = 1.0,
         retry_after: float = 1.0,
         wake: Callable[[], None] | None = None,
+        server: Mapping[str, str | None] | None = None,
     ) -> None:
         if sync not in ("none", "interval", "always"):
             raise ValueError(f"sync must be 'none', 'interval' or 'always', not {sync!r}")
@@ -86,6 +93,9 @@ class Spool:
         self.sync_interval = sync_interval
         self.retry_after = retry_after
         self.wake = wake
+        #: The server and project the records are for, kept beside them (``sd.SERVER_FILE``).
+        self.server = server
+        self._server_written = False
         self._reset()
         _fork.hold(self)
 
@@ -114,6 +124,7 @@ class Spool:
         self.lost = 0
         self.evicted = 0
         self.purged = 0
+        self.handed_over = 0
         self.dropped: dict[str, int] = {}
         self.last_error: str | None = None
 
@@ -156,7 +167,7 @@ class Spool:
         if time.monotonic() < self._retry_at:
             return self._drop(self._refusal)
         self._seal_active()
-        refusal = self._open_segment()
+        refusal = self._open_segment(HEADER_SIZE + FRAME_SIZE + len(record))
         if refusal is not None:
             self._refusal = refusal
             self._retry_at = time.monotonic() + self.retry_after
@@ -172,15 +183,15 @@ class Spool:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
         return False
 
-    def _open_segment(self) -> str | None:
+    def _open_segment(self, need: int) -> str | None:
         """Map a new active segment (the spare if one is ready); the drop reason on failure."""
         try:
             if self._spare is None:
-                sd.make_directory(self.directory)
+                self._make_directory()
                 if not self._make_room():
                     self.last_error = f"spool over max_total_bytes={self.max_total_bytes}"
                     return "spool_full"
-                self._spare = sd.allocate(self._next_path(sd.TMP), self.segment_bytes)
+                self._spare = self._allocate(need)
             tmp, fd = self._spare
             self._spare = None
             created = time.time_ns()
@@ -194,6 +205,28 @@ class Spool:
         self._active = (path.name, fd)
         self._half = self.segment_bytes // 2
         return None
+
+    def _allocate(self, need: int) -> tuple[Path, int]:
+        """A new zero-filled segment; smaller ones, down to ``MIN_SEGMENT_BYTES`` (or ``need``),
+        while the disk has no room for a whole one (a 3 MiB tmpfs, issue 14)."""
+        size = self.segment_bytes
+        while True:
+            try:
+                return sd.allocate(self._next_path(sd.TMP), size)
+            except OSError as exc:
+                smaller = max(size // 4, MIN_SEGMENT_BYTES, need)
+                if exc.errno not in _NO_ROOM or smaller >= size:
+                    raise
+                size = smaller
+
+    def _make_directory(self) -> None:
+        """Create the directory if missing (raises OSError), with its server file once."""
+        sd.make_directory(self.directory)
+        server = self.server
+        if server is not None and not self._server_written:
+            self._server_written = True
+            # Only `banyan spool status|replay` read it: no reason to refuse records.
+            self._guard(lambda directory: sd.write_server(directory, server), self.directory)
 
     def _next_path(self, suffix: str, created: int | None = None) -> Path:
         self._seq += 1
@@ -224,7 +257,7 @@ class Spool:
             if self._spare is not None or self._preparing is not None or self._closed:
                 return
             try:
-                sd.make_directory(self.directory)
+                self._make_directory()
                 # At the bound this evicts what append's rollover would evict next anyway,
                 # here on the thread that also replays, so never a segment being replayed.
                 room = self._make_room()
@@ -313,10 +346,17 @@ class Spool:
     def claim(self) -> Segment | None:
         """Lock and return the oldest sealed segment no live process holds, or None.
 
-        That is one this process sealed, or one left by a dead process or
-        released. The active segment is never returned: :meth:`seal` it first.
+        That is one this process holds (sealed, or put back after a failed
+        replay), or one left by a dead or closed process. The active segment
+        is never returned: :meth:`seal` it first. None too when the directory
+        is not private (:func:`banyan._spooldir.check_private`).
         """
         self._check_pid()
+        try:
+            sd.check_private(self.directory)
+        except OSError as exc:
+            self.last_error = f"spool: {exc}"
+            return None
         sd.clean_tmp(self.directory)
         for name in sd.names(self.directory):
             with self._lock:
@@ -347,14 +387,17 @@ class Spool:
             self._retry_at = 0.0
         return True
 
-    def release(self, segment: Segment) -> None:
-        """Replay failed: unlock the segment so that any process may claim it again."""
-        # Closed under the lock: a fork between the two would leave the child a
-        # descriptor (and so the segment's lock) that no list of this object names.
+    def put_back(self, segment: Segment) -> None:
+        """Replay failed: keep the segment locked, for this process to claim again.
+
+        Unlocking it would let ``banyan spool purge`` or another process take
+        records this one still counts as spooled (issue 14): a segment is held
+        from its creation until it is acknowledged, or handed over by :meth:`close`.
+        """
         with self._lock:
             fd = self._finish(segment)
             if fd is not None:
-                os.close(fd)
+                self._sealed[segment.name] = fd
 
     def _finish(self, segment: Segment) -> int | None:
         """Take back the descriptor of a segment this very process claimed."""
@@ -384,12 +427,20 @@ class Spool:
         self.purged += deleted
         return deleted
 
-    def close(self) -> None:
-        """Seal the active segment and unlock everything, so the next process replays it."""
+    def close(self) -> int:
+        """Seal the active segment and unlock everything, so the next process replays it.
+
+        Returns the records handed over so (counted in ``handed_over``): those of
+        every segment this process held, a half-replayed one whole, as the next
+        process sends it again.
+        """
         self._check_pid()
         with self._lock:
             self._seal_active()
-            for fd in [*self._sealed.values(), *self._claimed.values()]:
+            held = [*self._sealed.values(), *self._claimed.values()]
+            left = sum(sd.records_in(fd) for fd in held)
+            self.handed_over += left
+            for fd in held:
                 os.close(fd)
             for fd in self._unsynced:
                 self._guard(os.fdatasync, fd)
@@ -398,6 +449,7 @@ class Spool:
                 sd.discard(*self._spare)
             self._sealed, self._claimed, self._unsynced, self._spare = {}, {}, [], None
             self._closed = True
+        return left
 
     def _check_pid(self) -> None:
         if self._pid != os.getpid():
@@ -423,28 +475,9 @@ class Spool:
         self._closed = closed
 
     def status(self) -> dict[str, Any]:
-        """Segments, records, bytes, creator pids and oldest age on disk, plus counters."""
-        segments = records = size = 0
-        owners: set[int] = set()
-        oldest: int | None = None
-        for name in sd.names(self.directory):
-            found = sd.peek(self.directory / name)
-            if found is None:
-                continue
-            segments += 1
-            size += found[0]
-            if found[1] is not None:
-                records += found[1].records
-                owners.add(found[1].pid)
-            oldest = sd.created_ns(name) if oldest is None else oldest
-        age = None if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9)
+        """What the directory holds (:func:`banyan._spooldir.survey`), plus counters."""
         return {
-            "directory": str(self.directory),
-            "segments": segments,
-            "records": records,
-            "bytes": size,
-            "owners": sorted(owners),
-            "oldest_age_s": age,
+            **sd.survey(self.directory),
             "spooled": self.spooled,
             "replayed": self.replayed,
             "corrupt_frames": self.corrupt_frames,
@@ -452,6 +485,7 @@ class Spool:
             "lost": self.lost,
             "evicted": self.evicted,
             "purged": self.purged,
+            "handed_over": self.handed_over,
             "dropped": dict(self.dropped),
             "last_error": self.last_error,
         }

@@ -3,7 +3,7 @@
 Segments are named ``{time_ns:020d}-{pid}-{seq:06d}.seg`` so that names sort
 by creation across processes. Ownership rests on ``flock(LOCK_EX |
 LOCK_NB)``, held for as long as a process keeps a segment's descriptor open.
-A segment whose lock can be taken was left by a dead process or released,
+A segment whose lock can be taken was left by a dead process or handed over at close,
 and the one process that takes the lock owns it. After taking the lock,
 :func:`lock_path` checks that the path still names the locked inode, so a
 segment deleted by another process in between (it unlinks while still
@@ -17,15 +17,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
+import stat
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from banyan._segment import HEADER_SIZE, Header, Writer, parse_header
 
 SUFFIX = ".seg"
 TMP = ".tmp"
+#: The server (base URL) and project the directory's records are for, as JSON.
+SERVER_FILE = "server.json"
 #: A ``.tmp`` file this old was left by a process killed while creating it.
 STALE_TMP_S = 60.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -44,12 +50,72 @@ def default_directory(project: str | None = None) -> Path:
     return Path(cache, "banyan", "spool", name)
 
 
+class UnsafeDirectory(PermissionError):
+    """The spool directory is writable by others or owned by another user."""
+
+
 def make_directory(directory: Path) -> None:
-    """Create ``directory`` (and its parents) with mode 0700 if it is missing."""
-    if not directory.is_dir():
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # mkdir's mode passes through the umask.
-        os.chmod(directory, 0o700)
+    """Create ``directory`` and each missing parent with mode 0700; raises OSError.
+
+    Raises :class:`UnsafeDirectory` when it exists but others could plant or
+    remove segments in it (:func:`check_private`).
+    """
+    if directory.is_dir():
+        check_private(directory)
+        return
+    missing = [directory, *directory.parents]
+    missing = missing[: next(i for i, d in enumerate(missing) if d.is_dir())]
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process: its mode is checked below
+        # mkdir's mode passes through the umask (and parents=True ignores it).
+        os.chmod(path, 0o700)
+    check_private(directory)
+
+
+def check_private(directory: Path) -> None:
+    """Raise :class:`UnsafeDirectory` if ``directory`` exists and is not this user's alone.
+
+    Like OpenSSH's StrictModes: a directory another user owns, or that the
+    group or others may write, could hold segments planted to be sent with
+    this key, or lose ours.
+    """
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return
+    if st.st_uid != os.geteuid():
+        raise UnsafeDirectory(f"spool directory {directory} is owned by uid {st.st_uid}")
+    if st.st_mode & 0o022:
+        mode = oct(stat.S_IMODE(st.st_mode))
+        raise UnsafeDirectory(f"spool directory {directory} is writable by others ({mode})")
+
+
+def write_server(directory: Path, server: Mapping[str, str | None]) -> None:
+    """Keep ``server`` (base URL and project id, never a key) in the directory, mode 0600."""
+    path = directory / SERVER_FILE
+    data = json.dumps(dict(server), sort_keys=True).encode()
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == data:
+            return
+    tmp = directory / f"{SERVER_FILE}.{os.getpid()}{TMP}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_server(directory: Path) -> dict[str, str | None] | None:
+    """What :func:`write_server` kept in ``directory``; None if nothing (readable) is there."""
+    try:
+        found = json.loads((directory / SERVER_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def names(directory: Path) -> list[str]:
@@ -151,14 +217,20 @@ def lock_path(path: Path) -> int | None:
     return fd
 
 
-def delete(path: Path, fd: int) -> int:
-    """Delete a segment this process holds locked; returns its header's record count."""
+def records_in(fd: int) -> int:
+    """The record count in the header of the segment open as ``fd`` (0 if unreadable)."""
     try:
         header = parse_header(os.pread(fd, HEADER_SIZE, 0))
     except OSError:
         header = None
-    discard(path, fd)
     return header.records if header is not None else 0
+
+
+def delete(path: Path, fd: int) -> int:
+    """Delete a segment this process holds locked; returns its header's record count."""
+    records = records_in(fd)
+    discard(path, fd)
+    return records
 
 
 def discard(path: Path, fd: int) -> None:
@@ -214,3 +286,26 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def survey(directory: Path) -> dict[str, Any]:
+    """The directory's server, segments, records, bytes allocated and used, creator pids and
+    oldest age, read without locking."""
+    segments = records = size = used = 0
+    owners: set[int] = set()
+    oldest: int | None = None
+    for name in names(directory):
+        found = peek(directory / name)
+        if found is None:
+            continue
+        segments += 1
+        size += found[0]
+        if found[1] is not None:
+            records += found[1].records
+            used += found[1].committed
+            owners.add(found[1].pid)
+        oldest = created_ns(name) if oldest is None else oldest
+    age = None if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9)
+    return {"directory": str(directory), "server": read_server(directory), "segments": segments,
+            "records": records, "bytes": size, "bytes_used": used, "owners": sorted(owners),
+            "oldest_age_s": age}  # fmt: skip

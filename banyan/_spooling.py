@@ -13,11 +13,12 @@ import dataclasses
 
 from banyan._config import Config
 from banyan._delivery import Delivery
+from banyan._exceptions import ConfigurationError
 from banyan._flusher import Flusher
 from banyan._record import Encoded
 from banyan._replay import Replayer
 from banyan._spool import Spool
-from banyan._spooldir import listing
+from banyan._spooldir import check_private, listing
 from banyan._stats import DropReason, SpoolCounts, Stats
 from banyan._transport import Transport
 
@@ -27,13 +28,23 @@ _SEGMENT_BYTES = {"buffered": 4 << 20, "durable": 1 << 20}
 
 
 def open_spool(config: Config) -> Spool | None:
-    """The spool ``config`` asks for; None when ``spool_dir`` turns it off."""
+    """The spool ``config`` asks for; None when ``spool_dir`` turns it off.
+
+    Raises ConfigurationError when the directory exists and others may write
+    it or own it (``_spooldir.check_private``).
+    """
     directory = config.spool_directory()
     if directory is None:
         return None
+    try:
+        check_private(directory)
+    except OSError as exc:
+        raise ConfigurationError(f"{exc}: use a directory only this user can write") from None
     segment = min(_SEGMENT_BYTES[config.durability], max(64 << 10, config.spool_max_bytes // 4))
+    server = {"base_url": config.base_url, "project_id": config.project_id}
     return Spool(directory, segment_bytes=segment, max_total_bytes=config.spool_max_bytes,
-                 sync=config.spool_sync, sync_interval=config.flush_interval)  # type: ignore[arg-type]  # fmt: skip
+                 sync=config.spool_sync, sync_interval=config.flush_interval,  # type: ignore[arg-type]
+                 server=server)  # fmt: skip
 
 
 class Spooling:
@@ -135,6 +146,18 @@ class Spooling:
         if lost:
             self._stats.drop_undelivered(lost, self.refusal(), error)
         return lost
+
+    def hand_over(self) -> None:
+        """At shutdown: close the spool, saying how many records wait for the next process."""
+        left = self.spool.close()
+        if left:
+            self._stats.warn_once(
+                "handed-over",
+                "banyan: shutdown left %d record(s) in the spool at %s; the next process "
+                "with this server and project sends them",
+                left,
+                self.spool.directory,
+            )
 
     def lost(self) -> int:
         """Records the spool lost: evicted to make room, or in corrupt frames."""

@@ -44,6 +44,8 @@ SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
     "celery": ([], ["--tasks", "20"]),
     "corruption": ([], ["--records", "5000"]),
     "disklimit": ([], ["--records", "8000"]),
+    # Issue 14: purge and replay from the CLI beside live processes under outages.
+    "purge_replay": ([], ["--workers", "3", "--seconds", "6"]),
 }
 #: No scenario may run longer than this (each bounds itself well below it).
 LIMIT_S = 300

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -135,29 +134,23 @@ def test_children_forked_while_the_spool_works_hold_none_of_its_files(tmp_path: 
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
-def test_a_fork_while_a_failed_replay_releases_its_segment_leaves_the_child_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_fork_after_a_failed_replay_put_its_segment_back_leaves_the_child_nothing(
+    tmp_path: Path,
 ) -> None:
-    """release() closes the claimed segment's descriptor while a fork has to wait for it."""
+    """put_back() keeps the segment's descriptor in a list the child closes (never unlocks)."""
     spool = Spool(tmp_path)
     assert spool.append(b"record")
     spool.seal()
     segment = spool.claim()
     assert segment is not None
-    closing, real_close = threading.Event(), os.close
+    spool.put_back(segment)
 
-    def slow_close(fd: int) -> None:
-        if fd == segment.fd and threading.current_thread() is not threading.main_thread():
-            closing.set()
-            time.sleep(0.3)
-        real_close(fd)
+    def child() -> int:
+        spool.after_fork_in_child()  # what the logger's at-fork hook does
+        return _holds_files(str(tmp_path))
 
-    monkeypatch.setattr(os, "close", slow_close)
-    releaser = threading.Thread(target=spool.release, args=(segment,))
-    releaser.start()
     try:
-        assert closing.wait(10)
-        assert fork_child(lambda: _holds_files(str(tmp_path))) == 0
+        assert fork_child(child) == 0
+        assert Spool(tmp_path).claim() is None  # the parent still holds it
     finally:
-        releaser.join(10)
         spool.close()

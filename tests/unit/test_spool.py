@@ -123,12 +123,16 @@ def test_many_segments_replay_oldest_first(spool: Spool) -> None:
     assert replay_all(spool) == list(range(200))
 
 
-def test_ack_deletes_and_release_gives_back(spool: Spool) -> None:
-    """ack deletes the file; release leaves it for the next claim."""
+def test_ack_deletes_and_put_back_keeps_it_held_for_the_next_claim(spool: Spool) -> None:
+    """ack deletes the file; put_back keeps it locked: only this spool claims it again."""
     fill(spool, 3)
     seg = spool.claim()
     assert seg is not None
-    spool.release(seg)
+    spool.put_back(seg)
+    other = Spool(spool.directory, segment_bytes=SEGMENT)
+    assert other.claim() is None
+    assert other.purge() == 0
+    other.close()
     again = spool.claim()
     assert again is not None
     assert again.name == seg.name
@@ -495,6 +499,16 @@ class Sending:
         return bool(self.send(batch, deadline, stop))
 
 
+def accept_all(scratch: Stats) -> Any:
+    """A delivery that counts every batch sent into ``scratch``."""
+
+    def send(batch: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
+        scratch.add(sent=len(batch))
+        return True
+
+    return Sending(send)
+
+
 def test_a_segment_acked_after_close_stays_and_its_replay_is_not_counted(tmp_path: Path) -> None:
     """shutdown() closed the spool while a replay was sending: the segment stays for a later
     replay (answered with duplicates), so this one's deliveries are not counted now too."""
@@ -607,4 +621,37 @@ def test_a_segment_that_stays_unreadable_counts_its_records_lost(
         time.sleep(0.005)
     assert segment_files(spool) == []
     assert (spool.lost, stats.dropped[DropReason.SPOOL_CORRUPT]) == (5, 0)
+    spool.close()
+
+
+def test_close_mid_replay_hands_the_whole_segment_over_and_counts_it(tmp_path: Path) -> None:
+    """A segment half replayed when the spool closes is unlocked whole for the next process;
+    close() returns the records it handed over (every held segment's, the active one too)."""
+    spool = Spool(tmp_path / "spool", segment_bytes=64 << 10)
+    fill(spool, 30)
+    assert spool.append(rec(30))  # the active segment, sealed by close()
+
+    replayer = Replayer(spool, accept_all, Stats(), batch=(10, 1 << 20), seal_interval=1e9,
+                        backoff=(0.01, 0.1), healthy=lambda: 0.0, prepare=False)  # fmt: skip
+    assert replayer.step()  # 10 of the first segment's 30 sent
+    replayer.stop()
+    assert spool.close() == 31
+    assert spool.handed_over == 31
+    again = Spool(tmp_path / "spool", segment_bytes=64 << 10)
+    assert replay_all(again) == list(range(31))
+    again.close()
+
+
+def test_a_segment_is_deleted_with_its_last_batch(tmp_path: Path) -> None:
+    """The step that delivers a segment's last batch acknowledges it: no further step needed."""
+    spool = Spool(tmp_path / "spool", segment_bytes=64 << 10)
+    fill(spool, 20)
+
+    stats = Stats()
+    replayer = Replayer(spool, accept_all, stats, batch=(10, 1 << 20), seal_interval=1e9,
+                        backoff=(0.01, 0.1), healthy=lambda: 0.0, prepare=False)  # fmt: skip
+    assert replayer.step()
+    assert segment_files(spool)
+    assert replayer.step()
+    assert (segment_files(spool), stats.sent, spool.replayed) == ([], 20, 20)
     spool.close()
