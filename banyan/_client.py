@@ -243,20 +243,22 @@ class PromptStackLogger:
         A prompt with ``enable_logging`` off is skipped and reports True.
         """
         try:
-            # The server takes finite numbers only: NaN or infinite (x - x is NaN, truthy),
-            # and anything but a float or an int (a bool, a Decimal, text) is made one.
-            if duration_ms is not None and (
-                (duration_ms.__class__ is not float and duration_ms.__class__ is not int)
-                or duration_ms - duration_ms
-            ):
-                duration_ms = as_duration(duration_ms)
+            # Each check costs the usual value one class test. The server takes finite numbers
+            # only: NaN or infinite (x - x is NaN, truthy), a bool or a Decimal is made one.
+            if duration_ms.__class__ is not float:
+                if duration_ms is not None and duration_ms.__class__ is not int:
+                    duration_ms = as_duration(duration_ms)
+            elif duration_ms - duration_ms:
+                duration_ms = None
             # The wire's metadata is a map, its model text: _log_odd() makes them so. (Its keys
             # are not checked here: a loop over them costs ~10 % of this call.)
-            if metadata is not None and (
-                metadata.__class__ is not dict and not isinstance(metadata, dict)
+            if (
+                metadata.__class__ is not dict
+                and metadata is not None
+                and not isinstance(metadata, dict)
             ):
                 raise TypeError("metadata is not a dict")
-            if model is not None and model.__class__ is not str:
+            if model.__class__ is not str and model is not None:
                 raise TypeError("model is not text")
             if prompt_data is None:
                 experiment_id = experiment_version_id = sticky_key = sticky_value = None

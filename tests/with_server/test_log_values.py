@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,8 +13,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serverkit import stored_records
-from serverproc import Server, start_server
+from serverkit import call, stored_records
+from serverproc import Server
 
 import banyan
 
@@ -64,13 +66,12 @@ CASES: list[Any] = [
 
 
 @pytest.fixture(scope="module")
-def values_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for this module: its counts move only with these tests."""
-    srv = start_server(tmp_path_factory.mktemp("values-server"))
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def values_server(shared_server: Server) -> Server:
+    """The session's server, through a project of this module's own: its counts move only
+    with these tests."""
+    body = {"name": f"log-values-{os.getpid()}"}
+    key = call(shared_server, "POST", "/api/v2/projects", json=body).json()["api_key"]
+    return dataclasses.replace(shared_server, api_key=key)
 
 
 @pytest.fixture
@@ -189,8 +190,8 @@ def test_any_arguments_are_stored_or_counted_never_raised(
     the server or skipped (a prompt with logging off); none is dropped, none is rejected."""
     dropped, skipped = drops(shared_logger), shared_logger.get_stats()["logs_skipped"]
     before = values_server.summary()["stored"]
-    for call in batch:
-        shared_logger.log_prompt(**call)
+    for arguments in batch:
+        shared_logger.log_prompt(**arguments)
     assert shared_logger.flush(30)
     assert drops(shared_logger) == dropped
     skipped = shared_logger.get_stats()["logs_skipped"] - skipped
