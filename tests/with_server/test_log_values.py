@@ -74,12 +74,15 @@ def values_server(shared_server: Server) -> Server:
     return dataclasses.replace(shared_server, api_key=key)
 
 
-@pytest.fixture
-def logger(values_server: Server) -> Iterator[banyan.PromptStackLogger]:
-    """A logger of the module's server that sends at once on flush()."""
+@pytest.fixture(params=["buffered", "durable"])
+def logger(
+    values_server: Server, request: pytest.FixtureRequest
+) -> Iterator[banyan.PromptStackLogger]:
+    """A logger of the module's server, in each durability mode."""
     lg = banyan.PromptStackLogger(
-        api_key=values_server.api_key, base_url=values_server.base_url, flush_interval=0.05
-    )
+        api_key=values_server.api_key, base_url=values_server.base_url, flush_interval=0.05,
+        durability=request.param,
+    )  # fmt: skip
     yield lg
     lg.shutdown(timeout=10)
 
