@@ -244,7 +244,8 @@ class PromptStackLogger:
         """
         try:
             # Each check costs the usual value one class test. The server takes finite numbers
-            # only: NaN or infinite (x - x is NaN, truthy), a bool or a Decimal is made one.
+            # only: NaN or infinite (x - x is NaN, truthy) is left out, anything but a float or
+            # an int (a bool, a Decimal, a timedelta) made one or left out.
             if duration_ms.__class__ is not float:
                 if duration_ms is not None and duration_ms.__class__ is not int:
                     duration_ms = as_duration(duration_ms)

@@ -193,7 +193,7 @@ def as_metadata(value: Any) -> dict[str, Any] | None:
 
 
 def as_duration(value: Any) -> float | None:
-    """A duration in ms as a finite number, or None (a bool, text, NaN: no duration)."""
+    """A duration in ms as a finite number, or None (a bool, NaN, other text: no duration)."""
     if value.__class__ is float:
         return value if math.isfinite(value) else None
     if value is None or isinstance(value, bool):
