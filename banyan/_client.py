@@ -12,7 +12,7 @@ left at shutdown goes to disk and is replayed (``_spooling``).
 
 from __future__ import annotations
 
-import math
+import operator
 import os
 import threading
 import time
@@ -30,6 +30,9 @@ from banyan._record import (
     Encoded,
     IdSource,
     Record,
+    as_duration,
+    as_label,
+    as_metadata,
     clean,
     encode,
     encode_into,
@@ -52,17 +55,6 @@ def _seconds(timeout: float | None) -> float:
     if timeout is None:
         return threading.TIMEOUT_MAX
     return min(max(0.0, float(timeout)), threading.TIMEOUT_MAX)
-
-
-def _duration(value: Any) -> float | None:
-    """A duration as a finite float, or None when it is none (or not a number at all)."""
-    if value is None or value.__class__ is float or value.__class__ is int:
-        return value
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _merge(wire: tuple[str | None, ...], *given: str | None) -> tuple[str | None, ...]:
@@ -251,10 +243,24 @@ class PromptStackLogger:
         A prompt with ``enable_logging`` off is skipped and reports True.
         """
         try:
-            # NaN or infinite (x - x is NaN, truthy): the server takes finite numbers only.
-            # Not a number at all: TypeError, and _log_odd() makes it one.
-            if duration_ms is not None and duration_ms - duration_ms:
+            # Each check costs the usual value one class test. The server takes finite numbers
+            # only: NaN or infinite (x - x is NaN, truthy) is left out, anything but a float or
+            # an int (a bool, a Decimal, a timedelta) made one or left out.
+            if duration_ms.__class__ is not float:
+                if duration_ms is not None and duration_ms.__class__ is not int:
+                    duration_ms = as_duration(duration_ms)
+            elif duration_ms - duration_ms:
                 duration_ms = None
+            # The wire's metadata is a map, its model text: _log_odd() makes them so. (Its keys
+            # are not checked here: a loop over them costs ~10 % of this call.)
+            if (
+                metadata.__class__ is not dict
+                and metadata is not None
+                and not isinstance(metadata, dict)
+            ):
+                raise TypeError("metadata is not a dict")
+            if model.__class__ is not str and model is not None:
+                raise TypeError("model is not text")
             if prompt_data is None:
                 experiment_id = experiment_version_id = sticky_key = sticky_value = None
                 if (
@@ -327,30 +333,52 @@ class PromptStackLogger:
         input: Any,
         output: Any,
         prompt_data: Any,
-        prompt_id: str | None,
-        prompt_name: str | None,
-        version: str | None,
-        branch_name: str | None,
-        model: str | None,
-        metadata: dict[str, Any] | None,
+        prompt_id: Any,
+        prompt_name: Any,
+        version: Any,
+        branch_name: Any,
+        model: Any,
+        metadata: Any,
         duration_ms: Any,
         blocking: bool,
     ) -> bool:
         """log_prompt's fast path failed (``exc``) on arguments of an unexpected type: make
-        them plain and try once more; when there is nothing to make plain, count the drop."""
+        them plain and try once more. A value that cannot even be shown is the caller's
+        ``encode_error``; when there was nothing to make plain, the failure is ours."""
+        given = (input, output, prompt_data, prompt_id, prompt_name, version, branch_name,
+                 model, metadata, duration_ms)  # fmt: skip
         try:
-            plain_prompt = prompt_data
-            if prompt_data is not None and not isinstance(prompt_data, PromptData):
-                plain_prompt = as_prompt(prompt_data)
-            plain_duration = _duration(duration_ms)
-            if plain_prompt is prompt_data and plain_duration is duration_ms:
-                return self._stats.drop_entry(DropReason.INTERNAL_ERROR, exc)
-            return self.log_prompt(
-                input, output, plain_prompt, prompt_id, prompt_name, version, branch_name,
-                model, metadata, plain_duration, blocking,
+            plain_args: list[Any] = [
+                text(input), text(output), self._as_prompt(prompt_data),
+                *map(as_label, given[3:8]), self._as_metadata(metadata), as_duration(duration_ms),
+            ]  # fmt: skip
+            plain_args.append(blocking)
+        except Exception as bad:
+            return self._stats.drop_entry(DropReason.ENCODE_ERROR, bad)
+        # map() stops at the shorter: blocking, last in plain_args, is not compared.
+        if all(map(operator.is_, plain_args, given)):
+            return self._stats.drop_entry(DropReason.INTERNAL_ERROR, exc)
+        return self.log_prompt(*plain_args)
+
+    def _as_prompt(self, value: Any) -> PromptData | None:
+        if value is None or isinstance(value, PromptData):
+            return value
+        try:
+            return as_prompt(value)
+        except Exception:
+            self._stats.warn_once(
+                "not-a-prompt", "banyan: prompt_data is not a prompt (a %s); such records are "
+                "logged without prompt fields", type(value).__name__,
             )  # fmt: skip
-        except Exception as again:
-            return self._stats.drop_entry(DropReason.INTERNAL_ERROR, again)
+            return None
+
+    def _as_metadata(self, value: Any) -> dict[str, Any] | None:
+        if value is not None and not isinstance(value, Mapping):
+            self._stats.warn_once(
+                "metadata-not-a-map", "banyan: metadata is not a mapping (a %s); such metadata "
+                'is logged as {"value": metadata}', type(value).__name__,
+            )  # fmt: skip
+        return as_metadata(value)
 
     def _push_slow(self, record: Record, data: Encoded) -> bool:
         # The credit ran out (or was never granted: the first record, durable mode, a
@@ -393,7 +421,7 @@ class PromptStackLogger:
                 if value is not None:
                     setattr(record, name, clean(value if isinstance(value, str) else str(value)))
             record.metadata = plain(record.metadata) if record.metadata is not None else None
-            record.duration_ms = _duration(record.duration_ms)
+            record.duration_ms = as_duration(record.duration_ms)
             return encode(record)
         except Exception as exc:
             self._stats.drop_entry(DropReason.ENCODE_ERROR, exc)

@@ -144,6 +144,13 @@ def fallback_prompt(
     return PromptData(content=str(fallback), version=version, branch=branch, name=name)
 
 
+def path_segment(name: str) -> str:
+    """``name`` as one URL path segment: every reserved character percent-encoded, and
+    ``.`` and ``..`` spelled with %2E, or URL resolution would drop them (RFC 3986, 5.2.4)."""
+    segment = quote(name, safe="")
+    return segment.replace(".", "%2E") if segment in {".", ".."} else segment
+
+
 #: What :meth:`Prompts.get` returns with ``block=False`` on a cold miss.
 MISS: Any = object()
 
@@ -376,7 +383,7 @@ class Prompts:
             params["version"] = str(version)
         try:
             response = self._transport.request(
-                "GET", PROMPT_PATH.format(name=quote(name, safe="")), params=params
+                "GET", PROMPT_PATH.format(name=path_segment(name)), params=params
             )
         except HTTPStatusError as exc:
             if exc.status_code != 404:

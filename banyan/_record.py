@@ -11,6 +11,7 @@ import datetime
 import decimal
 import enum
 import itertools
+import math
 import os
 import threading
 import uuid
@@ -74,12 +75,13 @@ class IdSource:
 
 def _to_wire(obj: Any) -> Any:
     # msgspec calls this only for types it cannot encode itself.
-    item = getattr(obj, "item", None)
-    if callable(item):  # numpy scalars
-        try:
-            return item()
-        except Exception:
-            pass
+    for name in ("tolist", "item"):  # numpy arrays and scalars, pandas series, tensors
+        method = getattr(obj, name, None)
+        if callable(method):
+            try:
+                return method()
+            except Exception:
+                pass
     if isinstance(obj, Mapping):  # MappingProxyType, UserDict, ChainMap...
         return dict(obj)
     if isinstance(obj, (set, frozenset)):
@@ -138,6 +140,9 @@ def text(value: Any) -> str:
     return str(value)
 
 
+_INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
+
+
 def plain(value: Any, depth: int = 0) -> Any:
     """A JSON-like copy of ``value``: string keys, no cycles, nothing exotic.
 
@@ -148,13 +153,55 @@ def plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         return clean(value)
     if isinstance(value, Mapping):
-        return {clean(str(k)): plain(v, depth + 1) for k, v in value.items()}
+        return {as_key(k): plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [plain(v, depth + 1) for v in value]
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool | float):
         return value
+    if isinstance(value, int):
+        # MessagePack integers are 64-bit: a bigger one keeps its digits as text.
+        return value if _INT_MIN <= value <= _UINT_MAX else str(value)
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, uuid.UUID | decimal.Decimal | enum.Enum):
         return str(value.value if isinstance(value, enum.Enum) else value)
     return _to_wire(value)
+
+
+def as_key(value: Any) -> str:
+    """A metadata key as text: ``1`` becomes ``"1"``, a str subclass its plain text."""
+    return clean(value if isinstance(value, str) else str(value))
+
+
+def as_label(value: Any) -> str | None:
+    """An identifier (``model``, ``version``...) as text, or None."""
+    return value if value is None or value.__class__ is str else as_key(value)
+
+
+def as_metadata(value: Any) -> dict[str, Any] | None:
+    """``metadata`` shaped as the wire wants it: a dict with text keys.
+
+    A mapping gets its keys stringified; any other value is kept as
+    ``{"value": value}``. The very object when it already has that shape, so
+    that ``log_prompt`` can tell whether anything was converted.
+    """
+    if value is None or (value.__class__ is dict and all(k.__class__ is str for k in value)):
+        return value
+    if not isinstance(value, Mapping):
+        return {"value": value}
+    return {k if k.__class__ is str else as_key(k): v for k, v in value.items()}
+
+
+def as_duration(value: Any) -> float | None:
+    """A duration in ms as a finite number, or None (a bool, NaN, other text: no duration)."""
+    if value.__class__ is float:
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds() * 1000
+    try:
+        number = float(value)
+    except Exception:
+        return None
+    return number if math.isfinite(number) else None

@@ -248,7 +248,8 @@ def test_a_record_even_the_slow_path_cannot_encode_is_an_encode_error(
 @pytest.mark.parametrize(
     ("given", "logged"),
     [(412, 412), (12.5, 12.5), (float("nan"), None), (float("inf"), None), ("412", 412.0),
-     ("fast", None)],
+     ("fast", None), (True, None), (decimal.Decimal("2.5"), 2.5), (decimal.Decimal("NaN"), None),
+     (datetime.timedelta(seconds=2), 2000.0), (10**400, None), (2**64, 2.0**64)],
 )  # fmt: skip
 def test_durations_are_sent_as_finite_numbers_or_not_at_all(
     make_logger: MakeLogger, given: Any, logged: float | None
@@ -259,6 +260,7 @@ def test_durations_are_sent_as_finite_numbers_or_not_at_all(
     assert logger.log_prompt("i", "o", duration_ms=given)
     (record,) = queued(logger)
     assert record.duration_ms == logged
+    assert record.duration_ms.__class__ in {float, int, type(None)}
     assert logger.get_stats()["logs_dropped"] == 0
 
 
@@ -280,9 +282,28 @@ def test_mapping_metadata_is_logged_as_a_map(make_logger: MakeLogger) -> None:
     assert [r.metadata for r in queued(logger)] == [{"a": 1, "nested": {"depth": 2}}, {"b": 2}]
 
 
-def test_prompt_data_given_as_fields_is_read_as_a_prompt(make_logger: MakeLogger) -> None:
+def test_metadata_gets_text_keys_and_a_map_shape(
+    make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A list or a string becomes {"value": ...} (warned once), an int beyond 64 bits its
+    digits, keys of a map that needed converting text; the record is kept."""
+    logger = quiet(make_logger)
+    with caplog.at_level(logging.WARNING, logger="banyan"):
+        assert logger.log_prompt("i", "o", metadata={1: "a", None: [2**64]})  # type: ignore[dict-item]
+        assert logger.log_prompt("i", "o", metadata=["a", 1])  # type: ignore[arg-type]
+        assert logger.log_prompt("i", "o", metadata="text")  # type: ignore[arg-type]
+    assert [r.metadata for r in queued(logger)] == [
+        {"1": "a", "None": [str(2**64)]}, {"value": ["a", 1]}, {"value": "text"},
+    ]  # fmt: skip
+    assert logger.get_stats()["logs_dropped"] == 0
+    assert len([r for r in caplog.records if "metadata" in r.getMessage()]) == 1
+
+
+def test_prompt_data_given_as_fields_is_read_as_a_prompt(
+    make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
+) -> None:
     """A dict of PromptData's fields, or an object with them (1.0.1's PromptData), works;
-    anything else is a counted drop that names the problem."""
+    anything else is no prompt: the record is logged without prompt fields, warned once."""
     logger = quiet(make_logger)
     fields = {"prompt_id": "p1", "name": "greet", "content": "c", "version": 2,
               "experiment_id": "exp_1"}  # fmt: skip
@@ -292,10 +313,12 @@ def test_prompt_data_given_as_fields_is_read_as_a_prompt(make_logger: MakeLogger
     assert [(r.prompt_id, r.prompt_name, r.version, r.experiment_id) for r in records] == [
         ("p1", "greet", "2", "exp_1")
     ] * 2
-    assert not logger.log_prompt("i", "o", prompt_data=42)  # type: ignore[arg-type]
-    stats = logger.get_stats()
-    assert stats["dropped"]["internal_error"] == 1
-    assert "prompt_data must be a PromptData" in (stats["last_error"] or "")
+    with caplog.at_level(logging.WARNING, logger="banyan"):
+        assert logger.log_prompt("i", "o", prompt_data=42)  # type: ignore[arg-type]
+        assert logger.log_prompt("i", "o", prompt_data="support-reply")  # type: ignore[arg-type]
+    assert [(r.prompt_id, r.prompt_name) for r in queued(logger)[2:]] == [(None, None)] * 2
+    assert logger.get_stats()["logs_dropped"] == 0
+    assert len([r for r in caplog.records if "prompt_data" in r.getMessage()]) == 1
 
 
 def test_enable_logging_false_skips_and_reports_success(make_logger: MakeLogger) -> None:

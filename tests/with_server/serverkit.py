@@ -47,8 +47,13 @@ def wait_stored(server: Server, count: int, timeout: float = 10) -> int:
         time.sleep(0.05)
 
 
-def stored_inputs_in_order(server: Server) -> list[str]:
-    """The ``input`` of every stored record, in the order the server stored them."""
+def stored_records(server: Server) -> list[dict[str, Any]]:
+    """Every stored record as the server keeps it, in the order it stored them."""
     with contextlib.closing(sqlite3.connect(f"file:{server.db}?mode=ro", uri=True)) as conn:
         rows = conn.execute("SELECT record FROM logs ORDER BY rowid").fetchall()
-    return [msgspec.msgpack.decode(row[0])["input"] for row in rows]
+    return [msgspec.msgpack.decode(row[0]) for row in rows]
+
+
+def stored_inputs_in_order(server: Server) -> list[str]:
+    """The ``input`` of every stored record, in the order the server stored them."""
+    return [record["input"] for record in stored_records(server)]
