@@ -67,6 +67,11 @@ class Config:
     spool_max_bytes: int = 256 * MiB
     durability: str = "buffered"
     spool_sync: str = "none"
+    #: The most single-record requests in flight to a 1.0.1 server (issue #20): HTTP/2's usual
+    #: SETTINGS_MAX_CONCURRENT_STREAMS, ~2,000 records/s at 50 ms a request; the limit adapts below.
+    legacy_max_concurrency: int = 100
+    #: At most this many records per second to a 1.0.1 server; None: no cap.
+    legacy_max_rate: float | None = None
     #: An ``httpx.BaseTransport`` to send through instead of the network
     #: (banyan.testing uses an in-memory one; also for custom proxies).
     http_transport: Any = None
@@ -81,7 +86,8 @@ class Config:
         _check_http_transport(self.http_transport)
         _check_cache(self)
         for name in ("max_retries", "queue_size", "batch_size", "batch_max_records",
-                     "batch_max_bytes", "max_queue_bytes", "max_in_flight"):  # fmt: skip
+                     "batch_max_bytes", "max_queue_bytes", "max_in_flight",
+                     "legacy_max_concurrency"):  # fmt: skip
             _check_int(name, getattr(self, name), minimum=0 if name == "max_retries" else 1)
         for name in ("retry_delay", "flush_interval", "cache_ttl", "timeout",
                      "max_retry_delay", "max_retry_after", "atexit_timeout"):  # fmt: skip
@@ -92,6 +98,7 @@ class Config:
             raise ConfigurationError(f"batch_max_bytes must be <= {MAX_BATCH_BYTES}")
         _check_compression(self.compression)
         _check_spool(self)
+        _check_rate(self.legacy_max_rate)
 
     def spool_directory(self) -> Path | None:
         """The spool directory; None when ``spool_dir`` is False or "" (no spool).
@@ -211,6 +218,15 @@ def _check_number(name: str, value: object, positive: bool) -> None:
         raise ConfigurationError(
             f"{name} must be a number of seconds {low} and <= {threading.TIMEOUT_MAX:.0f}, "
             f"got {value!r}"
+        )
+
+
+def _check_rate(rate: object) -> None:
+    if rate is None:
+        return
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < math.inf:
+        raise ConfigurationError(
+            f"legacy_max_rate must be None or a number of records per second > 0, got {rate!r}"
         )
 
 

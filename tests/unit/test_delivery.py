@@ -6,11 +6,12 @@ import logging
 import threading
 import time
 
+import msgspec
 import pytest
 from fakes import FakeResponse, MakeLogger, status
 
 from banyan._exceptions import ConnectError, RequestTimeout
-from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, SINGLE_LOG_PATH
+from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, IDEMPOTENCY_HEADER, SINGLE_LOG_PATH
 
 
 def log_and_flush(logger: object, n: int, timeout: float = 5) -> bool:
@@ -95,15 +96,16 @@ def test_rejected_records_are_dropped_and_the_rest_delivered(make_logger: MakeLo
 
 
 def test_old_backend_falls_back_to_one_json_record_per_request(make_logger: MakeLogger) -> None:
-    """404 on the batch path switches to POST /api/logs/prompt-usage, one record each."""
+    """404 on the batch path switches to POST /api/logs/prompt-usage, one record each, keyed
+    by its id (Idempotency-Key)."""
     logger, fake = make_logger(status(404), FakeResponse({"id": "a"}), FakeResponse({"id": "b"}))
     assert log_and_flush(logger, 2)
     paths = [path for _, path, _ in fake.calls]
     assert paths == [BATCH_PATH, SINGLE_LOG_PATH, SINGLE_LOG_PATH]
-    body = fake.calls[1][2]["json"]
+    body = msgspec.json.decode(fake.calls[1][2]["content"])
     assert body["input"] == "in 0"
     assert "ts" not in body
-    assert body["id"]
+    assert body["id"] == fake.calls[1][2]["headers"][IDEMPOTENCY_HEADER]
     assert logger.get_stats()["logs_sent"] == 2
     assert log_and_flush(logger, 1)
     assert fake.calls[-1][1] == SINGLE_LOG_PATH
