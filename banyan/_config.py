@@ -25,6 +25,8 @@ DURABILITIES = ("buffered", "durable")
 SPOOL_SYNCS = ("none", "interval", "always")
 #: The smallest spool_max_bytes: four segments of the smallest size.
 SPOOL_MIN_BYTES = 4 * 64 * 1024
+#: One connection per request in flight: keep well inside a process's file limit.
+MAX_LEGACY_CONCURRENCY = 1000
 FLAGS = ("background_thread", "enable_metrics", "auto_flush", "http2", "disk_cache")
 
 
@@ -99,6 +101,10 @@ class Config:
         _check_compression(self.compression)
         _check_spool(self)
         _check_rate(self.legacy_max_rate)
+        if self.legacy_max_concurrency > MAX_LEGACY_CONCURRENCY:
+            raise ConfigurationError(
+                f"legacy_max_concurrency must be <= {MAX_LEGACY_CONCURRENCY} (one socket each)"
+            )
 
     def spool_directory(self) -> Path | None:
         """The spool directory; None when ``spool_dir`` is False or "" (no spool).
@@ -158,7 +164,23 @@ def _str_or_none(name: str, value: object) -> str | None:
 
 def _check_url(url: object) -> None:
     if not isinstance(url, str) or not _is_http_url(url):
-        raise ConfigurationError(f"base_url must be an http:// or https:// URL, got {url!r}")
+        shown = redacted(url) if isinstance(url, str) else url
+        raise ConfigurationError(f"base_url must be an http:// or https:// URL, got {shown!r}")
+    if "@" in urlsplit(url).netloc:
+        # Refused rather than used: they would reach repr(), logs and every proxy's logs.
+        raise ConfigurationError(
+            f"base_url must not carry credentials (user:password@), got {redacted(url)!r}; "
+            "the API key authenticates"
+        )
+
+
+def redacted(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if "@" not in netloc:
+        return url
+    return f"{scheme}{sep}***@{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 def _is_http_url(url: str) -> bool:

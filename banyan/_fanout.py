@@ -94,7 +94,7 @@ class Limiter:
             return 0.0
         if now < self._next_slot:
             return self._next_slot - now
-        self._next_slot = max(self._next_slot + self._interval, now)
+        self._next_slot = max(self._next_slot, now) + self._interval
         return 0.0
 
 
