@@ -199,6 +199,8 @@ class _Run:
         self.queue: deque[Job] = deque(jobs)
         self.later: list[tuple[float, Job]] = []
         self.pending: dict[asyncio.Task[tuple[Job, float, Any]], Job] = {}
+        self.done: deque[asyncio.Task[tuple[Job, float, Any]]] = deque()
+        self.wake = asyncio.Event()
         self.deadline, self.stop, self.stats, self.backoff = deadline, stop, stats, backoff
         self.outcome = Outcome()
         self.giving_up = False
@@ -212,14 +214,9 @@ class _Run:
             if self.deadline is not None and now >= self.deadline:
                 await self._abandon(DropReason.DEADLINE, "the flush deadline passed")
                 break
-            wait = min(_POLL, self._launch(now))
-            if not self.pending:
-                await asyncio.sleep(wait)
-                continue
-            done, _ = await asyncio.wait(
-                self.pending, timeout=wait or _POLL, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
+            await self._next(min(_POLL, self._launch(now)) or _POLL)
+            while self.done:
+                task = self.done.popleft()
                 del self.pending[task]
                 self._settle(*task.result())
         out = self.outcome
@@ -240,10 +237,25 @@ class _Run:
             if wait:
                 return wait
             job = self.queue.popleft()
-            self.pending[asyncio.ensure_future(self._one(job, now))] = job
+            task = asyncio.ensure_future(self._one(job, now))
+            task.add_done_callback(self._finished)
+            self.pending[task] = job
         if self.later:
             return max(0.0, min(at for at, _ in self.later) - now)
         return _POLL
+
+    def _finished(self, task: asyncio.Task[tuple[Job, float, Any]]) -> None:
+        if not task.cancelled():
+            self.done.append(task)
+            self.wake.set()
+
+    async def _next(self, wait: float) -> None:
+        """Until a request ends or ``wait`` seconds pass (one timer, not a wait on every task)."""
+        if not self.done:
+            timer = asyncio.get_running_loop().call_later(wait, self.wake.set)
+            await self.wake.wait()
+            timer.cancel()
+        self.wake.clear()
 
     async def _one(self, job: Job, started: float) -> tuple[Job, float, Any]:
         timeout = self.fanout.config.timeout
@@ -309,6 +321,7 @@ class _Run:
         self.giving_up = True
         self.outcome.reason, self.outcome.error = reason, error
         pending, self.pending = self.pending, {}
+        self.done.clear()
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

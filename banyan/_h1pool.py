@@ -63,12 +63,20 @@ class H1Pool:
             f"POST {self._prefix}{path} HTTP/1.1\r\n".encode("latin-1"), self._head,
             f"{extra}Content-Length: {len(body)}\r\n\r\n".encode("latin-1"), body,
         ))  # fmt: skip
+        expired: list[bool] = []
+        timer = asyncio.get_running_loop().call_later(
+            timeout, _expire, asyncio.current_task(), expired
+        )
         try:
             conn.writer.write(request)
-            answer, reusable = await asyncio.wait_for(_read_answer(conn.reader), timeout)
+            answer, reusable = await _read_answer(conn.reader)
         except BaseException as exc:
             conn.writer.close()
+            if expired and isinstance(exc, asyncio.CancelledError):
+                exc = asyncio.TimeoutError()
             raise _translated(exc) from None
+        finally:
+            timer.cancel()
         if reusable:
             self._idle.append(conn)
         else:
@@ -102,6 +110,13 @@ class H1Pool:
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.writer.close()
+
+
+def _expire(task: asyncio.Task[object] | None, expired: list[bool]) -> None:
+    # asyncio.wait_for would run the read as a task of its own: a timer is cheaper.
+    expired.append(True)
+    if task is not None:
+        task.cancel()
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> tuple[Answer, bool]:
