@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from banyan._fanout import Fanout
 
 _USER_AGENT = "banyan-sdk/2"
+_KEY_NAME = API_KEY_HEADER.lower().encode()
 
 
 class Transport:
@@ -207,7 +208,14 @@ def _preload(http2: bool) -> None:
     import httpx  # noqa: F401
 
     if http2:
+        import h2.utilities
         import httpcore._sync.http2  # noqa: F401 - httpcore imports it on the first h2 connection
+
+        # The API key is sent never-indexed (RFC 7541 7.1.3), as h2 does for Authorization:
+        # out of HPACK's dynamic table, and redacted in hpack's DEBUG log (#14 item 6).
+        secure = h2.utilities._SECURE_HEADERS
+        if _KEY_NAME not in secure:
+            h2.utilities._SECURE_HEADERS = secure | {_KEY_NAME}
 
 
 _TLS_LOCK = threading.Lock()
