@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from banyan._exceptions import AuthenticationError, BanyanError, HTTPStatusError
+from banyan._exceptions import AuthenticationError, BanyanError, HTTPStatusError, TransportError
 from banyan._record import Encoded
 from banyan._stats import DropReason, Stats
 from banyan._wire import (
@@ -193,7 +193,7 @@ class Delivery:
                     self._not_before = max(self._not_before, time.monotonic() + floor)
             except BanyanError as exc:
                 error = exc
-            stats.error(str(error))
+            note_error(error, stats)
             attempt += 1
             if attempt > self._config.max_retries:
                 raise GiveUp(DropReason.RETRIES_EXHAUSTED, str(error))
@@ -313,20 +313,33 @@ def _too_large(record: Encoded, stats: Stats) -> bool:
     return False
 
 
+def note_error(error: BanyanError, stats: Stats) -> None:
+    """Remember ``error`` for ``get_stats()``; a permanent one is also warned about loudly."""
+    stats.error(str(error))
+    if isinstance(error, TransportError) and error.permanent:
+        stats.warn_loudly(
+            "permanent",
+            f"banyan: cannot reach the server, and retrying will not help: {error}; "
+            "log records are kept in the spool (if any) until this is fixed",
+        )
+
+
 def refused(records: list[Encoded], exc: HTTPStatusError, stats: Stats) -> bool:
-    """Count ``records`` the server refused for good (a final 4xx); False."""
-    if isinstance(exc, AuthenticationError):
-        reason, hint = DropReason.UNAUTHORIZED, " (check the API key / BANYAN_API_KEY)"
-    else:
-        reason, hint = DropReason.CLIENT_ERROR, ""
-    stats.drop(reason, len(records), str(exc))
-    stats.warn_once(
-        f"refused-{exc.status_code}",
-        "banyan: the server refused a batch of logs, %s%s; they are dropped "
-        "(further drops are counted in get_stats())",
-        exc,
-        hint,
+    """Count ``records`` the server refused for good (a final 4xx); False.
+
+    A refused API key is warned about loudly: nothing will get through until it is fixed.
+    """
+    auth = isinstance(exc, AuthenticationError)
+    stats.drop(DropReason.UNAUTHORIZED if auth else DropReason.CLIENT_ERROR, len(records), str(exc))
+    hint = " (check the API key / BANYAN_API_KEY)" if auth else ""
+    message = (
+        f"banyan: the server refused a batch of logs, {exc}{hint}; they are dropped "
+        "(further drops are counted in get_stats())"
     )
+    if auth:
+        stats.warn_loudly(f"refused-{exc.status_code}", message)
+    else:
+        stats.warn_once(f"refused-{exc.status_code}", "%s", message)
     return False
 
 

@@ -279,7 +279,7 @@ class _Run:
         self._failed(job, started, result)
 
     def _failed(self, job: Job, started: float, error: BanyanError) -> None:
-        from banyan._delivery import RETRY_STATUSES, refused
+        from banyan._delivery import RETRY_STATUSES, note_error, refused
 
         status = None
         if isinstance(error, HTTPStatusError):
@@ -292,7 +292,7 @@ class _Run:
                 self.fanout.not_before = max(self.fanout.not_before, time.monotonic() + floor)
         if status in _OVERLOAD or isinstance(error, RequestTimeout | ConnectError):
             self.limiter.overload(started)
-        self.stats.error(str(error))
+        note_error(error, self.stats)
         unknown = status not in _NOT_PROCESSED and not isinstance(error, ConnectError)
         self._retry(job, str(error), doubt=unknown)
 

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from banyan._exceptions import ConnectError, ProtocolError, RequestTimeout, TransportError
+from banyan._exceptions import ProtocolError, RequestTimeout, TransportError
+from banyan._transport import connect_error
 
 _HEAD_LIMIT = 64 * 1024
 _BODY_LIMIT = 1 << 20
@@ -99,10 +100,8 @@ class H1Pool:
                 ),
                 timeout,
             )  # fmt: skip
-        except ssl.SSLError as exc:
-            raise ConnectError(f"{type(exc).__name__}: {exc}") from None
         except (OSError, asyncio.TimeoutError) as exc:
-            raise ConnectError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+            raise connect_error(exc) from None
         return _Conn(reader, writer)
 
     def close(self) -> None:

@@ -19,10 +19,12 @@ and ``delivered_after_shutdown`` says how many records that happened to.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import logging
 import threading
+import warnings
 from typing import Any
 
 log = logging.getLogger("banyan")
@@ -177,6 +179,18 @@ class Stats:
                 return
             self._warned.add(key)
         log.warning(message, *args)
+
+    def warn_loudly(self, key: str, message: str) -> None:
+        """Warn once where the user sees it without any logging set up (Python's warnings, on
+        stderr by default), and on the ``banyan`` logger; a problem retrying will not fix."""
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        log.warning("%s", message)
+        # Warnings turned into errors must not stop the thread that delivers the rest.
+        with contextlib.suppress(Exception):
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
 
     def snapshot(
         self,

@@ -9,6 +9,8 @@ or OS exception escapes this module: each becomes a BanyanError subclass.
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -31,8 +33,6 @@ from banyan._exceptions import (
 from banyan._wire import API_KEY_HEADER, JSON, PROJECT_HEADER
 
 if TYPE_CHECKING:
-    import ssl
-
     import httpx
 
     from banyan._config import Config
@@ -278,7 +278,7 @@ def translate(transport: Transport, client: httpx.Client) -> Iterator[None]:
         transport.reset(client)
         raise RequestTimeout(f"{type(exc).__name__}: {exc}") from None
     except httpx.ConnectError as exc:
-        raise ConnectError(str(exc) or type(exc).__name__) from None
+        raise connect_error(exc) from None
     except (httpx.RemoteProtocolError, httpx.LocalProtocolError) as exc:
         transport.reset(client)
         raise ProtocolError(str(exc) or type(exc).__name__) from None
@@ -288,6 +288,19 @@ def translate(transport: Transport, client: httpx.Client) -> Iterator[None]:
         # h2 raises its own exception types from inside httpcore.
         transport.reset(client)
         raise ProtocolError(f"{type(exc).__name__}: {exc}") from None
+
+
+def connect_error(exc: BaseException) -> ConnectError:
+    """The ConnectError for ``exc``, marked permanent when its cause is a certificate that
+    fails verification or a host name that does not resolve."""
+    error = ConnectError(str(exc) or type(exc).__name__)
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError | socket.gaierror):
+            error.permanent = True
+            break
+        cause = cause.__cause__ or cause.__context__
+    return error
 
 
 def status_error(response: httpx.Response) -> HTTPStatusError:

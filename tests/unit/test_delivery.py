@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 
 import msgspec
 import pytest
@@ -231,3 +232,14 @@ def test_flush_and_shutdown_take_any_timeout(
     assert delivered or timeout == -1.0
     assert logger.shutdown(timeout) is True
     assert logger.get_stats()["logs_sent"] + logger.get_stats()["spooled"] == 1
+
+
+def test_a_refused_api_key_is_warned_loudly_once(make_logger: MakeLogger) -> None:
+    """401: besides the logged warning, one RuntimeWarning reaches a user with no logging."""
+    logger, _ = make_logger(status(401), status(401), spool_dir=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert not log_and_flush(logger, 1)
+        assert not log_and_flush(logger, 1)
+    assert [w.category for w in seen if "check the API key" in str(w.message)] == [RuntimeWarning]
+    assert logger.get_stats()["last_error"]
