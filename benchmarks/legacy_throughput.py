@@ -11,7 +11,8 @@ record (its own count, ``GET /_stored``):
 - ``concurrent``: the 2.x client with default settings (HTTP/2 asked for; the
   1.0.1 path runs over a pool of HTTP/1.1 connections);
 - ``v101``: the released banyan-sdk 1.0.1 in its venv (benchmarks/_compat.py),
-  default settings, stopped at ``V101_SECONDS`` of logging.
+  default settings, stopped at ``V101_SECONDS`` of logging (the script of
+  ``benchmarks.throughput``).
 
 Each case reports records/s, records lost (logged minus stored ids) and, for
 2.x, the concurrency limit reached and the possible duplicates counted.
@@ -29,13 +30,11 @@ from typing import Any
 import banyan
 from banyan import _localserver
 from banyan._transport import Transport
-from benchmarks._compat import run_script
+from benchmarks import throughput
 from benchmarks._plot import RESULTS, bars, write_json
+from benchmarks.throughput import INPUT, KEY, METADATA, OUTPUT
 from tests.legacyserver import LegacyServer, start
 
-KEY = "psk_bench_0123456789abcdef"
-INPUT, OUTPUT = "x" * 500, "y" * 500
-METADATA = {"user_type": "new", "plan": "pro", "turn": 3, "score": 4.5, "cached": True}
 V101_SECONDS = 15.0
 #: Records per case: (serial, concurrent, 1.0.1) at each delay; serial and 1.0.1 are slow.
 COUNTS = {0: (1_000, 5_000, 1_000), 50: (200, 5_000, 200)}
@@ -73,44 +72,11 @@ def client_run(server: LegacyServer, n: int, serial: bool) -> dict[str, Any]:
             "concurrency": stats["legacy_concurrency"], "retries": stats["retries"]}  # fmt: skip
 
 
-V101 = """
-import json, sys, time
-import requests
-import banyan
-from banyan import PromptStackLogger
-
-assert banyan.__version__ == "1.0.1", banyan.__file__
-url, key, n, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-INPUT, OUTPUT = "x" * 500, "y" * 500
-METADATA = {"user_type": "new", "plan": "pro", "turn": 3, "score": 4.5, "cached": True}
-
-def stored():
-    return len(requests.get(f"{url}/_stored", timeout=30).json()["ids"])
-
-before = stored()
-logger = PromptStackLogger(api_key=key, base_url=url)
-start = time.perf_counter()
-deadline, hard = start + seconds, start + seconds + 10
-logged = 0
-while logged < n and time.perf_counter() < hard and (logged % 10 or time.perf_counter() < deadline):
-    if logger.log_prompt(INPUT, OUTPUT, model="gpt-4", metadata=METADATA, duration_ms=12):
-        logged += 1
-    else:
-        time.sleep(0.001)
-while stored() - before < logged and time.perf_counter() < hard + 30:
-    time.sleep(0.02)
-elapsed = time.perf_counter() - start
-got = stored() - before
-logger.shutdown(timeout=10)
-print(json.dumps({"records": logged, "seconds": round(elapsed, 3),
-                  "records_per_s": round(got / elapsed), "stored": got, "lost": logged - got}))
-"""
-
-
 def v101_run(server: LegacyServer, n: int) -> dict[str, Any]:
     """banyan-sdk 1.0.1 with default settings; at most ``n`` records or V101_SECONDS of logging."""
-    args = (server.base_url, KEY, str(n), str(V101_SECONDS))
-    return dict(run_script(V101, *args, timeout=180))
+    out = throughput.v101_run(server.base_url, n, V101_SECONDS)
+    out["lost"] = int(out["records"]) - int(out["stored"])
+    return out
 
 
 def plot(result: dict[str, Any]) -> None:

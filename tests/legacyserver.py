@@ -4,7 +4,8 @@ It has no batch endpoint (404) and stores every ``POST /api/logs/prompt-usage``
 it is sent, duplicates included, as the 1.0.1 service does, after a fixed
 delay (``LEGACY_DELAY_MS``). ``GET /_stored`` reports what it stored: every
 record id in arrival order, every ``Idempotency-Key`` header seen, and the
-most requests it was answering at once (``peak``).
+most requests it was answering at once (``peak``); ``GET /api/v2/logs/summary``
+the count only, as ``banyan serve`` reports it.
 Run it with :func:`start`; the tests import it as ``legacyserver``, the
 benchmarks as ``tests.legacyserver``.
 """
@@ -26,6 +27,8 @@ import httpx
 
 DELAY_ENV = "LEGACY_DELAY_MS"
 STORED_PATH = "/_stored"
+#: banyan serve's count, so that benchmarks written for it read this server too.
+SUMMARY_PATH = "/api/v2/logs/summary"
 _ids: list[str] = []
 _keys: list[str] = []
 #: Requests being answered now, and the most there ever were at once.
@@ -58,6 +61,9 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     path = scope["path"]
     if path == STORED_PATH:
         await _answer(send, 200, {"ids": _ids, "keys": _keys, "peak": _busy["peak"]})
+        return
+    if path == SUMMARY_PATH:
+        await _answer(send, 200, {"stored": len(_ids)})
         return
     if path != "/api/logs/prompt-usage" or scope["method"] != "POST":
         await _answer(send, 404, {"error": "not found"})
