@@ -244,13 +244,13 @@ class Delivery:
         stats.warn_once(
             "legacy", "banyan: the server has no batch endpoint; sending one record per request"
         )
-        from banyan._fanout import legacy_job
+        from banyan._fanout import Policy, legacy_job
 
         fanout = self._fanout = self._transport.fanout()
         if fanout is None:
             return self._send_serial(records, deadline, stop, stats)
         jobs = [legacy_job(record) for record in records]
-        outcome = fanout.send(jobs, deadline, stop, stats, self._backoff)
+        outcome = fanout.send(jobs, deadline, stop, stats, Policy(self._config, self._backoff))
         stats.legacy_concurrency = fanout.limiter.limit
         self.last_ok = max(self.last_ok, fanout.last_ok)
         if outcome.left:

@@ -117,6 +117,15 @@ def legacy_job(record: Encoded) -> Job:
 
 
 @dataclass
+class Policy:
+    """How the calling delivery retries: its settings (``max_retries``, ``timeout``,
+    ``max_retry_after``; replay's differ from the live ones) and its backoff."""
+
+    config: Config
+    backoff: Callable[[int], float]
+
+
+@dataclass
 class Outcome:
     """What became of a batch: records left undelivered, and why."""
 
@@ -147,7 +156,7 @@ class Fanout:
         deadline: float | None,
         stop: threading.Event,
         stats: Stats,
-        backoff: Callable[[int], float],
+        policy: Policy,
     ) -> Outcome:
         """Send every job, counting into ``stats``; one batch at a time per logger."""
         while not self._lock.acquire(timeout=_POLL):
@@ -156,7 +165,7 @@ class Fanout:
         try:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
-            run = _Run(self, jobs, deadline=deadline, stop=stop, stats=stats, backoff=backoff)
+            run = _Run(self, jobs, deadline=deadline, stop=stop, stats=stats, policy=policy)
             return self._loop.run_until_complete(run.run())
         finally:
             self._lock.release()
@@ -193,15 +202,15 @@ class _Run:
         deadline: float | None,
         stop: threading.Event,
         stats: Stats,
-        backoff: Callable[[int], float],
+        policy: Policy,
     ) -> None:
-        self.fanout, self.limiter = fanout, fanout.limiter
+        self.fanout, self.limiter, self.policy = fanout, fanout.limiter, policy
         self.queue: deque[Job] = deque(jobs)
         self.later: list[tuple[float, Job]] = []
         self.pending: dict[asyncio.Task[tuple[Job, float, Any]], Job] = {}
         self.done: deque[asyncio.Task[tuple[Job, float, Any]]] = deque()
         self.wake = asyncio.Event()
-        self.deadline, self.stop, self.stats, self.backoff = deadline, stop, stats, backoff
+        self.deadline, self.stop, self.stats = deadline, stop, stats
         self.outcome = Outcome()
         self.giving_up = False
 
@@ -258,7 +267,7 @@ class _Run:
         self.wake.clear()
 
     async def _one(self, job: Job, started: float) -> tuple[Job, float, Any]:
-        timeout = self.fanout.config.timeout
+        timeout = self.policy.config.timeout
         if self.deadline is not None:
             timeout = max(0.001, min(timeout, self.deadline - started))
         try:
@@ -288,7 +297,7 @@ class _Run:
                 self.outcome.ok = refused([job.record], error, self.stats) and self.outcome.ok
                 return
             if status in _OVERLOAD and error.retry_after is not None:
-                floor = min(error.retry_after, self.fanout.config.max_retry_after)
+                floor = min(error.retry_after, self.policy.config.max_retry_after)
                 self.fanout.not_before = max(self.fanout.not_before, time.monotonic() + floor)
         if status in _OVERLOAD or isinstance(error, RequestTimeout | ConnectError):
             self.limiter.overload(started)
@@ -300,8 +309,8 @@ class _Run:
         if doubt:
             self.stats.in_doubt()
         job.attempts += 1
-        at = time.monotonic() + self.backoff(job.attempts)
-        if self.giving_up or job.attempts > self.fanout.config.max_retries:
+        at = time.monotonic() + self.policy.backoff(job.attempts)
+        if self.giving_up or job.attempts > self.policy.config.max_retries:
             self._give_up(job, DropReason.RETRIES_EXHAUSTED, error)
         elif self.deadline is not None and at > self.deadline:
             self._give_up(job, DropReason.DEADLINE, "the flush deadline passed while retrying")

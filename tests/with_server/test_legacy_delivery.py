@@ -140,3 +140,24 @@ def test_flush_and_shutdown_keep_their_deadlines_and_spool_what_is_in_flight(
     assert (stats["logs_sent"], stats["logs_dropped"], stats["spooled"]) == (0, 0, 100)
     assert stats["logs_queued"] == 100
     assert stats["possible_duplicates"] > 0
+
+
+def test_records_spooled_during_an_outage_replay_to_the_101_server(
+    legacy: LegacyServer, legacy_proxy: FaultProxy, tmp_path: Any
+) -> None:
+    """503s until the retries run out: the records wait in the spool, then replay one by one
+    (with replay's single attempt) once the server answers; each stored once."""
+    legacy_proxy.always.append(Fault("status", status=503, path=SINGLE_LOG_PATH))
+    logger = logger_for(legacy_proxy.url, http2=False, max_retries=1, spool_dir=str(tmp_path))
+    log_ids(logger, 200)
+    assert logger.flush(timeout=30)
+    assert logger.get_stats()["spooled"] == 200
+    legacy_proxy.always.clear()
+    log_ids(logger, 10)
+    deadline = time.monotonic() + 60
+    while len(set(legacy.stored()["ids"])) < 210 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert logger.flush(timeout=30)
+    ids = legacy.stored()["ids"]
+    assert len(ids) == len(set(ids)) == 210
+    logger.shutdown(timeout=10)
