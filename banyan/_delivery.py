@@ -4,8 +4,8 @@ A batch body is the MessagePack array header followed by the records' bytes
 as the caller encoded them: nothing is re-encoded. Connection errors,
 timeouts, 408, 429 and 5xx are retried with exponential backoff and jitter,
 Retry-After acting as a floor; other 4xx are final. Against an old backend
-that has no batch endpoint (404/405) records go one by one, as JSON, to the
-1.0.1 endpoint. Whatever cannot be delivered passes through
+that has no batch endpoint (404/405) records go one per request, as JSON, to
+the 1.0.1 endpoint, many at once (``_fanout``). Whatever cannot be delivered passes through
 :meth:`Delivery._on_undeliverable` to ``spill`` (the disk spool) when one is set.
 """
 
