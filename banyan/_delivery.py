@@ -275,19 +275,24 @@ class Delivery:
     def _send_one(
         self, record: Encoded, deadline: float | None, stop: threading.Event, stats: Stats
     ) -> bool:
-        from banyan._fanout import legacy_job
+        from banyan._fanout import in_doubt, legacy_job
 
         job = legacy_job(record)
         headers = {"Content-Type": JSON, IDEMPOTENCY_HEADER: job.key}
-        try:
-            self._attempts(
-                lambda timeout: self._transport.request(
+
+        def post(timeout: float | None) -> Any:
+            try:
+                return self._transport.request(
                     "POST", SINGLE_LOG_PATH, content=job.body, headers=headers, timeout=timeout
-                ),
-                deadline,
-                stop,
-                stats,
-            )
+                )
+            except BanyanError as exc:
+                # Sent again (or spooled, and replayed) after an unknown outcome.
+                if in_doubt(exc):
+                    stats.in_doubt()
+                raise
+
+        try:
+            self._attempts(post, deadline, stop, stats)
         except HTTPStatusError as exc:
             return refused([record], exc, stats)
         self.last_ok = time.monotonic()

@@ -49,6 +49,8 @@ INITIAL_LIMIT = 8
 _POLL = 0.05
 _NOT_PROCESSED = frozenset({408, 425, 429, 503})
 _OVERLOAD = frozenset({429, 503})
+#: Retried statuses after which the server may have stored the record (a gateway's answer).
+_DOUBTFUL = frozenset({500, 502, 504})
 _decode_record = msgspec.msgpack.Decoder(dict[str, Any]).decode
 #: The 1.0.1 endpoint stamps its own arrival time.
 _LEGACY_DROP = ("ts",)
@@ -106,6 +108,13 @@ class Job:
     body: bytes
     key: str
     attempts: int = 0
+
+
+def in_doubt(error: BanyanError) -> bool:
+    """Whether a request that failed with ``error`` (and is retried) may have been processed."""
+    if isinstance(error, HTTPStatusError):
+        return error.status_code in _DOUBTFUL
+    return not isinstance(error, ConnectError)
 
 
 def legacy_job(record: Encoded) -> Job:
@@ -302,8 +311,7 @@ class _Run:
         if status in _OVERLOAD or isinstance(error, RequestTimeout | ConnectError):
             self.limiter.overload(started)
         note_error(error, self.stats)
-        unknown = status not in _NOT_PROCESSED and not isinstance(error, ConnectError)
-        self._retry(job, str(error), doubt=unknown)
+        self._retry(job, str(error), doubt=in_doubt(error))
 
     def _retry(self, job: Job, error: str, doubt: bool) -> None:
         if doubt:

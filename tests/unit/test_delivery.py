@@ -243,3 +243,17 @@ def test_a_refused_api_key_is_warned_loudly_once(make_logger: MakeLogger) -> Non
         assert not log_and_flush(logger, 1)
     assert [w.category for w in seen if "check the API key" in str(w.message)] == [RuntimeWarning]
     assert logger.get_stats()["last_error"]
+
+
+def test_one_by_one_retries_after_an_unknown_outcome_count_as_possible_duplicates(
+    make_logger: MakeLogger,
+) -> None:
+    """On the 1.0.1 path a timeout or a 500 may have stored the record: its retry counts in
+    possible_duplicates; a refused connection or a 503 was not processed and does not."""
+    logger, _ = make_logger(
+        status(404), RequestTimeout("slow"), status(500), ConnectError("down"), status(503),
+        max_retries=5,
+    )  # fmt: skip
+    assert log_and_flush(logger, 1)
+    stats = logger.get_stats()
+    assert (stats["logs_sent"], stats["retries"], stats["possible_duplicates"]) == (1, 4, 2)

@@ -127,16 +127,21 @@ def test_503s_resets_and_stalls_lose_nothing_and_count_possible_duplicates(
     logger.shutdown(timeout=10)
 
 
+@pytest.mark.parametrize("background", [True, False])
 def test_flush_and_shutdown_keep_their_deadlines_and_spool_what_is_in_flight(
-    legacy: LegacyServer, legacy_proxy: FaultProxy, tmp_path: Any
+    legacy: LegacyServer, legacy_proxy: FaultProxy, tmp_path: Any, background: bool
 ) -> None:
     """Every request stalled: flush(1) and shutdown(1) end long before the request timeout;
-    the records in flight are spooled once, counted as possible duplicates."""
+    the records in flight are spooled once, counted as possible duplicates. In synchronous
+    mode flush's deadline cuts the requests short itself, and the spooled batch is settled."""
     legacy_proxy.always.append(Fault("stall", path=SINGLE_LOG_PATH))
-    logger = logger_for(legacy_proxy.url, http2=False, timeout=30, spool_dir=str(tmp_path))
+    logger = logger_for(
+        legacy_proxy.url, http2=False, timeout=30, spool_dir=str(tmp_path),
+        background_thread=background,
+    )  # fmt: skip
     log_ids(logger, 100)
     start_at = time.monotonic()
-    assert logger.flush(timeout=1) is False
+    assert logger.flush(timeout=1) is not background
     assert time.monotonic() - start_at < 15
     start_at = time.monotonic()
     assert logger.shutdown(timeout=1) is True
