@@ -25,6 +25,8 @@ DURABILITIES = ("buffered", "durable")
 SPOOL_SYNCS = ("none", "interval", "always")
 #: The smallest spool_max_bytes: four segments of the smallest size.
 SPOOL_MIN_BYTES = 4 * 64 * 1024
+#: One connection per request in flight: keep well inside a process's file limit.
+MAX_LEGACY_CONCURRENCY = 1000
 FLAGS = ("background_thread", "enable_metrics", "auto_flush", "http2", "disk_cache")
 
 
@@ -67,6 +69,11 @@ class Config:
     spool_max_bytes: int = 256 * MiB
     durability: str = "buffered"
     spool_sync: str = "none"
+    #: The most single-record requests in flight to a 1.0.1 server (issue #20): HTTP/2's usual
+    #: SETTINGS_MAX_CONCURRENT_STREAMS, ~2,000 records/s at 50 ms a request; the limit adapts below.
+    legacy_max_concurrency: int = 100
+    #: At most this many records per second to a 1.0.1 server; None: no cap.
+    legacy_max_rate: float | None = None
     #: An ``httpx.BaseTransport`` to send through instead of the network
     #: (banyan.testing uses an in-memory one; also for custom proxies).
     http_transport: Any = None
@@ -81,7 +88,8 @@ class Config:
         _check_http_transport(self.http_transport)
         _check_cache(self)
         for name in ("max_retries", "queue_size", "batch_size", "batch_max_records",
-                     "batch_max_bytes", "max_queue_bytes", "max_in_flight"):  # fmt: skip
+                     "batch_max_bytes", "max_queue_bytes", "max_in_flight",
+                     "legacy_max_concurrency"):  # fmt: skip
             _check_int(name, getattr(self, name), minimum=0 if name == "max_retries" else 1)
         for name in ("retry_delay", "flush_interval", "cache_ttl", "timeout",
                      "max_retry_delay", "max_retry_after", "atexit_timeout"):  # fmt: skip
@@ -92,6 +100,11 @@ class Config:
             raise ConfigurationError(f"batch_max_bytes must be <= {MAX_BATCH_BYTES}")
         _check_compression(self.compression)
         _check_spool(self)
+        _check_rate(self.legacy_max_rate)
+        if self.legacy_max_concurrency > MAX_LEGACY_CONCURRENCY:
+            raise ConfigurationError(
+                f"legacy_max_concurrency must be <= {MAX_LEGACY_CONCURRENCY} (one socket each)"
+            )
 
     def spool_directory(self) -> Path | None:
         """The spool directory; None when ``spool_dir`` is False or "" (no spool).
@@ -151,7 +164,23 @@ def _str_or_none(name: str, value: object) -> str | None:
 
 def _check_url(url: object) -> None:
     if not isinstance(url, str) or not _is_http_url(url):
-        raise ConfigurationError(f"base_url must be an http:// or https:// URL, got {url!r}")
+        shown = redacted(url) if isinstance(url, str) else url
+        raise ConfigurationError(f"base_url must be an http:// or https:// URL, got {shown!r}")
+    if "@" in urlsplit(url).netloc:
+        # Refused rather than used: they would reach repr(), logs and every proxy's logs.
+        raise ConfigurationError(
+            f"base_url must not carry credentials (user:password@), got {redacted(url)!r}; "
+            "the API key authenticates"
+        )
+
+
+def redacted(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if "@" not in netloc:
+        return url
+    return f"{scheme}{sep}***@{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 def _is_http_url(url: str) -> bool:
@@ -211,6 +240,15 @@ def _check_number(name: str, value: object, positive: bool) -> None:
         raise ConfigurationError(
             f"{name} must be a number of seconds {low} and <= {threading.TIMEOUT_MAX:.0f}, "
             f"got {value!r}"
+        )
+
+
+def _check_rate(rate: object) -> None:
+    if rate is None:
+        return
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < math.inf:
+        raise ConfigurationError(
+            f"legacy_max_rate must be None or a number of records per second > 0, got {rate!r}"
         )
 
 

@@ -4,8 +4,8 @@ A batch body is the MessagePack array header followed by the records' bytes
 as the caller encoded them: nothing is re-encoded. Connection errors,
 timeouts, 408, 429 and 5xx are retried with exponential backoff and jitter,
 Retry-After acting as a floor; other 4xx are final. Against an old backend
-that has no batch endpoint (404/405) records go one by one, as JSON, to the
-1.0.1 endpoint. Whatever cannot be delivered passes through
+that has no batch endpoint (404/405) records go one per request, as JSON, to
+the 1.0.1 endpoint, many at once (``_fanout``). Whatever cannot be delivered passes through
 :meth:`Delivery._on_undeliverable` to ``spill`` (the disk spool) when one is set.
 """
 
@@ -21,12 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from banyan._exceptions import AuthenticationError, BanyanError, HTTPStatusError
+from banyan._exceptions import AuthenticationError, BanyanError, HTTPStatusError, TransportError
 from banyan._record import Encoded
 from banyan._stats import DropReason, Stats
 from banyan._wire import (
     BATCH_ID_HEADER,
     BATCH_PATH,
+    IDEMPOTENCY_HEADER,
+    JSON,
+    MAX_BATCH_BYTES,
     MSGPACK,
     SINGLE_LOG_PATH,
     BatchResult,
@@ -35,6 +38,7 @@ from banyan._wire import (
 
 if TYPE_CHECKING:
     from banyan._config import Config
+    from banyan._fanout import Fanout
     from banyan._transport import Transport
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -42,10 +46,12 @@ _LEGACY_STATUSES = frozenset({404, 405})
 #: After a 404/405 from the batch endpoint, records go one by one for this long, then the
 #: batch endpoint is tried again (the 404 may have come from a proxy being redeployed).
 LEGACY_RECHECK = 300.0
+#: HTTP/2's initial stream window: a body this small is sent whole without waiting for credit.
+_H2_INITIAL_WINDOW = 65_535
+#: The largest record a batch can carry (its array header takes 5 bytes).
+MAX_RECORD_BYTES = MAX_BATCH_BYTES - 5
 _decode_result = msgspec.json.Decoder(BatchResult).decode
 _decode_result_msgpack = msgspec.msgpack.Decoder(BatchResult).decode
-_decode_record = msgspec.msgpack.Decoder(dict[str, Any]).decode
-_LEGACY_DROP = ("ts",)
 
 
 class GiveUp(Exception):
@@ -62,7 +68,10 @@ class Delivery:
         self._compress = _compressor(config.compression)
         #: Until when records go one by one to the 1.0.1 endpoint (monotonic).
         self._legacy_until = 0.0
+        #: Until when the batch endpoint is known to exist or not (monotonic; HTTP/2 only).
+        self._checked_until = 0.0
         self._not_before = 0.0
+        self._fanout: Fanout | None = None
         self._random = random.Random()
         #: Takes (batch, the records of it) the server could not be made to take (the
         #: spool); None drops them.
@@ -84,6 +93,16 @@ class Delivery:
         Retries and errors are counted there too; the records the server could
         not be made to take go to ``spill`` at once when it is set.
         """
+        if len(records) == 1 and len(records[0]) > MAX_RECORD_BYTES:
+            # Alone in its batch (the ring never puts a record over the batch limit with
+            # others): the server would answer 413, which HTTP/2 clients may never read.
+            return _too_large(records[0], stats)
+        if (
+            self._config.http2
+            and time.monotonic() >= self._checked_until
+            and sum(map(len, records)) > _H2_INITIAL_WINDOW
+        ):
+            self._probe(deadline)
         if self._legacy_until and time.monotonic() < self._legacy_until:
             return self._send_legacy(records, deadline, stop, stats)
         parts: list[Encoded] = [msgpack_array_header(len(records))]
@@ -107,16 +126,42 @@ class Delivery:
             if exc.status_code in _LEGACY_STATUSES:
                 self._legacy_until = time.monotonic() + LEGACY_RECHECK
                 return self._send_legacy(records, deadline, stop, stats)
-            return _refused(records, exc, stats)
+            return refused(records, exc, stats)
         except GiveUp as exc:
             self._on_undeliverable(records, records, exc, stats)
             return False
         return self._settle(records, response, len(body), stats)
 
+    def _probe(self, deadline: float | None) -> None:
+        """Learn, with an empty batch, whether the server has the batch endpoint (HTTP/2 only).
+
+        Over HTTP/2 a server that answers before reading a large body (a
+        1.0.1 server's 404, a 413) leaves httpx waiting for flow-control
+        credit until its timeout, or reports a protocol error, never the
+        answer: so before the first batch of every LEGACY_RECHECK period that
+        is too large to be sent without credit, an empty one goes.
+        """
+        self._checked_until = time.monotonic() + LEGACY_RECHECK
+        timeout = self._config.timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+        try:
+            if timeout > 0:
+                self._transport.request(
+                    "POST", BATCH_PATH, content=msgpack_array_header(0),
+                    headers={"Content-Type": MSGPACK}, timeout=timeout,
+                )  # fmt: skip
+        except HTTPStatusError as exc:
+            if exc.status_code in _LEGACY_STATUSES:
+                self._legacy_until = self._checked_until
+        except BanyanError:
+            pass
+
     @property
     def not_before(self) -> float:
         """``time.monotonic()`` before which the server asked (Retry-After) not to be sent to."""
-        return self._not_before
+        fanout = self._fanout
+        return max(self._not_before, fanout.not_before if fanout is not None else 0.0)
 
     def _attempts(
         self,
@@ -148,7 +193,7 @@ class Delivery:
                     self._not_before = max(self._not_before, time.monotonic() + floor)
             except BanyanError as exc:
                 error = exc
-            stats.error(str(error))
+            note_error(error, stats)
             attempt += 1
             if attempt > self._config.max_retries:
                 raise GiveUp(DropReason.RETRIES_EXHAUSTED, str(error))
@@ -195,10 +240,27 @@ class Delivery:
     def _send_legacy(
         self, records: list[Encoded], deadline: float | None, stop: threading.Event, stats: Stats
     ) -> bool:
-        """Send each record as its own JSON request to the 1.0.1 endpoint."""
+        """Send each record as its own JSON request to the 1.0.1 endpoint, many at once."""
         stats.warn_once(
             "legacy", "banyan: the server has no batch endpoint; sending one record per request"
         )
+        from banyan._fanout import Policy, legacy_job
+
+        fanout = self._fanout = self._transport.fanout()
+        if fanout is None:
+            return self._send_serial(records, deadline, stop, stats)
+        jobs = [legacy_job(record) for record in records]
+        outcome = fanout.send(jobs, deadline, stop, stats, Policy(self._config, self._backoff))
+        stats.legacy_concurrency = fanout.limiter.limit
+        self.last_ok = max(self.last_ok, fanout.last_ok)
+        if outcome.left:
+            give_up = GiveUp(outcome.reason, outcome.error)
+            self._on_undeliverable(records, outcome.left, give_up, stats)
+        return outcome.ok
+
+    def _send_serial(
+        self, records: list[Encoded], deadline: float | None, stop: threading.Event, stats: Stats
+    ) -> bool:
         ok = True
         for index, record in enumerate(records):
             try:
@@ -213,20 +275,26 @@ class Delivery:
     def _send_one(
         self, record: Encoded, deadline: float | None, stop: threading.Event, stats: Stats
     ) -> bool:
-        fields = _decode_record(record)
-        for name in _LEGACY_DROP:
-            fields.pop(name, None)
+        from banyan._fanout import in_doubt, legacy_job
+
+        job = legacy_job(record)
+        headers = {"Content-Type": JSON, IDEMPOTENCY_HEADER: job.key}
+
+        def post(timeout: float | None) -> Any:
+            try:
+                return self._transport.request(
+                    "POST", SINGLE_LOG_PATH, content=job.body, headers=headers, timeout=timeout
+                )
+            except BanyanError as exc:
+                # Sent again (or spooled, and replayed) after an unknown outcome.
+                if in_doubt(exc):
+                    stats.in_doubt()
+                raise
+
         try:
-            self._attempts(
-                lambda timeout: self._transport.request(
-                    "POST", SINGLE_LOG_PATH, json=fields, timeout=timeout
-                ),
-                deadline,
-                stop,
-                stats,
-            )
+            self._attempts(post, deadline, stop, stats)
         except HTTPStatusError as exc:
-            return _refused([record], exc, stats)
+            return refused([record], exc, stats)
         self.last_ok = time.monotonic()
         stats.http_version = self._transport.http_version
         stats.add(sent=1, bytes_sent=len(record))
@@ -243,19 +311,40 @@ class Delivery:
         stats.drop_undelivered(len(records), reason, error)
 
 
-def _refused(records: list[Encoded], exc: HTTPStatusError, stats: Stats) -> bool:
-    if isinstance(exc, AuthenticationError):
-        reason, hint = DropReason.UNAUTHORIZED, " (check the API key / BANYAN_API_KEY)"
-    else:
-        reason, hint = DropReason.CLIENT_ERROR, ""
-    stats.drop(reason, len(records), str(exc))
-    stats.warn_once(
-        f"refused-{exc.status_code}",
-        "banyan: the server refused a batch of logs, %s%s; they are dropped "
-        "(further drops are counted in get_stats())",
-        exc,
-        hint,
+def _too_large(record: Encoded, stats: Stats) -> bool:
+    error = f"a {len(record)} byte record is over the server's limit of {MAX_BATCH_BYTES} bytes"
+    stats.drop(DropReason.TOO_LARGE, 1, error)
+    stats.warn_once("too-large", "banyan: %s; it is dropped (further drops are counted)", error)
+    return False
+
+
+def note_error(error: BanyanError, stats: Stats) -> None:
+    """Remember ``error`` for ``get_stats()``; a permanent one is also warned about loudly."""
+    stats.error(str(error))
+    if isinstance(error, TransportError) and error.permanent:
+        stats.warn_loudly(
+            "permanent",
+            f"banyan: cannot reach the server, and retrying will not help: {error}; "
+            "log records are kept in the spool (if any) until this is fixed",
+        )
+
+
+def refused(records: list[Encoded], exc: HTTPStatusError, stats: Stats) -> bool:
+    """Count ``records`` the server refused for good (a final 4xx); False.
+
+    A refused API key is warned about loudly: nothing will get through until it is fixed.
+    """
+    auth = isinstance(exc, AuthenticationError)
+    stats.drop(DropReason.UNAUTHORIZED if auth else DropReason.CLIENT_ERROR, len(records), str(exc))
+    hint = " (check the API key / BANYAN_API_KEY)" if auth else ""
+    message = (
+        f"banyan: the server refused a batch of logs, {exc}{hint}; they are dropped "
+        "(further drops are counted in get_stats())"
     )
+    if auth:
+        stats.warn_loudly(f"refused-{exc.status_code}", message)
+    else:
+        stats.warn_once(f"refused-{exc.status_code}", "%s", message)
     return False
 
 

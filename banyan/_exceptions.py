@@ -34,6 +34,10 @@ class NotConfiguredError(ConfigurationError):
 class TransportError(BanyanError):
     """A request could not be completed (network, TLS or HTTP framing)."""
 
+    #: True when retrying cannot help (a certificate that fails verification, a host
+    #: name that does not resolve): reported loudly, once.
+    permanent = False
+
 
 class ConnectError(TransportError):
     """No connection could be made to the server."""

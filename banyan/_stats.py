@@ -19,10 +19,12 @@ and ``delivered_after_shutdown`` says how many records that happened to.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import logging
 import threading
+import warnings
 from typing import Any
 
 log = logging.getLogger("banyan")
@@ -73,6 +75,8 @@ class Stats:
         # Re-entrant: a log_prompt run by a signal handler may count a drop meanwhile.
         self._lock = threading.RLock()
         self._warned: set[str] = set()
+        #: Where facts about requests (not records) go at once: the logger's own counters.
+        self._root = self
         self.dropped = dict.fromkeys(DropReason, 0)
         self.sent = 0
         self.duplicates = 0
@@ -85,6 +89,9 @@ class Stats:
         self.skipped = 0
         self.sticky_missing = 0
         self.delivered_after_shutdown = 0
+        self.possible_duplicates = 0
+        #: The 1.0.1 path's concurrency limit after its last batch (None: never used).
+        self.legacy_concurrency: int | None = None
         self.prompt_errors = 0
         self.last_error: str | None = None
         self.http_version: str | None = None
@@ -140,13 +147,22 @@ class Stats:
         """Counters for one replayed segment, warning through this object's warn-once set."""
         child = Stats()
         child._warned = self._warned
+        child._root = self._root
         return child
+
+    def in_doubt(self, count: int = 1) -> None:
+        """Count records sent again after an unknown outcome (possible duplicates at the server).
+
+        Counted at once in the logger's counters, whatever becomes of the batch.
+        """
+        self._root.add(possible_duplicates=count)
 
     def merge(self, other: Stats) -> None:
         """Add a replayed segment's delivery counters (kept apart until its ack)."""
         with self._lock:
             for name in ("sent", "duplicates", "retries", "batches_sent", "bytes_sent"):
                 setattr(self, name, getattr(self, name) + getattr(other, name))
+            self.legacy_concurrency = other.legacy_concurrency or self.legacy_concurrency
             for reason, count in other.dropped.items():
                 self.dropped[reason] += count
             self.http_version = other.http_version or self.http_version
@@ -163,6 +179,18 @@ class Stats:
                 return
             self._warned.add(key)
         log.warning(message, *args)
+
+    def warn_loudly(self, key: str, message: str) -> None:
+        """Warn once where the user sees it without any logging set up (Python's warnings, on
+        stderr by default), and on the ``banyan`` logger; a problem retrying will not fix."""
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        log.warning("%s", message)
+        # Warnings turned into errors must not stop the thread that delivers the rest.
+        with contextlib.suppress(Exception):
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
 
     def snapshot(
         self,
@@ -204,6 +232,8 @@ class Stats:
                 "spool_segments": spool.segments,
                 "spool_bytes": spool.bytes,
                 "delivered_after_shutdown": self.delivered_after_shutdown,
+                "possible_duplicates": self.possible_duplicates,
+                "legacy_concurrency": self.legacy_concurrency,
                 "logs_skipped": self.skipped,
                 "experiment_sticky_missing": self.sticky_missing,
                 "prompt_errors": self.prompt_errors,

@@ -9,6 +9,8 @@ or OS exception escapes this module: each becomes a BanyanError subclass.
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -31,13 +33,13 @@ from banyan._exceptions import (
 from banyan._wire import API_KEY_HEADER, JSON, PROJECT_HEADER
 
 if TYPE_CHECKING:
-    import ssl
-
     import httpx
 
     from banyan._config import Config
+    from banyan._fanout import Fanout
 
 _USER_AGENT = "banyan-sdk/2"
+_KEY_NAME = API_KEY_HEADER.lower().encode()
 
 
 class Transport:
@@ -53,6 +55,7 @@ class Transport:
         # closed at the next client creation (threads come and go in a pool).
         self._clients: dict[int, tuple[threading.Thread, httpx.Client]] = {}
         self._closed = False
+        self._fanout: Fanout | None = None
         self.http_version: str | None = None
         _preload(config.http2)
         self._tls = tls_context(config.base_url.startswith("https://"), config.http2)
@@ -62,13 +65,34 @@ class Transport:
         """The API key this transport sends."""
         return self._config.api_key
 
-    def _new_client(self) -> httpx.Client:
-        import httpx
-
+    def _headers(self) -> dict[str, str]:
         config = self._config
         headers = {API_KEY_HEADER: config.api_key, "User-Agent": _USER_AGENT}
         if config.project_id:
             headers[PROJECT_HEADER] = config.project_id
+        return headers
+
+    def fanout(self) -> Fanout | None:
+        """The concurrent 1.0.1 sender; None where records go one at a time through httpx
+        (a custom ``http_transport``, or an event loop running on the calling thread)."""
+        import asyncio
+
+        if self._config.http_transport is not None or asyncio._get_running_loop() is not None:
+            return None
+        with self._lock:
+            if self._closed:
+                raise TransportError("the client has been shut down")
+            if self._fanout is None:
+                from banyan._fanout import Fanout
+
+                self._fanout = Fanout(self._config, self._tls, self._headers())
+            return self._fanout
+
+    def _new_client(self) -> httpx.Client:
+        import httpx
+
+        config = self._config
+        headers = self._headers()
         # Enough connections for every sender under HTTP/1.1; one suffices for HTTP/2.
         limits = httpx.Limits(max_connections=config.max_in_flight + 2)
         timeout = httpx.Timeout(config.timeout, connect=min(config.timeout, 5.0))
@@ -149,14 +173,26 @@ class Transport:
         the parent's connections (closing would send GOAWAY/close_notify)."""
         self._lock = threading.Lock()
         self._clients = {}
+        if self._fanout is not None:
+            _orphans.append(self._fanout)
+            self._fanout = None
 
     def close(self) -> None:
         """Close the client; later requests raise TransportError."""
         with self._lock:
             clients = [client for _, client in self._clients.values()]
             self._clients, self._closed = {}, True
+            fanout, self._fanout = self._fanout, None
         for client in clients:
             _close_quietly(client)
+        if fanout is not None:
+            with suppress(Exception):
+                fanout.close()
+
+
+#: A forked child's copies of its parent's loops and sockets: never used, and kept from the
+#: garbage collector, which would close them (and warn) in the child.
+_orphans: list[object] = []
 
 
 def _preload(http2: bool) -> None:
@@ -172,7 +208,14 @@ def _preload(http2: bool) -> None:
     import httpx  # noqa: F401
 
     if http2:
+        import h2.utilities
         import httpcore._sync.http2  # noqa: F401 - httpcore imports it on the first h2 connection
+
+        # The API key is sent never-indexed (RFC 7541 7.1.3), as h2 does for Authorization:
+        # out of HPACK's dynamic table, and redacted in hpack's DEBUG log (#14 item 6).
+        secure = h2.utilities._SECURE_HEADERS
+        if _KEY_NAME not in secure:
+            h2.utilities._SECURE_HEADERS = secure | {_KEY_NAME}
 
 
 _TLS_LOCK = threading.Lock()
@@ -235,7 +278,7 @@ def translate(transport: Transport, client: httpx.Client) -> Iterator[None]:
         transport.reset(client)
         raise RequestTimeout(f"{type(exc).__name__}: {exc}") from None
     except httpx.ConnectError as exc:
-        raise ConnectError(str(exc) or type(exc).__name__) from None
+        raise connect_error(exc) from None
     except (httpx.RemoteProtocolError, httpx.LocalProtocolError) as exc:
         transport.reset(client)
         raise ProtocolError(str(exc) or type(exc).__name__) from None
@@ -247,19 +290,42 @@ def translate(transport: Transport, client: httpx.Client) -> Iterator[None]:
         raise ProtocolError(f"{type(exc).__name__}: {exc}") from None
 
 
+def connect_error(exc: BaseException) -> ConnectError:
+    """The ConnectError for ``exc``, marked permanent when its cause is a certificate that
+    fails verification or a host name that does not resolve."""
+    error = ConnectError(str(exc) or type(exc).__name__)
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError | socket.gaierror):
+            error.permanent = True
+            break
+        cause = cause.__cause__ or cause.__context__
+    return error
+
+
 def status_error(response: httpx.Response) -> HTTPStatusError:
     """The BanyanError for a non-2xx response, with its Retry-After in seconds."""
-    message = _error_message(response)
-    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-    kind = AuthenticationError if response.status_code in (401, 403) else HTTPStatusError
-    return kind(response.status_code, message, retry_after)
+    return error_for(
+        response.status_code,
+        response.headers.get("Retry-After"),
+        response.content,
+        response.reason_phrase,
+    )
 
 
-def _error_message(response: httpx.Response) -> str:
+def error_for(
+    status: int, retry_after: str | None, body: bytes, reason: str = ""
+) -> HTTPStatusError:
+    """The BanyanError for an answer of ``status`` with this Retry-After header and body."""
+    kind = AuthenticationError if status in (401, 403) else HTTPStatusError
+    return kind(status, _error_message(body, reason), retry_after_seconds(retry_after))
+
+
+def _error_message(content: bytes, reason: str) -> str:
     try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200] or response.reason_phrase
+        body = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        return content[:200].decode("utf-8", "replace") or reason
     if isinstance(body, dict):
         return str(body.get("error") or body.get("message") or body)[:200]
     return str(body)[:200]

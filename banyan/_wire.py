@@ -8,6 +8,8 @@ API_KEY_HEADER = "X-API-Key"
 PROJECT_HEADER = "X-Project-Id"
 #: Set by the client on a batch; the same value on every retry of that batch.
 BATCH_ID_HEADER = "X-Banyan-Batch-Id"
+#: Set by the client on each 1.0.1 single-record request: the record's id (issue #20).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 MSGPACK = "application/msgpack"
 JSON = "application/json"

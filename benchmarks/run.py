@@ -21,6 +21,7 @@ SUITE = (
     "processes",
     "spool_cost",
     "durability",
+    "legacy_throughput",
 )
 
 

@@ -69,12 +69,47 @@ def test_bad_base_url_is_refused(url: str) -> None:
         ("batch_max_records", 10**9),
         ("max_in_flight", "2"),
         ("compression", "brotli"),
+        ("legacy_max_concurrency", 0),
+        ("legacy_max_concurrency", True),
+        ("legacy_max_concurrency", 10**6),
+        ("legacy_max_rate", 0),
+        ("legacy_max_rate", -1.0),
+        ("legacy_max_rate", float("nan")),
+        ("legacy_max_rate", float("inf")),
+        ("legacy_max_rate", "50"),
     ],
 )
 def test_bad_option_values_are_refused(option: str, value: Any) -> None:
     """Out-of-range or mistyped option values raise ConfigurationError."""
     with pytest.raises(banyan.ConfigurationError, match=option.split("_", maxsplit=1)[0]):
         banyan.PromptStackLogger(api_key="psk_x", **{option: value})
+
+
+def test_legacy_options_default_to_an_adaptive_limit_of_100_and_no_rate_cap() -> None:
+    """legacy_max_concurrency defaults to 100, legacy_max_rate to None; both take a number."""
+    config = banyan.PromptStackLogger(api_key="psk_x").config
+    assert (config.legacy_max_concurrency, config.legacy_max_rate) == (100, None)
+    config = banyan.PromptStackLogger(
+        api_key="psk_x", legacy_max_concurrency=4, legacy_max_rate=12.5
+    ).config
+    assert (config.legacy_max_concurrency, config.legacy_max_rate) == (4, 12.5)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://user:s3cr3t@127.0.0.1:1", "https://:s3cr3t@example.com/x", "http://s3cr3t@h"]
+)
+def test_credentials_in_base_url_are_refused_without_echoing_them(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """user:password@ in base_url (argument or BANYAN_BASE_URL) is a ConfigurationError whose
+    message never shows the secret."""
+    with pytest.raises(banyan.ConfigurationError, match="credentials") as raised:
+        banyan.PromptStackLogger(api_key="psk_x", base_url=url)
+    assert "s3cr3t" not in str(raised.value)
+    monkeypatch.setenv("BANYAN_BASE_URL", url)
+    with pytest.raises(banyan.ConfigurationError, match="credentials") as raised:
+        banyan.PromptStackLogger(api_key="psk_x")
+    assert "s3cr3t" not in str(raised.value)
 
 
 def test_unknown_option_is_refused() -> None:

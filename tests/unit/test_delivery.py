@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 
+import msgspec
 import pytest
 from fakes import FakeResponse, MakeLogger, status
 
 from banyan._exceptions import ConnectError, RequestTimeout
-from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, SINGLE_LOG_PATH
+from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, IDEMPOTENCY_HEADER, SINGLE_LOG_PATH
 
 
 def log_and_flush(logger: object, n: int, timeout: float = 5) -> bool:
@@ -95,15 +97,16 @@ def test_rejected_records_are_dropped_and_the_rest_delivered(make_logger: MakeLo
 
 
 def test_old_backend_falls_back_to_one_json_record_per_request(make_logger: MakeLogger) -> None:
-    """404 on the batch path switches to POST /api/logs/prompt-usage, one record each."""
+    """404 on the batch path switches to POST /api/logs/prompt-usage, one record each, keyed
+    by its id (Idempotency-Key)."""
     logger, fake = make_logger(status(404), FakeResponse({"id": "a"}), FakeResponse({"id": "b"}))
     assert log_and_flush(logger, 2)
     paths = [path for _, path, _ in fake.calls]
     assert paths == [BATCH_PATH, SINGLE_LOG_PATH, SINGLE_LOG_PATH]
-    body = fake.calls[1][2]["json"]
+    body = msgspec.json.decode(fake.calls[1][2]["content"])
     assert body["input"] == "in 0"
     assert "ts" not in body
-    assert body["id"]
+    assert body["id"] == fake.calls[1][2]["headers"][IDEMPOTENCY_HEADER]
     assert logger.get_stats()["logs_sent"] == 2
     assert log_and_flush(logger, 1)
     assert fake.calls[-1][1] == SINGLE_LOG_PATH
@@ -229,3 +232,28 @@ def test_flush_and_shutdown_take_any_timeout(
     assert delivered or timeout == -1.0
     assert logger.shutdown(timeout) is True
     assert logger.get_stats()["logs_sent"] + logger.get_stats()["spooled"] == 1
+
+
+def test_a_refused_api_key_is_warned_loudly_once(make_logger: MakeLogger) -> None:
+    """401: besides the logged warning, one RuntimeWarning reaches a user with no logging."""
+    logger, _ = make_logger(status(401), status(401), spool_dir=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert not log_and_flush(logger, 1)
+        assert not log_and_flush(logger, 1)
+    assert [w.category for w in seen if "check the API key" in str(w.message)] == [RuntimeWarning]
+    assert logger.get_stats()["last_error"]
+
+
+def test_one_by_one_retries_after_an_unknown_outcome_count_as_possible_duplicates(
+    make_logger: MakeLogger,
+) -> None:
+    """On the 1.0.1 path a timeout or a 500 may have stored the record: its retry counts in
+    possible_duplicates; a refused connection or a 503 was not processed and does not."""
+    logger, _ = make_logger(
+        status(404), RequestTimeout("slow"), status(500), ConnectError("down"), status(503),
+        max_retries=5,
+    )  # fmt: skip
+    assert log_and_flush(logger, 1)
+    stats = logger.get_stats()
+    assert (stats["logs_sent"], stats["retries"], stats["possible_duplicates"]) == (1, 4, 2)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -105,3 +108,60 @@ def test_old_backend_gets_one_json_record_per_request(server: Server, proxy: Fau
     assert proxy.seen.count(SINGLE_LOG_PATH) == 30
     assert_exactly(server, 30)
     assert server.summary()["single"] == 30
+
+
+@pytest.fixture
+def untrusted_tls_url(tmp_path: Any) -> Iterator[str]:
+    """A loopback TLS listener whose certificate no default CA bundle trusts."""
+    import socket
+    import ssl
+    import threading
+
+    import trustme
+
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+@pytest.mark.parametrize("http2", [True, False])
+def test_a_certificate_failure_is_warned_loudly_and_the_records_spooled(
+    untrusted_tls_url: str, http2: bool, tmp_path: Any
+) -> None:
+    """A certificate that fails verification: a RuntimeWarning (seen with no logging set up),
+    last_error says so, and the records wait in the spool instead of being lost."""
+    logger = banyan.PromptStackLogger(
+        api_key="psk_x_0123456789", base_url=untrusted_tls_url, http2=http2, max_retries=1,
+        retry_delay=0.01, flush_interval=0.05, spool_dir=str(tmp_path / "spool"),
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        log_n(logger, 5)
+        assert logger.flush(timeout=30)
+        logger.log_prompt(input="again", output="o")
+        assert logger.flush(timeout=30)
+    loud = [w.category for w in seen if "retrying will not help" in str(w.message)]
+    assert loud == [RuntimeWarning]
+    stats = logger.get_stats()
+    assert stats["last_error"]
+    assert (stats["spooled"], stats["logs_dropped"], stats["logs_sent"]) == (6, 0, 0)
+    logger.shutdown(timeout=5)

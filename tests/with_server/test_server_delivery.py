@@ -134,3 +134,39 @@ def test_threads_logging_at_once_through_the_credit_lose_nothing(server: Server)
     logger.shutdown(timeout=10)
     ids = server.stored_ids()
     assert len(ids) == len(set(ids)) == threads_n * per_thread, logger.get_stats()
+
+
+def test_the_api_key_never_enters_hpack_nor_a_debug_log(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Root logging at DEBUG over HTTP/2: hpack logs the headers it encodes, never the key
+    (sent never-indexed, so it stays out of the dynamic table too)."""
+    with caplog.at_level(logging.DEBUG):
+        send(server, 3, http2=True)
+    assert any(record.name.startswith("hpack") for record in caplog.records)
+    assert not [r.getMessage() for r in caplog.records if server.api_key in r.getMessage()]
+    assert len(server.stored_ids()) == 3
+
+
+def test_a_record_over_the_servers_limit_is_dropped_at_once_never_sent(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record above MAX_BATCH_BYTES, over HTTP/2: counted too_large and warned once, well
+    within the request timeout; the server never sees it, the next record is stored."""
+    from banyan._wire import MAX_BATCH_BYTES
+
+    logger = banyan.PromptStackLogger(
+        api_key=server.api_key, base_url=server.base_url, timeout=60, spool_dir=False
+    )
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="banyan"):
+        assert logger.log_prompt(input="x" * (MAX_BATCH_BYTES + 1), output="o")
+        assert logger.flush(timeout=120) is False
+    assert time.monotonic() - started < 60
+    logger.log_prompt(input="small", output="o")
+    assert logger.flush(timeout=30)
+    stats = logger.get_stats()
+    assert (stats["dropped"]["too_large"], stats["logs_sent"], stats["retries"]) == (1, 1, 0)
+    assert len([r for r in caplog.records if "over the server's limit" in r.getMessage()]) == 1
+    assert server.summary()["stored"] == 1
+    logger.shutdown(timeout=10)

@@ -1,0 +1,117 @@
+"""Records per second into a server that speaks only the 1.0.1 protocol (issue #20).
+
+Starts the minimal 1.0.1-only ASGI app of tests/legacyserver.py under
+granian on loopback, once answering at once and once after 50 ms per request,
+and times, from the first ``log_prompt`` until the server has stored every
+record (its own count, ``GET /_stored``):
+
+- ``serial``: the 2.x client before issue #20, one request at a time (the
+  same client with its concurrent sender switched off, over HTTP/1.1: over
+  HTTP/2 that client also waited for a ReadTimeout on the batch probe);
+- ``concurrent``: the 2.x client with default settings (HTTP/2 asked for; the
+  1.0.1 path runs over a pool of HTTP/1.1 connections);
+- ``v101``: the released banyan-sdk 1.0.1 in its venv (benchmarks/_compat.py),
+  default settings, stopped at ``V101_SECONDS`` of logging (the script of
+  ``benchmarks.throughput``).
+
+Each case reports records/s, records lost (logged minus stored ids) and, for
+2.x, the concurrency limit reached and the possible duplicates counted.
+
+Run: ``python -m benchmarks.legacy_throughput [N]``
+-> benchmarks/results/legacy_throughput.json and .png (N scales every case; default 5,000)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import banyan
+from banyan import _localserver
+from banyan._transport import Transport
+from benchmarks import throughput
+from benchmarks._plot import RESULTS, bars, write_json
+from benchmarks.throughput import INPUT, KEY, METADATA, OUTPUT
+from tests.legacyserver import LegacyServer, start
+
+V101_SECONDS = 15.0
+#: Records per case: (serial, concurrent, 1.0.1) at each delay; serial and 1.0.1 are slow.
+COUNTS = {0: (1_000, 5_000, 1_000), 50: (200, 5_000, 200)}
+
+
+def _stored(server: LegacyServer) -> int:
+    return len(server.stored()["ids"])
+
+
+def client_run(server: LegacyServer, n: int, serial: bool) -> dict[str, Any]:
+    """Log ``n`` records with default settings; time until the server stored them all."""
+    before = _stored(server)
+    fanout = Transport.fanout
+    if serial:
+        Transport.fanout = lambda self: None  # type: ignore[assignment,method-assign]
+    try:
+        logger = banyan.PromptStackLogger(
+            api_key=KEY, base_url=server.base_url, spool_dir=False, http2=not serial
+        )
+        start_at = time.perf_counter()
+        for _ in range(n):
+            logger.log_prompt(INPUT, OUTPUT, model="gpt-4", metadata=METADATA, duration_ms=12.0)
+        logger.flush(timeout=300)
+        while _stored(server) - before < n and time.perf_counter() - start_at < 300:
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - start_at
+        stats = logger.get_stats()
+        logger.shutdown(timeout=10)
+    finally:
+        Transport.fanout = fanout  # type: ignore[method-assign]
+    stored = _stored(server) - before
+    return {"records": n, "seconds": round(elapsed, 3), "records_per_s": round(n / elapsed),
+            "stored": stored, "lost": n - stats["logs_sent"], "dropped": stats["logs_dropped"],
+            "possible_duplicates": stats["possible_duplicates"],
+            "concurrency": stats["legacy_concurrency"], "retries": stats["retries"]}  # fmt: skip
+
+
+def v101_run(server: LegacyServer, n: int) -> dict[str, Any]:
+    """banyan-sdk 1.0.1 with default settings; at most ``n`` records or V101_SECONDS of logging."""
+    out = throughput.v101_run(server.base_url, n, V101_SECONDS)
+    out["lost"] = int(out["records"]) - int(out["stored"])
+    return out
+
+
+def plot(result: dict[str, Any]) -> None:
+    """Records/s per client and delay, log scale."""
+    names = {"serial": "2.x before #20\n(serial)", "v101": "banyan-sdk 1.0.1",
+             "concurrent": "2.x, default settings\n(concurrent)"}  # fmt: skip
+    rows = [(f"{names[case]}\n{delay} ms", f"{delay} ms per request", result[f"{delay}ms"][case])
+            for delay in COUNTS for case in names]  # fmt: skip
+    bars(RESULTS / "legacy_throughput.png", [r[0] for r in rows],
+         [r[2]["records_per_s"] for r in rows], groups=[r[1] for r in rows], log=True,
+         ylabel="records stored per second (log scale)",
+         title="One process into a 1.0.1-only server (a request per record), loopback")  # fmt: skip
+
+
+def main() -> None:
+    """Every case at 0 ms and 50 ms per request; write the JSON and the plot."""
+    scale = float(sys.argv[1]) / 5_000 if len(sys.argv) > 1 else 1.0
+    result: dict[str, Any] = {}
+    for delay, counts in COUNTS.items():
+        serial_n, concurrent_n, v101_n = (max(10, int(c * scale)) for c in counts)
+        server = start(_localserver.free_port(), delay_ms=delay)
+        try:
+            result[f"{delay}ms"] = {
+                "serial": client_run(server, serial_n, serial=True),
+                "concurrent": client_run(server, concurrent_n, serial=False),
+                "v101": v101_run(server, v101_n),
+            }
+        finally:
+            server.stop()
+        for case, row in result[f"{delay}ms"].items():
+            print(f"{delay:3} ms {case:11} {row['records_per_s']:8,} records/s  {row}")
+    path = write_json("legacy_throughput", result)
+    plot(result)
+    print(f"wrote {path} and {path.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""A minimal 1.0.1-only backend under granian, for the tests and benchmarks of issue #20.
+
+It has no batch endpoint (404) and stores every ``POST /api/logs/prompt-usage``
+it is sent, duplicates included, as the 1.0.1 service does, after a fixed
+delay (``LEGACY_DELAY_MS``). ``GET /_stored`` reports what it stored: every
+record id in arrival order, every ``Idempotency-Key`` header seen, and the
+most requests it was answering at once (``peak``); ``GET /api/v2/logs/summary``
+the count only, as ``banyan serve`` reports it.
+Run it with :func:`start`; the tests import it as ``legacyserver``, the
+benchmarks as ``tests.legacyserver``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DELAY_ENV = "LEGACY_DELAY_MS"
+STORED_PATH = "/_stored"
+#: banyan serve's count, so that benchmarks written for it read this server too.
+SUMMARY_PATH = "/api/v2/logs/summary"
+_ids: list[str] = []
+_keys: list[str] = []
+#: Requests being answered now, and the most there ever were at once.
+_busy = {"now": 0, "peak": 0}
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def _answer(send: Send, status: int, body: object) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """The ASGI app: the 1.0.1 single-record endpoint, and ``/_stored``."""
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == STORED_PATH:
+        await _answer(send, 200, {"ids": _ids, "keys": _keys, "peak": _busy["peak"]})
+        return
+    if path == SUMMARY_PATH:
+        await _answer(send, 200, {"stored": len(_ids)})
+        return
+    if path != "/api/logs/prompt-usage" or scope["method"] != "POST":
+        await _answer(send, 404, {"error": "not found"})
+        return
+    record = json.loads(await _body(receive))
+    _busy["now"] += 1
+    _busy["peak"] = max(_busy["peak"], _busy["now"])
+    delay = int(os.environ.get(DELAY_ENV) or 0)
+    if delay:
+        await asyncio.sleep(delay / 1000)
+    _busy["now"] -= 1
+    _ids.append(str(record.get("id")))
+    headers = dict(scope["headers"])
+    _keys.append(headers.get(b"idempotency-key", b"").decode())
+    await _answer(send, 201, {"success": True, "id": record.get("id"), "duplicate": False})
+
+
+@dataclass
+class LegacyServer:
+    """A running 1.0.1-only backend."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+
+    def stored(self) -> dict[str, Any]:
+        """``{"ids": [...], "keys": [...], "peak": n}``: every record stored, in arrival order."""
+        return dict(httpx.get(self.base_url + STORED_PATH, timeout=30).json())
+
+    def stop(self) -> None:
+        """Stop the server process."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def start(port: int, delay_ms: int = 0) -> LegacyServer:
+    """Start the backend on 127.0.0.1:``port`` and wait until it answers (30 s at most)."""
+    here = Path(__file__).parent
+    cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1", "--http", "auto", "--log-level", "warning",
+           "--working-dir", str(here), "legacyserver:app"]  # fmt: skip
+    env = {**os.environ, DELAY_ENV: str(delay_ms)}
+    server = LegacyServer(f"http://127.0.0.1:{port}", subprocess.Popen(cmd, env=env))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and server.process.poll() is None:
+        try:
+            server.stored()
+            return server
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    server.stop()
+    raise RuntimeError("the 1.0.1 backend did not start")

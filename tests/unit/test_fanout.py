@@ -1,0 +1,103 @@
+"""The 1.0.1 path's adaptive concurrency limit and rate cap, on a fake clock."""
+
+from __future__ import annotations
+
+from banyan._fanout import INITIAL_LIMIT, Limiter, legacy_job
+from banyan._record import Record, encode
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def answer_a_round(limiter: Limiter, clock: Clock, latency: float = 0.05) -> None:
+    for _ in range(limiter.limit):
+        limiter.success(clock.now, latency)
+
+
+def test_the_limit_starts_moderate_and_doubles_per_round_of_fast_answers() -> None:
+    """Start at 8; each round of answers as fast as the best doubles it, up to the ceiling."""
+    clock = Clock()
+    limiter = Limiter(100, None, clock)
+    assert limiter.limit == INITIAL_LIMIT == 8
+    seen = []
+    for _ in range(5):
+        answer_a_round(limiter, clock)
+        seen.append(limiter.limit)
+    assert seen == [16, 32, 64, 100, 100]
+
+
+def test_slow_answers_hold_the_limit() -> None:
+    """Answers more than twice as slow as the best seen do not grow the limit."""
+    clock = Clock()
+    limiter = Limiter(100, None, clock)
+    limiter.success(clock.now, 0.05)
+    answer_a_round(limiter, clock, latency=0.5)
+    answer_a_round(limiter, clock, latency=0.5)
+    assert limiter.limit == 8
+
+
+def test_overload_halves_once_per_round_then_growth_is_additive() -> None:
+    """A burst of 429s from requests started before the cut halves once; then +1 per round."""
+    clock = Clock()
+    limiter = Limiter(100, None, clock)
+    answer_a_round(limiter, clock)
+    answer_a_round(limiter, clock)
+    assert limiter.limit == 32
+    started = clock.now
+    clock.now += 1
+    for _ in range(20):
+        limiter.overload(started)
+    assert limiter.limit == 16
+    clock.now += 1
+    limiter.overload(clock.now)
+    assert limiter.limit == 8
+    answer_a_round(limiter, clock)
+    answer_a_round(limiter, clock)
+    assert limiter.limit == 10
+
+
+def test_overload_never_goes_below_one() -> None:
+    """However many cuts, one request at a time still goes."""
+    clock = Clock()
+    limiter = Limiter(100, None, clock)
+    for _ in range(10):
+        clock.now += 1
+        limiter.overload(clock.now)
+    assert limiter.limit == 1
+
+
+def test_the_ceiling_caps_the_start_too() -> None:
+    """legacy_max_concurrency below 8 is the limit from the first request."""
+    assert Limiter(3, None, Clock()).limit == 3
+
+
+def test_the_rate_cap_spaces_requests() -> None:
+    """legacy_max_rate=10: one request per 0.1 s; the wait says how long until the next."""
+    clock = Clock()
+    limiter = Limiter(100, 10.0, clock)
+    assert limiter.wait(clock.now) == 0.0
+    assert abs(limiter.wait(clock.now) - 0.1) < 1e-9
+    clock.now += 0.1
+    assert limiter.wait(clock.now) == 0.0
+    assert limiter.wait(clock.now) > 0
+
+
+def test_no_rate_cap_never_waits() -> None:
+    """Without legacy_max_rate nothing waits for the rate."""
+    limiter = Limiter(100, None, Clock())
+    assert all(limiter.wait(100.0) == 0.0 for _ in range(1000))
+
+
+def test_a_job_is_the_1_0_1_json_body_keyed_by_the_record_id() -> None:
+    """The 1.0.1 body drops ts (the server stamps its arrival) and is keyed by the record id."""
+    job = legacy_job(encode(Record("rec-1", 1.5, "in", "out", model="m")))
+    assert job.key == "rec-1"
+    assert b'"ts"' not in job.body
+    assert b'"input":"in"' in job.body
