@@ -126,8 +126,19 @@ CREATE TABLE IF NOT EXISTS ingest_counters (
 """
 
 
+def create_private(path: str | Path) -> None:
+    """Create ``path`` as an empty 0600 file unless it exists (#14).
+
+    SQLite creates a database 0644 and gives its -wal and -shm files the
+    database's mode: made 0600 first, none of them is readable by others.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open ``path`` in autocommit mode with the pragmas the server relies on."""
+    create_private(path)
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     # Only a new database takes it: 64 KiB pages cut a batch's WAL frames (and
     # their writes) sixteenfold; insert cost per record falls by about a third.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ class Request:
             raise HTTPError(413, f"body of {declared} bytes exceeds the {limit} byte limit")
         chunks, size = [], 0
         while True:
-            message = await self._receive()
+            message = await self._next_message()
             if message["type"] == "http.disconnect":
                 raise HTTPError(400, "client disconnected before sending the whole body")
             chunk = message.get("body", b"")
@@ -103,6 +104,14 @@ class Request:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+    async def _next_message(self) -> Message:
+        """The next ASGI message; 408 when none comes within the body timeout."""
+        timeout = self.state.inflight.limits.body_timeout
+        try:
+            return await asyncio.wait_for(self._receive(), timeout)
+        except asyncio.TimeoutError:
+            raise HTTPError(408, f"request body stalled for more than {timeout:g} s") from None
 
     async def json(self) -> dict[str, Any]:
         """The body as a JSON object; 400 when it is anything else."""

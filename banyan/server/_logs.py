@@ -84,17 +84,11 @@ def _store_one_by_one(conn: sqlite3.Connection, project_id: str, batch: _ingest.
 async def ingest_batch(req: Request) -> Response:
     """POST /api/v2/logs/batch: store an array of records, reject bad ones by index."""
     kind = _ingest.media_type(req.headers.get("content-type", ""))
-    state = req.state
-    if state.inflight >= state.max_inflight:
-        raise HTTPError(503, "server busy: too many batches in flight", {"Retry-After": "1"})
-    state.inflight += 1
-    try:
+    with req.state.inflight.slot(req.project_id):
         body = await req.body(MAX_BATCH_BYTES)
         body = _ingest.decompress(body, req.headers.get("content-encoding", ""))
         batch = _ingest.decode(body, kind)
-        inserted = await state.db.write(store, req.project_id, batch, 0)
-    finally:
-        state.inflight -= 1
+        inserted = await req.state.db.write(store, req.project_id, batch, 0)
     result = BatchResult(inserted, batch.count - inserted, batch.rejected)
     headers = {}
     if BATCH_ID_HEADER.lower() in req.headers:

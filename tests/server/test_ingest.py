@@ -106,7 +106,9 @@ def test_string_that_is_not_utf8_is_rejected_by_index(server: Server) -> None:
     response = post_batch(server, payload)
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 1
-    assert [(r["index"], "utf-8" in r["error"].lower()) for r in response.json()["rejected"]] == [(1, True)]
+    assert [(r["index"], "utf-8" in r["error"].lower()) for r in response.json()["rejected"]] == [
+        (1, True)
+    ]
 
 
 def test_exotic_metadata_is_stored(server: Server) -> None:
