@@ -77,7 +77,7 @@ def routes() -> Router:
     r.add("GET", "/api/projects", _auth.list_projects)
     r.add("GET", "/api/projects/{id}", _auth.get_project)
     r.add("GET", PROMPT_PATH, _legacy.fetch_prompt)
-    r.add("POST", SINGLE_LOG_PATH, _logs.log_single)
+    r.add("POST", SINGLE_LOG_PATH, _legacy.log_single)
     r.add("POST", ROUTE_PATH, _legacy.route, auth=False)
     r.add("GET", "/api/experiments/{id}", _experiments.get_experiment)
     r.add("GET", "/api/logs/cli/prompts", _legacy.cli_list)

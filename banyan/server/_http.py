@@ -78,6 +78,7 @@ class Request:
         self.headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
         }
+        self._repeated = len(self.headers) < len(scope["headers"])
         raw_query = scope.get("query_string", b"").decode("latin-1")
         self.query = dict(parse_qsl(raw_query, keep_blank_values=True))
 
@@ -86,6 +87,15 @@ class Request:
         """The id of the project the request's API key belongs to."""
         assert self.principal is not None
         return self.principal.project_id
+
+    def single_header(self, name: str) -> str | None:
+        """The value of header ``name``, None when absent; 400 when it is sent twice."""
+        name = name.lower()
+        if self._repeated:
+            sent = [k for k, _ in self.scope["headers"] if k.decode("latin-1").lower() == name]
+            if len(sent) > 1:
+                raise HTTPError(400, f"header {name} may be sent only once")
+        return self.headers.get(name)
 
     async def body(self, limit: int) -> bytes:
         """The whole body; 413 as soon as it grows past ``limit`` bytes."""
