@@ -58,9 +58,14 @@ def error_response(error: HTTPError) -> Response:
 
 
 def check_name(value: Any, what: str = "prompt name") -> str:
-    """``value`` if it is a valid name ([A-Za-z0-9._-], 1..128 chars), else a 400."""
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise HTTPError(400, f"invalid {what} {value!r}: use 1-128 of A-Z a-z 0-9 . _ -")
+    """``value`` if it is a valid name ([A-Za-z0-9._-], 1..128 chars), else a 400.
+
+    "." and ".." are refused too: a URL path cannot carry them (RFC 3986 5.2.4
+    removes them), so such a prompt could be created but never fetched (#14).
+    """
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or value in (".", ".."):
+        message = f"invalid {what} {value!r}: use 1-128 of A-Z a-z 0-9 . _ -, not . or .."
+        raise HTTPError(400, message)
     return value
 
 
