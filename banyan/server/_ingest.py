@@ -7,7 +7,9 @@ rejected by index while the others are kept.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import math
 import sys
 import zlib
@@ -45,6 +47,8 @@ CHUNK = 256
 MAX_GZIP_MEMBERS = 8
 
 _MSGPACK_TYPES = {MSGPACK, "application/x-msgpack", "application/vnd.msgpack"}
+#: First bytes of MessagePack maps that are not a fixmap (0x80-0x8f).
+_FIXMAPS = bytes(range(0x80, 0x90))
 #: msgspec raises UnicodeDecodeError, not DecodeError, for a MessagePack string
 #: that is not UTF-8, and RecursionError for nesting deeper than about 1,000 levels.
 UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
@@ -53,7 +57,8 @@ isfinite = math.isfinite
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 _Finite = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
-#: NULL as the default of a field typed ``str | None``: msgspec never checks defaults.
+#: NULL as the default of every optional field (msgspec never checks defaults): it
+#: binds as SQL NULL, and tells an absent key from an explicit null (see _absent).
 _ABSENT: Any = NULL
 
 
@@ -69,20 +74,22 @@ class _Valid(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     ts: _Finite
     input: str
     output: str
-    prompt_id: str | None = None
+    prompt_id: str | None = _ABSENT
     prompt_name: str | None = _ABSENT
     version: str | None = _ABSENT
     branch_name: str | None = _ABSENT
     model: str | None = _ABSENT
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = _ABSENT
     duration_ms: _Finite | None = _ABSENT
     experiment_id: str | None = _ABSENT
     experiment_version_id: str | None = _ABSENT
-    sticky_key: str | None = None
-    sticky_value: str | None = None
+    sticky_key: str | None = _ABSENT
+    sticky_value: str | None = _ABSENT
 
 
 _valid = msgspec.msgpack.Decoder(list[_Valid]).decode
+#: _Valid's required fields come first: id, ts, input, output.
+_REQUIRED = 4
 _fields = msgspec.structs.astuple
 #: Where a Row's columns but the blob sit among a _Valid's fields.
 _FIELDS = tuple(map(_Valid.__struct_fields__.index, (
@@ -234,20 +241,24 @@ def decode(body: bytes, kind: str) -> Decoded:
     # A MessagePack element is stored as it came; a JSON one is re-encoded.
     blobs = raws if kind == MSGPACK else None
     if blobs is not None:
-        try:
-            return _valid_batch(body, raws)
-        except UNDECODABLE:
-            pass
+        with contextlib.suppress(*UNDECODABLE):
+            fast = _valid_batch(body, raws)
+            if fast is not None:
+                return fast
+    records: list[Record] | list[Record | Rejected]
     try:
-        return to_rows(codec.all(body), blobs)
+        records = codec.all(body)
     except UNDECODABLE:
-        pass
-    records = [_decode_one(codec, raw, index) for index, raw in enumerate(raws)]
-    return to_rows(records, blobs)
+        records = [_decode_one(codec, raw, index) for index, raw in enumerate(raws)]
+    return to_rows(_unrepeated(records, raws, kind), blobs)
 
 
-def _valid_batch(body: bytes, raws: list[msgspec.Raw]) -> Decoded:
-    """Columns of a MessagePack batch in which every record is good; raises otherwise."""
+def _valid_batch(body: bytes, raws: list[msgspec.Raw]) -> Decoded | None:
+    """Columns of a MessagePack batch in which every record is good.
+
+    Raises, or returns None when a record map may repeat a key, for the
+    record-by-record path to find which.
+    """
     sizes = list(map(len, raws))
     ends = list(accumulate(sizes, initial=len(body) - sum(sizes)))
     view = memoryview(body)
@@ -257,12 +268,95 @@ def _valid_batch(body: bytes, raws: list[msgspec.Raw]) -> Decoded:
         records = _valid(msgpack_array_header(last - first) + view[ends[first] : ends[last]])
         # Strided slices copy each column in C: no Python frame and no row tuple per record.
         fields = list(chain.from_iterable(map(_fields, records)))
+        if _entries(body, ends[first:last]) != len(fields) - _absent(fields):
+            return None
         width = len(_Valid.__struct_fields__)
         for column, at in enumerate(_FIELDS):
             values[first * COLUMNS + column : last * COLUMNS : COLUMNS] = fields[at::width]
         blobs = map(bytearray, raws[first:last])
         values[(first + 1) * COLUMNS - 1 : last * COLUMNS : COLUMNS] = blobs
     return Decoded(values, range(len(raws)))
+
+
+def _entries(body: bytes, starts: list[int]) -> int:
+    """How many entries the record maps starting at ``starts`` hold; -1 past fixmaps."""
+    heads = bytes(map(body.__getitem__, starts))
+    return sum(heads) - 0x80 * len(heads) if not heads.translate(None, _FIXMAPS) else -1
+
+
+def _absent(fields: list[Any]) -> int:
+    """How many of the decoded fields were absent from their maps (they hold _ABSENT).
+
+    With every key a field (forbid_unknown_fields), a map without a repeated key
+    has exactly as many entries as fields present: a repeat makes the counts
+    differ, and the batch takes the record-by-record path, which finds it.
+    Counted column by column, optional ones only: 4x faster than one count.
+    """
+    width = len(_Valid.__struct_fields__)
+    return sum(fields[at::width].count(_ABSENT) for at in range(_REQUIRED, width))
+
+
+def _unrepeated(
+    records: Sequence[Record | Rejected], raws: Sequence[msgspec.Raw], kind: str
+) -> list[Record | Rejected]:
+    """``records``, with each one whose map repeats a key replaced by its rejection."""
+    out: list[Record | Rejected] = list(records)
+    for index, raw in enumerate(raws):
+        key = None if isinstance(out[index], Rejected) else repeated_key(raw, kind)
+        if key is not None:
+            out[index] = Rejected(index, f"key {key!r} appears more than once in the record")
+    return out
+
+
+def repeated_key(raw: msgspec.Raw | bytes, kind: str) -> str | None:
+    """A key that a record map (MessagePack or JSON) holds twice, None when there is none.
+
+    Decoders keep the last value of a repeated key; a record is refused instead
+    of stored under whichever came last (#14).
+    """
+    seen: set[str] = set()
+    for key in (_msgpack_keys if kind == MSGPACK else _json_keys)(bytes(raw)):
+        if key in seen:
+            return key
+        seen.add(key)
+    return None
+
+
+def _msgpack_keys(data: bytes) -> list[str]:
+    head = data[0] if data else 0
+    if 0x80 <= head <= 0x8F:
+        count, start = head & 0x0F, 1
+    elif head in (0xDE, 0xDF):
+        start = 3 if head == 0xDE else 5
+        count = int.from_bytes(data[1:start], "big")
+    else:
+        return []
+    if 2 * count > len(data):
+        return []
+    # A map of n entries is laid out as an array of 2n items after its header.
+    try:
+        items = _msgpack_raws(msgpack_array_header(2 * count) + data[start:])
+        keys = [msgspec.msgpack.decode(raw) for raw in items[0::2]]
+    except UNDECODABLE:
+        return []
+    return [key for key in keys if isinstance(key, str)]
+
+
+def _json_keys(data: bytes) -> list[str]:
+    objects: list[list[tuple[str, Any]]] = []
+
+    def keep(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        objects.append(pairs)
+        return {}
+
+    # The hook sees nested objects first and the record's own map last.
+    if not data.lstrip().startswith(b"{"):
+        return []
+    try:
+        json.loads(data, object_pairs_hook=keep)
+    except (ValueError, RecursionError):
+        return []
+    return [key for key, _ in objects[-1]]
 
 
 def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Record | Rejected:

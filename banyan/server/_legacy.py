@@ -16,7 +16,7 @@ import orjson
 
 from banyan import _routing
 from banyan._record import Record
-from banyan._wire import API_KEY_HEADER, MAX_BATCH_BYTES
+from banyan._wire import API_KEY_HEADER, JSON, MAX_BATCH_BYTES
 from banyan.server import _auth, _experiments, _idempotency, _ingest, _logs, _prompts
 from banyan.server._http import HTTPError, Request, Response, check_name, field_of, json_response
 
@@ -56,6 +56,9 @@ def _usage_batch(req: Request, raw: bytes) -> tuple[str, _ingest.Decoded]:
         usage = _usage_decoder.decode(raw)
     except _ingest.UNDECODABLE as exc:
         raise HTTPError(400, f"invalid usage record: {exc}") from None
+    key = _ingest.repeated_key(raw, JSON)
+    if key is not None:
+        raise HTTPError(400, f"invalid usage record: key {key!r} appears more than once")
     assert req.principal is not None
     _auth.check_project(req.principal, usage.project_id)
     fields = msgspec.structs.asdict(usage)
