@@ -66,30 +66,14 @@ def add_serve(sub: Subparsers) -> None:
     p.add_argument("--port", type=_port, default=8765)
     p.add_argument("--db", type=Path, default=Path("banyan.db"), help="SQLite file")
     p.add_argument("--api-key", help="bootstrap key (psk_...); created if new; visible in ps")
-    p.add_argument(
-        "--api-key-file",
-        type=Path,
-        metavar="FILE",
-        help="read the bootstrap key from FILE (default: $BANYAN_SERVE_API_KEY)",
-    )
-    p.add_argument(
-        "--body-timeout",
-        type=positive(float),
-        metavar="S",
-        help="408 for a request body that stalls S seconds (default 10)",
-    )
-    p.add_argument(
-        "--max-inflight",
-        type=positive(int),
-        metavar="N",
-        help="ingest requests a worker takes at once, then 503 (default 8)",
-    )
-    p.add_argument(
-        "--max-inflight-per-project",
-        type=positive(int),
-        metavar="N",
-        help="of those, what one project may hold, then 429 (default 4)",
-    )
+    p.add_argument("--api-key-file", type=Path, metavar="FILE",
+                   help="the bootstrap key from FILE (else $BANYAN_SERVE_API_KEY)")  # fmt: skip
+    p.add_argument("--body-timeout", type=positive(float), metavar="S",
+                   help="408 for a request body that stalls S seconds (default 10)")  # fmt: skip
+    p.add_argument("--max-inflight", type=positive(int), metavar="N",
+                   help="ingest requests a worker takes at once, then 503 (default 8)")  # fmt: skip
+    p.add_argument("--max-inflight-per-project", type=positive(int), metavar="N",
+                   help="of those, what one project may hold, then 429 (default 4)")  # fmt: skip
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--workers", type=positive(int), default=1)
