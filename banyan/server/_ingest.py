@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import sys
 import zlib
@@ -30,6 +29,7 @@ from banyan._wire import (
     msgpack_array_header,
 )
 from banyan.server._http import HTTPError
+from banyan.server._repeats import UNDECODABLE, repeated_key
 
 #: A logs row but its project_id: the indexed Record fields in table order, the record.
 Row = tuple[Any, ...]
@@ -49,9 +49,6 @@ MAX_GZIP_MEMBERS = 8
 _MSGPACK_TYPES = {MSGPACK, "application/x-msgpack", "application/vnd.msgpack"}
 #: First bytes of MessagePack maps that are not a fixmap (0x80-0x8f).
 _FIXMAPS = bytes(range(0x80, 0x90))
-#: msgspec raises UnicodeDecodeError, not DecodeError, for a MessagePack string
-#: that is not UTF-8, and RecursionError for nesting deeper than about 1,000 levels.
-UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 isfinite = math.isfinite
 
 
@@ -306,57 +303,6 @@ def _unrepeated(
         if key is not None:
             out[index] = Rejected(index, f"key {key!r} appears more than once in the record")
     return out
-
-
-def repeated_key(raw: msgspec.Raw | bytes, kind: str) -> str | None:
-    """A key that a record map (MessagePack or JSON) holds twice, None when there is none.
-
-    Decoders keep the last value of a repeated key; a record is refused instead
-    of stored under whichever came last (#14).
-    """
-    seen: set[str] = set()
-    for key in (_msgpack_keys if kind == MSGPACK else _json_keys)(bytes(raw)):
-        if key in seen:
-            return key
-        seen.add(key)
-    return None
-
-
-def _msgpack_keys(data: bytes) -> list[str]:
-    head = data[0] if data else 0
-    if 0x80 <= head <= 0x8F:
-        count, start = head & 0x0F, 1
-    elif head in (0xDE, 0xDF):
-        start = 3 if head == 0xDE else 5
-        count = int.from_bytes(data[1:start], "big")
-    else:
-        return []
-    if 2 * count > len(data):
-        return []
-    # A map of n entries is laid out as an array of 2n items after its header.
-    try:
-        items = _msgpack_raws(msgpack_array_header(2 * count) + data[start:])
-        keys = [msgspec.msgpack.decode(raw) for raw in items[0::2]]
-    except UNDECODABLE:
-        return []
-    return [key for key in keys if isinstance(key, str)]
-
-
-def _json_keys(data: bytes) -> list[str]:
-    objects: list[list[tuple[str, Any]]] = []
-
-    def keep(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        objects.append(pairs)
-        return {}
-
-    # The hook sees nested objects first and the record's own map last.
-    if not data.lstrip().startswith(b"{"):
-        return []
-    try:
-        json.loads(data, object_pairs_hook=keep)
-    except (ValueError, RecursionError):
-        return []
-    return [key for key, _ in objects[-1]]
 
 
 def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Record | Rejected:

@@ -19,6 +19,7 @@ from banyan._record import Record
 from banyan._wire import API_KEY_HEADER, JSON, MAX_BATCH_BYTES
 from banyan.server import _auth, _experiments, _idempotency, _ingest, _logs, _prompts
 from banyan.server._http import HTTPError, Request, Response, check_name, field_of, json_response
+from banyan.server._repeats import UNDECODABLE, repeated_key
 
 
 def _check_project(req: Request, body: dict[str, Any]) -> None:
@@ -54,9 +55,9 @@ def _usage_batch(req: Request, raw: bytes) -> tuple[str, _ingest.Decoded]:
     """The record of a usage body, given an id and a time if it has none; 400/403."""
     try:
         usage = _usage_decoder.decode(raw)
-    except _ingest.UNDECODABLE as exc:
+    except UNDECODABLE as exc:
         raise HTTPError(400, f"invalid usage record: {exc}") from None
-    key = _ingest.repeated_key(raw, JSON)
+    key = repeated_key(raw, JSON)
     if key is not None:
         raise HTTPError(400, f"invalid usage record: key {key!r} appears more than once")
     assert req.principal is not None
