@@ -123,10 +123,22 @@ class Request:
     async def _next_message(self) -> Message:
         """The next ASGI message; 408 when none comes within the body timeout."""
         timeout = self.state.inflight.limits.body_timeout
+        task = asyncio.current_task()
+        assert task is not None
+        stalled: list[bool] = []
+        # Not asyncio.wait_for: it runs the wait in a task of its own, ~60 us a call
+        # against ~5 for a timer, on every 1.0.1 single-record request.
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, task, stalled)
         try:
-            return await asyncio.wait_for(self._receive(), timeout)
-        except asyncio.TimeoutError:
+            return await self._receive()
+        except asyncio.CancelledError:
+            if not stalled:
+                raise
+            if hasattr(task, "uncancel"):  # Python 3.11+: the cancel was ours
+                task.uncancel()
             raise HTTPError(408, f"request body stalled for more than {timeout:g} s") from None
+        finally:
+            timer.cancel()
 
     async def json(self) -> dict[str, Any]:
         """The body as a JSON object; 400 when it is anything else."""
@@ -140,6 +152,11 @@ class Request:
         if not isinstance(data, dict):
             raise HTTPError(400, "body must be a JSON object")
         return data
+
+
+def _expire(task: asyncio.Task[Any], stalled: list[bool]) -> None:
+    stalled.append(True)
+    task.cancel()
 
 
 Handler = Callable[[Request], Awaitable[Response]]
