@@ -61,18 +61,22 @@ def _serve(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         print("banyan serve: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
-    from banyan.server._auth import is_key_text
     from banyan.server._db import SchemaError
-
-    if args.api_key is not None and not is_key_text(args.api_key):
-        message = "--api-key must start with psk_ and be 8 to 256 characters long"
-        print(f"banyan serve: {message}", file=sys.stderr)
-        return 2
+    from banyan.server._limits import Limits
+    from banyan.server._run import read_api_key
 
     try:
-        serve(host=args.host, port=args.port, db=args.db, api_key=args.api_key,
+        api_key = read_api_key(args.api_key, args.api_key_file)
+    except (OSError, ValueError) as exc:
+        print(f"banyan serve: {exc}", file=sys.stderr)
+        return 2
+    limits = Limits.given(max_inflight=args.max_inflight, per_project=args.max_inflight_per_project,
+                          body_timeout=args.body_timeout)  # fmt: skip
+    try:
+        serve(host=args.host, port=args.port, db=args.db, api_key=api_key,
               tls_cert=args.tls_cert, tls_key=args.tls_key, workers=args.workers,
-              log_level=args.log_level, shutdown_timeout=args.shutdown_timeout)  # fmt: skip
+              log_level=args.log_level, shutdown_timeout=args.shutdown_timeout,
+              limits=limits)  # fmt: skip
     except (SchemaError, OSError, sqlite3.Error, ValueError) as exc:
         # A database that cannot be opened, a certificate file, an address or a busy port.
         print(f"banyan serve: {exc}", file=sys.stderr)
@@ -89,7 +93,31 @@ def add_serve(sub: Subparsers) -> None:
     p.add_argument("--db", type=Path, default=Path("banyan.db"), help="SQLite file")
     p.add_argument(
         "--api-key",
-        help="bootstrap key (psk_...), created if new; without it, a new key is printed",
+        help="bootstrap key (psk_...), created if new; visible in ps (prefer --api-key-file); "
+        "without a key, a new one is printed",
+    )
+    p.add_argument("--api-key-file", type=Path, metavar="FILE",
+                   help="the bootstrap key from FILE (else $BANYAN_SERVE_API_KEY)")  # fmt: skip
+    p.add_argument(
+        "--body-timeout",
+        type=positive(float),
+        metavar="S",
+        help="408 for a request body that stalls S seconds "
+        "(default: 10, or $BANYAN_SERVER_BODY_TIMEOUT)",
+    )
+    p.add_argument(
+        "--max-inflight",
+        type=positive(int),
+        metavar="N",
+        help="ingest requests a worker takes at once, then 503 "
+        "(default: 8, or $BANYAN_SERVER_MAX_INFLIGHT)",
+    )
+    p.add_argument(
+        "--max-inflight-per-project",
+        type=positive(int),
+        metavar="N",
+        help="of those, what one project may hold, then 429 "
+        "(default: 4, or $BANYAN_SERVER_MAX_INFLIGHT_PER_PROJECT)",
     )
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")

@@ -80,12 +80,19 @@ class LocalServer:
 
 
 def start(
-    tmp: Path, *args: str, port: int | None = None, db: Path | None = None, api_key: str = LOCAL_KEY
+    tmp: Path,
+    *args: str,
+    port: int | None = None,
+    db: Path | None = None,
+    api_key: str = LOCAL_KEY,
+    key_arg: bool = True,
 ) -> LocalServer:
     """Start ``banyan serve`` on a free loopback port and wait until ``/healthz`` answers.
 
     ``args`` go to ``banyan serve`` as they are; the database defaults to
     ``tmp/banyan.db`` and the server's output goes to ``tmp/server-<port>.log``.
+    ``key_arg=False`` leaves out ``--api-key``: ``args`` or the environment hand
+    the server ``api_key`` another way.
     Raises RuntimeError, with that log, when the server exits or does not
     answer within 30 s.
     """
@@ -93,7 +100,7 @@ def start(
     db = db or tmp / "banyan.db"
     log = tmp / f"server-{port}.log"
     cmd = [sys.executable, "-m", "banyan", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--db", str(db), "--api-key", api_key, *args]  # fmt: skip
+           "--db", str(db), *(["--api-key", api_key] if key_arg else []), *args]  # fmt: skip
     scheme = "https" if "--tls-cert" in args else "http"
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))

@@ -30,6 +30,7 @@ from banyan.server._http import (
     error_response,
     json_response,
 )
+from banyan.server._limits import Inflight, Limits
 
 log = logging.getLogger("banyan.server")
 
@@ -39,7 +40,6 @@ TRIM_THRESHOLD, MMAP_THRESHOLD = 64 * 1024 * 1024, 32 * 1024 * 1024
 
 #: Environment variables through which `banyan serve` configures its workers.
 DB_ENV = "BANYAN_SERVER_DB"
-INFLIGHT_ENV = "BANYAN_SERVER_MAX_INFLIGHT"
 LOG_LEVEL_ENV = "BANYAN_SERVER_LOG_LEVEL"
 
 
@@ -48,8 +48,7 @@ class State:
     """What every handler shares: the database, the key cache, the ingest bound."""
 
     db: Database
-    max_inflight: int = 8
-    inflight: int = 0
+    inflight: Inflight = field(default_factory=Inflight)
     keys: dict[str, _auth.Principal] = field(default_factory=dict)
 
     async def authenticate(self, key: str) -> _auth.Principal:
@@ -78,7 +77,7 @@ def routes() -> Router:
     r.add("GET", "/api/projects", _auth.list_projects)
     r.add("GET", "/api/projects/{id}", _auth.get_project)
     r.add("GET", PROMPT_PATH, _legacy.fetch_prompt)
-    r.add("POST", SINGLE_LOG_PATH, _logs.log_single)
+    r.add("POST", SINGLE_LOG_PATH, _legacy.log_single)
     r.add("POST", ROUTE_PATH, _legacy.route, auth=False)
     r.add("GET", "/api/experiments/{id}", _experiments.get_experiment)
     r.add("GET", "/api/logs/cli/prompts", _legacy.cli_list)
@@ -197,4 +196,4 @@ def create_app() -> App:
     gc.set_threshold(50_000, 20, 20)
     keep_freed_memory()
     db = Database(os.environ.get(DB_ENV, "banyan.db"))
-    return App(State(db, max_inflight=int(os.environ.get(INFLIGHT_ENV, "8"))))
+    return App(State(db, Inflight(Limits.from_environ())))

@@ -13,12 +13,14 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from banyan._wire import PROJECT_HEADER
+from banyan._wire import API_KEY_HEADER, PROJECT_HEADER
 from banyan.server._db import new_id, now, transaction
 from banyan.server._http import HTTPError, Request, Response, check_name, json_response
 
 KEY_PREFIX = "psk_"
 DEFAULT_PROJECT = "default"
+#: Every project id starts with it; no project name may (#14).
+ID_PREFIX = "prj_"
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def insert_project(conn: sqlite3.Connection, name: str) -> str:
     """Create a project; 409 when the name is taken."""
     if conn.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchone():
         raise HTTPError(409, f"a project named {name!r} already exists")
-    project_id = new_id("prj")
+    project_id = new_id(ID_PREFIX.rstrip("_"))
     conn.execute("INSERT INTO projects VALUES (?, ?, ?)", (project_id, name, now()))
     return project_id
 
@@ -111,15 +113,35 @@ def check_key_text(key: str) -> None:
 
 
 def check_project(principal: Principal, project: str | None) -> None:
-    """403 when ``project`` (an id or a name) is given and is not the principal's."""
-    if project and project not in (principal.project_id, principal.project_name):
+    """403 when ``project`` is given and is not the principal's.
+
+    A value of the id shape is compared with the id only, anything else with the
+    name: no name, not even one stored before names were checked, passes for an id.
+    """
+    if not project:
+        return
+    own = principal.project_id if project.startswith(ID_PREFIX) else principal.project_name
+    if project != own:
         raise HTTPError(403, f"this API key does not belong to project {project!r}")
 
 
+def check_project_name(value: Any) -> str:
+    """A valid project name: 400 for a bad one or one shaped like a project id."""
+    name = check_name(value, "project name")
+    if name.lower().startswith(ID_PREFIX):
+        raise HTTPError(400, f"a project name may not start with {ID_PREFIX!r}: ids do")
+    return name
+
+
 async def authorize(req: Request, key: str) -> None:
-    """Set ``req.principal`` from ``key``: 401 for a bad key, 403 for a foreign X-Project-Id."""
+    """Set ``req.principal`` from ``key``: 401 for a bad key, 403 for a foreign X-Project-Id.
+
+    A repeated X-API-Key or X-Project-Id is 400: no guess at which one counts.
+    """
+    req.single_header(API_KEY_HEADER)
+    project = req.single_header(PROJECT_HEADER)
     req.principal = await req.state.authenticate(key)
-    check_project(req.principal, req.headers.get(PROJECT_HEADER.lower()))
+    check_project(req.principal, project)
 
 
 async def create_project(req: Request) -> Response:
@@ -127,7 +149,7 @@ async def create_project(req: Request) -> Response:
     assert req.principal is not None
     if not req.principal.admin:
         raise HTTPError(403, "only an admin key may create projects")
-    name = check_name((await req.json()).get("name"), "project name")
+    name = check_project_name((await req.json()).get("name"))
     key = generate_key()
 
     def create(conn: sqlite3.Connection) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 #: ``PRAGMA user_version`` of a database this module created; 0 is the unversioned 2.0 draft.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Bytes per database page (SQLite's largest).
 PAGE_SIZE = 65_536
@@ -125,9 +125,37 @@ CREATE TABLE IF NOT EXISTS ingest_counters (
 );
 """
 
+#: Answers to the 1.0.1 endpoint's Idempotency-Key requests (#20), per project.
+IDEMPOTENCY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    project_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    response BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (project_id, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_age ON idempotency_keys (created_at);
+"""
+
+#: What turns a database of a schema version into one of the next (additive only).
+MIGRATIONS = {2: IDEMPOTENCY_SCHEMA}
+
+
+def create_private(path: str | Path) -> None:
+    """Create ``path`` as an empty 0600 file unless it exists (#14).
+
+    SQLite creates a database 0644 and gives its -wal and -shm files the
+    database's mode: made 0600 first, none of them is readable by others.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
 
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open ``path`` in autocommit mode with the pragmas the server relies on."""
+    create_private(path)
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     # Only a new database takes it: 64 KiB pages cut a batch's WAL frames (and
     # their writes) sixteenfold; insert cost per record falls by about a third.
@@ -149,21 +177,29 @@ class SchemaError(RuntimeError):
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
-    """Create the tables in a new database; refuse one of another schema version."""
+    """Create the tables in a new database, upgrade an older one; refuse any other."""
     with transaction(conn):
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version == SCHEMA_VERSION:
             return
         (tables,) = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
-        if version or tables:
+        if not version and not tables:
+            _execute(conn, SCHEMA + IDEMPOTENCY_SCHEMA)
+        elif version in MIGRATIONS:
+            for step in range(version, SCHEMA_VERSION):
+                _execute(conn, MIGRATIONS[step])
+        else:
             raise SchemaError(
                 f"database schema version {version}, this server needs {SCHEMA_VERSION}:"
                 " the file was made by another banyan version; start with a new --db file"
             )
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _execute(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 class transaction:

@@ -7,6 +7,7 @@ rejected by index while the others are kept.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import sys
@@ -28,6 +29,7 @@ from banyan._wire import (
     msgpack_array_header,
 )
 from banyan.server._http import HTTPError
+from banyan.server._repeats import UNDECODABLE, repeated_key
 
 #: A logs row but its project_id: the indexed Record fields in table order, the record.
 Row = tuple[Any, ...]
@@ -45,15 +47,15 @@ CHUNK = 256
 MAX_GZIP_MEMBERS = 8
 
 _MSGPACK_TYPES = {MSGPACK, "application/x-msgpack", "application/vnd.msgpack"}
-#: msgspec raises UnicodeDecodeError, not DecodeError, for a MessagePack string
-#: that is not UTF-8, and RecursionError for nesting deeper than about 1,000 levels.
-UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+#: First bytes of MessagePack maps that are not a fixmap (0x80-0x8f).
+_FIXMAPS = bytes(range(0x80, 0x90))
 isfinite = math.isfinite
 
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 _Finite = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
-#: NULL as the default of a field typed ``str | None``: msgspec never checks defaults.
+#: NULL as the default of every optional field (msgspec never checks defaults): it
+#: binds as SQL NULL, and tells an absent key from an explicit null (see _absent).
 _ABSENT: Any = NULL
 
 
@@ -69,20 +71,22 @@ class _Valid(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     ts: _Finite
     input: str
     output: str
-    prompt_id: str | None = None
+    prompt_id: str | None = _ABSENT
     prompt_name: str | None = _ABSENT
     version: str | None = _ABSENT
     branch_name: str | None = _ABSENT
     model: str | None = _ABSENT
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = _ABSENT
     duration_ms: _Finite | None = _ABSENT
     experiment_id: str | None = _ABSENT
     experiment_version_id: str | None = _ABSENT
-    sticky_key: str | None = None
-    sticky_value: str | None = None
+    sticky_key: str | None = _ABSENT
+    sticky_value: str | None = _ABSENT
 
 
 _valid = msgspec.msgpack.Decoder(list[_Valid]).decode
+#: _Valid's required fields come first: id, ts, input, output.
+_REQUIRED = 4
 _fields = msgspec.structs.astuple
 #: Where a Row's columns but the blob sit among a _Valid's fields.
 _FIELDS = tuple(map(_Valid.__struct_fields__.index, (
@@ -234,20 +238,24 @@ def decode(body: bytes, kind: str) -> Decoded:
     # A MessagePack element is stored as it came; a JSON one is re-encoded.
     blobs = raws if kind == MSGPACK else None
     if blobs is not None:
-        try:
-            return _valid_batch(body, raws)
-        except UNDECODABLE:
-            pass
+        with contextlib.suppress(*UNDECODABLE):
+            fast = _valid_batch(body, raws)
+            if fast is not None:
+                return fast
+    records: list[Record] | list[Record | Rejected]
     try:
-        return to_rows(codec.all(body), blobs)
+        records = codec.all(body)
     except UNDECODABLE:
-        pass
-    records = [_decode_one(codec, raw, index) for index, raw in enumerate(raws)]
-    return to_rows(records, blobs)
+        records = [_decode_one(codec, raw, index) for index, raw in enumerate(raws)]
+    return to_rows(_unrepeated(records, raws, kind), blobs)
 
 
-def _valid_batch(body: bytes, raws: list[msgspec.Raw]) -> Decoded:
-    """Columns of a MessagePack batch in which every record is good; raises otherwise."""
+def _valid_batch(body: bytes, raws: list[msgspec.Raw]) -> Decoded | None:
+    """Columns of a MessagePack batch in which every record is good.
+
+    Raises, or returns None when a record map may repeat a key, for the
+    record-by-record path to find which.
+    """
     sizes = list(map(len, raws))
     ends = list(accumulate(sizes, initial=len(body) - sum(sizes)))
     view = memoryview(body)
@@ -257,12 +265,44 @@ def _valid_batch(body: bytes, raws: list[msgspec.Raw]) -> Decoded:
         records = _valid(msgpack_array_header(last - first) + view[ends[first] : ends[last]])
         # Strided slices copy each column in C: no Python frame and no row tuple per record.
         fields = list(chain.from_iterable(map(_fields, records)))
+        if _entries(body, ends[first:last]) != len(fields) - _absent(fields):
+            return None
         width = len(_Valid.__struct_fields__)
         for column, at in enumerate(_FIELDS):
             values[first * COLUMNS + column : last * COLUMNS : COLUMNS] = fields[at::width]
         blobs = map(bytearray, raws[first:last])
         values[(first + 1) * COLUMNS - 1 : last * COLUMNS : COLUMNS] = blobs
     return Decoded(values, range(len(raws)))
+
+
+def _entries(body: bytes, starts: list[int]) -> int:
+    """How many entries the record maps starting at ``starts`` hold; -1 past fixmaps."""
+    heads = bytes(map(body.__getitem__, starts))
+    return sum(heads) - 0x80 * len(heads) if not heads.translate(None, _FIXMAPS) else -1
+
+
+def _absent(fields: list[Any]) -> int:
+    """How many of the decoded fields were absent from their maps (they hold _ABSENT).
+
+    With every key a field (forbid_unknown_fields), a map without a repeated key
+    has exactly as many entries as fields present: a repeat makes the counts
+    differ, and the batch takes the record-by-record path, which finds it.
+    Counted column by column, optional ones only: 4x faster than one count.
+    """
+    width = len(_Valid.__struct_fields__)
+    return sum(fields[at::width].count(_ABSENT) for at in range(_REQUIRED, width))
+
+
+def _unrepeated(
+    records: Sequence[Record | Rejected], raws: Sequence[msgspec.Raw], kind: str
+) -> list[Record | Rejected]:
+    """``records``, with each one whose map repeats a key replaced by its rejection."""
+    out: list[Record | Rejected] = list(records)
+    for index, raw in enumerate(raws):
+        key = None if isinstance(out[index], Rejected) else repeated_key(raw, kind)
+        if key is not None:
+            out[index] = Rejected(index, f"key {key!r} appears more than once in the record")
+    return out
 
 
 def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Record | Rejected:

@@ -1,4 +1,4 @@
-"""Prompt fetch, server-side routing and the prompt endpoints the 1.0.1 CLI uses.
+"""The 1.0.1 endpoints: one usage record, prompt fetch, server-side routing, the CLI's.
 
 These keep banyan-sdk 1.0.1 working (see PROTOCOL-NOTES.md); the prompt fetch
 also serves 2.x clients, which read its ``experiment`` field and route locally.
@@ -7,19 +7,89 @@ also serves 2.x clients, which read its ``experiment`` field and route locally.
 from __future__ import annotations
 
 import sqlite3
+import time
+import uuid
 from typing import Any
 
 import msgspec
+import orjson
 
 from banyan import _routing
-from banyan._wire import API_KEY_HEADER
-from banyan.server import _auth, _experiments, _prompts
+from banyan._record import Record
+from banyan._wire import API_KEY_HEADER, JSON, MAX_BATCH_BYTES
+from banyan.server import _auth, _experiments, _idempotency, _ingest, _logs, _prompts
 from banyan.server._http import HTTPError, Request, Response, check_name, field_of, json_response
+from banyan.server._repeats import UNDECODABLE, repeated_key
 
 
 def _check_project(req: Request, body: dict[str, Any]) -> None:
     assert req.principal is not None
     _auth.check_project(req.principal, field_of(body, "project_id", str, None))
+
+
+class LegacyUsage(msgspec.Struct):
+    """The body 1.0.1 sends to /api/logs/prompt-usage (unknown fields ignored)."""
+
+    input: str = ""
+    output: str = ""
+    metadata: dict[str, Any] | None = None
+    prompt_id: str | None = None
+    prompt_name: str | None = None
+    version: str | None = None
+    branch_name: str | None = None
+    model: str | None = None
+    duration_ms: float | None = None
+    experiment_id: str | None = None
+    experiment_version_id: str | None = None
+    sticky_key: str | None = None
+    sticky_value: str | None = None
+    id: str | None = None
+    ts: float | None = None
+    project_id: str | None = None
+
+
+_usage_decoder = msgspec.json.Decoder(LegacyUsage)
+
+
+def _usage_batch(req: Request, raw: bytes) -> tuple[str, _ingest.Decoded]:
+    """The record of a usage body, given an id and a time if it has none; 400/403."""
+    try:
+        usage = _usage_decoder.decode(raw)
+    except UNDECODABLE as exc:
+        raise HTTPError(400, f"invalid usage record: {exc}") from None
+    key = repeated_key(raw, JSON)
+    if key is not None:
+        raise HTTPError(400, f"invalid usage record: key {key!r} appears more than once")
+    assert req.principal is not None
+    _auth.check_project(req.principal, usage.project_id)
+    fields = msgspec.structs.asdict(usage)
+    del fields["project_id"]
+    fields["id"] = usage.id or f"v1-{uuid.uuid4().hex}"
+    fields["ts"] = time.time() if usage.ts is None else usage.ts
+    batch = _ingest.to_rows([Record(**fields)])
+    if batch.rejected:
+        raise HTTPError(400, f"invalid usage record: {batch.rejected[0].error}")
+    return fields["id"], batch
+
+
+async def log_single(req: Request) -> Response:
+    """POST /api/logs/prompt-usage: one JSON record; a repeated Idempotency-Key is replayed."""
+    raw = await req.body(MAX_BATCH_BYTES)
+    rid, batch = _usage_batch(req, raw)
+    key, project_id = _idempotency.key_of(req), req.project_id
+
+    def write(conn: sqlite3.Connection) -> _idempotency.Answer:
+        answer = key and _idempotency.replay(conn, project_id, key, raw)
+        if answer:
+            return answer
+        inserted = _logs.store(conn, project_id, batch, 1)
+        answer = 201, orjson.dumps({"success": True, "id": rid, "duplicate": not inserted})
+        if key:
+            _idempotency.remember(conn, project_id, key, raw, answer)
+        return answer
+
+    status, body = await req.state.db.write(write)
+    return Response(status, body)
 
 
 def prompt_json(req: Request, prompt: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:

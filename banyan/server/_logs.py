@@ -1,16 +1,13 @@
-"""Storing usage logs: batch ingest, the 1.0.1 single-record endpoint, ids, summary."""
+"""Storing usage logs: batch ingest, ids, summary (and ``store`` for the 1.0.1 endpoint)."""
 
 from __future__ import annotations
 
 import math
 import sqlite3
-import time
-import uuid
 from typing import Any
 
 import msgspec
 
-from banyan._record import Record
 from banyan._wire import BATCH_ID_HEADER, MAX_BATCH_BYTES, BatchResult, Rejected
 from banyan.server import _ingest
 from banyan.server._http import HTTPError, Request, Response, json_response
@@ -85,62 +82,16 @@ def _store_one_by_one(conn: sqlite3.Connection, project_id: str, batch: _ingest.
 async def ingest_batch(req: Request) -> Response:
     """POST /api/v2/logs/batch: store an array of records, reject bad ones by index."""
     kind = _ingest.media_type(req.headers.get("content-type", ""))
-    state = req.state
-    if state.inflight >= state.max_inflight:
-        raise HTTPError(503, "server busy: too many batches in flight", {"Retry-After": "1"})
-    state.inflight += 1
-    try:
+    with req.state.inflight.slot(req.project_id):
         body = await req.body(MAX_BATCH_BYTES)
         body = _ingest.decompress(body, req.headers.get("content-encoding", ""))
         batch = _ingest.decode(body, kind)
-        inserted = await state.db.write(store, req.project_id, batch, 0)
-    finally:
-        state.inflight -= 1
+        inserted = await req.state.db.write(store, req.project_id, batch, 0)
     result = BatchResult(inserted, batch.count - inserted, batch.rejected)
     headers = {}
     if BATCH_ID_HEADER.lower() in req.headers:
         headers[BATCH_ID_HEADER] = req.headers[BATCH_ID_HEADER.lower()][:200]
     return Response(200, msgspec.json.encode(result), headers)
-
-
-class LegacyUsage(msgspec.Struct):
-    """The body 1.0.1 sends to /api/logs/prompt-usage (unknown fields ignored)."""
-
-    input: str = ""
-    output: str = ""
-    metadata: dict[str, Any] | None = None
-    prompt_id: str | None = None
-    prompt_name: str | None = None
-    version: str | None = None
-    branch_name: str | None = None
-    model: str | None = None
-    duration_ms: float | None = None
-    experiment_id: str | None = None
-    experiment_version_id: str | None = None
-    sticky_key: str | None = None
-    sticky_value: str | None = None
-    id: str | None = None
-    ts: float | None = None
-
-
-_legacy_decoder = msgspec.json.Decoder(LegacyUsage)
-
-
-async def log_single(req: Request) -> Response:
-    """POST /api/logs/prompt-usage: one JSON record (1.0.1), given an id if it has none."""
-    raw = await req.body(MAX_BATCH_BYTES)
-    try:
-        usage = _legacy_decoder.decode(raw)
-    except _ingest.UNDECODABLE as exc:
-        raise HTTPError(400, f"invalid usage record: {exc}") from None
-    fields = msgspec.structs.asdict(usage)
-    fields["id"] = usage.id or f"v1-{uuid.uuid4().hex}"
-    fields["ts"] = time.time() if usage.ts is None else usage.ts
-    batch = _ingest.to_rows([Record(**fields)])
-    if batch.rejected:
-        raise HTTPError(400, f"invalid usage record: {batch.rejected[0].error}")
-    inserted = await req.state.db.write(store, req.project_id, batch, 1)
-    return json_response({"success": True, "id": fields["id"], "duplicate": not inserted}, 201)
 
 
 def _ids(conn: sqlite3.Connection, project_id: str) -> list[str]:

@@ -9,16 +9,41 @@ from pathlib import Path
 
 from banyan.server import _auth, _db
 from banyan.server._app import DB_ENV, LOG_LEVEL_ENV
+from banyan.server._limits import Limits
 
 #: HTTP/2 frames up to 1 MiB: a 10,000-record batch then takes ~12 frames, not ~700.
 MAX_FRAME_SIZE = 1024 * 1024
 #: Flow-control windows of 16 MiB: with granian's 1 MiB default, several
 #: clients uploading 4 MiB batches at once stalled until their read timeout.
 WINDOW_SIZE = 16 * 1024 * 1024
+#: Where `banyan serve` looks for the bootstrap key when no option gives it. Not
+#: the client's BANYAN_API_KEY: a client key in the environment must not become
+#: a local server's admin key unasked.
+API_KEY_ENV = "BANYAN_SERVE_API_KEY"
+
+
+def read_api_key(value: str | None, file: Path | None) -> str | None:
+    """The bootstrap key: ``--api-key``, else ``--api-key-file``, else $BANYAN_SERVE_API_KEY.
+
+    A file or the environment keep the key out of ``ps``. ValueError when both
+    options are given or the key is not of the form psk_...; OSError when the
+    file cannot be read.
+    """
+    if value is not None and file is not None:
+        raise ValueError("give --api-key or --api-key-file, not both")
+    key = file.read_text().strip() if file else value
+    if key is None:
+        key = os.environ.get(API_KEY_ENV)
+    if key is not None and not _auth.is_key_text(key):
+        raise ValueError("the API key must start with psk_ and be 8 to 256 characters long")
+    return key
 
 
 def bootstrap(db: Path, api_key: str | None) -> None:
-    """Create the schema and the default project and key; print what a user needs."""
+    """Create the schema and the default project and key; print what a user needs.
+
+    A key the user gave is printed by its prefix only: output ends up in logs.
+    """
     with contextlib.closing(_db.connect(db)) as conn:
         _db.create_schema(conn)
         project_id, key, created = _auth.bootstrap(conn, api_key)
@@ -28,7 +53,8 @@ def bootstrap(db: Path, api_key: str | None) -> None:
         return
     state = "created" if created else "already present"
     print(f"banyan: project {_auth.DEFAULT_PROJECT!r} id {project_id}", flush=True)
-    print(f"banyan: API key ({state}): {key}", flush=True)
+    shown = key if api_key is None else f"{key[:8]}..."
+    print(f"banyan: API key ({state}): {shown}", flush=True)
 
 
 def _check_free(host: str, port: int) -> None:
@@ -58,12 +84,14 @@ def serve(
     workers: int = 1,
     log_level: str = "warning",
     shutdown_timeout: int = 5,
+    limits: Limits | None = None,
 ) -> None:
     """Run the reference server until SIGTERM or Ctrl-C.
 
     On a signal, open connections get ``shutdown_timeout`` seconds; granian
     then ends the worker even if idle keep-alive clients hold it open. Every
     acknowledged batch is committed already, so nothing answered is lost.
+    ``limits`` bounds what each worker admits (see ``_limits``).
     """
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
@@ -76,6 +104,7 @@ def serve(
     # Workers are separate processes that build the app from the environment.
     os.environ[DB_ENV] = str(db)
     os.environ[LOG_LEVEL_ENV] = log_level
+    os.environ.update((limits or Limits.from_environ()).environ())
     scheme = "https" if tls_cert else "http"
     print(f"banyan: serving on {scheme}://{host}:{port} (HTTP/1.1 and HTTP/2)", flush=True)
     Granian(

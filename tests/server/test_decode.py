@@ -147,3 +147,65 @@ def test_record_nested_too_deeply_to_encode_is_rejected_by_index() -> None:
     decoded = _ingest.to_rows([record("ok"), record("deep", metadata=deep)])
     assert [r.index for r in decoded.rejected] == [1]
     assert decoded.count == 1
+
+
+def _repeating(key: str, value: Any, rid: str = "dup") -> bytes:
+    """A record map whose ``key`` appears twice, the second time with ``value``."""
+    first = msgspec.msgpack.encode(msgspec.to_builtins(record(rid, model="first")))
+    assert 0x80 <= first[0] < 0x8F
+    return bytes([first[0] + 1]) + first[1:] + msgspec.msgpack.encode([key, value])[1:]
+
+
+def _batch(items: list[bytes]) -> bytes:
+    return msgpack_array_header(len(items)) + b"".join(items)
+
+
+@pytest.mark.parametrize("at", [0, 150, 299])
+@pytest.mark.parametrize(("key", "value"), [("id", "other"), ("input", "again"), ("model", "m")])
+@pytest.mark.parametrize("odd", [False, True])
+def test_repeated_key_rejects_its_record_by_index(key: str, value: Any, at: int, odd: bool) -> None:
+    """A record map with a key twice is rejected by index (fast and slow path), not stored."""
+    items = [msgspec.msgpack.encode(record(f"g-{i}")) for i in range(300)]
+    items[at] = _repeating(key, value)
+    if odd:  # a record the fast path refuses: the whole batch takes the slow one
+        items[(at + 1) % 300] = msgspec.msgpack.encode({"id": "x"})
+    decoded = _ingest.decode(_batch(items), MSGPACK)
+    repeated = [r for r in decoded.rejected if r.index == at]
+    assert len(repeated) == 1
+    assert key in repeated[0].error
+    assert at not in decoded.indexes
+    assert "dup" not in decoded.values
+    assert "other" not in decoded.values
+
+
+def test_repeated_key_in_a_wide_map_is_rejected() -> None:
+    """A map of 16 entries (map 16 header) that repeats a key is rejected too."""
+    fields = msgspec.to_builtins(record("wide", model="m", version="1", branch_name="b"))
+    pairs = b"".join(msgspec.msgpack.encode([k, v])[1:] for k, v in fields.items())
+    pairs += msgspec.msgpack.encode(["id", "x"])[1:] * (16 - len(fields))
+    decoded = _ingest.decode(_batch([b"\xde\x00\x10" + pairs]), MSGPACK)
+    assert [r.index for r in decoded.rejected] == [0]
+
+
+def test_repeated_key_in_json_is_rejected_by_index() -> None:
+    """A JSON record object with a key twice is rejected by index; its neighbours are stored."""
+    good = '{"id": "a", "ts": 1, "input": "", "output": ""}'
+    bad = '{"id": "b", "ts": 1, "input": "", "output": "", "id": "c", "metadata": {"k": 1}}'
+    decoded = _ingest.decode(f"[{good}, {bad}, {good.replace('a', 'd')}]".encode(), JSON)
+    assert [r.index for r in decoded.rejected] == [1]
+    assert "'id'" in decoded.rejected[0].error
+    assert list(decoded.indexes) == [0, 2]
+
+
+def test_repeated_key_in_nested_metadata_is_kept() -> None:
+    """Only the record's own keys count: metadata is stored as sent, repeats and all."""
+    payload = b'[{"id": "n", "ts": 1, "input": "", "output": "", "metadata": {"k": 1, "k": 2}}]'
+    assert list(_ingest.decode(payload, JSON).indexes) == [0]
+
+
+def test_batches_without_repeated_keys_keep_the_fast_path() -> None:
+    """The repeat check sends no good batch (explicit nulls included) down the slow path."""
+    items = [record(f"f-{i}", model="m", metadata={"k": i}) for i in range(300)]
+    nulls = [{**msgspec.to_builtins(record(f"n-{i}")), "model": None} for i in range(300)]
+    for payload in (body(items), body(nulls)):
+        assert _ingest._valid_batch(payload, _raws(payload)) is not None

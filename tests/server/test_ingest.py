@@ -22,6 +22,7 @@ from banyan._wire import (
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
     MSGPACK,
+    msgpack_array_header,
 )
 from banyan.server._ingest import MAX_GZIP_MEMBERS
 
@@ -357,3 +358,29 @@ def test_overload_answers_503_with_retry_after(
     finally:
         release.set()
         srv.stop()
+
+
+def test_record_repeating_its_id_key_is_rejected_not_stored(shared_server: Server) -> None:
+    """A batch record whose map holds "id" twice is rejected by index; neither id is stored."""
+    first, second = unique("first"), unique("second")
+    fields = msgspec.to_builtins(record(first))
+    repeated = bytes([0x80 + len(fields) + 1]) + msgspec.msgpack.encode(fields)[1:]
+    repeated += msgspec.msgpack.encode(["id", second])[1:]
+    good = msgspec.msgpack.encode(record(unique("good")))
+    response = post_batch(shared_server, msgpack_array_header(2) + repeated + good)
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 1
+    assert [r["index"] for r in response.json()["rejected"]] == [0]
+    stored = shared_server.stored_ids()
+    assert first not in stored
+    assert second not in stored
+
+
+def test_101_usage_repeating_a_key_is_400(shared_server: Server) -> None:
+    """POST /api/logs/prompt-usage whose object holds a key twice: 400, nothing stored."""
+    rid = unique("usage")
+    content = f'{{"input": "i", "output": "o", "id": "{rid}", "id": "{rid}-2"}}'.encode()
+    response = call(shared_server, "POST", "/api/logs/prompt-usage", content=content)
+    assert response.status_code == 400
+    assert "'id'" in response.json()["error"]
+    assert rid not in shared_server.stored_ids()

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+import pytest
 from serverproc import Server
+
+from banyan._wire import SINGLE_LOG_PATH
+from banyan.server import _auth
+from banyan.server._http import HTTPError
 
 from .helpers import body, call, create_prompt, post_batch, record, unique
 
@@ -127,3 +133,50 @@ def _snapshot(server: Server, name: str, exp_id: str) -> tuple[Any, Any]:
     experiment = call(server, "GET", f"/api/v2/experiments/{exp_id}")
     assert (prompt.status_code, experiment.status_code) == (200, 200)
     return prompt.json(), experiment.json()
+
+
+def test_project_name_shaped_like_an_id_is_refused(shared_server: Server) -> None:
+    """A project may not be named prj_...: a name can never pass for another project's id."""
+    b_id = call(shared_server, "POST", "/api/v2/projects", json={"name": unique("target")})
+    for name in (b_id.json()["project"]["id"], "prj_anything", "PRJ_upper"):
+        refused = call(shared_server, "POST", "/api/v2/projects", json={"name": name})
+        assert refused.status_code == 400, refused.text
+
+
+def test_id_shaped_project_header_matches_the_id_only() -> None:
+    """X-Project-Id of the id shape is compared with the id, even against an older id-like name."""
+    principal = _auth.Principal("prj_aaaa", "prj_bbbb", admin=True)
+    _auth.check_project(principal, "prj_aaaa")
+    with pytest.raises(HTTPError) as refused:
+        _auth.check_project(principal, "prj_bbbb")
+    assert refused.value.status == 403
+
+
+@pytest.mark.parametrize("http2", [False, True])
+@pytest.mark.parametrize("header", ["X-API-Key", "X-Project-Id"])
+def test_repeated_auth_header_is_400(
+    shared_server: Server, project_b: str, header: str, http2: bool
+) -> None:
+    """Two X-API-Key or two X-Project-Id headers: 400, whichever of them would pass."""
+    own = call(shared_server, "GET", "/api/auth/validate").json()["project_id"]
+    values = {"X-API-Key": [project_b, shared_server.api_key], "X-Project-Id": ["prj_other", own]}
+    headers = [("X-API-Key", shared_server.api_key)] if header != "X-API-Key" else []
+    headers += [(header, value) for value in values[header]]
+    with httpx.Client(base_url=shared_server.base_url, http2=http2, timeout=30) as client:
+        response = client.get("/api/auth/validate", headers=headers)
+    assert response.status_code == 400, response.text
+    assert header.lower() in response.json()["error"].lower()
+
+
+def test_101_usage_naming_another_project_is_403(shared_server: Server, project_b: str) -> None:
+    """POST /api/logs/prompt-usage with a body project_id of another project: 403, not stored."""
+    b_id = call(shared_server, "GET", "/api/auth/validate", project_b).json()["project_id"]
+    own = call(shared_server, "GET", "/api/auth/validate").json()["project_id"]
+    usage = {"input": "i", "output": "o"}
+    refused = call(shared_server, "POST", SINGLE_LOG_PATH, json={**usage, "project_id": b_id})
+    assert refused.status_code == 403
+    stored = call(shared_server, "POST", SINGLE_LOG_PATH, json={**usage, "project_id": own})
+    assert stored.status_code == 201
+    ids = shared_server.stored_ids()
+    assert stored.json()["id"] in ids
+    assert call(shared_server, "GET", "/api/v2/logs/ids", project_b).json()["ids"] == []

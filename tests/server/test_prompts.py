@@ -67,6 +67,17 @@ def test_odd_prompt_names_are_400(shared_server: Server, name: str) -> None:
     assert created.status_code == 400
 
 
+@pytest.mark.parametrize("name", [".", "..", "a/b"])
+def test_dot_segment_names_are_refused_at_creation(shared_server: Server, name: str) -> None:
+    """Names a URL path cannot carry (".", "..", "/") are 400 on v2 and 1.0.1 creation alike."""
+    for path in ("/api/v2/prompts", "/api/logs/cli/prompts"):
+        created = call(shared_server, "POST", path, json={"name": name, "content": "c"})
+        assert created.status_code == 400, (path, created.text)
+        assert "prompt name" in created.json()["error"]
+    listed = call(shared_server, "GET", "/api/v2/prompts").json()["prompts"]
+    assert name not in [p["name"] for p in listed]
+
+
 def test_versions_are_numbered_per_branch_and_labels_unique(shared_server: Server) -> None:
     """Pushes number versions per branch; an explicit taken label is 409."""
     name = unique("versions")
