@@ -69,8 +69,12 @@ class Signer:
         """A link that opens one experiment's page for ``LINK_TTL`` seconds from ``now``."""
         _check_ids(project_id, experiment_id)
         expires = str(int(now) + LINK_TTL)
-        query = {"project": project_id, "experiment": experiment_id, "expires": expires,
-                 "sig": self._mac("link", project_id, experiment_id, expires)}  # fmt: skip
+        query = {
+            "project": project_id,
+            "experiment": experiment_id,
+            "expires": expires,
+            "sig": self._mac("link", project_id, experiment_id, expires),
+        }
         return f"{base_url.rstrip('/')}{OPEN_PATH}?{urlencode(query)}"
 
     def verify_link(self, query: dict[str, str], now: float) -> tuple[str, str] | None:
@@ -107,8 +111,9 @@ class Signer:
         """The token a form of this session carries in its ``csrf`` field."""
         return self._mac("csrf", session.project_id, session.nonce)
 
-    def check_post(self, session: Session, form: dict[str, str], origin: str | None,
-                   own_origin: str) -> bool:  # fmt: skip
+    def check_post(
+        self, session: Session, form: dict[str, str], origin: str | None, own_origin: str
+    ) -> bool:
         """Whether a POST is this session's own: its CSRF token and its Origin header match."""
         if origin is None or not _same(origin, own_origin):
             return False
@@ -117,8 +122,13 @@ class Signer:
 
 def session_cookie(value: str, project_id: str, *, secure: bool) -> str:
     """The ``Set-Cookie`` header value that stores a session for its project's pages."""
-    attrs = [f"{COOKIE}={value}", f"Path={project_path(project_id)}", f"Max-Age={SESSION_TTL}",
-             "HttpOnly", "SameSite=Strict"]  # fmt: skip
+    attrs = [
+        f"{COOKIE}={value}",
+        f"Path={project_path(project_id)}",
+        f"Max-Age={SESSION_TTL}",
+        "HttpOnly",
+        "SameSite=Strict",
+    ]
     return "; ".join([*attrs, "Secure"] if secure else attrs)
 
 
