@@ -36,9 +36,15 @@ def test_a_link_opens_its_project_and_experiment_until_it_expires() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("project", "prj_b"), ("experiment", "exp_2"), ("expires", str(int(NOW) + 60)),
-     ("sig", "0" * 64), ("sig", ""), ("sig", "\u00e9")],
-)  # fmt: skip
+    [
+        ("project", "prj_b"),
+        ("experiment", "exp_2"),
+        ("expires", str(int(NOW) + 60)),
+        ("sig", "0" * 64),
+        ("sig", ""),
+        ("sig", "\u00e9"),
+    ],
+)
 def test_a_link_with_any_field_changed_is_rejected(field: str, value: str) -> None:
     """Changing the project, experiment, expiry or signature of a link invalidates it."""
     query = _query(SIGNER.link(ORIGIN, "prj_a", "exp_1", NOW))
