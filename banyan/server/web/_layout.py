@@ -87,16 +87,17 @@ HEADERS = {
 }
 
 
-def page(title: str, crumbs: Markup, *body: Markup) -> bytes:
-    """A whole HTML document, encoded."""
-    head = h(
+def page(title: str, crumbs: Markup, *body: Markup, head: Markup | None = None) -> bytes:
+    """A whole HTML document, encoded; ``head`` goes at the end of its head."""
+    head_element = h(
         "head",
         None,
         h("meta", {"charset": "utf-8"}),
         h("meta", {"name": "viewport", "content": "width=device-width, initial-scale=1"}),
         h("title", None, title),
         h("style", None, Markup(CSS)),
+        head,
     )
     top = h("header", {"class": "top"}, h("b", None, "banyan"), " \u00b7 ", crumbs)
-    document = h("html", {"lang": "en"}, head, h("body", None, top, h("main", None, *body)))
+    document = h("html", {"lang": "en"}, head_element, h("body", None, top, h("main", None, *body)))
     return ("<!doctype html>\n" + document).encode()

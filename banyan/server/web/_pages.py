@@ -53,6 +53,14 @@ def _error_page(status: int, title: str, text: str) -> Response:
     return html_response(body, status)
 
 
+def _forward(location: str) -> bytes:
+    # Not a 303: a SameSite=Strict cookie is withheld on every redirect of a navigation that
+    # another site started (a link clicked in a chat), but sent on this page's own refresh.
+    refresh = h("meta", {"http_equiv": "refresh", "content": f"0; url={location}"})
+    link = h("p", None, h("a", {"href": location}, "Open the results"))
+    return page("Opening the results", h("span", None, "opening"), link, head=refresh)
+
+
 def _origin(req: Request) -> str:
     return f"{req.scope.get('scheme', 'http')}://{req.headers.get('host', '')}"
 
@@ -87,15 +95,16 @@ class Pages:
         return None if value is None else self.signer.verify_session(value, project, self.clock())
 
     async def open(self, req: Request) -> Response:
-        """GET /ui/open?...: a valid signed link starts a session and redirects to its page."""
+        """GET /ui/open?...: a valid signed link starts a session and forwards to its page."""
         found = self.signer.verify_link(req.query, self.clock())
         if found is None:
             return _error_page(401, "Link expired", " ".join(_EXPIRED))
         project, experiment = found
         value = self.signer.new_session(project, self.clock())
         cookie = session_cookie(value, project, secure=req.scope.get("scheme") == "https")
-        location = experiment_path(project, experiment)
-        return html_response(b"", 303, {"location": location, "set-cookie": cookie})
+        return html_response(
+            _forward(experiment_path(project, experiment)), 200, {"set-cookie": cookie}
+        )
 
     async def list_experiments(self, req: Request) -> Response:
         """GET /ui/projects/{project}/experiments: the project's experiments."""

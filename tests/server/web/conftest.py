@@ -16,15 +16,22 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from banyan.server.web._session import OPEN_PATH
 from banyan.server.web.screenshot import CHROMIUM, Preview, browser, start_preview
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Route
+    from playwright.sync_api import BrowserContext, ConsoleMessage, Dialog, Error, Page, Route
 
 
 def _require_browser() -> None:
-    missing = [what for what, ok in [(CHROMIUM, Path(CHROMIUM).exists()),
-               ("playwright", importlib.util.find_spec("playwright") is not None)] if not ok]
+    missing = [
+        what
+        for what, ok in [
+            (CHROMIUM, Path(CHROMIUM).exists()),
+            ("playwright", importlib.util.find_spec("playwright") is not None),
+        ]
+        if not ok
+    ]
     if not missing:
         return
     message = f"the browser test needs {' and '.join(missing)} (apt-get install chromium)"
@@ -63,6 +70,13 @@ class Traffic:
         if message.type == "error":
             self.errors.append(message.text)
 
+    def page_error(self, error: Error) -> None:
+        self.errors.append(str(error))
+
+    def dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
 
 @pytest.fixture(scope="module")
 def context(preview: Preview, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
@@ -90,9 +104,12 @@ def visit(context: BrowserContext, traffic: Traffic) -> Iterator[Callable[[str],
     def open_url(url: str) -> Page:
         page = context.new_page()
         page.on("console", traffic.console)
-        page.on("pageerror", lambda exc: traffic.errors.append(str(exc)))
-        page.on("dialog", lambda d: (traffic.dialogs.append(d.message), d.dismiss()))
-        page.goto(url)
+        page.on("pageerror", traffic.page_error)
+        page.on("dialog", traffic.dialog)
+        response = page.goto(url)
+        # A valid link answers with a page that forwards to the results at once.
+        if OPEN_PATH in url and response is not None and response.ok:
+            page.wait_for_url(lambda u: OPEN_PATH not in u)
         pages.append(page)
         return page
 

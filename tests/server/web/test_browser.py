@@ -40,7 +40,7 @@ def _matches(text: str, value: float) -> bool:
     scale = 100 if text.endswith(("%", "pp")) else 1
     number = text.removesuffix("%").removesuffix("pp").removesuffix("ms").strip()
     decimals = len(number.partition(".")[2])
-    return abs(float(number) / scale - value) <= 0.5 * 10**-decimals / scale + 1e-12
+    return abs(float(number) / scale - value) <= 0.5 * 10.0**-decimals / scale + 1e-12
 
 
 def _cell(row: Locator, cls: str, expected: float | None) -> None:
@@ -148,7 +148,17 @@ def test_a_cookie_of_project_a_cannot_open_project_b(
     page = visit(b_page)
     assert page.locator("h1").inner_text() == "Session expired"
     (cookie,) = context.cookies()
-    context.add_cookies([{**cookie, "path": "/ui/projects/prj_other"}])  # type: ignore[list-item]
+    path = "/ui/projects/prj_other"
+    context.add_cookies(
+        [
+            {
+                "name": cookie["name"],
+                "value": cookie["value"],
+                "domain": cookie["domain"],
+                "path": path,
+            }
+        ]
+    )
     assert page.goto(b_page).status == 401  # type: ignore[union-attr]
     a_experiment_under_b = f"{preview.base_url}/ui/projects/prj_other/experiments/exp_lift"
     assert page.goto(a_experiment_under_b).status == 401  # type: ignore[union-attr]
@@ -163,3 +173,15 @@ def test_a_tampered_link_is_refused_and_sets_no_cookie(
     page = visit(link._replace(query=urlencode(query)).geturl())
     assert page.locator("h1").inner_text() == "Link expired"
     assert context.cookies() == []
+
+
+def test_a_link_clicked_on_another_site_opens_the_page(
+    preview: Preview, visit: Visit, traffic: Traffic
+) -> None:
+    """The SameSite=Strict session reaches the page when the link is clicked from elsewhere."""
+    page = visit("about:blank")
+    page.set_content(f'<a id="go" href="{preview.link("prj_demo", "exp_lift")}">results</a>')
+    page.click("#go")
+    page.wait_for_url("**/experiments/exp_lift")
+    assert page.locator("h1").inner_text() == "friendly vs concise"
+    assert traffic.errors == []
