@@ -14,8 +14,8 @@ from banyan.server.web._markup import Markup, h, join
 
 #: One colour per variant, in configuration order (the control first).
 PALETTE = ("#64748b", "#2563eb", "#ea580c", "#059669", "#9333ea", "#db2777", "#ca8a04")
-WIDTH = 720
-_LEFT, _RIGHT, _ROW, _TOP = 150, 110, 36, 34
+WIDTH = 900
+_LEFT, _RIGHT, _ROW, _TOP = 170, 120, 36, 34
 
 
 def colour(index: int) -> str:

@@ -56,6 +56,12 @@ def p_value(p: float | None) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_text(p: float | None) -> str:
+    """A p-value in a sentence: ``p = 0.002`` or ``p < 0.001``."""
+    shown = p_value(p)
+    return f"p {shown}" if shown.startswith("<") else f"p = {shown}"
+
+
 def weight(bp: int) -> str:
     """A configured weight in basis points, as a percentage."""
     return f"{bp / 100:g} %"

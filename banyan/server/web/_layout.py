@@ -22,17 +22,20 @@ body { margin: 0; background: #f8fafc; color: var(--ink);
 header.top { background: #0f172a; color: #e2e8f0; padding: 10px 32px; font-size: 14px; }
 header.top a { color: #e2e8f0; text-decoration: none; }
 header.top b { color: #fff; letter-spacing: .02em; }
-main { max-width: 1040px; margin: 0 auto; padding: 24px 32px 48px; }
+main { max-width: 1180px; margin: 0 auto; padding: 24px 32px 48px; }
 h1 { font-size: 26px; margin: 4px 0 2px; }
 h2 { font-size: 18px; margin: 0 0 12px; }
 h3 { font-size: 15px; margin: 0 0 8px; }
 .sub { color: var(--muted); margin: 0 0 18px; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 10px;
   padding: 18px 22px; margin: 0 0 18px; }
-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { text-align: right; padding: 6px 10px; border-bottom: 1px solid var(--line);
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; font-size: 14px;
+  font-variant-numeric: tabular-nums; }
+th, td { text-align: right; padding: 6px 8px; border-bottom: 1px solid var(--line);
   white-space: nowrap; }
-th:first-child, td:first-child { text-align: left; white-space: normal; }
+th:first-child, td:first-child { text-align: left; }
+td.ctlnote { text-align: center; color: var(--muted); font-style: italic; }
 th { color: var(--muted); font-weight: 600; font-size: 13px; }
 tr:last-child td { border-bottom: 0; }
 .badge { display: inline-block; padding: 1px 9px; border-radius: 999px; font-size: 13px;
@@ -40,8 +43,7 @@ tr:last-child td { border-bottom: 0; }
 .badge.running { background: #dbeafe; color: #1d4ed8; }
 .badge.sig { background: var(--good-bg); color: var(--good); }
 .badge.ctl { background: #f1f5f9; color: var(--muted); }
-.swatch { display: inline-block; width: 10px; height: 10px; border-radius: 3px;
-  margin-right: 8px; }
+.swatch { display: inline-block; width: 10px; height: 10px; margin-right: 8px; }
 .alert { border-radius: 10px; padding: 14px 18px; margin: 0 0 18px; border: 1px solid; }
 .alert.bad { background: var(--bad-bg); border-color: #fecaca; color: var(--bad); }
 .alert.good { background: var(--good-bg); border-color: #a7f3d0; color: var(--good); }
@@ -52,6 +54,7 @@ tr:last-child td { border-bottom: 0; }
 .metric { margin-top: 22px; }
 .metric:first-of-type { margin-top: 0; }
 .note { color: var(--muted); font-size: 13px; margin: 8px 0 0; }
+.note.bad { color: var(--bad); font-size: 14px; font-weight: 600; margin: 0 0 8px; }
 .chart { width: 100%; height: auto; display: block; margin: 10px 0 4px; }
 .chart text { font-size: 12px; fill: #334155; }
 .chart text.label { font-size: 13px; fill: var(--ink); font-weight: 600; }
@@ -59,9 +62,11 @@ tr:last-child td { border-bottom: 0; }
 .chart text.tick { fill: var(--muted); }
 .chart line.grid { stroke: var(--line); }
 .chart line.whisker { stroke-width: 3; stroke-linecap: round; }
-footer { color: var(--muted); font-size: 13px; }
+footer { color: var(--muted); font-size: 13px; padding: 4px 22px; }
+footer h2 { font-size: 15px; color: #334155; }
+footer dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; margin: 0; }
 footer dt { font-weight: 600; color: #334155; }
-footer dd { margin: 0 0 6px; }
+footer dd { margin: 0; }
 a { color: var(--accent); }
 """
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from banyan.server.analysis import MetricResult, Results, VariantResult
+from banyan.server.analysis import Difference, MetricResult, Results, VariantResult
 from banyan.server.web import _charts
 from banyan.server.web import _format as fmt
 from banyan.server.web._layout import page
@@ -54,7 +54,8 @@ def _variant_label(v: VariantResult, index: int) -> Markup:
 
 def _table(head: list[str], rows: list[Markup], **attrs: object) -> Markup:
     header = h("tr", None, [h("th", None, c) for c in head])
-    return h("table", attrs, h("thead", None, header), h("tbody", None, rows))
+    table = h("table", attrs, h("thead", None, header), h("tbody", None, rows))
+    return h("div", {"class": "scroll"}, table)
 
 
 def _headline(view: ExperimentView) -> Markup:
@@ -93,7 +94,7 @@ def _srm(results: Results) -> Markup:
             {"class": "alert", "id": "srm", "data_flagged": "false"},
             h("strong", None, "No subjects yet: the traffic split cannot be checked."),
         )
-    stats = f"\u03c7\u00b2 = {srm.chi_square:.2f}, p = {fmt.p_value(srm.p_value)}"
+    stats = f"\u03c7\u00b2 = {srm.chi_square:.2f}, {fmt.p_text(srm.p_value)}"
     if srm.flagged:
         return h(
             "div",
@@ -134,6 +135,51 @@ def _variants(results: Results) -> Markup:
     head = ["Variant", "Version", "Weight", "Expected subjects", "Subjects", "Share", "Records"]
     return h(
         "section", {"id": "variants"}, h("h2", None, "Variants and traffic"), _table(head, rows)
+    )
+
+
+def _verdict(kind: str, d: Difference) -> Markup:
+    change = fmt.percent(d.relative, signed=True) if d.relative is not None else None
+    text = f"{change or fmt.difference(kind, d.absolute)} ({fmt.p_text(d.p_value)}) "
+    badge = h("span", {"class": "badge sig"}, "significant") if d.significant else "not significant"
+    return h("td", None, text, badge)
+
+
+def _summary(results: Results) -> Markup:
+    control, treatments = results.variants[0], results.variants[1:]
+    if not treatments or not control.metrics:
+        return Markup("")
+    head = ["Metric", *[f"{v.name} vs {control.name}" for v in treatments]]
+    rows = [
+        h(
+            "tr",
+            {"data_metric": name},
+            h("td", None, name),
+            [_verdict(m.kind, v.versus_control[name]) for v in treatments],
+        )
+        for name, m in control.metrics.items()
+    ]
+    warning = (
+        h(
+            "p",
+            {"class": "note bad"},
+            "Do not act on these numbers: the sample ratio check failed (see above).",
+        )
+        if results.srm.flagged
+        else ""
+    )
+    return h(
+        "section",
+        {"id": "summary"},
+        h("h2", None, "Summary"),
+        warning,
+        _table(head, rows),
+        h(
+            "p",
+            {"class": "note"},
+            "Relative change of each variant against the control,"
+            " with its p-value; details and intervals below.",
+        ),
     )
 
 
@@ -300,6 +346,7 @@ def results_page(view: ExperimentView, project_id: str) -> bytes:
         _headline(view),
         _srm(view.results),
         _variants(view.results),
+        _summary(view.results),
         _metrics(view.results),
         _latency(view.results),
         _over_time(view),

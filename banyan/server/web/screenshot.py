@@ -101,7 +101,7 @@ def start_preview(tmp: Path) -> Preview:
 
 
 @contextmanager
-def browser(user_data: Path, width: int = 1200) -> Iterator[BrowserContext]:
+def browser(user_data: Path, width: int = 1280) -> Iterator[BrowserContext]:
     """Headless system Chromium with a fresh profile in ``user_data``."""
     from playwright.sync_api import sync_playwright
 

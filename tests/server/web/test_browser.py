@@ -73,6 +73,10 @@ def test_figures_on_the_page_equal_the_results_json(
         latency = page.locator(f"#latency tr[data-variant='{v['id']}']")
         for p in ("p50", "p95", "p99"):
             _cell(latency, p, v["latency"][f"{p}_ms"])
+    significant = [
+        d["significant"] for v in results["variants"] for d in v["versus_control"].values()
+    ]
+    assert page.locator("#summary .badge.sig").count() == sum(significant) > 0
     assert "Fixed-horizon" in page.locator("#mode").inner_text()
     assert page.locator("svg.chart").count() == len(results["variants"][0]["metrics"]) + 2
     page.screenshot(path=str(tmp_path / "results-page.png"), full_page=True)
@@ -91,6 +95,7 @@ def test_the_srm_warning_appears_for_a_skewed_split_only(
     srm = page.locator("#srm")
     assert srm.get_attribute("data-flagged") == str(flagged).lower()
     assert ("Sample ratio mismatch" in srm.inner_text()) is flagged
+    assert page.locator("#summary .note.bad").count() == flagged
     srm_box, results_box = srm.bounding_box(), page.locator("#results").bounding_box()
     assert srm_box is not None
     assert results_box is not None
