@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from banyan.server.web import screenshot
 from banyan.server.web._session import OPEN_PATH
-from banyan.server.web.screenshot import CHROMIUM, Preview, browser, start_preview
+from banyan.server.web.screenshot import Preview, browser, start_preview
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, ConsoleMessage, Dialog, Error, Page, Route
@@ -27,7 +28,7 @@ def _require_browser() -> None:
     missing = [
         what
         for what, ok in [
-            (CHROMIUM, Path(CHROMIUM).exists()),
+            (screenshot.CHROMIUM, Path(screenshot.CHROMIUM).exists()),
             ("playwright", importlib.util.find_spec("playwright") is not None),
         ]
         if not ok

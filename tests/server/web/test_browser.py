@@ -23,6 +23,8 @@ from .conftest import Traffic
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Locator, Page
 
+pytestmark = pytest.mark.slow
+
 Visit = Callable[[str], "Page"]
 
 
