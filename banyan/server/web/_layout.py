@@ -35,6 +35,7 @@ table { border-collapse: collapse; width: 100%; font-size: 14px;
 th, td { text-align: right; padding: 6px 8px; border-bottom: 1px solid var(--line);
   white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
+table.list th, table.list td { text-align: left; }
 td.ctlnote { text-align: center; color: var(--muted); font-style: italic; }
 th { color: var(--muted); font-weight: 600; font-size: 13px; }
 tr:last-child td { border-bottom: 0; }

@@ -109,11 +109,12 @@ def _view(
     subjects: tuple[int, int],
     *,
     sequential: bool = False,
+    note: str = "",
 ) -> ExperimentView:
     config, aggs = simulated(exp_id, names, subjects)
     info = ExperimentInfo(
         id=exp_id,
-        name=config.name,
+        name=config.name + note,
         prompt="support-answer",
         branch="main",
         status="running",
@@ -130,9 +131,20 @@ def views() -> dict[str, dict[str, ExperimentView]]:
     return {
         "prj_demo": {
             "exp_lift": _view("Support bot", "exp_lift", ("concise", "friendly"), (2000, 2000)),
-            "exp_skewed": _view("Support bot", "exp_skewed", ("concise", "friendly"), (2000, 1780)),
+            "exp_skewed": _view(
+                "Support bot",
+                "exp_skewed",
+                ("concise", "friendly"),
+                (2000, 1780),
+                note=" (skewed split)",
+            ),
             "exp_seq": _view(
-                "Support bot", "exp_seq", ("concise", "friendly"), (2000, 2000), sequential=True
+                "Support bot",
+                "exp_seq",
+                ("concise", "friendly"),
+                (2000, 2000),
+                sequential=True,
+                note=" (sequential)",
             ),
             "exp_xss": _view(XSS, "exp_xss", (XSS, f"{XSS}\"'&"), (500, 500)),
         },

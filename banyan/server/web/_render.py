@@ -374,7 +374,9 @@ def list_page(project: ProjectView) -> bytes:
         _list_row(project.id, e) for e in sorted(project.experiments, key=lambda e: -e.created_at)
     ]
     body = (
-        _table(["Experiment", "Prompt", "Branch", "Status", "Variants", "Created"], rows)
+        _table(
+            ["Experiment", "Prompt", "Branch", "Status", "Variants", "Created"], rows, class_="list"
+        )
         if rows
         else h("p", None, "No experiments yet.")
     )
