@@ -23,6 +23,7 @@ from banyan.server.web._session import (
     Session,
     Signer,
     experiment_path,
+    load_secret,
     project_path,
 )
 from banyan.server.web._views import ExperimentInfo, ExperimentView, Point, ProjectView
@@ -43,5 +44,6 @@ __all__ = [
     "Signer",
     "experiment_path",
     "html_response",
+    "load_secret",
     "project_path",
 ]

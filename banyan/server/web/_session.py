@@ -17,6 +17,7 @@ import hmac
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlencode
 
 #: How long a printed link can be opened, and how long the session it starts lasts.
@@ -139,6 +140,26 @@ def cookie_value(header: str) -> str | None:
         if name == COOKIE:
             return value
     return None
+
+
+def load_secret(path: Path) -> bytes:
+    """The signing secret kept in ``path``: 32 random bytes, created (mode 0600) on first use.
+
+    Safe when several workers start at once: each writes a candidate to its own
+    file and links it into place, which only the first can do; all read the winner.
+    """
+    if not path.exists():
+        candidate = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(os.urandom(32).hex())
+        try:
+            os.link(candidate, path)
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
+    return bytes.fromhex(path.read_text().strip())
 
 
 def _same(given: str, expected: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -12,6 +14,7 @@ from banyan.server.web._session import (
     SESSION_TTL,
     Signer,
     cookie_value,
+    load_secret,
     session_cookie,
 )
 
@@ -124,3 +127,15 @@ def test_a_short_secret_is_refused() -> None:
     """A secret under 32 bytes is a configuration error."""
     with pytest.raises(ValueError, match="32 bytes"):
         Signer(b"short")
+
+
+def test_the_secret_is_created_once_private_and_shared(tmp_path: Path) -> None:
+    """Workers starting together all load one 32-byte secret, stored readable by the owner only."""
+    path = tmp_path / "banyan.secret"
+    with ThreadPoolExecutor(8) as pool:
+        secrets = set(pool.map(lambda _: load_secret(path), range(32)))
+    assert len(secrets) == 1
+    assert len(secrets.pop()) == 32
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["banyan.secret"]
+    assert load_secret(path) == load_secret(path)
