@@ -32,6 +32,7 @@ from banyan.server._http import (
 from banyan.server.analysis import LatencySummary, MetricSummary, VariantAggregate, analyze
 from banyan.server.analysis._inputs import MetricKind
 from banyan.server.web._pages import Pages
+from banyan.server.web._render import MODE_QUERY
 from banyan.server.web._session import Signer
 from banyan.server.web._views import ExperimentInfo, ExperimentView, Point, ProjectView
 
@@ -126,37 +127,32 @@ def _view(
     return ExperimentView(project, info, results, _series(config, aggs))
 
 
-def views() -> dict[str, dict[str, ExperimentView]]:
-    """Every simulated experiment page, by project id and experiment id."""
+def views(*, flip: bool = False) -> dict[str, dict[str, ExperimentView]]:
+    """Every simulated experiment page, by project id and experiment id.
+
+    ``flip`` analyses each in the other mode (fixed-horizon or sequential).
+    """
+    demo = ("Support bot", ("concise", "friendly"))
     return {
         "prj_demo": {
-            "exp_lift": _view("Support bot", "exp_lift", ("concise", "friendly"), (2000, 2000)),
-            "exp_skewed": _view(
-                "Support bot",
-                "exp_skewed",
-                ("concise", "friendly"),
-                (2000, 1780),
-                note=" (skewed split)",
-            ),
-            "exp_seq": _view(
-                "Support bot",
-                "exp_seq",
-                ("concise", "friendly"),
-                (2000, 2000),
-                sequential=True,
-                note=" (sequential)",
-            ),
-            "exp_xss": _view(XSS, "exp_xss", (XSS, f"{XSS}\"'&"), (500, 500)),
+            "exp_lift": _view(demo[0], "exp_lift", demo[1], (2000, 2000), sequential=flip),
+            "exp_skewed": _view(demo[0], "exp_skewed", demo[1], (2000, 1780), sequential=flip,
+                                note=" (skewed split)"),
+            "exp_seq": _view(demo[0], "exp_seq", demo[1], (2000, 2000), sequential=not flip,
+                             note=" (sequential)"),
+            "exp_xss": _view(XSS, "exp_xss", (XSS, f"{XSS}\"'&"), (500, 500), sequential=flip),
         },
-        "prj_other": {"exp_other": _view("Other team", "exp_other", ("a", "b"), (300, 300))},
-    }
+        "prj_other": {
+            "exp_other": _view("Other team", "exp_other", ("a", "b"), (300, 300), sequential=flip)
+        },
+    }  # fmt: skip
 
 
 class PreviewApp:
     """An ASGI app with the page routes and a JSON route over ``views()``."""
 
     def __init__(self, secret: bytes) -> None:
-        self.views = views()
+        self.views, self.flipped = views(), views(flip=True)
         self.pages = Pages(Signer(secret), project=self.project, experiment=self.experiment)
         self.router = Router()
         for method, pattern, handler in self.pages.routes():
@@ -171,7 +167,10 @@ class PreviewApp:
         return ProjectView(project_id, name, [v.info for v in found.values()])
 
     async def experiment(self, req: Request, project_id: str, exp_id: str) -> ExperimentView | None:
-        return self.views.get(project_id, {}).get(exp_id)
+        view = self.views.get(project_id, {}).get(exp_id)
+        if view is not None and req.query.get(MODE_QUERY, view.results.mode) != view.results.mode:
+            return self.flipped[project_id][exp_id]
+        return view
 
     async def results(self, req: Request) -> Response:
         view = await self.experiment(req, req.params["project"], req.params["id"])

@@ -19,6 +19,8 @@ from banyan.server.web._markup import Markup, h, join
 from banyan.server.web._session import experiment_path, project_path
 from banyan.server.web._views import ExperimentInfo, ExperimentView, ProjectView
 
+#: The query parameter by which the page asks its provider for the other mode.
+MODE_QUERY = "mode"
 _MODE = {
     "fixed-horizon": (
         "Fixed-horizon statistics",
@@ -58,6 +60,11 @@ def _table(head: list[str], rows: list[Markup], **attrs: object) -> Markup:
     return h("div", {"class": "scroll"}, table)
 
 
+def _other_mode(results: Results) -> Markup:
+    other = "sequential" if results.mode == "fixed-horizon" else "fixed-horizon"
+    return h("a", {"href": f"?{MODE_QUERY}={other}", "id": "other-mode"}, f"Show {other} results")
+
+
 def _headline(view: ExperimentView) -> Markup:
     info, results = view.info, view.results
     facts = [
@@ -81,6 +88,8 @@ def _headline(view: ExperimentView) -> Markup:
                 h("strong", None, title),
                 f" (\u03b1 = {results.alpha:g}). ",
                 text,
+                " ",
+                _other_mode(results),
             ),
         ]
     )

@@ -28,8 +28,8 @@ pytestmark = pytest.mark.slow
 Visit = Callable[[str], "Page"]
 
 
-def _json(preview: Preview, project: str, exp: str) -> dict[str, Any]:
-    response = httpx.get(f"{preview.base_url}/preview/results/{project}/{exp}")
+def _json(preview: Preview, project: str, exp: str, query: str = "") -> dict[str, Any]:
+    response = httpx.get(f"{preview.base_url}/preview/results/{project}/{exp}{query}")
     response.raise_for_status()
     return dict(response.json())
 
@@ -54,12 +54,7 @@ def _cell(row: Locator, cls: str, expected: float | None) -> None:
     assert _matches(cell.inner_text(), expected), (cls, cell.inner_text(), expected)
 
 
-def test_figures_on_the_page_equal_the_results_json(
-    preview: Preview, visit: Visit, traffic: Traffic, tmp_path: Path
-) -> None:
-    """Subjects, shares, metric values, differences, p-values and latency match the JSON."""
-    results = _json(preview, "prj_demo", "exp_lift")
-    page = visit(preview.link("prj_demo", "exp_lift"))
+def _check_figures(page: Page, results: dict[str, Any]) -> None:
     for v in results["variants"]:
         row = page.locator(f"#variants tr[data-variant='{v['id']}']")
         for cls in ("subjects", "share", "records"):
@@ -67,22 +62,48 @@ def test_figures_on_the_page_equal_the_results_json(
         for name, metric in v["metrics"].items():
             row = page.locator(f"[data-metric='{name}'] tr[data-variant='{v['id']}']")
             _cell(row, "value", metric["value"])
-            for key, diff in v["versus_control"].get(name, {}).items():
-                if key in ("absolute", "relative"):
-                    _cell(row, key, diff)
-            if name in v["versus_control"]:
-                _cell(row, "p", v["versus_control"][name]["p_value"])
+            diff = v["versus_control"].get(name)
+            if diff is not None:
+                for key, cls in (("absolute", "absolute"), ("relative", "relative"),
+                                 ("p_value", "p")):  # fmt: skip
+                    _cell(row, cls, diff[key])
         latency = page.locator(f"#latency tr[data-variant='{v['id']}']")
         for p in ("p50", "p95", "p99"):
             _cell(latency, p, v["latency"][f"{p}_ms"])
     significant = [
         d["significant"] for v in results["variants"] for d in v["versus_control"].values()
     ]
-    assert page.locator("#summary .badge.sig").count() == sum(significant) > 0
+    assert page.locator("#summary .badge.sig").count() == sum(significant)
+    assert page.locator("#mode").get_attribute("data-mode") == results["mode"]
+
+
+def test_figures_on_the_page_equal_the_results_json(
+    preview: Preview, visit: Visit, traffic: Traffic, tmp_path: Path
+) -> None:
+    """Subjects, shares, metric values, differences, p-values and latency match the JSON."""
+    results = _json(preview, "prj_demo", "exp_lift")
+    assert results["mode"] == "fixed-horizon"
+    page = visit(preview.link("prj_demo", "exp_lift"))
+    _check_figures(page, results)
     assert "Fixed-horizon" in page.locator("#mode").inner_text()
     assert page.locator("svg.chart").count() == len(results["variants"][0]["metrics"]) + 2
     page.screenshot(path=str(tmp_path / "results-page.png"), full_page=True)
     assert (tmp_path / "results-page.png").stat().st_size > 10_000
+    assert traffic.errors == []
+
+
+def test_the_page_switches_to_the_sequential_mode_and_back(
+    preview: Preview, visit: Visit, traffic: Traffic
+) -> None:
+    """The mode link shows the always-valid analysis, whose figures equal its JSON."""
+    page = visit(preview.link("prj_demo", "exp_lift"))
+    page.click("#other-mode")
+    page.wait_for_url("**?mode=sequential")
+    _check_figures(page, _json(preview, "prj_demo", "exp_lift", "?mode=sequential"))
+    assert "mSPRT" in page.locator("#methods").inner_text()
+    page.click("#other-mode")
+    page.wait_for_url("**?mode=fixed-horizon")
+    assert page.locator("#mode").get_attribute("data-mode") == "fixed-horizon"
     assert traffic.errors == []
 
 
