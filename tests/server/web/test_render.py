@@ -8,6 +8,7 @@ import hashlib
 import re
 from typing import Any, cast
 
+import msgspec
 import pytest
 
 from banyan.server._http import HTTPError, Message, Request
@@ -109,3 +110,22 @@ def test_a_post_passes_the_csrf_check_only_from_its_own_page() -> None:
         assert caught.value.status == 403
     with pytest.raises(HTTPError):
         asyncio.run(pages.check_post(_request("POST", good, b"variant=b")))
+
+
+def test_three_variants_render_with_their_weights_and_a_column_each() -> None:
+    """A 50/25/25 experiment shows each weight and compares both treatments with the control."""
+    config, aggs = simulated("exp_3", ("a", "b"), (400, 200))
+    third = msgspec.structs.replace(config.variants[1], id="var_c", name="c", weight_bp=2500)
+    config = msgspec.structs.replace(
+        config,
+        variants=(
+            config.variants[0],
+            msgspec.structs.replace(config.variants[1], weight_bp=2500),
+            third,
+        ),
+    )
+    aggs.append(msgspec.structs.replace(aggs[1], variant_id="var_c"))
+    text = results_page(ExperimentView("P", INFO, analyze(config, aggs)), "prj").decode()
+    assert text.count(">25 %<") == 2
+    assert ">b vs a<" in text
+    assert ">c vs a<" in text
