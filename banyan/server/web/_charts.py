@@ -105,6 +105,10 @@ def interval_chart(rows: Sequence[Whisker], fmt: Callable[[float], str], label: 
     bottom = _TOP + _ROW * len(rows)
     scale = Scale(grid[0], grid[-1], _LEFT, WIDTH - _RIGHT)
     body = [_x_grid(scale, grid, _TOP - 14, bottom, fmt)]
+    # The control's value as a reference line: which treatments clear it at a glance.
+    if rows and rows[0].value is not None:
+        x = scale(rows[0].value)
+        body.append(_line(x, _TOP - 4, x, bottom, "reference", stroke=rows[0].colour))
     for i, row in enumerate(rows):
         y = _TOP + _ROW * i + _ROW / 2
         body.append(_text(_LEFT - 12, y + 4, row.label, "label", "end"))
@@ -189,12 +193,19 @@ def line_chart(
     body += [
         _text(x(i), bottom + 18, t, "tick", "middle") for i, t in enumerate(times) if i % step == 0
     ]
-    for i, (_, values) in enumerate(lines):
+    # The control last, dashed and on top: equal lines (a fair split) still show both.
+    for i, (_, values) in reversed(list(enumerate(lines))):
         points = " ".join(f"{x(j):.1f},{y(v):.1f}" for j, v in enumerate(values))
         body.append(
             h(
                 "polyline",
-                {"points": points, "fill": "none", "stroke": colour(i), "stroke_width": 2.5},
+                {
+                    "points": points,
+                    "fill": "none",
+                    "stroke": colour(i),
+                    "stroke_width": 2.5,
+                    "stroke_dasharray": "7 5" if i == 0 else None,
+                },
             )
         )
     return _svg(bottom + 28, label, *body)

@@ -62,6 +62,7 @@ tr:last-child td { border-bottom: 0; }
 .chart text.value { font-size: 13px; fill: var(--ink); }
 .chart text.tick { fill: var(--muted); }
 .chart line.grid { stroke: var(--line); }
+.chart line.reference { stroke-dasharray: 5 4; stroke-width: 1.5; }
 .chart line.whisker { stroke-width: 3; stroke-linecap: round; }
 footer { color: var(--muted); font-size: 13px; padding: 4px 22px; }
 footer h2 { font-size: 15px; color: #334155; }

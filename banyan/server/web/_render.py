@@ -203,7 +203,7 @@ def _metric_row(results: Results, v: VariantResult, i: int, name: str) -> Markup
     ]
     d = v.versus_control.get(name)
     if d is None:
-        cells += [h("td", {"colspan": 4, "class": "ctlnote"}, "baseline")]
+        cells += [h("td", {"colspan": 5, "class": "ctlnote"}, "baseline")]
     else:
         verdict = h("span", {"class": "badge sig"}, "significant") if d.significant else "no"
         cells += [
