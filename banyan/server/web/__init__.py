@@ -10,6 +10,7 @@ session bound to one project. The pages read only what two providers return
     pages = Pages(Signer(secret), project=project_view, experiment=experiment_view)
     for method, pattern, handler in pages.routes():
         router.add(method, pattern, handler, auth=False)
+    router.add("POST", "/api/v2/experiments/{id}/link", pages.link)  # with an API key
 """
 
 from __future__ import annotations

@@ -12,11 +12,12 @@ import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
-from banyan.server._http import Handler, HTTPError, Request, Response
+from banyan.server._http import Handler, HTTPError, Request, Response, json_response
 from banyan.server.web import _render
 from banyan.server.web._layout import HEADERS, page
 from banyan.server.web._markup import h
 from banyan.server.web._session import (
+    LINK_TTL,
     OPEN_PATH,
     PAGES,
     Session,
@@ -123,6 +124,18 @@ class Pages:
         if view is None:
             return _error_page(404, "Not found", "This project has no such experiment.")
         return html_response(_render.results_page(view, req.params["project"]))
+
+    async def link(self, req: Request) -> Response:
+        """POST /api/v2/experiments/{id}/link (with an API key): a signed link to its page.
+
+        The link is bound to the key's project and points at the host the request
+        was sent to; ``banyan experiments open ID`` prints it.
+        """
+        try:
+            url = self.signer.link(_origin(req), req.project_id, req.params["id"], self.clock())
+        except ValueError:
+            raise HTTPError(400, f"invalid experiment id {req.params['id']!r}") from None
+        return json_response({"url": url, "expires_in": LINK_TTL})
 
     async def check_post(self, req: Request) -> tuple[Session, dict[str, str]]:
         """The session and form of a POST from this server's own page; 403 otherwise.

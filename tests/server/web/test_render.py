@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import re
 from typing import Any, cast
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 import pytest
 
+from banyan.server._auth import Principal
 from banyan.server._http import HTTPError, Message, Request
 from banyan.server.analysis import MetricSummary, VariantAggregate, analyze
 from banyan.server.web._layout import CSP, CSS, HEADERS
@@ -129,3 +132,19 @@ def test_three_variants_render_with_their_weights_and_a_column_each() -> None:
     assert text.count(">25 %<") == 2
     assert ">b vs a<" in text
     assert ">c vs a<" in text
+
+
+def test_the_link_endpoint_signs_for_the_keys_project_and_the_requested_host() -> None:
+    """A key of project A gets a link to A's experiment on the host it called; bad ids are 400."""
+    signer = Signer(b"k" * 32)
+    pages = Pages(signer, project=_nothing, experiment=_nothing, clock=lambda: 1e9)
+    req = _request("POST", {"host": "127.0.0.1:9"})
+    req.principal = Principal("prj_a", "a", admin=False)
+    body = json.loads(asyncio.run(pages.link(req)).body)
+    url = urlsplit(body["url"])
+    assert f"{url.scheme}://{url.netloc}" == "http://127.0.0.1:9"
+    assert signer.verify_link(dict(parse_qsl(url.query)), 1e9) == ("prj_a", "exp_1")
+    req.params["id"] = "exp.1/../x"
+    with pytest.raises(HTTPError) as caught:
+        asyncio.run(pages.link(req))
+    assert caught.value.status == 400
