@@ -1,0 +1,59 @@
+"""Fixtures of the storage tests: a PostgreSQL server of the session, a database per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from .pgserver import PgServer, PgUnavailable
+
+_databases = itertools.count()
+
+
+def _started() -> PgServer:
+    server = PgServer()
+    try:
+        server.start()
+    except BaseException:
+        server.remove()
+        raise
+    return server
+
+
+def start_or_skip() -> PgServer:
+    """A running PostgreSQL server; skips the test without one, fails instead under CI."""
+    try:
+        return _started()
+    except (PgUnavailable, OSError, KeyError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required under CI: {exc}")
+        pytest.skip(f"no PostgreSQL here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session, removed at its end whatever happens."""
+    server = start_or_skip()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def pg_url(pg: PgServer) -> str:
+    """The URL of a new empty database (password included) for one test."""
+    return pg.create_database(f"t{os.getpid()}_{next(_databases)}")
+
+
+@pytest.fixture
+def own_pg() -> Iterator[PgServer]:
+    """A PostgreSQL server of this test alone, which it may stop and start."""
+    server = start_or_skip()
+    try:
+        yield server
+    finally:
+        server.remove()
