@@ -18,6 +18,7 @@ from __future__ import annotations
 import calendar
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from psycopg import AsyncConnection, sql
 
@@ -126,7 +127,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS banyan_schema (version integer NOT NULL)"
 
 
-async def migrate(conn: AsyncConnection[object], migrations: tuple[str, ...] = MIGRATIONS) -> int:
+async def migrate(conn: AsyncConnection[Any], migrations: tuple[str, ...] = MIGRATIONS) -> int:
     """Bring the database to ``len(migrations)`` in one transaction; returns the old version."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
@@ -163,7 +164,7 @@ def wanted_days(ts: Iterable[float], now: float) -> set[int]:
     return days
 
 
-async def existing_days(conn: AsyncConnection[object]) -> set[int]:
+async def existing_days(conn: AsyncConnection[Any]) -> set[int]:
     """The days that have a partition."""
     cur = await conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
@@ -176,7 +177,7 @@ def _day(name: str) -> int:
     return calendar.timegm(time.strptime(name[5:], "%Y%m%d")) // DAY
 
 
-async def create_partition(conn: AsyncConnection[object], day: int) -> None:
+async def create_partition(conn: AsyncConnection[Any], day: int) -> None:
     """Give ``day`` its partition, moving its rows out of ``logs_default`` (idempotent)."""
     name = sql.Identifier(partition_name(day))
     low, high = day * DAY, (day + 1) * DAY
@@ -197,7 +198,7 @@ async def create_partition(conn: AsyncConnection[object], day: int) -> None:
         await conn.execute("DROP TABLE moved")
 
 
-async def drop_before(conn: AsyncConnection[object], before: float, lock_timeout_ms: int) -> None:
+async def drop_before(conn: AsyncConnection[Any], before: float, lock_timeout_ms: int) -> None:
     """Drop the day partitions that end by ``before`` and older rows of logs_default.
 
     ``lock_timeout`` bounds the wait for the brief exclusive lock on ``logs``: a
@@ -208,5 +209,6 @@ async def drop_before(conn: AsyncConnection[object], before: float, lock_timeout
         await conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(lock_timeout_ms))
         for day in sorted(await existing_days(conn)):
             if (day + 1) * DAY <= before:
-                await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(partition_name(day))))
+                table = sql.Identifier(partition_name(day))
+                await conn.execute(sql.SQL("DROP TABLE {}").format(table))
         await conn.execute("DELETE FROM logs_default WHERE ts < %s", (before,))

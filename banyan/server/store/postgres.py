@@ -46,7 +46,8 @@ SELECT %s, {_NAMES}, seq FROM (SELECT *, nextval('logs_seq') AS seq FROM logs_st
 ORDER BY id, ts ON CONFLICT (project_id, id, ts) DO NOTHING
 """
 _COUNT = f"""
-INSERT INTO ingest_counters AS c VALUES (%s, pg_backend_pid() %% {COUNTER_SHARDS}, %s, %s, %s, %s, %s)
+INSERT INTO ingest_counters AS c
+VALUES (%s, pg_backend_pid() %% {COUNTER_SHARDS}, %s, %s, %s, %s, %s)
 ON CONFLICT (project_id, shard) DO UPDATE SET
     stored = c.stored + excluded.stored, duplicates = c.duplicates + excluded.duplicates,
     rejected = c.rejected + excluded.rejected, batches = c.batches + excluded.batches,
@@ -71,8 +72,9 @@ def _rows(values: list[Any]) -> list[tuple[Any, ...]]:
     """Decoded.values as row tuples; NaN (the decoder's NULL) becomes None."""
     columns = [values[c::COLUMNS] for c in range(COLUMNS)]
     for c in range(2, COLUMNS - 1):
-        columns[c] = [v if v == v else None for v in columns[c]]
-    return list(zip(*columns))
+        # NaN, the only value unequal to itself, is how Decoded spells NULL.
+        columns[c] = [v if v == v else None for v in columns[c]]  # noqa: PLR0124
+    return list(zip(*columns, strict=True))
 
 
 class PostgresStore(Catalog):
@@ -167,7 +169,8 @@ class PostgresStore(Catalog):
 
     async def _one_by_one(self, conn: AsyncConnection[Any], project_id: str, batch: Decoded) -> int:
         inserted, kept, rows = 0, [], _rows(batch.values)
-        for index, row, start in zip(batch.indexes, rows, range(0, len(batch.values), COLUMNS)):
+        starts = range(0, len(batch.values), COLUMNS)
+        for index, row, start in zip(batch.indexes, rows, starts, strict=True):
             try:
                 async with conn.transaction():
                     inserted += await self._copy(conn, project_id, [row])

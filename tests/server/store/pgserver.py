@@ -41,9 +41,10 @@ def bin_dir() -> Path:
     found = _bin_dir()
     if found is None and shutil.which("apt-get") and os.geteuid() == 0:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=300)
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=300,
+                       check=False)  # fmt: skip
         subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], env=env,
-                       capture_output=True, timeout=600)  # fmt: skip
+                       capture_output=True, timeout=600, check=False)  # fmt: skip
         found = _bin_dir()
     if found is None:
         raise PgUnavailable("initdb not found and the postgresql package could not be installed")
@@ -71,7 +72,7 @@ class PgServer:
 
     def _run(self, tool: str, *args: str) -> None:
         argv = _as_postgres([str(self.bin / tool), *args])
-        done = subprocess.run(argv, capture_output=True, timeout=120, cwd=self.root)
+        done = subprocess.run(argv, capture_output=True, timeout=120, cwd=self.root, check=False)
         if done.returncode:
             raise PgUnavailable(f"{tool} failed: {done.stderr.decode(errors='replace')[-500:]}")
 
@@ -81,7 +82,8 @@ class PgServer:
 
     def start(self, deadline: float = 60.0) -> None:
         """Start postgres and wait until it accepts connections."""
-        settings = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.root}"]
+        settings = ["-c", "listen_addresses=127.0.0.1"]
+        settings += ["-c", f"unix_socket_directories={self.root}"]
         if self.fast:
             settings += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
         argv = _as_postgres([str(self.bin / "postgres"), "-D", str(self.data),
@@ -104,10 +106,12 @@ class PgServer:
         return True
 
     def stop(self) -> None:
-        """Stop postgres (fast shutdown), waiting for it to exit."""
+        """Stop postgres (fast shutdown: sessions are cut), waiting for it to exit."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.terminate()
+        # pg_ctl signals the postmaster itself; runuser would not pass SIGINT on.
+        argv = _as_postgres([str(self.bin / "pg_ctl"), "stop", "-D", str(self.data), "-m", "fast"])
+        subprocess.run(argv, capture_output=True, timeout=120, cwd=self.root, check=False)
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 import psycopg
@@ -43,3 +43,16 @@ def scalar(url: str, query: str) -> Any:
 async def opened(url: str, **options: Any) -> PostgresStore:
     """A store on ``url`` (migrated)."""
     return await PostgresStore.open(url, **options)
+
+
+def with_store(url: str, scenario: Callable[[PostgresStore], Awaitable[T]]) -> T:
+    """Run ``scenario(store)`` on a store opened on ``url``, closed afterwards."""
+
+    async def wrapped() -> T:
+        store = await opened(url)
+        try:
+            return await scenario(store)
+        finally:
+            await store.close()
+
+    return run(wrapped())

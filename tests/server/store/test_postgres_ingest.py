@@ -7,7 +7,7 @@ import time
 
 from banyan.server.store.postgres import PostgresStore
 
-from .records import batch, opened, run, scalar, stored_ids
+from .records import batch, opened, run, scalar, stored_ids, with_store
 
 TS = time.time()
 
@@ -38,7 +38,7 @@ def test_projects_keep_their_own_ids(pg_url: str) -> None:
         sent = batch(["same"], ts=TS)
         return [await store.ingest(p, sent, 0) for p in ("prj_a", "prj_b", "prj_a")]
 
-    assert _with_store(pg_url, scenario) == [1, 1, 0]
+    assert with_store(pg_url, scenario) == [1, 1, 0]
 
 
 def test_overlapping_batches_on_two_instances_store_each_id_once(pg_url: str) -> None:
@@ -80,7 +80,7 @@ def test_row_postgres_refuses_is_rejected_by_index(pg_url: str) -> None:
         inserted = await store.ingest("prj_a", sent, 0)
         return inserted, [r.index for r in sent.rejected], await store.summary("prj_a")
 
-    inserted, rejected, summary = _with_store(pg_url, scenario)
+    inserted, rejected, summary = with_store(pg_url, scenario)
     assert (inserted, rejected) == (2, [1])
     assert (summary["stored"], summary["rejected"]) == (2, 1)
     assert sorted(stored_ids(pg_url, "prj_a")) == ["a", "c"]
@@ -93,7 +93,7 @@ def test_single_record_endpoint_counts_as_single(pg_url: str) -> None:
         await store.ingest("prj_a", batch(["one"]), 1)
         return await store.summary("prj_a")
 
-    summary = _with_store(pg_url, scenario)
+    summary = with_store(pg_url, scenario)
     assert (summary["single"], summary["batches"], summary["stored"]) == (1, 0, 1)
 
 
@@ -107,17 +107,6 @@ def test_aggregate_rows_come_from_stored_logs(pg_url: str) -> None:
         await store.ingest("prj_a", batch(["z"]), 0)
         return await store.stats_rows("prj_a", "p"), await store.result_rows("prj_a", "exp_1")
 
-    stats, results = _with_store(pg_url, scenario)
+    stats, results = with_store(pg_url, scenario)
     assert stats == [("1", None, "exp_1", "var_1", 12.5, "m")] * 2
     assert results == [("var_1", 12.5, "m")] * 2
-
-
-def _with_store(url: str, scenario):  # type: ignore[no-untyped-def]
-    async def wrapped():  # type: ignore[no-untyped-def]
-        store = await opened(url)
-        try:
-            return await scenario(store)
-        finally:
-            await store.close()
-
-    return run(wrapped())
