@@ -24,8 +24,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from banyan._wire import Rejected
 from banyan.server._ingest import COLUMNS, Decoded
-from banyan.server.store import StoreUnavailable, pgcatalog, pgschema, redact
+from banyan.server.store import Conflict, StoreUnavailable, pgschema, redact
 from banyan.server.store.pgcatalog import Catalog
+from banyan.server.store.pgexperiments import Experiments
 
 #: Counter rows per project; a batch adds to the one of its backend (pid % shards).
 COUNTER_SHARDS = 16
@@ -77,7 +78,7 @@ def _rows(values: list[Any]) -> list[tuple[Any, ...]]:
     return list(zip(*columns, strict=True))
 
 
-class PostgresStore(Catalog):
+class PostgresStore(Catalog, Experiments):
     """A Store on PostgreSQL; make one with ``await PostgresStore.open(url)``."""
 
     def __init__(self, url: str, *, max_size: int = 8, timeout: float = 5.0) -> None:
@@ -128,6 +129,9 @@ class PostgresStore(Catalog):
                 yield conn
         except _UNREACHABLE as exc:
             raise self._unavailable(exc) from None
+        except psycopg.errors.UniqueViolation as exc:
+            # A race two instances ran at once: the checks before the insert both passed.
+            raise Conflict(f"already exists ({exc.diag.constraint_name})") from None
 
     async def _fetch(self, query: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         async with self._connection() as conn:
@@ -222,6 +226,3 @@ class PostgresStore(Catalog):
         async with self._connection() as conn:
             await pgschema.drop_before(conn, before, self.prune_lock_timeout_ms)
         self._days = {d for d in self._days if (d + 1) * pgschema.DAY > before}
-
-
-__all__ = ["PostgresStore", "pgcatalog"]
