@@ -189,8 +189,8 @@ class Store(Protocol):
     async def log_ids(self, project_id: str) -> list[str]:
         """Every stored record id of a project, oldest first.
 
-        Exact within one batch; across instances (PostgreSQL) each connection
-        numbers its rows from its own block of a sequence.
+        SQLite lists them in the order stored; PostgreSQL, where several
+        instances store at once, by ts then id.
         """
 
     async def summary(self, project_id: str) -> dict[str, int]:

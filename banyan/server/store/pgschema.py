@@ -91,7 +91,6 @@ CREATE TABLE experiment_variants (
     version text NOT NULL,
     weight_bp integer NOT NULL
 );
-CREATE SEQUENCE logs_seq CACHE 1000;
 CREATE TABLE logs (
     project_id text NOT NULL,
     id text NOT NULL,
@@ -103,8 +102,7 @@ CREATE TABLE logs (
     duration_ms double precision,
     experiment_id text,
     experiment_version_id text,
-    record bytea NOT NULL,
-    seq bigint NOT NULL DEFAULT nextval('logs_seq')
+    record bytea NOT NULL
 ) PARTITION BY RANGE (ts);
 CREATE UNIQUE INDEX logs_record_id ON logs (project_id, id, ts);
 CREATE TABLE logs_default PARTITION OF logs DEFAULT;

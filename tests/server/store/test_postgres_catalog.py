@@ -1,4 +1,4 @@
-"""PostgresStore management: projects, keys, prompts, branches, experiments, as the handlers use them."""
+"""PostgresStore management: projects, keys, prompts, branches and experiments."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def test_bootstrap_creates_the_default_project_and_one_key_once(pg_url: str) -> 
         try:
             first = await store.bootstrap(None)
             again = await store.bootstrap(None)
-            assert first.created and first.key
+            assert first.created
+            assert first.key
             assert (again.project_id, again.key, again.created) == (first.project_id, None, False)
             principal = await store.principal(hash_key(first.key))
             assert principal is not None

@@ -18,7 +18,7 @@ def test_resent_batch_stores_nothing_twice(pg_url: str) -> None:
     async def scenario() -> tuple[int, int, dict[str, int], list[str]]:
         store = await opened(pg_url)
         try:
-            sent = batch([f"r{i}" for i in range(50)], ts=TS)
+            sent = batch([f"r{i:02}" for i in range(50)], ts=TS)
             first = await store.ingest("prj_a", sent, 0)
             again = await store.ingest("prj_a", sent, 0)
             return first, again, await store.summary("prj_a"), await store.log_ids("prj_a")
@@ -28,7 +28,7 @@ def test_resent_batch_stores_nothing_twice(pg_url: str) -> None:
     first, again, summary, ids = run(scenario())
     assert (first, again) == (50, 0)
     assert summary == {"stored": 50, "duplicates": 50, "rejected": 0, "batches": 2, "single": 0}
-    assert ids == [f"r{i}" for i in range(50)]
+    assert ids == [f"r{i:02}" for i in range(50)]
 
 
 def test_projects_keep_their_own_ids(pg_url: str) -> None:
