@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import msgspec
+
 if TYPE_CHECKING:
     from banyan._routing import Experiment
     from banyan.server._auth import Principal
@@ -71,6 +73,17 @@ class Bootstrap:
 StatsRow = tuple[Any, ...]
 #: (experiment_version_id, duration_ms, model)
 ResultRow = tuple[Any, ...]
+
+
+def experiment_item(
+    config: Experiment, *, prompt_id: str, prompt: str, branch: str, status: str
+) -> Item:
+    """An experiment as the v2 endpoints return it (with the names 1.0.1 clients read)."""
+    cfg = msgspec.to_builtins(config)
+    return {**cfg, "prompt_id": prompt_id, "prompt": prompt, "branch": branch, "status": status,
+            "experiment_id": config.id, "sticky_type": config.sticky_key,
+            "versions": cfg["variants"]}  # fmt: skip
+
 
 _SECRET = re.compile(r"(?i)(://[^:/@?#]*:)[^@/?#]*(@)|(password\s*=\s*)('[^']*'|[^\s&]*)")
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 
-import msgspec
-
 from banyan import _routing
 from banyan.server._db import now
-from banyan.server.store import Conflict, Item, NotFound
+from banyan.server.store import Conflict, Item, NotFound, experiment_item
 from banyan.server.store.pgcatalog import Conn, _all, _item, _one
 
 _EXPERIMENT = "id, prompt_id, branch, name, sticky_key, seed, traffic_bp, hash_version, status"
@@ -56,18 +54,10 @@ async def _running(
 
 async def _describe_experiment(conn: Conn, project_id: str, exp_id: str) -> Item:
     exp = await _experiment_row(conn, project_id, exp_id)
-    cfg = msgspec.to_builtins(await _config(conn, project_id, exp_id))
-    (prompt_name,) = await _one(conn, "SELECT name FROM prompts WHERE id = %s", (exp["prompt_id"],))
-    return {
-        **cfg,
-        "prompt_id": exp["prompt_id"],
-        "prompt": prompt_name,
-        "branch": exp["branch"],
-        "status": exp["status"],
-        "experiment_id": exp_id,
-        "sticky_type": exp["sticky_key"],
-        "versions": cfg["variants"],
-    }
+    config = await _config(conn, project_id, exp_id)
+    (prompt,) = await _one(conn, "SELECT name FROM prompts WHERE id = %s", (exp["prompt_id"],))
+    return experiment_item(config, prompt_id=exp["prompt_id"], prompt=prompt,
+                           branch=exp["branch"], status=exp["status"])  # fmt: skip
 
 
 async def _set_status(conn: Conn, project_id: str, exp_id: str, status: str) -> None:

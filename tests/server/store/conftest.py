@@ -33,14 +33,18 @@ def start_or_skip() -> PgServer:
         pytest.skip(f"no PostgreSQL here: {exc}")
 
 
-@pytest.fixture(scope="session")
-def pg() -> Iterator[PgServer]:
-    """One PostgreSQL server for the session, removed at its end whatever happens."""
+def _running() -> Iterator[PgServer]:
     server = start_or_skip()
     try:
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session, removed at its end whatever happens."""
+    yield from _running()
 
 
 @pytest.fixture
@@ -52,8 +56,4 @@ def pg_url(pg: PgServer) -> str:
 @pytest.fixture
 def own_pg() -> Iterator[PgServer]:
     """A PostgreSQL server of this test alone, which it may stop and start."""
-    server = start_or_skip()
-    try:
-        yield server
-    finally:
-        server.remove()
+    yield from _running()

@@ -12,7 +12,8 @@ import pytest
 from banyan.server.store import StoreUnavailable, redact
 from banyan.server.store.postgres import PostgresStore
 
-from .pgserver import PASSWORD, PgServer
+from . import conftest
+from .pgserver import PASSWORD, PgServer, PgUnavailable
 from .records import batch, opened, run
 
 #: Attempts, 0.2 s apart, that a store gets to reconnect after PostgreSQL is back.
@@ -106,3 +107,18 @@ def test_import_banyan_loads_no_database_driver() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _no_postgres() -> PgServer:
+    raise PgUnavailable("initdb not found")
+
+
+def test_fixture_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without PostgreSQL the fixture skips, but under CI (CI set) it fails the test."""
+    monkeypatch.setattr(conftest, "_started", _no_postgres)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        conftest.start_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception):
+        conftest.start_or_skip()
