@@ -175,12 +175,16 @@ def _day(name: str) -> int:
     return calendar.timegm(time.strptime(name[5:], "%Y%m%d")) // DAY
 
 
-async def create_partition(conn: AsyncConnection[Any], day: int) -> None:
-    """Give ``day`` its partition, moving its rows out of ``logs_default`` (idempotent)."""
+async def create_partition(conn: AsyncConnection[Any], day: int, lock_timeout_ms: int) -> None:
+    """Give ``day`` its partition, moving its rows out of ``logs_default`` (idempotent).
+
+    Raises LockNotAvailable after ``lock_timeout_ms`` waiting for a table lock.
+    """
     name = sql.Identifier(partition_name(day))
     low, high = day * DAY, (day + 1) * DAY
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+        await conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(lock_timeout_ms))
         if day in await existing_days(conn):
             return
         # Held to the end: no row of this day may enter the default partition meanwhile.

@@ -14,6 +14,7 @@ the pool replaces broken connections by itself.
 from __future__ import annotations
 
 import contextlib
+import logging
 import operator
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -28,6 +29,8 @@ from banyan.server._ingest import COLUMNS, Decoded
 from banyan.server.store import Conflict, StoreUnavailable, pgschema, redact
 from banyan.server.store.pgcatalog import Catalog
 from banyan.server.store.pgexperiments import Experiments
+
+log = logging.getLogger("banyan.server")
 
 #: Counter rows per project; a batch adds to the one of its backend (pid % shards).
 COUNTER_SHARDS = 16
@@ -92,7 +95,8 @@ class PostgresStore(Catalog, Experiments):
             name="banyan", reconnect_timeout=365 * 86_400,
         )  # fmt: skip
         self._days: set[int] = set()
-        self.prune_lock_timeout_ms = 2000
+        #: Most milliseconds that partition changes wait for a table lock.
+        self.prune_lock_timeout_ms = self.partition_lock_timeout_ms = 2000
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self._url)!r})"
@@ -147,7 +151,13 @@ class PostgresStore(Catalog, Experiments):
         async with self._connection() as conn:
             self._days = await pgschema.existing_days(conn)
             for day in sorted(days - self._days):
-                await pgschema.create_partition(conn, day)
+                try:
+                    await pgschema.create_partition(conn, day, self.partition_lock_timeout_ms)
+                except psycopg.errors.LockNotAvailable:
+                    # Its rows go to logs_default meanwhile; the next batch tries again.
+                    log.warning("partition %s not created yet: a table lock is held",
+                                pgschema.partition_name(day))  # fmt: skip
+                    continue
                 self._days.add(day)
 
     async def ingest(self, project_id: str, batch: Decoded, single: int) -> int:

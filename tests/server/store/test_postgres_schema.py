@@ -120,7 +120,7 @@ def test_new_partition_takes_its_rows_from_the_default_one(pg_url: str) -> None:
     async def scenario(store: PostgresStore) -> None:
         await store.ingest("prj_a", batch(["f1", "f2"], ts=future * schema.DAY + 5.0), 0)
         async with await psycopg.AsyncConnection.connect(pg_url) as conn:
-            await schema.create_partition(conn, future)
+            await schema.create_partition(conn, future, 2000)
 
     with_store(pg_url, scenario)
     name = schema.partition_name(future)
@@ -144,3 +144,40 @@ def test_prune_drops_old_partitions_and_keeps_the_rest(pg_url: str) -> None:
     assert schema.partition_name(today) in _partitions(pg_url)
     # Counters count what was received, not what retention kept.
     assert summary["stored"] == 4
+
+
+def test_two_instances_creating_one_day_store_every_row(pg_url: str) -> None:
+    """Two instances storing late records of one new day at once: one partition, all rows."""
+    ts = _day_ts(20)
+
+    async def scenario() -> None:
+        stores = await asyncio.gather(opened(pg_url), opened(pg_url))
+        try:
+            await asyncio.gather(
+                *(s.ingest("prj_a", batch([f"{n}-{i}" for i in range(50)], ts=ts), 0)
+                  for n, s in enumerate(stores))
+            )  # fmt: skip
+        finally:
+            for store in stores:
+                await store.close()
+
+    run(scenario())
+    day = int(ts // schema.DAY)
+    assert scalar(pg_url, f"SELECT count(*) FROM {schema.partition_name(day)}") == 100
+    assert scalar(pg_url, "SELECT count(*) FROM logs_default") == 0
+
+
+def test_blocked_partition_creation_does_not_hold_up_ingest(pg_url: str) -> None:
+    """A day's partition that cannot be created now (lock held) leaves its rows in default."""
+    with_store(pg_url, lambda store: store.ingest("prj_a", batch(["warm"]), 0))
+
+    async def scenario(store: PostgresStore) -> int:
+        store.partition_lock_timeout_ms = 200
+        return await asyncio.wait_for(store.ingest("prj_a", batch(["late"], ts=_day_ts(20)), 0), 30)
+
+    with psycopg.connect(pg_url) as holder:
+        # An ingest still in its transaction holds a lock on the default partition.
+        holder.execute("INSERT INTO logs_default (project_id, id, ts, record) VALUES"
+                       " ('prj_b', 'x', 0, '')")  # fmt: skip
+        assert with_store(pg_url, scenario) == 1
+    assert scalar(pg_url, "SELECT id FROM logs_default WHERE project_id = 'prj_a'") == "late"
