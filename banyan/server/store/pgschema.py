@@ -1,0 +1,216 @@
+"""PostgreSQL schema: versioned migrations and the time partitions of ``logs``.
+
+Migrations run in one transaction under a transaction-level advisory lock:
+instances starting together wait for each other, and a crash mid-way leaves
+the previous version whole. A database whose version is newer than
+``SCHEMA_VERSION`` is refused.
+
+``logs`` is partitioned by RANGE on ``ts`` (epoch seconds), one partition per
+UTC day, created ahead of need; rows outside the window of created days land
+in ``logs_default`` and move into a day's partition when it is created.
+Retention drops whole day partitions. PostgreSQL requires a unique index on a
+partitioned table to hold the partition key, so a record is identified by
+``(project_id, id, ts)``: a resent record (same id, same ts) is stored once.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+
+from banyan.server.store import SchemaError
+
+DAY = 86_400
+#: Days past today for which partitions are created ahead.
+AHEAD_DAYS = 2
+#: Days before today for which a late record gets its own partition (older: default).
+BACK_DAYS = 31
+#: Keys of pg_advisory_xact_lock: the migration, partition changes.
+MIGRATION_LOCK, PARTITION_LOCK = 0x62616E79616E01, 0x62616E79616E02
+
+_V1 = """
+CREATE TABLE projects (
+    id text PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    created_at double precision NOT NULL
+);
+CREATE TABLE api_keys (
+    hash text PRIMARY KEY,
+    project_id text NOT NULL REFERENCES projects(id),
+    prefix text NOT NULL,
+    label text NOT NULL DEFAULT '',
+    admin boolean NOT NULL DEFAULT false,
+    created_at double precision NOT NULL
+);
+CREATE TABLE prompts (
+    id text PRIMARY KEY,
+    project_id text NOT NULL REFERENCES projects(id),
+    name text NOT NULL,
+    enable_logging boolean NOT NULL DEFAULT true,
+    metadata text NOT NULL DEFAULT '{}',
+    created_at double precision NOT NULL,
+    UNIQUE (project_id, name)
+);
+CREATE TABLE prompt_versions (
+    id text PRIMARY KEY,
+    prompt_id text NOT NULL REFERENCES prompts(id) ON DELETE CASCADE,
+    branch text NOT NULL,
+    version text NOT NULL,
+    seq integer NOT NULL,
+    content text NOT NULL,
+    message text NOT NULL DEFAULT '',
+    metadata text NOT NULL DEFAULT '{}',
+    created_at double precision NOT NULL,
+    UNIQUE (prompt_id, branch, version)
+);
+CREATE INDEX prompt_versions_latest ON prompt_versions (prompt_id, branch, seq);
+CREATE TABLE experiments (
+    id text PRIMARY KEY,
+    project_id text NOT NULL REFERENCES projects(id),
+    prompt_id text NOT NULL REFERENCES prompts(id) ON DELETE CASCADE,
+    branch text NOT NULL,
+    name text NOT NULL,
+    sticky_key text NOT NULL,
+    seed text NOT NULL,
+    traffic_bp integer NOT NULL,
+    hash_version integer NOT NULL,
+    status text NOT NULL,
+    created_at double precision NOT NULL
+);
+CREATE UNIQUE INDEX one_running_experiment ON experiments (prompt_id, branch)
+    WHERE status = 'running';
+CREATE TABLE experiment_variants (
+    id text PRIMARY KEY,
+    experiment_id text NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    position integer NOT NULL,
+    name text NOT NULL,
+    version text NOT NULL,
+    weight_bp integer NOT NULL
+);
+CREATE TABLE logs (
+    project_id text NOT NULL,
+    id text NOT NULL,
+    ts double precision NOT NULL,
+    prompt_name text,
+    version text,
+    branch_name text,
+    model text,
+    duration_ms double precision,
+    experiment_id text,
+    experiment_version_id text,
+    record bytea NOT NULL
+) PARTITION BY RANGE (ts);
+CREATE UNIQUE INDEX logs_record_id ON logs (project_id, id, ts);
+CREATE TABLE logs_default PARTITION OF logs DEFAULT;
+CREATE TABLE ingest_counters (
+    project_id text NOT NULL,
+    shard smallint NOT NULL,
+    stored bigint NOT NULL DEFAULT 0,
+    duplicates bigint NOT NULL DEFAULT 0,
+    rejected bigint NOT NULL DEFAULT 0,
+    batches bigint NOT NULL DEFAULT 0,
+    single bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (project_id, shard)
+);
+"""
+
+#: MIGRATIONS[n] takes a database from version n to n + 1.
+MIGRATIONS: tuple[str, ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS banyan_schema (version integer NOT NULL)"
+
+
+async def migrate(conn: AsyncConnection[Any], migrations: tuple[str, ...] = MIGRATIONS) -> int:
+    """Bring the database to ``len(migrations)`` in one transaction; returns the old version."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        await conn.execute(_VERSION_TABLE)
+        cur = await conn.execute("SELECT max(version), to_regclass('projects') FROM banyan_schema")
+        found, projects = await cur.fetchone() or (None, None)
+        version = found or 0
+        if version > len(migrations):
+            raise SchemaError(
+                f"database schema version {version} is newer than this server's"
+                f" {len(migrations)}: upgrade banyan-sdk on every instance before starting it"
+            )
+        if found is None and projects is not None:
+            raise SchemaError("the database has a projects table but no banyan_schema version")
+        for statement in migrations[version:]:
+            await conn.execute(statement.encode())
+        if version < len(migrations):
+            await conn.execute("DELETE FROM banyan_schema")
+            await conn.execute("INSERT INTO banyan_schema VALUES (%s)", (len(migrations),))
+    return version
+
+
+def partition_name(day: int) -> str:
+    """The table holding the logs of ``day`` (days since the epoch, UTC): logs_YYYYMMDD."""
+    return "logs_" + time.strftime("%Y%m%d", time.gmtime(day * DAY))
+
+
+def wanted_days(ts: Iterable[float], now: float) -> set[int]:
+    """The days with their own partition among a batch's ``ts``, plus the days ahead."""
+    today = int(now // DAY)
+    days = set(range(today, today + AHEAD_DAYS + 1))
+    low, high = today - BACK_DAYS, today + AHEAD_DAYS
+    days.update(d for d in {int(t // DAY) for t in ts} if low <= d <= high)
+    return days
+
+
+async def existing_days(conn: AsyncConnection[Any]) -> set[int]:
+    """The days that have a partition."""
+    cur = await conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'logs'::regclass AND c.relname ~ '^logs_[0-9]{8}$'"
+    )
+    return {_day(name) for (name,) in await cur.fetchall()}
+
+
+def _day(name: str) -> int:
+    return calendar.timegm(time.strptime(name[5:], "%Y%m%d")) // DAY
+
+
+async def create_partition(conn: AsyncConnection[Any], day: int, lock_timeout_ms: int) -> None:
+    """Give ``day`` its partition, moving its rows out of ``logs_default`` (idempotent).
+
+    Raises LockNotAvailable after ``lock_timeout_ms`` waiting for a table lock.
+    """
+    name = sql.Identifier(partition_name(day))
+    low, high = day * DAY, (day + 1) * DAY
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+        await conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(lock_timeout_ms))
+        if day in await existing_days(conn):
+            return
+        # Held to the end: no row of this day may enter the default partition meanwhile.
+        await conn.execute("LOCK TABLE logs_default IN SHARE ROW EXCLUSIVE MODE")
+        await conn.execute(
+            "CREATE TEMP TABLE moved AS WITH d AS (DELETE FROM logs_default"
+            " WHERE ts >= %s AND ts < %s RETURNING *) SELECT * FROM d",
+            (low, high),
+        )
+        bounds = sql.SQL("CREATE TABLE {} PARTITION OF logs FOR VALUES FROM ({}) TO ({})")
+        await conn.execute(bounds.format(name, sql.Literal(low), sql.Literal(high)))
+        await conn.execute("INSERT INTO logs SELECT * FROM moved")
+        await conn.execute("DROP TABLE moved")
+
+
+async def drop_before(conn: AsyncConnection[Any], before: float, lock_timeout_ms: int) -> None:
+    """Drop the day partitions that end by ``before`` and older rows of logs_default.
+
+    ``lock_timeout`` bounds the wait for the brief exclusive lock on ``logs``: a
+    drop queued behind a long reader would otherwise stall every ingest behind it.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+        await conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(lock_timeout_ms))
+        for day in sorted(await existing_days(conn)):
+            if (day + 1) * DAY <= before:
+                table = sql.Identifier(partition_name(day))
+                await conn.execute(sql.SQL("DROP TABLE {}").format(table))
+        await conn.execute("DELETE FROM logs_default WHERE ts < %s", (before,))

@@ -1,0 +1,241 @@
+"""The PostgreSQL engine: a bounded async pool, COPY for batches, exact sharded counters.
+
+A batch is copied (binary COPY) into a per-connection temporary staging table,
+then moved with one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: each
+record is stored once however many instances receive it, and the statement's
+row count says how many were new. The counters move in the same transaction,
+in one of ``COUNTER_SHARDS`` rows per project chosen by the backend, so
+concurrent batches do not queue on one row; reads sum the shards.
+
+Every driver or pool failure to reach the database becomes StoreUnavailable;
+the pool replaces broken connections by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import operator
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from banyan._wire import Rejected
+from banyan.server._ingest import COLUMNS, Decoded
+from banyan.server.store import Conflict, StoreUnavailable, pgschema, redact
+from banyan.server.store.pgcatalog import Catalog
+from banyan.server.store.pgexperiments import Experiments
+
+log = logging.getLogger("banyan.server")
+
+#: Counter rows per project; a batch adds to the one of its backend (pid % shards).
+COUNTER_SHARDS = 16
+_COLUMN_TYPES = ["text", "float8", *["text"] * 4, "float8", "text", "text", "bytea"]
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS logs_stage (
+    id text, ts float8, prompt_name text, version text, branch_name text, model text,
+    duration_ms float8, experiment_id text, experiment_version_id text, record bytea
+) ON COMMIT DELETE ROWS
+"""
+_NAMES = "id, ts, prompt_name, version, branch_name, model, duration_ms, experiment_id, "
+_NAMES += "experiment_version_id, record"
+# No ORDER BY: sorting ~1 KB rows spills past work_mem (+5 us a row); the rows
+# are copied in (id, ts) order instead, so that two batches sharing ids take
+# their row locks in one order. A deadlock, should the scan order differ, is an
+# OperationalError: StoreUnavailable, and the client resends.
+_MOVE = f"""
+INSERT INTO logs (project_id, {_NAMES}) SELECT %s, {_NAMES} FROM logs_stage
+ON CONFLICT (project_id, id, ts) DO NOTHING
+"""
+_COUNT = f"""
+INSERT INTO ingest_counters AS c
+VALUES (%s, pg_backend_pid() %% {COUNTER_SHARDS}, %s, %s, %s, %s, %s)
+ON CONFLICT (project_id, shard) DO UPDATE SET
+    stored = c.stored + excluded.stored, duplicates = c.duplicates + excluded.duplicates,
+    rejected = c.rejected + excluded.rejected, batches = c.batches + excluded.batches,
+    single = c.single + excluded.single
+"""
+_SUMMARY = """
+SELECT COALESCE(SUM(stored), 0), COALESCE(SUM(duplicates), 0), COALESCE(SUM(rejected), 0),
+       COALESCE(SUM(batches), 0), COALESCE(SUM(single), 0)
+FROM ingest_counters WHERE project_id = %s
+"""
+_KEY = operator.itemgetter(0, 1)
+_UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+#: Text PostgreSQL refuses (a NUL character) or a value out of range: the row, not the batch.
+_ROW_ERRORS = (psycopg.DataError,)
+
+
+async def _configure(conn: AsyncConnection[Any]) -> None:
+    await conn.execute(_STAGE)
+    await conn.commit()
+
+
+def _rows(values: list[Any]) -> list[tuple[Any, ...]]:
+    """Decoded.values as row tuples in batch order; NaN (the decoder's NULL) becomes None."""
+    columns = [values[c::COLUMNS] for c in range(COLUMNS)]
+    for c in range(2, COLUMNS - 1):
+        # NaN, the only value unequal to itself, is how Decoded spells NULL.
+        columns[c] = [v if v == v else None for v in columns[c]]  # noqa: PLR0124
+    return list(zip(*columns, strict=True))
+
+
+class PostgresStore(Catalog, Experiments):
+    """A Store on PostgreSQL; make one with ``await PostgresStore.open(url)``."""
+
+    def __init__(self, url: str, *, max_size: int = 8, timeout: float = 5.0) -> None:
+        self._url = url
+        self._pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+            url, min_size=1, max_size=max_size, timeout=timeout, open=False,
+            configure=_configure, check=AsyncConnectionPool.check_connection,
+            name="banyan", reconnect_timeout=365 * 86_400,
+        )  # fmt: skip
+        self._days: set[int] = set()
+        #: Most milliseconds that partition changes wait for a table lock.
+        self.prune_lock_timeout_ms = self.partition_lock_timeout_ms = 2000
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact(self._url)!r})"
+
+    @classmethod
+    async def open(cls, url: str, **options: Any) -> PostgresStore:
+        """Connect, create or upgrade the schema, and create the partitions ahead."""
+        store = cls(url, **options)
+        try:
+            await store._pool.open(wait=True, timeout=store._pool.timeout)
+        except _UNREACHABLE as exc:
+            await store._pool.close()
+            raise store._unavailable(exc) from None
+        try:
+            async with store._connection() as conn:
+                await pgschema.migrate(conn)
+            await store._ensure_days(pgschema.wanted_days((), time.time()))
+        except BaseException:
+            await store._pool.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        """Wait for connections in use, then close them all."""
+        await self._pool.close()
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        return StoreUnavailable(f"PostgreSQL at {redact(self._url)} unavailable: "
+                                f"{type(exc).__name__}: {detail}")  # fmt: skip
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled connection in a transaction, committed unless the block raises."""
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except _UNREACHABLE as exc:
+            raise self._unavailable(exc) from None
+        except psycopg.errors.UniqueViolation as exc:
+            # A race two instances ran at once: the checks before the insert both passed.
+            raise Conflict(f"already exists ({exc.diag.constraint_name})") from None
+
+    async def _fetch(self, query: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        async with self._connection() as conn:
+            cur = await conn.execute(query.encode(), args)
+            return await cur.fetchall()
+
+    async def _ensure_days(self, days: set[int]) -> None:
+        if days <= self._days:
+            return
+        async with self._connection() as conn:
+            self._days = await pgschema.existing_days(conn)
+            for day in sorted(days - self._days):
+                try:
+                    await pgschema.create_partition(conn, day, self.partition_lock_timeout_ms)
+                except psycopg.errors.LockNotAvailable:
+                    # Its rows go to logs_default meanwhile; the next batch tries again.
+                    log.warning("partition %s not created yet: a table lock is held",
+                                pgschema.partition_name(day))  # fmt: skip
+                    continue
+                self._days.add(day)
+
+    async def ingest(self, project_id: str, batch: Decoded, single: int) -> int:
+        """Store a decoded batch once per record; returns the rows that were new."""
+        await self._ensure_days(pgschema.wanted_days(batch.values[1::COLUMNS], time.time()))
+        try:
+            async with self._connection() as conn:
+                inserted = await self._copy(conn, project_id, _rows(batch.values))
+                await self._count(conn, project_id, batch, inserted, single)
+        except _ROW_ERRORS:
+            async with self._connection() as conn:
+                inserted = await self._one_by_one(conn, project_id, batch)
+                await self._count(conn, project_id, batch, inserted, single)
+        return inserted
+
+    async def _copy(
+        self, conn: AsyncConnection[Any], project_id: str, rows: list[tuple[Any, ...]]
+    ) -> int:
+        async with conn.cursor() as cur:
+            async with cur.copy("COPY logs_stage FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_COLUMN_TYPES)
+                for row in sorted(rows, key=_KEY):
+                    await copy.write_row(row)
+            await cur.execute(_MOVE.encode(), (project_id,))
+            return cur.rowcount
+
+    async def _one_by_one(self, conn: AsyncConnection[Any], project_id: str, batch: Decoded) -> int:
+        inserted, kept, rows = 0, [], _rows(batch.values)
+        starts = range(0, len(batch.values), COLUMNS)
+        for index, row, start in zip(batch.indexes, rows, starts, strict=True):
+            try:
+                async with conn.transaction():
+                    inserted += await self._copy(conn, project_id, [row])
+                    await conn.execute(b"DELETE FROM logs_stage")
+                kept.extend(batch.values[start : start + COLUMNS])
+            except _ROW_ERRORS as exc:
+                batch.rejected.append(Rejected(index, f"cannot store: {exc}"))
+        batch.values = kept
+        batch.rejected.sort(key=lambda r: r.index)
+        return inserted
+
+    async def _count(
+        self, conn: AsyncConnection[Any], project_id: str, batch: Decoded, inserted: int,
+        single: int,
+    ) -> None:  # fmt: skip
+        counts = (inserted, batch.count - inserted, len(batch.rejected), 1 - single, single)
+        await conn.execute(_COUNT.encode(), (project_id, *counts))
+
+    async def log_ids(self, project_id: str) -> list[str]:
+        """Every stored record id of a project, by ts then id."""
+        rows = await self._fetch("SELECT id FROM logs WHERE project_id = %s ORDER BY ts, id",
+                                 (project_id,))  # fmt: skip
+        return [r[0] for r in rows]
+
+    async def summary(self, project_id: str) -> dict[str, int]:
+        """The counters, summed over their shards."""
+        (row,) = await self._fetch(_SUMMARY, (project_id,))
+        names = ("stored", "duplicates", "rejected", "batches", "single")
+        return dict(zip(names, map(int, row), strict=True))
+
+    async def stats_rows(self, project_id: str, prompt_name: str) -> list[tuple[Any, ...]]:
+        """(version, branch_name, experiment_id, experiment_version_id, duration_ms, model)."""
+        return await self._fetch(
+            "SELECT version, branch_name, experiment_id, experiment_version_id, duration_ms,"
+            " model FROM logs WHERE project_id = %s AND prompt_name = %s",
+            (project_id, prompt_name),
+        )
+
+    async def result_rows(self, project_id: str, exp_id: str) -> list[tuple[Any, ...]]:
+        """(experiment_version_id, duration_ms, model) of one experiment's logs."""
+        return await self._fetch(
+            "SELECT experiment_version_id, duration_ms, model FROM logs"
+            " WHERE project_id = %s AND experiment_id = %s",
+            (project_id, exp_id),
+        )
+
+    async def prune(self, before: float) -> None:
+        """Drop the day partitions that end by ``before``, and older rows of the default one."""
+        async with self._connection() as conn:
+            await pgschema.drop_before(conn, before, self.prune_lock_timeout_ms)
+        self._days = {d for d in self._days if (d + 1) * pgschema.DAY > before}
