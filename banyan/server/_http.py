@@ -122,6 +122,8 @@ class Request:
 
     async def _next_message(self) -> Message:
         """The next ASGI message; 408 when none comes within the body timeout."""
+        if self.state is None:  # a Request outside the app (the page preview, tests)
+            return await self._receive()
         timeout = self.state.inflight.limits.body_timeout
         task = asyncio.current_task()
         assert task is not None
