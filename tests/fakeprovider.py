@@ -80,6 +80,8 @@ _ERROR = {"error": {"type": "invalid_request_error", "message": "fake failure"}}
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body are written separately: without this, delayed ACKs add 40 ms a call.
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         route = _ROUTES.get(self.path)

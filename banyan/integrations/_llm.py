@@ -128,13 +128,28 @@ async def _async_events(
     call.done()
 
 
+#: Per result type: "await" (a coroutine), "stream" (the SDKs' Stream, AsyncStream), "whole".
+_kinds: dict[type, str] = {}
+
+
+def _kind(result: Any) -> str:
+    # Looked up on the type once: a missing attribute costs a pydantic model ~3 us per call.
+    cls = type(result)
+    kind = _kinds.get(cls)
+    if kind is None:
+        is_stream = hasattr(cls, "__stream__") and hasattr(result, "_iterator")
+        kind = "await" if hasattr(cls, "__await__") else "stream" if is_stream else "whole"
+        _kinds[cls] = kind
+    return kind
+
+
 def _returned(result: Any, call: Call, reader: Reader, is_async: bool) -> Any:
     """The provider's result, as it was; a stream logs when it ends, anything else now."""
-    source = getattr(result, "_iterator", None)
-    if source is None:
+    if _kind(result) != "stream":
         _read(reader.response, result, call)
         call.done()
         return result
+    source = result._iterator
     call.metadata["stream"] = True
     # The SDKs' Stream objects iterate through _iterator: the same object goes back to the
     # caller, with each event read on its way through, and logged at its end or close().
@@ -169,7 +184,7 @@ def wrap_method(method: Callable[..., Any], reader: Reader, logger: Any) -> Call
         except BaseException as exc:
             call.failed(exc)
             raise
-        if inspect.isawaitable(result):
+        if _kind(result) == "await":
             return _awaited(result, call, reader)
         return _returned(result, call, reader, False)
 
