@@ -8,12 +8,12 @@ sticky ``user_id``. ``BANYAN_TEST_SHUTDOWN`` sets the lifespan's shutdown bound,
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
+from prockit import options_from_env
 
 import banyan
 from banyan.integrations.fastapi import Lifespan, StickyContextMiddleware, sticky_context
@@ -26,8 +26,7 @@ def _user(request: Any) -> dict[str, Any]:
 def make_app() -> FastAPI:
     """The app, with banyan configured by its lifespan (from ``BANYAN_*``)."""
     timeout = float(os.environ.get("BANYAN_TEST_SHUTDOWN", "10"))
-    options = json.loads(os.environ.get("BANYAN_TEST_OPTIONS", "{}"))
-    app = FastAPI(lifespan=Lifespan(timeout=timeout, **options))
+    app = FastAPI(lifespan=Lifespan(timeout=timeout, **options_from_env()))
     app.add_middleware(
         StickyContextMiddleware,
         sticky=lambda request: {"user_id": request.headers.get("x-user-id")},

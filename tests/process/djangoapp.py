@@ -9,11 +9,12 @@ from django.conf import settings  # type: ignore[import-untyped]
 from django.core.wsgi import get_wsgi_application  # type: ignore[import-untyped]
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped]
 from django.urls import path  # type: ignore[import-untyped]
+from prockit import options_from_env
 
 settings.configure(
     DEBUG=False, SECRET_KEY="test-only", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
     INSTALLED_APPS=["banyan.integrations.django"], MIDDLEWARE=[],
-    BANYAN={"atexit_timeout": 5.0},
+    BANYAN={"atexit_timeout": 5.0, **options_from_env()},
 )  # fmt: skip
 django.setup()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from flask import Flask, request
+from prockit import options_from_env
 
 import banyan
 from banyan.integrations.flask import Banyan
@@ -13,7 +14,7 @@ from banyan.integrations.flask import Banyan
 def create_app() -> Flask:
     """The app; the extension configures banyan from ``app.config["BANYAN"]`` and ``BANYAN_*``."""
     app = Flask(__name__)
-    app.config["BANYAN"] = {"atexit_timeout": 5.0}
+    app.config["BANYAN"] = {"atexit_timeout": 5.0, **options_from_env()}
     Banyan(app)
 
     @app.get("/")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -129,15 +130,18 @@ def test_every_request_is_stored_once_under_a_real_server(
     assert server.summary()["duplicates"] == 0
 
 
-def test_uvicorn_stop_is_bounded_by_the_lifespan_timeout_when_the_backend_is_gone(
-    server: Server, tmp_path: Path
+@pytest.mark.parametrize("name", SERVERS)
+def test_stop_is_bounded_by_the_configured_timeout_when_the_backend_is_gone(
+    server: Server, tmp_path: Path, name: str
 ) -> None:
-    """With banyan serve gone and retries that would last minutes, each worker's lifespan
-    shutdown returns by its timeout (records spooled), so uvicorn stops soon after it."""
+    """With banyan serve gone and retries that would last minutes, each worker's last shutdown
+    (the lifespan's, or atexit's for Flask and Django) returns by its timeout, records spooled,
+    so the server stops soon after."""
     timeout = 2.0
-    code, took = serve("fastapi-uvicorn", server, tmp_path, BANYAN_TEST_STOP_BACKEND="1",
+    options = {"max_retries": 50, "retry_delay": 5, "atexit_timeout": timeout}
+    code, took = serve(name, server, tmp_path, BANYAN_TEST_STOP_BACKEND="1",
                        BANYAN_TEST_SHUTDOWN=str(timeout),
-                       BANYAN_TEST_OPTIONS='{"max_retries": 50, "retry_delay": 5}')  # fmt: skip
-    assert code == 0, (tmp_path / "fastapi-uvicorn.log").read_text()
-    # Generous slack for two interpreters winding down on a busy machine.
+                       BANYAN_TEST_OPTIONS=json.dumps(options))  # fmt: skip
+    assert code == 0, (tmp_path / f"{name}.log").read_text()
+    # Generous slack for interpreters winding down on a busy machine.
     assert took < 5 * timeout + 10, took

@@ -163,16 +163,33 @@ def test_a_provider_error_is_logged_and_reraised_untouched(
 def test_a_stream_closed_early_is_logged_with_what_was_read(
     server: Server, fake: FakeProvider, prompt: banyan.PromptData, provider: str
 ) -> None:
-    """Breaking out of a stream still logs one record: the text read so far, marked closed."""
+    """Breaking out of a stream and closing it logs one record: the text read so far, marked."""
     with clients(fake, provider, False) as client:
         stream = call(client, provider, "m-1", True, banyan_prompt=prompt)
         for _ in stream:
             break
         stream.close()
-        del stream
     [record] = stored(server)
     assert record["metadata"]["stream"] == "closed early"
     assert ANSWER.startswith(record["output"])
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_an_async_stream_closed_early_is_logged_once(
+    server: Server, fake: FakeProvider, prompt: banyan.PromptData, provider: str
+) -> None:
+    """`await stream.close()` after a break logs one record, marked closed early."""
+
+    async def main() -> None:
+        async with clients(fake, provider, True) as client:
+            stream = await call(client, provider, "m-1", True, banyan_prompt=prompt)
+            async for _ in stream:
+                break
+            await stream.close()
+
+    asyncio.run(main())
+    [record] = stored(server)
+    assert record["metadata"]["stream"] == "closed early"
 
 
 def test_wrapping_twice_logs_once_and_calls_without_a_prompt_are_logged(
