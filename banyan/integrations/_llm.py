@@ -100,32 +100,38 @@ def _read(reader_step: Callable[[Any, Call], None], item: Any, call: Call) -> No
         _log.warning("banyan: cannot read the %s response: %r", call.metadata["provider"], exc)
 
 
+class _Ending:
+    """Logs a stream's call as its iteration ends: done, closed early, or failed."""
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
+        if exc is None or isinstance(exc, GeneratorExit):
+            if exc is not None:
+                self.call.metadata["stream"] = "closed early"
+            self.call.done()
+        else:
+            self.call.failed(exc)
+
+
 def _sync_events(source: Iterator[Any], call: Call, reader: Reader) -> Generator[Any, None, None]:
-    try:
+    with _Ending(call):
         for event in source:
             _read(reader.event, event, call)
             yield event
-    except BaseException as exc:
-        if not isinstance(exc, GeneratorExit):
-            call.failed(exc)
-            raise
-        call.metadata["stream"] = "closed early"
-    call.done()
 
 
 async def _async_events(
     source: AsyncIterator[Any], call: Call, reader: Reader
 ) -> AsyncGenerator[Any, None]:
-    try:
+    with _Ending(call):
         async for event in source:
             _read(reader.event, event, call)
             yield event
-    except BaseException as exc:
-        if not isinstance(exc, GeneratorExit):
-            call.failed(exc)
-            raise
-        call.metadata["stream"] = "closed early"
-    call.done()
 
 
 #: Per result type: "await" (a coroutine), "stream" (the SDKs' Stream, AsyncStream), "whole".
