@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 FRAMEWORKS = ("fastapi", "starlette", "django", "flask", "openai", "anthropic", "celery")
 MODULES = ("fastapi", "starlette", "django", "flask", "openai", "anthropic", "celery", "gunicorn")
@@ -18,3 +20,13 @@ def test_importing_banyan_and_every_integration_imports_no_framework() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_readmes_integration_imports_name_real_objects() -> None:
+    """Every `from banyan.integrations... import` line of README's Integrations section works."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Integrations\n", 1)[1].split("\n## ", 1)[0]
+    lines = re.findall(r"^from banyan\.integrations\.\w+ import \w+", section, re.M)
+    assert len(lines) >= 3
+    for line in lines:
+        exec(line, {})
