@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -13,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -76,6 +77,11 @@ def port_open(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
         return True
     return False
+
+
+def options_from_env() -> dict[str, Any]:
+    """Options of ``banyan.configure`` from ``BANYAN_TEST_OPTIONS`` (JSON), for the test apps."""
+    return dict(json.loads(os.environ.get("BANYAN_TEST_OPTIONS", "{}")))
 
 
 def child_env(server: Server, **extra: str) -> dict[str, str]:
