@@ -16,8 +16,10 @@ psycopg, and only ``banyan serve --db postgresql://...`` imports it.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -26,6 +28,12 @@ if TYPE_CHECKING:
     from banyan._routing import Experiment
     from banyan.server._auth import Principal
     from banyan.server._ingest import Decoded
+
+#: The database ``open_store()`` opens when it is given none: a URL or a path.
+DATABASE_URL_ENV = "BANYAN_DATABASE_URL"
+
+#: The database of ``open_store()`` when neither an argument nor the environment names one.
+DEFAULT_DATABASE = "banyan.db"
 
 #: Seconds a client is told to wait (Retry-After) when the database is down.
 RETRY_AFTER = 1.0
@@ -221,3 +229,28 @@ class Store(Protocol):
         An engine that partitions by time drops whole partitions and keeps the
         rows of the one that straddles ``before``. Counters are not changed.
         """
+
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+async def open_store(target: str | os.PathLike[str] | None = None, **options: Any) -> Store:
+    """Open the store ``target`` names, creating or upgrading its schema.
+
+    A ``postgresql://`` (or ``postgres://``) URL opens PostgresStore (psycopg is
+    imported only then); any other ``scheme://`` is refused with ValueError; a
+    path opens SqliteStore. Without ``target``, $BANYAN_DATABASE_URL names it,
+    else ``banyan.db``. ``options`` go to the engine's ``open``.
+    """
+    if target is None:
+        target = os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE
+    text = os.fspath(target)
+    if text.startswith(_POSTGRES_SCHEMES):
+        from banyan.server.store.postgres import PostgresStore
+
+        return await PostgresStore.open(text, **options)
+    if "://" in text:
+        raise ValueError(f"no storage engine for {redact(text)!r}: use postgresql:// or a path")
+    from banyan.server.store.sqlite import SqliteStore
+
+    return await SqliteStore.open(Path(text), **options)

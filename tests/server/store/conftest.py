@@ -1,4 +1,8 @@
-"""Fixtures of the storage tests: a PostgreSQL server of the session, a database per test."""
+"""Fixtures of the storage tests: every engine, a PostgreSQL server of the session.
+
+``store`` runs a test once per engine (SQLite, PostgreSQL) on a new empty
+database; PostgreSQL-only tests ask for ``pg_url`` instead.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,22 @@ import importlib.util
 import itertools
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from banyan.server.store import Store, open_store
 
 if TYPE_CHECKING:
     from .pgserver import PgServer
 
-# The driver comes with the postgres extra: without it these tests are left out,
-# except under CI, where the import error fails the run.
-if importlib.util.find_spec("psycopg") is None and not os.environ.get("CI"):
-    collect_ignore_glob = ["test_*.py"]
+# The driver comes with the postgres extra: without it the PostgreSQL tests are
+# left out, except under CI, where the import error fails the run.
+HAVE_PSYCOPG = importlib.util.find_spec("psycopg") is not None
+if not HAVE_PSYCOPG and not os.environ.get("CI"):
+    collect_ignore_glob = ["test_postgres_*.py"]
 
 _databases = itertools.count()
 
@@ -69,3 +78,25 @@ def pg_url(pg: PgServer) -> str:
 def own_pg() -> Iterator[PgServer]:
     """A PostgreSQL server of this test alone, which it may stop and start."""
     yield from _running()
+
+
+@dataclass(frozen=True)
+class StoreTarget:
+    """An empty database of one engine; ``await target.open()`` gives a Store on it."""
+
+    engine: str
+    location: str
+
+    async def open(self, **options: Any) -> Store:
+        """A store on this database (schema created), through open_store."""
+        return await open_store(self.location, **options)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
+    """Each engine in turn: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return StoreTarget("sqlite", str(tmp_path / "banyan.db"))
+    if not HAVE_PSYCOPG and not os.environ.get("CI"):
+        pytest.skip("psycopg (the postgres extra) is not installed")
+    return StoreTarget("postgres", request.getfixturevalue("pg_url"))
