@@ -47,6 +47,11 @@ class DropReason(str, enum.Enum):
     SPOOL_ERROR = "spool_error"
     SPOOL_EVICTED = "spool_evicted"
     SPOOL_CORRUPT = "spool_corrupt"
+    # production controls (#16): records the user chose not to send
+    DISABLED = "disabled"
+    SAMPLED = "sampled"
+    BEFORE_SEND = "before_send"
+    BEFORE_SEND_ERROR = "before_send_error"
 
 
 @dataclasses.dataclass(frozen=True)
