@@ -273,3 +273,12 @@ def test_logger_is_an_async_context_manager() -> None:
         return logger
 
     assert asyncio.run(main())._closed
+
+
+def test_every_option_has_a_type() -> None:
+    """configure's typed options are exactly Config's fields (a new option must be typed)."""
+    from banyan._config import _FIELDS
+    from banyan._types import ConfigureOptions
+
+    typed = ConfigureOptions.__required_keys__ | ConfigureOptions.__optional_keys__
+    assert typed == _FIELDS - {"api_key", "base_url", "project_id"}
