@@ -282,3 +282,11 @@ def test_every_option_has_a_type() -> None:
 
     typed = ConfigureOptions.__required_keys__ | ConfigureOptions.__optional_keys__
     assert typed == _FIELDS - {"api_key", "base_url", "project_id"}
+
+
+def test_banyan_disabled_needs_no_configure_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With BANYAN_DISABLED=1 and no key, the module functions work off without configure()."""
+    monkeypatch.setenv("BANYAN_DISABLED", "1")
+    assert banyan.log_prompt("in", "out") is True
+    assert banyan.get_prompt("x") is None
+    assert banyan.get_stats()["dropped"]["disabled"] == 1
