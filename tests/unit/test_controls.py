@@ -14,19 +14,25 @@ import pytest
 from fakes import status
 
 import banyan
-from banyan import _warn
+from banyan import _default, _warn
 from banyan.testing import capture
 
 EMAIL = "ada@example.com"
 
 
 @pytest.fixture(autouse=True)
-def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No BANYAN_ variables, warnings not yet given, the banyan logger as it was."""
     for name in [n for n in os.environ if n.startswith("BANYAN_")]:
         monkeypatch.delenv(name)
+    monkeypatch.setattr(_default._Env, "tried", False)
+    logger = logging.getLogger("banyan")
+    handlers, level = list(logger.handlers), logger.level
     _warn.forget()
     yield
     _warn.forget()
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
 
 
 def _upper(event: banyan.LogEvent) -> banyan.LogEvent:
@@ -148,15 +154,9 @@ def test_fallback_covers_a_prompt_that_does_not_exist() -> None:
 
 def test_debug_attaches_a_stderr_handler(capsys: pytest.CaptureFixture[str]) -> None:
     """debug=True makes the banyan logger write to stderr."""
-    logger = logging.getLogger("banyan")
-    handlers, level = list(logger.handlers), logger.level
-    try:
-        banyan.PromptStackLogger(enabled=False, debug=True)
-        logger.warning("visible")
-        assert "visible" in capsys.readouterr().err
-    finally:
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
+    banyan.PromptStackLogger(enabled=False, debug=True)
+    logging.getLogger("banyan").warning("visible")
+    assert "visible" in capsys.readouterr().err
 
 
 def test_a_wrong_key_is_warned_about_once(make_logger: Any) -> None:

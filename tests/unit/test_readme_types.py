@@ -9,7 +9,7 @@ from mypy import api
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 #: What the examples leave to the reader: the model call, the user's text, the app.
-PLACEHOLDERS = '''
+PLACEHOLDERS = """
 import banyan
 
 user_input = "Hello"
@@ -22,7 +22,7 @@ def my_model(prompt: str, text: str) -> str:
 def handle_request(text: str) -> None:
     pass
 
-'''
+"""
 
 
 def test_readme_examples_pass_mypy_strict(tmp_path: Path) -> None:
