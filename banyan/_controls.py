@@ -137,9 +137,10 @@ class Gate:
         except Exception as exc:
             # Never sent unredacted: a hook that fails drops the record.
             self._stats.drop(DropReason.BEFORE_SEND_ERROR, error=repr(exc), entry=True)
-            warn_once(
-                "before_send",
+            message = (
                 f"banyan: before_send raised {exc!r}; such records are dropped and counted in "
-                "get_stats()['dropped']['before_send_error']",
+                "get_stats()['dropped']['before_send_error']"
             )
+            self._stats.warn_once("before_send", "%s", message)
+            warn_once("before_send", message)
             return False

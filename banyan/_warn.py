@@ -25,13 +25,12 @@ class BanyanWarning(UserWarning):
 def warn_once(key: str, message: str) -> None:
     """Issue ``message`` as a :class:`BanyanWarning` the first time ``key`` is seen; never raises.
 
-    It is logged on the ``banyan`` logger as well (once too).
+    Not logged as well: the caller's own warn-once on the ``banyan`` logger says it there.
     """
     with _lock:
         if key in _seen:
             return
         _seen.add(key)
-    logging.getLogger("banyan").warning("%s", message)
     # An "error" filter turns it into an exception, which the sending thread must not raise.
     with contextlib.suppress(Exception):
         warnings.warn(message, BanyanWarning, stacklevel=3)
