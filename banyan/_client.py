@@ -263,6 +263,8 @@ class PromptStackLogger:
     ) -> PromptData | None:
         """:meth:`get_prompt` for asyncio: a cache hit returns at once, a fetch runs in a thread."""
         self._check_pid()
+        if not self._config.enabled:
+            return self.get_prompt(name, version, branch, sticky_context, fallback)
         found = self._prompts.get(
             name, version, branch, sticky_context, fallback=fallback, block=False
         )
@@ -281,9 +283,12 @@ class PromptStackLogger:
     ) -> PromptData | None:
         """Route a subject through the server (the 1.0.1 call); None when unknown.
 
-        A missing (None or empty) value gets the experiment prompt's default version.
+        A missing (None or empty) value gets the experiment prompt's default version;
+        with ``enabled=False`` the answer is None, without a request.
         """
         self._check_pid()
+        if not self._config.enabled:
+            return None
         return self._prompts.route(experiment_id, sticky_key, sticky_value)
 
     def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, positional arguments included

@@ -290,3 +290,13 @@ def test_banyan_disabled_needs_no_configure_call(monkeypatch: pytest.MonkeyPatch
     assert banyan.log_prompt("in", "out") is True
     assert banyan.get_prompt("x") is None
     assert banyan.get_stats()["dropped"]["disabled"] == 1
+
+
+def test_disabled_aget_prompt_and_experiment_make_no_request() -> None:
+    """enabled=False: aget_prompt serves the fallback and experiment() returns None, offline."""
+    logger = banyan.PromptStackLogger(enabled=False, base_url="http://127.0.0.1:9")
+    found = asyncio.run(logger.aget_prompt("x", fallback="fb"))
+    assert found.content == "fb"
+    assert logger.experiment("exp", "user_id", "u1") is None
+    assert logger.get_stats()["prompt_errors"] == 0
+    assert logger.get_stats()["prompt_cache"]["misses"] == 0
