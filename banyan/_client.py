@@ -308,7 +308,8 @@ class PromptStackLogger:
         """Log one prompt usage; True when queued (or, with ``blocking``, delivered).
 
         Never raises and, unless ``blocking``, never waits for the network.
-        A prompt with ``enable_logging`` off is skipped and reports True.
+        A prompt with ``enable_logging`` off is skipped and reports True, and
+        so is a record that ``sample_rate`` or ``before_send`` stops (counted).
         """
         try:
             # Each check costs the usual value one class test. The server takes finite numbers
