@@ -33,3 +33,20 @@ def test_readme_examples_pass_mypy_strict(tmp_path: Path) -> None:
         (tmp_path / f"example_{number}.py").write_text(PLACEHOLDERS + block)
     out, err, status = api.run(["--strict", "--no-incremental", str(tmp_path)])
     assert status == 0, out + err
+
+
+def test_a_misspelt_or_invalid_option_is_a_mypy_error(tmp_path: Path) -> None:
+    """configure()'s options are typed: a typo and a value outside a Literal fail mypy."""
+    source = PLACEHOLDERS + (
+        'banyan.configure(api_key="psk_x", flush_intervall=1)\n'
+        'banyan.configure(api_key="psk_x", compression="lz4")\n'
+        'banyan.PromptStackLogger(durability="safe")\n'
+        'stats = banyan.get_stats()\n'
+        'stats["logs_sentt"]\n'
+    )
+    (tmp_path / "typos.py").write_text(source)
+    out, _, status = api.run(["--strict", "--no-incremental", str(tmp_path / "typos.py")])
+    assert status == 1
+    assert out.count("[call-arg]") == 1
+    assert out.count("[arg-type]") == 2
+    assert out.count("[typeddict-item]") == 1
