@@ -41,7 +41,7 @@ def test_a_misspelt_or_invalid_option_is_a_mypy_error(tmp_path: Path) -> None:
         'banyan.configure(api_key="psk_x", flush_intervall=1)\n'
         'banyan.configure(api_key="psk_x", compression="lz4")\n'
         'banyan.PromptStackLogger(durability="safe")\n'
-        'stats = banyan.get_stats()\n'
+        "stats = banyan.get_stats()\n"
         'stats["logs_sentt"]\n'
     )
     (tmp_path / "typos.py").write_text(source)
