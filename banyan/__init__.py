@@ -37,23 +37,36 @@ from banyan._exceptions import (
     TransportError,
 )
 from banyan._prompts import PromptData
+from banyan._redact import (
+    LogEvent,
+    redact_card_numbers,
+    redact_emails,
+    redact_phone_numbers,
+    redact_pii,
+    redact_secrets,
+)
 from banyan._routing import content_hash
 from banyan._stats import DropReason
+from banyan._types import Statistics
+from banyan._warn import BanyanWarning
 
 __version__ = "2.0.0.dev0"
 
 __all__ = [
     "AuthenticationError",
     "BanyanError",
+    "BanyanWarning",
     "ConfigurationError",
     "ConnectError",
     "DropReason",
     "HTTPStatusError",
+    "LogEvent",
     "NotConfiguredError",
     "PromptData",
     "PromptStackLogger",
     "ProtocolError",
     "RequestTimeout",
+    "Statistics",
     "TransportError",
     "__version__",
     "aflush",
@@ -66,5 +79,10 @@ __all__ = [
     "get_stats",
     "log",
     "log_prompt",
+    "redact_card_numbers",
+    "redact_emails",
+    "redact_phone_numbers",
+    "redact_pii",
+    "redact_secrets",
     "shutdown",
 ]

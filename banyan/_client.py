@@ -17,13 +17,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from banyan import _fork
 from banyan._config import DEFAULT_BASE_URL, Config, build
+from banyan._controls import Gate
 from banyan._delivery import Delivery
 from banyan._flusher import Flusher
-from banyan._prompts import MISS, PromptData, Prompts, as_prompt
+from banyan._prompts import MISS, PromptData, Prompts, as_prompt, fallback_prompt
 from banyan._record import (
     SCRATCH_MAX,
     TEXT_FIELDS,
@@ -44,10 +45,20 @@ from banyan._spooldir import names as spool_names
 from banyan._spooling import Spooling, open_spool
 from banyan._stats import DropReason, Stats
 from banyan._transport import Transport
+from banyan._warn import debug_handler, warn_once
+
+if TYPE_CHECKING:
+    from typing_extensions import Self, Unpack
+
+    from banyan._types import Options, Statistics
 
 _getpid = os.getpid
 _time = time.time
 _AT_SHUTDOWN = "still queued at shutdown"
+#: The default of the 1.0.1 constructor's options: "not given" (Config holds the defaults).
+_UNSET: Any = object()
+#: Drops the user asked for: they do not make flush() report a loss.
+_CHOSEN = (DropReason.DISABLED, DropReason.SAMPLED, DropReason.BEFORE_SEND)
 
 
 def _seconds(timeout: float | None) -> float:
@@ -71,8 +82,8 @@ class PromptStackLogger:
 
     The first block of arguments is the 1.0.1 constructor; the keyword-only
     block is new (see :class:`banyan._config.Config` for every default).
-    ``api_key``, ``base_url`` and ``project_id`` fall back to
-    ``BANYAN_API_KEY``, ``BANYAN_BASE_URL`` and ``BANYAN_PROJECT_ID``.
+    An option not given comes from its ``BANYAN_<OPTION>`` variable when
+    set (``BANYAN_API_KEY``, ``BANYAN_MAX_RETRIES``, ``BANYAN_DISABLED=1``...).
     Raises :class:`~banyan.ConfigurationError` for bad settings.
     """
 
@@ -81,31 +92,38 @@ class PromptStackLogger:
         api_key: str | None = None,
         base_url: str | None = None,
         project_id: str | None = None,
-        max_retries: int = 3,
-        retry_delay: float = 1.0,
-        queue_size: int = 1000,
-        flush_interval: float = 1.0,
-        background_thread: bool = True,
-        cache_ttl: float = 300,
-        enable_metrics: bool = True,
-        auto_flush: bool = True,
-        batch_size: int = 1000,
-        **options: Any,
+        max_retries: int = _UNSET,
+        retry_delay: float = _UNSET,
+        queue_size: int = _UNSET,
+        flush_interval: float = _UNSET,
+        background_thread: bool = _UNSET,
+        cache_ttl: float = _UNSET,
+        enable_metrics: bool = _UNSET,
+        auto_flush: bool = _UNSET,
+        batch_size: int = _UNSET,
+        **options: Unpack[Options],
     ) -> None:
-        self._config: Config = build(
-            api_key, base_url, project_id, max_retries=max_retries, retry_delay=retry_delay,
-            queue_size=queue_size, flush_interval=flush_interval,
-            background_thread=background_thread, cache_ttl=cache_ttl,
-            enable_metrics=enable_metrics, auto_flush=auto_flush, batch_size=batch_size,
-            **options,
+        # Not given: BANYAN_<OPTION> or the default applies.
+        given = dict(
+            max_retries=max_retries, retry_delay=retry_delay, queue_size=queue_size,
+            flush_interval=flush_interval, background_thread=background_thread,
+            cache_ttl=cache_ttl, enable_metrics=enable_metrics, auto_flush=auto_flush,
+            batch_size=batch_size,
         )  # fmt: skip
+        given = {name: value for name, value in given.items() if value is not _UNSET}
+        self._config: Config = build(api_key, base_url, project_id, **given, **options)
         self._ids = IdSource()
         self._closed = False
         #: Set once shutdown() has spooled what it took out of the queue, in thread _closer.
         self._down = threading.Event()
         self._closer: int | None = None
         self._durable = self._config.durability == "durable"
-        self._spool = open_spool(self._config)
+        if self._config.debug:
+            debug_handler()
+        self._spool = open_spool(self._config) if self._config.enabled else None
+        if not self._config.enabled:
+            # The off switch: nothing is built that would start a thread or touch a file.
+            self.log_prompt = self.log = self._log_disabled  # type: ignore[method-assign]
         try:
             self._setup()
         except BaseException:
@@ -143,7 +161,8 @@ class PromptStackLogger:
             batch_bytes=config.batch_max_bytes,
             interval=config.flush_interval if config.auto_flush else None,
             workers=config.max_in_flight,
-            background=config.background_thread,
+            # Off (enabled=False): nothing to send, no thread to send it.
+            background=config.background_thread and config.enabled,
             side=spooling.replayer.step if spooling is not None else None,
             fast_path=not self._durable,
         )
@@ -158,6 +177,10 @@ class PromptStackLogger:
                 self._push = spooling.spool.append
         self._idle = not self._flusher.started
         self._next_id = self._ids.next
+        controlled = config.sample_rate < 1.0 or config.before_send is not None
+        self._gate = (
+            Gate(config.sample_rate, config.before_send, self._stats) if controlled else None
+        )
         self._prompts = Prompts(self._transport, self._stats, config)
         if fresh and self._idle and spool is not None and spool_names(spool.directory):
             # A backlog from earlier processes: replay it even if this one never logs.
@@ -168,6 +191,25 @@ class PromptStackLogger:
         """The validated settings of this logger."""
         return self._config
 
+    @overload
+    def get_prompt(
+        self,
+        name: str,
+        version: str | None = ...,
+        branch: str = ...,
+        sticky_context: Mapping[str, Any] | None = ...,
+        *,
+        fallback: str | PromptData,
+    ) -> PromptData: ...
+    @overload
+    def get_prompt(
+        self,
+        name: str,
+        version: str | None = ...,
+        branch: str = ...,
+        sticky_context: Mapping[str, Any] | None = ...,
+        fallback: str | PromptData | None = ...,
+    ) -> PromptData | None: ...
     def get_prompt(
         self,
         name: str,
@@ -188,8 +230,29 @@ class PromptStackLogger:
         """
         if not self._here[0]:
             self._check_pid()
+        if not self._config.enabled:
+            return None if fallback is None else fallback_prompt(fallback, name, version, branch)
         return self._prompts.get(name, version, branch, sticky_context, fallback)
 
+    @overload
+    async def aget_prompt(
+        self,
+        name: str,
+        version: str | None = ...,
+        branch: str = ...,
+        sticky_context: Mapping[str, Any] | None = ...,
+        *,
+        fallback: str | PromptData,
+    ) -> PromptData: ...
+    @overload
+    async def aget_prompt(
+        self,
+        name: str,
+        version: str | None = ...,
+        branch: str = ...,
+        sticky_context: Mapping[str, Any] | None = ...,
+        fallback: str | PromptData | None = ...,
+    ) -> PromptData | None: ...
     async def aget_prompt(
         self,
         name: str,
@@ -200,6 +263,8 @@ class PromptStackLogger:
     ) -> PromptData | None:
         """:meth:`get_prompt` for asyncio: a cache hit returns at once, a fetch runs in a thread."""
         self._check_pid()
+        if not self._config.enabled:
+            return self.get_prompt(name, version, branch, sticky_context, fallback)
         found = self._prompts.get(
             name, version, branch, sticky_context, fallback=fallback, block=False
         )
@@ -218,9 +283,12 @@ class PromptStackLogger:
     ) -> PromptData | None:
         """Route a subject through the server (the 1.0.1 call); None when unknown.
 
-        A missing (None or empty) value gets the experiment prompt's default version.
+        A missing (None or empty) value gets the experiment prompt's default version;
+        with ``enabled=False`` the answer is None, without a request.
         """
         self._check_pid()
+        if not self._config.enabled:
+            return None
         return self._prompts.route(experiment_id, sticky_key, sticky_value)
 
     def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, positional arguments included
@@ -240,7 +308,8 @@ class PromptStackLogger:
         """Log one prompt usage; True when queued (or, with ``blocking``, delivered).
 
         Never raises and, unless ``blocking``, never waits for the network.
-        A prompt with ``enable_logging`` off is skipped and reports True.
+        A prompt with ``enable_logging`` off is skipped and reports True, and
+        so is a record that ``sample_rate`` or ``before_send`` stops (counted).
         """
         try:
             # Each check costs the usual value one class test. The server takes finite numbers
@@ -291,6 +360,9 @@ class PromptStackLogger:
                 branch_name, model, metadata, duration_ms, experiment_id,
                 experiment_version_id, sticky_key, sticky_value,
             )  # fmt: skip
+            # Sampling and before_send (banyan._controls); None unless configured.
+            if self._gate is not None and (stopped := self._gate(record)) is not None:
+                return stopped
             data: Encoded | None
             slot = _scratch.slot
             buffer = slot[0]
@@ -326,6 +398,11 @@ class PromptStackLogger:
             )  # fmt: skip
 
     log = log_prompt
+
+    def _log_disabled(self, *args: Any, **kwargs: Any) -> bool:
+        """log_prompt when ``enabled=False``: counted as ``disabled``, nothing else."""
+        self._stats.drop(DropReason.DISABLED, entry=True)
+        return True
 
     def _log_odd(  # noqa: PLR0917 - log_prompt's arguments
         self,
@@ -473,6 +550,11 @@ class PromptStackLogger:
         # acknowledged as a duplicate); what the server took meanwhile is only noted.
         tally = self._stats.scratch()
         ok = self._delivery.deliver(records, deadline, stop, tally)
+        if tally.dropped[DropReason.UNAUTHORIZED]:
+            warn_once(
+                "unauthorized", f"banyan: the server refused the API key or project "
+                f"({tally.last_error}); logs are dropped: check api_key / BANYAN_API_KEY",
+            )  # fmt: skip
         if not self._flusher.claim(records, lambda: self._stats.merge(tally)):
             self._stats.add(delivered_after_shutdown=tally.sent)
         return ok
@@ -511,7 +593,8 @@ class PromptStackLogger:
         return done and clean
 
     def _lost_total(self) -> int:
-        lost = sum(self._stats.dropped.values()) + self._flusher.ring.full
+        dropped = self._stats.dropped
+        lost = sum(dropped.values()) + self._flusher.ring.full - sum(dropped[r] for r in _CHOSEN)
         if self._spooling is not None:
             lost += self._spooling.lost()
         return lost
@@ -575,7 +658,7 @@ class PromptStackLogger:
         spooling.hand_over()
         return self._lost_total() == mark
 
-    def get_stats(self) -> dict[str, Any]:
+    def get_stats(self) -> Statistics:
         """Counters: ``logs_sent``, ``queue_size``, drops by reason and more."""
         self._check_pid()  # a child forked without the hooks reports its own, empty, ring
         ring = self._flusher.ring
@@ -586,7 +669,7 @@ class PromptStackLogger:
         stats["in_flight"] = self._flusher.in_flight
         stats["spool_handed_over"] = self._spool.handed_over if self._spool is not None else 0
         stats["prompt_cache"] = self._prompts.stats()
-        return stats
+        return cast("Statistics", stats)
 
     def _check_pid(self) -> None:
         if not self._here[0] and self._pid != _fork.pid():
@@ -611,6 +694,28 @@ class PromptStackLogger:
     def _at_exit(self) -> None:
         if not self._closed and self._pid == _getpid():
             self._wind_down(self._config.atexit_timeout)
+
+    def __enter__(self) -> Self:
+        """``with PromptStackLogger(...) as logger:`` shuts it down on exit."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """:meth:`shutdown` with its default timeout."""
+        self.shutdown()
+
+    async def __aenter__(self) -> Self:
+        """``async with PromptStackLogger(...) as logger:`` shuts it down on exit."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """:meth:`ashutdown` with its default timeout."""
+        await self.ashutdown()
+
+    async def ashutdown(self, timeout: float | None = 30.0) -> bool:
+        """:meth:`shutdown` for asyncio: waits in a thread, never blocking the event loop."""
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(None, self.shutdown, timeout)
 
     def __repr__(self) -> str:
         url = self._config.base_url

@@ -11,11 +11,14 @@ import hashlib
 import math
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from banyan._controls import check, from_environment, named
 from banyan._exceptions import ConfigurationError
+from banyan._redact import LogEvent
 from banyan._wire import MAX_BATCH_BYTES, MAX_BATCH_RECORDS
 
 DEFAULT_BASE_URL = "https://banyan-smpms.ondigitalocean.app"
@@ -77,6 +80,16 @@ class Config:
     #: An ``httpx.BaseTransport`` to send through instead of the network
     #: (banyan.testing uses an in-memory one; also for custom proxies).
     http_transport: Any = None
+    # production controls (#16)
+    #: False: no thread, no socket, no file; log_prompt counts ``disabled``, get_prompt
+    #: serves ``fallback``.
+    enabled: bool = True
+    #: True: the ``banyan`` logger writes to stderr.
+    debug: bool = False
+    #: The share of records sent: per experiment subject when there is one, else per record.
+    sample_rate: float = 1.0
+    #: Called with each record's fields before encoding; returns them (changed) or None.
+    before_send: Callable[[LogEvent], LogEvent | None] | None = None
 
     def __post_init__(self) -> None:
         _check_url(self.base_url)
@@ -105,6 +118,8 @@ class Config:
             raise ConfigurationError(
                 f"legacy_max_concurrency must be <= {MAX_LEGACY_CONCURRENCY} (one socket each)"
             )
+        # production controls (#16)
+        check(self.enabled, self.debug, self.sample_rate, self.before_send)
 
     def spool_directory(self) -> Path | None:
         """The spool directory; None when ``spool_dir`` is False or "" (no spool).
@@ -134,6 +149,8 @@ class Config:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(Config)}
+# production controls (#16)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
 
 
 def build(
@@ -143,6 +160,10 @@ def build(
     unknown = sorted(set(options) - _FIELDS)
     if unknown:
         raise ConfigurationError(f"unknown option(s): {', '.join(unknown)}")
+    # production controls (#16): every option from BANYAN_<OPTION>; off needs no key.
+    options = from_environment(options, _DEFAULTS)
+    if options.get("enabled") is False and not (api_key or os.environ.get("BANYAN_API_KEY")):
+        api_key = "psk_disabled"
     # Surrounding whitespace is a key file's or a secret's trailing newline, never the key.
     api_key = (_str_or_none("api_key", api_key) or os.environ.get("BANYAN_API_KEY") or "").strip()
     if not api_key:
@@ -153,7 +174,12 @@ def build(
     project_id = (
         _str_or_none("project_id", project_id) or os.environ.get("BANYAN_PROJECT_ID") or None
     )
-    return Config(api_key=api_key, base_url=base_url.rstrip("/"), project_id=project_id, **options)
+    try:
+        return Config(
+            api_key=api_key, base_url=base_url.rstrip("/"), project_id=project_id, **options
+        )
+    except ConfigurationError as exc:  # production controls (#16): name the variable
+        raise named(exc, options) from None
 
 
 def _str_or_none(name: str, value: object) -> str | None:

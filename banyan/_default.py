@@ -6,13 +6,19 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from banyan import _fork
 from banyan._client import PromptStackLogger
 from banyan._exceptions import NotConfiguredError
-from banyan._prompts import PromptData
+from banyan._prompts import PromptData, fallback_prompt
 from banyan._stats import DropReason, Stats
+from banyan._warn import warn_once
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from banyan._types import ConfigureOptions, Statistics
 
 _lock = threading.Lock()
 _logger: PromptStackLogger | None = None
@@ -42,7 +48,7 @@ def configure(
     api_key: str | None = None,
     project_id: str | None = None,
     base_url: str | None = None,
-    **options: Any,
+    **options: Unpack[ConfigureOptions],
 ) -> PromptStackLogger:
     """Create the default logger used by the module functions and return it.
 
@@ -77,7 +83,7 @@ def _from_env() -> PromptStackLogger | None:
     This is how spawned children (multiprocessing spawn/forkserver, uvicorn
     workers) get a logger without code of their own.
     """
-    if _Env.tried or not os.environ.get("BANYAN_API_KEY"):
+    if _Env.tried or not (os.environ.get("BANYAN_API_KEY") or os.environ.get("BANYAN_DISABLED")):
         return None
     with _Env.lock:
         if not _Env.tried:
@@ -92,6 +98,36 @@ def _from_env() -> PromptStackLogger | None:
     return _logger
 
 
+def _unconfigured_prompt(
+    name: str, version: str | None, branch: str, fallback: str | PromptData | None
+) -> PromptData:
+    # No logger: the fallback, when there is one, is what the caller gets (#16).
+    if fallback is None:
+        raise NotConfiguredError("call banyan.configure(api_key=...) first")
+    warn_once(
+        "not-configured-prompt",
+        "banyan: get_prompt() called before banyan.configure(); serving fallback=",
+    )
+    return fallback_prompt(fallback, name, version, branch)
+
+
+@overload
+def get_prompt(
+    name: str,
+    version: str | None = ...,
+    branch: str = ...,
+    sticky_context: Mapping[str, Any] | None = ...,
+    *,
+    fallback: str | PromptData,
+) -> PromptData: ...
+@overload
+def get_prompt(
+    name: str,
+    version: str | None = ...,
+    branch: str = ...,
+    sticky_context: Mapping[str, Any] | None = ...,
+    fallback: str | PromptData | None = ...,
+) -> PromptData | None: ...
 def get_prompt(
     name: str,
     version: str | None = None,
@@ -99,10 +135,34 @@ def get_prompt(
     sticky_context: Mapping[str, Any] | None = None,
     fallback: str | PromptData | None = None,
 ) -> PromptData | None:
-    """Fetch a prompt with the default logger (see :meth:`PromptStackLogger.get_prompt`)."""
-    return _default().get_prompt(name, version, branch, sticky_context, fallback)
+    """Fetch a prompt with the default logger (see :meth:`PromptStackLogger.get_prompt`).
+
+    Before :func:`configure`, ``fallback`` is served (with a warning, once);
+    without one :class:`~banyan.NotConfiguredError` is raised.
+    """
+    logger = _logger or _from_env()
+    if logger is None:
+        return _unconfigured_prompt(name, version, branch, fallback)
+    return logger.get_prompt(name, version, branch, sticky_context, fallback)
 
 
+@overload
+async def aget_prompt(
+    name: str,
+    version: str | None = ...,
+    branch: str = ...,
+    sticky_context: Mapping[str, Any] | None = ...,
+    *,
+    fallback: str | PromptData,
+) -> PromptData: ...
+@overload
+async def aget_prompt(
+    name: str,
+    version: str | None = ...,
+    branch: str = ...,
+    sticky_context: Mapping[str, Any] | None = ...,
+    fallback: str | PromptData | None = ...,
+) -> PromptData | None: ...
 async def aget_prompt(
     name: str,
     version: str | None = None,
@@ -111,7 +171,10 @@ async def aget_prompt(
     fallback: str | PromptData | None = None,
 ) -> PromptData | None:
     """Await a prompt with the default logger (see :meth:`PromptStackLogger.aget_prompt`)."""
-    return await _default().aget_prompt(name, version, branch, sticky_context, fallback)
+    logger = _logger or _from_env()
+    if logger is None:
+        return _unconfigured_prompt(name, version, branch, fallback)
+    return await logger.aget_prompt(name, version, branch, sticky_context, fallback)
 
 
 def experiment(experiment_id: str, sticky_key: str, sticky_value: str) -> PromptData | None:
@@ -187,11 +250,12 @@ def _reset() -> None:
         _logger, _unconfigured = None, Stats()
 
 
-def get_stats() -> dict[str, Any]:
+def get_stats() -> Statistics:
     """The default logger's counters (only drops before :func:`configure`)."""
     logger = _logger
     if logger is None:
-        return _unconfigured.snapshot(0, 0, 0, 0)
+        early: dict[str, Any] = _unconfigured.snapshot(0, 0, 0, 0)
+        return cast("Statistics", early | {"spool_handed_over": 0, "prompt_cache": {}})
     return logger.get_stats()
 
 

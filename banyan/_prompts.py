@@ -252,13 +252,17 @@ class Prompts:
         if not block:
             return MISS  # type: ignore[no-any-return]
         try:
-            return self._cold(key)
+            found = self._cold(key)
         except BanyanError:
             if fallback is None:
                 raise
-            self.counters.fallbacks += 1
-            self._stats.warn_once("prompt-fallback", "banyan: serving fallback= prompts")
-            return fallback_prompt(fallback, *key[1:])
+            found = None
+        if found is not None or fallback is None:
+            return found
+        # The server is down, or has no such prompt (404): fallback= wins either way.
+        self.counters.fallbacks += 1
+        self._stats.warn_once("prompt-fallback", "banyan: serving fallback= prompts")
+        return fallback_prompt(fallback, *key[1:])
 
     def _arm(self, entry: Entry, index: int) -> Arm:
         """What a variant's routed PromptData is cloned from, made once per entry and variant."""

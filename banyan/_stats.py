@@ -49,6 +49,11 @@ class DropReason(str, enum.Enum):
     SPOOL_ERROR = "spool_error"
     SPOOL_EVICTED = "spool_evicted"
     SPOOL_CORRUPT = "spool_corrupt"
+    # production controls (#16): records the user chose not to send
+    DISABLED = "disabled"
+    SAMPLED = "sampled"
+    BEFORE_SEND = "before_send"
+    BEFORE_SEND_ERROR = "before_send_error"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +95,8 @@ class Stats:
         self.sticky_missing = 0
         self.delivered_after_shutdown = 0
         self.possible_duplicates = 0
-        #: The 1.0.1 path's concurrency limit after its last batch (None: never used).
-        self.legacy_concurrency: int | None = None
+        #: The 1.0.1 path's concurrency limit after its last batch (0: never used).
+        self.legacy_concurrency = 0
         self.prompt_errors = 0
         self.last_error: str | None = None
         self.http_version: str | None = None

@@ -22,7 +22,7 @@ import gzip
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import httpx
@@ -32,6 +32,11 @@ from banyan import _default
 from banyan._client import PromptStackLogger
 from banyan._record import Record
 from banyan._wire import BATCH_PATH, BatchResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from banyan._types import ConfigureOptions
 
 __all__ = ["FakeBackend", "capture"]
 
@@ -92,7 +97,9 @@ class FakeBackend:
 
 
 @contextmanager
-def capture(prompts: Mapping[str, str] | None = None, **options: Any) -> Iterator[FakeBackend]:
+def capture(
+    prompts: Mapping[str, str] | None = None, **options: Unpack[ConfigureOptions]
+) -> Iterator[FakeBackend]:
     """Point the module functions at a :class:`FakeBackend` for the ``with`` block.
 
     ``options`` go to the :class:`~banyan.PromptStackLogger` (the defaults

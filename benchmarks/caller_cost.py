@@ -15,6 +15,9 @@ sending in the background. The workloads:
   pays before doing anything of its own;
 * ``log_prompt`` and ``banyan.log_prompt``: this package (flusher kept from
   starting, base URL a closed loopback port);
+* ``log_prompt+before_send`` and ``log_prompt+redact_pii``: the same with a
+  ``before_send`` hook that returns the event as is, and with the built-in
+  ``banyan.redact_pii`` (every redactor; the record has nothing to redact);
 * ``1.0.1 log_prompt`` and ``1.0.1 banyan.log_prompt``: the released
   banyan-sdk 1.0.1, timed by the very same two functions (their source is
   shipped) in a subprocess of its venv (benchmarks/_compat.py). Its logger
@@ -124,8 +127,21 @@ def _workloads() -> tuple[Work, Callable[[], None]]:
         api_key="psk_bench", base_url=closed_url(), max_queue_bytes=1 << 40,
         batch_size=1 << 40, flush_interval=3600, spool_dir=False,
     )  # fmt: skip
-    # Keep the flusher from starting: this measures the caller's cost only.
-    logger._idle = False
+    hooked = {
+        name: banyan.PromptStackLogger(
+            api_key="psk_bench",
+            base_url=closed_url(),
+            max_queue_bytes=1 << 40,
+            batch_size=1 << 40,
+            flush_interval=3600,
+            spool_dir=False,
+            before_send=hook,
+        )
+        for name, hook in (("before_send", lambda event: event), ("redact_pii", banyan.redact_pii))
+    }
+    # Keep the flushers from starting: this measures the caller's cost only.
+    for each in (logger, *hooked.values()):
+        each._idle = False
     prompt = banyan.PromptData(content="c", version="3", prompt_id="p1", name="bench")
     banyan._default._logger = logger
 
@@ -165,12 +181,19 @@ def _workloads() -> tuple[Work, Callable[[], None]]:
         banyan.log_prompt(input=INPUT, output=OUTPUT, prompt_data=prompt, model="gpt-4",
                           metadata=METADATA, duration_ms=12.0)  # fmt: skip
 
+    def hooked_call(name: str) -> Callable[[], object]:
+        call = hooked[name].log_prompt
+        return lambda: call(input=INPUT, output=OUTPUT, prompt_data=prompt, model="gpt-4",
+                            metadata=METADATA, duration_ms=12.0)  # fmt: skip
+
     def reset() -> None:
         sink.clear()
-        logger._flusher.ring.take(1 << 40, 1 << 60)
+        for each in (logger, *hooked.values()):
+            each._flusher.ring.take(1 << 40, 1 << 60)
 
     work: Work = {"floor": floor, "floor_id_ts": floor_id_ts, "floor_call": floor_call,
-                  "log_prompt": method, "banyan.log_prompt": module}  # fmt: skip
+                  "log_prompt": method, "banyan.log_prompt": module,
+                  **{f"log_prompt+{name}": hooked_call(name) for name in hooked}}  # fmt: skip
     return work, reset
 
 
@@ -195,6 +218,8 @@ def _ratios(results: dict[str, Any]) -> None:
     for name in ("log_prompt", "banyan.log_prompt"):
         theirs = results[f"1.0.1 {name}"]
         theirs["x_2x"] = _paired_ratio(theirs, results[name])
+    for name in ("log_prompt+before_send", "log_prompt+redact_pii"):
+        results[name]["x_log_prompt"] = _paired_ratio(results[name], results["log_prompt"])
 
 
 def _paired_ratio(row: dict[str, Any], base: dict[str, Any]) -> float:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from prockit import wait_for
@@ -25,7 +26,7 @@ def spool_cli(*args: str) -> str:
 
 @pytest.mark.parametrize("durability", ["buffered", "durable"])
 def test_purge_beside_a_live_process_whose_replays_fail_deletes_nothing(
-    tmp_path: Path, durability: str
+    tmp_path: Path, durability: Literal["buffered", "durable"]
 ) -> None:
     """Issue 14 item 1: failed replays keep the segment locked, so purge skips it."""
     spool = tmp_path / "sp"

@@ -115,7 +115,7 @@ def test_credentials_in_base_url_are_refused_without_echoing_them(
 def test_unknown_option_is_refused() -> None:
     """A misspelt option name raises ConfigurationError naming it."""
     with pytest.raises(banyan.ConfigurationError, match="flush_intervall"):
-        banyan.configure(api_key="psk_x", flush_intervall=1)
+        banyan.configure(api_key="psk_x", flush_intervall=1)  # type: ignore[call-arg]
 
 
 def test_zstd_without_zstandard_fails_at_configure(monkeypatch: pytest.MonkeyPatch) -> None:

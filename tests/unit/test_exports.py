@@ -8,11 +8,13 @@ import sys
 import banyan
 
 EXPECTED = [
-    "AuthenticationError", "BanyanError", "ConfigurationError", "ConnectError", "DropReason",
-    "HTTPStatusError", "NotConfiguredError", "PromptData", "PromptStackLogger", "ProtocolError",
-    "RequestTimeout", "TransportError", "__version__", "aflush", "aget_prompt", "configure",
-    "content_hash", "experiment", "flush",
-    "get_prompt", "get_stats", "log", "log_prompt", "shutdown",
+    "AuthenticationError", "BanyanError", "BanyanWarning", "ConfigurationError", "ConnectError",
+    "DropReason", "HTTPStatusError", "LogEvent", "NotConfiguredError", "PromptData",
+    "PromptStackLogger", "ProtocolError", "RequestTimeout", "Statistics", "TransportError",
+    "__version__",
+    "aflush", "aget_prompt", "configure", "content_hash", "experiment", "flush",
+    "get_prompt", "get_stats", "log", "log_prompt", "redact_card_numbers", "redact_emails",
+    "redact_phone_numbers", "redact_pii", "redact_secrets", "shutdown",
 ]  # fmt: skip
 
 

@@ -6,6 +6,7 @@ import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -93,7 +94,11 @@ def test_none_makes_no_sync_call(tmp_path: Path, syncs: Syncs) -> None:
     ("none", 0, False), ("interval", 0, True), ("always", 50, False),
 ])  # fmt: skip
 def test_logger_spool_sync_option_reaches_the_disk(
-    tmp_path: Path, syncs: Syncs, mode: str, msyncs: int, datasync: bool
+    tmp_path: Path,
+    syncs: Syncs,
+    mode: Literal["none", "interval", "always"],
+    msyncs: int,
+    datasync: bool,
 ) -> None:
     """A durable logger's spool_sync: "always" msyncs per log_prompt, "interval" has the
     flusher fdatasync the segment, "none" syncs nothing; all 50 records are delivered."""

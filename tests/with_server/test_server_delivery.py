@@ -27,7 +27,7 @@ def send(server: Server, n: int, **options: Any) -> banyan.PromptStackLogger:
     return logger
 
 
-def balanced(stats: dict[str, Any]) -> bool:
+def balanced(stats: banyan.Statistics) -> bool:
     return bool(
         stats["logs_queued"]
         == stats["logs_sent"] + stats["logs_dropped"] + stats["queue_size"] + stats["in_flight"]

@@ -1,0 +1,146 @@
+"""Production controls (#16): ``before_send``, ``sample_rate``, the off switch, the environment.
+
+What runs on the caller's thread between building a record and encoding it
+lives here, in :class:`Gate`; a logger without a hook and with every record
+sampled has no gate, and ``log_prompt`` pays one ``is None`` test for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from banyan._exceptions import ConfigurationError
+from banyan._record import Record, as_metadata, text
+from banyan._redact import LogEvent
+from banyan._stats import DropReason, Stats
+from banyan._warn import warn_once
+
+#: Options that never come from the environment: objects, or named apart (BANYAN_SPOOL_DIR
+#: and BANYAN_CACHE_DIR are roots that a per-project directory is made in).
+NOT_FROM_ENV = frozenset(
+    {"api_key", "base_url", "project_id", "http_transport", "before_send", "spool_dir", "cache_dir"}
+)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+#: Metadata key that carries the rate a record was sampled at (experiment analysis
+#: weighs each record by its inverse).
+SAMPLE_RATE_KEY = "banyan.sample_rate"
+
+
+def from_environment(options: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` completed from ``BANYAN_<OPTION>`` variables; explicit arguments win."""
+    found = dict(options)
+    # BANYAN_DISABLED=1 is BANYAN_ENABLED=0 (OTEL_SDK_DISABLED's shape).
+    for name, default in defaults.items():
+        raw = os.environ.get(f"BANYAN_{name.upper()}")
+        if name in found or name in NOT_FROM_ENV or raw is None:
+            continue
+        found[name] = _parse(f"BANYAN_{name.upper()}", raw.strip(), default)
+    if "enabled" not in options and os.environ.get("BANYAN_DISABLED") is not None:
+        found["enabled"] = not _parse("BANYAN_DISABLED", os.environ["BANYAN_DISABLED"], False)
+    return found
+
+
+def named(error: ConfigurationError, options: Mapping[str, Any]) -> ConfigurationError:
+    """``error`` naming the ``BANYAN_*`` variable its option came from, if it did."""
+    option = str(error).split(" ", 1)[0]
+    variable = f"BANYAN_{option.upper()}"
+    if option in options and os.environ.get(variable) is not None:
+        return ConfigurationError(f"{variable}: {error}")
+    return error
+
+
+def _parse(variable: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in _TRUE + _FALSE:
+                raise ValueError("not a yes/no value")
+            return raw.lower() in _TRUE
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{variable} must be a {type(default).__name__}, got {raw!r}"
+        ) from None
+    return None if raw.lower() in ("", "none") else raw
+
+
+def check(enabled: object, debug: object, sample_rate: object, before_send: object) -> None:
+    """Refuse bad production controls with a :class:`~banyan.ConfigurationError`."""
+    for name, value in (("enabled", enabled), ("debug", debug)):
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"{name} must be True or False, got {value!r}")
+    rate = sample_rate if isinstance(sample_rate, int | float) else math.nan
+    if isinstance(sample_rate, bool) or not 0.0 <= rate <= 1.0:
+        raise ConfigurationError(
+            f"sample_rate must be a number from 0.0 to 1.0, got {sample_rate!r}"
+        )
+    if before_send is not None and not callable(before_send):
+        raise ConfigurationError(f"before_send must be callable or None, got {before_send!r}")
+
+
+def sampled_in(rate: float, record: Record) -> bool:
+    """Whether ``record`` is kept at ``rate``: by its experiment subject when it has one."""
+    if record.sticky_value is None:
+        return random.random() < rate
+    # A subject is in or out for every record, whichever process logs it (experiments
+    # compare the same users across variants).
+    digest = hashlib.blake2b(record.sticky_value.encode(errors="replace"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < rate * 2**64
+
+
+class Gate:
+    """Sampling, then ``before_send``, for one logger; every record it stops is counted."""
+
+    def __init__(
+        self, rate: float, hook: Callable[[LogEvent], LogEvent | None] | None, stats: Stats
+    ) -> None:
+        self._rate = rate
+        self._hook = hook
+        self._stats = stats
+
+    def __call__(self, record: Record) -> bool | None:
+        """None to send ``record`` (changed in place), else what ``log_prompt`` returns."""
+        if self._rate < 1.0:
+            if not sampled_in(self._rate, record):
+                self._stats.drop(DropReason.SAMPLED, entry=True)
+                return True
+            meta = dict(record.metadata) if record.metadata else {}
+            meta[SAMPLE_RATE_KEY] = self._rate
+            record.metadata = meta
+        return None if self._hook is None else self._before_send(self._hook, record)
+
+    def _before_send(
+        self, hook: Callable[[LogEvent], LogEvent | None], record: Record
+    ) -> bool | None:
+        try:
+            event: Any = msgspec.structs.asdict(record)
+            del event["id"], event["ts"]
+            changed = hook(event)
+            if changed is None:
+                self._stats.drop(DropReason.BEFORE_SEND, entry=True)
+                return True
+            fields: dict[str, Any] = dict(changed)
+            fields["input"], fields["output"] = text(fields["input"]), text(fields["output"])
+            fields["metadata"] = as_metadata(fields.get("metadata"))
+            for name, value in fields.items():
+                setattr(record, name, value)
+            return None
+        except Exception as exc:
+            # Never sent unredacted: a hook that fails drops the record.
+            self._stats.drop(DropReason.BEFORE_SEND_ERROR, error=repr(exc), entry=True)
+            message = (
+                f"banyan: before_send raised {exc!r}; such records are dropped and counted in "
+                "get_stats()['dropped']['before_send_error']"
+            )
+            self._stats.warn_once("before_send", "%s", message)
+            warn_once("before_send", message)
+            return False

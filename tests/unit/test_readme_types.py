@@ -1,0 +1,52 @@
+"""The README's Python examples pass ``mypy --strict`` as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mypy import api
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+#: What the examples leave to the reader: the model call, the user's text, the app.
+PLACEHOLDERS = """
+import banyan
+
+user_input = "Hello"
+
+
+def my_model(prompt: str, text: str) -> str:
+    return prompt + text
+
+
+def handle_request(text: str) -> None:
+    pass
+
+"""
+
+
+def test_readme_examples_pass_mypy_strict(tmp_path: Path) -> None:
+    """Every ```python block of README.md type-checks under --strict (no union-attr errors)."""
+    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
+    assert len(blocks) >= 5
+    for number, block in enumerate(blocks):
+        (tmp_path / f"example_{number}.py").write_text(PLACEHOLDERS + block)
+    out, err, status = api.run(["--strict", "--no-incremental", str(tmp_path)])
+    assert status == 0, out + err
+
+
+def test_a_misspelt_or_invalid_option_is_a_mypy_error(tmp_path: Path) -> None:
+    """configure()'s options are typed: a typo and a value outside a Literal fail mypy."""
+    source = PLACEHOLDERS + (
+        'banyan.configure(api_key="psk_x", flush_intervall=1)\n'
+        'banyan.configure(api_key="psk_x", compression="lz4")\n'
+        'banyan.PromptStackLogger(durability="safe")\n'
+        "stats = banyan.get_stats()\n"
+        'stats["logs_sentt"]\n'
+    )
+    (tmp_path / "typos.py").write_text(source)
+    out, _, status = api.run(["--strict", "--no-incremental", str(tmp_path / "typos.py")])
+    assert status == 1
+    assert out.count("[call-arg]") == 1
+    assert out.count("[arg-type]") == 2
+    assert out.count("[typeddict-item]") == 1
