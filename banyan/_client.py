@@ -45,7 +45,7 @@ from banyan._spooldir import names as spool_names
 from banyan._spooling import Spooling, open_spool
 from banyan._stats import DropReason, Stats
 from banyan._transport import Transport
-from banyan._warn import debug_handler, warn_once
+from banyan._warn import debug_handler
 
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
@@ -550,11 +550,6 @@ class PromptStackLogger:
         # acknowledged as a duplicate); what the server took meanwhile is only noted.
         tally = self._stats.scratch()
         ok = self._delivery.deliver(records, deadline, stop, tally)
-        if tally.dropped[DropReason.UNAUTHORIZED]:
-            warn_once(
-                "unauthorized", f"banyan: the server refused the API key or project "
-                f"({tally.last_error}); logs are dropped: check api_key / BANYAN_API_KEY",
-            )  # fmt: skip
         if not self._flusher.claim(records, lambda: self._stats.merge(tally)):
             self._stats.add(delivered_after_shutdown=tally.sent)
         return ok

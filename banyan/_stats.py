@@ -19,13 +19,13 @@ and ``delivered_after_shutdown`` says how many records that happened to.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
 import logging
 import threading
-import warnings
 from typing import Any
+
+from banyan import _warn
 
 log = logging.getLogger("banyan")
 
@@ -193,9 +193,7 @@ class Stats:
                 return
             self._warned.add(key)
         log.warning("%s", message)
-        # Warnings turned into errors must not stop the thread that delivers the rest.
-        with contextlib.suppress(Exception):
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        _warn.warn_once(key, message)
 
     def snapshot(
         self,

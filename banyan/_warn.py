@@ -18,7 +18,7 @@ _seen: set[str] = set()
 _lock = threading.Lock()
 
 
-class BanyanWarning(UserWarning):
+class BanyanWarning(RuntimeWarning):
     """A Banyan failure the user must act on (filter it with ``warnings``)."""
 
 

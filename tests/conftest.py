@@ -10,6 +10,8 @@ import pytest
 from hypothesis import settings
 from serverproc import Server, start_server
 
+from banyan import _warn
+
 # CI must not fail on a draw no one can reproduce: fixed examples there, random ones locally.
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
@@ -26,6 +28,12 @@ def _prompt_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
         os.environ.pop("BANYAN_CACHE_DIR", None)
     else:
         os.environ["BANYAN_CACHE_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def _warnings_afresh() -> None:
+    """Each test sees the once-per-process warnings (a wrong key, a certificate) anew."""
+    _warn.forget()
 
 
 @pytest.fixture(autouse=True)

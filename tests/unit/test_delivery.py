@@ -12,6 +12,7 @@ import pytest
 from fakes import FakeResponse, MakeLogger, status
 
 from banyan._exceptions import ConnectError, RequestTimeout
+from banyan._warn import BanyanWarning
 from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, IDEMPOTENCY_HEADER, SINGLE_LOG_PATH
 
 
@@ -235,13 +236,13 @@ def test_flush_and_shutdown_take_any_timeout(
 
 
 def test_a_refused_api_key_is_warned_loudly_once(make_logger: MakeLogger) -> None:
-    """401: besides the logged warning, one RuntimeWarning reaches a user with no logging."""
+    """401: besides the logged warning, one BanyanWarning reaches a user with no logging."""
     logger, _ = make_logger(status(401), status(401), spool_dir=False)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         assert not log_and_flush(logger, 1)
         assert not log_and_flush(logger, 1)
-    assert [w.category for w in seen if "check the API key" in str(w.message)] == [RuntimeWarning]
+    assert [w.category for w in seen if "check the API key" in str(w.message)] == [BanyanWarning]
     assert logger.get_stats()["last_error"]
 
 

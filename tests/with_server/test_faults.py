@@ -147,7 +147,7 @@ def untrusted_tls_url(tmp_path: Any) -> Iterator[str]:
 def test_a_certificate_failure_is_warned_loudly_and_the_records_spooled(
     untrusted_tls_url: str, http2: bool, tmp_path: Any
 ) -> None:
-    """A certificate that fails verification: a RuntimeWarning (seen with no logging set up),
+    """A certificate that fails verification: a BanyanWarning (seen with no logging set up),
     last_error says so, and the records wait in the spool instead of being lost."""
     logger = banyan.PromptStackLogger(
         api_key="psk_x_0123456789", base_url=untrusted_tls_url, http2=http2, max_retries=1,
@@ -160,7 +160,7 @@ def test_a_certificate_failure_is_warned_loudly_and_the_records_spooled(
         logger.log_prompt(input="again", output="o")
         assert logger.flush(timeout=30)
     loud = [w.category for w in seen if "retrying will not help" in str(w.message)]
-    assert loud == [RuntimeWarning]
+    assert loud == [banyan.BanyanWarning]
     stats = logger.get_stats()
     assert stats["last_error"]
     assert (stats["spooled"], stats["logs_dropped"], stats["logs_sent"]) == (6, 0, 0)
