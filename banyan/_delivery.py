@@ -50,6 +50,7 @@ LEGACY_RECHECK = 300.0
 _H2_INITIAL_WINDOW = 65_535
 #: The largest record a batch can carry (its array header takes 5 bytes).
 MAX_RECORD_BYTES = MAX_BATCH_BYTES - 5
+_KEY_HINT = " (check the API key / BANYAN_API_KEY)"
 _decode_result = msgspec.json.Decoder(BatchResult).decode
 _decode_result_msgpack = msgspec.msgpack.Decoder(BatchResult).decode
 
@@ -61,7 +62,9 @@ class GiveUp(Exception):
 class Delivery:
     """Sends batches for one logger and accounts for every record in them."""
 
-    def __init__(self, config: Config, transport: Transport, stats: Stats) -> None:
+    def __init__(
+        self, config: Config, transport: Transport, stats: Stats, *, in_spool: bool = False
+    ) -> None:
         self._config = config
         self._transport = transport
         self._stats = stats
@@ -78,6 +81,8 @@ class Delivery:
         self.spill: Callable[[list[Encoded], list[Encoded], DropReason, str], None] | None = None
         #: ``time.monotonic()`` of the last 2xx: replay waits for a healthy backend.
         self.last_ok = 0.0
+        #: The records it sends are spooled already (replay): a refused key leaves them there.
+        self._in_spool = in_spool
 
     def __call__(
         self, records: list[Encoded], deadline: float | None, stop: threading.Event
@@ -186,6 +191,8 @@ class Delivery:
                 return send(timeout)
             except HTTPStatusError as exc:
                 if exc.status_code not in RETRY_STATUSES:
+                    if isinstance(exc, AuthenticationError) and self._keeps_refused():
+                        raise _held(exc, stats) from exc
                     raise
                 error: BanyanError = exc
                 if exc.retry_after is not None:
@@ -199,6 +206,11 @@ class Delivery:
                 raise GiveUp(DropReason.RETRIES_EXHAUSTED, str(error))
             stats.add(retries=1)
             self._sleep(self._backoff(attempt), deadline, stop)
+
+    def _keeps_refused(self) -> bool:
+        # #14: a refused key is a configuration error; the records wait in the spool for the
+        # right one rather than being lost.
+        return self.spill is not None or self._in_spool
 
     def _backoff(self, attempt: int) -> float:
         base = min(self._config.max_retry_delay, self._config.retry_delay * 2 ** (attempt - 1))
@@ -307,8 +319,11 @@ class Delivery:
         reason, error = give_up.args
         if self.spill is not None:
             self.spill(batch, records, reason, error)
-            return
-        stats.drop_undelivered(len(records), reason, error)
+        elif self._in_spool:
+            # Counted for the replayer, which keeps the segment: nothing is lost, no warning.
+            stats.drop(reason, len(records), error)
+        else:
+            stats.drop_undelivered(len(records), reason, error)
 
 
 def _too_large(record: Encoded, stats: Stats) -> bool:
@@ -316,6 +331,17 @@ def _too_large(record: Encoded, stats: Stats) -> bool:
     stats.drop(DropReason.TOO_LARGE, 1, error)
     stats.warn_once("too-large", "banyan: %s; it is dropped (further drops are counted)", error)
     return False
+
+
+def _held(exc: HTTPStatusError, stats: Stats) -> GiveUp:
+    """A refused API key, with a spool: warned loudly; the records stay spooled."""
+    stats.error(str(exc))
+    stats.warn_loudly(
+        f"refused-{exc.status_code}",
+        f"banyan: the server refused a batch of logs, {exc}{_KEY_HINT}; they are kept in the "
+        "spool and sent by the first process whose key the server accepts",
+    )
+    return GiveUp(DropReason.UNAUTHORIZED, str(exc))
 
 
 def note_error(error: BanyanError, stats: Stats) -> None:
@@ -336,7 +362,7 @@ def refused(records: list[Encoded], exc: HTTPStatusError, stats: Stats) -> bool:
     """
     auth = isinstance(exc, AuthenticationError)
     stats.drop(DropReason.UNAUTHORIZED if auth else DropReason.CLIENT_ERROR, len(records), str(exc))
-    hint = " (check the API key / BANYAN_API_KEY)" if auth else ""
+    hint = _KEY_HINT if auth else ""
     message = (
         f"banyan: the server refused a batch of logs, {exc}{hint}; they are dropped "
         "(further drops are counted in get_stats())"

@@ -65,8 +65,11 @@ def test_retries_exhausted_drop_the_batch_once_warned(
 def test_unauthorized_is_final_and_warned_once(
     make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """401 is not retried: records dropped as unauthorized, one warning naming the key."""
-    logger, fake = make_logger(status(401), status(401), batch_size=1, max_retries=5)
+    """401 is not retried; without a spool the records are dropped as unauthorized, one
+    warning naming the key (with one they are held: test_spool_replay.py)."""
+    logger, fake = make_logger(
+        status(401), status(401), batch_size=1, max_retries=5, spool_dir=False
+    )
     with caplog.at_level(logging.WARNING, logger="banyan"):
         assert not log_and_flush(logger, 1)
         assert not log_and_flush(logger, 1)
