@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from banyan._exceptions import AuthenticationError, BanyanError, HTTPStatusError, TransportError
-from banyan._record import Encoded
+from banyan._record import Encoded, repaired
 from banyan._stats import DropReason, Stats
 from banyan._wire import (
     BATCH_ID_HEADER,
@@ -91,13 +91,20 @@ class Delivery:
         return self.deliver(records, deadline, stop, self._stats)
 
     def deliver(
-        self, records: list[Encoded], deadline: float | None, stop: threading.Event, stats: Stats
+        self,
+        records: list[Encoded],
+        deadline: float | None,
+        stop: threading.Event,
+        stats: Stats,
+        whole: list[Encoded] | None = None,
     ) -> bool:
         """Deliver ``records``, counting what became of them into ``stats``.
 
         Retries and errors are counted there too; the records the server could
-        not be made to take go to ``spill`` at once when it is set.
+        not be made to take go to ``spill`` at once when it is set, as part of
+        ``whole``, the batch they come from (when they are a part sent again).
         """
+        whole = records if whole is None else whole
         if len(records) == 1 and len(records[0]) > MAX_RECORD_BYTES:
             # Alone in its batch (the ring never puts a record over the batch limit with
             # others): the server would answer 413, which HTTP/2 clients may never read.
@@ -109,7 +116,7 @@ class Delivery:
         ):
             self._probe(deadline)
         if self._legacy_until and time.monotonic() < self._legacy_until:
-            return self._send_legacy(records, deadline, stop, stats)
+            return self._send_legacy(records, whole, deadline, stop, stats)
         parts: list[Encoded] = [msgpack_array_header(len(records))]
         parts += records
         body = b"".join(parts)
@@ -130,12 +137,17 @@ class Delivery:
         except HTTPStatusError as exc:
             if exc.status_code in _LEGACY_STATUSES:
                 self._legacy_until = time.monotonic() + LEGACY_RECHECK
-                return self._send_legacy(records, deadline, stop, stats)
+                return self._send_legacy(records, whole, deadline, stop, stats)
             return refused(records, exc, stats)
         except GiveUp as exc:
-            self._on_undeliverable(records, records, exc, stats)
+            self._on_undeliverable(whole, records, exc, stats)
             return False
-        return self._settle(records, response, len(body), stats)
+        resend, lost = self._settle(records, response, len(body), stats)
+        if resend:
+            # Normalized as log_prompt's slow path does: if the server refuses them again,
+            # normalizing changes nothing more and they are counted as rejected.
+            return self.deliver(resend, deadline, stop, stats, whole) and not lost
+        return not lost
 
     def _probe(self, deadline: float | None) -> None:
         """Learn, with an empty batch, whether the server has the batch endpoint (HTTP/2 only).
@@ -227,7 +239,11 @@ class Delivery:
         if stop.wait(delay):
             raise GiveUp(DropReason.SHUTDOWN, "shut down while retrying")
 
-    def _settle(self, records: list[Encoded], response: Any, size: int, stats: Stats) -> bool:
+    def _settle(
+        self, records: list[Encoded], response: Any, size: int, stats: Stats
+    ) -> tuple[list[Encoded], int]:
+        """Count the server's answer: the rejected records that normalizing repaired (to send
+        again), and how many rejected ones were lost."""
         try:
             if response.headers.get("Content-Type", "").startswith(MSGPACK):
                 result = _decode_result_msgpack(response.content)
@@ -241,16 +257,23 @@ class Delivery:
         stats.http_version = self._transport.http_version
         stats.add(sent=delivered, duplicates=result.duplicates, batches_sent=1, bytes_sent=size)
         refused = len(records) - delivered
-        if refused:
+        indexes = {r.index for r in result.rejected if 0 <= r.index < len(records)}
+        fixed = (repaired(records[index]) for index in sorted(indexes))
+        resend = [record for record in fixed if record is not None][:refused]
+        lost = refused - len(resend)
+        if lost:
             first = result.rejected[0].error if result.rejected else "no reason given"
-            stats.drop(DropReason.REJECTED, refused, f"server rejected a record: {first}")
-            stats.warn_once(
-                "rejected", "banyan: the server rejected %d record(s): %s", refused, first
-            )
-        return refused == 0
+            stats.drop(DropReason.REJECTED, lost, f"server rejected a record: {first}")
+            stats.warn_once("rejected", "banyan: the server rejected %d record(s): %s", lost, first)
+        return resend, lost
 
     def _send_legacy(
-        self, records: list[Encoded], deadline: float | None, stop: threading.Event, stats: Stats
+        self,
+        records: list[Encoded],
+        whole: list[Encoded],
+        deadline: float | None,
+        stop: threading.Event,
+        stats: Stats,
     ) -> bool:
         """Send each record as its own JSON request to the 1.0.1 endpoint, many at once."""
         stats.warn_once(
@@ -260,18 +283,23 @@ class Delivery:
 
         fanout = self._fanout = self._transport.fanout()
         if fanout is None:
-            return self._send_serial(records, deadline, stop, stats)
+            return self._send_serial(records, whole, deadline, stop, stats)
         jobs = [legacy_job(record) for record in records]
         outcome = fanout.send(jobs, deadline, stop, stats, Policy(self._config, self._backoff))
         stats.legacy_concurrency = fanout.limiter.limit
         self.last_ok = max(self.last_ok, fanout.last_ok)
         if outcome.left:
             give_up = GiveUp(outcome.reason, outcome.error)
-            self._on_undeliverable(records, outcome.left, give_up, stats)
+            self._on_undeliverable(whole, outcome.left, give_up, stats)
         return outcome.ok
 
     def _send_serial(
-        self, records: list[Encoded], deadline: float | None, stop: threading.Event, stats: Stats
+        self,
+        records: list[Encoded],
+        whole: list[Encoded],
+        deadline: float | None,
+        stop: threading.Event,
+        stats: Stats,
     ) -> bool:
         ok = True
         for index, record in enumerate(records):
@@ -280,7 +308,7 @@ class Delivery:
                     raise GiveUp(DropReason.SHUTDOWN, "shut down while sending one by one")
                 ok = self._send_one(record, deadline, stop, stats) and ok
             except GiveUp as exc:
-                self._on_undeliverable(records, records[index:], exc, stats)
+                self._on_undeliverable(whole, records[index:], exc, stats)
                 return False
         return ok
 

@@ -89,14 +89,35 @@ def test_other_client_errors_are_final(make_logger: MakeLogger) -> None:
 
 
 def test_rejected_records_are_dropped_and_the_rest_delivered(make_logger: MakeLogger) -> None:
-    """BatchResult: accepted + duplicates are sent, rejected counted under 'rejected'."""
+    """BatchResult: accepted + duplicates are sent, rejected counted under 'rejected'; a
+    record that normalizing does not change is not sent again."""
     answer = FakeResponse(
         {"accepted": 3, "duplicates": 1, "rejected": [{"index": 0, "error": "x"}]}
     )
-    logger, _ = make_logger(answer)
+    logger, fake = make_logger(answer)
     assert not log_and_flush(logger, 5)
     stats = logger.get_stats()
     assert (stats["logs_sent"], stats["duplicates"], stats["dropped"]["rejected"]) == (4, 1, 1)
+    assert len(fake.calls) == 1
+
+
+def test_a_rejected_record_with_non_text_keys_is_sent_again_normalized(
+    make_logger: MakeLogger,
+) -> None:
+    """The server rejects metadata={1: 'a'} (unchecked on the fast path): it is sent again,
+    once, with text keys and the same id; nothing is counted lost."""
+    answer = FakeResponse(
+        {"accepted": 1, "duplicates": 0, "rejected": [{"index": 0, "error": "k"}]}
+    )
+    logger, fake = make_logger(answer)
+    logger.log_prompt("odd", "o", metadata={1: "a"})  # type: ignore[dict-item]
+    logger.log_prompt("fine", "o")
+    assert logger.flush(5)
+    stats = logger.get_stats()
+    assert (stats["logs_sent"], stats["logs_dropped"]) == (2, 0)
+    first, again = (msgspec.msgpack.decode(kw["content"]) for _, _, kw in fake.calls)
+    assert [r["metadata"] for r in again] == [{"1": "a"}]
+    assert again[0]["id"] == first[0]["id"]
 
 
 def test_old_backend_falls_back_to_one_json_record_per_request(make_logger: MakeLogger) -> None:
