@@ -563,7 +563,9 @@ class PromptStackLogger:
         attempt failed (the records stay spooled); in durable mode, where
         the spool is the queue, True only then. Returns by the deadline
         whatever the server does; False as well when any record was lost
-        since the previous flush. ``None`` waits as long as it takes.
+        since the previous flush, or while the server refuses the API key
+        (the records wait in the spool for a process whose key it accepts).
+        ``None`` waits as long as it takes.
         """
         self._check_pid()
         deadline = time.monotonic() + _seconds(timeout)
@@ -582,7 +584,9 @@ class PromptStackLogger:
             replayed = self._spooling.replayer.flush(deadline, wake)
             # Durable: the spool is the queue, its replay is the flush. Buffered: what is
             # spooled is settled already; the replay gets the time left, not a say.
-            done = (replayed or not self._durable) and done
+            # A refused key holds the spool for a process with the right one: not done (#14).
+            held = self._spooling.replayer.key_refused
+            done = (replayed or not self._durable) and done and not held
         lost = self._lost_total()
         clean, self._flush_mark = lost == self._flush_mark, lost
         return done and clean

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from banyan._exceptions import AuthenticationError, BanyanError, HTTPStatusError, TransportError
-from banyan._record import Encoded
+from banyan._record import Encoded, repaired
 from banyan._stats import DropReason, Stats
 from banyan._wire import (
     BATCH_ID_HEADER,
@@ -50,6 +50,7 @@ LEGACY_RECHECK = 300.0
 _H2_INITIAL_WINDOW = 65_535
 #: The largest record a batch can carry (its array header takes 5 bytes).
 MAX_RECORD_BYTES = MAX_BATCH_BYTES - 5
+_KEY_HINT = " (check the API key / BANYAN_API_KEY)"
 _decode_result = msgspec.json.Decoder(BatchResult).decode
 _decode_result_msgpack = msgspec.msgpack.Decoder(BatchResult).decode
 
@@ -61,7 +62,9 @@ class GiveUp(Exception):
 class Delivery:
     """Sends batches for one logger and accounts for every record in them."""
 
-    def __init__(self, config: Config, transport: Transport, stats: Stats) -> None:
+    def __init__(
+        self, config: Config, transport: Transport, stats: Stats, *, in_spool: bool = False
+    ) -> None:
         self._config = config
         self._transport = transport
         self._stats = stats
@@ -78,6 +81,8 @@ class Delivery:
         self.spill: Callable[[list[Encoded], list[Encoded], DropReason, str], None] | None = None
         #: ``time.monotonic()`` of the last 2xx: replay waits for a healthy backend.
         self.last_ok = 0.0
+        #: The records it sends are spooled already (replay): a refused key leaves them there.
+        self._in_spool = in_spool
 
     def __call__(
         self, records: list[Encoded], deadline: float | None, stop: threading.Event
@@ -86,13 +91,20 @@ class Delivery:
         return self.deliver(records, deadline, stop, self._stats)
 
     def deliver(
-        self, records: list[Encoded], deadline: float | None, stop: threading.Event, stats: Stats
+        self,
+        records: list[Encoded],
+        deadline: float | None,
+        stop: threading.Event,
+        stats: Stats,
+        whole: list[Encoded] | None = None,
     ) -> bool:
         """Deliver ``records``, counting what became of them into ``stats``.
 
         Retries and errors are counted there too; the records the server could
-        not be made to take go to ``spill`` at once when it is set.
+        not be made to take go to ``spill`` at once when it is set, as part of
+        ``whole``, the batch they come from (when they are a part sent again).
         """
+        whole = records if whole is None else whole
         if len(records) == 1 and len(records[0]) > MAX_RECORD_BYTES:
             # Alone in its batch (the ring never puts a record over the batch limit with
             # others): the server would answer 413, which HTTP/2 clients may never read.
@@ -104,7 +116,7 @@ class Delivery:
         ):
             self._probe(deadline)
         if self._legacy_until and time.monotonic() < self._legacy_until:
-            return self._send_legacy(records, deadline, stop, stats)
+            return self._send_legacy(records, whole, deadline, stop, stats)
         parts: list[Encoded] = [msgpack_array_header(len(records))]
         parts += records
         body = b"".join(parts)
@@ -125,12 +137,17 @@ class Delivery:
         except HTTPStatusError as exc:
             if exc.status_code in _LEGACY_STATUSES:
                 self._legacy_until = time.monotonic() + LEGACY_RECHECK
-                return self._send_legacy(records, deadline, stop, stats)
+                return self._send_legacy(records, whole, deadline, stop, stats)
             return refused(records, exc, stats)
         except GiveUp as exc:
-            self._on_undeliverable(records, records, exc, stats)
+            self._on_undeliverable(whole, records, exc, stats)
             return False
-        return self._settle(records, response, len(body), stats)
+        resend, lost = self._settle(records, response, len(body), stats)
+        if resend:
+            # Normalized as log_prompt's slow path does: if the server refuses them again,
+            # normalizing changes nothing more and they are counted as rejected.
+            return self.deliver(resend, deadline, stop, stats, whole) and not lost
+        return not lost
 
     def _probe(self, deadline: float | None) -> None:
         """Learn, with an empty batch, whether the server has the batch endpoint (HTTP/2 only).
@@ -186,6 +203,8 @@ class Delivery:
                 return send(timeout)
             except HTTPStatusError as exc:
                 if exc.status_code not in RETRY_STATUSES:
+                    if isinstance(exc, AuthenticationError) and self._keeps_refused():
+                        raise _held(exc, stats) from exc
                     raise
                 error: BanyanError = exc
                 if exc.retry_after is not None:
@@ -199,6 +218,11 @@ class Delivery:
                 raise GiveUp(DropReason.RETRIES_EXHAUSTED, str(error))
             stats.add(retries=1)
             self._sleep(self._backoff(attempt), deadline, stop)
+
+    def _keeps_refused(self) -> bool:
+        # #14: a refused key is a configuration error; the records wait in the spool for the
+        # right one rather than being lost.
+        return self.spill is not None or self._in_spool
 
     def _backoff(self, attempt: int) -> float:
         base = min(self._config.max_retry_delay, self._config.retry_delay * 2 ** (attempt - 1))
@@ -215,7 +239,11 @@ class Delivery:
         if stop.wait(delay):
             raise GiveUp(DropReason.SHUTDOWN, "shut down while retrying")
 
-    def _settle(self, records: list[Encoded], response: Any, size: int, stats: Stats) -> bool:
+    def _settle(
+        self, records: list[Encoded], response: Any, size: int, stats: Stats
+    ) -> tuple[list[Encoded], int]:
+        """Count the server's answer: the rejected records that normalizing repaired (to send
+        again), and how many rejected ones were lost."""
         try:
             if response.headers.get("Content-Type", "").startswith(MSGPACK):
                 result = _decode_result_msgpack(response.content)
@@ -229,16 +257,23 @@ class Delivery:
         stats.http_version = self._transport.http_version
         stats.add(sent=delivered, duplicates=result.duplicates, batches_sent=1, bytes_sent=size)
         refused = len(records) - delivered
-        if refused:
+        indexes = {r.index for r in result.rejected if 0 <= r.index < len(records)}
+        fixed = (repaired(records[index]) for index in sorted(indexes))
+        resend = [record for record in fixed if record is not None][:refused]
+        lost = refused - len(resend)
+        if lost:
             first = result.rejected[0].error if result.rejected else "no reason given"
-            stats.drop(DropReason.REJECTED, refused, f"server rejected a record: {first}")
-            stats.warn_once(
-                "rejected", "banyan: the server rejected %d record(s): %s", refused, first
-            )
-        return refused == 0
+            stats.drop(DropReason.REJECTED, lost, f"server rejected a record: {first}")
+            stats.warn_once("rejected", "banyan: the server rejected %d record(s): %s", lost, first)
+        return resend, lost
 
     def _send_legacy(
-        self, records: list[Encoded], deadline: float | None, stop: threading.Event, stats: Stats
+        self,
+        records: list[Encoded],
+        whole: list[Encoded],
+        deadline: float | None,
+        stop: threading.Event,
+        stats: Stats,
     ) -> bool:
         """Send each record as its own JSON request to the 1.0.1 endpoint, many at once."""
         stats.warn_once(
@@ -248,18 +283,23 @@ class Delivery:
 
         fanout = self._fanout = self._transport.fanout()
         if fanout is None:
-            return self._send_serial(records, deadline, stop, stats)
+            return self._send_serial(records, whole, deadline, stop, stats)
         jobs = [legacy_job(record) for record in records]
         outcome = fanout.send(jobs, deadline, stop, stats, Policy(self._config, self._backoff))
         stats.legacy_concurrency = fanout.limiter.limit
         self.last_ok = max(self.last_ok, fanout.last_ok)
         if outcome.left:
             give_up = GiveUp(outcome.reason, outcome.error)
-            self._on_undeliverable(records, outcome.left, give_up, stats)
+            self._on_undeliverable(whole, outcome.left, give_up, stats)
         return outcome.ok
 
     def _send_serial(
-        self, records: list[Encoded], deadline: float | None, stop: threading.Event, stats: Stats
+        self,
+        records: list[Encoded],
+        whole: list[Encoded],
+        deadline: float | None,
+        stop: threading.Event,
+        stats: Stats,
     ) -> bool:
         ok = True
         for index, record in enumerate(records):
@@ -268,7 +308,7 @@ class Delivery:
                     raise GiveUp(DropReason.SHUTDOWN, "shut down while sending one by one")
                 ok = self._send_one(record, deadline, stop, stats) and ok
             except GiveUp as exc:
-                self._on_undeliverable(records, records[index:], exc, stats)
+                self._on_undeliverable(whole, records[index:], exc, stats)
                 return False
         return ok
 
@@ -307,8 +347,11 @@ class Delivery:
         reason, error = give_up.args
         if self.spill is not None:
             self.spill(batch, records, reason, error)
-            return
-        stats.drop_undelivered(len(records), reason, error)
+        elif self._in_spool:
+            # Counted for the replayer, which keeps the segment: nothing is lost, no warning.
+            stats.drop(reason, len(records), error)
+        else:
+            stats.drop_undelivered(len(records), reason, error)
 
 
 def _too_large(record: Encoded, stats: Stats) -> bool:
@@ -316,6 +359,17 @@ def _too_large(record: Encoded, stats: Stats) -> bool:
     stats.drop(DropReason.TOO_LARGE, 1, error)
     stats.warn_once("too-large", "banyan: %s; it is dropped (further drops are counted)", error)
     return False
+
+
+def _held(exc: HTTPStatusError, stats: Stats) -> GiveUp:
+    """A refused API key, with a spool: warned loudly; the records stay spooled."""
+    stats.error(str(exc))
+    stats.warn_loudly(
+        f"refused-{exc.status_code}",
+        f"banyan: the server refused a batch of logs, {exc}{_KEY_HINT}; they are kept in the "
+        "spool and sent by the first process whose key the server accepts",
+    )
+    return GiveUp(DropReason.UNAUTHORIZED, str(exc))
 
 
 def note_error(error: BanyanError, stats: Stats) -> None:
@@ -336,7 +390,7 @@ def refused(records: list[Encoded], exc: HTTPStatusError, stats: Stats) -> bool:
     """
     auth = isinstance(exc, AuthenticationError)
     stats.drop(DropReason.UNAUTHORIZED if auth else DropReason.CLIENT_ERROR, len(records), str(exc))
-    hint = " (check the API key / BANYAN_API_KEY)" if auth else ""
+    hint = _KEY_HINT if auth else ""
     message = (
         f"banyan: the server refused a batch of logs, {exc}{hint}; they are dropped "
         "(further drops are counted in get_stats())"

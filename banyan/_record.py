@@ -205,3 +205,29 @@ def as_duration(value: Any) -> float | None:
     except Exception:
         return None
     return number if math.isfinite(number) else None
+
+
+def normalize(record: Record) -> None:
+    """Make ``record`` what the wire wants: its text fields valid text, its metadata plain
+    (text keys), its duration a finite number or none."""
+    for name in TEXT_FIELDS:
+        value = getattr(record, name)
+        if value is not None:
+            setattr(record, name, clean(value if isinstance(value, str) else str(value)))
+    record.metadata = plain(record.metadata) if record.metadata is not None else None
+    record.duration_ms = as_duration(record.duration_ms)
+
+
+def repaired(data: Encoded) -> Encoded | None:
+    """``data``, a record the server refused, normalized; None when that changes nothing.
+
+    ``log_prompt``'s fast path does not check metadata keys (it would cost ~10 % of the
+    call): a ``{1: "a"}`` reaches the server, which refuses it, and is repaired here.
+    """
+    try:
+        record = Record(**msgspec.msgpack.decode(data))
+        normalize(record)
+        fixed = encode(record)
+    except Exception:
+        return None
+    return None if fixed == data else fixed

@@ -84,6 +84,9 @@ class Replayer:
         self._rescan_at = 0.0
         #: Failed reads so far, by segment name.
         self._unreadable: dict[str, int] = {}
+        #: The server refused the key at the last attempt: the segments are held for a process
+        #: whose key it accepts, and ``flush()`` is not done.
+        self.key_refused = False
         self.prepare_wanted = False
         # Flush generations: asked, sealed, and settled by idleness or by failure.
         self._wanted = self._sealed_gen = self._idle_gen = self._failed_gen = 0
@@ -160,7 +163,8 @@ class Replayer:
         self._delivery(batch, deadline, self._stop)
         failed = [self._scratch.dropped[reason] for reason in _FAILURES]
         if any(failed):
-            self._fail(self._scratch.last_error or "replay failed")
+            refused = self._scratch.dropped[DropReason.UNAUTHORIZED] > 0
+            self._fail(self._scratch.last_error or "replay failed", hold=refused)
             return False
         if self._pending is None:
             # That was the last batch: delete the segment now, not at a next step that a
@@ -201,14 +205,17 @@ class Replayer:
             self._stats.merge(self._scratch)
         self._failures = 0
         self._not_before = 0.0
+        self.key_refused = False
 
-    def _fail(self, error: str) -> None:
+    def _fail(self, error: str, hold: bool = False) -> None:
+        """Put the segment back and back off; ``hold``: the key was refused, back off long."""
         segment, self._segment = self._segment, None
         if segment is not None:
             self.spool.put_back(segment)
         self._failures += 1
         base, cap = self._backoff
-        delay = min(cap, MAX_BACKOFF, base * 2 ** (self._failures - 1))
+        delay = cap if hold else min(cap, MAX_BACKOFF, base * 2 ** (self._failures - 1))
+        self.key_refused = hold
         self._failed_at = time.monotonic()
         self._not_before = self._failed_at + delay
         if self._delivery is not None:

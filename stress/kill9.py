@@ -3,12 +3,14 @@
 ``--rounds`` times, ``--workers`` processes log without pause in durable
 mode (~10,000 records/s each) against a live server, the spool being their queue; each one
 reports on stdout how many of its ``log_prompt`` calls have returned, and is
-SIGKILLed after a random 0.3-1.5 s. Then this process opens the same spool,
+SIGKILLed a random 0.3-1.5 s after every worker's first report (on a loaded machine
+``import banyan`` alone can take longer than that). Then this process opens the same spool,
 replays what the dead left, and every reported record is looked up at the
 server by its input.
 
 Prints sent / stored / duplicated / dropped / spooled and exits 1 on any
-mismatch: a reported record missing, or any record stored twice.
+mismatch: a reported record missing, any record stored twice, or no record
+reported at all (a run that proved nothing).
 
 Run: ``python -m stress.kill9 [--rounds 5] [--workers 4]``
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import select
 import shutil
 import signal
 import subprocess
@@ -35,6 +38,9 @@ from prockit import stored_inputs  # noqa: E402
 import banyan  # noqa: E402
 from banyan import _localserver  # noqa: E402
 from stress._result import emit  # noqa: E402
+
+#: How long a round waits for its workers' first reports (imports on a loaded machine).
+FIRST_REPORT_S = 60.0
 
 WORKER = textwrap.dedent(
     """
@@ -64,14 +70,27 @@ def round_of(
         )
         for n in range(workers)
     }
+    first = first_reports(procs, FIRST_REPORT_S)
     time.sleep(rng.uniform(0.3, 1.5))
     reported = {}
     for label, proc in procs.items():
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate(timeout=30)
-        lines = out.split()
-        reported[label] = int(lines[-1]) if lines else 0
+        lines = [first[label], *out.split()]
+        reported[label] = int(lines[-1] or 0)
     return reported
+
+
+def first_reports(procs: dict[str, subprocess.Popen[str]], limit: float) -> dict[str, str]:
+    """Each worker's first report line, waiting at most ``limit`` s in all ("" if none)."""
+    deadline = time.monotonic() + limit
+    first = {}
+    for label, proc in procs.items():
+        assert proc.stdout is not None
+        remaining = max(0.0, deadline - time.monotonic())
+        ready, _, _ = select.select([proc.stdout], [], [], remaining)
+        first[label] = proc.stdout.readline().strip() if ready else ""
+    return first
 
 
 def run(tmp: Path, rounds: int, workers: int, seed: int) -> int:
@@ -104,8 +123,10 @@ def report(found: Counter[str], reported: dict[str, int], stats: dict[str, int])
            "dropped": stats["logs_dropped"], "spooled_by_dead": stats["replayed"],
            "corrupt_frames": stats["spool_corrupt_frames"]}  # fmt: skip
     print("  ".join(f"{k}={v}" for k, v in row.items()))
-    bad = missing or duplicated or stats["logs_dropped"]
-    if bad:
+    bad = missing or duplicated or stats["logs_dropped"] or not sent
+    if not sent:
+        print("NOTHING LOGGED: every worker died before its first report", file=sys.stderr)
+    elif bad:
         print("MISMATCH", file=sys.stderr)
     # Workers log on after their last report; those records are stored too, but not "sent".
     return emit(

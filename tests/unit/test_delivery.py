@@ -66,8 +66,11 @@ def test_retries_exhausted_drop_the_batch_once_warned(
 def test_unauthorized_is_final_and_warned_once(
     make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """401 is not retried: records dropped as unauthorized, one warning naming the key."""
-    logger, fake = make_logger(status(401), status(401), batch_size=1, max_retries=5)
+    """401 is not retried; without a spool the records are dropped as unauthorized, one
+    warning naming the key (with one they are held: test_spool_replay.py)."""
+    logger, fake = make_logger(
+        status(401), status(401), batch_size=1, max_retries=5, spool_dir=False
+    )
     with caplog.at_level(logging.WARNING, logger="banyan"):
         assert not log_and_flush(logger, 1)
         assert not log_and_flush(logger, 1)
@@ -87,14 +90,35 @@ def test_other_client_errors_are_final(make_logger: MakeLogger) -> None:
 
 
 def test_rejected_records_are_dropped_and_the_rest_delivered(make_logger: MakeLogger) -> None:
-    """BatchResult: accepted + duplicates are sent, rejected counted under 'rejected'."""
+    """BatchResult: accepted + duplicates are sent, rejected counted under 'rejected'; a
+    record that normalizing does not change is not sent again."""
     answer = FakeResponse(
         {"accepted": 3, "duplicates": 1, "rejected": [{"index": 0, "error": "x"}]}
     )
-    logger, _ = make_logger(answer)
+    logger, fake = make_logger(answer)
     assert not log_and_flush(logger, 5)
     stats = logger.get_stats()
     assert (stats["logs_sent"], stats["duplicates"], stats["dropped"]["rejected"]) == (4, 1, 1)
+    assert len(fake.calls) == 1
+
+
+def test_a_rejected_record_with_non_text_keys_is_sent_again_normalized(
+    make_logger: MakeLogger,
+) -> None:
+    """The server rejects metadata={1: 'a'} (unchecked on the fast path): it is sent again,
+    once, with text keys and the same id; nothing is counted lost."""
+    answer = FakeResponse(
+        {"accepted": 1, "duplicates": 0, "rejected": [{"index": 0, "error": "k"}]}
+    )
+    logger, fake = make_logger(answer)
+    logger.log_prompt("odd", "o", metadata={1: "a"})  # type: ignore[dict-item]
+    logger.log_prompt("fine", "o")
+    assert logger.flush(5)
+    stats = logger.get_stats()
+    assert (stats["logs_sent"], stats["logs_dropped"]) == (2, 0)
+    first, again = (msgspec.msgpack.decode(kw["content"]) for _, _, kw in fake.calls)
+    assert [r["metadata"] for r in again] == [{"1": "a"}]
+    assert again[0]["id"] == first[0]["id"]
 
 
 def test_old_backend_falls_back_to_one_json_record_per_request(make_logger: MakeLogger) -> None:

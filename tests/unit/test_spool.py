@@ -19,7 +19,7 @@ import pytest
 from banyan import _segment, _spooldir
 from banyan._config import build
 from banyan._delivery import Delivery
-from banyan._exceptions import HTTPStatusError
+from banyan._exceptions import AuthenticationError, HTTPStatusError
 from banyan._replay import Replayer
 from banyan._segment import FRAME_SIZE, HEADER_SIZE
 from banyan._spool import Spool
@@ -571,28 +571,48 @@ def test_a_passing_read_error_keeps_the_segment_for_another_try(
     spool.close()
 
 
+def answering(spool: Spool, error: HTTPStatusError, cap: float) -> tuple[Replayer, Stats]:
+    """A replayer of ``spool`` (3 records) whose every request fails with ``error``."""
+    fill(spool, 3)
+    config = build("psk_unit", "http://127.0.0.1:9", None, max_retries=0, spool_dir=False)
+
+    class Failing:
+        http_version = "HTTP/1.1"
+
+        def request(self, *args: object, **kwargs: object) -> None:
+            raise error
+
+    stats = Stats()
+    replayer = Replayer(
+        spool, lambda scratch: Delivery(config, Failing(), scratch, in_spool=True),  # type: ignore[arg-type]
+        stats, batch=(100, 1 << 20), seal_interval=0.0, backoff=(0.01, cap),
+        healthy=lambda: 0.0, prepare=False,
+    )  # fmt: skip
+    return replayer, stats
+
+
 def test_replay_after_a_429_waits_for_its_retry_after(tmp_path: Path) -> None:
     """A replayed batch answered 429 with Retry-After: 0.5 backs off at least that long, not
     just the replayer's own short backoff."""
     spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
-    fill(spool, 3)
-    config = build("psk_unit", "http://127.0.0.1:9", None, max_retries=0, spool_dir=False)
-
-    class Busy:
-        http_version = "HTTP/1.1"
-
-        def request(self, *args: object, **kwargs: object) -> None:
-            raise HTTPStatusError(429, "slow down", 0.5)
-
-    stats = Stats()
-    replayer = Replayer(
-        spool, lambda scratch: Delivery(config, Busy(), scratch), stats,  # type: ignore[arg-type]
-        batch=(100, 1 << 20), seal_interval=0.0, backoff=(0.01, 0.1),
-        healthy=lambda: 0.0, prepare=False,
-    )  # fmt: skip
+    replayer, _ = answering(spool, HTTPStatusError(429, "slow down", 0.5), cap=0.1)
     replayer.step()
     assert replayer._not_before - time.monotonic() > 0.3
     assert not replayer.step()  # still waiting: nothing sent
+    spool.close()
+
+
+def test_replay_refused_by_the_key_holds_the_segment_and_backs_off_long(tmp_path: Path) -> None:
+    """A replayed batch answered 401 keeps its segment, counts nothing lost, and is not tried
+    again before the longest backoff (max_retry_delay): a process with the right key sends it."""
+    spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
+    replayer, stats = answering(spool, AuthenticationError(401, "invalid API key"), cap=600.0)
+    with pytest.warns(RuntimeWarning, match="API key"):
+        assert not replayer.step()
+    assert replayer.key_refused
+    assert replayer._not_before - time.monotonic() > 300
+    assert not replayer.step()  # held: nothing sent
+    assert (stats.sent, sum(stats.dropped.values()), len(segment_files(spool))) == (0, 0, 1)
     spool.close()
 
 

@@ -72,10 +72,12 @@ def test_compressed_batches(server: Server, codec: str) -> None:
 def test_bad_api_key_is_one_warning_and_counted_drops(
     server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """401: every record counted as unauthorized, one warning that names the API key."""
+    """401 without a spool: every record counted as unauthorized, one warning that names the
+    API key (with a spool they are held: test_spool_replay.py)."""
     logger = banyan.PromptStackLogger(
-        api_key="psk_wrong", base_url=server.base_url, batch_size=10, flush_interval=0.05
-    )
+        api_key="psk_wrong", base_url=server.base_url, batch_size=10, flush_interval=0.05,
+        spool_dir=False,
+    )  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="banyan"):
         for i in range(50):
             logger.log_prompt(f"i{i}", "o")

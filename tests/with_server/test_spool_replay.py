@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -345,14 +346,29 @@ def test_size_limit_evicts_the_oldest_segments_and_counts_them(server: Server) -
         logger.shutdown(0)
 
 
-def test_client_errors_are_dropped_not_spooled(server: Server) -> None:
-    """A 401 will never be accepted: counted as unauthorized, nothing spooled."""
-    logger = banyan.PromptStackLogger("psk_wrong_key_000000000000", server.base_url)
-    logger.log_prompt("i", "o")
-    logger.flush(10)
-    stats = logger.get_stats()
-    logger.shutdown(1)
-    assert (stats["dropped"]["unauthorized"], stats["spooled"]) == (1, 0)
+@pytest.mark.parametrize("durability", ["buffered", "durable"])
+def test_a_refused_key_keeps_the_records_for_a_process_with_the_right_one(
+    server: Server, durability: str, tmp_path: Path
+) -> None:
+    """401: records spooled and held (flush False, warned once), then sent by the right key."""
+    options: dict[str, Any] = {"durability": durability, "spool_dir": str(tmp_path / "spool")}
+    wrong = banyan.PromptStackLogger("psk_wrong_key_000000000000", server.base_url, **options)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        logged = [wrong.log_prompt(f"held {i}", "o") for i in range(3)]
+        flushed = [wrong.flush(10), wrong.flush(10)]
+    stats = wrong.get_stats()
+    wrong.shutdown(5)
+    assert (logged, flushed) == ([True] * 3, [False, False])
+    assert [w.category for w in seen if "API key" in str(w.message)] == [banyan.BanyanWarning]
+    assert (stats["logs_dropped"], stats["spooled_pending"], stats["logs_sent"]) == (0, 3, 0)
+    invariant(stats)
+    right = banyan.PromptStackLogger(server.api_key, server.base_url, **options)
+    try:
+        assert right.flush(10)
+    finally:
+        right.shutdown(5)
+    assert stored_inputs_in_order(server) == ["held 0", "held 1", "held 2"]
 
 
 def test_full_ring_spills_to_the_spool_and_is_replayed(server: Server) -> None:
