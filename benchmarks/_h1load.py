@@ -10,7 +10,13 @@ to say when the client is server-limited.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import shutil
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 
@@ -89,3 +95,24 @@ def server_alone(
     cpu = time.process_time() - cpu
     return {"requests": total, "concurrency": concurrency, "answers_per_s": round(ok / elapsed),
             "generator_cpu_us_per_request": round(cpu / total * 1e6, 1)}  # fmt: skip
+
+
+_WRK_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open(os.getenv("BODY_FILE"), "rb"); wrk.body = f:read("*a"); f:close()
+"""
+
+
+def wrk_rate(url: str, body: bytes, concurrency: int, seconds: int = 3) -> float | None:
+    """Requests/s that ``wrk`` measures POSTing ``body`` to ``url``, if wrk is installed."""
+    if shutil.which("wrk") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "post.lua").write_text(_WRK_SCRIPT)
+        (Path(tmp) / "body.json").write_bytes(body)
+        cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", f"{tmp}/post.lua", url]
+        env = {**os.environ, "BODY_FILE": f"{tmp}/body.json"}
+        run = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=60)
+        out = run.stdout
+    found = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    return round(float(found.group(1))) if found and "Non-2xx" not in out else None

@@ -37,7 +37,7 @@ from banyan._record import Record
 from banyan._transport import Transport
 from banyan._wire import SINGLE_LOG_PATH
 from benchmarks import throughput
-from benchmarks._h1load import server_alone
+from benchmarks._h1load import server_alone, wrk_rate
 from benchmarks._plot import RESULTS, bars, write_json
 from benchmarks.throughput import INPUT, KEY, METADATA, OUTPUT
 from tests.legacyserver import LegacyServer, start
@@ -65,7 +65,9 @@ def alone_run(server: LegacyServer, n: int) -> dict[str, Any]:
     record = Record(id="bench-0", ts=0.0, input=INPUT, output=OUTPUT, model="gpt-4",
                     metadata=METADATA, duration_ms=12.0)  # fmt: skip
     body = legacy_job(msgspec.msgpack.encode(record)).body
-    return server_alone(server.base_url, SINGLE_LOG_PATH, body, n, DEFAULT_CEILING)
+    out: dict[str, Any] = server_alone(server.base_url, SINGLE_LOG_PATH, body, n, DEFAULT_CEILING)
+    out["wrk_answers_per_s"] = wrk_rate(server.base_url + SINGLE_LOG_PATH, body, DEFAULT_CEILING)
+    return out
 
 
 def client_run(server: LegacyServer, n: int, serial: bool) -> dict[str, Any]:
