@@ -222,6 +222,8 @@ class _Run:
         self.deadline, self.stop, self.stats = deadline, stop, stats
         self.outcome = Outcome()
         self.giving_up = False
+        #: Successes not yet counted into ``stats`` (counted once per turn, not per answer).
+        self.sent = self.sent_bytes = 0
 
     async def run(self) -> Outcome:
         while self.pending or (not self.giving_up and (self.queue or self.later)):
@@ -237,6 +239,8 @@ class _Run:
                 answer, job, started = self.done.popleft()
                 del self.pending[answer]
                 self._settle(job, started, answer.exception() or answer.result())
+            self._count()
+        self._count()
         out = self.outcome
         out.left += [job.record for job in self.queue] + [job.record for _, job in self.later]
         out.ok = out.ok and not out.left
@@ -286,12 +290,18 @@ class _Run:
             now = time.monotonic()
             self.limiter.success(started, now - started)
             self.fanout.last_ok = now
-            self.stats.http_version = "HTTP/1.1"
-            self.stats.add(sent=1, bytes_sent=len(job.body))
+            self.sent += 1
+            self.sent_bytes += len(job.body)
             return
         if isinstance(result, Answer):
             result = _status_error(result)
         self._failed(job, started, result)
+
+    def _count(self) -> None:
+        if self.sent:
+            self.stats.http_version = "HTTP/1.1"
+            self.stats.add(sent=self.sent, bytes_sent=self.sent_bytes)
+            self.sent = self.sent_bytes = 0
 
     def _failed(self, job: Job, started: float, error: BanyanError) -> None:
         from banyan._delivery import RETRY_STATUSES, note_error, refused

@@ -201,39 +201,54 @@ class _Conn(asyncio.Protocol):
 
 
 def _parse(buffer: bytes, eof: bool) -> tuple[Answer, bool] | None:
-    """A complete answer at the start of ``buffer`` and whether the connection is reusable."""
+    """A complete answer at the start of ``buffer`` and whether the connection is reusable.
+
+    Only the fields that frame the answer are looked up; the other headers are
+    read for an error (its Retry-After), not for the common 2xx.
+    """
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         if len(buffer) > _HEAD_LIMIT:
             raise ValueError("head too long")
         return None
-    status_line, *lines = buffer[:end].decode("latin-1").split("\r\n")
-    version, _, rest = status_line.partition(" ")
-    status = int(rest[:3])
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    rest_bytes = buffer[end + 4 :]
-    length = headers.get("content-length")
-    if headers.get("transfer-encoding", "").lower().endswith("chunked"):
-        chunked = _dechunk(rest_bytes)
+    head = buffer[: end + 2].lower()
+    status = int(head[9:12])
+    rest = buffer[end + 4 :]
+    length = _field(head, b"\r\ncontent-length:")
+    if _field(head, b"\r\ntransfer-encoding:").endswith(b"chunked"):
+        chunked = _dechunk(rest)
         if chunked is None:
             return None
         body, used = chunked
-    elif length is not None:
+    elif length:
         used = int(length)
-        if len(rest_bytes) < used:
+        if len(rest) < used:
             if used > _BODY_LIMIT:
                 raise ValueError("body too long")
             return None
-        body = rest_bytes[:used]
+        body = rest[:used]
     elif eof:
-        return Answer(status, headers, rest_bytes[:_BODY_LIMIT]), False
+        return Answer(status, _headers(head), rest[:_BODY_LIMIT]), False
     else:
         return None
-    closing = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
-    return Answer(status, headers, body), not closing and used == len(rest_bytes)
+    closing = _field(head, b"\r\nconnection:") == b"close" or head.startswith(b"http/1.0")
+    headers = _headers(head) if status >= 300 else {}
+    return Answer(status, headers, body), not closing and used == len(rest)
+
+
+def _field(head: bytes, name: bytes) -> bytes:
+    """The value of the header ``name`` (lower case, with its CRLF and colon) in ``head``."""
+    at = head.find(name)
+    if at < 0:
+        return b""
+    at += len(name)
+    return head[at : head.find(b"\r\n", at)].strip()
+
+
+def _headers(head: bytes) -> dict[str, str]:
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    pairs = (line.partition(":") for line in lines if line)
+    return {name.strip(): value.strip() for name, _, value in pairs}
 
 
 def _dechunk(data: bytes) -> tuple[bytes, int] | None:
