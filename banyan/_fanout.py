@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -37,7 +38,7 @@ from banyan._exceptions import BanyanError, ConnectError, HTTPStatusError, Reque
 from banyan._h1pool import Answer, H1Pool
 from banyan._record import Encoded
 from banyan._stats import DropReason, Stats
-from banyan._wire import JSON, SINGLE_LOG_PATH
+from banyan._wire import IDEMPOTENCY_HEADER, JSON, SINGLE_LOG_PATH
 
 if TYPE_CHECKING:
     import ssl
@@ -157,7 +158,8 @@ class Fanout:
         self.last_ok = 0.0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pool = H1Pool(config.base_url, {**headers, "Content-Type": JSON}, tls)
+        self._pool = H1Pool(config.base_url, SINGLE_LOG_PATH, {**headers, "Content-Type": JSON},
+                            IDEMPOTENCY_HEADER, tls)  # fmt: skip
 
     def send(
         self,
@@ -193,11 +195,9 @@ class Fanout:
         finally:
             self._lock.release()
 
-    async def post(self, job: Job, timeout: float) -> Answer:
-        """One request for ``job``."""
-        connect = min(timeout, 5.0)
-        return await self._pool.post(SINGLE_LOG_PATH, job.body, {"Idempotency-Key": job.key},
-                                     timeout, connect)  # fmt: skip
+    def start(self, job: Job, timeout: float) -> asyncio.Future[Answer]:
+        """One request for ``job``, answered into the future."""
+        return self._pool.send(job.body, job.key, timeout, min(timeout, 5.0))
 
 
 class _Run:
@@ -216,12 +216,14 @@ class _Run:
         self.fanout, self.limiter, self.policy = fanout, fanout.limiter, policy
         self.queue: deque[Job] = deque(jobs)
         self.later: list[tuple[float, Job]] = []
-        self.pending: dict[asyncio.Task[tuple[Job, float, Any]], Job] = {}
-        self.done: deque[asyncio.Task[tuple[Job, float, Any]]] = deque()
+        self.pending: dict[asyncio.Future[Answer], tuple[Job, float]] = {}
+        self.done: deque[tuple[asyncio.Future[Answer], Job, float]] = deque()
         self.wake = asyncio.Event()
         self.deadline, self.stop, self.stats = deadline, stop, stats
         self.outcome = Outcome()
         self.giving_up = False
+        #: Successes not yet counted into ``stats`` (counted once per turn, not per answer).
+        self.sent = self.sent_bytes = 0
 
     async def run(self) -> Outcome:
         while self.pending or (not self.giving_up and (self.queue or self.later)):
@@ -234,9 +236,11 @@ class _Run:
                 break
             await self._next(min(_POLL, self._launch(now)) or _POLL)
             while self.done:
-                task = self.done.popleft()
-                del self.pending[task]
-                self._settle(*task.result())
+                answer, job, started = self.done.popleft()
+                del self.pending[answer]
+                self._settle(job, started, answer.exception() or answer.result())
+            self._count()
+        self._count()
         out = self.outcome
         out.left += [job.record for job in self.queue] + [job.record for _, job in self.later]
         out.ok = out.ok and not out.left
@@ -255,16 +259,16 @@ class _Run:
             if wait:
                 return wait
             job = self.queue.popleft()
-            task = asyncio.ensure_future(self._one(job, now))
-            task.add_done_callback(self._finished)
-            self.pending[task] = job
+            answer = self.fanout.start(job, self._timeout(now))
+            answer.add_done_callback(partial(self._finished, job, now))
+            self.pending[answer] = job, now
         if self.later:
             return max(0.0, min(at for at, _ in self.later) - now)
         return _POLL
 
-    def _finished(self, task: asyncio.Task[tuple[Job, float, Any]]) -> None:
-        if not task.cancelled():
-            self.done.append(task)
+    def _finished(self, job: Job, started: float, answer: asyncio.Future[Answer]) -> None:
+        if not answer.cancelled():
+            self.done.append((answer, job, started))
             self.wake.set()
 
     async def _next(self, wait: float) -> None:
@@ -275,26 +279,29 @@ class _Run:
             timer.cancel()
         self.wake.clear()
 
-    async def _one(self, job: Job, started: float) -> tuple[Job, float, Any]:
+    def _timeout(self, started: float) -> float:
         timeout = self.policy.config.timeout
         if self.deadline is not None:
             timeout = max(0.001, min(timeout, self.deadline - started))
-        try:
-            return job, started, await self.fanout.post(job, timeout)
-        except BanyanError as exc:
-            return job, started, exc
+        return timeout
 
     def _settle(self, job: Job, started: float, result: Any) -> None:
         if isinstance(result, Answer) and result.status < 300:
             now = time.monotonic()
             self.limiter.success(started, now - started)
             self.fanout.last_ok = now
-            self.stats.http_version = "HTTP/1.1"
-            self.stats.add(sent=1, bytes_sent=len(job.body))
+            self.sent += 1
+            self.sent_bytes += len(job.body)
             return
         if isinstance(result, Answer):
             result = _status_error(result)
         self._failed(job, started, result)
+
+    def _count(self) -> None:
+        if self.sent:
+            self.stats.http_version = "HTTP/1.1"
+            self.stats.add(sent=self.sent, bytes_sent=self.sent_bytes)
+            self.sent = self.sent_bytes = 0
 
     def _failed(self, job: Job, started: float, error: BanyanError) -> None:
         from banyan._delivery import RETRY_STATUSES, note_error, refused
@@ -339,15 +346,16 @@ class _Run:
         self.outcome.reason, self.outcome.error = reason, error
         pending, self.pending = self.pending, {}
         self.done.clear()
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for task, job in pending.items():
-            if task.cancelled():
+        for answer in pending:
+            answer.cancel()
+        # One turn of the loop lets the pool close the cancelled requests' connections.
+        await asyncio.sleep(0)
+        for answer, (job, started) in pending.items():
+            if answer.cancelled():
                 self.stats.in_doubt()
                 self.outcome.left.append(job.record)
             else:
-                self._settle(*task.result())
+                self._settle(job, started, answer.exception() or answer.result())
 
 
 def _status_error(answer: Answer) -> HTTPStatusError:

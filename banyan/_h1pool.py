@@ -5,9 +5,12 @@ pipelining: an answer always belongs to the one request on its connection).
 It is used instead of httpx's async client because it costs several times
 less CPU per request (measured with ``benchmarks.legacy_throughput``:
 httpx.AsyncClient reached fewer records/s at 8 concurrent requests than
-httpx's sync client serially). Errors are translated here, as in
-``_transport``; a :class:`~banyan.ConnectError` always means the request
-was never sent, so that the caller may retry it without doubt.
+httpx's sync client serially). A request is a future answered by the
+connection's protocol, not a task: the request head is built once, and each
+request is one ``write`` of it with the record's key, length and body.
+Errors are translated here, as in ``_transport``; a :class:`~banyan.ConnectError`
+always means the request was never sent, so that the caller may retry it
+without doubt.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from banyan._exceptions import ProtocolError, RequestTimeout, TransportError
+from banyan._exceptions import BanyanError, ProtocolError, RequestTimeout, TransportError
 from banyan._transport import connect_error
 
 _HEAD_LIMIT = 64 * 1024
@@ -33,132 +36,237 @@ class Answer(NamedTuple):
     body: bytes
 
 
-class _Conn(NamedTuple):
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-
-
 class H1Pool:
-    """Keep-alive connections to one origin, opened on demand, reused while idle."""
+    """Keep-alive connections to one endpoint, opened on demand, reused while idle."""
 
     def __init__(
-        self, base_url: str, headers: Mapping[str, str], tls: ssl.SSLContext | None
+        self,
+        base_url: str,
+        path: str,
+        headers: Mapping[str, str],
+        key_header: str,
+        tls: ssl.SSLContext | None,
     ) -> None:
         parts = urlsplit(base_url)
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._tls = tls if parts.scheme == "https" else None
-        self._prefix = parts.path.rstrip("/")
         authority = parts.netloc.rpartition("@")[2]
-        lines = [f"Host: {authority}"] + [f"{name}: {value}" for name, value in headers.items()]
-        self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        lines = [f"POST {parts.path.rstrip('/')}{path} HTTP/1.1", f"Host: {authority}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self._head = ("\r\n".join(lines) + f"\r\n{key_header}: ").encode("latin-1")
         self._idle: list[_Conn] = []
+        self._busy: set[_Conn] = set()
 
-    async def post(
-        self, path: str, body: bytes, headers: Mapping[str, str], timeout: float, connect: float
-    ) -> Answer:
-        """POST ``body``; raises ConnectError (never sent), RequestTimeout or ProtocolError."""
-        conn = await self._acquire(min(timeout, connect))
-        extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        request = b"".join((
-            f"POST {self._prefix}{path} HTTP/1.1\r\n".encode("latin-1"), self._head,
-            f"{extra}Content-Length: {len(body)}\r\n\r\n".encode("latin-1"), body,
-        ))  # fmt: skip
-        expired: list[bool] = []
-        timer = asyncio.get_running_loop().call_later(
-            timeout, _expire, asyncio.current_task(), expired
-        )
-        try:
-            conn.writer.write(request)
-            answer, reusable = await _read_answer(conn.reader)
-        except BaseException as exc:
-            conn.writer.close()
-            if expired and isinstance(exc, asyncio.CancelledError):
-                exc = asyncio.TimeoutError()
-            raise _translated(exc) from None
-        finally:
-            timer.cancel()
-        if reusable:
-            self._idle.append(conn)
-        else:
-            conn.writer.close()
-        return answer
-
-    async def _acquire(self, timeout: float) -> _Conn:
+    def send(self, body: bytes, key: str, timeout: float, connect: float) -> asyncio.Future[Answer]:
+        """POST ``body``; the future fails with ConnectError (never sent), RequestTimeout or
+        ProtocolError/TransportError. Cancelling it closes its connection."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Answer] = loop.create_future()
+        request = b"%s%s\r\nContent-Length: %d\r\n\r\n%s" % (
+            self._head, key.encode("latin-1"), len(body), body,
+        )  # fmt: skip
         while self._idle:
             conn = self._idle.pop()
             # The server closed it while idle (keep-alive timeout): sending on it would
             # leave the outcome in doubt, so it is never used.
-            if not conn.reader.at_eof() and not conn.writer.is_closing():
-                return conn
-            conn.writer.close()
+            if conn.open:
+                conn.begin(answer, request, timeout)
+                return answer
+            conn.close()
+        task = loop.create_task(self._open(answer, request, timeout, min(timeout, connect)))
+        answer.add_done_callback(lambda _: task.cancel())
+        return answer
+
+    async def _open(
+        self, answer: asyncio.Future[Answer], request: bytes, timeout: float, connect: float
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    self._host, self._port, ssl=self._tls, limit=_HEAD_LIMIT,
+            # Python 3.10 has no asyncio.timeout; only a new connection pays for wait_for.
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Conn(self), self._host, self._port, ssl=self._tls,
                     server_hostname=self._host if self._tls else None,
                 ),
-                timeout,
+                connect,
             )  # fmt: skip
         except (OSError, asyncio.TimeoutError) as exc:
-            raise connect_error(exc) from None
-        return _Conn(reader, writer)
+            if not answer.done():
+                answer.set_exception(connect_error(exc))
+            return
+        if answer.done():
+            self.release(conn, reusable=True)
+        else:
+            conn.begin(answer, request, max(0.001, timeout - (loop.time() - started)))
+
+    def release(self, conn: _Conn, reusable: bool) -> None:
+        """``conn`` has no request any more: keep it idle or close it."""
+        self._busy.discard(conn)
+        if reusable and conn.open:
+            self._idle.append(conn)
+        else:
+            conn.close()
 
     def close(self) -> None:
-        """Close the idle connections (those in use close when their request ends)."""
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.writer.close()
+        """Close every connection (a request still on one fails)."""
+        conns, self._idle = [*self._idle, *self._busy], []
+        for conn in conns:
+            conn.close()
 
 
-def _expire(task: asyncio.Task[object] | None, expired: list[bool]) -> None:
-    # asyncio.wait_for would run the read as a task of its own: a timer is cheaper.
-    expired.append(True)
-    if task is not None:
-        task.cancel()
+class _Conn(asyncio.Protocol):
+    """One connection: at most one request at a time, answered into its future."""
+
+    def __init__(self, pool: H1Pool) -> None:
+        self.pool = pool
+        self.open = True
+        self.buffer = b""
+        self.answer: asyncio.Future[Answer] | None = None
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def begin(self, answer: asyncio.Future[Answer], request: bytes, timeout: float) -> None:
+        assert self.transport is not None
+        self.pool._busy.add(self)
+        self.answer = answer
+        loop = answer.get_loop()
+        self.timer = loop.call_later(timeout, self._expire)
+        answer.add_done_callback(self._cancelled)
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.answer is None:
+            self.close()
+            return
+        try:
+            parsed = _parse(self.buffer, eof=False)
+        except (ValueError, IndexError) as exc:
+            self._end(ProtocolError(f"malformed answer: {type(exc).__name__}"))
+            return
+        if parsed is not None:
+            self._end(*parsed)
+
+    def eof_received(self) -> bool:
+        self.open = False
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        if self.answer is None:
+            return
+        if exc is not None:
+            self._end(TransportError(f"{type(exc).__name__}: {exc}"))
+            return
+        try:
+            parsed = _parse(self.buffer, eof=True)
+        except (ValueError, IndexError):
+            parsed = None
+        self._end(*(parsed or (ProtocolError("incomplete answer: the connection closed"),)))
+
+    def _end(self, result: Answer | BanyanError, reusable: bool = False) -> None:
+        answer, self.answer, self.buffer = self.answer, None, b""
+        if self.timer is not None:
+            self.timer.cancel()
+        if answer is not None and not answer.done():
+            if isinstance(result, Answer):
+                answer.set_result(result)
+            else:
+                answer.set_exception(result)
+        self.pool.release(self, reusable)
+
+    def _expire(self) -> None:
+        self._end(RequestTimeout("no answer within the timeout"))
+
+    def _cancelled(self, answer: asyncio.Future[Answer]) -> None:
+        if answer.cancelled() and self.answer is answer:
+            self.answer = None
+            self.pool.release(self, reusable=False)
+
+    def close(self) -> None:
+        self.open = False
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.transport is not None:
+            self.transport.close()
+        answer, self.answer = self.answer, None
+        if answer is not None and not answer.done():
+            answer.set_exception(TransportError("the connection was closed"))
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[Answer, bool]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = status_line.partition(" ")
-    status = int(rest[:3])
-    headers: dict[str, str] = {}
-    for line in lines:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    length = headers.get("content-length")
-    if headers.get("transfer-encoding", "").lower().endswith("chunked"):
-        body = await _chunked(reader)
-    elif length is not None:
-        body = await reader.readexactly(int(length))
+def _parse(buffer: bytes, eof: bool) -> tuple[Answer, bool] | None:
+    """A complete answer at the start of ``buffer`` and whether the connection is reusable.
+
+    Only the fields that frame the answer are looked up; the other headers are
+    read for an error (its Retry-After), not for the common 2xx.
+    """
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buffer) > _HEAD_LIMIT:
+            raise ValueError("head too long")
+        return None
+    head = buffer[: end + 2].lower()
+    status = int(head[9:12])
+    rest = buffer[end + 4 :]
+    length = _field(head, b"\r\ncontent-length:")
+    if _field(head, b"\r\ntransfer-encoding:").endswith(b"chunked"):
+        chunked = _dechunk(rest)
+        if chunked is None:
+            return None
+        body, used = chunked
+    elif length:
+        used = int(length)
+        if len(rest) < used:
+            if used > _BODY_LIMIT:
+                raise ValueError("body too long")
+            return None
+        body = rest[:used]
+    elif eof:
+        return Answer(status, _headers(head), rest[:_BODY_LIMIT]), False
     else:
-        return Answer(status, headers, await reader.read(_BODY_LIMIT)), False
-    closing = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
-    return Answer(status, headers, body), not closing
+        return None
+    closing = _field(head, b"\r\nconnection:") == b"close" or head.startswith(b"http/1.0")
+    headers = _headers(head) if status >= 300 else {}
+    return Answer(status, headers, body), not closing and used == len(rest)
 
 
-async def _chunked(reader: asyncio.StreamReader) -> bytes:
+def _field(head: bytes, name: bytes) -> bytes:
+    """The value of the header ``name`` (lower case, with its CRLF and colon) in ``head``."""
+    at = head.find(name)
+    if at < 0:
+        return b""
+    at += len(name)
+    return head[at : head.find(b"\r\n", at)].strip()
+
+
+def _headers(head: bytes) -> dict[str, str]:
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    pairs = (line.partition(":") for line in lines if line)
+    return {name.strip(): value.strip() for name, _, value in pairs}
+
+
+def _dechunk(data: bytes) -> tuple[bytes, int] | None:
+    """The body of a complete chunked payload and the bytes it took, or None if incomplete."""
     parts: list[bytes] = []
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+    at = 0
+    while (eol := data.find(b"\r\n", at)) >= 0:
+        size = int(data[at:eol].split(b";")[0], 16)
+        at = eol + 2
         if size == 0:
             # Trailer lines, if any, up to the empty line.
-            while await reader.readuntil(b"\r\n") != b"\r\n":
-                pass
-            return b"".join(parts)
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
-
-
-def _translated(exc: BaseException) -> BaseException:
-    if isinstance(exc, asyncio.TimeoutError):
-        return RequestTimeout("no answer within the timeout")
-    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
-        return exc
-    if isinstance(exc, asyncio.IncompleteReadError | asyncio.LimitOverrunError | ValueError):
-        return ProtocolError(f"malformed or incomplete answer: {type(exc).__name__}")
-    if isinstance(exc, OSError):
-        return TransportError(f"{type(exc).__name__}: {exc}")
-    return ProtocolError(f"{type(exc).__name__}: {exc}")
+            while (eol := data.find(b"\r\n", at)) >= 0:
+                line, at = data[at:eol], eol + 2
+                if not line:
+                    return b"".join(parts), at
+            return None
+        if len(data) < at + size + 2:
+            return None
+        parts.append(data[at : at + size])
+        at += size + 2
+    return None

@@ -92,6 +92,10 @@ class LegacyServer:
         """``{"ids": [...], "keys": [...], "peak": n}``: every record stored, in arrival order."""
         return dict(httpx.get(self.base_url + STORED_PATH, timeout=30).json())
 
+    def count(self) -> int:
+        """How many records it stored (cheaper than :meth:`stored`)."""
+        return int(httpx.get(self.base_url + SUMMARY_PATH, timeout=30).json()["stored"])
+
     def stop(self) -> None:
         """Stop the server process."""
         self.process.terminate()

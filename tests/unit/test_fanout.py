@@ -1,8 +1,10 @@
-"""The 1.0.1 path's adaptive concurrency limit and rate cap, on a fake clock."""
+"""The 1.0.1 path's adaptive concurrency limit and rate cap (on a fake clock), and its
+parsing of HTTP/1.1 answers."""
 
 from __future__ import annotations
 
 from banyan._fanout import INITIAL_LIMIT, Limiter, legacy_job
+from banyan._h1pool import Answer, _parse
 from banyan._record import Record, encode
 
 
@@ -101,3 +103,35 @@ def test_a_job_is_the_1_0_1_json_body_keyed_by_the_record_id() -> None:
     assert job.key == "rec-1"
     assert b'"ts"' not in job.body
     assert b'"input":"in"' in job.body
+
+
+def test_an_answer_is_framed_by_its_content_length_and_kept_alive() -> None:
+    """A 2xx with Content-Length is complete at its length; the connection stays reusable."""
+    head = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 4\r\n\r\n"
+    assert _parse(head + b"{}", eof=False) is None
+    assert _parse(head + b'{"a"', eof=False) == (Answer(201, {}, b'{"a"'), True)
+    assert _parse(head + b'{"a"}extra', eof=False) == (Answer(201, {}, b'{"a"'), False)
+
+
+def test_an_error_answer_keeps_its_headers_and_a_close_is_honoured() -> None:
+    """A 429's Retry-After reaches the caller; ``Connection: close`` or HTTP/1.0 ends reuse."""
+    raw = b"HTTP/1.1 429 Too Many\r\nRetry-After: 3\r\nConnection: close\r\n"
+    parsed = _parse(raw + b"Content-Length: 2\r\n\r\nno", eof=False)
+    assert parsed is not None
+    assert parsed[0].headers["retry-after"] == "3"
+    assert parsed[1] is False
+    assert _parse(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", eof=False) == (
+        Answer(200, {}, b""), False,
+    )  # fmt: skip
+
+
+def test_chunked_and_close_delimited_answers_are_read_whole() -> None:
+    """A chunked body (with trailers) is complete at its last chunk; one without length at EOF."""
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n"
+    )
+    assert _parse(chunked, eof=False) is None
+    assert _parse(chunked + b"T: 1\r\n\r\n", eof=False) == (Answer(200, {}, b"abcde"), True)
+    close_delimited = b"HTTP/1.1 500 Oops\r\n\r\nboom"
+    assert _parse(close_delimited, eof=False) is None
+    assert _parse(close_delimited, eof=True) == (Answer(500, {}, b"boom"), False)
