@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sqlite3
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -68,3 +69,11 @@ def create_prompt(server: Server, name: str, *contents: str, key: str | None = N
             server, "POST", f"/api/v2/prompts/{name}/versions", key, json={"content": content}
         )
         assert response.status_code == 201, response.text
+
+
+def undo_schema_4(conn: sqlite3.Connection) -> None:
+    """Make a new database's logs table as schema version 3 had it (no subject, no indexes)."""
+    conn.execute("DROP INDEX logs_experiment_subjects")
+    conn.execute("DROP INDEX logs_experiment_latency")
+    conn.execute("ALTER TABLE logs DROP COLUMN subject")
+    conn.execute("PRAGMA user_version = 3")
