@@ -58,9 +58,9 @@ def build(path: Path, records: int, subjects: int) -> tuple[str, str, float]:
         arm = users % 2
         latency = rng.lognormal(np.log(400), 0.4, n) * (1 + 0.05 * arm)
         rows = (
-            (project, f"r{first + i}", 1.7e9 + first + i, "bench", exp_id, variants[arm[i]],
-             float(latency[i]), f"user-{users[i]}")
-            for i in range(n)
+            (project, f"r{first + i}", 1.7e9 + first + i, "bench", exp_id, variants[a], ms,
+             f"user-{u}")
+            for i, (u, a, ms) in enumerate(zip(users.tolist(), arm.tolist(), latency.tolist()))
         )  # fmt: skip
         with _db.transaction(conn):
             conn.executemany(
@@ -101,9 +101,10 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--subjects", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--db", type=Path, help="build into this new file and keep it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="banyan-results-") as tmp:
-        path = Path(tmp) / "bench.db"
+        path = args.db or Path(tmp) / "bench.db"
         project, exp_id, built = build(path, args.records, args.subjects)
         print(f"built {args.records:,} records of {args.subjects:,} subjects in {built:.1f} s")
         runs = []
