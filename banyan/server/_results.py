@@ -37,15 +37,31 @@ def analysis(
     return analyze(config, aggregates, sequential=mode == "sequential")
 
 
+#: Most distinct unknown variant ids reported in "unmatched".
+MAX_UNMATCHED = 100
+_NEXT_VARIANT = (
+    "SELECT MIN(experiment_version_id) FROM logs WHERE project_id = ? AND experiment_id = ?"
+    " AND experiment_version_id > ?"
+)
+
+
 def _unmatched(conn: sqlite3.Connection, project_id: str, found: Results) -> list[dict[str, Any]]:
-    """Records of the experiment whose variant id is not one of its variants."""
-    rows = conn.execute(
-        "SELECT experiment_version_id, COUNT(*) FROM logs WHERE project_id = ?"
-        " AND experiment_id = ? GROUP BY experiment_version_id",
-        (project_id, found.experiment_id),
-    )
-    known = {v.id for v in found.variants}
-    return [{"variant": v, "records": n} for v, n in rows if v not in known]
+    """Records of the experiment whose variant id is not one of its variants.
+
+    The distinct ids are found by index seeks (one per id), and only the unknown
+    ones are counted: the known variants' records are never scanned here.
+    """
+    known, unmatched, after = {v.id for v in found.variants}, [], ""
+    where = "project_id = ? AND experiment_id = ? AND experiment_version_id = ?"
+    for _ in range(len(known) + MAX_UNMATCHED):
+        (after,) = conn.execute(_NEXT_VARIANT, (project_id, found.experiment_id, after)).fetchone()
+        if after is None:
+            break
+        if after not in known:
+            args = (project_id, found.experiment_id, after)
+            (n,) = conn.execute(f"SELECT COUNT(*) FROM logs WHERE {where}", args).fetchone()
+            unmatched.append({"variant": after, "records": n})
+    return unmatched
 
 
 def results(conn: sqlite3.Connection, project_id: str, exp_id: str, mode: str) -> dict[str, Any]:
