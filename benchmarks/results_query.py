@@ -57,10 +57,11 @@ def build(path: Path, records: int, subjects: int) -> tuple[str, str, float]:
         # The variant follows the subject, as routing does; the treatment is ~5 % slower.
         arm = users % 2
         latency = rng.lognormal(np.log(400), 0.4, n) * (1 + 0.05 * arm)
+        columns = zip(users.tolist(), arm.tolist(), latency.tolist(), strict=True)
         rows = (
             (project, f"r{first + i}", 1.7e9 + first + i, "bench", exp_id, variants[a], ms,
              f"user-{u}")
-            for i, (u, a, ms) in enumerate(zip(users.tolist(), arm.tolist(), latency.tolist()))
+            for i, (u, a, ms) in enumerate(columns)
         )  # fmt: skip
         with _db.transaction(conn):
             conn.executemany(

@@ -13,7 +13,7 @@ from serverproc import Server
 from banyan.server import _db
 from banyan.server.web import experiment_path
 
-from .helpers import body, call, create_prompt, post_batch, record, undo_schema_4, unique
+from .helpers import body, call, create_prompt, post_batch, record, schema_3_database, unique
 
 
 def _experiment(server: Server) -> dict[str, Any]:
@@ -27,9 +27,7 @@ def _experiment(server: Server) -> dict[str, Any]:
 def test_schema_3_database_gains_the_subject_column(tmp_path: Path) -> None:
     """A schema 3 database is upgraded in place: its logs keep their rows and gain a subject."""
     path = tmp_path / "v3.db"
-    _db.Database(path).close()
-    with contextlib.closing(_db.connect(path)) as conn:
-        undo_schema_4(conn)
+    with schema_3_database(path) as conn:
         conn.execute("INSERT INTO logs (project_id, id, ts, record) VALUES ('p', 'r', 0, x'')")
     _db.Database(path).close()
     with contextlib.closing(_db.connect(path)) as conn:
