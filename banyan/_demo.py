@@ -25,6 +25,7 @@ import httpx
 
 from banyan._cli import positive
 from banyan._localserver import start
+from banyan._resultscli import srm_line
 
 DEMO_KEY = "psk_demo_local_only_0000000000"
 PROMPT = "support-reply"
@@ -76,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(outcome))
     else:
         _print_report(outcome)
+    out = sys.stderr if args.json else sys.stdout
     if args.keep is not None:
-        _explain(db, sys.stderr if args.json else sys.stdout)
+        _explain(db, out)
+    _print_link(outcome, args.keep is not None, out)
     return 0 if outcome["ok"] else 1
 
 
@@ -100,9 +103,13 @@ def _run(args: argparse.Namespace, base_url: str, db: Path) -> dict[str, Any]:
         return _report(api, experiment, account, elapsed)
 
 
+#: Where ``banyan serve`` listens by default: the kept database's server.
+KEPT_URL = "http://127.0.0.1:8765"
+
+
 def _explain(db: Path, out: TextIO) -> None:
     """How to look at a kept demo database: serve it, then ask the CLI."""
-    url = "http://127.0.0.1:8765"
+    url = KEPT_URL
     print(
         f"""
 the demo's database is kept in {db}; to explore it:
@@ -113,6 +120,17 @@ the demo's database is kept in {db}; to explore it:
   banyan logs export -o demo.jsonl""",
         file=out,
     )
+
+
+def _print_link(outcome: dict[str, Any], kept: bool, out: TextIO) -> None:
+    """The results page's link: the signature holds for the kept server (same secret file)."""
+    link = outcome.get("link")
+    if not kept or not link:
+        print("\nresults page: run `banyan demo --keep DIR` to keep the data and open it", file=out)
+        return
+    page = KEPT_URL + link[link.index("/ui/") :]
+    print(f"\nresults page (valid 15 minutes, once the server above runs):\n  {page}"
+          f"\n  a new link: banyan experiments open {outcome['experiment']}", file=out)  # fmt: skip
 
 
 def _set_up(api: httpx.Client) -> str:
@@ -226,13 +244,15 @@ def _report(
     summary = _summary(api)
     response = api.get(f"/api/v2/experiments/{experiment}/results")
     response.raise_for_status()
+    link = api.post(f"/api/v2/experiments/{experiment}/link").json().get("url")
     stored, duplicated = summary["stored"], summary["duplicates"]
     sent, dropped, spooled = account["calls"], account["dropped"], account["spooled"]
     accounted = stored + dropped + spooled == sent and duplicated == 0 and sent > 0
     return {"sent": sent, "stored": stored, "duplicated": duplicated, "dropped": dropped,
             "spooled": spooled, "seconds": round(elapsed, 3), "failed_workers": account["failed"],
             "ok": accounted and not account["failed"],
-            "variants": response.json().get("variants", [])}  # fmt: skip
+            "variants": response.json().get("variants", []), "srm": response.json().get("srm"),
+            "experiment": experiment, "link": link}  # fmt: skip
 
 
 def _print_report(outcome: dict[str, Any]) -> None:
@@ -241,6 +261,8 @@ def _print_report(outcome: dict[str, Any]) -> None:
         print(f"  {name:<12}{outcome[name]:>10,}")
     rate = outcome["stored"] / max(outcome["seconds"], 1e-9)
     print(f"  {'records/s':<12}{rate:>10,.0f}   ({outcome['seconds']:.1f} s end to end)")
+    if outcome.get("srm"):
+        print(f"\n{srm_line(outcome['srm'])}")
     _print_results(outcome["variants"])
     if outcome["failed_workers"]:
         print(f"\nFAILED: {outcome['failed_workers']} worker(s) crashed; see their output above")
@@ -252,13 +274,16 @@ def _print_report(outcome: dict[str, Any]) -> None:
 
 def _print_results(variants: list[dict[str, Any]]) -> None:
     print("\nexperiment results (per variant)")
-    print(f"  {'variant':<12}{'version':>8}{'logs':>9}{'mean ms':>10}{'p50':>8}{'p95':>8}  models")
+    print(
+        f"  {'variant':<12}{'version':>8}{'users':>7}{'logs':>9}{'mean ms':>10}{'p50':>8}{'p95':>8}"
+    )
     for row in variants:
-        models = ", ".join(sorted(row.get("models") or []))
+        latency = row.get("latency") or {}
+        mean = row.get("metrics", {}).get("latency_ms", {}).get("value")
         print(
             f"  {row.get('name') or row.get('id', ''):<12}{row.get('version', ''):>8}"
-            f"{row.get('count', 0):>9,}{_ms(row.get('mean_ms')):>10}"
-            f"{_ms(row.get('p50_ms')):>8}{_ms(row.get('p95_ms')):>8}  {models}"
+            f"{row.get('subjects', 0):>7,}{row.get('records', 0):>9,}{_ms(mean):>10}"
+            f"{_ms(latency.get('p50_ms')):>8}{_ms(latency.get('p95_ms')):>8}"
         )
 
 

@@ -1,4 +1,4 @@
-"""``banyan experiments create|list|show|start|stop|results``.
+"""``banyan experiments create|list|show|start|stop|results|open|ship``.
 
 Weights and traffic are given and printed in percent; the server stores
 basis points (1 % = 100 bp). ``show``, ``start``, ``stop`` and ``results``
@@ -14,6 +14,7 @@ from typing import Any
 from banyan._apicli import AdminError, Api, command, percent, segment, show, table
 from banyan._cli import Subparsers, add_connection, group
 from banyan._cli import percent as percent_type
+from banyan._resultscli import results_table
 
 
 def _variant(text: str) -> dict[str, Any]:
@@ -57,12 +58,18 @@ def add_parser(sub: Subparsers) -> None:
         ("show", _status(None), "an experiment's settings and variants"),
         ("start", _status("start"), "start an experiment (one runs per prompt branch)"),
         ("stop", _status("stop"), "stop an experiment: clients get the latest version again"),
-        ("results", results, "per-variant counts and latency"),
+        ("results", results, "the SRM check and per-variant results with intervals"),
+        ("open", open_page, "print a signed link to the results page (valid 15 minutes)"),
+        ("ship", ship, "stop the experiment and make a variant's version the branch's latest"),
     ):
         p = experiments.add_parser(name, help=help_text)
         p.add_argument("id", nargs="?", help="experiment id (exp_...)")
         p.add_argument("--prompt", help="instead of ID: this prompt's running (else newest)")
         p.set_defaults(func=command(body))
+    experiments.choices["results"].add_argument(
+        "--sequential", action="store_true", help="always-valid intervals and p-values"
+    )
+    experiments.choices["ship"].add_argument("--variant", required=True, help="variant name or id")
     for parser in experiments.choices.values():
         add_connection(parser)
 
@@ -120,18 +127,28 @@ def _status(action: str | None) -> Any:
 
 
 def results(api: Api, args: argparse.Namespace) -> int:
-    """``banyan experiments results ID``: a table of counts and latency per variant."""
+    """``banyan experiments results ID``: the SRM check, then each variant's results."""
     path = f"/api/v2/experiments/{segment(_experiment_id(api, args))}/results"
-    return show(args, api.call("GET", path), _results_table)
+    params = {"mode": "sequential"} if args.sequential else None
+    return show(args, api.call("GET", path, params=params), results_table)
 
 
-def _results_table(data: dict[str, Any]) -> str:
-    exp = data["experiment"]
-    rows = [
-        (v["name"], v["version"], percent(v["weight_bp"]), v["count"], v["mean_ms"],
-         v["p50_ms"], v["p95_ms"], v["models"])
-        for v in data["variants"]
-    ]  # fmt: skip
-    headers = ("VARIANT", "VERSION", "WEIGHT", "COUNT", "MEAN MS", "P50 MS", "P95 MS", "MODELS")
-    head = f"experiment {exp['id']} ({exp['status']}) on {exp['prompt']}@{exp['branch']}"
-    return f"{head}\n{table(headers, rows)}"
+def open_page(api: Api, args: argparse.Namespace) -> int:
+    """``banyan experiments open ID``: a signed link to the results page (15 minutes)."""
+    path = f"/api/v2/experiments/{segment(_experiment_id(api, args))}/link"
+    return show(args, api.call("POST", path), lambda data: str(data["url"]))
+
+
+def ship(api: Api, args: argparse.Namespace) -> int:
+    """``banyan experiments ship ID --variant NAME``: stop it, serve that variant's version."""
+    path = f"/api/v2/experiments/{segment(_experiment_id(api, args))}/ship"
+    data = api.call("POST", path, {"variant": args.variant})
+    version = data["version"]
+    return show(
+        args,
+        data,
+        lambda _: (
+            f"{describe(data['experiment'])}\nshipped: version"
+            f" {version['version']} of {data['experiment']['prompt']}@{version['branch']}"
+        ),
+    )

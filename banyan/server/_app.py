@@ -17,7 +17,7 @@ from banyan._wire import (
     SINGLE_LOG_PATH,
     VALIDATE_PATH,
 )
-from banyan.server import _auth, _experiments, _legacy, _logs, _prompts, _stats
+from banyan.server import _auth, _experiments, _legacy, _logs, _prompts, _results, _stats
 from banyan.server._db import Database
 from banyan.server._http import (
     HTTPError,
@@ -31,6 +31,7 @@ from banyan.server._http import (
     json_response,
 )
 from banyan.server._limits import Inflight, Limits
+from banyan.server.web import Pages
 
 log = logging.getLogger("banyan.server")
 
@@ -69,8 +70,8 @@ async def healthz(req: Request) -> Response:
     return json_response({"status": "ok"})
 
 
-def routes() -> Router:
-    """Every endpoint of the reference server (docs/protocol.md lists them)."""
+def routes(pages: Pages | None = None) -> Router:
+    """Every endpoint of the reference server (docs/protocol.md lists them), and the pages."""
     r = Router()
     r.add("GET", "/healthz", healthz, auth=False)
     r.add("GET", VALIDATE_PATH, _auth.validate)
@@ -104,8 +105,13 @@ def routes() -> Router:
     r.add("GET", "/api/v2/experiments/{id}", _experiments.get_experiment)
     r.add("POST", "/api/v2/experiments/{id}/start", _experiments.start_experiment)
     r.add("POST", "/api/v2/experiments/{id}/stop", _experiments.stop_experiment)
-    r.add("GET", "/api/v2/experiments/{id}/results", _experiments.experiment_results)
+    r.add("POST", "/api/v2/experiments/{id}/ship", _experiments.ship_experiment)
+    r.add("GET", "/api/v2/experiments/{id}/results", _results.experiment_results)
     r.add("GET", "/api/v2/stats", _stats.prompt_stats)
+    if pages is not None:
+        for method, pattern, handler in pages.routes():
+            r.add(method, pattern, handler, auth=False)
+        r.add("POST", "/api/v2/experiments/{id}/link", pages.link)
     return r
 
 
@@ -196,4 +202,4 @@ def create_app() -> App:
     gc.set_threshold(50_000, 20, 20)
     keep_freed_memory()
     db = Database(os.environ.get(DB_ENV, "banyan.db"))
-    return App(State(db, Inflight(Limits.from_environ())))
+    return App(State(db, Inflight(Limits.from_environ())), routes(_results.pages(db.path)))

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 #: ``PRAGMA user_version`` of a database this module created; 0 is the unversioned 2.0 draft.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Bytes per database page (SQLite's largest).
 PAGE_SIZE = 65_536
@@ -139,8 +139,21 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 CREATE INDEX IF NOT EXISTS idempotency_keys_age ON idempotency_keys (created_at);
 """
 
+#: Experiment results (#18): each log's subject (its sticky value) and two indexes over
+#: experiment logs only, so other logs cost ingest nothing more. The first covers the
+#: per-subject query (docs/statistics.md), the second walks a variant's latencies in order.
+RESULTS_SCHEMA = """
+ALTER TABLE logs ADD COLUMN subject TEXT;
+CREATE INDEX IF NOT EXISTS logs_experiment_subjects
+    ON logs (project_id, experiment_id, experiment_version_id, subject, duration_ms)
+    WHERE experiment_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS logs_experiment_latency
+    ON logs (project_id, experiment_id, experiment_version_id, duration_ms)
+    WHERE experiment_id IS NOT NULL;
+"""
+
 #: What turns a database of a schema version into one of the next (additive only).
-MIGRATIONS = {2: IDEMPOTENCY_SCHEMA}
+MIGRATIONS = {2: IDEMPOTENCY_SCHEMA, 3: RESULTS_SCHEMA}
 
 
 def create_private(path: str | Path) -> None:
@@ -184,7 +197,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
             return
         (tables,) = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
         if not version and not tables:
-            _execute(conn, SCHEMA + IDEMPOTENCY_SCHEMA)
+            _execute(conn, SCHEMA + IDEMPOTENCY_SCHEMA + RESULTS_SCHEMA)
         elif version in MIGRATIONS:
             for step in range(version, SCHEMA_VERSION):
                 _execute(conn, MIGRATIONS[step])

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from banyan import _routing
-from banyan.server import _prompts, _stats
+from banyan.server import _prompts
 from banyan.server._db import new_id, now
 from banyan.server._http import HTTPError, Request, Response, check_name, field_of, json_response
 
@@ -216,33 +216,28 @@ start_experiment = _status_handler("running")
 stop_experiment = _status_handler("stopped")
 
 
-def results(conn: sqlite3.Connection, project_id: str, exp_id: str) -> dict[str, Any]:
-    """Per-variant count and latency of the logs that carry this experiment's id."""
-    cfg = config(conn, project_id, exp_id)
-    rows = conn.execute(
-        "SELECT experiment_version_id, duration_ms, model FROM logs"
-        " WHERE project_id = ? AND experiment_id = ?",
-        (project_id, exp_id),
-    )
-    # A log names its variant by id (v2) or, from older clients, by version: one group
-    # per variant for both (the first variant listed takes a version label they share).
-    variant_of = {v.version: v.id for v in reversed(cfg.variants)}
-    variant_of.update((v.id, v.id) for v in cfg.variants)
-    groups = _stats.grouped(((variant_of.get(r[0], r[0]), *r[1:]) for r in rows), 1)
-    variants = []
-    for v in cfg.variants:
-        stats = groups.pop((v.id,), None) or _stats.aggregate([], [])
-        variants.append(
-            {"id": v.id, "name": v.name, "version": v.version, "weight_bp": v.weight_bp, **stats}
-        )
-    other = [{"variant": key[0], **stats} for key, stats in groups.items()]
-    return {
-        "experiment": describe(conn, project_id, exp_id),
-        "variants": variants,
-        "unmatched": other,
-    }
+def ship(conn: sqlite3.Connection, project_id: str, exp_id: str, variant: str) -> dict[str, Any]:
+    """Stop the experiment and make a variant's version the branch's latest (#18).
+
+    A branch serves its latest version, so shipping appends a copy of the
+    variant's version (content and metadata), its message naming the experiment:
+    the prompt's history shows what was shipped, from which experiment, when.
+    """
+    exp, cfg = _row(conn, project_id, exp_id), config(conn, project_id, exp_id)
+    chosen = next((v for v in cfg.variants if variant in (v.name, v.id)), None)
+    if chosen is None:
+        raise HTTPError(400, f"experiment {exp_id} has no variant {variant!r}")
+    source = _prompts.get_version(conn, exp["prompt_id"], exp["branch"], chosen.version)
+    if source is None:
+        raise HTTPError(409, f"version {chosen.version!r} of the variant no longer exists")
+    set_status(conn, project_id, exp_id, "stopped")
+    message = f"shipped variant {chosen.name!r} (version {chosen.version}) of experiment {exp_id}"
+    shipped = _prompts.add_version(conn, exp["prompt_id"], exp["branch"], source["content"],
+                                   message=message, metadata=source["metadata"])  # fmt: skip
+    return {"experiment": describe(conn, project_id, exp_id), "version": shipped}
 
 
-async def experiment_results(req: Request) -> Response:
-    """GET /api/v2/experiments/{id}/results."""
-    return json_response(await req.state.db.read(results, req.project_id, req.params["id"]))
+async def ship_experiment(req: Request) -> Response:
+    """POST /api/v2/experiments/{id}/ship {variant}: stop it and ship that variant."""
+    variant = check_name(field_of(await req.json(), "variant", str), "variant")
+    return json_response(await req.state.db.write(ship, req.project_id, req.params["id"], variant))

@@ -93,6 +93,7 @@ _FIELDS = tuple(map(_Valid.__struct_fields__.index, (
     "id", "ts", "prompt_name", "version", "branch_name", "model",
     "duration_ms", "experiment_id", "experiment_version_id",
 )))  # fmt: skip
+_SUBJECT = _Valid.__struct_fields__.index("sticky_value")
 
 
 def _too_many() -> HTTPError:
@@ -161,6 +162,8 @@ class Decoded:
     values: list[Any] = field(default_factory=list)
     indexes: Sequence[int] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    #: Each good record's experiment subject (its sticky value) or NULL, in ``values`` order.
+    subjects: list[Any] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -260,6 +263,7 @@ def _valid_batch(body: bytes, raws: list[msgspec.Raw]) -> Decoded | None:
     ends = list(accumulate(sizes, initial=len(body) - sum(sizes)))
     view = memoryview(body)
     values: list[Any] = [NULL] * (len(raws) * COLUMNS)
+    subjects: list[Any] = [NULL] * len(raws)
     for first in range(0, len(raws), CHUNK):
         last = min(first + CHUNK, len(raws))
         records = _valid(msgpack_array_header(last - first) + view[ends[first] : ends[last]])
@@ -272,7 +276,8 @@ def _valid_batch(body: bytes, raws: list[msgspec.Raw]) -> Decoded | None:
             values[first * COLUMNS + column : last * COLUMNS : COLUMNS] = fields[at::width]
         blobs = map(bytearray, raws[first:last])
         values[(first + 1) * COLUMNS - 1 : last * COLUMNS : COLUMNS] = blobs
-    return Decoded(values, range(len(raws)))
+        subjects[first:last] = fields[_SUBJECT::width]
+    return Decoded(values, range(len(raws)), subjects=subjects)
 
 
 def _entries(body: bytes, starts: list[int]) -> int:
@@ -318,8 +323,10 @@ def to_rows(records: Sequence[Record | Rejected], blobs: Sequence[Blob] | None =
     ``blobs`` holds each record's MessagePack; without it records are encoded here.
     """
     if blobs is not None and _all_good(records):
-        rows = _rows(cast("list[Record]", records), blobs)
-        return Decoded([value for row in rows for value in row], range(len(rows)))
+        good = cast("list[Record]", records)
+        rows = _rows(good, blobs)
+        values = [value for row in rows for value in row]
+        return Decoded(values, range(len(rows)), subjects=list(map(_subject, good)))
     out, indexes = Decoded(), []
     for index, record in enumerate(records):
         if isinstance(record, Rejected):
@@ -331,6 +338,7 @@ def to_rows(records: Sequence[Record | Rejected], blobs: Sequence[Blob] | None =
             out.rejected.append(blob)
             continue
         out.values.extend(_rows([record], [blob])[0])
+        out.subjects.append(_subject(record))
         indexes.append(index)
     out.indexes = indexes
     return out
@@ -363,6 +371,10 @@ def _rows(records: Sequence[Record], blobs: Sequence[Blob]) -> list[Row]:
         )
         for r, blob in zip(records, blobs, strict=True)
     ]  # fmt: skip
+
+
+def _subject(r: Record) -> Any:
+    return NULL if r.sticky_value is None else r.sticky_value
 
 
 def _problem(r: Record) -> str | None:

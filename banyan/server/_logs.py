@@ -15,12 +15,14 @@ from banyan.server._http import HTTPError, Request, Response, json_response
 #: Rows per multi-row INSERT, largest first. One statement is one sqlite3_step,
 #: so the GIL is released for the whole chunk instead of once per row
 #: (executemany), and the event loop can decode the next batch meanwhile. The
-#: project id is bound once per statement, as ?1; 1 + 10 * 1024 parameters
+#: project id is bound once per statement, as ?1; 1 + 11 * 1024 parameters
 #: stay below SQLite's 32,766.
 _SIZES = (1024, 256, 64, 16, 4, 1)
+#: A table row's values after the project id: a batch's columns, then the subject.
+_WIDTH = _ingest.COLUMNS + 1
 _INSERTS = {
     size: "INSERT OR IGNORE INTO logs VALUES "
-    + ", ".join([f"(?1, {', '.join('?' * _ingest.COLUMNS)})"] * size)
+    + ", ".join([f"(?1, {', '.join('?' * _WIDTH)})"] * size)
     for size in _SIZES
 }
 _COUNT = """
@@ -44,7 +46,7 @@ def store(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded, sin
     conn.execute("SAVEPOINT batch")
     try:
         before = conn.total_changes
-        _insert(conn, project_id, batch.values)
+        _insert(conn, project_id, _table_rows(batch))
         inserted = conn.total_changes - before
     except _STORE_ERRORS:
         conn.execute("ROLLBACK TO batch")
@@ -56,25 +58,37 @@ def store(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded, sin
     return inserted
 
 
+def _table_rows(batch: _ingest.Decoded) -> list[Any]:
+    """The batch's values with each record's subject after its columns (the table's order)."""
+    width = _ingest.COLUMNS
+    values: list[Any] = [None] * (batch.count * _WIDTH)
+    # Strided copies run in C; the PostgreSQL engine reads batch.values as they are.
+    for column in range(width):
+        values[column::_WIDTH] = batch.values[column::width]
+    values[width::_WIDTH] = batch.subjects
+    return values
+
+
 def _insert(conn: sqlite3.Connection, project_id: str, values: list[Any]) -> None:
     start = 0
     for size in _SIZES:
-        span = size * _ingest.COLUMNS
+        span = size * _WIDTH
         while len(values) - start >= span:
             conn.execute(_INSERTS[size], [project_id, *values[start : start + span]])
             start += span
 
 
 def _store_one_by_one(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded) -> int:
-    inserted, kept, width = 0, [], _ingest.COLUMNS
+    inserted, kept, subjects, width = 0, [], [], _ingest.COLUMNS
     for n, index in enumerate(batch.indexes):
         row = batch.values[n * width : (n + 1) * width]
         try:
-            inserted += conn.execute(_INSERTS[1], [project_id, *row]).rowcount
+            inserted += conn.execute(_INSERTS[1], [project_id, *row, batch.subjects[n]]).rowcount
             kept.extend(row)
+            subjects.append(batch.subjects[n])
         except _STORE_ERRORS as exc:
             batch.rejected.append(Rejected(index, f"cannot store: {exc}"))
-    batch.values = kept
+    batch.values, batch.subjects = kept, subjects
     batch.rejected.sort(key=lambda r: r.index)
     return inserted
 

@@ -20,7 +20,7 @@ def test_demo_delivers_every_record_and_reports_the_experiment(
 ) -> None:
     """The demo exits 0 with sent = stored + dropped, 0 duplicates and both variants; into a
     file it writes no progress frames; --keep leaves a database that the printed commands
-    serve and read back."""
+    serve and read back, and the printed results-page link opens on that server."""
     keep = tmp_path / "kept"
     result = subprocess.run(
         [sys.executable, "-m", "banyan", "demo", "--workers", "2", "--records", "2000",
@@ -40,8 +40,15 @@ def test_demo_delivers_every_record_and_reports_the_experiment(
     assert "\r" not in out
     assert f"banyan serve --db {keep / 'demo.db'} --api-key {_demo.DEMO_KEY}" in out
     assert "banyan logs list" in out
+    assert "sample ratio check" in out
+    link = out.split("results page (valid 15 minutes")[1].splitlines()[1].strip()
+    assert link.startswith(f"{_demo.KEPT_URL}/ui/open?"), out
     server = start_server(tmp_path, db=keep / "demo.db", api_key=_demo.DEMO_KEY)
     try:
+        with httpx.Client() as browser:
+            opened = browser.get(link.replace(_demo.KEPT_URL, server.base_url))
+            assert opened.status_code == 200
+            assert "banyan_session=" in opened.headers["set-cookie"]
         argv = ["logs", "export", "--base-url", server.base_url, "--api-key", _demo.DEMO_KEY]
         assert main(argv) == 0
     finally:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import sqlite3
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +17,7 @@ from serverproc import Server
 
 from banyan._record import Record, encode
 from banyan._wire import BATCH_PATH, MSGPACK, msgpack_array_header
+from banyan.server import _db
 
 _serial = itertools.count()
 
@@ -68,3 +72,14 @@ def create_prompt(server: Server, name: str, *contents: str, key: str | None = N
             server, "POST", f"/api/v2/prompts/{name}/versions", key, json={"content": content}
         )
         assert response.status_code == 201, response.text
+
+
+def schema_3_database(path: Path) -> contextlib.closing[sqlite3.Connection]:
+    """A new database at ``path`` made as schema version 3 had it (logs without a subject)."""
+    _db.Database(path).close()
+    conn = _db.connect(path)
+    conn.execute("DROP INDEX logs_experiment_subjects")
+    conn.execute("DROP INDEX logs_experiment_latency")
+    conn.execute("ALTER TABLE logs DROP COLUMN subject")
+    conn.execute("PRAGMA user_version = 3")
+    return contextlib.closing(conn)

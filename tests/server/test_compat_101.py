@@ -93,4 +93,4 @@ def test_101_client_fetches_and_logs_100_records(
     summary = server.summary()
     assert (summary["stored"], summary["single"]) == (100, 100)
     results = call(server, "GET", f"/api/v2/experiments/{experiment.json()['id']}/results").json()
-    assert sum(v["count"] for v in results["variants"]) == 10
+    assert sum(v["records"] for v in results["variants"]) == 10, results["unmatched"]

@@ -196,7 +196,8 @@ def test_get_experiment_legacy_and_v2(shared_server: Server) -> None:
 
 
 def test_results_and_stats_per_variant(server: Server) -> None:
-    """Results and stats give count, mean, p50, p95 and models per variant and version."""
+    """Results give per variant its subjects, records, latency percentiles and per-subject mean;
+    stats give count per version."""
     create_prompt(server, "stats", "one", "two")
     exp = _experiment(server, "stats")
     v1, v2 = exp["variants"]
@@ -209,6 +210,7 @@ def test_results_and_stats_per_variant(server: Server) -> None:
             experiment_version_id=v1["id"],
             duration_ms=float(i + 1),
             model="m1",
+            sticky_value=f"u{i % 50}",
         )
         for i in range(100)
     ] + [
@@ -220,44 +222,52 @@ def test_results_and_stats_per_variant(server: Server) -> None:
             experiment_version_id=v2["id"],
             duration_ms=10.0,
             model="m2",
+            sticky_value=f"w{i}",
         )
         for i in range(10)
     ]
     assert post_batch(server, body(records)).json()["accepted"] == 110
     results = call(server, "GET", f"/api/v2/experiments/{exp['id']}/results").json()
     first, second = results["variants"]
-    assert (first["count"], first["p50_ms"], first["p95_ms"], first["mean_ms"]) == (
+    assert (first["subjects"], first["records"], first["latency"]) == (
+        50,
         100,
-        50.0,
-        95.0,
-        50.5,
+        {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0},
     )
-    assert first["models"] == ["m1"]
-    assert (second["count"], second["p50_ms"], second["models"]) == (10, 10.0, ["m2"])
+    assert first["metrics"]["latency_ms"]["value"] == 50.5
+    assert (second["subjects"], second["records"], second["latency"]["p50_ms"]) == (10, 10, 10.0)
+    assert second["versus_control"]["latency_ms"]["absolute"] == 10.0 - 50.5
     groups = call(server, "GET", "/api/v2/stats", params={"prompt": "stats"}).json()["groups"]
     assert {(g["version"], g["count"]) for g in groups} == {("1", 100), ("2", 10)}
     assert call(server, "GET", "/api/v2/stats", params={"prompt": "a b"}).status_code == 400
 
 
-def test_results_count_a_variant_named_by_id_and_by_version_together(
+def test_results_leave_unknown_variants_unmatched(
     shared_server: Server,
 ) -> None:
-    """Logs naming the variant by id (v2 clients) and by version label (older ones) make one
-    group: none of them lands in "unmatched"."""
+    """Logs naming an unknown variant are counted in "unmatched", outside the analysis."""
     prompt = unique("mixed")
     create_prompt(shared_server, prompt, "one", "two")
     exp = _experiment(shared_server, prompt)
     v1 = exp["variants"][0]
     named = [(v1["id"], 10.0), (v1["id"], 20.0), (v1["version"], 30.0), ("var_gone", 1.0)]
     records = [
-        record(experiment_id=exp["id"], experiment_version_id=name, duration_ms=ms)
-        for name, ms in named
-    ]
+        record(experiment_id=exp["id"], experiment_version_id=name, duration_ms=ms,
+               sticky_value=f"u{i}")
+        for i, (name, ms) in enumerate(named)
+    ]  # fmt: skip
     assert post_batch(shared_server, body(records)).json()["accepted"] == 4
     results = call(shared_server, "GET", f"/api/v2/experiments/{exp['id']}/results").json()
     first, second = results["variants"]
-    assert (first["count"], first["mean_ms"], second["count"]) == (3, 20.0, 0)
-    assert [(u["variant"], u["count"]) for u in results["unmatched"]] == [("var_gone", 1)]
+    assert (first["records"], first["metrics"]["latency_ms"]["value"], second["records"]) == (
+        2,
+        15.0,
+        0,
+    )
+    assert sorted((u["variant"], u["records"]) for u in results["unmatched"]) == [
+        (v1["version"], 1),
+        ("var_gone", 1),
+    ]
 
 
 def test_single_record_endpoint_of_101(server: Server) -> None:

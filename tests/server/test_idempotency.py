@@ -12,7 +12,7 @@ from serverproc import Server, start_server
 from banyan._wire import SINGLE_LOG_PATH
 from banyan.server import _db
 
-from .helpers import call, unique
+from .helpers import call, schema_3_database, unique
 
 USAGE = {"input": "in", "output": "out", "model": "m"}
 
@@ -85,8 +85,7 @@ def test_malformed_key_is_400(shared_server: Server, key: str) -> None:
 def test_schema_2_database_gains_the_key_table(tmp_path: Path) -> None:
     """A database of schema version 2 is upgraded in place: it keeps its rows, gains the table."""
     path = tmp_path / "v2.db"
-    _db.Database(path).close()
-    with contextlib.closing(_db.connect(path)) as conn:
+    with schema_3_database(path) as conn:
         conn.execute("DROP TABLE idempotency_keys")
         conn.execute("INSERT INTO projects VALUES ('prj_x', 'x', 0)")
         conn.execute("PRAGMA user_version = 2")

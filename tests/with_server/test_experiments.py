@@ -89,7 +89,7 @@ def test_readme_experiment_example_runs_as_written(
 
     assert f"Using experiment version: {experiment['id']}" in capsys.readouterr().out
     results = call(env, "GET", f"/api/v2/experiments/{experiment['id']}/results").json()
-    counts = {v["id"]: v["count"] for v in results["variants"]}
+    counts = {v["id"]: v["records"] for v in results["variants"]}
     assert experiment_context is not None
     assert counts[experiment_context["experiment_version_id"]] == 1
     assert sum(counts.values()) == 1
@@ -145,7 +145,8 @@ def test_ramp_on_the_server_moves_no_enrolled_user(server: Server) -> None:
 
 
 def test_experiment_results_table(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
-    """`banyan experiments results ID` prints counts, latency and models per variant."""
+    """`banyan experiments results ID` prints the SRM check, then subjects, records and latency
+    percentiles per variant, then each metric with its interval."""
     create_prompt(server, "res", "A", "B")
     experiment = create_experiment(server, "res")
     logger = banyan.PromptStackLogger(api_key=server.api_key, base_url=server.base_url,
@@ -164,15 +165,14 @@ def test_experiment_results_table(server: Server, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert code == 0
     lines = out.splitlines()
-    assert "VARIANT" in lines[1]
-    assert "P95 MS" in lines[1]
-    rows = {
-        line.split()[0]: line.split() for line in lines[2:] if line.strip() and "-" * 3 not in line
-    }
+    assert lines[1].startswith("sample ratio check: ok")
+    assert "VARIANT" in lines[2]
+    assert "P95 MS" in lines[2]
+    table = lines[4 : lines.index("")]
+    rows = {line.split()[0]: line.split() for line in table}
     assert {name: int(row[3]) for name, row in rows.items()} == expected
-    assert all("m-1" in line for line in lines[2:] if line.split()[0] in expected)
+    assert any(line.startswith("latency_ms") and "control" in line for line in lines)
     results = call(server, "GET", f"/api/v2/experiments/{experiment['id']}/results").json()
     for variant in results["variants"]:
-        assert variant["count"] == expected[variant["name"]]
-        assert variant["p50_ms"] in {10.0, 20.0, 30.0, 40.0, 50.0}
-        assert variant["models"] == ["m-1"]
+        assert variant["records"] == variant["subjects"] == expected[variant["name"]]
+        assert variant["latency"]["p50_ms"] in {10.0, 20.0, 30.0, 40.0, 50.0}

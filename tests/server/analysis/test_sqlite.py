@@ -21,10 +21,9 @@ ACCEPTED = Metric("accepted", "accepted", "proportion")
 
 @pytest.fixture
 def conn() -> Iterator[sqlite3.Connection]:
-    """The server's schema in memory, plus the subject (and one score) column."""
+    """The server's schema in memory (its logs have a subject), plus one score column."""
     conn = _db.connect(":memory:")
     _db.create_schema(conn)
-    conn.execute("ALTER TABLE logs ADD COLUMN subject TEXT")
     conn.execute("ALTER TABLE logs ADD COLUMN accepted INTEGER")
     yield conn
     conn.close()

@@ -1,0 +1,76 @@
+"""Experiment results on the server: the subject column, modes, and the link to the page."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from serverproc import Server
+
+from banyan.server import _db
+from banyan.server.web import experiment_path
+
+from .helpers import body, call, create_prompt, post_batch, record, schema_3_database, unique
+
+
+def _experiment(server: Server) -> dict[str, Any]:
+    prompt = unique("results")
+    create_prompt(server, prompt, "one", "two")
+    payload = {"prompt": prompt, "variants": [{"version": "1", "percentage": 50},
+                                              {"version": "2", "percentage": 50}]}  # fmt: skip
+    return dict(call(server, "POST", "/api/v2/experiments", json=payload).json())
+
+
+def test_schema_3_database_gains_the_subject_column(tmp_path: Path) -> None:
+    """A schema 3 database is upgraded in place: its logs keep their rows and gain a subject."""
+    path = tmp_path / "v3.db"
+    with schema_3_database(path) as conn:
+        conn.execute("INSERT INTO logs (project_id, id, ts, record) VALUES ('p', 'r', 0, x'')")
+    _db.Database(path).close()
+    with contextlib.closing(_db.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == _db.SCHEMA_VERSION
+        assert conn.execute("SELECT id, subject FROM logs").fetchall() == [("r", None)]
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT subject FROM logs WHERE project_id = 'p'"
+            " AND experiment_id = 'e' GROUP BY experiment_version_id, subject"
+        ).fetchall()
+        assert "logs_experiment_subjects" in str(plan)
+
+
+def test_results_are_per_subject_and_have_a_sequential_mode(shared_server: Server) -> None:
+    """One heavy subject counts once; ?mode=sequential names its mode; another mode is a 400."""
+    exp = _experiment(shared_server)
+    first, second = (v["id"] for v in exp["variants"])
+    records = [
+        record(experiment_id=exp["id"], experiment_version_id=first, duration_ms=10.0,
+               sticky_value="heavy")
+        for _ in range(50)
+    ] + [record(experiment_id=exp["id"], experiment_version_id=second, duration_ms=20.0,
+                sticky_value="light")]  # fmt: skip
+    assert post_batch(shared_server, body(records)).json()["accepted"] == 51
+    path = f"/api/v2/experiments/{exp['id']}/results"
+    fixed = call(shared_server, "GET", path).json()
+    assert (fixed["mode"], fixed["subjects"], fixed["records"]) == ("fixed-horizon", 2, 51)
+    assert [v["subjects"] for v in fixed["variants"]] == [1, 1]
+    sequential = call(shared_server, "GET", path, params={"mode": "sequential"}).json()
+    assert (sequential["mode"], sequential["tau"] is not None) == ("sequential", True)
+    assert call(shared_server, "GET", path, params={"mode": "bayes"}).status_code == 400
+
+
+def test_the_link_needs_a_key_and_opens_the_page(shared_server: Server) -> None:
+    """POST .../link with a key gives a link that opens the page; without a key, 401."""
+    exp = _experiment(shared_server)
+    path = f"/api/v2/experiments/{exp['id']}/link"
+    assert httpx.post(f"{shared_server.base_url}{path}").status_code == 401
+    url = call(shared_server, "POST", path).json()["url"]
+    with httpx.Client() as browser:
+        opened = browser.get(url)
+        assert opened.status_code == 200
+        project = parse_qs(urlsplit(url).query)["project"][0]
+        page = browser.get(f"{shared_server.base_url}{experiment_path(project, exp['id'])}")
+        assert page.status_code == 200
+        assert exp["name"] in page.text
+    assert httpx.get(f"{shared_server.base_url}/ui/projects/x/experiments").status_code == 401
