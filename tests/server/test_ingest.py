@@ -325,13 +325,15 @@ def test_overload_answers_503_with_retry_after(
 ) -> None:
     """With one batch in flight and a bound of one, a second batch gets 503 and Retry-After."""
     monkeypatch.setenv("BANYAN_SERVER_MAX_INFLIGHT", "1")
+    # The slow body must outlive the wait for a 503 on a loaded machine: no 408 meanwhile.
+    monkeypatch.setenv("BANYAN_SERVER_BODY_TIMEOUT", "120")
     srv = start_server(tmp_path)
     release = threading.Event()
     results: list[int] = []
 
     def slow_body() -> Iterator[bytes]:
         yield b"\xdd\x00\x00\x00\x01"
-        release.wait(20)
+        release.wait(60)
         yield msgspec.msgpack.encode(msgspec.to_builtins(record("slow")))
 
     def send_slow() -> None:
@@ -344,7 +346,7 @@ def test_overload_answers_503_with_retry_after(
     sender = threading.Thread(target=send_slow)
     try:
         sender.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 45
         busy = post_batch(srv, body([record("fast")]))
         while busy.status_code == 200 and time.monotonic() < deadline:
             busy = post_batch(srv, body([record(unique("fast"))]))
@@ -352,7 +354,7 @@ def test_overload_answers_503_with_retry_after(
         assert busy.status_code == 503
         assert busy.headers["Retry-After"] == "1"
         release.set()
-        sender.join(20)
+        sender.join(60)
         assert results == [200]
         assert post_batch(srv, body([record("after")])).status_code == 200
     finally:
