@@ -66,24 +66,28 @@ def test_byte_threshold_wakes_per_threshold_worth() -> None:
     assert len(wakes) == 2
 
 
-def test_the_credit_never_reaches_past_a_wake_or_the_bound() -> None:
-    """Appends on the fast path (credit, then append) wake at the same points as push()
-    and cannot overfill the ring: the credit stops at the next threshold and at max_bytes."""
+def test_the_fast_path_wakes_and_refuses_exactly_as_push_alone(make_logger: MakeLogger) -> None:
+    """log_prompt's credit fast path wakes at the same points, and accepts the same records,
+    as a ring taking every record through push(): the credit stops at each threshold and
+    at max_bytes."""
+    logger, _ = make_logger(max_queue_bytes=1000, spool_dir=False)
+    logger._idle = False
+    logger._next_id = lambda: "fixed-0x1"  # equal sizes, so the oracle can replay them
+    ring = logger._flusher.ring
     wakes: list[int] = []
-    ring = Ring(1000, 10**6, 300, lambda: wakes.append(1))
-    accepted = 0
+    ring._wake = lambda: wakes.append(len(ring))
+    accepted = []
     for _ in range(60):
-        data = b"x" * 30
-        left = ring.credit[0] - len(data)
-        if left >= 0:
-            ring.credit[0] = left
-            ring.append(data)
-        elif not ring.push(data):
-            continue
-        accepted += 1
+        accepted.append(logger.log_prompt("x" * 30, "y"))
         assert ring.bytes <= 1000
-    assert (accepted, ring.bytes, ring.full) == (33, 990, 27)
-    assert len(wakes) == 3
+    assert len(ring) > 1
+    assert ring.full > 0
+    size = len(ring._items[0])
+    expected: list[int] = []
+    oracle = Ring(1000, 1000, 250, lambda: expected.append(len(oracle)), fast=False)
+    assert accepted == [oracle.push(b"x" * size) for _ in range(60)]
+    assert (wakes, ring.bytes, ring.full) == (expected, oracle.bytes, oracle.full)
+    assert len(wakes) >= 2
     ring.close()
     assert ring.credit[0] == 0
     assert not ring.push(b"x")
@@ -142,28 +146,30 @@ def test_take_survives_producers_appending_while_it_sizes_a_batch() -> None:
     assert ring.popped == sum(map(len, batches)) > 0
 
 
-def test_a_push_re_entered_from_a_signal_handler_keeps_the_byte_count() -> None:
-    """A handler's push inside another push (the lock is re-entrant) grants a credit that
-    other threads spend before the outer push grants its own: those bytes still count."""
-    ring = Ring(10_000, 100, 5_000, lambda: None)
-    data = b"y" * 40
+def test_a_push_re_entered_from_a_signal_handler_keeps_the_byte_count(
+    make_logger: MakeLogger,
+) -> None:
+    """A handler's log_prompt inside another push (the lock is re-entrant) grants a credit
+    that fast-path log_prompt calls spend before the outer push grants its own: those bytes
+    still count."""
+    logger, _ = make_logger(max_queue_bytes=10_000, batch_size=100, spool_dir=False)
+    logger._idle = False
+    ring = logger._flusher.ring
     original = ring._wake_due
     fired: list[bool] = []
 
     def handler_runs_here(held: int) -> bool:
         if not fired:
             fired.append(True)
-            assert ring.push(b"s" * 37)  # the signal handler's log_prompt
+            assert logger.log_prompt("signal", "handler")
             for _ in range(3):  # other threads, on the fast path, spend its credit
-                left = ring.credit[0] - len(data)
-                if left >= 0:
-                    ring.credit[0] = left
-                    ring.append(data)
+                assert logger.log_prompt("y" * 40, "o")
+            assert ring.credit[0] > 0
         return original(held)
 
     ring._wake_due = handler_runs_here  # type: ignore[method-assign]
-    assert ring.push(data)
+    assert logger.log_prompt("outer", "o")
     assert fired
-    assert len(ring._items) == 5  # the credit was spent
+    assert len(ring._items) == 5
     ring._settle()
     assert ring.bytes == sum(map(len, ring._items))
