@@ -66,31 +66,57 @@ def test_byte_threshold_wakes_per_threshold_worth() -> None:
     assert len(wakes) == 2
 
 
-def test_the_fast_path_wakes_and_refuses_exactly_as_push_alone(make_logger: MakeLogger) -> None:
-    """log_prompt's credit fast path wakes at the same points, and accepts the same records,
-    as a ring taking every record through push(): the credit stops at each threshold and
-    at max_bytes."""
-    logger, _ = make_logger(max_queue_bytes=1000, spool_dir=False)
+def _fast_and_slow(
+    make_logger: MakeLogger, max_queue_bytes: int, batch_size: int
+) -> tuple[list[int], list[int], Ring]:
+    """Log 60 equal records through log_prompt and push the same bytes into a ring with no
+    fast path, taking 3 from each every 7th record; the pushed() count at each wake of
+    both, and the logger's ring. Every acceptance and byte count must agree."""
+    logger, _ = make_logger(
+        max_queue_bytes=max_queue_bytes, batch_size=batch_size, spool_dir=False
+    )
     logger._idle = False
     logger._next_id = lambda: "fixed-0x1"  # equal sizes, so the oracle can replay them
     ring = logger._flusher.ring
     wakes: list[int] = []
-    ring._wake = lambda: wakes.append(len(ring))
-    accepted = []
-    for _ in range(60):
-        accepted.append(logger.log_prompt("x" * 30, "y"))
-        assert ring.bytes <= 1000
-    assert len(ring) > 1
-    assert ring.full > 0
-    size = len(ring._items[0])
+    ring._wake = lambda: wakes.append(ring.pushed())
     expected: list[int] = []
-    oracle = Ring(1000, 1000, 250, lambda: expected.append(len(oracle)), fast=False)
-    assert accepted == [oracle.push(b"x" * size) for _ in range(60)]
-    assert (wakes, ring.bytes, ring.full) == (expected, oracle.bytes, oracle.full)
+    oracle = Ring(
+        max_queue_bytes, batch_size, logger.config.wake_bytes,
+        lambda: expected.append(oracle.pushed()), fast=False,
+    )  # fmt: skip
+    for n in range(1, 61):
+        accepted = logger.log_prompt("x" * 30, "y")
+        assert accepted == oracle.push(b"x" * len(ring._items[-1]))
+        assert ring.bytes == oracle.bytes <= max_queue_bytes
+        if n % 7 == 0:
+            assert len(ring.take(3, 10**6)[1]) == len(oracle.take(3, 10**6)[1])
+    assert ring.full == oracle.full
+    return wakes, expected, ring
+
+
+def test_the_fast_path_wakes_and_refuses_exactly_as_push_alone(make_logger: MakeLogger) -> None:
+    """Against the byte threshold and the bound, log_prompt's credit fast path wakes at the
+    same records, and accepts the same ones, as a ring taking every record through push()."""
+    wakes, expected, ring = _fast_and_slow(make_logger, 1000, 1000)
+    assert ring.full > 0
+    assert wakes == expected
     assert len(wakes) >= 2
     ring.close()
     assert ring.credit[0] == 0
     assert not ring.push(b"x")
+
+
+def test_the_fast_path_wakes_every_batch_size_records_give_or_take_one(
+    make_logger: MakeLogger,
+) -> None:
+    """Against the record threshold the credit covers up to the threshold, so the record
+    past it (not the one reaching it) wakes: every batch_size or batch_size + 1 records."""
+    wakes, expected, _ = _fast_and_slow(make_logger, 10**6, 5)
+    assert expected == list(range(5, 61, 5))
+    gaps = {later - earlier for earlier, later in zip([0, *wakes], wakes)}
+    assert gaps <= {5, 6}
+    assert len(wakes) >= 60 // 6
 
 
 def test_full_queue_drops_are_counted_and_warned_once(
