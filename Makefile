@@ -34,4 +34,4 @@ stress: $(BIN)/banyan
 # writes docs/mutation.json. `make mutate MODULES="ring delivery"` runs only those.
 .PHONY: mutate
 mutate: $(BIN)/banyan
-	$(BIN)/python tests/mutation/run.py $(MODULES)
+	$(BIN)/python tests/mutation/mutate.py $(MODULES)

@@ -2,45 +2,19 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from fakes import FakeTransport, status
+from fakes import FakeTransport, Jitter, Waits, status
 
 from banyan._config import Config
 from banyan._delivery import Delivery
 from banyan._stats import Stats
 
 
-class TopOfRange:
-    """A ``random.Random`` stand-in whose jitter is the top of the asked range."""
-
-    def __init__(self) -> None:
-        self.asked: list[tuple[float, float]] = []
-
-    def uniform(self, low: float, high: float) -> float:
-        self.asked.append((low, high))
-        return high
-
-
-class Waits(threading.Event):
-    """A stop event that records each wait and returns at once (never set)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.delays: list[float] = []
-
-    def wait(self, timeout: float | None = None) -> bool:
-        assert timeout is not None
-        self.delays.append(timeout)
-        return False
-
-
-def _retrying(failures: int, **options: float) -> tuple[Delivery, TopOfRange, Waits]:
+def _retrying(failures: int, pick: float = 1.0, **options: float) -> tuple[Delivery, Jitter, Waits]:
     config = Config(api_key="psk_unit", base_url="http://127.0.0.1:9", **options)  # type: ignore[arg-type]
     fake = FakeTransport([status(503)] * failures)
     delivery = Delivery(config, fake, Stats())  # type: ignore[arg-type]
-    jitter = TopOfRange()
+    jitter = Jitter(pick)
     delivery._random = jitter  # type: ignore[assignment]
     waits = Waits()
     assert delivery([b"\xa1x"], None, waits)
@@ -55,9 +29,9 @@ def test_backoff_doubles_from_retry_delay_up_to_max_retry_delay() -> None:
 
 def test_backoff_jitter_scales_each_wait_between_half_and_whole() -> None:
     """Each wait is the exponential step times a jitter drawn from [0.5, 1.0]."""
-    _, jitter, waits = _retrying(3, retry_delay=2.0, max_retry_delay=60.0, max_retries=3)
+    _, jitter, waits = _retrying(3, 0.0, retry_delay=2.0, max_retry_delay=60.0, max_retries=3)
     assert jitter.asked == [(0.5, 1.0)] * 3
-    assert waits.delays == pytest.approx([2.0, 4.0, 8.0])
+    assert waits.delays == pytest.approx([1.0, 2.0, 4.0])
 
 
 def test_backoff_counts_retries_and_stops_after_max_retries() -> None:

@@ -72,9 +72,7 @@ def _fast_and_slow(
     """Log 60 equal records through log_prompt and push the same bytes into a ring with no
     fast path, taking 3 from each every 7th record; the pushed() count at each wake of
     both, and the logger's ring. Every acceptance and byte count must agree."""
-    logger, _ = make_logger(
-        max_queue_bytes=max_queue_bytes, batch_size=batch_size, spool_dir=False
-    )
+    logger, _ = make_logger(max_queue_bytes=max_queue_bytes, batch_size=batch_size, spool_dir=False)
     logger._idle = False
     logger._next_id = lambda: "fixed-0x1"  # equal sizes, so the oracle can replay them
     ring = logger._flusher.ring
@@ -114,7 +112,7 @@ def test_the_fast_path_wakes_every_batch_size_records_give_or_take_one(
     past it (not the one reaching it) wakes: every batch_size or batch_size + 1 records."""
     wakes, expected, _ = _fast_and_slow(make_logger, 10**6, 5)
     assert expected == list(range(5, 61, 5))
-    gaps = {later - earlier for earlier, later in zip([0, *wakes], wakes)}
+    gaps = {later - earlier for earlier, later in zip([0, *wakes], wakes, strict=False)}
     assert gaps <= {5, 6}
     assert len(wakes) >= 60 // 6
 

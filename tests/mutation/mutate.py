@@ -5,7 +5,7 @@ a fresh ``mutants/`` copy of the tree, two at a time; the figures go to
 docs/mutation.json. A survivor that no test can tell apart from the real code is
 listed in equivalent.json beside this file, with its reason, and is not counted.
 
-    python tests/mutation/run.py [MODULE ...]     # every module by default
+    python tests/mutation/mutate.py [MODULE ...]     # every module by default
 """
 
 from __future__ import annotations
@@ -35,7 +35,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "flusher": ("banyan/_flusher.py", [U + "test_flusher.py"]),
     "delivery": (
         "banyan/_delivery.py",
-        [U + "test_delivery.py", U + "test_backoff.py", U + "test_retry_after.py"],
+        [
+            U + "test_delivery.py",
+            U + "test_delivery_paths.py",
+            U + "test_backoff.py",
+            U + "test_retry_after.py",
+        ],
     ),
     "transport": ("banyan/_transport.py", [U + "test_transport.py", U + "test_retry_after.py"]),
     "segment": ("banyan/_segment.py", [U + "test_segment_format.py", U + "test_spool.py"]),
