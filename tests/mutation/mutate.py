@@ -54,7 +54,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         [U + "test_log_prompt.py", U + "test_delivery.py", U + "test_ring.py", U + "test_spool.py"],
     ),
     "fork": ("banyan/_fork.py", [U + "test_fork_module.py", "tests/process/test_fork_hook.py"]),
-    "record": ("banyan/_record.py", [U + "test_log_prompt.py", U + "test_testing.py"]),
+    "record": (
+        "banyan/_record.py",
+        [U + "test_record_encoding.py", U + "test_log_prompt.py", U + "test_testing.py"],
+    ),
     "ingest": (
         "banyan/server/_ingest.py",
         ["tests/server/test_decode.py", "tests/server/test_storage.py", U + "test_testing.py"],
