@@ -149,9 +149,29 @@ def summarise(
     }
 
 
+def rejudge(entry: dict[str, Any]) -> None:
+    """Apply equivalent.json to a module's stored survivors (after it was edited)."""
+    known: dict[str, dict[str, str]] = json.loads(EQUIVALENT.read_text())
+    for name, line in list(entry["survivors"].items()):
+        status, change = line.split(": ", 1)
+        if known.get(name, {}).get("change") == change:
+            del entry["survivors"][name]
+            entry[status.replace(" ", "_")] -= 1
+            entry["equivalent"] += 1
+    judged = entry["mutants"] - entry["equivalent"]
+    entry["score"] = round((entry["killed"] + entry["timeout"]) / judged, 4) if judged else None
+
+
 def main(argv: list[str]) -> int:
-    chosen = argv or list(MODULES)
+    """Run the modules named in ``argv`` (all by default); ``--rejudge`` only re-reads
+    equivalent.json into the report."""
     report = json.loads(REPORT.read_text()) if REPORT.exists() else {"modules": {}}
+    if argv == ["--rejudge"]:
+        for entry in report["modules"].values():
+            rejudge(entry)
+        REPORT.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        return 0
+    chosen = argv or list(MODULES)
     report.update(tool=f"mutmut {version('mutmut')}", command="make mutate")
     limit = float(os.environ.get("MUTATE_LIMIT", "1800"))
     for module in chosen:
