@@ -51,7 +51,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "routing": ("banyan/_routing.py", [U + "test_routing.py", U + "test_routing_vectors.py"]),
     "stats": (
         "banyan/_stats.py",
-        [U + "test_log_prompt.py", U + "test_delivery.py", U + "test_ring.py", U + "test_spool.py"],
+        [U + "test_stats_snapshot.py", U + "test_log_prompt.py", U + "test_delivery.py"],
     ),
     "fork": ("banyan/_fork.py", [U + "test_fork_module.py", "tests/process/test_fork_hook.py"]),
     "record": (
