@@ -48,7 +48,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "segment": ("banyan/_segment.py", [U + "test_segment_format.py", U + "test_spool.py"]),
     "spool": ("banyan/_spool.py", [U + "test_spool.py", U + "test_spool_sync.py"]),
-    "routing": ("banyan/_routing.py", [U + "test_routing.py", U + "test_routing_vectors.py"]),
+    "routing": (
+        "banyan/_routing.py",
+        [U + "test_routing.py", U + "test_routing_edges.py", U + "test_routing_vectors.py"],
+    ),
     "stats": (
         "banyan/_stats.py",
         [U + "test_stats_snapshot.py", U + "test_log_prompt.py", U + "test_delivery.py"],
