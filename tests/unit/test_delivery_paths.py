@@ -254,6 +254,16 @@ def test_one_by_one_sends_past_the_deadline_are_given_up() -> None:
     assert not delivery(RECORDS, time.monotonic() - 1, Waits())
     assert fake.calls == []
     assert spilled == [(RECORDS, RECORDS, DropReason.DEADLINE, "the flush deadline passed")]
+    delivery.spill = None
+    assert not delivery(RECORDS, time.monotonic() - 1, Waits())
+    assert delivery._stats.dropped[DropReason.DEADLINE] == 3
+
+
+def test_the_first_one_by_one_pass_keeps_to_the_deadline() -> None:
+    """The records sent one by one right after the 404 get the deadline's timeout too."""
+    delivery, fake, _ = _delivery(status(404), OK, OK, OK, timeout=10.0)
+    assert delivery(RECORDS, time.monotonic() + 2.0, Waits())
+    assert all(0 < kw["timeout"] <= 2.0 for _, _, kw in fake.calls)
 
 
 def test_a_shutdown_during_one_by_one_sends_spills_the_rest() -> None:

@@ -18,6 +18,8 @@ from banyan._exceptions import (
     AuthenticationError,
     ConfigurationError,
     HTTPStatusError,
+    ProtocolError,
+    RequestTimeout,
     TransportError,
 )
 from banyan._transport import Transport, status_error, tls_context
@@ -171,8 +173,9 @@ def test_network_clients_get_the_pool_settings(url: str, http2: bool) -> None:
     transport.close()
 
 
-def test_tls_contexts_are_built_once_per_kind() -> None:
+def test_tls_contexts_are_built_once_per_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     """One SSLContext per (https, http2), built on first use and then shared."""
+    monkeypatch.setattr(_transport, "_tls_contexts", {})
     for https in (False, True):
         for http2 in (False, True):
             context = tls_context(https, http2)
@@ -212,6 +215,40 @@ def test_unloadable_ca_certificates_name_their_source(
         _transport._verifying_context()
     assert str(raised.value) == f"cannot load TLS CA certificates from {source}: no such file"
     assert asked == [True]
+
+
+@pytest.mark.parametrize("http2", [True, False])
+def test_a_transport_preloads_what_its_http_version_needs(
+    monkeypatch: pytest.MonkeyPatch, http2: bool
+) -> None:
+    """A transport preloads, on the configuring thread, the code its HTTP version needs."""
+    asked: list[bool] = []
+    monkeypatch.setattr(_transport, "_preload", asked.append)
+    Transport(Config(api_key="psk_unit", base_url="http://127.0.0.1:9", http2=http2))
+    assert asked == [http2]
+
+
+@pytest.mark.parametrize(
+    ("raised", "kind"),
+    [
+        (httpx.ReadTimeout("slow"), RequestTimeout),
+        (httpx.RemoteProtocolError("bad"), ProtocolError),
+    ],
+)
+def test_a_stalled_or_broken_connection_is_not_reused(raised: Exception, kind: type) -> None:
+    """A timeout or protocol error is translated and its client replaced (closed)."""
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise raised
+
+    config = Config(api_key="psk_unit", base_url="http://127.0.0.1:9",
+                    http_transport=httpx.MockTransport(fail))  # fmt: skip
+    transport = Transport(config)
+    first = transport.client()
+    with pytest.raises(kind):
+        transport.request("GET", "/")
+    assert first.is_closed
+    assert transport.client() is not first
 
 
 def test_a_transport_preloads_the_http2_code_before_any_fork() -> None:
