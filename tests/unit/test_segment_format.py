@@ -161,12 +161,7 @@ def test_an_unreadable_segment_counts_one_stretch_and_its_headers_records(
         raise OSError("disk gone")
 
     monkeypatch.setattr(_segment_module, "read_file", fail)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        segment = Segment(path, fd, 1)
-        assert list(segment.records()) == []
-    finally:
-        os.close(fd)
+    segment = _read_nothing_from(path)
     assert (segment.damage.error, segment.damage.frames, segment.lost) == ("disk gone", 1, lost)
 
 
@@ -174,13 +169,19 @@ def test_an_all_zero_segment_loses_nothing(tmp_path: Path) -> None:
     """A segment of zeros (created, never written) has no records and none lost."""
     path = tmp_path / "seg"
     path.write_bytes(bytes(4096))
+    segment = _read_nothing_from(path)
+    assert (segment.good, segment.lost) == (0, 0)
+
+
+def _read_nothing_from(path: Path) -> Segment:
+    """The segment at ``path``, read through: it must yield no record."""
     fd = os.open(path, os.O_RDONLY)
     try:
         segment = Segment(path, fd, 1)
         assert list(segment.records()) == []
     finally:
         os.close(fd)
-    assert (segment.good, segment.lost) == (0, 0)
+    return segment
 
 
 def test_resynchronising_never_steps_back_into_a_good_frame() -> None:
