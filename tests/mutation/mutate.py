@@ -56,7 +56,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "banyan/_stats.py",
         [U + "test_stats_snapshot.py", U + "test_log_prompt.py", U + "test_delivery.py"],
     ),
-    "fork": ("banyan/_fork.py", [U + "test_fork_module.py", "tests/process/test_fork_hook.py"]),
+    "fork": (
+        "banyan/_fork.py",
+        [U + "test_fork_hooks.py", U + "test_fork_module.py", "tests/process/test_fork_hook.py"],
+    ),
     "record": (
         "banyan/_record.py",
         [U + "test_record_encoding.py", U + "test_log_prompt.py", U + "test_testing.py"],
