@@ -39,3 +39,14 @@ def test_the_fork_hook_resets_loggers_before_any_call() -> None:
     assert fork_child(child) == 0
     assert len(logger._flusher.ring) == 5
     logger.shutdown(timeout=2)
+
+
+def test_a_wiped_cell_reads_zero_in_a_forked_child() -> None:
+    """The kernel zeroes a wiped cell in the child (a plain cell keeps its value)."""
+    wiped = _fork.wiped_cell()
+    wiped[0] = 7
+    plain = memoryview(bytearray(8)).cast("q")
+    plain[0] = 7
+    expected = 0 if _fork.WIPES else 7
+    assert fork_child(lambda: 0 if (wiped[0], plain[0]) == (expected, 7) else 1) == 0
+    assert wiped[0] == 7

@@ -6,10 +6,13 @@ loggers or registers hooks with the interpreter.
 
 from __future__ import annotations
 
+import atexit
 import os
+import signal
 import subprocess
 import sys
 import threading
+from typing import Any
 
 import pytest
 
@@ -98,26 +101,70 @@ def test_after_in_child_releases_resets_loggers_and_runs_callbacks(hooks: _fork.
     assert logger.calls == ["child", "exit"]
 
 
-def test_multiprocessing_children_get_the_exit_hook_once(hooks: _fork._Hooks) -> None:
-    """With multiprocessing loaded, the exit hook joins its finalizers, registered once."""
-    import multiprocessing.util
+def _mp_registrations() -> tuple[list[Any], list[Any]]:
+    from multiprocessing import util
 
+    finalizers = getattr(util, "_finalizer_registry")  # noqa: B009 - private, no accessor
+    after_fork = getattr(util, "_afterfork_registry")  # noqa: B009 - private, no accessor
+    exits = [
+        key for key, f in finalizers.items() if getattr(f, "_callback", None) is _fork._at_exit
+    ]
+    forks = [
+        (key, hook) for key, hook in after_fork.items() if key[2] is _fork._finalize_at_mp_exit
+    ]
+    return exits, forks
+
+
+def test_multiprocessing_children_get_the_exit_hook_once(hooks: _fork._Hooks) -> None:
+    """With multiprocessing loaded, the exit hook joins its finalizers (priority 10) once,
+    and again in each multiprocessing child."""
+    hooks.registered = False
+    exits, forks = _mp_registrations()
     _fork._watch_multiprocessing()
     _fork._watch_multiprocessing()
     assert hooks.mp_watched
-    finalizers = getattr(multiprocessing.util, "_finalizer_registry")  # noqa: B009 - private
-    registered = [f for f in finalizers.values()
-                  if getattr(f, "_callback", None) is _fork._at_exit]  # fmt: skip
-    assert len(registered) >= 1
+    more_exits, more_forks = _mp_registrations()
+    [added] = set(more_exits) - set(exits)
+    assert added[0] == 10
+    assert [hook for key, hook in more_forks if (key, hook) not in forks] == [hooks]
+
+
+def test_without_multiprocessing_nothing_is_watched(
+    hooks: _fork._Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When multiprocessing was never imported, watching it is left for later."""
+    monkeypatch.delitem(sys.modules, "multiprocessing.util")
+    _fork._watch_multiprocessing()
+    assert not hooks.mp_watched
+
+
+def test_the_hooks_are_registered_once_with_the_interpreter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first tracked object registers the three fork hooks and the exit hook, once."""
+    fresh = _fork._Hooks()
+    monkeypatch.setattr(_fork, "_hooks", fresh)
+    forks: list[dict[str, object]] = []
+    exits: list[object] = []
+    monkeypatch.setattr(os, "register_at_fork", lambda **hooks: forks.append(hooks))
+    monkeypatch.setattr(atexit, "register", exits.append)
+    monkeypatch.setattr(_fork, "_watch_multiprocessing", lambda: None)
+    _fork.track(Tracked())
+    _fork.guard(threading.Lock())
+    assert forks == [{"before": _fork._before, "after_in_parent": _fork._after_in_parent,
+                      "after_in_child": _fork._after_in_child}]  # fmt: skip
+    assert exits == [_fork._at_exit]
 
 
 def test_alive_tells_running_processes_from_gone_ones() -> None:
-    """alive() is true for a running process (even another user's) and false once it is gone
-    or for a pid that cannot exist."""
-    done = subprocess.run([sys.executable, "-c", "pass"], check=True)
-    assert done.returncode == 0
-    assert _fork.alive(os.getpid())
-    assert _fork.alive(1)
+    """alive() is true for a running process, false once it is gone or for a pid that
+    cannot exist, and it only asks: the process gets no signal."""
+    code = "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); time.sleep(60)"
+    with subprocess.Popen([sys.executable, "-c", code]) as child:
+        assert _fork.alive(child.pid)
+        child.terminate()
+        assert child.wait(30) == -signal.SIGTERM
+    assert not _fork.alive(child.pid)
     assert not _fork.alive(2**40)
     assert _fork.pid() == os.getpid()
 
