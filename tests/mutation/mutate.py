@@ -47,7 +47,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         [U + "test_transport.py", U + "test_transport_requests.py", U + "test_retry_after.py"],
     ),
     "segment": ("banyan/_segment.py", [U + "test_segment_format.py", U + "test_spool.py"]),
-    "spool": ("banyan/_spool.py", [U + "test_spool.py", U + "test_spool_sync.py"]),
+    "spool": (
+        "banyan/_spool.py",
+        [U + "test_spool_status.py", U + "test_spool.py", U + "test_spool_sync.py"],
+    ),
     "routing": (
         "banyan/_routing.py",
         [U + "test_routing.py", U + "test_routing_edges.py", U + "test_routing_vectors.py"],
