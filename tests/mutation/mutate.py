@@ -32,7 +32,15 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "banyan/_ring.py",
         [U + "test_ring.py", U + "test_ring_bound.py", U + "test_ring_edges.py"],
     ),
-    "flusher": ("banyan/_flusher.py", [U + "test_flusher.py"]),
+    "flusher": (
+        "banyan/_flusher.py",
+        [
+            U + "test_flusher_core.py",
+            U + "test_flusher.py",
+            U + "test_delivery.py",
+            U + "test_spool.py",
+        ],
+    ),
     "delivery": (
         "banyan/_delivery.py",
         [
