@@ -159,8 +159,13 @@ def test_the_hooks_are_registered_once_with_the_interpreter(
 def test_alive_tells_running_processes_from_gone_ones() -> None:
     """alive() is true for a running process, false once it is gone or for a pid that
     cannot exist, and it only asks: the process gets no signal."""
-    code = "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); time.sleep(60)"
-    with subprocess.Popen([sys.executable, "-c", code]) as child:
+    code = (
+        "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"ready\n"  # SIGHUP would now end it
         assert _fork.alive(child.pid)
         child.terminate()
         assert child.wait(30) == -signal.SIGTERM
