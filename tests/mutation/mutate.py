@@ -77,7 +77,14 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "ingest": (
         "banyan/server/_ingest.py",
-        ["tests/server/test_decode.py", "tests/server/test_storage.py", U + "test_testing.py"],
+        [
+            "tests/server/test_decode.py",
+            "tests/server/test_storage.py",
+            U + "test_testing.py",
+            # Hypothesis reports it flaky under mutmut's trampolines (stats collection fails).
+            "--deselect",
+            "tests/server/test_decode.py::test_fast_path_agrees_with_the_record_by_record_path",
+        ],
     ),
     "logs": ("banyan/server/_logs.py", ["tests/server/test_storage.py", U + "test_testing.py"]),
 }
