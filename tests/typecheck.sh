@@ -6,7 +6,7 @@
 set -euo pipefail
 if [ $# -eq 0 ]; then set -- mypy; fi
 cd "$(dirname "$0")/.."
-for dir in unit process with_server; do
+for dir in unit process with_server mutation; do
     MYPYPATH=tests:tests/$dir "$@" --explicit-package-bases "tests/$dir"
 done
 # tests/server is a package (relative imports): checked from tests/ with the top-level files.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -31,6 +32,8 @@ def broker(tmp_path: Path) -> Iterator[str]:
     """A private redis-server on a free loopback port, without persistence."""
     binary = shutil.which("redis-server")
     if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set and redis-server is not installed: the celery test cannot run")
         pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
     port = free_port()
     cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -120,13 +123,10 @@ def test_install_is_idempotent_and_flushes_after_tasks_on_request() -> None:
 
 
 def test_redis_server_binary_is_found_in_ci() -> None:
-    """CI installs redis-server, so the celery test never silently skips there."""
-    ci = (Path(__file__).parents[2] / ".ci" / "run").read_text()
-    assert "redis-server" in ci
-    if shutil.which("redis-server"):
-        assert (
-            subprocess.run(
-                ["redis-server", "--version"], capture_output=True, check=False
-            ).returncode
-            == 0
-        )
+    """Where CI is set, the redis-server binary must run, so the celery test never skips there."""
+    if not os.environ.get("CI"):
+        pytest.skip("CI is not set: without redis-server the celery test skips")
+    binary = shutil.which("redis-server")
+    assert binary is not None, "CI is set and redis-server is not on PATH"
+    version = subprocess.run([binary, "--version"], capture_output=True, check=False)
+    assert version.returncode == 0, version.stderr

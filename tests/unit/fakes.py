@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as jsonlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,10 +23,12 @@ class FakeResponse:
     body: Any = None
     status_code: int = 200
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+    #: The body as sent, when it is not ``body`` as JSON.
+    raw: bytes | None = None
 
     @property
     def content(self) -> bytes:
-        return jsonlib.dumps(self.body).encode()
+        return jsonlib.dumps(self.body).encode() if self.raw is None else self.raw
 
     def json(self) -> Any:
         return self.body
@@ -88,3 +91,28 @@ def attach(logger: banyan.PromptStackLogger, fake: FakeTransport) -> None:
 
 #: The ``make_logger`` fixture: script steps and options in, (logger, fake) out.
 MakeLogger = Callable[..., "tuple[banyan.PromptStackLogger, FakeTransport]"]
+
+
+class Jitter:
+    """A ``random.Random`` stand-in: each jitter is ``pick`` of the asked range."""
+
+    def __init__(self, pick: float = 1.0) -> None:
+        self.pick = pick
+        self.asked: list[tuple[float, float]] = []
+
+    def uniform(self, low: float, high: float) -> float:
+        self.asked.append((low, high))
+        return low + (high - low) * self.pick
+
+
+class Waits(threading.Event):
+    """A stop event that records each wait and returns at once (set: stop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delays: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        assert timeout is not None
+        self.delays.append(timeout)
+        return self.is_set()

@@ -33,7 +33,8 @@ def test_flush_returns_by_its_deadline_when_export_hangs() -> None:
     flusher.start()
     start = time.monotonic()
     assert flusher.flush(0.3) is False
-    assert time.monotonic() - start < 0.6
+    assert time.monotonic() - start >= 0.29
+    assert flusher.in_flight == 1  # returned with the export still hung (10 s), not after it
     gate.set()
     assert flusher.flush(2)
     assert flusher.stop(2)
@@ -48,7 +49,8 @@ def test_stop_is_bounded_by_its_timeout() -> None:
     time.sleep(0.1)
     start = time.monotonic()
     assert flusher.stop(0.2) is False
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start >= 0.19
+    assert flusher.in_flight == 1  # returned with the export still hung (10 s), not after it
     gate.set()
 
 
@@ -129,9 +131,9 @@ def test_shutdown_is_idempotent_and_drops_the_leftovers(make_logger: MakeLogger)
     logger.flush(0.01)
     for n in range(5):
         logger.log_prompt(f"later {n}", "o")
-    start = time.monotonic()
+    worker = logger._flusher._threads[0]
     assert logger.shutdown(timeout=0.3) is False
-    assert time.monotonic() - start < 0.8
+    assert worker.is_alive()  # returned with the export still held (5 s), not after it
     assert logger.shutdown(timeout=0.3) is True
     gate.set()
     assert logger.get_stats()["dropped"]["shutdown"] >= 1

@@ -66,27 +66,55 @@ def test_byte_threshold_wakes_per_threshold_worth() -> None:
     assert len(wakes) == 2
 
 
-def test_the_credit_never_reaches_past_a_wake_or_the_bound() -> None:
-    """Appends on the fast path (credit, then append) wake at the same points as push()
-    and cannot overfill the ring: the credit stops at the next threshold and at max_bytes."""
+def _fast_and_slow(
+    make_logger: MakeLogger, max_queue_bytes: int, batch_size: int
+) -> tuple[list[int], list[int], Ring]:
+    """Log 60 equal records through log_prompt and push the same bytes into a ring with no
+    fast path, taking 3 from each every 7th record; the pushed() count at each wake of
+    both, and the logger's ring. Every acceptance and byte count must agree."""
+    logger, _ = make_logger(max_queue_bytes=max_queue_bytes, batch_size=batch_size, spool_dir=False)
+    logger._idle = False
+    logger._next_id = lambda: "fixed-0x1"  # equal sizes, so the oracle can replay them
+    ring = logger._flusher.ring
     wakes: list[int] = []
-    ring = Ring(1000, 10**6, 300, lambda: wakes.append(1))
-    accepted = 0
-    for _ in range(60):
-        data = b"x" * 30
-        left = ring.credit[0] - len(data)
-        if left >= 0:
-            ring.credit[0] = left
-            ring.append(data)
-        elif not ring.push(data):
-            continue
-        accepted += 1
-        assert ring.bytes <= 1000
-    assert (accepted, ring.bytes, ring.full) == (33, 990, 27)
-    assert len(wakes) == 3
+    ring._wake = lambda: wakes.append(ring.pushed())
+    expected: list[int] = []
+    oracle = Ring(
+        max_queue_bytes, batch_size, logger.config.wake_bytes,
+        lambda: expected.append(oracle.pushed()), fast=False,
+    )  # fmt: skip
+    for n in range(1, 61):
+        accepted = logger.log_prompt("x" * 30, "y")
+        assert accepted == oracle.push(b"x" * len(ring._items[-1]))
+        assert ring.bytes == oracle.bytes <= max_queue_bytes
+        if n % 7 == 0:
+            assert len(ring.take(3, 10**6)[1]) == len(oracle.take(3, 10**6)[1])
+    assert ring.full == oracle.full
+    return wakes, expected, ring
+
+
+def test_the_fast_path_wakes_and_refuses_exactly_as_push_alone(make_logger: MakeLogger) -> None:
+    """Against the byte threshold and the bound, log_prompt's credit fast path wakes at the
+    same records, and accepts the same ones, as a ring taking every record through push()."""
+    wakes, expected, ring = _fast_and_slow(make_logger, 1000, 1000)
+    assert ring.full > 0
+    assert wakes == expected
+    assert len(wakes) >= 2
     ring.close()
     assert ring.credit[0] == 0
     assert not ring.push(b"x")
+
+
+def test_the_fast_path_wakes_every_batch_size_records_give_or_take_one(
+    make_logger: MakeLogger,
+) -> None:
+    """Against the record threshold the credit covers up to the threshold, so the record
+    past it (not the one reaching it) wakes: every batch_size or batch_size + 1 records."""
+    wakes, expected, _ = _fast_and_slow(make_logger, 10**6, 5)
+    assert expected == list(range(5, 61, 5))
+    gaps = {later - earlier for earlier, later in zip([0, *wakes], wakes, strict=False)}
+    assert gaps <= {5, 6}
+    assert len(wakes) >= 60 // 6
 
 
 def test_full_queue_drops_are_counted_and_warned_once(
@@ -142,28 +170,30 @@ def test_take_survives_producers_appending_while_it_sizes_a_batch() -> None:
     assert ring.popped == sum(map(len, batches)) > 0
 
 
-def test_a_push_re_entered_from_a_signal_handler_keeps_the_byte_count() -> None:
-    """A handler's push inside another push (the lock is re-entrant) grants a credit that
-    other threads spend before the outer push grants its own: those bytes still count."""
-    ring = Ring(10_000, 100, 5_000, lambda: None)
-    data = b"y" * 40
+def test_a_push_re_entered_from_a_signal_handler_keeps_the_byte_count(
+    make_logger: MakeLogger,
+) -> None:
+    """A handler's log_prompt inside another push (the lock is re-entrant) grants a credit
+    that fast-path log_prompt calls spend before the outer push grants its own: those bytes
+    still count."""
+    logger, _ = make_logger(max_queue_bytes=10_000, batch_size=100, spool_dir=False)
+    logger._idle = False
+    ring = logger._flusher.ring
     original = ring._wake_due
     fired: list[bool] = []
 
     def handler_runs_here(held: int) -> bool:
         if not fired:
             fired.append(True)
-            assert ring.push(b"s" * 37)  # the signal handler's log_prompt
+            assert logger.log_prompt("signal", "handler")
             for _ in range(3):  # other threads, on the fast path, spend its credit
-                left = ring.credit[0] - len(data)
-                if left >= 0:
-                    ring.credit[0] = left
-                    ring.append(data)
+                assert logger.log_prompt("y" * 40, "o")
+            assert ring.credit[0] > 0
         return original(held)
 
     ring._wake_due = handler_runs_here  # type: ignore[method-assign]
-    assert ring.push(data)
+    assert logger.log_prompt("outer", "o")
     assert fired
-    assert len(ring._items) == 5  # the credit was spent
+    assert len(ring._items) == 5
     ring._settle()
     assert ring.bytes == sum(map(len, ring._items))
