@@ -45,9 +45,18 @@ CHUNK = 256
 MAX_GZIP_MEMBERS = 8
 
 _MSGPACK_TYPES = {MSGPACK, "application/x-msgpack", "application/vnd.msgpack"}
-#: msgspec raises UnicodeDecodeError, not DecodeError, for a MessagePack string
-#: that is not UTF-8, and RecursionError for nesting deeper than about 1,000 levels.
+#: msgspec before 0.23 raises UnicodeDecodeError, not DecodeError, for a MessagePack
+#: string that is not UTF-8, and RecursionError for nesting deeper than about 1,000 levels.
 UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+#: Our reason for a RecursionError, whose own text is the interpreter's.
+TOO_DEEP = "nested too deeply for the decoder"
+
+
+def undecodable(exc: BaseException) -> str:
+    """The reason given for one of ``UNDECODABLE``: the decoder's, or ours for too deep."""
+    return TOO_DEEP if isinstance(exc, RecursionError) else str(exc)
+
+
 isfinite = math.isfinite
 
 
@@ -230,7 +239,7 @@ def decode(body: bytes, kind: str) -> Decoded:
     try:
         raws = codec.raw(body)
     except UNDECODABLE as exc:
-        raise HTTPError(400, f"body is not a {kind} array of records: {exc}") from None
+        raise HTTPError(400, f"body is not a {kind} array of records: {undecodable(exc)}") from None
     # A MessagePack element is stored as it came; a JSON one is re-encoded.
     blobs = raws if kind == MSGPACK else None
     if blobs is not None:
@@ -269,7 +278,7 @@ def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Record | Rejected
     try:
         return codec.one(raw)
     except UNDECODABLE as exc:
-        return Rejected(index, str(exc))
+        return Rejected(index, undecodable(exc))
 
 
 def to_rows(records: Sequence[Record | Rejected], blobs: Sequence[Blob] | None = None) -> Decoded:
