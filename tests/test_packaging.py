@@ -10,8 +10,16 @@ import zipfile
 from email.message import Message
 from email.parser import HeaderParser
 from pathlib import Path
+from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib  # type: ignore[import-not-found]  # 3.10 only; mypy checks as 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DATA = {"banyan/py.typed", "banyan/routing_vectors.json"}
@@ -72,3 +80,35 @@ def test_wheel_metadata_is_complete_for_the_package_page(dist: dict[str, Path]) 
     assert {"Homepage", "Repository", "Issues", "Changelog"} <= set(urls)
     assert set(metadata.get_all("Provides-Extra", [])) == {"server", "zstd"}
     assert RELATIVE_LINK.findall(str(metadata.get_payload())) == []
+
+
+def _declared() -> list[Requirement]:
+    """Every requirement pyproject.toml declares: dependencies, extras and groups."""
+    project: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    lists = [project["project"]["dependencies"]]
+    lists += project["project"]["optional-dependencies"].values()
+    lists += project["dependency-groups"].values()
+    return [Requirement(item) for items in lists for item in items if isinstance(item, str)]
+
+
+def _pins() -> dict[str, str]:
+    """The lock's pin of each package for this interpreter."""
+    pins: dict[str, str] = {}
+    for line in (ROOT / "requirements-lock.txt").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            pin = Requirement(line)
+            if pin.marker is None or pin.marker.evaluate():
+                pins[canonicalize_name(pin.name)] = str(pin.specifier).removeprefix("==")
+    return pins
+
+
+def _unpinned(requirement: Requirement, pins: dict[str, str]) -> bool:
+    pin = pins.get(canonicalize_name(requirement.name))
+    return pin is None or not requirement.specifier.contains(pin, prereleases=True)
+
+
+def test_lock_satisfies_every_declared_requirement() -> None:
+    """requirements-lock.txt pins each package pyproject.toml asks for, within its range."""
+    pins = _pins()
+    here = [r for r in _declared() if r.marker is None or r.marker.evaluate()]
+    assert [str(r) for r in here if _unpinned(r, pins)] == [], "run `make lock`"
