@@ -21,6 +21,8 @@ from typing import Any
 
 VERSION = "1.0.1"
 DEFAULT_ROOT = "/tmp/banyan-compat-venv"
+#: Pins what 1.0.1 pulls in (requests, typer, rich, pyyaml): the compat101 group.
+LOCK = str(Path(__file__).parents[1] / "requirements-lock.txt")
 
 
 def _root() -> Path:
@@ -48,7 +50,7 @@ def compat_python() -> Path:
         if not _works(python):
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)],
                            check=True, timeout=120)  # fmt: skip
-            subprocess.run([str(python), "-m", "pip", "install", "--quiet",
+            subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-c", LOCK,
                             f"banyan-sdk=={VERSION}"], check=True, timeout=300)  # fmt: skip
         if not _works(python):
             raise RuntimeError(f"{root}: banyan-sdk {VERSION} does not import after install")

@@ -49,6 +49,15 @@ MAX_GZIP_MEMBERS = 8
 _MSGPACK_TYPES = {MSGPACK, "application/x-msgpack", "application/vnd.msgpack"}
 #: First bytes of MessagePack maps that are not a fixmap (0x80-0x8f).
 _FIXMAPS = bytes(range(0x80, 0x90))
+#: Our reason for a RecursionError, whose own text is the interpreter's.
+TOO_DEEP = "nested too deeply for the decoder"
+
+
+def undecodable(exc: BaseException) -> str:
+    """The reason given for one of ``UNDECODABLE``: the decoder's, or ours for too deep."""
+    return TOO_DEEP if isinstance(exc, RecursionError) else str(exc)
+
+
 isfinite = math.isfinite
 
 
@@ -237,7 +246,7 @@ def decode(body: bytes, kind: str) -> Decoded:
     try:
         raws = codec.raw(body)
     except UNDECODABLE as exc:
-        raise HTTPError(400, f"body is not a {kind} array of records: {exc}") from None
+        raise HTTPError(400, f"body is not a {kind} array of records: {undecodable(exc)}") from None
     # A MessagePack element is stored as it came; a JSON one is re-encoded.
     blobs = raws if kind == MSGPACK else None
     if blobs is not None:
@@ -314,7 +323,7 @@ def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Record | Rejected
     try:
         return codec.one(raw)
     except UNDECODABLE as exc:
-        return Rejected(index, str(exc))
+        return Rejected(index, undecodable(exc))
 
 
 def to_rows(records: Sequence[Record | Rejected], blobs: Sequence[Blob] | None = None) -> Decoded:

@@ -14,6 +14,8 @@ from serverproc import Server
 
 from .helpers import call, create_prompt
 
+#: Pins what 1.0.1 pulls in (requests, typer, rich, pyyaml): the compat101 group.
+LOCK = str(Path(__file__).parents[2] / "requirements-lock.txt")
 SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -48,7 +50,7 @@ def _venv(root: Path) -> Path:
             return python
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True, timeout=120)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "banyan-sdk==1.0.1"],
+        [str(python), "-m", "pip", "install", "--quiet", "banyan-sdk==1.0.1", "-c", LOCK],
         cwd=root,
         check=True,
         timeout=240,
