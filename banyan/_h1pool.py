@@ -21,7 +21,13 @@ from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from banyan._exceptions import BanyanError, ProtocolError, RequestTimeout, TransportError
+from banyan._exceptions import (
+    BanyanError,
+    ConnectError,
+    ProtocolError,
+    RequestTimeout,
+    TransportError,
+)
 from banyan._transport import connect_error
 
 _HEAD_LIMIT = 64 * 1024
@@ -96,7 +102,11 @@ class H1Pool:
             if not answer.done():
                 answer.set_exception(connect_error(exc))
             return
-        if answer.done():
+        if _chose_h2(conn):
+            conn.close()
+            if not answer.done():
+                answer.set_exception(ConnectError("the server chose HTTP/2 by ALPN"))
+        elif answer.done():
             self.release(conn, reusable=True)
         else:
             conn.begin(answer, request, max(0.001, timeout - (loop.time() - started)))
@@ -110,10 +120,18 @@ class H1Pool:
             conn.close()
 
     def close(self) -> None:
-        """Close every connection (a request still on one fails)."""
+        """Abort every connection (a request still on one fails); the loop's next turn
+        releases their sockets. Not a TLS close_notify: that would wait for the peer's."""
         conns, self._idle = [*self._idle, *self._busy], []
         for conn in conns:
-            conn.close()
+            conn.close(abort=True)
+
+
+def _chose_h2(conn: _Conn) -> bool:
+    """Whether TLS negotiated h2 though only http/1.1 was offered: nothing is sent on it."""
+    assert conn.transport is not None
+    tls = conn.transport.get_extra_info("ssl_object")
+    return tls is not None and tls.selected_alpn_protocol() == "h2"
 
 
 class _Conn(asyncio.Protocol):
@@ -189,12 +207,12 @@ class _Conn(asyncio.Protocol):
             self.answer = None
             self.pool.release(self, reusable=False)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         self.open = False
         if self.timer is not None:
             self.timer.cancel()
         if self.transport is not None:
-            self.transport.close()
+            (self.transport.abort if abort else self.transport.close)()
         answer, self.answer = self.answer, None
         if answer is not None and not answer.done():
             answer.set_exception(TransportError("the connection was closed"))
