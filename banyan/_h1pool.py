@@ -32,6 +32,8 @@ from banyan._transport import connect_error
 
 _HEAD_LIMIT = 64 * 1024
 _BODY_LIMIT = 1 << 20
+#: Answers that end at their head, whatever their headers say (RFC 9112 6.3).
+_BODILESS = frozenset({204, 304})
 
 
 class Answer(NamedTuple):
@@ -224,16 +226,24 @@ def _parse(buffer: bytes, eof: bool) -> tuple[Answer, bool] | None:
     Only the fields that frame the answer are looked up; the other headers are
     read for an error (its Retry-After), not for the common 2xx.
     """
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        if len(buffer) > _HEAD_LIMIT:
-            raise ValueError("head too long")
-        return None
-    head = buffer[: end + 2].lower()
-    status = int(head[9:12])
-    rest = buffer[end + 4 :]
+    status = 100
+    # Interim answers (100 Continue, 103 Early Hints) precede the final one (RFC 9110 15.2).
+    while status < 200:
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > _HEAD_LIMIT:
+                raise ValueError("head too long")
+            return None
+        head = buffer[: end + 2].lower()
+        status = int(head[9:12])
+        if status == 101:
+            raise ValueError("101 to a request that asked for no upgrade")
+        buffer = buffer[end + 4 :]
+    rest = buffer
     length = _field(head, b"\r\ncontent-length:")
-    if _field(head, b"\r\ntransfer-encoding:").endswith(b"chunked"):
+    if status in _BODILESS:
+        body, used = b"", 0
+    elif _field(head, b"\r\ntransfer-encoding:").endswith(b"chunked"):
         chunked = _dechunk(rest)
         if chunked is None:
             return None

@@ -1,0 +1,82 @@
+"""The concurrent 1.0.1 path against a raw HTTP/1.1 backend: odd answers, and TLS offering h2."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from rawserver import CREATED, RawServer
+from test_legacy_delivery import log_ids, logger_for
+
+from banyan import _transport
+
+
+@pytest.fixture
+def alpn_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RawServer]:
+    """The strict-ALPN backend, its CA trusted through SSL_CERT_FILE by fresh TLS contexts."""
+    server = RawServer(tmp_path, tls=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
+    monkeypatch.setattr(_transport, "_tls_contexts", {})
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def raw_server(tmp_path: Path) -> Iterator[Callable[..., RawServer]]:
+    """Starts a plain RawServer with the given answers; closes it after the test."""
+    servers: list[RawServer] = []
+
+    def serve(*answers: bytes) -> RawServer:
+        servers.append(RawServer(tmp_path, answers=answers))
+        return servers[-1]
+
+    yield serve
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize("http2", [True, False])
+def test_the_101_pool_offers_only_http1_even_where_the_batch_path_chose_h2(
+    alpn_server: RawServer, http2: bool
+) -> None:
+    """ALPN: the 1.0.1 pool offers only http/1.1, whatever the batch client negotiated."""
+    logger = logger_for(alpn_server.base_url, http2=http2, max_retries=1)
+    log_ids(logger, 20)
+    assert logger.flush(timeout=30)
+    logger.shutdown(timeout=10)
+    assert alpn_server.requests == logger.get_stats()["logs_sent"] == 20
+    assert alpn_server.chosen[0] == ("h2" if http2 else "http/1.1")
+    assert set(alpn_server.chosen[1:]) == {"http/1.1"}
+
+
+def test_a_204_without_length_is_a_complete_answer(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    """204 has no body by definition: each record is sent once, not timed out and resent."""
+    server = raw_server(b"HTTP/1.1 204 No Content\r\n\r\n")
+    logger = logger_for(server.base_url, http2=False, timeout=1.0)
+    log_ids(logger, 4)
+    assert logger.flush(timeout=30)
+    logger.shutdown(timeout=10)
+    stats = logger.get_stats()
+    assert (stats["logs_sent"], stats["retries"], stats["possible_duplicates"]) == (4, 0, 0)
+    assert server.requests == 4
+
+
+def test_an_interim_100_is_skipped_and_the_final_503_retried(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    """100 Continue then 503: the 503 is the answer (RFC 9110 15.2), so the record is retried."""
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    unavailable = b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"
+    server = raw_server(interim + unavailable, interim + CREATED)
+    logger = logger_for(server.base_url, http2=False, timeout=5.0)
+    log_ids(logger, 1)
+    assert logger.flush(timeout=30)
+    logger.shutdown(timeout=10)
+    stats = logger.get_stats()
+    assert (stats["logs_sent"], stats["retries"], stats["possible_duplicates"]) == (1, 1, 0)
+    assert server.requests == 2
