@@ -187,17 +187,28 @@ class Fanout:
             return
         try:
             self._pool.close()
-            if self._loop is not None:
-                # One turn of the loop lets the closed transports release their sockets.
-                self._loop.run_until_complete(asyncio.sleep(0))
-                self._loop.close()
-                self._loop = None
+            loop, self._loop = self._loop, None
         finally:
             self._lock.release()
+        if loop is None:
+            return
+        if asyncio._get_running_loop() is None:
+            _last_turn(loop)
+            return
+        # shutdown() from async code: this thread cannot run a second loop (review item 7).
+        turn = threading.Thread(target=_last_turn, args=(loop,), name="banyan-close", daemon=True)
+        turn.start()
+        turn.join(timeout=5.0)
 
     def start(self, job: Job, timeout: float) -> asyncio.Future[Answer]:
         """One request for ``job``, answered into the future."""
         return self._pool.send(job.body, job.key, timeout, min(timeout, 5.0))
+
+
+def _last_turn(loop: asyncio.AbstractEventLoop) -> None:
+    """One turn lets the aborted transports release their sockets; then the loop closes."""
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
 
 
 class _Run:

@@ -44,6 +44,8 @@ class RawServer:
         #: The protocol chosen for each TLS connection, and the 1.0.1 requests answered.
         self.chosen: list[str | None] = []
         self.requests = 0
+        #: Connections the client has not closed yet.
+        self.open = 0
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -63,9 +65,18 @@ class RawServer:
             except OSError:
                 return
             self._conns.append(raw)
+            with self._lock:
+                self.open += 1
             threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
 
     def _serve(self, raw: socket.socket) -> None:
+        try:
+            self._serve_one(raw)
+        finally:
+            with self._lock:
+                self.open -= 1
+
+    def _serve_one(self, raw: socket.socket) -> None:
         with contextlib.suppress(OSError, ssl.SSLError):
             if self._context is None:
                 self._h1(raw)

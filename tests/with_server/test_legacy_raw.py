@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -80,3 +82,26 @@ def test_an_interim_100_is_skipped_and_the_final_503_retried(
     stats = logger.get_stats()
     assert (stats["logs_sent"], stats["retries"], stats["possible_duplicates"]) == (1, 1, 0)
     assert server.requests == 2
+
+
+def test_shutdown_from_async_code_closes_the_101_pool(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    """shutdown() on a thread whose event loop runs still closes the pool's loop and sockets."""
+    server = raw_server(CREATED)
+    logger = logger_for(server.base_url, http2=False)
+    log_ids(logger, 20)
+    assert logger.flush(timeout=30)
+    fanout = logger._transport._fanout
+    assert fanout is not None
+    assert server.open > 0
+
+    async def shut_down() -> None:
+        logger.shutdown(timeout=10)
+
+    asyncio.run(shut_down())
+    assert fanout._loop is None
+    deadline = time.monotonic() + 30
+    while server.open and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.open == 0
