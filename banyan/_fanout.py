@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from banyan._exceptions import BanyanError, ConnectError, HTTPStatusError, RequestTimeout
+from banyan._exceptions import (
+    AuthenticationError,
+    BanyanError,
+    ConnectError,
+    HTTPStatusError,
+    RequestTimeout,
+)
 from banyan._h1pool import Answer, H1Pool
 from banyan._record import Encoded
 from banyan._stats import DropReason, Stats
@@ -129,10 +135,12 @@ def legacy_job(record: Encoded) -> Job:
 @dataclass
 class Policy:
     """How the calling delivery retries: its settings (``max_retries``, ``timeout``,
-    ``max_retry_after``; replay's differ from the live ones) and its backoff."""
+    ``max_retry_after``; replay's differ from the live ones) and its backoff; and whether
+    records refused with 401/403 are kept (spooled) rather than dropped."""
 
     config: Config
     backoff: Callable[[int], float]
+    keep_refused: bool = False
 
 
 @dataclass
@@ -315,11 +323,14 @@ class _Run:
             self.sent = self.sent_bytes = 0
 
     def _failed(self, job: Job, started: float, error: BanyanError) -> None:
-        from banyan._delivery import RETRY_STATUSES, note_error, refused
+        from banyan._delivery import RETRY_STATUSES, held, note_error, refused
 
         status = None
         if isinstance(error, HTTPStatusError):
             status = error.status_code
+            if isinstance(error, AuthenticationError) and self.policy.keep_refused:
+                self._give_up(job, *held(error, self.stats).args)
+                return
             if status not in RETRY_STATUSES:
                 self.outcome.ok = refused([job.record], error, self.stats) and self.outcome.ok
                 return

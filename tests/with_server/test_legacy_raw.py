@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from rawserver import CREATED, RawServer
 from test_legacy_delivery import log_ids, logger_for
 
+import banyan
 from banyan import _transport
 
 
@@ -105,3 +107,19 @@ def test_shutdown_from_async_code_closes_the_101_pool(
     while server.open and time.monotonic() < deadline:
         time.sleep(0.01)
     assert server.open == 0
+
+
+def test_a_refused_key_keeps_the_records_in_the_spool(
+    raw_server: Callable[..., RawServer], tmp_path: Path
+) -> None:
+    """401 from the 1.0.1 endpoint with a spool: records held, not dropped, warned once."""
+    server = raw_server(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+    logger = logger_for(server.base_url, http2=False, spool_dir=str(tmp_path / "spool"))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        log_ids(logger, 3)
+        assert logger.flush(timeout=10) is False
+    stats = logger.get_stats()
+    logger.shutdown(timeout=5)
+    assert [w.category for w in seen if "API key" in str(w.message)] == [banyan.BanyanWarning]
+    assert (stats["logs_dropped"], stats["spooled_pending"], stats["logs_sent"]) == (0, 3, 0)
