@@ -56,34 +56,35 @@ def test_the_101_pool_offers_only_http1_even_where_the_batch_path_chose_h2(
     assert set(alpn_server.chosen[1:]) == {"http/1.1"}
 
 
-def test_a_204_without_length_is_a_complete_answer(
-    raw_server: Callable[..., RawServer],
-) -> None:
-    """204 has no body by definition: each record is sent once, not timed out and resent."""
-    server = raw_server(b"HTTP/1.1 204 No Content\r\n\r\n")
-    logger = logger_for(server.base_url, http2=False, timeout=1.0)
-    log_ids(logger, 4)
-    assert logger.flush(timeout=30)
-    logger.shutdown(timeout=10)
-    stats = logger.get_stats()
-    assert (stats["logs_sent"], stats["retries"], stats["possible_duplicates"]) == (4, 0, 0)
-    assert server.requests == 4
+_INTERIM = b"HTTP/1.1 100 Continue\r\n\r\n"
+_UNAVAILABLE = b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"
 
 
-def test_an_interim_100_is_skipped_and_the_final_503_retried(
-    raw_server: Callable[..., RawServer],
+@pytest.mark.parametrize(
+    ("answers", "logged", "retries"),
+    [
+        ((b"HTTP/1.1 204 No Content\r\n\r\n",), 4, 0),
+        ((_INTERIM + _UNAVAILABLE, _INTERIM + CREATED), 1, 1),
+    ],
+    ids=["204-without-length", "100-then-503"],
+)
+def test_a_204_ends_at_its_head_and_an_interim_100_is_skipped(
+    raw_server: Callable[..., RawServer], answers: tuple[bytes, ...], logged: int, retries: int
 ) -> None:
-    """100 Continue then 503: the 503 is the answer (RFC 9110 15.2), so the record is retried."""
-    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
-    unavailable = b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"
-    server = raw_server(interim + unavailable, interim + CREATED)
+    """204 has no body (sent once, not timed out and resent); after 100 Continue the 503 is the
+    answer (RFC 9110 15.2), so the record is retried, not counted as sent."""
+    server = raw_server(*answers)
     logger = logger_for(server.base_url, http2=False, timeout=5.0)
-    log_ids(logger, 1)
+    log_ids(logger, logged)
     assert logger.flush(timeout=30)
     logger.shutdown(timeout=10)
     stats = logger.get_stats()
-    assert (stats["logs_sent"], stats["retries"], stats["possible_duplicates"]) == (1, 1, 0)
-    assert server.requests == 2
+    assert (stats["logs_sent"], stats["retries"], stats["possible_duplicates"]) == (
+        logged,
+        retries,
+        0,
+    )
+    assert server.requests == logged + retries
 
 
 def test_shutdown_from_async_code_closes_the_101_pool(
