@@ -204,7 +204,7 @@ class Delivery:
             except HTTPStatusError as exc:
                 if exc.status_code not in RETRY_STATUSES:
                     if isinstance(exc, AuthenticationError) and self._keeps_refused():
-                        raise _held(exc, stats) from exc
+                        raise held(exc, stats) from exc
                     raise
                 error: BanyanError = exc
                 if exc.retry_after is not None:
@@ -285,7 +285,8 @@ class Delivery:
         if fanout is None:
             return self._send_serial(records, whole, deadline, stop, stats)
         jobs = [legacy_job(record) for record in records]
-        outcome = fanout.send(jobs, deadline, stop, stats, Policy(self._config, self._backoff))
+        policy = Policy(self._config, self._backoff, self._keeps_refused())
+        outcome = fanout.send(jobs, deadline, stop, stats, policy)
         stats.legacy_concurrency = fanout.limiter.limit
         self.last_ok = max(self.last_ok, fanout.last_ok)
         if outcome.left:
@@ -361,7 +362,7 @@ def _too_large(record: Encoded, stats: Stats) -> bool:
     return False
 
 
-def _held(exc: HTTPStatusError, stats: Stats) -> GiveUp:
+def held(exc: HTTPStatusError, stats: Stats) -> GiveUp:
     """A refused API key, with a spool: warned loudly; the records stay spooled."""
     stats.error(str(exc))
     stats.warn_loudly(

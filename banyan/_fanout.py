@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from banyan._exceptions import BanyanError, ConnectError, HTTPStatusError, RequestTimeout
+from banyan._exceptions import (
+    AuthenticationError,
+    BanyanError,
+    ConnectError,
+    HTTPStatusError,
+    RequestTimeout,
+)
 from banyan._h1pool import Answer, H1Pool
 from banyan._record import Encoded
 from banyan._stats import DropReason, Stats
@@ -129,10 +135,12 @@ def legacy_job(record: Encoded) -> Job:
 @dataclass
 class Policy:
     """How the calling delivery retries: its settings (``max_retries``, ``timeout``,
-    ``max_retry_after``; replay's differ from the live ones) and its backoff."""
+    ``max_retry_after``; replay's differ from the live ones) and its backoff; and whether
+    records refused with 401/403 are kept (spooled) rather than dropped."""
 
     config: Config
     backoff: Callable[[int], float]
+    keep_refused: bool = False
 
 
 @dataclass
@@ -187,17 +195,28 @@ class Fanout:
             return
         try:
             self._pool.close()
-            if self._loop is not None:
-                # One turn of the loop lets the closed transports release their sockets.
-                self._loop.run_until_complete(asyncio.sleep(0))
-                self._loop.close()
-                self._loop = None
+            loop, self._loop = self._loop, None
         finally:
             self._lock.release()
+        if loop is None:
+            return
+        if asyncio._get_running_loop() is None:
+            _last_turn(loop)
+            return
+        # shutdown() from async code: this thread cannot run a second loop (review item 7).
+        turn = threading.Thread(target=_last_turn, args=(loop,), name="banyan-close", daemon=True)
+        turn.start()
+        turn.join(timeout=5.0)
 
     def start(self, job: Job, timeout: float) -> asyncio.Future[Answer]:
         """One request for ``job``, answered into the future."""
         return self._pool.send(job.body, job.key, timeout, min(timeout, 5.0))
+
+
+def _last_turn(loop: asyncio.AbstractEventLoop) -> None:
+    """One turn lets the aborted transports release their sockets; then the loop closes."""
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
 
 
 class _Run:
@@ -304,11 +323,14 @@ class _Run:
             self.sent = self.sent_bytes = 0
 
     def _failed(self, job: Job, started: float, error: BanyanError) -> None:
-        from banyan._delivery import RETRY_STATUSES, note_error, refused
+        from banyan._delivery import RETRY_STATUSES, held, note_error, refused
 
         status = None
         if isinstance(error, HTTPStatusError):
             status = error.status_code
+            if isinstance(error, AuthenticationError) and self.policy.keep_refused:
+                self._give_up(job, *held(error, self.stats).args)
+                return
             if status not in RETRY_STATUSES:
                 self.outcome.ok = refused([job.record], error, self.stats) and self.outcome.ok
                 return

@@ -21,11 +21,19 @@ from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from banyan._exceptions import BanyanError, ProtocolError, RequestTimeout, TransportError
+from banyan._exceptions import (
+    BanyanError,
+    ConnectError,
+    ProtocolError,
+    RequestTimeout,
+    TransportError,
+)
 from banyan._transport import connect_error
 
 _HEAD_LIMIT = 64 * 1024
 _BODY_LIMIT = 1 << 20
+#: Answers that end at their head, whatever their headers say (RFC 9112 6.3).
+_BODILESS = frozenset({204, 304})
 
 
 class Answer(NamedTuple):
@@ -96,7 +104,11 @@ class H1Pool:
             if not answer.done():
                 answer.set_exception(connect_error(exc))
             return
-        if answer.done():
+        if _chose_h2(conn):
+            conn.close()
+            if not answer.done():
+                answer.set_exception(ConnectError("the server chose HTTP/2 by ALPN"))
+        elif answer.done():
             self.release(conn, reusable=True)
         else:
             conn.begin(answer, request, max(0.001, timeout - (loop.time() - started)))
@@ -110,10 +122,18 @@ class H1Pool:
             conn.close()
 
     def close(self) -> None:
-        """Close every connection (a request still on one fails)."""
+        """Abort every connection (a request still on one fails); the loop's next turn
+        releases their sockets. Not a TLS close_notify: that would wait for the peer's."""
         conns, self._idle = [*self._idle, *self._busy], []
         for conn in conns:
-            conn.close()
+            conn.close(abort=True)
+
+
+def _chose_h2(conn: _Conn) -> bool:
+    """Whether TLS negotiated h2 though only http/1.1 was offered: nothing is sent on it."""
+    assert conn.transport is not None
+    tls = conn.transport.get_extra_info("ssl_object")
+    return tls is not None and tls.selected_alpn_protocol() == "h2"
 
 
 class _Conn(asyncio.Protocol):
@@ -189,12 +209,12 @@ class _Conn(asyncio.Protocol):
             self.answer = None
             self.pool.release(self, reusable=False)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         self.open = False
         if self.timer is not None:
             self.timer.cancel()
         if self.transport is not None:
-            self.transport.close()
+            (self.transport.abort if abort else self.transport.close)()
         answer, self.answer = self.answer, None
         if answer is not None and not answer.done():
             answer.set_exception(TransportError("the connection was closed"))
@@ -206,16 +226,24 @@ def _parse(buffer: bytes, eof: bool) -> tuple[Answer, bool] | None:
     Only the fields that frame the answer are looked up; the other headers are
     read for an error (its Retry-After), not for the common 2xx.
     """
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        if len(buffer) > _HEAD_LIMIT:
-            raise ValueError("head too long")
-        return None
-    head = buffer[: end + 2].lower()
-    status = int(head[9:12])
-    rest = buffer[end + 4 :]
+    status = 100
+    # Interim answers (100 Continue, 103 Early Hints) precede the final one (RFC 9110 15.2).
+    while status < 200:
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > _HEAD_LIMIT:
+                raise ValueError("head too long")
+            return None
+        head = buffer[: end + 2].lower()
+        status = int(head[9:12])
+        if status == 101:
+            raise ValueError("101 to a request that asked for no upgrade")
+        buffer = buffer[end + 4 :]
+    rest = buffer
     length = _field(head, b"\r\ncontent-length:")
-    if _field(head, b"\r\ntransfer-encoding:").endswith(b"chunked"):
+    if status in _BODILESS:
+        body, used = b"", 0
+    elif _field(head, b"\r\ntransfer-encoding:").endswith(b"chunked"):
         chunked = _dechunk(rest)
         if chunked is None:
             return None

@@ -85,7 +85,9 @@ class Transport:
             if self._fanout is None:
                 from banyan._fanout import Fanout
 
-                self._fanout = Fanout(self._config, self._tls, self._headers())
+                https = self._config.base_url.startswith("https://")
+                # Never the batch client's context: httpcore offers h2 on it (review item 1).
+                self._fanout = Fanout(self._config, tls_context(https, False), self._headers())
             return self._fanout
 
     def _new_client(self) -> httpx.Client:
@@ -233,8 +235,10 @@ def tls_context(https: bool, http2: bool) -> ssl.SSLContext:
     inherit the finished context instead of building one. ``http://`` clients
     get a bare context: httpx insists on one but never uses it. Keyed by
     ``http2`` too, because httpcore sets the ALPN protocols on the context it
-    is given at each connect. Raises ConfigurationError when the CA
-    certificates cannot be loaded.
+    is given at each connect. The HTTP/1.1 context offers only http/1.1 from
+    the start, so that the 1.0.1 pool (``_h1pool``), which uses it too, is
+    never given h2. Raises ConfigurationError when the CA certificates cannot
+    be loaded.
     """
     with _TLS_LOCK:
         context = _tls_contexts.get((https, http2))
@@ -245,6 +249,8 @@ def tls_context(https: bool, http2: bool) -> ssl.SSLContext:
                 import ssl
 
                 context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if not http2:
+                context.set_alpn_protocols(["http/1.1"])
             _tls_contexts[(https, http2)] = context
         return context
 

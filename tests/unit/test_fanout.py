@@ -3,6 +3,8 @@ parsing of HTTP/1.1 answers."""
 
 from __future__ import annotations
 
+import pytest
+
 from banyan._fanout import INITIAL_LIMIT, Limiter, legacy_job
 from banyan._h1pool import Answer, _parse
 from banyan._record import Record, encode
@@ -135,3 +137,28 @@ def test_chunked_and_close_delimited_answers_are_read_whole() -> None:
     close_delimited = b"HTTP/1.1 500 Oops\r\n\r\nboom"
     assert _parse(close_delimited, eof=False) is None
     assert _parse(close_delimited, eof=True) == (Answer(500, {}, b"boom"), False)
+
+
+def test_interim_1xx_heads_are_skipped_for_the_final_answer() -> None:
+    """RFC 9110 15.2: 100 Continue (and 103) precede the answer; the final one is returned."""
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    final = b"HTTP/1.1 503 Busy\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
+    assert _parse(interim, eof=False) is None
+    assert _parse(interim + final, eof=False) == (
+        Answer(503, {"retry-after": "1", "content-length": "0"}, b""),
+        True,
+    )
+
+
+def test_204_and_304_have_no_body_without_a_length() -> None:
+    """204 and 304 end at their head (RFC 9112 6.3); the connection stays reusable."""
+    for status in (b"204 No Content", b"304 Not Modified"):
+        parsed = _parse(b"HTTP/1.1 " + status + b"\r\nServer: x\r\n\r\n", eof=False)
+        assert parsed is not None
+        assert (parsed[0].status, parsed[0].body, parsed[1]) == (int(status[:3]), b"", True)
+
+
+def test_an_unasked_101_is_malformed() -> None:
+    """A 101 Switching Protocols to a request that asked for no upgrade is not an answer."""
+    with pytest.raises(ValueError, match="101"):
+        _parse(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", eof=False)
