@@ -558,10 +558,12 @@ class PromptStackLogger:
         """Send everything logged so far; True when it was all delivered or spooled by ``timeout``.
 
         Records the server cannot take after retries go to the spool, and
-        count as settled. Then the spool is sealed and replayed, a backlog
-        adopted from earlier processes included, until it is empty or an
-        attempt failed (the records stay spooled); in durable mode, where
-        the spool is the queue, True only then. Returns by the deadline
+        count as settled. Then the spool is sealed and its replay, a backlog
+        adopted from earlier processes included, woken: in buffered mode
+        flush() does not wait for it (spooled records are settled; the replay
+        keeps its backoff); in durable mode, where the spool is the queue, it
+        waits until the spool is empty or an attempt failed (the records stay
+        spooled), and is True only then. Returns by the deadline
         whatever the server does; False as well when any record was lost
         since the previous flush, or while the server refuses the API key
         (the records wait in the spool for a process whose key it accepts).
@@ -569,21 +571,22 @@ class PromptStackLogger:
         """
         self._check_pid()
         deadline = time.monotonic() + _seconds(timeout)
-        done = self._flush(deadline)
+        done = self._flush(deadline, wait=self._durable)
         if self._closing_elsewhere():
             # What shutdown() takes out of the queue is settled once it is in the spool.
             done = self._down.wait(max(0.0, deadline - time.monotonic())) and done
         return done
 
-    def _flush(self, deadline: float) -> bool:
+    def _flush(self, deadline: float, wait: bool = True) -> bool:
         done = self._flusher.flush(max(0.0, deadline - time.monotonic()))
         # The spool too, a backlog adopted from earlier processes included. After shutdown
         # it is closed: what it holds waits for another process.
         if self._spooling is not None and not self._down.is_set():
             wake = self._flusher.wake if self._config.background_thread else None
-            replayed = self._spooling.replayer.flush(deadline, wake)
+            replayed = self._spooling.replayer.flush(deadline, wake, wait)
             # Durable: the spool is the queue, its replay is the flush. Buffered: what is
-            # spooled is settled already; the replay gets the time left, not a say.
+            # spooled is settled already; flush() wakes the replay and does not wait for it
+            # (a slow server would hold every flush_after_task), shutdown() gives it the time left.
             # A refused key holds the spool for a process with the right one: not done (#14).
             held = self._spooling.replayer.key_refused
             done = (replayed or not self._durable) and done and not held

@@ -231,30 +231,37 @@ class Replayer:
             self._idle_gen = max(self._idle_gen, min(idle, self._sealed_gen))
             self._cond.notify_all()
 
-    def flush(self, deadline: float, wake: Callable[[], None] | None) -> bool:
+    def flush(self, deadline: float, wake: Callable[[], None] | None, wait: bool = True) -> bool:
         """Seal and replay what this process spooled before the call.
 
         True once nothing is left to claim, once an attempt failed, or once
         shutdown stopped the replay (the records stay spooled, for this process or
         the next); False at ``deadline``. ``wake`` rouses the
-        flusher; without one the steps run on the calling thread.
+        flusher; without one the steps run on the calling thread. ``wait=False``
+        (a buffered flush: what is spooled is settled) wakes the flusher and
+        returns True at once, leaving a backoff in place.
         """
         with self._cond:
             self._wanted += 1
             gen = self._wanted
-        self._not_before = 0.0
+        if wait:
+            # The caller waits for the replay: worth an attempt now, backoff or not.
+            self._not_before = 0.0
         if wake is not None:
             wake()
         else:
             while time.monotonic() < deadline and self.step(deadline):
                 pass
+        return not wait or self._settled(gen, deadline, wake is not None)
+
+    def _settled(self, gen: int, deadline: float, woken: bool) -> bool:
         with self._cond:
             while self._idle_gen < gen and self._failed_gen < gen:
                 if self._stop.is_set():
                     # shutdown() hands what is spooled over to the next process: settled.
                     return True
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or wake is None:
+                if remaining <= 0 or not woken:
                     return False
                 self._cond.wait(remaining)
             return True

@@ -602,6 +602,21 @@ def test_replay_after_a_429_waits_for_its_retry_after(tmp_path: Path) -> None:
     spool.close()
 
 
+def test_a_flush_that_does_not_wait_leaves_the_replay_backoff_alone(tmp_path: Path) -> None:
+    """Review item 4: a buffered flush (wait=False) after a failed replay returns at once and
+    keeps the backoff; a waiting (durable) flush ends it."""
+    spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
+    replayer, _ = answering(spool, HTTPStatusError(503, "busy", 30.0), cap=60.0)
+    replayer.step()
+    backoff = replayer._not_before
+    woken: list[bool] = []
+    assert replayer.flush(time.monotonic() + 30, lambda: woken.append(True), wait=False)
+    assert (woken, replayer._not_before) == ([True], backoff)
+    assert not replayer.flush(time.monotonic(), lambda: None, wait=True)
+    assert replayer._not_before == 0.0
+    spool.close()
+
+
 def test_replay_refused_by_the_key_holds_the_segment_and_backs_off_long(tmp_path: Path) -> None:
     """A replayed batch answered 401 keeps its segment, counts nothing lost, and is not tried
     again before the longest backoff (max_retry_delay): a process with the right key sends it."""

@@ -297,6 +297,31 @@ def test_a_large_backlog_replays_without_starving_live_records(
     assert sum(text.startswith("rec ") for text in order[:last]) < backlog // 2
 
 
+def test_a_buffered_flush_wakes_a_slow_backlog_replay_and_does_not_wait_for_it(
+    server: Server, tmp_path: Path
+) -> None:
+    """Review item 4: a backlog and a server that does not answer: a buffered flush() with
+    nothing logged returns True at once, each time, not at its deadline (flush_after_task)."""
+    spool = str(tmp_path / "spool")
+    dead = {"durability": "durable", "spool_dir": spool, "base_url": "http://127.0.0.1:9"}
+    assert run(LOG_AND_EXIT, server, 50, dead).strip() == "50"
+    timeout = 6.0
+    with running(server.base_url) as proxy:
+        proxy.always.append(Fault("hold"))
+        logger = banyan.PromptStackLogger(
+            server.api_key, proxy.url, spool_dir=spool, http2=False, timeout=timeout * 2
+        )
+        try:
+            for _ in range(3):
+                started = time.monotonic()
+                assert logger.flush(timeout)
+                assert time.monotonic() - started < timeout / 2
+        finally:
+            proxy.always.clear()
+            proxy.release.set()
+            logger.shutdown(5)
+
+
 def test_torn_tail_and_flipped_bits_replay_the_good_frames(server: Server, tmp_path: Path) -> None:
     """A flipped bit and a torn tail in a segment: good frames replayed, bad ones counted."""
     server.stop()
@@ -311,11 +336,12 @@ def test_torn_tail_and_flipped_bits_replay_the_good_frames(server: Server, tmp_p
     server = restart(server, tmp_path)
     logger = banyan.PromptStackLogger(server.api_key, server.base_url)
     try:
-        # flush() covers the adopted backlog: False, as two of its records were lost.
-        assert not logger.flush(10)
+        logger.flush(10)  # buffered: wakes the replay of the adopted backlog
         deadline = time.monotonic() + 20
         while logger.get_stats()["spool_segments"] and time.monotonic() < deadline:
             time.sleep(0.05)
+        # The next flush() says that two of its records were lost.
+        assert not logger.flush(10)
         logger.shutdown(5)
         stats = logger.get_stats()
         assert stats["spool_corrupt_frames"] == 2
