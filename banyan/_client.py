@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast, overload
 from banyan import _fork
 from banyan._config import DEFAULT_BASE_URL, Config, build
 from banyan._controls import Gate
-from banyan._delivery import Delivery
+from banyan._delivery import MAX_RECORD_BYTES, Delivery
 from banyan._flusher import Flusher
 from banyan._prompts import MISS, PromptData, Prompts, as_prompt, fallback_prompt
 from banyan._record import (
@@ -379,8 +379,8 @@ class PromptStackLogger:
                     return False
             slot[0] = buffer
             size = len(data)
-            if size > SCRATCH_MAX:
-                slot[0] = bytearray()
+            if size > SCRATCH_MAX and not self._large(slot, size):
+                return False
             if blocking:
                 return self._send_now(record, data)
             # The ring's fast path (banyan._ring): no call between the credit's load and store.
@@ -456,6 +456,16 @@ class PromptStackLogger:
                 'is logged as {"value": metadata}', type(value).__name__,
             )  # fmt: skip
         return as_metadata(value)
+
+    def _large(self, slot: list[bytearray | None], size: int) -> bool:
+        """A large record: the thread's buffer is replaced (not kept that big); False, the
+        record dropped and counted, when the server would refuse it (no place in the ring,
+        nor in the spool)."""
+        slot[0] = bytearray()
+        if size <= MAX_RECORD_BYTES:
+            return True
+        error = f"a {size} byte record is over the server's limit of {MAX_RECORD_BYTES} bytes"
+        return self._stats.drop_entry(DropReason.TOO_LARGE, error)
 
     def _push_slow(self, record: Record, data: Encoded) -> bool:
         # The credit ran out (or was never granted: the first record, durable mode, a
