@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 from faultproxy import Fault, running
+from legacyserver import start as start_legacy
 from serverkit import stored_inputs_in_order
-from serverproc import Server, start_server
+from serverproc import Server, free_port, start_server
 
 import banyan
 from banyan._segment import HEADER_SIZE
+from banyan._wire import SINGLE_LOG_PATH
 
 LOG_AND_EXIT = textwrap.dedent(
     """
@@ -433,3 +435,40 @@ def test_spool_directory_is_private_and_keyed_by_server_and_project(tmp_path: Pa
     finally:
         for logger in (a, b, c):
             logger.shutdown(0)
+
+
+def test_a_101_server_shedding_load_with_429_gets_each_replayed_record_once(
+    tmp_path: Path,
+) -> None:
+    """Review item 2: replaying to a 1.0.1 server that answers every other request 429
+    neither resends the records it stored (each stored once) nor gives up: all arrive."""
+    legacy = start_legacy(free_port(), delay_ms=20)
+    try:
+        with running(legacy.base_url) as proxy:
+            proxy.always.append(Fault("status", status=503, path=SINGLE_LOG_PATH))
+            logger = banyan.PromptStackLogger(
+                "psk_legacy_0123456789abcdef", proxy.url, http2=False, max_retries=0,
+                retry_delay=0.02, flush_interval=0.05, spool_dir=str(tmp_path),
+            )  # fmt: skip
+            try:
+                for i in range(200):
+                    logger.log_prompt(f"in {i}", "o")
+                assert logger.flush(30)
+                assert logger.get_stats()["spooled"] == 200
+                # "hold", released, passes a request on: 429s interleaved with successes.
+                proxy.release.set()
+                for _ in range(40):
+                    proxy.push("hold", path=SINGLE_LOG_PATH)
+                    proxy.push("status", path=SINGLE_LOG_PATH, status=429, retry_after="0.05")
+                proxy.always.clear()
+                deadline = time.monotonic() + 60
+                while logger.get_stats()["spool_segments"] and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                stats = logger.get_stats()
+            finally:
+                logger.shutdown(10)
+        ids = legacy.stored()["ids"]
+        assert (len(set(ids)), stats["spool_segments"]) == (200, 0)
+        assert len(ids) - 200 <= stats["possible_duplicates"]
+    finally:
+        legacy.stop()
