@@ -714,7 +714,11 @@ def shedding(spool: Spool, takes: Any, reason: DropReason) -> tuple[Replayer, li
     """A replayer of ``spool`` (20 records, batches of 10) over a Shedding delivery."""
     fill(spool, 20)
     sent: list[int] = []
-    replayer = Replayer(spool, lambda scratch: Shedding(takes, reason, sent), Stats(),
+
+    def deliver(scratch: Stats) -> Any:
+        return Shedding(takes, reason, sent)
+
+    replayer = Replayer(spool, deliver, Stats(),
                         batch=(10, 1 << 20), seal_interval=0.0, backoff=(0.0, 0.0),
                         healthy=lambda: 0.0, prepare=False)  # fmt: skip
     return replayer, sent
