@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast, overload
 from banyan import _fork
 from banyan._config import DEFAULT_BASE_URL, Config, build
 from banyan._controls import Gate
-from banyan._delivery import Delivery
+from banyan._delivery import MAX_RECORD_BYTES, Delivery
 from banyan._flusher import Flusher
 from banyan._prompts import MISS, PromptData, Prompts, as_prompt, fallback_prompt
 from banyan._record import (
@@ -379,8 +379,8 @@ class PromptStackLogger:
                     return False
             slot[0] = buffer
             size = len(data)
-            if size > SCRATCH_MAX:
-                slot[0] = bytearray()
+            if size > SCRATCH_MAX and not self._large(slot, size):
+                return False
             if blocking:
                 return self._send_now(record, data)
             # The ring's fast path (banyan._ring): no call between the credit's load and store.
@@ -456,6 +456,16 @@ class PromptStackLogger:
                 'is logged as {"value": metadata}', type(value).__name__,
             )  # fmt: skip
         return as_metadata(value)
+
+    def _large(self, slot: list[bytearray | None], size: int) -> bool:
+        """A large record: the thread's buffer is replaced (not kept that big); False, the
+        record dropped and counted, when the server would refuse it (no place in the ring,
+        nor in the spool)."""
+        slot[0] = bytearray()
+        if size <= MAX_RECORD_BYTES:
+            return True
+        error = f"a {size} byte record is over the server's limit of {MAX_RECORD_BYTES} bytes"
+        return self._stats.drop_entry(DropReason.TOO_LARGE, error)
 
     def _push_slow(self, record: Record, data: Encoded) -> bool:
         # The credit ran out (or was never granted: the first record, durable mode, a
@@ -558,10 +568,12 @@ class PromptStackLogger:
         """Send everything logged so far; True when it was all delivered or spooled by ``timeout``.
 
         Records the server cannot take after retries go to the spool, and
-        count as settled. Then the spool is sealed and replayed, a backlog
-        adopted from earlier processes included, until it is empty or an
-        attempt failed (the records stay spooled); in durable mode, where
-        the spool is the queue, True only then. Returns by the deadline
+        count as settled. Then the spool is sealed and its replay, a backlog
+        adopted from earlier processes included, woken: in buffered mode
+        flush() does not wait for it (spooled records are settled; the replay
+        keeps its backoff); in durable mode, where the spool is the queue, it
+        waits until the spool is empty or an attempt failed (the records stay
+        spooled), and is True only then. Returns by the deadline
         whatever the server does; False as well when any record was lost
         since the previous flush, or while the server refuses the API key
         (the records wait in the spool for a process whose key it accepts).
@@ -569,21 +581,22 @@ class PromptStackLogger:
         """
         self._check_pid()
         deadline = time.monotonic() + _seconds(timeout)
-        done = self._flush(deadline)
+        done = self._flush(deadline, wait=self._durable)
         if self._closing_elsewhere():
             # What shutdown() takes out of the queue is settled once it is in the spool.
             done = self._down.wait(max(0.0, deadline - time.monotonic())) and done
         return done
 
-    def _flush(self, deadline: float) -> bool:
+    def _flush(self, deadline: float, wait: bool = True) -> bool:
         done = self._flusher.flush(max(0.0, deadline - time.monotonic()))
         # The spool too, a backlog adopted from earlier processes included. After shutdown
         # it is closed: what it holds waits for another process.
         if self._spooling is not None and not self._down.is_set():
             wake = self._flusher.wake if self._config.background_thread else None
-            replayed = self._spooling.replayer.flush(deadline, wake)
+            replayed = self._spooling.replayer.flush(deadline, wake, wait)
             # Durable: the spool is the queue, its replay is the flush. Buffered: what is
-            # spooled is settled already; the replay gets the time left, not a say.
+            # spooled is settled already; flush() wakes the replay and does not wait for it
+            # (a slow server would hold every flush_after_task), shutdown() gives it the time left.
             # A refused key holds the spool for a process with the right one: not done (#14).
             held = self._spooling.replayer.key_refused
             done = (replayed or not self._durable) and done and not held

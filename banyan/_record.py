@@ -73,15 +73,29 @@ class IdSource:
         self.next = map(prefix.__add__, map(hex, itertools.count(1))).__next__
 
 
+#: An array (numpy, pandas, a tensor) of at most this many items is logged as a list; a
+#: bigger one as a placeholder naming its type and shape: ``tolist()`` of a 2000x2000
+#: array takes a second and makes a 36 MB record (review item 5).
+MAX_LISTED_ITEMS = 4096
+
+
 def _to_wire(obj: Any) -> Any:
     # msgspec calls this only for types it cannot encode itself.
+    kind = type(obj)
     for name in ("tolist", "item"):  # numpy arrays and scalars, pandas series, tensors
-        method = getattr(obj, name, None)
-        if callable(method):
-            try:
-                return method()
-            except Exception:
-                pass
+        # Looked up on the type: a Mock or an attribute proxy answers any name, each time
+        # with a new object of its own type, and encoding would recurse for ~30 s.
+        method = getattr(kind, name, None)
+        if not callable(method):
+            continue
+        if name == "tolist" and _items(obj) > MAX_LISTED_ITEMS:
+            return _placeholder(obj)
+        try:
+            value = method(obj)
+        except Exception:
+            continue
+        if type(value) is not kind:
+            return value
     if isinstance(obj, Mapping):  # MappingProxyType, UserDict, ChainMap...
         return dict(obj)
     if isinstance(obj, (set, frozenset)):
@@ -89,6 +103,23 @@ def _to_wire(obj: Any) -> Any:
     if isinstance(obj, bytes | bytearray | memoryview):
         return bytes(obj).decode("utf-8", "replace")
     return str(obj)
+
+
+def _items(obj: Any) -> int:
+    """How many items an array holds: ``size`` (numpy, pandas) or ``numel()`` (torch)."""
+    try:
+        size = obj.size
+        if callable(size):
+            size = obj.numel()
+        return size if isinstance(size, int) else 0
+    except Exception:
+        return 0
+
+
+def _placeholder(obj: Any) -> str:
+    shape = getattr(obj, "shape", None)
+    shape = tuple(shape) if isinstance(shape, tuple) else "?"
+    return f"<{type(obj).__name__} shape={shape} not logged: over {MAX_LISTED_ITEMS} items>"
 
 
 _encoder = msgspec.msgpack.Encoder(enc_hook=_to_wire)

@@ -7,9 +7,12 @@ steps with live batches, so neither starves the other. A segment is
 acknowledged (deleted) once each of its records was accepted, found a
 duplicate, or rejected for good; after a failure this process keeps it
 locked (so no purge or other process takes it) and tries again
-after a backoff that a live success ends early. A segment's counters join
-the logger's only at its ack, so a segment retried after a half-done replay
-is counted once (the server deduplicates the resent records by id).
+after a backoff that a live success ends early (the server's Retry-After at
+least). The records of a failed attempt that the server took are remembered,
+per segment and in memory, and not sent again by this process: a 1.0.1
+server stores every copy it is sent (review item 2). A segment's counters
+join the logger's only at its ack; a record whose outcome was unknown is
+sent again and counted in ``possible_duplicates`` (by the delivery).
 
 :meth:`Spool.claim` never returns the active segment, so a step first seals
 it when records were appended since the last seal and ``seal_interval`` has
@@ -19,6 +22,7 @@ buffered mode, the way out of whatever overflowed or failed.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,9 +36,6 @@ if TYPE_CHECKING:
     from banyan._segment import Segment
     from banyan._spool import Spool
 
-#: A replayed batch counted under one of these failed: keep the segment, back off.
-_FAILURES = (DropReason.RETRIES_EXHAUSTED, DropReason.DEADLINE, DropReason.SHUTDOWN,
-             DropReason.UNAUTHORIZED, DropReason.INTERNAL_ERROR)  # fmt: skip
 #: Reads of a segment that fail (OSError) before it is given up as unreadable.
 UNREADABLE_TRIES = 3
 #: Durable mode has no live traffic to tell that the server is back: probe at least this often.
@@ -72,9 +73,17 @@ class Replayer:
         self._cond = threading.Condition(threading.Lock())
         self._stop = threading.Event()
         self._segment: Segment | None = None
-        self._records: Iterator[bytes] = iter(())
-        self._pending: bytes | None = None
+        #: The segment's records not yet taken, with their place in it.
+        self._records: Iterator[tuple[int, bytes]] = iter(())
+        self._pending: tuple[int, bytes] | None = None
         self._scratch = stats.scratch()
+        #: By segment name: the places of the records the server took (or refused for
+        #: good), and the counters, across failed attempts until the ack.
+        self._progress: dict[str, tuple[set[int], Stats]] = {}
+        self._taken: set[int] = set()
+        #: The records of the last batch that the delivery gave up on, and why.
+        self._left: list[Encoded] = []
+        self._left_reason = DropReason.RETRIES_EXHAUSTED
         self._delivery: Delivery | None = None
         self._seal_mark = 0
         self._sealed_at = time.monotonic()
@@ -100,8 +109,11 @@ class Replayer:
             return False
         try:
             self._housekeeping()
-            if self._segment is None and not self._open():
-                return False
+            if self._segment is None:
+                if not self._open():
+                    return False
+            elif time.monotonic() < self._not_before:
+                return False  # the server's Retry-After, in the middle of a segment
             return self._send_batch(deadline)
         except Exception as exc:
             self._stats.warn_once("replay", "banyan: spool replay failed: %r", exc)
@@ -137,9 +149,14 @@ class Replayer:
             self._settle_flushes(idle=gen)
             return False
         self._segment, self._pending = segment, None
-        self._scratch = self._stats.scratch()
+        taken, self._scratch = self._progress.setdefault(
+            segment.name, (set(), self._stats.scratch())
+        )
+        self._taken = taken
         self._delivery = self._deliver(self._scratch)
-        self._records = segment.records()
+        # What it cannot deliver comes back here (the records are in the spool already).
+        self._delivery.spill = self._give_back
+        self._records = ((i, r) for i, r in enumerate(segment.records()) if i not in taken)
         return True
 
     def _maybe_seal(self, now: float, gen: int) -> None:
@@ -155,15 +172,22 @@ class Replayer:
             self.spool.prepare()
 
     def _send_batch(self, deadline: float | None) -> bool:
-        batch = self._next_batch()
+        places, batch = self._next_batch()
         if not batch:
             self._ack()
             return True
         assert self._delivery is not None
+        self._left = []
         self._delivery(batch, deadline, self._stop)
-        failed = [self._scratch.dropped[reason] for reason in _FAILURES]
-        if any(failed):
-            refused = self._scratch.dropped[DropReason.UNAUTHORIZED] > 0
+        left = self._sort_out(places, batch)
+        if left and len(left) < len(batch) and self._shedding():
+            # The server took part of it: send the rest again after its Retry-After, without
+            # reading the segment again nor counting a failure (a 1.0.1 server's 429s).
+            self._records = itertools.chain(left, self._unpend(), self._records)
+            self._not_before = self._delivery.not_before
+            return True
+        if self._left:
+            refused = self._left_reason is DropReason.UNAUTHORIZED
             self._fail(self._scratch.last_error or "replay failed", hold=refused)
             return False
         if self._pending is None:
@@ -172,20 +196,50 @@ class Replayer:
             self._ack()
         return True
 
-    def _next_batch(self) -> list[Encoded]:
+    def _give_back(
+        self, batch: list[Encoded], records: list[Encoded], reason: DropReason, error: str
+    ) -> None:
+        """The delivery's spill: ``records`` were not delivered; the segment keeps them."""
+        self._left += records
+        self._left_reason = reason
+        self._scratch.error(error)
+
+    def _sort_out(self, places: list[int], batch: list[Encoded]) -> list[tuple[int, bytes]] | None:
+        """Remember which records of ``batch`` the server took (a later batch may fail and
+        the segment be read again); the others, with their places. None when unsure."""
+        left = {id(record) for record in self._left}
+        if not left <= {id(record) for record in batch}:
+            return None  # a repaired copy was left: not sure which went through
+        pairs = list(zip(places, batch, strict=True))
+        self._taken.update(place for place, record in pairs if id(record) not in left)
+        return [(place, bytes(record)) for place, record in pairs if id(record) in left]
+
+    def _shedding(self) -> bool:
+        # Only "retries exhausted" (max_retries=0): not a refused key, a deadline, a stop.
+        return self._left_reason is DropReason.RETRIES_EXHAUSTED and not self._stop.is_set()
+
+    def _unpend(self) -> list[tuple[int, bytes]]:
+        pending, self._pending = self._pending, None
+        return [] if pending is None else [pending]
+
+    def _next_batch(self) -> tuple[list[int], list[Encoded]]:
         max_records, max_bytes = self._batch
+        places: list[int] = []
         batch: list[Encoded] = []
         size = 0
         if self._pending is not None:
-            batch.append(self._pending)
-            size, self._pending = len(self._pending), None
-        for record in self._records:
+            (place, record), self._pending = self._pending, None
+            places.append(place)
+            batch.append(record)
+            size = len(record)
+        for place, record in self._records:
             if batch and (len(batch) >= max_records or size + len(record) > max_bytes):
-                self._pending = record
+                self._pending = place, record
                 break
+            places.append(place)
             batch.append(record)
             size += len(record)
-        return batch
+        return places, batch
 
     def _ack(self) -> None:
         segment = self._segment
@@ -200,6 +254,7 @@ class Replayer:
             # Its records count as lost at the ack (Segment.lost, the header's count).
             self._scratch.error(f"spool: {segment.damage.error}")
         self._segment = None
+        self._progress.pop(segment.name, None)
         if self.spool.ack(segment):
             # Else the segment stays spooled and is counted when it is replayed again.
             self._stats.merge(self._scratch)
@@ -231,30 +286,37 @@ class Replayer:
             self._idle_gen = max(self._idle_gen, min(idle, self._sealed_gen))
             self._cond.notify_all()
 
-    def flush(self, deadline: float, wake: Callable[[], None] | None) -> bool:
+    def flush(self, deadline: float, wake: Callable[[], None] | None, wait: bool = True) -> bool:
         """Seal and replay what this process spooled before the call.
 
         True once nothing is left to claim, once an attempt failed, or once
         shutdown stopped the replay (the records stay spooled, for this process or
         the next); False at ``deadline``. ``wake`` rouses the
-        flusher; without one the steps run on the calling thread.
+        flusher; without one the steps run on the calling thread. ``wait=False``
+        (a buffered flush: what is spooled is settled) wakes the flusher and
+        returns True at once, leaving a backoff in place.
         """
         with self._cond:
             self._wanted += 1
             gen = self._wanted
-        self._not_before = 0.0
+        if wait:
+            # The caller waits for the replay: worth an attempt now, backoff or not.
+            self._not_before = 0.0
         if wake is not None:
             wake()
         else:
             while time.monotonic() < deadline and self.step(deadline):
                 pass
+        return not wait or self._settled(gen, deadline, wake is not None)
+
+    def _settled(self, gen: int, deadline: float, woken: bool) -> bool:
         with self._cond:
             while self._idle_gen < gen and self._failed_gen < gen:
                 if self._stop.is_set():
                     # shutdown() hands what is spooled over to the next process: settled.
                     return True
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or wake is None:
+                if remaining <= 0 or not woken:
                     return False
                 self._cond.wait(remaining)
             return True

@@ -127,6 +127,10 @@ class Spooling:
     ) -> None:
         """Delivery gave up on ``records`` of ``batch``: spool them (unless shutdown() took
         the batch already)."""
+        if reason is DropReason.UNAUTHORIZED:
+            # flush() is not done while the key is refused (#14), whether or not it waits for
+            # a replay to find that out.
+            self.replayer.key_refused = True
         self._flusher.settle(batch, records, lambda part: self.keep(part, reason, error))
 
     def keep(self, records: list[Encoded], reason: DropReason, error: str) -> int:

@@ -13,6 +13,7 @@ import sys
 import types
 import uuid
 from typing import Any
+from unittest import mock
 
 import msgspec
 import pytest
@@ -20,7 +21,16 @@ from fakes import MakeLogger
 
 import banyan
 from banyan import _fork
-from banyan._record import MAX_ID_LENGTH, SCRATCH_MAX, Encoded, IdSource, Record, scratch
+from banyan._delivery import MAX_RECORD_BYTES
+from banyan._record import (
+    MAX_ID_LENGTH,
+    MAX_LISTED_ITEMS,
+    SCRATCH_MAX,
+    Encoded,
+    IdSource,
+    Record,
+    scratch,
+)
 
 decode = msgspec.msgpack.Decoder(Record).decode
 
@@ -196,6 +206,73 @@ def test_unencodable_metadata_values_go_through_the_hook(make_logger: MakeLogger
     assert record.metadata["set"] == [1]
     assert record.metadata["raw"] == b"ab"
     assert record.metadata["uid"] == str(uid)
+
+
+class Array:
+    """An array-like (numpy, pandas, torch) of ``size`` items, counting its tolist() calls."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.shape, self.listed = size, (size,), 0
+
+    def tolist(self) -> list[int]:
+        self.listed += 1
+        return [0] * self.size
+
+
+def test_a_large_array_in_metadata_is_a_placeholder_and_a_small_one_a_list(
+    make_logger: MakeLogger,
+) -> None:
+    """Review item 5: an array over MAX_LISTED_ITEMS is logged as a placeholder naming its
+    shape, without tolist() (seconds and 36 MB for a 2000x2000 one); a small one as a list."""
+    logger = quiet(make_logger)
+    big, small = Array(MAX_LISTED_ITEMS + 1), Array(3)
+    assert logger.log_prompt("i", "o", metadata={"big": big, "small": small})
+    (record,) = queued(logger)
+    assert record.metadata is not None
+    assert (big.listed, record.metadata["small"]) == (0, [0, 0, 0])
+    assert record.metadata["big"].startswith(f"<Array shape=({MAX_LISTED_ITEMS + 1},)")
+
+
+def test_a_numpy_array_in_metadata_follows_the_same_rule(make_logger: MakeLogger) -> None:
+    """Review item 5, with numpy itself: a small array as a list, a big one as a placeholder."""
+    np = pytest.importorskip("numpy")
+    logger = quiet(make_logger)
+    assert logger.log_prompt("i", "o", metadata={"e": np.arange(3), "big": np.zeros((99, 99))})
+    (record,) = queued(logger)
+    assert record.metadata is not None
+    assert record.metadata["e"] == [0, 1, 2]
+    assert record.metadata["big"].startswith("<ndarray shape=(99, 99)")
+
+
+def test_a_record_over_the_servers_limit_is_dropped_at_enqueue(make_logger: MakeLogger) -> None:
+    """Review item 5: a record the server would refuse takes no place in the ring or the
+    spool: log_prompt returns False and counts it as too_large."""
+    logger = quiet(make_logger)
+    assert not logger.log_prompt("x" * MAX_RECORD_BYTES, "o")
+    stats = logger.get_stats()
+    assert (stats["dropped"]["too_large"], stats["queue_size"], queued(logger)) == (1, 0, [])
+
+
+class Lazy:
+    """An attribute proxy (RPC, lazy object): any attribute is a callable giving another."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: Lazy()
+
+    def __str__(self) -> str:
+        return "lazy"
+
+
+def test_a_mock_or_attribute_proxy_in_metadata_is_logged_as_text(make_logger: MakeLogger) -> None:
+    """Review item 6: tolist/item are looked up on the type, so a proxy or a Mock (which
+    answer any name with another of themselves) is stringified, not recursed into for ~30 s."""
+    logger = quiet(make_logger)
+    assert logger.log_prompt("i", "o", metadata={"lazy": Lazy()})
+    assert logger.log_prompt("i", "o", metadata={"mock": mock.Mock()})
+    lazy, mocked = (record.metadata or {} for record in queued(logger))
+    assert lazy == {"lazy": "lazy"}
+    assert mocked["mock"].startswith("<Mock")
+    assert logger.get_stats()["logs_dropped"] == 0
 
 
 def test_cyclic_metadata_falls_back_to_plain(make_logger: MakeLogger) -> None:

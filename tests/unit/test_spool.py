@@ -605,6 +605,21 @@ def test_replay_after_a_429_waits_for_its_retry_after(tmp_path: Path) -> None:
     spool.close()
 
 
+def test_a_flush_that_does_not_wait_leaves_the_replay_backoff_alone(tmp_path: Path) -> None:
+    """Review item 4: a buffered flush (wait=False) after a failed replay returns at once and
+    keeps the backoff; a waiting (durable) flush ends it."""
+    spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
+    replayer, _ = answering(spool, HTTPStatusError(503, "busy", 30.0), cap=60.0)
+    replayer.step()
+    backoff = replayer._not_before
+    woken: list[bool] = []
+    assert replayer.flush(time.monotonic() + 30, lambda: woken.append(True), wait=False)
+    assert (woken, replayer._not_before) == ([True], backoff)
+    assert not replayer.flush(time.monotonic(), lambda: None, wait=True)
+    assert replayer._not_before == 0.0
+    spool.close()
+
+
 def test_replay_refused_by_the_key_holds_the_segment_and_backs_off_long(tmp_path: Path) -> None:
     """A replayed batch answered 401 keeps its segment, counts nothing lost, and is not tried
     again before the longest backoff (max_retry_delay): a process with the right key sends it."""
@@ -677,4 +692,73 @@ def test_a_segment_is_deleted_with_its_last_batch(tmp_path: Path) -> None:
     assert segment_files(spool)
     assert replayer.step()
     assert (segment_files(spool), stats.sent, spool.replayed) == ([], 20, 20)
+    spool.close()
+
+
+class Shedding:
+    """A delivery whose server takes the records ``takes`` says, and gives the rest back
+    through ``spill`` (set by the Replayer) as ``reason``; it logs every record sent."""
+
+    not_before = 0.0
+    spill: Any = None
+
+    def __init__(self, takes: Any, reason: DropReason, sent: list[int]) -> None:
+        self.takes, self.reason, self.sent = takes, reason, sent
+
+    def __call__(self, batch: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
+        self.sent.extend(num(record) for record in batch)
+        left = [record for record in batch if not self.takes(num(record))]
+        if left:
+            self.spill(batch, left, self.reason, "HTTP 429")
+        return not left
+
+
+def shedding(spool: Spool, takes: Any, reason: DropReason) -> tuple[Replayer, list[int]]:
+    """A replayer of ``spool`` (20 records, batches of 10) over a Shedding delivery."""
+    fill(spool, 20)
+    sent: list[int] = []
+
+    def deliver(scratch: Stats) -> Any:
+        return Shedding(takes, reason, sent)
+
+    replayer = Replayer(spool, deliver, Stats(),
+                        batch=(10, 1 << 20), seal_interval=0.0, backoff=(0.0, 0.0),
+                        healthy=lambda: 0.0, prepare=False)  # fmt: skip
+    return replayer, sent
+
+
+def test_a_replay_the_server_took_part_of_sends_only_the_rest_again(tmp_path: Path) -> None:
+    """Review item 2: the server took a batch but shed three of its records (429): only
+    those go again, first at the next step, and the segment is deleted once all went."""
+    spool = Spool(tmp_path / "spool", segment_bytes=64 << 10)
+    shed = {0, 2, 4}
+
+    def takes(n: int) -> bool:
+        if n in shed:
+            shed.discard(n)
+            return False
+        return True
+
+    replayer, sent = shedding(spool, takes, DropReason.RETRIES_EXHAUSTED)
+    for _ in range(6):
+        replayer.step()
+    assert sent == [*range(10), 0, 2, 4, *range(10, 20)]
+    assert segment_files(spool) == []
+    spool.close()
+
+
+def test_records_taken_before_a_failed_batch_are_not_sent_again(tmp_path: Path) -> None:
+    """Review item 2: a segment's first batch went through, its second failed whole: the
+    segment is put back and read again, and only the second batch is sent again."""
+    spool = Spool(tmp_path / "spool", segment_bytes=64 << 10)
+    failing = [True]
+    replayer, sent = shedding(spool, lambda n: n < 10 or not failing[0], DropReason.DEADLINE)
+    assert replayer.step()
+    assert not replayer.step()  # the second batch fails: segment put back
+    failing[0] = False
+    replayer._not_before = 0.0
+    for _ in range(3):
+        replayer.step()
+    assert sent == [*range(20), *range(10, 20)]
+    assert segment_files(spool) == []
     spool.close()

@@ -153,8 +153,8 @@ def test_the_api_key_never_enters_hpack_nor_a_debug_log(
 def test_a_record_over_the_servers_limit_is_dropped_at_once_never_sent(
     server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A record above MAX_BATCH_BYTES, over HTTP/2: counted too_large and warned once, well
-    within the request timeout; the server never sees it, the next record is stored."""
+    """A record above MAX_BATCH_BYTES: log_prompt drops it at once (False), counted
+    too_large and warned once; flush() reports the loss; the next record is stored."""
     from banyan._wire import MAX_BATCH_BYTES
 
     logger = banyan.PromptStackLogger(
@@ -162,7 +162,7 @@ def test_a_record_over_the_servers_limit_is_dropped_at_once_never_sent(
     )
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="banyan"):
-        assert logger.log_prompt(input="x" * (MAX_BATCH_BYTES + 1), output="o")
+        assert not logger.log_prompt(input="x" * (MAX_BATCH_BYTES + 1), output="o")
         assert logger.flush(timeout=120) is False
     assert time.monotonic() - started < 60
     logger.log_prompt(input="small", output="o")

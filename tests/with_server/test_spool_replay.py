@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 from faultproxy import Fault, running
+from legacyserver import start as start_legacy
 from serverkit import stored_inputs_in_order
-from serverproc import Server, start_server
+from serverproc import Server, free_port, start_server
 
 import banyan
 from banyan._segment import HEADER_SIZE
+from banyan._wire import SINGLE_LOG_PATH
 
 LOG_AND_EXIT = textwrap.dedent(
     """
@@ -297,6 +299,31 @@ def test_a_large_backlog_replays_without_starving_live_records(
     assert sum(text.startswith("rec ") for text in order[:last]) < backlog // 2
 
 
+def test_a_buffered_flush_wakes_a_slow_backlog_replay_and_does_not_wait_for_it(
+    server: Server, tmp_path: Path
+) -> None:
+    """Review item 4: a backlog and a server that does not answer: a buffered flush() with
+    nothing logged returns True at once, each time, not at its deadline (flush_after_task)."""
+    spool = str(tmp_path / "spool")
+    dead = {"durability": "durable", "spool_dir": spool, "base_url": "http://127.0.0.1:9"}
+    assert run(LOG_AND_EXIT, server, 50, dead).strip() == "50"
+    timeout = 6.0
+    with running(server.base_url) as proxy:
+        proxy.always.append(Fault("hold"))
+        logger = banyan.PromptStackLogger(
+            server.api_key, proxy.url, spool_dir=spool, http2=False, timeout=timeout * 2
+        )
+        try:
+            for _ in range(3):
+                started = time.monotonic()
+                assert logger.flush(timeout)
+                assert time.monotonic() - started < timeout / 2
+        finally:
+            proxy.always.clear()
+            proxy.release.set()
+            logger.shutdown(5)
+
+
 def test_torn_tail_and_flipped_bits_replay_the_good_frames(server: Server, tmp_path: Path) -> None:
     """A flipped bit and a torn tail in a segment: good frames replayed, bad ones counted."""
     server.stop()
@@ -311,11 +338,12 @@ def test_torn_tail_and_flipped_bits_replay_the_good_frames(server: Server, tmp_p
     server = restart(server, tmp_path)
     logger = banyan.PromptStackLogger(server.api_key, server.base_url)
     try:
-        # flush() covers the adopted backlog: False, as two of its records were lost.
-        assert not logger.flush(10)
+        logger.flush(10)  # buffered: wakes the replay of the adopted backlog
         deadline = time.monotonic() + 20
         while logger.get_stats()["spool_segments"] and time.monotonic() < deadline:
             time.sleep(0.05)
+        # The next flush() says that two of its records were lost.
+        assert not logger.flush(10)
         logger.shutdown(5)
         stats = logger.get_stats()
         assert stats["spool_corrupt_frames"] == 2
@@ -407,3 +435,40 @@ def test_spool_directory_is_private_and_keyed_by_server_and_project(tmp_path: Pa
     finally:
         for logger in (a, b, c):
             logger.shutdown(0)
+
+
+def test_a_101_server_shedding_load_with_429_gets_each_replayed_record_once(
+    tmp_path: Path,
+) -> None:
+    """Review item 2: replaying to a 1.0.1 server that answers every other request 429
+    neither resends the records it stored (each stored once) nor gives up: all arrive."""
+    legacy = start_legacy(free_port(), delay_ms=20)
+    try:
+        with running(legacy.base_url) as proxy:
+            proxy.always.append(Fault("status", status=503, path=SINGLE_LOG_PATH))
+            logger = banyan.PromptStackLogger(
+                "psk_legacy_0123456789abcdef", proxy.url, http2=False, max_retries=0,
+                retry_delay=0.02, flush_interval=0.05, spool_dir=str(tmp_path),
+            )  # fmt: skip
+            try:
+                for i in range(200):
+                    logger.log_prompt(f"in {i}", "o")
+                assert logger.flush(30)
+                assert logger.get_stats()["spooled"] == 200
+                # "hold", released, passes a request on: 429s interleaved with successes.
+                proxy.release.set()
+                for _ in range(40):
+                    proxy.push("hold", path=SINGLE_LOG_PATH)
+                    proxy.push("status", path=SINGLE_LOG_PATH, status=429, retry_after="0.05")
+                proxy.always.clear()
+                deadline = time.monotonic() + 60
+                while logger.get_stats()["spool_segments"] and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                stats = logger.get_stats()
+            finally:
+                logger.shutdown(10)
+        ids = legacy.stored()["ids"]
+        assert (len(set(ids)), stats["spool_segments"]) == (200, 0)
+        assert len(ids) - 200 <= stats["possible_duplicates"]
+    finally:
+        legacy.stop()
