@@ -82,6 +82,8 @@ MAX_LISTED_ITEMS = 4096
 def _to_wire(obj: Any) -> Any:
     # msgspec calls this only for types it cannot encode itself.
     kind = type(obj)
+    if isinstance(obj, bytes | bytearray | memoryview):  # memoryview has a tolist() too
+        return bytes(obj).decode("utf-8", "replace")
     for name in ("tolist", "item"):  # numpy arrays and scalars, pandas series, tensors
         # Looked up on the type: a Mock or an attribute proxy answers any name, each time
         # with a new object of its own type, and encoding would recurse for ~30 s.
@@ -100,8 +102,6 @@ def _to_wire(obj: Any) -> Any:
         return dict(obj)
     if isinstance(obj, (set, frozenset)):
         return list(obj)
-    if isinstance(obj, bytes | bytearray | memoryview):
-        return bytes(obj).decode("utf-8", "replace")
     return str(obj)
 
 

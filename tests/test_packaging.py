@@ -78,7 +78,7 @@ def test_wheel_metadata_is_complete_for_the_package_page(dist: dict[str, Path]) 
     assert "Typing :: Typed" in metadata.get_all("Classifier", [])
     urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL", []))
     assert {"Homepage", "Repository", "Issues", "Changelog"} <= set(urls)
-    assert set(metadata.get_all("Provides-Extra", [])) == {"server", "zstd"}
+    assert set(metadata.get_all("Provides-Extra", [])) == {"postgres", "server", "zstd"}
     assert RELATIVE_LINK.findall(str(metadata.get_payload())) == []
 
 

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import msgspec
+import orjson
 import pytest
 import zstandard
 from fakes import FakeResponse, FakeTransport, Waits, status
@@ -189,9 +190,11 @@ def test_rejected_records_are_dropped_with_the_servers_first_reason(
 def test_final_refusals_are_warned_once_per_status_with_a_hint(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A 400 and a 401 each warn once (the 401 naming the key); both drop and count."""
+    """Without a spool, a 400 and a 401 each warn once (the 401 naming the key); both drop
+    and count."""
     refused, unauthorized = status(400), status(401)
-    delivery, _, spilled = _delivery(refused, unauthorized, status(400))
+    delivery, _, spilled = _delivery(refused, unauthorized, status(400), spool_dir=False)
+    delivery.spill = None
     with caplog.at_level(logging.WARNING, logger="banyan"):
         assert not delivery(RECORDS, None, Waits())
         assert delivery._stats.last_error == str(refused)
@@ -221,7 +224,7 @@ def test_one_by_one_sends_post_each_record_as_json_without_ts(
     ]
     singles = fake.calls[1:]
     assert [(method, path) for method, path, _ in singles] == [("POST", SINGLE_LOG_PATH)] * 3
-    assert [kw["json"] for _, _, kw in singles] == [
+    assert [orjson.loads(kw["content"]) for _, _, kw in singles] == [
         {"id": f"r{n}", "input": "in", "output": "out"} for n in range(3)
     ]
     stats = delivery._stats

@@ -20,8 +20,9 @@ def test_a_fresh_spool_reports_nothing(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "s", segment_bytes=16 << 10)
     try:
         assert spool.status() == {
-            "directory": str(tmp_path / "s"), "segments": 0, "records": 0, "bytes": 0,
-            "owners": [], "oldest_age_s": None, **COUNTERS,
+            "directory": str(tmp_path / "s"), "server": None, "segments": 0, "records": 0,
+            "bytes": 0, "bytes_used": 0, "owners": [], "oldest_age_s": None,
+            "handed_over": 0, **COUNTERS,
         }  # fmt: skip
     finally:
         spool.close()
@@ -41,9 +42,9 @@ def test_status_counts_sealed_segments_and_ages_the_oldest(
         created = _spooldir.created_ns(name)
         monkeypatch.setattr(time, "time_ns", lambda: created + 250_000_000)
         assert spool.status() == {
-            "directory": str(tmp_path / "s"), "segments": 1, "records": 3,
-            "bytes": 16 << 10, "owners": [os.getpid()], "oldest_age_s": 0.25,
-            **COUNTERS, "spooled": 3,
+            "directory": str(tmp_path / "s"), "server": None, "segments": 1, "records": 3,
+            "bytes": 16 << 10, "bytes_used": 124, "owners": [os.getpid()],
+            "oldest_age_s": 0.25, "handed_over": 0, **COUNTERS, "spooled": 3,
         }  # fmt: skip
     finally:
         spool.close()

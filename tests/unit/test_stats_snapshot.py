@@ -20,7 +20,7 @@ def test_a_fresh_snapshot_is_all_zeros() -> None:
         "spool_evicted": 0, "spool_corrupt_frames": 0, "spool_lost": 0, "spool_segments": 0,
         "spool_bytes": 0, "delivered_after_shutdown": 0, "logs_skipped": 0,
         "experiment_sticky_missing": 0, "prompt_errors": 0, "http_version": None,
-        "last_error": None,
+        "last_error": None, "possible_duplicates": 0, "legacy_concurrency": 0,
     }  # fmt: skip
 
 
@@ -50,6 +50,7 @@ def test_a_snapshot_merges_the_rings_and_the_spools_counters() -> None:
         "spool_corrupt_frames": 5, "spool_lost": 20, "spool_segments": 3, "spool_bytes": 4096,
         "delivered_after_shutdown": 12, "logs_skipped": 8, "experiment_sticky_missing": 9,
         "prompt_errors": 10, "http_version": "HTTP/2", "last_error": "bad",
+        "possible_duplicates": 0, "legacy_concurrency": 0,
     }  # fmt: skip
 
 

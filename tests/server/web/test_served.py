@@ -98,8 +98,8 @@ def test_the_served_page_shows_the_results_json_of_a_real_workload(
 def test_the_served_page_warns_of_a_skewed_split(
     shared_server: Server, visit: Visit, traffic: Traffic, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """When a third of the treatment's users never log, the page shows the SRM warning."""
-    exp = _workload(shared_server, 600, lose=0.34)
+    """When half of the treatment's users never log, the page shows the SRM warning."""
+    exp = _workload(shared_server, 800, lose=0.5)
     results = _results(shared_server, exp["id"])
     assert results["srm"]["flagged"]
     page = visit(_open(shared_server, exp["id"], capsys))
