@@ -27,17 +27,15 @@ from banyan._flusher import Flusher
 from banyan._prompts import MISS, PromptData, Prompts, as_prompt, fallback_prompt
 from banyan._record import (
     SCRATCH_MAX,
-    TEXT_FIELDS,
     Encoded,
     IdSource,
     Record,
     as_duration,
     as_label,
     as_metadata,
-    clean,
     encode,
     encode_into,
-    plain,
+    normalize,
     text,
 )
 from banyan._record import scratch as _scratch
@@ -503,12 +501,7 @@ class PromptStackLogger:
         # Text fields must be text and valid UTF-8 on the wire; metadata becomes plain
         # JSON-like data. None (the record dropped and counted) when even that fails.
         try:
-            for name in TEXT_FIELDS:
-                value = getattr(record, name)
-                if value is not None:
-                    setattr(record, name, clean(value if isinstance(value, str) else str(value)))
-            record.metadata = plain(record.metadata) if record.metadata is not None else None
-            record.duration_ms = as_duration(record.duration_ms)
+            normalize(record)
             return encode(record)
         except Exception as exc:
             self._stats.drop_entry(DropReason.ENCODE_ERROR, exc)
