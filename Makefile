@@ -50,19 +50,20 @@ lock: $(VENV)/.dev
 		--universal --python-version 3.10 --custom-compile-command 'make lock' \
 		--quiet -o $(LOCK) $(LOCK_ARGS)
 
-# The suite against the newest release of every dependency, in .venv-latest.
+# The suite against the newest release of every dependency, in .venv-latest (mypy too:
+# tests/unit/test_readme_types.py type-checks the README's examples).
 test-latest:
 	rm -rf .venv-latest && $(PY) -m venv .venv-latest
 	.venv-latest/bin/pip install --quiet --upgrade pip setuptools
 	.venv-latest/bin/pip install --quiet --upgrade --no-build-isolation \
-		-e '.[server,zstd,postgres]' --group test
+		-e '.[server,zstd,postgres]' --group test --group lint
 	.venv-latest/bin/pytest -p no:cacheprovider $(ARGS)
 
 # The suite against the lowest version pyproject.toml declares of each direct dependency.
 test-lowest: $(VENV)/.dev
 	rm -rf .venv-lowest && $(PY) -m venv .venv-lowest
 	$(BIN)/uv pip compile pyproject.toml --extra server --extra zstd --extra postgres --group test \
-		--resolution lowest-direct --python .venv-lowest/bin/python --quiet \
+		--group lint --resolution lowest-direct --python .venv-lowest/bin/python --quiet \
 		-o .venv-lowest/requirements.txt
 	.venv-lowest/bin/pip install --quiet -r .venv-lowest/requirements.txt
 	.venv-lowest/bin/pip install --quiet --no-deps --no-build-isolation -e .
