@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings
-from serverproc import Server, start_server
+from serverproc import HAVE_PSYCOPG, Server, start_server
 
 from banyan import _warn
+
+if TYPE_CHECKING:
+    from pgserver import PgServer
+
+#: The storage engines `banyan serve` runs on; server tests run on each (docs/storage.md).
+ENGINES = ("sqlite", "postgres")
+#: Folders whose tests of the server run on every engine, unless marked sqlite_only.
+BOTH_ENGINES = ("server", "with_server")
+_databases = itertools.count()
 
 # CI must not fail on a draw no one can reproduce: fixed examples there, random ones locally.
 settings.register_profile("ci", derandomize=True, database=None)
@@ -42,10 +53,76 @@ def _spool_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     monkeypatch.setenv("BANYAN_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker of tests that only make sense on a SQLite file."""
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): a server test that needs the SQLite file itself"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test of tests/server and tests/with_server that starts a server on each engine."""
+    if "engine" not in metafunc.fixturenames or metafunc.definition.get_closest_marker(
+        "sqlite_only"
+    ):
+        return
+    folder = metafunc.definition.path.relative_to(Path(__file__).parent).parts[0]
+    if folder in BOTH_ENGINES:
+        metafunc.parametrize("engine", ENGINES, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def engine(request: pytest.FixtureRequest) -> str:
+    """The storage engine of the test's server: SQLite unless parametrized."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+def _running() -> Iterator[PgServer]:
+    if not HAVE_PSYCOPG and not os.environ.get("CI"):
+        pytest.skip("psycopg (the postgres extra) is not installed")
+    from pgserver import start_or_skip
+
+    server = start_or_skip()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session, removed at its end whatever happens."""
+    yield from _running()
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """A fresh reference server (empty SQLite database) for one test."""
-    srv = start_server(tmp_path)
+def pg_url(pg: PgServer) -> str:
+    """The URL of a new empty database (password included) for one test."""
+    return pg.create_database(f"t{os.getpid()}_{next(_databases)}")
+
+
+@pytest.fixture
+def own_pg() -> Iterator[PgServer]:
+    """A PostgreSQL server of this test alone, which it may stop and start."""
+    yield from _running()
+
+
+def database_options(request: pytest.FixtureRequest, engine: str, tmp: Path) -> dict[str, Any]:
+    """start_server's arguments for a new empty database of ``engine`` (SQLite: its default).
+
+    On PostgreSQL the pages' signing secret goes to ``tmp`` (it is beside the file on SQLite).
+    """
+    if engine == "sqlite":
+        return {}
+    pg: PgServer = request.getfixturevalue("pg")
+    url = pg.create_database(f"s{os.getpid()}_{next(_databases)}")
+    return {"db": url, "env": {"BANYAN_SECRET_DIR": str(tmp)}}
+
+
+@pytest.fixture
+def server(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A fresh reference server (an empty database of ``engine``) for one test."""
+    srv = start_server(tmp_path, **database_options(request, engine, tmp_path))
     try:
         yield srv
     finally:
@@ -53,9 +130,12 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One reference server for tests that only read or use unique names."""
-    srv = start_server(tmp_path_factory.mktemp("shared-server"))
+def shared_server(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+) -> Iterator[Server]:
+    """One reference server per engine for tests that only read or use unique names."""
+    tmp = tmp_path_factory.mktemp("shared-server")
+    srv = start_server(tmp, **database_options(request, engine, tmp))
     try:
         yield srv
     finally:
