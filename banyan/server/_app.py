@@ -121,6 +121,7 @@ def routes(pages: Pages | None = None) -> Router:
     r.add("GET", "/api/v2/projects", _auth.list_projects)
     r.add("POST", "/api/v2/projects", _auth.create_project)
     r.add("POST", "/api/v2/keys", _auth.create_key)
+    r.add("POST", "/api/v2/keys/revoke", _auth.revoke_key)
     r.add("GET", "/api/v2/prompts", _prompts.list_prompts)
     r.add("POST", "/api/v2/prompts", _prompts.create_prompt)
     r.add("GET", "/api/v2/prompts/{name}", _prompts.get_prompt)

@@ -141,6 +141,9 @@ class Store(Protocol):
     ) -> None:
         """Store a key digest for a project, unless it is stored already."""
 
+    async def revoke_key(self, project_id: str, digest: str) -> None:
+        """Delete a project's key by digest; NotFound when the project has no such key."""
+
     # Prompts, branches and versions.
     async def prompt(self, project_id: str, name: str) -> Item | None:
         """A prompt by name, or None."""
