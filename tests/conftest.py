@@ -35,6 +35,12 @@ SQLITE_ONLY = {
     "tests/server/test_cli.py::test_names_and_ids_stay_one_path_segment": _RESULTS,
     "tests/server/test_cli.py::test_experiments_list_show_stop": _RESULTS,
     "tests/server/test_cli.py::test_json_prints_the_servers_answer": _RESULTS,
+    "tests/with_server/test_experiments.py::test_readme_experiment_example": _RESULTS,
+    "tests/with_server/test_experiments.py::test_experiment_results_table": _RESULTS,
+    "tests/with_server/test_readme.py::test_shell_block_runs_as_pasted": _RESULTS,
+    "tests/with_server/test_spool_replay.py::test_a_large_backlog_replays_without_starving": (
+        "reads the order of arrival, which only SQLite's rowid keeps (PostgreSQL: ts, id)"
+    ),
     "tests/server/test_logging.py": "drops a table of the SQLite file under the running server",
 }
 
