@@ -75,8 +75,8 @@ def test_repeated_id_inside_one_batch_is_a_duplicate(server: Server) -> None:
 
     PostgreSQL identifies a record by id and ts (docs/storage.md), so both carry one ts.
     """
-    same = {"id": "same", "ts": 1000.0}
-    response = post_batch(server, body([record(**same, input="a"), record(**same, input="b")]))
+    twins = [record("same", ts=1000.0, input=text) for text in ("a", "b")]
+    response = post_batch(server, body(twins))
     assert response.json() == {"accepted": 1, "duplicates": 1, "rejected": []}
 
 

@@ -131,3 +131,14 @@ def test_a_push_and_a_stop_through_one_instance_are_seen_by_the_other(
     stopped = call(a, "POST", f"/api/v2/experiments/{exp.json()['id']}/stop")
     assert stopped.status_code == 200, stopped.text
     assert _eventually(lambda: fetched()["content"] == "v3" and fetched()["experiment"] is None)
+
+
+def test_a_url_without_the_driver_names_the_extra() -> None:
+    """Without psycopg, `banyan serve --db postgresql://...` exits 2 naming the postgres extra."""
+    script = ("import sys; sys.modules['psycopg'] = None; from banyan._cli import main; "
+              "sys.exit(main(['serve', '--db', 'postgresql://u:hidden@127.0.0.1:1/x']))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "banyan-sdk[postgres]" in done.stderr
+    assert "hidden" not in done.stdout + done.stderr
