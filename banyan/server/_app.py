@@ -178,7 +178,11 @@ class App:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 # The pool and the SQLite threads belong to this worker and its event loop.
-                self.state.opened = await open_store(self.state.target)
+                try:
+                    self.state.opened = await open_store(self.state.target)
+                except StoreError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 # Waits for queued writes, so every acknowledged batch is on disk.
