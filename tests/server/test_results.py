@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -74,3 +76,12 @@ def test_the_link_needs_a_key_and_opens_the_page(shared_server: Server) -> None:
         assert page.status_code == 200
         assert exp["name"] in page.text
     assert httpx.get(f"{shared_server.base_url}/ui/projects/x/experiments").status_code == 401
+
+
+def test_importing_the_app_does_not_load_scipy_or_numpy() -> None:
+    """``import banyan.server._app`` leaves scipy and numpy unimported (the analysis is lazy)."""
+    code = (
+        "import sys, banyan.server._app;"
+        "assert not {'scipy', 'numpy'} & set(sys.modules), sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
