@@ -90,9 +90,8 @@ def _read(usage: Any) -> Usage:
     cached = read if read is not None else _first(_first(usage, _DETAILS), ("cached_tokens",))
     total = given
     if given is not None and (read is not None or written is not None):
-        counts = (_tokens(name, value) for name, value in
-                  (("input_tokens", given), (_CACHE_READ, read), (_CACHE_WRITE, written)))  # fmt: skip
-        total = sum(n or 0 for n in counts)
+        parts = (("input_tokens", given), (_CACHE_READ, read), (_CACHE_WRITE, written))
+        total = sum(_tokens(name, value) or 0 for name, value in parts)
     return Usage(total, output, cached)
 
 
