@@ -74,9 +74,26 @@ def create_prompt(server: Server, name: str, *contents: str, key: str | None = N
         assert response.status_code == 201, response.text
 
 
+def schema_4_database(path: Path) -> contextlib.closing[sqlite3.Connection]:
+    """A new database at ``path`` made as schema version 4 had it (no usage, no scores)."""
+    _db.Database(path).close()
+    conn = _db.connect(path)
+    conn.execute("DROP TABLE scores")
+    conn.execute("DROP INDEX logs_experiment_subjects")
+    for column in ("input_tokens", "output_tokens", "cost"):
+        conn.execute(f"ALTER TABLE logs DROP COLUMN {column}")
+    conn.execute(
+        "CREATE INDEX logs_experiment_subjects ON logs (project_id, experiment_id,"
+        " experiment_version_id, subject, duration_ms) WHERE experiment_id IS NOT NULL"
+    )
+    conn.execute("PRAGMA user_version = 4")
+    return contextlib.closing(conn)
+
+
 def schema_3_database(path: Path) -> contextlib.closing[sqlite3.Connection]:
     """A new database at ``path`` made as schema version 3 had it (logs without a subject)."""
-    _db.Database(path).close()
+    with schema_4_database(path):
+        pass
     conn = _db.connect(path)
     conn.execute("DROP INDEX logs_experiment_subjects")
     conn.execute("DROP INDEX logs_experiment_latency")
