@@ -16,7 +16,7 @@ import msgspec
 from banyan.server import _experiments
 from banyan.server import analysis as stats
 from banyan.server._http import HTTPError, Request, Response, json_response
-from banyan.server.analysis import LATENCY, Results, sqlite_aggregates
+from banyan.server.analysis import Results, sqlite_outcomes
 from banyan.server.web import (
     ExperimentInfo,
     ExperimentView,
@@ -34,7 +34,7 @@ def analysis(
 ) -> Results:
     """The experiment's ``Results``, computed from its logs per subject."""
     config = _experiments.config(conn, project_id, exp_id)
-    aggregates = sqlite_aggregates(conn, project_id, exp_id, (LATENCY,))
+    aggregates = sqlite_outcomes(conn, project_id, exp_id)
     # stats.analyze, not imported by name: its first use loads scipy (see analysis/__init__).
     return stats.analyze(config, aggregates, sequential=mode == "sequential")
 

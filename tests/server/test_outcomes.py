@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from serverproc import Server
 
 from banyan._record import Score, UsageRecord
 from banyan.server import _db
 
-from .helpers import body, call, post_batch, record, schema_4_database, unique
+from .helpers import body, call, create_prompt, post_batch, record, schema_4_database, unique
 
 
 def _score(value: Any, **fields: Any) -> Score:
@@ -63,3 +64,38 @@ def test_a_score_is_not_a_log(shared_server: Server) -> None:
     score = _score(2.5, name="rating")
     assert post_batch(shared_server, body([score])).json()["accepted"] == 1
     assert score.id not in call(shared_server, "GET", "/api/v2/logs/ids").json()["ids"]
+
+
+def test_results_show_usage_cost_and_every_score_against_control(shared_server: Server) -> None:
+    """The results JSON has tokens, cost and each score per variant, with differences."""
+    prompt = unique("outcomes")
+    create_prompt(shared_server, prompt, "one", "two")
+    variants = [{"version": "1", "percentage": 50}, {"version": "2", "percentage": 50}]
+    exp = call(shared_server, "POST", "/api/v2/experiments",
+               json={"prompt": prompt, "variants": variants}).json()  # fmt: skip
+    ids = [v["id"] for v in exp["variants"]]
+    items: list[Any] = []
+    for i in range(40):
+        variant, user = ids[i % 2], f"user-{i}"
+        rid = unique("rec")
+        where = {"experiment_id": exp["id"], "experiment_version_id": variant, "sticky_value": user}
+        items.append(UsageRecord(**{**msgspec.structs.asdict(record(rid, **where)),
+                                    "input_tokens": 100 + i % 2 * 50, "output_tokens": 10,
+                                    "cost": 0.01 * (1 + i % 2) + 0.0001 * (i % 7)}))  # fmt: skip
+        items.append(_score(i % 4 == 1, **where))
+        by_record = {"experiment_id": None, "experiment_version_id": None, "sticky_value": None}
+        items.append(_score("good" if i % 3 else "bad", name="verdict", record_id=rid, **by_record))
+    assert post_batch(shared_server, body(items)).json()["accepted"] == 120
+    found = call(shared_server, "GET", f"/api/v2/experiments/{exp['id']}/results").json()
+    control, treatment = found["variants"]
+    assert set(control["metrics"]) >= {"latency_ms", "input_tokens", "output_tokens", "cost_usd",
+                                       "score:accepted", "score:verdict=good"}  # fmt: skip
+    assert control["metrics"]["input_tokens"]["value"] == 100.0
+    assert treatment["metrics"]["input_tokens"]["value"] == 150.0
+    assert treatment["metrics"]["score:accepted"] == {**treatment["metrics"]["score:accepted"],
+        "kind": "proportion", "subjects": 20, "value": 0.5}  # fmt: skip
+    assert control["metrics"]["score:accepted"]["value"] == 0.0
+    assert treatment["metrics"]["score:verdict=good"]["subjects"] == 20
+    difference = treatment["versus_control"]["cost_usd"]
+    assert difference["absolute"] == pytest.approx(0.01, abs=1e-3)
+    assert difference["significant"] is True

@@ -16,6 +16,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from banyan.server.analysis._inputs import LatencySummary, MetricSummary, VariantAggregate
+from banyan.server.analysis._outcomes import (
+    RECORD_METRICS,
+    SCORE_PREFIX,
+    USAGE,
+    score_metrics,
+    sqlite_outcomes,
+    with_scores,
+)
 from banyan.server.analysis._results import (
     Bounds,
     Difference,
@@ -29,8 +37,11 @@ from banyan.server.analysis._sqlite import LATENCY, Metric, sqlite_aggregates, s
 
 __all__ = [
     "LATENCY",
+    "RECORD_METRICS",
+    "SCORE_PREFIX",
     "SRM_THRESHOLD",
     "TAU",
+    "USAGE",
     "Bounds",
     "Difference",
     "LatencySummary",
@@ -43,8 +54,11 @@ __all__ = [
     "VariantAggregate",
     "VariantResult",
     "analyze",
+    "score_metrics",
     "sqlite_aggregates",
+    "sqlite_outcomes",
     "subject_query",
+    "with_scores",
 ]
 
 
