@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -70,8 +70,11 @@ SELECT variant, name, category, COUNT(*), TOTAL(r) FROM (
 ) AS per_subject GROUP BY variant, name, category
 """
 
-#: Runs one statement with its arguments and returns every row.
-Fetch = Callable[[str, Sequence[Any]], Iterable[Sequence[Any]]]
+#: The statements whose rows ``scores_from`` reads, in its argument order; each binds
+#: ``score_args(project_id, exp_id)``.
+SCORE_QUERIES = (NUMBERS, RATERS, CATEGORIES)
+#: Rows of one statement.
+Rows = Iterable[Sequence[Any]]
 #: Per variant id, per metric name, its summary.
 ByVariant = dict[str, dict[str, MetricSummary]]
 
@@ -81,20 +84,30 @@ def postgres(statement: str) -> str:
     return statement.replace("?", "%s").replace("TOTAL(", "SUM(")
 
 
-def score_metrics(fetch: Fetch, project_id: str, exp_id: str) -> ByVariant:
-    """Every score of the experiment as metrics per variant (see docs/statistics.md)."""
-    args = (project_id, exp_id) * 2
+def score_args(project_id: str, exp_id: str) -> tuple[str, ...]:
+    """The arguments of each of SCORE_QUERIES."""
+    return (project_id, exp_id) * 2
+
+
+def scores_from(numbers: Rows, raters: Rows, categories: Rows) -> ByVariant:
+    """Every score of the experiment as metrics per variant, from SCORE_QUERIES' rows."""
     found: ByVariant = defaultdict(dict)
-    _numbers(found, fetch(NUMBERS, args))
-    _categories(found, fetch(RATERS, args), fetch(CATEGORIES, args))
+    _numbers(found, numbers)
+    _categories(found, raters, categories)
     return found
+
+
+def score_metrics(conn: sqlite3.Connection, project_id: str, exp_id: str) -> ByVariant:
+    """Every score of the experiment as metrics per variant (see docs/statistics.md)."""
+    args = score_args(project_id, exp_id)
+    return scores_from(*(conn.execute(query, args) for query in SCORE_QUERIES))
 
 
 def _summary(n: Any, total: Any, squares: Any, records: Any, kind: MetricKind) -> MetricSummary:
     return MetricSummary(int(n), float(total or 0), float(squares or 0), int(records or 0), kind)
 
 
-def _numbers(found: ByVariant, rows: Iterable[Sequence[Any]]) -> None:
+def _numbers(found: ByVariant, rows: Rows) -> None:
     rows = list(rows)
     kinds: dict[str, set[str]] = defaultdict(set)
     for _, name, kind, *_ in rows:
@@ -106,9 +119,7 @@ def _numbers(found: ByVariant, rows: Iterable[Sequence[Any]]) -> None:
         found[variant][label] = _summary(n, total, squares, records, metric)
 
 
-def _categories(
-    found: ByVariant, raters: Iterable[Sequence[Any]], rows: Iterable[Sequence[Any]]
-) -> None:
+def _categories(found: ByVariant, raters: Rows, rows: Rows) -> None:
     """One proportion per category: of the variant's subjects who gave that score any
     category, those who gave this one (0 where none did)."""
     rated = {(variant, name): int(n) for variant, name, n in raters}
@@ -145,4 +156,4 @@ def sqlite_outcomes(
 ) -> list[VariantAggregate]:
     """One experiment's aggregates from SQLite: latency, usage and cost, and its scores."""
     aggregates = sqlite_aggregates(conn, project_id, exp_id, RECORD_METRICS)
-    return with_scores(aggregates, score_metrics(conn.execute, project_id, exp_id))
+    return with_scores(aggregates, score_metrics(conn, project_id, exp_id))

@@ -23,6 +23,7 @@ from banyan import _routing
 from banyan.server import _auth, _db, _experiments, _legacy, _logs, _prompts
 from banyan.server._http import HTTPError
 from banyan.server._ingest import Decoded
+from banyan.server.analysis import VariantAggregate, sqlite_outcomes
 from banyan.server.store import (
     Bootstrap,
     Conflict,
@@ -309,6 +310,10 @@ class SqliteStore:
     async def result_rows(self, project_id: str, exp_id: str) -> list[ResultRow]:
         """(experiment_version_id, duration_ms, model) of one experiment's logs."""
         return await self._read(_result_rows, project_id, exp_id)
+
+    async def result_aggregates(self, project_id: str, exp_id: str) -> list[VariantAggregate]:
+        """Latency, usage, cost and score sums per variant (analysis.sqlite_outcomes)."""
+        return await self._read(sqlite_outcomes, project_id, exp_id)
 
     async def prune(self, before: float) -> None:
         """Delete logs older than ``before``, PRUNE_CHUNK rows per writer transaction."""

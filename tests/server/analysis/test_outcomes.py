@@ -76,7 +76,7 @@ def test_scores_attributed_by_subject_or_by_record(conn: sqlite3.Connection) -> 
         ("rating", "number", 9.0, None, "gone", None, None, None),  # no such record
         ("rating", "number", 9.0, None, None, "other", "v0", "alice"),  # another experiment
     ])  # fmt: skip
-    found = score_metrics(conn.execute, "p", "e")
+    found = score_metrics(conn, "p", "e")
     # alice's mean is 3, bob's 5.
     assert found["v0"]["score:rating"] == MetricSummary(2, 8.0, 34.0, 3)
     assert found["v1"]["score:rating"] == MetricSummary(1, 1.0, 1.0, 1)
@@ -89,7 +89,7 @@ def test_a_boolean_score_is_a_proportion_of_subjects(conn: sqlite3.Connection) -
         ("accepted", "boolean", 1.0, None, None, "e", "v0", "alice"),
         ("accepted", "boolean", 0.0, None, None, "e", "v0", "bob"),
     ])  # fmt: skip
-    found = score_metrics(conn.execute, "p", "e")["v0"]["score:accepted"]
+    found = score_metrics(conn, "p", "e")["v0"]["score:accepted"]
     assert found == MetricSummary(2, 1.0, 1.0, 3, "proportion")
 
 
@@ -97,7 +97,7 @@ def test_a_name_given_as_number_and_boolean_is_two_metrics(conn: sqlite3.Connect
     """One name with two kinds is reported per kind, so neither is mistaken for the other."""
     scores(conn, [("mixed", "boolean", 1.0, None, None, "e", "v0", "a"),
                   ("mixed", "number", 7.0, None, None, "e", "v1", "b")])  # fmt: skip
-    found = score_metrics(conn.execute, "p", "e")
+    found = score_metrics(conn, "p", "e")
     assert found["v0"]["score:mixed:boolean"].kind == "proportion"
     assert found["v1"]["score:mixed:number"].kind == "mean"
 
@@ -110,7 +110,7 @@ def test_categories_are_proportions_of_the_subjects_who_rated(conn: sqlite3.Conn
         ("verdict", "category", None, "bad", None, "e", "v0", "bob"),
         ("verdict", "category", None, "good", None, "e", "v1", "carol"),
     ])  # fmt: skip
-    found = score_metrics(conn.execute, "p", "e")
+    found = score_metrics(conn, "p", "e")
     assert found["v0"]["score:verdict=good"] == MetricSummary(2, 1.0, 1.0, 1, "proportion")
     assert found["v0"]["score:verdict=bad"] == MetricSummary(2, 2.0, 2.0, 2, "proportion")
     # carol never said "bad": 0 of 1, not absent.
@@ -122,7 +122,7 @@ def test_only_the_most_given_categories_are_reported(conn: sqlite3.Connection) -
     rows = [("tag", "category", None, f"c{i:03}", None, "e", "v0", f"u{j}")
             for i in range(MAX_CATEGORIES + 5) for j in range(i + 1)]  # fmt: skip
     scores(conn, rows)
-    names = set(score_metrics(conn.execute, "p", "e")["v0"])
+    names = set(score_metrics(conn, "p", "e")["v0"])
     assert len(names) == MAX_CATEGORIES
     assert "score:tag=c024" in names
     assert "score:tag=c000" not in names
