@@ -7,17 +7,22 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import pytest
+from scipy import stats  # type: ignore[import-untyped]
 
 from banyan.server import _db
 from banyan.server.analysis import (
     MetricSummary,
     VariantAggregate,
+    analyze,
     score_metrics,
     sqlite_outcomes,
     with_scores,
 )
 from banyan.server.analysis._outcomes import MAX_CATEGORIES
+
+from .sim import experiment
 
 _serial = itertools.count()
 
@@ -42,6 +47,11 @@ def logs(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
 
 def scores(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
     """(name, kind, value, category, record_id, experiment_id, variant, subject) scores."""
+    with _db.transaction(conn):
+        _insert_scores(conn, rows)
+
+
+def _insert_scores(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
     conn.executemany(
         "INSERT INTO scores (project_id, id, ts, name, kind, value, category, record_id,"
         " experiment_id, experiment_version_id, subject, record)"
@@ -135,3 +145,48 @@ def test_a_variant_seen_only_in_scores_gets_an_aggregate() -> None:
                                                         "v9": {"score:a": summary}})  # fmt: skip
     assert [(a.variant_id, a.subjects, list(a.metrics)) for a in merged] == [
         ("v0", 3, ["score:a"]), ("v9", 0, ["score:a"])]  # fmt: skip
+
+
+def _scores_of(rng: np.random.Generator, exp: str, subjects: int, p: float) -> list[Any]:
+    """1 or 2 boolean scores per subject of each arm of ``exp``, each true with ``p``."""
+    rows = []
+    for arm, subject in itertools.product(("v0", "v1"), range(subjects)):
+        for value in rng.random(rng.integers(1, 3)) < p:
+            rows.append(("accepted", "boolean", float(value), None, None, exp, arm, f"u{subject}"))
+    return rows
+
+
+def test_aa_experiments_on_a_boolean_score_flag_five_percent(conn: sqlite3.Connection) -> None:
+    """1,000 A/A experiments of boolean scores, through the SQL: significant in 5 % +- 1.5 %."""
+    rng = np.random.default_rng(1818)
+    runs = 1000
+    for run in range(runs):
+        scores(conn, _scores_of(rng, f"e{run}", 100, 0.25))
+    flagged = 0
+    for run in range(runs):
+        aggs = with_scores([], score_metrics(conn, "p", f"e{run}"))
+        found = analyze(experiment(5000, 5000), aggs).variants[1]
+        flagged += found.versus_control["score:accepted"].significant
+    assert 0.035 <= flagged / runs <= 0.065, flagged
+
+
+def test_score_differences_match_scipy_on_fixed_data(conn: sqlite3.Connection) -> None:
+    """Per-subject score values through the SQL give scipy's Welch and chi-square p-values."""
+    rng = np.random.default_rng(7)
+    rows, means, converted = [], {"v0": [], "v1": []}, {"v0": [], "v1": []}
+    for arm, subject in itertools.product(("v0", "v1"), range(60)):
+        ratings = rng.normal(3.0 if arm == "v0" else 3.4, 1.0, rng.integers(1, 5))
+        flags = rng.random(len(ratings)) < (0.3 if arm == "v0" else 0.45)
+        means[arm].append(ratings.mean())
+        converted[arm].append(bool(flags.any()))
+        where = (None, None, "e", arm, f"{arm}-{subject}")
+        rows += [("rating", "number", float(r), *where) for r in ratings]
+        rows += [("ok", "boolean", float(f), *where) for f in flags]
+    scores(conn, rows)
+    result = analyze(experiment(5000, 5000), with_scores([], score_metrics(conn, "p", "e")))
+    versus = result.variants[1].versus_control
+    welch = stats.ttest_ind(means["v1"], means["v0"], equal_var=False)
+    assert versus["score:rating"].p_value == pytest.approx(welch.pvalue, rel=1e-9)
+    table = [[sum(converted[a]), len(converted[a]) - sum(converted[a])] for a in ("v0", "v1")]
+    chi2 = stats.chi2_contingency(table, correction=False)
+    assert versus["score:ok"].p_value == pytest.approx(chi2.pvalue, rel=1e-9)
