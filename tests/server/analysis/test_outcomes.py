@@ -173,11 +173,13 @@ def test_aa_experiments_on_a_boolean_score_flag_five_percent(conn: sqlite3.Conne
 def test_score_differences_match_scipy_on_fixed_data(conn: sqlite3.Connection) -> None:
     """Per-subject score values through the SQL give scipy's Welch and chi-square p-values."""
     rng = np.random.default_rng(7)
-    rows, means, converted = [], {"v0": [], "v1": []}, {"v0": [], "v1": []}
+    rows: list[tuple[Any, ...]] = []
+    means: dict[str, list[float]] = {"v0": [], "v1": []}
+    converted: dict[str, list[bool]] = {"v0": [], "v1": []}
     for arm, subject in itertools.product(("v0", "v1"), range(60)):
         ratings = rng.normal(3.0 if arm == "v0" else 3.4, 1.0, rng.integers(1, 5))
         flags = rng.random(len(ratings)) < (0.3 if arm == "v0" else 0.45)
-        means[arm].append(ratings.mean())
+        means[arm].append(float(ratings.mean()))
         converted[arm].append(bool(flags.any()))
         where = (None, None, "e", arm, f"{arm}-{subject}")
         rows += [("rating", "number", float(r), *where) for r in ratings]
