@@ -46,13 +46,30 @@ FROM scores s JOIN logs l ON l.project_id = s.project_id AND l.id = s.record_id
 WHERE s.project_id = ? AND s.experiment_id IS NULL AND l.experiment_id = ?
     AND l.subject IS NOT NULL
 """
+_ANY = "MAX(CASE WHEN value != 0 THEN 1 ELSE 0 END)"
+#: Per (variant, subject, name, kind) of numbers and booleans: count, sum and any-true, from
+#: each way of attribution apart. The first groups in the order of its covering index
+#: (streamed, no sort); only these partial rows, about one per subject, are sorted after.
+_PARTS = f"""
+SELECT experiment_version_id AS variant, subject, name, kind, COUNT(*) AS r,
+       TOTAL(value) AS total, {_ANY} AS hit
+FROM scores WHERE project_id = ? AND experiment_id = ? AND subject IS NOT NULL
+    AND kind != 'category'
+GROUP BY experiment_version_id, subject, name, kind
+UNION ALL
+SELECT l.experiment_version_id, l.subject, s.name, s.kind, COUNT(*), TOTAL(s.value),
+       {_ANY.replace("value", "s.value")}
+FROM scores s JOIN logs l ON l.project_id = s.project_id AND l.id = s.record_id
+WHERE s.project_id = ? AND s.experiment_id IS NULL AND s.kind != 'category'
+    AND l.experiment_id = ? AND l.subject IS NOT NULL
+GROUP BY l.experiment_version_id, l.subject, s.name, s.kind
+"""
 #: Numbers (mean per subject) and booleans (1 when any is true), per variant and name.
 NUMBERS = f"""
 SELECT variant, name, kind, COUNT(*), TOTAL(m), TOTAL(m * m), TOTAL(r) FROM (
-    SELECT variant, name, kind, COUNT(*) AS r, CASE kind WHEN 'boolean'
-        THEN MAX(CASE WHEN value != 0 THEN 1 ELSE 0 END) ELSE AVG(value) END AS m
-    FROM ({_SCORED}) AS scored WHERE kind != 'category'
-    GROUP BY variant, name, kind, subject
+    SELECT variant, name, kind, SUM(r) AS r,
+           CASE kind WHEN 'boolean' THEN MAX(hit) ELSE TOTAL(total) / SUM(r) END AS m
+    FROM ({_PARTS}) AS parts GROUP BY variant, name, kind, subject
 ) AS per_subject GROUP BY variant, name, kind
 """
 #: Per variant and categorical score: the subjects that gave any category.

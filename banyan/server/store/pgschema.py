@@ -146,9 +146,10 @@ CREATE TABLE scores (
     PRIMARY KEY (project_id, id)
 );
 CREATE INDEX scores_experiment_subjects
-    ON scores (project_id, experiment_id, name, experiment_version_id, subject)
-    INCLUDE (value, category) WHERE experiment_id IS NOT NULL;
-CREATE INDEX scores_of_records ON scores (project_id, record_id) WHERE experiment_id IS NULL;
+    ON scores (project_id, experiment_id, experiment_version_id, subject)
+    INCLUDE (name, kind, value, category) WHERE experiment_id IS NOT NULL;
+CREATE INDEX scores_of_records ON scores (project_id, record_id)
+    INCLUDE (name, kind, value, category) WHERE experiment_id IS NULL;
 CREATE INDEX scores_ts ON scores (ts);
 """
 
