@@ -7,7 +7,7 @@ import itertools
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,18 @@ def create_prompt(server: Server, name: str, *contents: str, key: str | None = N
             server, "POST", f"/api/v2/prompts/{name}/versions", key, json={"content": content}
         )
         assert response.status_code == 201, response.text
+
+
+def upgraded(
+    path: Path, old: Callable[[Path], contextlib.closing[sqlite3.Connection]]
+) -> contextlib.closing[sqlite3.Connection]:
+    """A database made by ``old`` (with one log row), upgraded by the server; a connection."""
+    with old(path) as conn:
+        conn.execute("INSERT INTO logs (project_id, id, ts, record) VALUES ('p', 'r', 0, x'')")
+    _db.Database(path).close()
+    conn = _db.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == _db.SCHEMA_VERSION
+    return contextlib.closing(conn)
 
 
 def schema_4_database(path: Path) -> contextlib.closing[sqlite3.Connection]:

@@ -13,7 +13,16 @@ from serverproc import Server
 from banyan._record import Score, UsageRecord
 from banyan.server import _db
 
-from .helpers import body, call, create_prompt, post_batch, record, schema_4_database, unique
+from .helpers import (
+    body,
+    call,
+    create_prompt,
+    post_batch,
+    record,
+    schema_4_database,
+    unique,
+    upgraded,
+)
 
 
 def _score(value: Any, **fields: Any) -> Score:
@@ -24,12 +33,7 @@ def _score(value: Any, **fields: Any) -> Score:
 
 def test_schema_4_database_gains_usage_columns_and_scores(tmp_path: Path) -> None:
     """A schema 4 database is upgraded in place: logs keep their rows, scores appear."""
-    path = tmp_path / "v4.db"
-    with schema_4_database(path) as conn:
-        conn.execute("INSERT INTO logs (project_id, id, ts, record) VALUES ('p', 'r', 0, x'')")
-    _db.Database(path).close()
-    with contextlib.closing(_db.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == _db.SCHEMA_VERSION
+    with upgraded(tmp_path / "v4.db", schema_4_database) as conn:
         rows = conn.execute("SELECT id, input_tokens, output_tokens, cost FROM logs").fetchall()
         assert rows == [("r", None, None, None)]
         assert conn.execute("SELECT count(*) FROM scores").fetchone() == (0,)
