@@ -168,9 +168,8 @@ def test_aa_experiments_on_a_boolean_score_flag_five_percent(conn: sqlite3.Conne
     flagged = 0
     for run in range(runs):
         # The statement of numbers and booleans only: no category was sent.
-        found = scores_from(conn.execute(NUMBERS, score_args("p", f"e{run}")), [], [])
-        aggs = with_scores([], found)
-        found = analyze(experiment(5000, 5000), aggs).variants[1]
+        sums = scores_from(conn.execute(NUMBERS, score_args("p", f"e{run}")), [], [])
+        found = analyze(experiment(5000, 5000), with_scores([], sums)).variants[1]
         flagged += found.versus_control["score:accepted"].significant
     assert 0.035 <= flagged / runs <= 0.065, flagged
 
