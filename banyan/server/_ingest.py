@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import sys
 import zlib
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ from typing import Annotated, Any, cast
 
 import msgspec
 
-from banyan._record import MAX_ID_LENGTH, MAX_NAME_LENGTH, SCORE, Record, Score, UsageRecord, encode
+from banyan._record import MAX_ID_LENGTH, SCORE, Record, Score, UsageRecord
 from banyan._usage import MAX_TOKENS
 from banyan._wire import (
     JSON,
@@ -31,29 +30,11 @@ from banyan._wire import (
     Rejected,
     msgpack_array_header,
 )
+from banyan.server import _rules
 from banyan.server._http import HTTPError
 from banyan.server._repeats import UNDECODABLE, repeated_key
+from banyan.server._rules import COLUMN_NAMES, COLUMNS, NULL, SCORE_COLUMNS, Blob
 
-#: A logs row but its project_id and subject: the indexed Record fields, the record last.
-Row = tuple[Any, ...]
-#: A record's MessagePack encoding, as bytes or a slice of the batch body.
-Blob = bytes | msgspec.Raw
-#: Values in a Row.
-COLUMNS = 13
-#: A Row's columns but the record, by name (the record, a blob, is the last value).
-COLUMN_NAMES = (
-    "id", "ts", "prompt_name", "version", "branch_name", "model", "duration_ms",
-    "experiment_id", "experiment_version_id", "input_tokens", "output_tokens", "cost",
-)  # fmt: skip
-#: A scores row but its project_id, by name; the record follows.
-SCORE_COLUMN_NAMES = (
-    "id", "ts", "name", "kind", "value", "category", "record_id",
-    "experiment_id", "experiment_version_id", "subject",
-)  # fmt: skip
-#: Values in a scores row (the record last).
-SCORE_COLUMNS = len(SCORE_COLUMN_NAMES) + 1
-#: Binds as SQL NULL (see _rows).
-NULL = math.nan
 #: Records decoded at a time on the fast path: their strings are freed, and their
 #: memory reused, while it is still in cache (a 10,000-record batch allocates ~25 MB).
 CHUNK = 256
@@ -71,9 +52,6 @@ TOO_DEEP = "nested too deeply for the decoder"
 def undecodable(exc: BaseException) -> str:
     """The reason given for one of ``UNDECODABLE``: the decoder's, or ours for too deep."""
     return TOO_DEEP if isinstance(exc, RecursionError) else str(exc)
-
-
-isfinite = math.isfinite
 
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
@@ -382,129 +360,27 @@ def to_rows(records: Sequence[Element], blobs: Sequence[Blob] | None = None) -> 
 
     ``blobs`` holds each record's MessagePack; without it records are encoded here.
     """
-    if blobs is not None and _all_good(records):
+    if blobs is not None and _rules.all_good(records):
         good = cast("list[Record]", records)
-        rows = _rows(good, blobs)
+        rows = _rules.rows(good, blobs)
         values = [value for row in rows for value in row]
-        return Decoded(values, range(len(rows)), subjects=list(map(_subject, good)))
+        return Decoded(values, range(len(rows)), subjects=list(map(_rules.subject, good)))
     out, indexes = Decoded(), []
     for index, record in enumerate(records):
         if isinstance(record, Rejected):
             out.rejected.append(record)
             continue
-        problem = _score_problem(record) if isinstance(record, Score) else _problem(record)
-        blob = Rejected(index, problem) if problem else _blob(record, index, blobs)
+        score = isinstance(record, Score)
+        problem = _rules.score_problem(record) if score else _rules.problem(record)  # type: ignore[arg-type]
+        blob = Rejected(index, problem) if problem else _rules.blob(record, index, blobs)
         if isinstance(blob, Rejected):
             out.rejected.append(blob)
         elif isinstance(record, Score):
-            out.scores.extend(_score_row(record, blob))
+            out.scores.extend(_rules.score_row(record, blob))
             out.score_indexes.append(index)
         else:
-            out.values.extend(_rows([record], [blob])[0])
-            out.subjects.append(_subject(record))
+            out.values.extend(_rules.rows([record], [blob])[0])
+            out.subjects.append(_rules.subject(record))
             indexes.append(index)
     out.indexes = indexes
     return out
-
-
-def _all_good(records: Sequence[Element]) -> bool:
-    return not any(type(r) not in _RECORDS or _problem(r) for r in records)  # type: ignore[arg-type]
-
-
-_RECORDS = (Record, UsageRecord)
-
-
-def _null(value: Any) -> Any:
-    return NULL if value is None else value
-
-
-def _rows(records: Sequence[Record], blobs: Sequence[Blob]) -> list[Row]:
-    # Python's sqlite3 sends None, bytes and Raw through its adapter lookup
-    # (~0.5 us each) but binds NaN (as NULL) and bytearray directly.
-    return [
-        (
-            r.id, r.ts,
-            NULL if r.prompt_name is None else r.prompt_name,
-            NULL if r.version is None else r.version,
-            NULL if r.branch_name is None else r.branch_name,
-            NULL if r.model is None else r.model,
-            NULL if r.duration_ms is None else r.duration_ms,
-            NULL if r.experiment_id is None else r.experiment_id,
-            NULL if r.experiment_version_id is None else r.experiment_version_id,
-            *(_usage(r) if type(r) is UsageRecord else _NO_USAGE),
-            bytearray(blob),
-        )
-        for r, blob in zip(records, blobs, strict=True)
-    ]  # fmt: skip
-
-
-_NO_USAGE = (NULL, NULL, NULL)
-
-
-def _usage(r: UsageRecord) -> tuple[Any, Any, Any]:
-    return _null(r.input_tokens), _null(r.output_tokens), _null(r.cost)
-
-
-def _subject(r: Record) -> Any:
-    return NULL if r.sticky_value is None else r.sticky_value
-
-
-def _problem(r: Record) -> str | None:
-    if not r.id or len(r.id) > MAX_ID_LENGTH:
-        return f"id must be 1 to {MAX_ID_LENGTH} characters long"
-    if not isfinite(r.ts):
-        return "ts must be a finite number"
-    if r.duration_ms is not None and not isfinite(r.duration_ms):
-        return "duration_ms must be a finite number"
-    return _usage_problem(r) if type(r) is UsageRecord else None
-
-
-def _usage_problem(r: UsageRecord) -> str | None:
-    for name in ("input_tokens", "output_tokens", "cached_input_tokens"):
-        count = getattr(r, name)
-        if count is not None and not 0 <= count <= MAX_TOKENS:
-            return f"{name} must be a whole number from 0 to {MAX_TOKENS}"
-    if r.cost is not None and not (isfinite(r.cost) and r.cost >= 0):
-        return "cost must be a finite number >= 0 (US dollars)"
-    return None
-
-
-def _score_problem(s: Score) -> str | None:
-    if not s.id or len(s.id) > MAX_ID_LENGTH:
-        return f"id must be 1 to {MAX_ID_LENGTH} characters long"
-    if not isfinite(s.ts):
-        return "ts must be a finite number"
-    if not 0 < len(s.name) <= MAX_NAME_LENGTH:
-        return f"name must be 1 to {MAX_NAME_LENGTH} characters long"
-    if isinstance(s.value, str) and not 0 < len(s.value) <= MAX_NAME_LENGTH:
-        return f"a category must be 1 to {MAX_NAME_LENGTH} characters long"
-    if isinstance(s.value, float) and not isfinite(s.value):
-        return "a number value must be finite"
-    if s.record_id is not None and not 0 < len(s.record_id) <= MAX_ID_LENGTH:
-        return f"record_id must be 1 to {MAX_ID_LENGTH} characters long"
-    if s.record_id is None and None in (s.experiment_id, s.experiment_version_id, s.sticky_value):
-        return "a score needs record_id, or experiment_id, experiment_version_id and sticky_value"
-    return None
-
-
-def _score_row(s: Score, blob: Blob) -> Row:
-    value = s.value
-    kind, number, category = (
-        ("boolean", float(value), NULL) if isinstance(value, bool)
-        else ("category", NULL, value) if isinstance(value, str)
-        else ("number", value, NULL)
-    )  # fmt: skip
-    return (
-        s.id, s.ts, s.name, kind, number, category, _null(s.record_id), _null(s.experiment_id),
-        _null(s.experiment_version_id), _null(s.sticky_value), bytearray(blob),
-    )  # fmt: skip
-
-
-def _blob(record: Record | Score, index: int, blobs: Sequence[Blob] | None) -> Blob | Rejected:
-    if blobs is not None:
-        return blobs[index]
-    # JSON bodies and the 1.0.1 endpoint: JSON integers may exceed MessagePack's 64 bits.
-    try:
-        return encode(record)
-    except (msgspec.EncodeError, OverflowError, RecursionError, TypeError, ValueError) as exc:
-        return Rejected(index, f"record cannot be stored as MessagePack: {exc}")

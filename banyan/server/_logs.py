@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from banyan._wire import BATCH_ID_HEADER, MAX_BATCH_BYTES, BatchResult, Rejected
-from banyan.server import _ingest
+from banyan.server import _ingest, _rules
 from banyan.server._http import HTTPError, Request, Response, json_response
 
 #: Rows per multi-row INSERT, largest first. One statement is one sqlite3_step,
@@ -19,7 +19,7 @@ from banyan.server._http import HTTPError, Request, Response, json_response
 #: stay below SQLite's 32,766.
 _SIZES = (1024, 256, 64, 16, 4, 1)
 #: A table row's values after the project id: a batch's columns, then the subject.
-_WIDTH = _ingest.COLUMNS + 1
+_WIDTH = _rules.COLUMNS + 1
 
 
 def _inserts(table: str, names: tuple[str, ...]) -> dict[int, str]:
@@ -29,8 +29,8 @@ def _inserts(table: str, names: tuple[str, ...]) -> dict[int, str]:
     return {size: head + ", ".join([row] * size) for size in _SIZES}
 
 
-_INSERTS = _inserts("logs", (*_ingest.COLUMN_NAMES, "record", "subject"))
-_SCORE_INSERTS = _inserts("scores", (*_ingest.SCORE_COLUMN_NAMES, "record"))
+_INSERTS = _inserts("logs", (*_rules.COLUMN_NAMES, "record", "subject"))
+_SCORE_INSERTS = _inserts("scores", (*_rules.SCORE_COLUMN_NAMES, "record"))
 _COUNT = """
 INSERT INTO ingest_counters (project_id, stored, duplicates, rejected, batches, single)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -69,7 +69,7 @@ def store(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded, sin
 
 def _table_rows(batch: _ingest.Decoded) -> list[Any]:
     """The batch's values with each record's subject after its columns (the table's order)."""
-    width = _ingest.COLUMNS
+    width = _rules.COLUMNS
     values: list[Any] = [None] * (batch.count * _WIDTH)
     # Strided copies run in C; the PostgreSQL engine reads batch.values as they are.
     for column in range(width):
@@ -90,7 +90,7 @@ def _insert(
 
 
 def _store_one_by_one(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded) -> int:
-    inserted, kept, subjects, width = 0, [], [], _ingest.COLUMNS
+    inserted, kept, subjects, width = 0, [], [], _rules.COLUMNS
     for n, index in enumerate(batch.indexes):
         row = batch.values[n * width : (n + 1) * width]
         try:
@@ -104,7 +104,7 @@ def _store_one_by_one(conn: sqlite3.Connection, project_id: str, batch: _ingest.
 
 
 def _scores_one_by_one(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded) -> int:
-    inserted, kept, indexes, width = 0, [], [], _ingest.SCORE_COLUMNS
+    inserted, kept, indexes, width = 0, [], [], _rules.SCORE_COLUMNS
     for n, index in enumerate(batch.score_indexes):
         row = batch.scores[n * width : (n + 1) * width]
         try:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from banyan._record import Record, Score, UsageRecord
 from banyan._wire import JSON, MSGPACK, Rejected, msgpack_array_header
-from banyan.server import _ingest
+from banyan.server import _ingest, _rules
 from banyan.server._http import HTTPError
 
 from .helpers import body, record
@@ -88,7 +88,7 @@ def test_explicit_nulls_and_integers_decode_as_the_record_path_does() -> None:
     assert decoded.values[:2] == ["n-1", 1.0]
     assert decoded.values[5] is None
     assert decoded.values[6] == 3.0
-    assert decoded.values[_ingest.COLUMNS + 2] == "p"
+    assert decoded.values[_rules.COLUMNS + 2] == "p"
     _same(decoded, _one_by_one(payload))
 
 
@@ -223,8 +223,8 @@ def test_usage_records_keep_the_fast_path_and_their_columns() -> None:
     payload = body(items)
     assert _ingest._valid_batch(payload, _raws(payload)) is not None
     decoded = _ingest.decode(payload, MSGPACK)
-    at = _ingest.COLUMN_NAMES.index
-    row = decoded.values[_ingest.COLUMNS : 2 * _ingest.COLUMNS]
+    at = _rules.COLUMN_NAMES.index
+    row = decoded.values[_rules.COLUMNS : 2 * _rules.COLUMNS]
     assert [_sql(row[at(n)]) for n in ("input_tokens", "output_tokens", "cost")] == [1, None, 0.5]
     assert math.isnan(decoded.values[at("input_tokens")])
     _same(decoded, _one_by_one(payload))
@@ -261,15 +261,15 @@ def test_scores_decode_beside_records_into_score_rows(kind: str) -> None:
     assert list(decoded.indexes) == [0, 4]
     assert decoded.score_indexes == [1, 2, 3]
     assert decoded.count == 5
-    rows = [decoded.scores[i : i + _ingest.SCORE_COLUMNS - 1]
-            for i in range(0, len(decoded.scores), _ingest.SCORE_COLUMNS)]  # fmt: skip
+    rows = [decoded.scores[i : i + _rules.SCORE_COLUMNS - 1]
+            for i in range(0, len(decoded.scores), _rules.SCORE_COLUMNS)]  # fmt: skip
     assert [tuple(map(_sql, row[2:7])) for row in rows] == [
         ("accepted", "boolean", 1.0, None, None),
         ("rating", "number", 4.0, None, None),
         ("verdict", "category", None, "good", "r-0"),
     ]
     assert [row[9] for row in rows] == ["u", "u", "u"]
-    blob = decoded.scores[_ingest.SCORE_COLUMNS - 1]
+    blob = decoded.scores[_rules.SCORE_COLUMNS - 1]
     assert msgspec.msgpack.decode(blob, type=Score) == items[1]
 
 
@@ -297,3 +297,12 @@ def test_a_bad_score_is_rejected_by_index(item: Any, reason: str) -> None:
     assert [r.index for r in decoded.rejected] == [1]
     assert reason in decoded.rejected[0].error
     assert list(decoded.indexes) == [0, 2]
+
+
+def test_a_json_record_without_usage_is_stored_as_the_client_encodes_it() -> None:
+    """Re-encoded from JSON, a record without usage keeps Record's map (fixmap header)."""
+    plain, used = record("j-1", model="m"), _usage_record("j-2", cost=0.25)
+    decoded = _ingest.decode(msgspec.json.encode([plain, used]), JSON)
+    blobs = decoded.values[_rules.COLUMNS - 1 :: _rules.COLUMNS]
+    assert bytes(blobs[0]) == msgspec.msgpack.encode(plain)
+    assert bytes(blobs[1]) == msgspec.msgpack.encode(used)

@@ -26,7 +26,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from banyan._wire import Rejected
-from banyan.server._ingest import COLUMN_NAMES, COLUMNS, SCORE_COLUMN_NAMES, SCORE_COLUMNS, Decoded
+from banyan.server._ingest import Decoded
+from banyan.server._rules import COLUMN_NAMES, COLUMNS, SCORE_COLUMN_NAMES, SCORE_COLUMNS
 from banyan.server.store import Conflict, StoreUnavailable, pgschema, redact
 from banyan.server.store.pgcatalog import Catalog
 from banyan.server.store.pgexperiments import Experiments
