@@ -37,20 +37,17 @@ log = logging.getLogger("banyan.server")
 
 #: Counter rows per project; a batch adds to the one of its backend (pid % shards).
 COUNTER_SHARDS = 16
-#: A staged row: a batch's columns (the record last), then the subject.
-_LOG_TYPES = {
+#: The PostgreSQL type of each staged column; the orders are _rules' (one source).
+_TYPES = {
     "id": "text", "ts": "float8", "prompt_name": "text", "version": "text",
     "branch_name": "text", "model": "text", "duration_ms": "float8", "experiment_id": "text",
     "experiment_version_id": "text", "input_tokens": "int8", "output_tokens": "int8",
-    "cost": "float8", "record": "bytea", "subject": "text",
+    "cost": "float8", "record": "bytea", "subject": "text", "name": "text", "kind": "text",
+    "value": "float8", "category": "text", "record_id": "text",
 }  # fmt: skip
-_SCORE_TYPES = {
-    "id": "text", "ts": "float8", "name": "text", "kind": "text", "value": "float8",
-    "category": "text", "record_id": "text", "experiment_id": "text",
-    "experiment_version_id": "text", "subject": "text", "record": "bytea",
-}  # fmt: skip
-assert [*_LOG_TYPES] == [*COLUMN_NAMES, "record", "subject"]
-assert [*_SCORE_TYPES] == [*SCORE_COLUMN_NAMES, "record"]
+#: A staged logs row: a batch's columns (the record last), then the subject.
+_LOG_TYPES = {name: _TYPES[name] for name in (*COLUMN_NAMES, "record", "subject")}
+_SCORE_TYPES = {name: _TYPES[name] for name in (*SCORE_COLUMN_NAMES, "record")}
 
 
 def _stage(table: str, types: dict[str, str]) -> str:
