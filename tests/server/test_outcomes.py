@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ import pytest
 from serverproc import Server
 
 from banyan._record import Score, UsageRecord
-from banyan.server import _db
+from banyan._wire import MSGPACK
+from banyan.server import _db, _ingest, _logs, _rules
 
 from .helpers import (
     body,
@@ -103,3 +105,18 @@ def test_results_show_usage_cost_and_every_score_against_control(shared_server: 
     difference = treatment["versus_control"]["cost_usd"]
     assert difference["absolute"] == pytest.approx(0.01, abs=1e-3)
     assert difference["significant"] is True
+
+
+def test_a_row_sqlite_refuses_leaves_the_batch_scores_stored(tmp_path: Path) -> None:
+    """On the row-by-row path a refused score is rejected by index; records and scores stay."""
+    items: list[Any] = [record("ok-1"), _score(True, id="s-ok"), _score(False, id="s-bad")]
+    batch = _ingest.decode(body(items), MSGPACK)
+    batch.scores[_rules.SCORE_COLUMNS + 1] = 2**70  # ts of the second score: too big for SQLite
+    db = _db.Database(tmp_path / "t.db")
+    try:
+        inserted = asyncio.run(db.write(_logs.store, "prj_t", batch, 0))
+    finally:
+        db.close()
+    assert (inserted, batch.count) == (2, 2)
+    assert [(r.index, "cannot store" in r.error) for r in batch.rejected] == [(2, True)]
+    assert batch.score_indexes == [1]
