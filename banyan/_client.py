@@ -24,6 +24,7 @@ from banyan._config import DEFAULT_BASE_URL, Config, build
 from banyan._controls import Gate
 from banyan._delivery import MAX_RECORD_BYTES, Delivery
 from banyan._flusher import Flusher
+from banyan._ledger import Ledger
 from banyan._prompts import MISS, PromptData, Prompts, as_prompt, fallback_prompt
 from banyan._record import (
     SCRATCH_MAX,
@@ -41,7 +42,7 @@ from banyan._record import (
 from banyan._record import scratch as _scratch
 from banyan._spooldir import names as spool_names
 from banyan._spooling import Spooling, open_spool
-from banyan._stats import DropReason, Stats
+from banyan._stats import DropReason
 from banyan._transport import Transport
 from banyan._warn import debug_handler
 
@@ -141,7 +142,7 @@ class PromptStackLogger:
         # wipes; where nothing wipes pages it stays 0 and _check_pid asks getpid() instead).
         self._here = _fork.wiped_cell()
         self._here[0] = int(_fork.WIPES)
-        self._stats = Stats()
+        self._stats = Ledger()
         self._flush_mark = 0
         self._transport = Transport(config)
         self._delivery = Delivery(config, self._transport, self._stats)
@@ -150,8 +151,9 @@ class PromptStackLogger:
             spooling = Spooling(spool, config, self._transport, self._stats, self._delivery)
         self._spooling = spooling
         self._flusher = Flusher(
-            self._export,
+            self._delivery.deliver,
             self._export_failed,
+            ledger=self._stats,
             max_queue_bytes=config.max_queue_bytes,
             wake_records=config.batch_size,
             wake_bytes=config.wake_bytes,
@@ -169,10 +171,11 @@ class PromptStackLogger:
         self._credit = ring.credit
         self._append = ring.append
         self._push: Callable[[Encoded], bool] = ring.push
+        self._spool_add: Callable[[Encoded], DropReason | None] | None = None
         if spooling is not None:
             spooling.bind(self._flusher)
             if self._durable:
-                self._push = spooling.spool.append
+                self._spool_add = spooling.spool.add
         self._idle = not self._flusher.started
         self._next_id = self._ids.next
         controlled = config.sample_rate < 1.0 or config.before_send is not None
@@ -470,11 +473,17 @@ class PromptStackLogger:
         # full ring, after shutdown, in a forked child).
         if not self._here[0]:
             data = self._unforked(record, data)
-        if self._push(data):
+        refusal = None
+        if self._spool_add is not None:
+            refusal = self._spool_add(data)
+            kept = refusal is None
+        else:
+            kept = self._push(data)
+        if kept:
             if self._idle:
                 self._start()
             return True
-        return self._push_failed(data)
+        return self._push_failed(data, refusal)
 
     def _unforked(self, record: Record, data: Encoded) -> Encoded:
         # A forked child whose hooks did not run (uWSGI without its fork hooks) numbered
@@ -507,23 +516,21 @@ class PromptStackLogger:
             self._stats.drop_entry(DropReason.ENCODE_ERROR, exc)
             return None
 
-    def _push_failed(self, data: Encoded) -> bool:
-        ring = self._flusher.ring
+    def _push_failed(self, data: Encoded, refusal: DropReason | None) -> bool:
         if self._closed:
-            if not self._durable:
-                ring.reclassify()
             return self._stats.drop_entry(DropReason.CLOSED, "log_prompt called after shutdown()")
         spooling = self._spooling
-        if spooling is not None and self._durable:
-            kept = spooling.refused(data)
+        if spooling is not None and refusal is not None:
+            kept = spooling.refused(data, refusal)
             if kept and self._idle:
                 self._start()
             return kept
         if spooling is not None:
             return spooling.overflow(data)
+        ring = self._flusher.ring
         if len(data) > ring.max_bytes:
-            ring.reclassify()
             return self._stats.drop_entry(DropReason.TOO_LARGE, f"a {len(data)} byte record")
+        self._stats.drop(DropReason.QUEUE_FULL, entry=True)
         self._stats.warn_once(
             "queue-full",
             "banyan: the log queue is full (%d bytes); records are being dropped "
@@ -536,26 +543,13 @@ class PromptStackLogger:
         data = self._unforked(record, data)
         if self._closed:
             return self._stats.drop_entry(DropReason.CLOSED, "log_prompt called after shutdown()")
-        self._stats.add(direct=1)
         deadline = time.monotonic() + self._config.timeout * (self._config.max_retries + 1)
         return self._flusher.send_now([data], deadline)
 
     def _export_failed(self, records: list[Encoded], exc: BaseException) -> None:
-        self._stats.drop(DropReason.INTERNAL_ERROR, len(records), repr(exc))
+        # The ledger counts the batch's records the export did not account for.
+        self._stats.error(repr(exc))
         self._stats.warn_once("export", "banyan: internal error while sending logs: %r", exc)
-
-    def _export(
-        self, records: list[Encoded], deadline: float | None, stop: threading.Event
-    ) -> bool:
-        # What became of the batch is counted apart, then added unless shutdown() gave the
-        # batch up meanwhile (spooled or dropped it at its deadline). Then shutdown's account
-        # stands, so that each record counts once (a spooled copy is replayed later and
-        # acknowledged as a duplicate); what the server took meanwhile is only noted.
-        tally = self._stats.scratch()
-        ok = self._delivery.deliver(records, deadline, stop, tally)
-        if not self._flusher.claim(records, lambda: self._stats.merge(tally)):
-            self._stats.add(delivered_after_shutdown=tally.sent)
-        return ok
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Send everything logged so far; True when it was all delivered or spooled by ``timeout``.
@@ -599,7 +593,7 @@ class PromptStackLogger:
 
     def _lost_total(self) -> int:
         dropped = self._stats.dropped
-        lost = sum(dropped.values()) + self._flusher.ring.full - sum(dropped[r] for r in _CHOSEN)
+        lost = sum(dropped.values()) - sum(dropped[r] for r in _CHOSEN)
         if self._spooling is not None:
             lost += self._spooling.lost()
         return lost
@@ -653,25 +647,21 @@ class PromptStackLogger:
         if spooling is not None:
             spooling.replayer.stop()
         self._flusher.stop(max(0.0, deadline - time.monotonic()))
-        left = self._flusher.discard() + self._flusher.abandon()
+        self._flusher.discard()
+        left = self._flusher.abandon()
         if spooling is None:
-            if left:
-                self._stats.drop_undelivered(len(left), DropReason.SHUTDOWN, _AT_SHUTDOWN)
-            return delivered and not left
+            lost = self._stats.give_up(left, 0, DropReason.SHUTDOWN, _AT_SHUTDOWN)
+            return delivered and not lost
         if left:
-            spooling.keep(left, DropReason.SHUTDOWN, _AT_SHUTDOWN)
+            spooling.give_up(left, DropReason.SHUTDOWN, _AT_SHUTDOWN)
         spooling.hand_over()
         return self._lost_total() == mark
 
     def get_stats(self) -> Statistics:
         """Counters: ``logs_sent``, ``queue_size``, drops by reason and more."""
         self._check_pid()  # a child forked without the hooks reports its own, empty, ring
-        ring = self._flusher.ring
-        stats = self._stats.snapshot(
-            ring.pushed(), ring.full, len(ring), ring.bytes,
-            self._spooling.counts() if self._spooling is not None else None,
-        )  # fmt: skip
-        stats["in_flight"] = self._flusher.in_flight
+        spool = self._spooling.counts() if self._spooling is not None else None
+        stats = self._stats.view(self._flusher.ring, spool)
         stats["spool_handed_over"] = self._spool.handed_over if self._spool is not None else 0
         stats["prompt_cache"] = self._prompts.stats()
         return cast("Statistics", stats)

@@ -79,17 +79,14 @@ class Ring:
         self.bytes_out = 0
         #: Records ever taken out by a consumer.
         self.popped = 0
-        #: Records refused because the ring was full.
-        self.full = 0
 
     def push(self, item: Encoded) -> bool:
-        """Append ``item``; False (and counted in ``full``) when it does not fit."""
+        """Append ``item``; False when it does not fit (the caller counts why)."""
         size = len(item)
         with self._lock:
             self._settle()
             held = self.bytes_in - self.bytes_out + size
             if held > self.max_bytes:
-                self.full += 1
                 return False
             self.append(item)
             self.bytes_in += size
@@ -137,11 +134,6 @@ class Ring:
             self._settle()
             self._fast = False
             self.max_bytes = 0
-
-    def reclassify(self) -> None:
-        """Uncount one refusal from ``full``: the caller counts it under its real reason."""
-        with self._lock:
-            self.full -= 1
 
     def take(self, max_records: int, max_bytes: int) -> tuple[int, list[Encoded]]:
         """Remove the oldest records up to both limits (always at least one).
