@@ -199,3 +199,40 @@ def test_a_push_re_entered_from_a_signal_handler_keeps_the_byte_count(
     assert len(ring._items) == 5
     ring._settle()
     assert ring.bytes == sum(map(len, ring._items))
+
+
+def test_without_a_gil_no_credit_is_granted_and_threads_keep_every_record(
+    make_logger: MakeLogger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a free-threaded build with its GIL off (sys._is_gil_enabled() forced False) the
+    ring grants no credit, so every record takes the locked push: four threads logging at
+    once under a 10 us switch interval keep every record and every byte counted."""
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    logger, _ = make_logger(max_queue_bytes=1 << 30, batch_size=10**6, spool_dir=False)
+    logger._idle = False  # no flusher: the ring only fills
+    ring = logger._flusher.ring
+    threads_n, per_thread = 4, 2_000
+    start, odd = threading.Barrier(threads_n), list[tuple[int, int]]()
+
+    def produce(t: int) -> None:
+        start.wait(10)
+        for i in range(per_thread):
+            if not logger.log_prompt(f"t{t} {i}", "o") or ring.credit[0]:
+                odd.append((t, i))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads_n)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    total = threads_n * per_thread
+    assert odd == []
+    stats = logger.get_stats()
+    assert (stats["logs_queued"], stats["queue_size"], len(ring)) == (total, total, total)
+    assert ring.bytes == ring.bytes_in == sum(map(len, ring._items))
+    assert not ring.try_append(b"x")
