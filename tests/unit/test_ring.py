@@ -7,6 +7,7 @@ import sys
 import threading
 
 import pytest
+from contention import contended
 from fakes import MakeLogger
 
 from banyan._ring import Ring
@@ -212,24 +213,14 @@ def test_without_a_gil_no_credit_is_granted_and_threads_keep_every_record(
     logger._idle = False  # no flusher: the ring only fills
     ring = logger._flusher.ring
     threads_n, per_thread = 4, 2_000
-    start, odd = threading.Barrier(threads_n), list[tuple[int, int]]()
+    odd: list[tuple[int, int]] = []
 
     def produce(t: int) -> None:
-        start.wait(10)
         for i in range(per_thread):
             if not logger.log_prompt(f"t{t} {i}", "o") or ring.credit[0]:
                 odd.append((t, i))
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads_n)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(60)
-    finally:
-        sys.setswitchinterval(interval)
+    contended(produce, threads_n)
     total = threads_n * per_thread
     assert odd == []
     stats = logger.get_stats()
