@@ -139,7 +139,10 @@ def _workloads() -> tuple[Work, Callable[[], None]]:
         batch_size=1 << 40, flush_interval=3600, spool_dir=False,
     )  # fmt: skip
     hooked = {}
-    for name, hook in (("before_send", lambda event: event), ("redact_pii", _redactor())):
+    hooks = {"before_send": lambda event: event, "redact_pii": getattr(banyan, "redact_pii", None)}
+    for name, hook in hooks.items():
+        if hook is None:
+            continue
         with contextlib.suppress(TypeError, banyan.ConfigurationError):
             # A baseline ref from before the hook (059eb3d, #16) leaves its workload out.
             hooked[name] = banyan.PromptStackLogger(
@@ -202,10 +205,6 @@ def _workloads() -> tuple[Work, Callable[[], None]]:
                   "log_prompt": method, "banyan.log_prompt": module,
                   **{f"log_prompt+{name}": hooked_call(name) for name in hooked}}  # fmt: skip
     return work, reset
-
-
-def _redactor() -> Callable[[Any], Any] | None:
-    return getattr(banyan, "redact_pii", None)
 
 
 def _hold(logger: banyan.PromptStackLogger) -> None:
