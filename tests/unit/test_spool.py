@@ -763,3 +763,19 @@ def test_records_taken_before_a_failed_batch_are_not_sent_again(tmp_path: Path) 
     assert sent == [*range(20), *range(10, 20)]
     assert segment_files(spool) == []
     spool.close()
+
+
+def test_add_returns_why_it_refused_each_record(tmp_path: Path) -> None:
+    """add() says why it refused that very record (a DropReason; None when kept), so a
+    caller never guesses the reason from counters another thread also moves (issue 15)."""
+    full = Spool(tmp_path / "full", segment_bytes=SEGMENT, max_total_bytes=SEGMENT - 1)
+    assert full.add(rec(0)) is DropReason.SPOOL_FULL
+    assert full.add_many([rec(1), rec(2)]) == (0, DropReason.SPOOL_FULL)
+    full.close()
+    spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
+    assert spool.add(rec(0)) is None
+    assert spool.add(b"x" * SEGMENT) is DropReason.TOO_LARGE
+    assert spool.add_many([rec(1), b"x" * SEGMENT, rec(2)]) == (2, DropReason.TOO_LARGE)
+    spool.close()
+    assert spool.add(rec(3)) is DropReason.CLOSED
+    assert spool.dropped == {"too_large": 2, "closed": 1}
