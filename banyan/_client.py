@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, cast, overload
 from banyan import _fork
 from banyan._config import DEFAULT_BASE_URL, Config, build
 from banyan._controls import Gate
-from banyan._delivery import MAX_RECORD_BYTES, Delivery
-from banyan._flusher import Flusher
+from banyan._delivery import MAX_RECORD_BYTES
+from banyan._pipeline import Pipeline, remaining
 from banyan._prompts import MISS, PromptData, Prompts, as_prompt, fallback_prompt
 from banyan._record import (
     SCRATCH_MAX,
@@ -39,9 +39,8 @@ from banyan._record import (
     text,
 )
 from banyan._record import scratch as _scratch
-from banyan._spooldir import names as spool_names
-from banyan._spooling import Spooling, open_spool
-from banyan._stats import DropReason, Stats
+from banyan._spooling import open_spool
+from banyan._stats import DropReason
 from banyan._transport import Transport
 from banyan._warn import debug_handler
 
@@ -52,11 +51,8 @@ if TYPE_CHECKING:
 
 _getpid = os.getpid
 _time = time.time
-_AT_SHUTDOWN = "still queued at shutdown"
 #: The default of the 1.0.1 constructor's options: "not given" (Config holds the defaults).
 _UNSET: Any = object()
-#: Drops the user asked for: they do not make flush() report a loss.
-_CHOSEN = (DropReason.DISABLED, DropReason.SAMPLED, DropReason.BEFORE_SEND)
 
 
 def _seconds(timeout: float | None) -> float:
@@ -111,11 +107,6 @@ class PromptStackLogger:
         given = {name: value for name, value in given.items() if value is not _UNSET}
         self._config: Config = build(api_key, base_url, project_id, **given, **options)
         self._ids = IdSource()
-        self._closed = False
-        #: Set once shutdown() has spooled what it took out of the queue, in thread _closer.
-        self._down = threading.Event()
-        self._closer: int | None = None
-        self._durable = self._config.durability == "durable"
         if self._config.debug:
             debug_handler()
         self._spool = open_spool(self._config) if self._config.enabled else None
@@ -131,7 +122,7 @@ class PromptStackLogger:
         _fork.track(self)
 
     def _setup(self, fresh: bool = True) -> None:
-        """Build the per-process parts: stats, transport, flusher, replay, prompt cache.
+        """Build the per-process parts: transport, pipeline, prompt cache.
 
         ``fresh`` is False in a forked child, whose flusher starts on first use.
         """
@@ -141,48 +132,35 @@ class PromptStackLogger:
         # wipes; where nothing wipes pages it stays 0 and _check_pid asks getpid() instead).
         self._here = _fork.wiped_cell()
         self._here[0] = int(_fork.WIPES)
-        self._stats = Stats()
-        self._flush_mark = 0
         self._transport = Transport(config)
-        self._delivery = Delivery(config, self._transport, self._stats)
-        spool, spooling = self._spool, None
-        if spool is not None:
-            spooling = Spooling(spool, config, self._transport, self._stats, self._delivery)
-        self._spooling = spooling
-        self._flusher = Flusher(
-            self._export,
-            self._export_failed,
-            max_queue_bytes=config.max_queue_bytes,
-            wake_records=config.batch_size,
-            wake_bytes=config.wake_bytes,
-            batch_records=config.batch_max_records,
-            batch_bytes=config.batch_max_bytes,
-            interval=config.flush_interval if config.auto_flush else None,
-            workers=config.max_in_flight,
-            # Off (enabled=False): nothing to send, no thread to send it.
-            background=config.background_thread and config.enabled,
-            side=spooling.replayer.step if spooling is not None else None,
-            fast_path=not self._durable,
-        )
-        ring = self._flusher.ring
-        # log_prompt's fast path (see banyan._ring); everything else goes through _push.
-        self._credit = ring.credit
-        self._append = ring.append
-        self._push: Callable[[Encoded], bool] = ring.push
-        if spooling is not None:
-            spooling.bind(self._flusher)
-            if self._durable:
-                self._push = spooling.spool.append
-        self._idle = not self._flusher.started
+        pipeline = self._pipeline = Pipeline(config, self._transport, self._spool, fresh=fresh)
+        self._stats = pipeline.ledger
+        # The pipeline's parts, by the names the tests and benchmarks reach them under.
+        self._flusher, self._spooling, self._delivery = (
+            pipeline.flusher, pipeline.spooling, pipeline.delivery
+        )  # fmt: skip
+        # log_prompt's fast path (banyan._ring); everything else goes through _push.
+        self._try_append = pipeline.ring.try_append
+        self._push: Callable[[Encoded], bool] = pipeline.push
         self._next_id = self._ids.next
         controlled = config.sample_rate < 1.0 or config.before_send is not None
         self._gate = (
             Gate(config.sample_rate, config.before_send, self._stats) if controlled else None
         )
         self._prompts = Prompts(self._transport, self._stats, config)
-        if fresh and self._idle and spool is not None and spool_names(spool.directory):
-            # A backlog from earlier processes: replay it even if this one never logs.
-            self._start()
+
+    @property
+    def _idle(self) -> bool:
+        return self._pipeline.idle
+
+    @_idle.setter
+    def _idle(self, idle: bool) -> None:
+        # Tests and benchmarks keep the flusher from starting.
+        self._pipeline.idle = idle
+
+    @property
+    def _closed(self) -> bool:
+        return self._pipeline.closed
 
     @property
     def config(self) -> Config:
@@ -381,12 +359,7 @@ class PromptStackLogger:
                 return False
             if blocking:
                 return self._send_now(record, data)
-            # The ring's fast path (banyan._ring): no call between the credit's load and store.
-            credit = self._credit
-            left = credit[0] - size
-            if left >= 0:
-                credit[0] = left
-                self._append(data)
+            if self._try_append(data):
                 return True
             return self._push_slow(record, data)
         except Exception as exc:
@@ -466,15 +439,11 @@ class PromptStackLogger:
         return self._stats.drop_entry(DropReason.TOO_LARGE, error)
 
     def _push_slow(self, record: Record, data: Encoded) -> bool:
-        # The credit ran out (or was never granted: the first record, durable mode, a
-        # full ring, after shutdown, in a forked child).
+        # No credit (the first record, durable mode, a full ring, after shutdown, in a
+        # forked child).
         if not self._here[0]:
             data = self._unforked(record, data)
-        if self._push(data):
-            if self._idle:
-                self._start()
-            return True
-        return self._push_failed(data)
+        return self._push(data)
 
     def _unforked(self, record: Record, data: Encoded) -> Encoded:
         # A forked child whose hooks did not run (uWSGI without its fork hooks) numbered
@@ -486,16 +455,7 @@ class PromptStackLogger:
         return encode(record)
 
     def _start(self) -> None:
-        # Never raises: a record already in the ring waits there, counted as queued, when
-        # the thread cannot start (a process at its thread limit); the next push tries again.
-        try:
-            self._flusher.start()
-        except Exception as exc:
-            self._stats.warn_once(
-                "flusher-start", "banyan: cannot start the sending thread, records wait: %s", exc
-            )
-            return
-        self._idle = False
+        self._pipeline.start()
 
     def _encode_slow(self, record: Record) -> bytes | None:
         # Text fields must be text and valid UTF-8 on the wire; metadata becomes plain
@@ -507,55 +467,8 @@ class PromptStackLogger:
             self._stats.drop_entry(DropReason.ENCODE_ERROR, exc)
             return None
 
-    def _push_failed(self, data: Encoded) -> bool:
-        ring = self._flusher.ring
-        if self._closed:
-            if not self._durable:
-                ring.reclassify()
-            return self._stats.drop_entry(DropReason.CLOSED, "log_prompt called after shutdown()")
-        spooling = self._spooling
-        if spooling is not None and self._durable:
-            kept = spooling.refused(data)
-            if kept and self._idle:
-                self._start()
-            return kept
-        if spooling is not None:
-            return spooling.overflow(data)
-        if len(data) > ring.max_bytes:
-            ring.reclassify()
-            return self._stats.drop_entry(DropReason.TOO_LARGE, f"a {len(data)} byte record")
-        self._stats.warn_once(
-            "queue-full",
-            "banyan: the log queue is full (%d bytes); records are being dropped "
-            "and counted in get_stats()['dropped']['queue_full']",
-            ring.max_bytes,
-        )
-        return False
-
     def _send_now(self, record: Record, data: Encoded) -> bool:
-        data = self._unforked(record, data)
-        if self._closed:
-            return self._stats.drop_entry(DropReason.CLOSED, "log_prompt called after shutdown()")
-        self._stats.add(direct=1)
-        deadline = time.monotonic() + self._config.timeout * (self._config.max_retries + 1)
-        return self._flusher.send_now([data], deadline)
-
-    def _export_failed(self, records: list[Encoded], exc: BaseException) -> None:
-        self._stats.drop(DropReason.INTERNAL_ERROR, len(records), repr(exc))
-        self._stats.warn_once("export", "banyan: internal error while sending logs: %r", exc)
-
-    def _export(
-        self, records: list[Encoded], deadline: float | None, stop: threading.Event
-    ) -> bool:
-        # What became of the batch is counted apart, then added unless shutdown() gave the
-        # batch up meanwhile (spooled or dropped it at its deadline). Then shutdown's account
-        # stands, so that each record counts once (a spooled copy is replayed later and
-        # acknowledged as a duplicate); what the server took meanwhile is only noted.
-        tally = self._stats.scratch()
-        ok = self._delivery.deliver(records, deadline, stop, tally)
-        if not self._flusher.claim(records, lambda: self._stats.merge(tally)):
-            self._stats.add(delivered_after_shutdown=tally.sent)
-        return ok
+        return self._pipeline.send_now(self._unforked(record, data))
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Send everything logged so far; True when it was all delivered or spooled by ``timeout``.
@@ -573,36 +486,7 @@ class PromptStackLogger:
         ``None`` waits as long as it takes.
         """
         self._check_pid()
-        deadline = time.monotonic() + _seconds(timeout)
-        done = self._flush(deadline, wait=self._durable)
-        if self._closing_elsewhere():
-            # What shutdown() takes out of the queue is settled once it is in the spool.
-            done = self._down.wait(max(0.0, deadline - time.monotonic())) and done
-        return done
-
-    def _flush(self, deadline: float, wait: bool = True) -> bool:
-        done = self._flusher.flush(max(0.0, deadline - time.monotonic()))
-        # The spool too, a backlog adopted from earlier processes included. After shutdown
-        # it is closed: what it holds waits for another process.
-        if self._spooling is not None and not self._down.is_set():
-            wake = self._flusher.wake if self._config.background_thread else None
-            replayed = self._spooling.replayer.flush(deadline, wake, wait)
-            # Durable: the spool is the queue, its replay is the flush. Buffered: what is
-            # spooled is settled already; flush() wakes the replay and does not wait for it
-            # (a slow server would hold every flush_after_task), shutdown() gives it the time left.
-            # A refused key holds the spool for a process with the right one: not done (#14).
-            held = self._spooling.replayer.key_refused
-            done = (replayed or not self._durable) and done and not held
-        lost = self._lost_total()
-        clean, self._flush_mark = lost == self._flush_mark, lost
-        return done and clean
-
-    def _lost_total(self) -> int:
-        dropped = self._stats.dropped
-        lost = sum(dropped.values()) + self._flusher.ring.full - sum(dropped[r] for r in _CHOSEN)
-        if self._spooling is not None:
-            lost += self._spooling.lost()
-        return lost
+        return self._pipeline.flush(time.monotonic() + _seconds(timeout))
 
     async def aflush(self, timeout: float | None = 30.0) -> bool:
         """:meth:`flush` for asyncio: waits in a thread, never blocking the event loop."""
@@ -621,58 +505,18 @@ class PromptStackLogger:
         everything was delivered, or spooled.
         """
         self._check_pid()  # a child forked without the hooks must not send its parent's queue
-        if self._closed:
-            return not self._closing_elsewhere() or self._down.wait(_seconds(timeout))
-        timeout = _seconds(timeout)
-        deadline = time.monotonic() + timeout
-        settled = self._wind_down(timeout)
-        self._prompts.close(max(0.0, deadline - time.monotonic()))
+        if self._pipeline.closed:
+            return self._pipeline.wait_closed(_seconds(timeout))
+        deadline = time.monotonic() + _seconds(timeout)
+        settled = self._pipeline.close(deadline)
+        self._prompts.close(remaining(deadline))
         self._transport.close()
         return settled
-
-    def _wind_down(self, timeout: float) -> bool:
-        """Flush, stop, spool the rest and close the spool; whether nothing was lost."""
-        deadline = time.monotonic() + timeout
-        self._closer = threading.get_ident()
-        self._closed = True
-        try:
-            return self._spool_the_rest(deadline)
-        finally:
-            self._down.set()
-
-    def _closing_elsewhere(self) -> bool:
-        # shutdown() is under way or done, and not in this thread: a signal handler that
-        # interrupted it here must not wait for it.
-        return self._closed and self._closer != threading.get_ident()
-
-    def _spool_the_rest(self, deadline: float) -> bool:
-        mark = self._flush_mark
-        delivered = self._flush(deadline)
-        self._flusher.ring.close()
-        spooling = self._spooling
-        if spooling is not None:
-            spooling.replayer.stop()
-        self._flusher.stop(max(0.0, deadline - time.monotonic()))
-        left = self._flusher.discard() + self._flusher.abandon()
-        if spooling is None:
-            if left:
-                self._stats.drop_undelivered(len(left), DropReason.SHUTDOWN, _AT_SHUTDOWN)
-            return delivered and not left
-        if left:
-            spooling.keep(left, DropReason.SHUTDOWN, _AT_SHUTDOWN)
-        spooling.hand_over()
-        return self._lost_total() == mark
 
     def get_stats(self) -> Statistics:
         """Counters: ``logs_sent``, ``queue_size``, drops by reason and more."""
         self._check_pid()  # a child forked without the hooks reports its own, empty, ring
-        ring = self._flusher.ring
-        stats = self._stats.snapshot(
-            ring.pushed(), ring.full, len(ring), ring.bytes,
-            self._spooling.counts() if self._spooling is not None else None,
-        )  # fmt: skip
-        stats["in_flight"] = self._flusher.in_flight
-        stats["spool_handed_over"] = self._spool.handed_over if self._spool is not None else 0
+        stats = self._pipeline.stats()
         stats["prompt_cache"] = self._prompts.stats()
         return cast("Statistics", stats)
 
@@ -682,23 +526,21 @@ class PromptStackLogger:
 
     def _after_fork_in_child(self) -> None:
         """Forget the parent's queue, ids, connections and threads; keep its cached prompts."""
-        parent_prompts = self._prompts
+        parent_prompts, closed = self._prompts, self._pipeline.closed
         self._transport.forget()
         self._ids.reset()
         if self._spool is not None:
             self._spool.after_fork_in_child()
         self._setup(fresh=False)
         self._prompts.inherit(parent_prompts)
-        if self._closed:
+        if closed:
             # Shut down before the fork: the child's logger stays shut (counted drops), and
             # its flush() waits for no shutdown (one in progress stays the parent's).
-            self._flusher.ring.close()
-            self._down = threading.Event()
-            self._down.set()
+            self._pipeline.close_in_child()
 
     def _at_exit(self) -> None:
-        if not self._closed and self._pid == _getpid():
-            self._wind_down(self._config.atexit_timeout)
+        if not self._pipeline.closed and self._pid == _getpid():
+            self._pipeline.close(time.monotonic() + self._config.atexit_timeout)
 
     def __enter__(self) -> Self:
         """``with PromptStackLogger(...) as logger:`` shuts it down on exit."""

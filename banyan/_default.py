@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, cast, overload
 from banyan import _fork
 from banyan._client import PromptStackLogger
 from banyan._exceptions import NotConfiguredError
+from banyan._ledger import Ledger
 from banyan._prompts import PromptData, fallback_prompt
-from banyan._stats import DropReason, Stats
+from banyan._stats import DropReason
 from banyan._warn import warn_once
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()
 _logger: PromptStackLogger | None = None
-_unconfigured = Stats()
+_unconfigured = Ledger()
 
 
 class _Env:
@@ -34,7 +35,7 @@ class _Env:
 def _in_forked_child() -> None:
     # The parent's early drops are the parent's; _Env.lock may have been held by another thread.
     global _unconfigured
-    _unconfigured, _Env.lock = Stats(), threading.Lock()
+    _unconfigured, _Env.lock = Ledger(), threading.Lock()
     if _logger is None:
         # Forked while another thread was configuring from the environment: that thread
         # (and the logger it was building) stayed in the parent; this child tries itself.
@@ -61,7 +62,7 @@ def configure(
     logger = PromptStackLogger(api_key=api_key, base_url=base_url, project_id=project_id, **options)
     with _lock:
         old, _logger = _logger, logger
-        early, _unconfigured = _unconfigured, Stats()
+        early, _unconfigured = _unconfigured, Ledger()
     lost = early.dropped[DropReason.NOT_CONFIGURED]
     if lost:
         logger._stats.drop(DropReason.NOT_CONFIGURED, lost, entry=True)
@@ -247,14 +248,14 @@ def _reset() -> None:
     global _logger, _unconfigured
     shutdown(timeout=1)
     with _lock:
-        _logger, _unconfigured = None, Stats()
+        _logger, _unconfigured = None, Ledger()
 
 
 def get_stats() -> Statistics:
     """The default logger's counters (only drops before :func:`configure`)."""
     logger = _logger
     if logger is None:
-        early: dict[str, Any] = _unconfigured.snapshot(0, 0, 0, 0)
+        early: dict[str, Any] = _unconfigured.view()
         return cast("Statistics", early | {"spool_handed_over": 0, "prompt_cache": {}})
     return logger.get_stats()
 

@@ -10,7 +10,9 @@ the server is slow. In sync mode the same code runs on the caller's thread.
 one side step per live batch, so neither starves the other.
 
 Every wait has a deadline: :meth:`Flusher.flush` and :meth:`Flusher.stop`
-compute one and hand the remaining time down.
+compute one and hand the remaining time down. What becomes of each record is
+the :class:`~banyan._ledger.Ledger`'s to count: the flusher takes batches
+through it and settles each export there, once.
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ import threading
 import time
 from collections.abc import Callable
 
+from banyan._ledger import Batch, Ledger
 from banyan._record import Encoded
 from banyan._ring import Ring
+from banyan._stats import Stats
 
-#: Delivers a batch; True when all of it was delivered. Must not raise.
-Export = Callable[[list[Encoded], "float | None", threading.Event], bool]
+#: Delivers a batch by a deadline, counting what became of it into the tally (a Stats);
+#: True when all of it was delivered.
+Export = Callable[[list[Encoded], "float | None", threading.Event, Stats], bool]
+#: Told of an export that raised (its records; none for a worker's own error). The
+#: ledger counts the records.
 OnError = Callable[[list[Encoded], BaseException], None]
 #: One step of extra work, done by a deadline (or None); True when it did some.
 Side = Callable[["float | None"], bool]
@@ -37,6 +44,7 @@ class Flusher:
         export: Export,
         on_error: OnError,
         *,
+        ledger: Ledger | None = None,
         max_queue_bytes: int,
         wake_records: int,
         wake_bytes: int,
@@ -52,6 +60,7 @@ class Flusher:
         self.ring = Ring(max_queue_bytes, wake_records, wake_bytes, self._signal, fast=fast_path)
         self._export = export
         self._on_error = on_error
+        self._ledger = Ledger() if ledger is None else ledger
         self._batch = (batch_records, batch_bytes)
         self._interval = interval
         self._workers = workers
@@ -61,13 +70,16 @@ class Flusher:
         self._stop = threading.Event()
         self._cond = threading.Condition(threading.Lock())
         self._side = side
-        self._inflight: dict[int, list[Encoded]] = {}
-        self._abandoned: list[list[Encoded]] = []
+        #: Ring positions of the batches in flight, for flush().
+        self._inflight: set[int] = set()
         self._threads: list[threading.Thread] = []
-        #: Records handed to ``export`` and not yet settled.
-        self.in_flight = 0
         #: Read on the hot path: whether there is nothing left to start.
         self.started = not background
+
+    @property
+    def in_flight(self) -> int:
+        """Records handed to ``export`` and not yet settled (the ledger's count)."""
+        return self._ledger.in_flight
 
     def start(self) -> None:
         """Start the first worker (idempotent, cheap after the first call)."""
@@ -124,81 +136,39 @@ class Flusher:
     def drain_one(self, deadline: float | None) -> bool:
         """Export one batch from the ring; False when the ring was empty."""
         with self._cond:
-            start, records = self.ring.take(*self._batch)
+            start, records = self._ledger.take(self.ring, *self._batch)
             if not records:
                 return False
-            self._inflight[start] = records
-            self.in_flight += len(records)
+            self._inflight.add(start)
         self._send(records, deadline, start)
         return True
 
     def send_now(self, records: list[Encoded], deadline: float | None) -> bool:
         """Export ``records`` on the caller's thread, bypassing the ring."""
-        with self._cond:
-            self.in_flight += len(records)
+        self._ledger.sent_directly(records)
         return self._send(records, deadline, None)
 
     def _send(self, records: list[Encoded], deadline: float | None, start: int | None) -> bool:
         ok = False
+        tally = self._ledger.scratch()
         try:
-            ok = self._export(records, deadline, self._stop)
+            ok = self._export(records, deadline, self._stop, tally)
         except BaseException as exc:
             self._on_error(records, exc)
         finally:
+            self._ledger.settle(records, tally)
             with self._cond:
-                # settle() or abandon() may have accounted for this batch already.
-                if start is None or self._inflight.pop(start, None) is not None:
-                    self.in_flight -= len(records)
+                if start is not None:
+                    self._inflight.discard(start)
                 self._cond.notify_all()
         return ok
 
-    def _abandoned_has(self, batch: list[Encoded]) -> bool:
-        # Called with self._cond held.
-        return any(b is batch for b in self._abandoned)
-
-    def claim(self, batch: list[Encoded], account: Callable[[], object]) -> bool:
-        """Run ``account`` (count what became of ``batch``) unless :meth:`abandon` gave the
-        batch up meanwhile, which accounted for it already; whether it ran.
-
-        ``export`` calls this before it returns: under the flusher's lock, so that
-        a batch is counted once, by its export or by ``abandon``'s caller.
-        """
+    def abandon(self) -> list[Batch]:
+        """Give up on the batches still in flight (after :meth:`stop`): the caller's now."""
         with self._cond:
-            if self._abandoned_has(batch):
-                return False
-            account()
-            return True
-
-    def settle(
-        self, batch: list[Encoded], records: list[Encoded], keep: Callable[[list[Encoded]], object]
-    ) -> None:
-        """Hand ``records`` of ``batch``, which could not be delivered, to ``keep``, and count
-        the batch settled.
-
-        Nothing happens when :meth:`abandon` took the batch already: it is
-        kept once. ``keep`` runs under the flusher's lock so that ``flush``
-        never sees the batch in neither place.
-        """
-        with self._cond:
-            if self._abandoned_has(batch):
-                return
-            keep(records)
-            for start, held in self._inflight.items():
-                if held is batch:
-                    del self._inflight[start]
-                    self.in_flight -= len(batch)
-                    break
-            self._cond.notify_all()
-
-    def abandon(self) -> list[Encoded]:
-        """Give up on the batches still in flight (after :meth:`stop`) and return their records."""
-        with self._cond:
-            batches = list(self._inflight.values())
-            self._abandoned.extend(batches)
             self._inflight.clear()
-            self.in_flight -= sum(len(batch) for batch in batches)
             self._cond.notify_all()
-        return [record for batch in batches for record in batch]
+        return self._ledger.abandon()
 
     def _done(self, target: int) -> bool:
         # Called with self._cond held: every record before position `target` settled.
@@ -236,11 +206,7 @@ class Flusher:
                 thread.join(max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in threads)
 
-    def discard(self) -> list[Encoded]:
-        """Empty the ring and return what it held (after :meth:`stop`)."""
-        out: list[Encoded] = []
-        while True:
-            _, records = self.ring.take(*self._batch)
-            if not records:
-                return out
-            out.extend(records)
+    def discard(self) -> None:
+        """Move what the ring holds in flight (after :meth:`stop`), for :meth:`abandon`."""
+        while self._ledger.take(self.ring, *self._batch)[1]:
+            pass

@@ -11,7 +11,7 @@ after a backoff that a live success ends early (the server's Retry-After at
 least). The records of a failed attempt that the server took are remembered,
 per segment and in memory, and not sent again by this process: a 1.0.1
 server stores every copy it is sent (review item 2). A segment's counters
-join the logger's only at its ack; a record whose outcome was unknown is
+join the logger's ledger only at its ack; a record whose outcome was unknown is
 sent again and counted in ``possible_duplicates`` (by the delivery).
 
 :meth:`Spool.claim` never returns the active segment, so a step first seals
@@ -33,6 +33,7 @@ from banyan._stats import DropReason, Stats
 
 if TYPE_CHECKING:
     from banyan._delivery import Delivery
+    from banyan._ledger import Ledger
     from banyan._segment import Segment
     from banyan._spool import Spool
 
@@ -53,7 +54,7 @@ class Replayer:
         self,
         spool: Spool,
         deliver: Callable[[Stats], Delivery],
-        stats: Stats,
+        stats: Ledger,
         *,
         batch: tuple[int, int],
         seal_interval: float,
@@ -257,7 +258,7 @@ class Replayer:
         self._progress.pop(segment.name, None)
         if self.spool.ack(segment):
             # Else the segment stays spooled and is counted when it is replayed again.
-            self._stats.merge(self._scratch)
+            self._stats.replayed(segment.good, self._scratch)
         self._failures = 0
         self._not_before = 0.0
         self.key_refused = False

@@ -3,18 +3,21 @@
 Producers (any thread calling ``log_prompt``) push; consumers (the flusher's
 workers, or the caller in sync mode) take whole batches.
 
-Pushing takes no lock and calls no Python function. The ring hands producers
-a *credit*: a number of bytes they may append without asking, stored in
-``credit[0]``. The fast path, inlined in ``log_prompt``, is::
+Pushing usually takes no lock. The ring hands producers a *credit*: a number
+of bytes they may append without asking, stored in ``credit[0]``. The fast
+path, :meth:`Ring.try_append`, is::
 
-    left = credit[0] - len(data)
+    left = credit[0] - size
     if left >= 0:
         credit[0] = left
         append(data)
 
 There is no call between the load and the store, so under the GIL no other
 thread runs in between (CPython checks for a thread switch only at calls and
-backward jumps). When the credit runs out, :meth:`Ring.push`, the slow path,
+backward jumps). Without a GIL (a free-threaded build, ``sys._is_gil_enabled()``
+False when the ring is made) that is a data race: no credit is granted there,
+so every record takes the locked path (issue 15). When the credit runs out,
+:meth:`Ring.push`, the slow path,
 settles it under a lock: it counts the bytes the credit covered, decides
 whether the record fits, wakes the flusher when a threshold is reached and
 grants the next credit, which never reaches past the next wake threshold nor
@@ -31,6 +34,7 @@ Positions (for ``flush``) and counts come from the deque itself, which is exact.
 
 from __future__ import annotations
 
+import sys
 import threading
 from bisect import bisect_right
 from collections import deque
@@ -39,6 +43,12 @@ from itertools import accumulate, islice, repeat
 
 from banyan import _fork
 from banyan._record import Encoded
+
+
+def gil_enabled() -> bool:
+    """Whether this CPython runs with its GIL (always, before the free-threaded 3.13t)."""
+    check = getattr(sys, "_is_gil_enabled", None)
+    return True if check is None else bool(check())
 
 
 class Ring:
@@ -60,10 +70,9 @@ class Ring:
     ) -> None:
         self.max_bytes = max_bytes
         self._items: deque[Encoded] = deque()
-        #: The fast path's two halves (see the module docstring).
         self.append = self._items.append
         self.credit = _fork.wiped_cell()
-        self._fast = fast and _fork.WIPES
+        self._fast = fast and _fork.WIPES and gil_enabled()
         self._granted = 0
         # Re-entrant: a signal handler that logs may interrupt this thread inside push().
         # The inner push is whole (CPython runs handlers only between bytecodes, after
@@ -79,17 +88,27 @@ class Ring:
         self.bytes_out = 0
         #: Records ever taken out by a consumer.
         self.popped = 0
-        #: Records refused because the ring was full.
-        self.full = 0
+
+    def try_append(self, item: Encoded) -> bool:
+        """The fast path: append ``item`` on credit, without a lock; False when the credit
+        does not cover it (then :meth:`push`)."""
+        size = len(item)
+        credit = self.credit
+        # No call between the load and the store (see the module docstring).
+        left = credit[0] - size
+        if left >= 0:
+            credit[0] = left
+            self.append(item)
+            return True
+        return False
 
     def push(self, item: Encoded) -> bool:
-        """Append ``item``; False (and counted in ``full``) when it does not fit."""
+        """Append ``item``; False when it does not fit (the caller counts why)."""
         size = len(item)
         with self._lock:
             self._settle()
             held = self.bytes_in - self.bytes_out + size
             if held > self.max_bytes:
-                self.full += 1
                 return False
             self.append(item)
             self.bytes_in += size
@@ -137,11 +156,6 @@ class Ring:
             self._settle()
             self._fast = False
             self.max_bytes = 0
-
-    def reclassify(self) -> None:
-        """Uncount one refusal from ``full``: the caller counts it under its real reason."""
-        with self._lock:
-            self.full -= 1
 
     def take(self, max_records: int, max_bytes: int) -> tuple[int, list[Encoded]]:
         """Remove the oldest records up to both limits (always at least one).

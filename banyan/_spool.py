@@ -51,6 +51,7 @@ from banyan import _fork
 from banyan import _spooldir as sd
 from banyan._record import Encoded
 from banyan._segment import FRAME_SIZE, HEADER_SIZE, Segment, Writer
+from banyan._stats import DropReason
 
 SyncMode = Literal["none", "interval", "always"]
 #: The smallest segment made when the disk has no room for one of ``segment_bytes``.
@@ -132,6 +133,10 @@ class Spool:
 
     def append(self, record: Encoded) -> bool:
         """Frame ``record`` into the active segment; False (counted) when refused."""
+        return self.add(record) is None
+
+    def add(self, record: Encoded) -> DropReason | None:
+        """Frame ``record`` into the active segment; why it was refused (counted), else None."""
         lock = self._lock
         if lock._is_owned():  # type: ignore[attr-defined]
             # A signal handler interrupted this thread inside the spool: writing now could
@@ -151,15 +156,26 @@ class Spool:
                 self._half = self.segment_bytes
                 if self.wake is not None:
                     self.wake()
-            return True
+            return None
         finally:
             lock.release()
 
     def append_many(self, records: list[Encoded]) -> int:
         """Append each record in order; returns how many were accepted."""
-        return sum(self.append(record) for record in records)
+        return self.add_many(records)[0]
 
-    def _append_slow(self, record: Encoded) -> bool:
+    def add_many(self, records: list[Encoded]) -> tuple[int, DropReason | None]:
+        """Append each record in order: how many were accepted, and why the last refused one was."""
+        kept, why = 0, None
+        for record in records:
+            refusal = self.add(record)
+            if refusal is None:
+                kept += 1
+            else:
+                why = refusal
+        return kept, why
+
+    def _append_slow(self, record: Encoded) -> DropReason | None:
         if self._closed:
             return self._drop("closed")
         if HEADER_SIZE + FRAME_SIZE + len(record) > self.segment_bytes:
@@ -177,11 +193,11 @@ class Spool:
         self.spooled += 1
         if self._always:
             self._writer.flush()
-        return True
+        return None
 
-    def _drop(self, reason: str) -> bool:
+    def _drop(self, reason: str) -> DropReason:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
-        return False
+        return DropReason(reason)
 
     def _open_segment(self, need: int) -> str | None:
         """Map a new active segment (the spare if one is ready); the drop reason on failure."""

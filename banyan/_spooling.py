@@ -5,6 +5,8 @@ fork; :class:`Spooling` is the per-process glue around it, built beside the
 flusher: the :class:`~banyan._replay.Replayer` that sends the spool back,
 the spill of batches the server would not take, the fallback when the ring
 or the spool refuses a record, and the spool's counters for ``get_stats()``.
+The spool says why it refused a record (a ``DropReason``); the
+:class:`~banyan._ledger.Ledger` counts where each record went.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ from banyan._config import Config
 from banyan._delivery import Delivery
 from banyan._exceptions import ConfigurationError
 from banyan._flusher import Flusher
+from banyan._ledger import Batch, Ledger
 from banyan._record import Encoded
 from banyan._replay import Replayer
 from banyan._spool import Spool
 from banyan._spooldir import check_private, listing
-from banyan._stats import DropReason, SpoolCounts, Stats
+from banyan._stats import DropReason, SpoolCounts
 from banyan._transport import Transport
 
-_REASONS = {reason.value: reason for reason in DropReason}
 # Segment files: durable mode seals one per flush interval even when nearly empty.
 _SEGMENT_BYTES = {"buffered": 4 << 20, "durable": 1 << 20}
 
@@ -57,17 +59,16 @@ class Spooling:
     _flusher: Flusher
 
     def __init__(
-        self, spool: Spool, config: Config, transport: Transport, stats: Stats, live: Delivery
+        self, spool: Spool, config: Config, transport: Transport, ledger: Ledger, live: Delivery
     ) -> None:
         self.spool = spool
-        self._stats = stats
-        self._refusals: dict[str, int] = {}
+        self._stats = ledger
         # One attempt per replayed batch: a failure keeps the segment and backs off instead.
         once = dataclasses.replace(config, max_retries=0)
         self.replayer = Replayer(
             spool,
             lambda stats: Delivery(once, transport, stats, in_spool=True),
-            stats,
+            ledger,
             batch=(config.batch_max_records, config.batch_max_bytes),
             seal_interval=config.flush_interval,
             backoff=(max(config.retry_delay, 0.05), config.max_retry_delay),
@@ -88,39 +89,28 @@ class Spooling:
 
     def overflow(self, data: Encoded) -> bool:
         """Buffered mode: the ring is full; spool ``data`` instead (False, counted, if refused)."""
-        ring = self._flusher.ring
-        ring.reclassify()
-        if self.spool.append(data):
+        refusal = self.spool.add(data)
+        if refusal is None:
             self._stats.warn_once(
                 "queue-full-spool",
                 "banyan: the log queue is full (%d bytes); records go to the spool at %s",
-                ring.max_bytes,
+                self._flusher.ring.max_bytes,
                 self.spool.directory,
             )
             return True
-        error = "the queue is full and the spool refused a record"
-        return self._stats.drop_entry(self.refusal(), error)
+        return self._stats.drop_entry(refusal, "the queue is full and the spool refused a record")
 
-    def refused(self, data: Encoded) -> bool:
+    def refused(self, data: Encoded, refusal: DropReason) -> bool:
         """Durable mode: the spool refused ``data``; keep it in the ring as buffered mode would."""
-        reason = self.refusal()
-        ring = self._flusher.ring
-        if ring.push(data):
+        if self._flusher.ring.push(data):
             self._stats.warn_once(
                 "spool-refused",
                 "banyan: the spool refused a record (%s: %s); it is kept in memory instead",
-                reason.value,
+                refusal.value,
                 self.spool.last_error,
             )
             return True
-        ring.reclassify()
-        return self._stats.drop_entry(reason, "the spool refused a record and the queue is full")
-
-    def refusal(self) -> DropReason:
-        """Why the spool refused the last record: the reason whose count grew."""
-        seen, self._refusals = self._refusals, dict(self.spool.dropped)
-        grown = [name for name, n in self._refusals.items() if n > seen.get(name, 0)]
-        return _REASONS.get(grown[-1] if grown else "", DropReason.SPOOL_ERROR)
+        return self._stats.drop_entry(refusal, "the spool refused a record and the queue is full")
 
     def spill(
         self, batch: list[Encoded], records: list[Encoded], reason: DropReason, error: str
@@ -131,13 +121,23 @@ class Spooling:
             # flush() is not done while the key is refused (#14), whether or not it waits for
             # a replay to find that out.
             self.replayer.key_refused = True
-        self._flusher.settle(batch, records, lambda part: self.keep(part, reason, error))
+        if not self._stats.spilling(batch):
+            return
+        kept, refusal = self._keep(records, reason, error)
+        self._stats.spill(batch, len(records), kept, refusal, error)
 
-    def keep(self, records: list[Encoded], reason: DropReason, error: str) -> int:
-        """Spool ``records``; drop (and count) what the spool refuses. Returns the number lost."""
-        kept = self.spool.append_many(records)
+    def give_up(self, batches: list[Batch], reason: DropReason, error: str) -> int:
+        """At shutdown: spool the records of ``batches``; returns the number lost."""
+        records = [record for batch in batches for record in batch.records]
+        kept, refusal = self._keep(records, reason, error)
+        return self._stats.give_up(batches, kept, refusal, error)
+
+    def _keep(
+        self, records: list[Encoded], reason: DropReason, error: str
+    ) -> tuple[int, DropReason]:
+        """Spool ``records``: how many were kept, and why the spool refused the others."""
+        kept, refusal = self.spool.add_many(records)
         if kept:
-            self._stats.add(spooled_from_queue=kept)
             self._stats.warn_once(
                 "spooled",
                 "banyan: log records could not be delivered now (%s: %s); they are kept in "
@@ -146,10 +146,7 @@ class Spooling:
                 error,
                 self.spool.directory,
             )
-        lost = len(records) - kept
-        if lost:
-            self._stats.drop_undelivered(lost, self.refusal(), error)
-        return lost
+        return kept, refusal or DropReason.SPOOL_ERROR
 
     def hand_over(self) -> None:
         """At shutdown: close the spool, saying how many records wait for the next process."""

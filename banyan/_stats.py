@@ -1,8 +1,9 @@
 """Counters for ``get_stats()``, the ``DropReason`` enum and warn-once.
 
 Accounting rule: every record handed to ``log_prompt`` ends up in exactly one
-of sent, dropped (by reason), queued, in flight or spooled, so at quiescence
-``logs_queued == logs_sent + logs_dropped + queue_size + in_flight + spooled_pending``.
+of sent, dropped (by reason), queued, in flight or spooled, so that
+``logs_queued == logs_sent + logs_dropped + queue_size + in_flight + spooled_pending``
+in every ``get_stats()`` (the :class:`~banyan._ledger.Ledger` moves records).
 
 ``spooled_pending`` is ``spooled - replayed - spool losses`` (evicted and
 corrupt records): what this process put in the spool minus what it took out.
@@ -72,8 +73,8 @@ class SpoolCounts:
 class Stats:
     """Delivery-side counters, updated under one lock never held across I/O.
 
-    Hot-path counters (records pushed, queue-full drops) live on the ring,
-    which already takes a lock per push; :meth:`snapshot` merges both.
+    A logger's own is a :class:`~banyan._ledger.Ledger`; a plain Stats is
+    the tally of one export (``scratch``), added to the ledger when it settles.
     """
 
     def __init__(self) -> None:
@@ -133,6 +134,10 @@ class Stats:
     def drop_undelivered(self, count: int, reason: DropReason, error: str) -> None:
         """Count ``count`` records given up on after they left the ring, warn once per reason."""
         self.drop(reason, count, error)
+        self.warn_undelivered(count, reason, error)
+
+    def warn_undelivered(self, count: int, reason: DropReason, error: str) -> None:
+        """Warn once per reason that ``count`` records could not be delivered (counted apart)."""
         self.warn_once(
             f"undeliverable-{reason.value}",
             "banyan: %d log record(s) could not be delivered (%s: %s); "
@@ -162,17 +167,6 @@ class Stats:
         """
         self._root.add(possible_duplicates=count)
 
-    def merge(self, other: Stats) -> None:
-        """Add a replayed segment's delivery counters (kept apart until its ack)."""
-        with self._lock:
-            for name in ("sent", "duplicates", "retries", "batches_sent", "bytes_sent"):
-                setattr(self, name, getattr(self, name) + getattr(other, name))
-            self.legacy_concurrency = other.legacy_concurrency or self.legacy_concurrency
-            for reason, count in other.dropped.items():
-                self.dropped[reason] += count
-            self.http_version = other.http_version or self.http_version
-            self.last_error = other.last_error or self.last_error
-
     def error(self, message: str) -> None:
         """Remember the most recent delivery error for ``get_stats()``."""
         self.last_error = message
@@ -195,45 +189,14 @@ class Stats:
         log.warning("%s", message)
         _warn.warn_once(key, message)
 
-    def snapshot(
-        self,
-        pushed: int,
-        queue_full: int,
-        queued: int,
-        queued_bytes: int,
-        spool: SpoolCounts | None = None,
-    ) -> dict[str, Any]:
-        """The ``get_stats()`` dictionary, merging the ring's and the spool's counters."""
-        spool = spool or SpoolCounts()
+    def counters(self) -> dict[str, Any]:
+        """The ``get_stats()`` fields about requests and prompts (the ledger adds the records')."""
         with self._lock:
-            dropped = {reason.value: n for reason, n in self.dropped.items()}
-            dropped[DropReason.QUEUE_FULL.value] += queue_full
-            dropped[DropReason.SPOOL_EVICTED.value] += spool.evicted
-            dropped[DropReason.SPOOL_CORRUPT.value] += spool.lost
-            # Records that went straight to the spool: durable mode, or a full ring.
-            entry_spooled = spool.spooled - self.spooled_from_queue
-            unspooled = spool.replayed + spool.evicted + spool.lost
-            queued_total = pushed + queue_full + self.direct + self.entry_dropped + entry_spooled
             return {
-                "logs_queued": queued_total,
-                "logs_sent": self.sent,
-                "logs_dropped": sum(dropped.values()),
-                "dropped": dropped,
-                "queue_size": queued,
-                "queue_bytes": queued_bytes,
-                "in_flight": 0,
                 "duplicates": self.duplicates,
                 "retries": self.retries,
                 "batches_sent": self.batches_sent,
                 "bytes_sent": self.bytes_sent,
-                "spooled": spool.spooled,
-                "replayed": spool.replayed,
-                "spooled_pending": spool.spooled - unspooled,
-                "spool_evicted": spool.evicted,
-                "spool_corrupt_frames": spool.corrupt_frames,
-                "spool_lost": spool.lost,
-                "spool_segments": spool.segments,
-                "spool_bytes": spool.bytes,
                 "delivered_after_shutdown": self.delivered_after_shutdown,
                 "possible_duplicates": self.possible_duplicates,
                 "legacy_concurrency": self.legacy_concurrency,

@@ -1,21 +1,28 @@
-"""A virtualenv with the released banyan-sdk 1.0.1, for the benchmarks that compare with it.
+"""The other side of a paired benchmark: the released banyan-sdk 1.0.1, or a git ref of this tree.
 
 The venv lives in ``$BANYAN_COMPAT_VENV`` (the directory the compat test
 caches it in), else /tmp/banyan-compat-venv. It is built on first use and
 rebuilt when its ``banyan`` no longer imports as 1.0.1. Scripts run with
 ``python -I`` so that the 2.x checkout in the working directory, or a
 ``PYTHONPATH``, can never shadow the installed 1.0.1 package.
+
+A git ref (``--baseline REF``) is checked out with ``git archive`` into a
+temporary tree beside this checkout's ``benchmarks/``, so that the very same
+workloads import the ref's ``banyan`` in a subprocess of this venv.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,7 @@ VERSION = "1.0.1"
 DEFAULT_ROOT = "/tmp/banyan-compat-venv"
 #: Pins what 1.0.1 pulls in (requests, typer, rich, pyyaml): the compat101 group.
 LOCK = str(Path(__file__).parents[1] / "requirements-lock.txt")
+BENCHMARKS = Path(__file__).parent
 
 
 def _root() -> Path:
@@ -62,12 +70,38 @@ def run_script(source: str, *args: str, timeout: float = 120) -> Any:
     with tempfile.TemporaryDirectory(prefix="banyan-101-") as tmp:
         script = Path(tmp, "bench101.py")
         script.write_text(source)
-        done = subprocess.run(
-            [str(compat_python()), "-I", str(script), *args],
-            capture_output=True, text=True, timeout=timeout, check=False, cwd=tmp,
+        command = [str(compat_python()), "-I", str(script), *args]
+        return _last_json(command, tmp, timeout, "1.0.1 script")
+
+
+@contextlib.contextmanager
+def baseline_tree(ref: str) -> Iterator[Path]:
+    """A temporary tree with ``banyan/`` as of git ``ref`` and this checkout's ``benchmarks/``."""
+    with tempfile.TemporaryDirectory(prefix="banyan-base-") as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(BENCHMARKS.parent), "archive", ref, "banyan"],
+            capture_output=True, check=True, timeout=60,
         )  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True, timeout=60)
+        ignore = shutil.ignore_patterns("results", "__pycache__")
+        shutil.copytree(BENCHMARKS, Path(tmp, "benchmarks"), ignore=ignore)
+        yield Path(tmp)
+
+
+def run_module(tree: Path, module: str, *args: str, timeout: float = 120) -> Any:
+    """``python -m module args`` in ``tree`` (its ``banyan`` first on the path); its last JSON."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    command = [sys.executable, "-m", module, *args]
+    return _last_json(command, str(tree), timeout, f"baseline {module}", env)
+
+
+def _last_json(
+    command: list[str], cwd: str, timeout: float, what: str, env: dict[str, str] | None = None
+) -> Any:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          check=False, cwd=cwd, env=env)  # fmt: skip
     if done.returncode != 0:
-        raise RuntimeError(f"1.0.1 script failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -30,22 +30,33 @@ Ratios (``x_floor`` and the like) are paired: the median, over the 8 turns,
 of one workload's median over the other's in the same turn, since the VM's
 speed drifts between turns.
 
-Run: ``python -m benchmarks.caller_cost`` -> benchmarks/results/caller_cost.json, .png
+With ``--baseline REF`` a third process takes turns too: the same 2.x
+workloads run against the ``banyan`` of git ``REF`` (benchmarks/_compat.py's
+``baseline_tree``), reported as ``base <workload>`` rows; each 2.x row gets
+``x_base``, its paired ratio over the baseline's (a hook the ref does not
+have is left out).
+
+Run: ``python -m benchmarks.caller_cost [--baseline REF]``
+-> benchmarks/results/caller_cost.json, .png
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
+import contextlib
 import gc
 import inspect
+import json
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import banyan
 from banyan._record import IdSource, Record, encode
-from benchmarks._compat import closed_url, run_script
+from benchmarks._compat import baseline_tree, closed_url, run_module, run_script
 from benchmarks._plot import RESULTS, bars, write_json
 from benchmarks._timing import timer_overhead
 
@@ -127,21 +138,20 @@ def _workloads() -> tuple[Work, Callable[[], None]]:
         api_key="psk_bench", base_url=closed_url(), max_queue_bytes=1 << 40,
         batch_size=1 << 40, flush_interval=3600, spool_dir=False,
     )  # fmt: skip
-    hooked = {
-        name: banyan.PromptStackLogger(
-            api_key="psk_bench",
-            base_url=closed_url(),
-            max_queue_bytes=1 << 40,
-            batch_size=1 << 40,
-            flush_interval=3600,
-            spool_dir=False,
-            before_send=hook,
-        )
-        for name, hook in (("before_send", lambda event: event), ("redact_pii", banyan.redact_pii))
-    }
+    hooked = {}
+    hooks = {"before_send": lambda event: event, "redact_pii": getattr(banyan, "redact_pii", None)}
+    for name, hook in hooks.items():
+        if hook is None:
+            continue
+        with contextlib.suppress(TypeError, banyan.ConfigurationError):
+            # A baseline ref from before the hook (059eb3d, #16) leaves its workload out.
+            hooked[name] = banyan.PromptStackLogger(
+                api_key="psk_bench", base_url=closed_url(), max_queue_bytes=1 << 40,
+                batch_size=1 << 40, flush_interval=3600, spool_dir=False, before_send=hook,
+            )  # fmt: skip
     # Keep the flushers from starting: this measures the caller's cost only.
     for each in (logger, *hooked.values()):
-        each._idle = False
+        _hold(each)
     prompt = banyan.PromptData(content="c", version="3", prompt_id="p1", name="bench")
     banyan._default._logger = logger
 
@@ -189,12 +199,22 @@ def _workloads() -> tuple[Work, Callable[[], None]]:
     def reset() -> None:
         sink.clear()
         for each in (logger, *hooked.values()):
-            each._flusher.ring.take(1 << 40, 1 << 60)
+            _drain(each)
 
     work: Work = {"floor": floor, "floor_id_ts": floor_id_ts, "floor_call": floor_call,
                   "log_prompt": method, "banyan.log_prompt": module,
                   **{f"log_prompt+{name}": hooked_call(name) for name in hooked}}  # fmt: skip
     return work, reset
+
+
+def _hold(logger: banyan.PromptStackLogger) -> None:
+    """Keep ``logger``'s flusher from starting (private: also a baseline ref's internals)."""
+    logger._idle = False
+
+
+def _drain(logger: banyan.PromptStackLogger) -> None:
+    """Empty ``logger``'s queue between rounds, as nothing sends."""
+    logger._flusher.ring.take(1 << 40, 1 << 60)
 
 
 def measure_101(rounds: int = ROUNDS, calls: int = CALLS) -> dict[str, Any]:
@@ -231,28 +251,32 @@ def _paired_ratio(row: dict[str, Any], base: dict[str, Any]) -> float:
 def plot(results: dict[str, Any]) -> None:
     """Median bars with p99 whiskers, one per workload."""
     names = list(results)
-    groups = ["floor" if n.startswith("floor") else "1.0.1" if n[0] == "1" else "2.x"
-              for n in names]  # fmt: skip
-    labels = [n if n[0] == "1" or n.startswith("floor") else f"2.x {n}" for n in names]
+    groups = [
+        next((g for g in ("floor", "1.0.1", "base") if n.startswith(g)), "2.x") for n in names
+    ]
+    labels = [n if groups[i] != "2.x" else f"2.x {n}" for i, n in enumerate(names)]
     bars(RESULTS / "caller_cost.png", labels, [results[n]["median_ns"] for n in names],
          markers=[results[n]["p99_ns"] for n in names], groups=groups,
          title="log_prompt caller cost, ~1.2 KB record (bars: median; whiskers: p99)",
          ylabel="ns per call (log scale)", log=True)  # fmt: skip
 
 
-def run(rounds: int = ROUNDS, chunks: int = CHUNKS) -> dict[str, Any]:
-    """Both versions' samples, pooled over ``chunks`` alternating turns of each process."""
+def run(rounds: int = ROUNDS, chunks: int = CHUNKS, baseline: Path | None = None) -> dict[str, Any]:
+    """Every version's samples, pooled over ``chunks`` alternating turns of each process."""
     work, reset = _workloads()
+    turns: dict[str, Callable[[], dict[str, Any]]] = {
+        "2.x": lambda: _measure(work, reset, rounds // chunks, CALLS),
+        "1.0.1": lambda: measure_101(rounds // chunks, CALLS),
+    }
+    if baseline is not None:
+        turns["base"] = lambda: _measure_base(baseline, rounds // chunks, CALLS)
     pooled: dict[str, list[int]] = {}
     chunk_medians: dict[str, list[int]] = {}
-    overhead: dict[str, list[int]] = {"2.x": [], "1.0.1": []}
+    overhead: dict[str, list[int]] = {version: [] for version in turns}
     for _ in range(chunks):
-        for version, overheads in overhead.items():
-            if version == "2.x":
-                out = _measure(work, reset, rounds // chunks, CALLS)
-            else:
-                out = measure_101(rounds // chunks, CALLS)
-            overheads.append(out["timer_overhead_ns"])
+        for version, turn in turns.items():
+            out = turn()
+            overhead[version].append(out["timer_overhead_ns"])
             for name, values in out["samples"].items():
                 pooled.setdefault(name, []).extend(values)
                 chunk_medians.setdefault(name, []).append(int(statistics.median(values)))
@@ -260,7 +284,18 @@ def run(rounds: int = ROUNDS, chunks: int = CHUNKS) -> dict[str, Any]:
                                          "best_chunk_median_ns": min(chunk_medians[name])}
                for name, values in pooled.items()}  # fmt: skip
     _ratios(results)
+    for name, row in results.items():
+        if f"base {name}" in results:
+            row["x_base"] = _paired_ratio(row, results[f"base {name}"])
     return {"timer_overhead_ns": overhead, "results": results}
+
+
+def _measure_base(tree: Path, rounds: int, calls: int) -> dict[str, Any]:
+    """The 2.x workloads against the baseline tree's ``banyan``, named ``base <workload>``."""
+    out: dict[str, Any] = run_module(tree, "benchmarks.caller_cost", "--worker",
+                                     str(rounds), str(calls))  # fmt: skip
+    out["samples"] = {f"base {name}": values for name, values in out["samples"].items()}
+    return out
 
 
 def _summary(values: list[int]) -> dict[str, int]:
@@ -270,8 +305,19 @@ def _summary(values: list[int]) -> dict[str, int]:
 
 
 def main() -> None:
-    """Run both versions' workloads and write the JSON and PNG."""
-    out = run()
+    """Run every version's workloads and write the JSON and PNG."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.caller_cost")
+    parser.add_argument("--baseline", metavar="REF", help="also time git REF, paired")
+    parser.add_argument("--worker", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        # A baseline turn: this tree's workloads, the ref's banyan (run_module's cwd).
+        work, reset = _workloads()
+        print(json.dumps(_measure(work, reset, *args.worker)))
+        return
+    with contextlib.ExitStack() as stack:
+        tree = stack.enter_context(baseline_tree(args.baseline)) if args.baseline else None
+        out = run(baseline=tree)
     results = out["results"]
     record = Record("0123456789abcdef-1", time.time(), INPUT, OUTPUT, "p1", "bench", "3", "main",
                     "gpt-4", METADATA, 12.0)  # fmt: skip
@@ -280,12 +326,13 @@ def main() -> None:
         "chunks": CHUNKS, "timer_overhead_ns": out["timer_overhead_ns"],
         "v101_setup": "background_thread=False, max_retries=0, closed port, "
                       f"queue_size={CALLS} emptied before every round",
-        "results": results,
+        "baseline": args.baseline, "results": results,
     })  # fmt: skip
     plot(results)
     for name, row in results.items():
-        print(f"{name:24} median {row['median_ns']:6,} ns  p99 {row['p99_ns']:7,} ns  "
-              f"chunk medians {row['chunk_medians_ns']}", flush=True)  # fmt: skip
+        base = f"  x_base {row['x_base']}" if "x_base" in row else ""
+        print(f"{name:30} median {row['median_ns']:6,} ns  p99 {row['p99_ns']:7,} ns  "
+              f"chunk medians {row['chunk_medians_ns']}{base}", flush=True)  # fmt: skip
     print(f"wrote {path} and {path.with_suffix('.png')}")
 
 

@@ -20,12 +20,22 @@ bodies as sent, after compression) and ``wire_bytes_per_record``. Every record
 carries the same 1.2 KB of repeated characters, so the compressed sizes are a
 lower bound, far below what real prompts and outputs compress to.
 
-Run: ``python -m benchmarks.throughput [N]`` -> benchmarks/results/throughput.json, .png
+With ``--baseline REF``, the HTTP/2 and HTTP/1.1 client runs are then
+repeated in alternating turns with the same ``client_run`` importing the
+``banyan`` of git ``REF`` in a subprocess (benchmarks/_compat.py's
+``baseline_tree``), against the same server; ``baseline`` holds each turn's
+records/s and the median paired ratio (this tree over the ref).
+
+Run: ``python -m benchmarks.throughput [N] [--baseline REF]``
+-> benchmarks/results/throughput.json, .png
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import contextlib
+import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -37,11 +47,13 @@ import banyan
 from banyan import _localserver
 from banyan._record import IdSource, Record, encode
 from banyan._wire import BATCH_PATH, MSGPACK, msgpack_array_header
-from benchmarks._compat import run_script
+from benchmarks._compat import baseline_tree, run_module, run_script
 from benchmarks._plot import RESULTS, bars, write_json
 
 KEY = "psk_bench_0123456789abcdef"
 V101_RECORDS, V101_SECONDS = 5_000, 20.0
+#: Alternating turns of this tree and the baseline ref, per protocol.
+TURNS = 3
 INPUT, OUTPUT = "x" * 500, "y" * 500
 METADATA = {"user_type": "new", "plan": "pro", "turn": 3, "score": 4.5, "cached": True}
 
@@ -58,18 +70,18 @@ def _stored(url: str) -> int:
     return int(client.get("/api/v2/logs/summary").json()["stored"])
 
 
-def client_run(url: str, n: int, http2: bool, compression: str | None = None) -> dict[str, object]:
+def client_run(url: str, n: int, http2: bool, compression: str | None = None) -> dict[str, Any]:
     """Log ``n`` records with default settings (but ``compression``); time until all are stored."""
     before = _stored(url)
     logger = banyan.PromptStackLogger(
         api_key=KEY, base_url=url, http2=http2, compression=compression
     )
-    ring = logger._flusher.ring
-    high = ring.max_bytes * 3 // 4
+    # Public API only: the same function times a baseline ref's banyan (--baseline).
+    high = logger.config.max_queue_bytes * 3 // 4
     start = time.perf_counter()
     for i in range(n):
         if i % 1000 == 0:
-            while ring.bytes > high:
+            while logger.get_stats()["queue_bytes"] > high:
                 time.sleep(0.001)
         logger.log_prompt(INPUT, OUTPUT, model="gpt-4", metadata=METADATA, duration_ms=12.0)
     logged = time.perf_counter() - start
@@ -175,10 +187,39 @@ def plot(result: dict[str, Any]) -> None:
                "into banyan serve")  # fmt: skip
 
 
+def paired(url: str, n: int, tree: Path) -> dict[str, Any]:
+    """This tree and the baseline's, alternating ``TURNS`` times per protocol; paired ratios."""
+    out: dict[str, Any] = {}
+    for name, http2 in (("http2", True), ("http1", False)):
+        ours: list[int] = []
+        base: list[int] = []
+        for _ in range(TURNS):
+            ours.append(int(client_run(url, n, http2)["records_per_s"]))
+            theirs = run_module(tree, "benchmarks.throughput", "--worker", url, str(n), name,
+                                timeout=300)  # fmt: skip
+            base.append(int(theirs["records_per_s"]))
+        ratio = statistics.median(a / b for a, b in zip(ours, base, strict=True))
+        out[name] = {"records_per_s": ours, "base_records_per_s": base,
+                     "median": statistics.median(ours), "base_median": statistics.median(base),
+                     "x_base": round(ratio, 3)}  # fmt: skip
+    return out
+
+
 def main() -> None:
     """Run every scenario against one server and write the JSON."""
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-    with tempfile.TemporaryDirectory() as tmp:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput")
+    parser.add_argument("n", nargs="?", type=int, default=200_000)
+    parser.add_argument("--baseline", metavar="REF", help="also time git REF, paired")
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        # A baseline turn: this tree's client_run, the ref's banyan (run_module's cwd).
+        url, count, protocol = args.worker
+        print(json.dumps(client_run(url, int(count), http2=protocol == "http2")))
+        return
+    n = args.n
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        tree = stack.enter_context(baseline_tree(args.baseline)) if args.baseline else None
         server = _localserver.start(Path(tmp), db=Path(tmp) / "bench.db", api_key=KEY)
         url = server.base_url
         try:
@@ -191,12 +232,16 @@ def main() -> None:
                 "server_alone": server_ceiling(url, min(n, 100_000)),
                 "v101": v101_run(url),
             }
+            if tree is not None:
+                result["baseline"] = {"ref": args.baseline, **paired(url, n, tree)}
         finally:
             server.stop()
     path = write_json("throughput", result)
     plot(result)
     for name in ("http2", "http1", "http2_gzip", "http2_zstd", "server_alone", "v101"):
         print(f"{name:13} {result[name]['records_per_s']:8,} records/s  {result[name]}")
+    if "baseline" in result:
+        print(f"baseline {result['baseline']}")
     print(f"wrote {path} and {path.with_suffix('.png')}")
 
 

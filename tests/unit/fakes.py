@@ -116,3 +116,8 @@ class Waits(threading.Event):
         assert timeout is not None
         self.delays.append(timeout)
         return self.is_set()
+
+
+def tallied(export: Any) -> Any:
+    """A test's ``export(records, deadline, stop)`` as the flusher calls it, with a tally too."""
+    return lambda records, deadline, stop, tally: export(records, deadline, stop)

@@ -13,7 +13,7 @@ import pytest
 
 import banyan
 from banyan import _default, _transport
-from banyan._stats import Stats
+from banyan._ledger import Ledger
 
 
 def test_log_before_configure_is_a_counted_drop_warned_once(
@@ -68,7 +68,7 @@ def env_key(monkeypatch: pytest.MonkeyPatch) -> None:
     """BANYAN_API_KEY set and auto-configuration not tried yet, with fresh early counters."""
     _default._reset()
     monkeypatch.setattr(_default._Env, "tried", False)
-    monkeypatch.setattr(_default, "_unconfigured", Stats())
+    monkeypatch.setattr(_default, "_unconfigured", Ledger())
     monkeypatch.setattr(_transport, "_tls_contexts", {})
     for name in ("BANYAN_PROJECT_ID", "SSL_CERT_DIR"):
         monkeypatch.delenv(name, raising=False)

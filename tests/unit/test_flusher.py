@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FakeResponse, MakeLogger
+from fakes import FakeResponse, MakeLogger, tallied
 
 from banyan._flusher import Flusher
 from banyan._record import Encoded
@@ -18,7 +18,7 @@ from banyan._record import Encoded
 
 def core(export: object, background: bool = True, workers: int = 2) -> Flusher:
     return Flusher(
-        export,  # type: ignore[arg-type]
+        tallied(export),
         lambda records, exc: None,
         max_queue_bytes=10**6, wake_records=10, wake_bytes=10**6, batch_records=4,
         batch_bytes=10**6, interval=0.05, workers=workers, background=background,
@@ -149,7 +149,7 @@ def test_an_internal_error_does_not_end_the_flusher_thread() -> None:
         return True
 
     flusher = Flusher(
-        export,
+        tallied(export),
         lambda records, exc: errors.append(exc),
         max_queue_bytes=10**6, wake_records=10, wake_bytes=10**6, batch_records=4,
         batch_bytes=10**6, interval=0.05, workers=1, background=True,
@@ -183,14 +183,14 @@ def test_a_flush_during_shutdown_waits_until_the_rest_is_spooled(
         assert logger.log_prompt(f"i {n}", "o")
     spooling = logger._spooling
     assert spooling is not None
-    keeping, real_keep = threading.Event(), spooling.keep
+    keeping, real_keep = threading.Event(), spooling._keep
 
-    def slow_keep(*args: Any) -> None:
+    def slow_keep(*args: Any) -> Any:
         keeping.set()
         time.sleep(0.3)
-        real_keep(*args)
+        return real_keep(*args)
 
-    monkeypatch.setattr(spooling, "keep", slow_keep)
+    monkeypatch.setattr(spooling, "_keep", slow_keep)
     closer = threading.Thread(target=logger.shutdown, args=(0.2,))
     closer.start()
     try:

@@ -6,8 +6,11 @@ import threading
 import time
 from typing import Any
 
+from fakes import tallied
+
 from banyan._flusher import Flusher
 from banyan._record import Encoded
+from banyan._stats import DropReason
 
 
 def _core(export: Any, **options: Any) -> Flusher:
@@ -15,7 +18,7 @@ def _core(export: Any, **options: Any) -> Flusher:
                                 "wake_bytes": 10**6, "batch_records": 2, "batch_bytes": 10**6,
                                 "interval": 60.0, "workers": 2, "background": False}  # fmt: skip
     settings.update(options)
-    return Flusher(export, lambda records, exc: None, **settings)
+    return Flusher(tallied(export), lambda records, exc: None, **settings)
 
 
 def test_workers_are_daemon_threads_named_after_the_flusher() -> None:
@@ -60,8 +63,8 @@ def test_export_gets_the_deadline_and_the_stop_event() -> None:
 
 
 def test_in_flight_counts_records_handed_out_until_they_settle() -> None:
-    """in_flight is the records export holds; a direct send adds to it, an abandon removes
-    what it gives back."""
+    """in_flight is the records export holds; a direct send adds to it; an abandon gives the
+    batches back, counted in flight until their new owner gives them up (the ledger)."""
     gate, entered = threading.Event(), threading.Event()
     counts: list[int] = []
 
@@ -81,7 +84,10 @@ def test_in_flight_counts_records_handed_out_until_they_settle() -> None:
     assert flusher.send_now([b"direct"], None) is True
     assert counts == [2, 3]
     assert flusher.in_flight == 2
-    assert flusher.abandon() == [b"r0", b"r1"]
+    batches = flusher.abandon()
+    assert [record for batch in batches for record in batch.records] == [b"r0", b"r1"]
+    assert flusher.in_flight == 2
+    flusher._ledger.give_up(batches, 0, DropReason.SHUTDOWN, "at shutdown")
     assert flusher.in_flight == 0
     gate.set()
     worker.join()
@@ -96,7 +102,7 @@ def test_a_failing_export_is_reported_with_its_records() -> None:
     def export(records: list[Encoded], deadline: float | None, stop: threading.Event) -> bool:
         raise boom
 
-    flusher = Flusher(export, lambda records, exc: errors.append((records, exc)),
+    flusher = Flusher(tallied(export), lambda records, exc: errors.append((records, exc)),
                       max_queue_bytes=10**6, wake_records=10**6, wake_bytes=10**6,
                       batch_records=2, batch_bytes=10**6, interval=60.0, workers=1,
                       background=False)  # fmt: skip
@@ -169,7 +175,7 @@ def test_a_worker_looks_for_work_every_interval_and_runs_the_side_step() -> None
         exported.append(records)
         return True
 
-    flusher = Flusher(export,
+    flusher = Flusher(tallied(export),
                       lambda records, exc: errors.append((records, str(exc))),
                       max_queue_bytes=10**6, wake_records=10**6, wake_bytes=10**6,
                       batch_records=10, batch_bytes=10**6, interval=0.05, workers=1,

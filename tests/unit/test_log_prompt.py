@@ -22,6 +22,7 @@ from fakes import MakeLogger
 import banyan
 from banyan import _fork
 from banyan._delivery import MAX_RECORD_BYTES
+from banyan._pipeline import Pipeline
 from banyan._record import (
     MAX_ID_LENGTH,
     MAX_LISTED_ITEMS,
@@ -112,11 +113,11 @@ def test_a_wiped_credit_takes_the_slow_path_without_resetting_the_logger(
     same process keeps its queue and gets a fresh credit."""
     logger = quiet(make_logger)
     logger.log_prompt("a", "o")
-    assert logger._credit[0] > 0
-    logger._credit[0] = 0  # what the wiped page reads in a forked child
+    assert logger._flusher.ring.credit[0] > 0
+    logger._flusher.ring.credit[0] = 0  # what the wiped page reads in a forked child
     logger.log_prompt("b", "o")
     assert [r.input for r in queued(logger)] == ["a", "b"]
-    assert logger._credit[0] > 0
+    assert logger._flusher.ring.credit[0] > 0
 
 
 def test_a_fork_the_hooks_missed_renumbers_the_record(
@@ -129,8 +130,10 @@ def test_a_fork_the_hooks_missed_renumbers_the_record(
     parent_prefix = queued(logger)[0].id.rsplit("-", 1)[0]
     real = os.getpid()
     monkeypatch.setattr(os, "getpid", lambda: real + 1)
-    monkeypatch.setattr(logger, "_start", lambda: None)  # keep the child's flusher stopped
-    logger._credit[0] = logger._here[0] = 0  # what the wiped pages read in a forked child
+    # Keep the child's flusher stopped.
+    monkeypatch.setattr(Pipeline, "start", lambda self: None)
+    # What the wiped pages read in a forked child.
+    logger._flusher.ring.credit[0] = logger._here[0] = 0
     assert logger.log_prompt("child", "o")
     [record] = queued(logger)
     assert record.input == "child"
@@ -525,7 +528,8 @@ def test_a_sending_thread_that_cannot_start_leaves_the_record_queued(
     stats = logger.get_stats()
     assert (stats["logs_queued"], stats["queue_size"], stats["logs_dropped"]) == (1, 1, 0)
     monkeypatch.setattr(logger._flusher, "_spawn", real)
-    logger._credit[0] = 0  # the next record takes the slow path, as it would at a wake
+    # The next record takes the slow path, as it would at a wake.
+    logger._flusher.ring.credit[0] = 0
     assert logger.log_prompt("second", "o")
     assert logger.flush(timeout=5)
     assert logger.get_stats()["logs_sent"] == 2

@@ -7,17 +7,18 @@ import sys
 import threading
 
 import pytest
+from contention import contended
 from fakes import MakeLogger
 
 from banyan._ring import Ring
 
 
 def test_ring_refuses_records_beyond_its_byte_bound() -> None:
-    """Pushes that would exceed max_bytes are refused and counted in `full`."""
+    """Pushes that would exceed max_bytes are refused (the caller counts them), nothing kept."""
     ring = Ring(100, 10**6, 10**6, lambda: None)
     assert all(ring.push(b"x" * 30) for _ in range(3))
     assert not ring.push(b"x" * 30)
-    assert (len(ring), ring.bytes, ring.full) == (3, 90, 1)
+    assert (len(ring), ring.bytes) == (3, 90)
     assert ring.push(b"x" * 10)
 
 
@@ -68,10 +69,10 @@ def test_byte_threshold_wakes_per_threshold_worth() -> None:
 
 def _fast_and_slow(
     make_logger: MakeLogger, max_queue_bytes: int, batch_size: int
-) -> tuple[list[int], list[int], Ring]:
+) -> tuple[list[int], list[int], Ring, int]:
     """Log 60 equal records through log_prompt and push the same bytes into a ring with no
     fast path, taking 3 from each every 7th record; the pushed() count at each wake of
-    both, and the logger's ring. Every acceptance and byte count must agree."""
+    both, the logger's ring and its queue_full drops. Every acceptance and count must agree."""
     logger, _ = make_logger(max_queue_bytes=max_queue_bytes, batch_size=batch_size, spool_dir=False)
     logger._idle = False
     logger._next_id = lambda: "fixed-0x1"  # equal sizes, so the oracle can replay them
@@ -83,21 +84,23 @@ def _fast_and_slow(
         max_queue_bytes, batch_size, logger.config.wake_bytes,
         lambda: expected.append(oracle.pushed()), fast=False,
     )  # fmt: skip
+    refused = 0
     for n in range(1, 61):
         accepted = logger.log_prompt("x" * 30, "y")
         assert accepted == oracle.push(b"x" * len(ring._items[-1]))
+        refused += not accepted
         assert ring.bytes == oracle.bytes <= max_queue_bytes
         if n % 7 == 0:
             assert len(ring.take(3, 10**6)[1]) == len(oracle.take(3, 10**6)[1])
-    assert ring.full == oracle.full
-    return wakes, expected, ring
+    assert logger.get_stats()["dropped"]["queue_full"] == refused
+    return wakes, expected, ring, refused
 
 
 def test_the_fast_path_wakes_and_refuses_exactly_as_push_alone(make_logger: MakeLogger) -> None:
     """Against the byte threshold and the bound, log_prompt's credit fast path wakes at the
     same records, and accepts the same ones, as a ring taking every record through push()."""
-    wakes, expected, ring = _fast_and_slow(make_logger, 1000, 1000)
-    assert ring.full > 0
+    wakes, expected, ring, refused = _fast_and_slow(make_logger, 1000, 1000)
+    assert refused > 0
     assert wakes == expected
     assert len(wakes) >= 2
     ring.close()
@@ -110,7 +113,7 @@ def test_the_fast_path_wakes_every_batch_size_records_give_or_take_one(
 ) -> None:
     """Against the record threshold the credit covers up to the threshold, so the record
     past it (not the one reaching it) wakes: every batch_size or batch_size + 1 records."""
-    wakes, expected, _ = _fast_and_slow(make_logger, 10**6, 5)
+    wakes, expected, _, _ = _fast_and_slow(make_logger, 10**6, 5)
     assert expected == list(range(5, 61, 5))
     gaps = {later - earlier for earlier, later in zip([0, *wakes], wakes, strict=False)}
     assert gaps <= {5, 6}
@@ -197,3 +200,30 @@ def test_a_push_re_entered_from_a_signal_handler_keeps_the_byte_count(
     assert len(ring._items) == 5
     ring._settle()
     assert ring.bytes == sum(map(len, ring._items))
+
+
+def test_without_a_gil_no_credit_is_granted_and_threads_keep_every_record(
+    make_logger: MakeLogger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a free-threaded build with its GIL off (sys._is_gil_enabled() forced False) the
+    ring grants no credit, so every record takes the locked push: four threads logging at
+    once under a 10 us switch interval keep every record and every byte counted."""
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    logger, _ = make_logger(max_queue_bytes=1 << 30, batch_size=10**6, spool_dir=False)
+    logger._idle = False  # no flusher: the ring only fills
+    ring = logger._flusher.ring
+    threads_n, per_thread = 4, 2_000
+    odd: list[tuple[int, int]] = []
+
+    def produce(t: int) -> None:
+        for i in range(per_thread):
+            if not logger.log_prompt(f"t{t} {i}", "o") or ring.credit[0]:
+                odd.append((t, i))
+
+    contended(produce, threads_n)
+    total = threads_n * per_thread
+    assert odd == []
+    stats = logger.get_stats()
+    assert (stats["logs_queued"], stats["queue_size"], len(ring)) == (total, total, total)
+    assert ring.bytes == ring.bytes_in == sum(map(len, ring._items))
+    assert not ring.try_append(b"x")

@@ -20,6 +20,7 @@ from banyan import _segment, _spooldir
 from banyan._config import build
 from banyan._delivery import Delivery
 from banyan._exceptions import AuthenticationError, HTTPStatusError
+from banyan._ledger import Ledger
 from banyan._replay import Replayer
 from banyan._segment import FRAME_SIZE, HEADER_SIZE
 from banyan._spool import Spool
@@ -516,7 +517,7 @@ def test_a_segment_acked_after_close_stays_and_its_replay_is_not_counted(tmp_pat
     replay (answered with duplicates), so this one's deliveries are not counted now too."""
     spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
     fill(spool, 3)
-    stats = Stats()
+    stats = Ledger()
 
     def deliver(scratch: Stats) -> Any:
         def send(batch: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
@@ -544,7 +545,7 @@ def test_a_passing_read_error_keeps_the_segment_for_another_try(
     not deleted as unreadable with one record counted lost."""
     spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
     fill(spool, 5)
-    stats, sent = Stats(), list[int]()
+    stats, sent = Ledger(), list[int]()
     real, failures = _segment.read_file, [OSError(errno.EIO, "I/O error")]
 
     def flaky(fd: int) -> bytes:
@@ -573,7 +574,7 @@ def test_a_passing_read_error_keeps_the_segment_for_another_try(
     spool.close()
 
 
-def answering(spool: Spool, error: HTTPStatusError, cap: float) -> tuple[Replayer, Stats]:
+def answering(spool: Spool, error: HTTPStatusError, cap: float) -> tuple[Replayer, Ledger]:
     """A replayer of ``spool`` (3 records) whose every request fails with ``error``."""
     fill(spool, 3)
     config = build("psk_unit", "http://127.0.0.1:9", None, max_retries=0, spool_dir=False)
@@ -584,7 +585,7 @@ def answering(spool: Spool, error: HTTPStatusError, cap: float) -> tuple[Replaye
         def request(self, *args: object, **kwargs: object) -> None:
             raise error
 
-    stats = Stats()
+    stats = Ledger()
     replayer = Replayer(
         spool, lambda scratch: Delivery(config, Failing(), scratch, in_spool=True),  # type: ignore[arg-type]
         stats, batch=(100, 1 << 20), seal_interval=0.0, backoff=(0.01, cap),
@@ -646,7 +647,7 @@ def test_a_segment_that_stays_unreadable_counts_its_records_lost(
         raise OSError(errno.EIO, "I/O error")
 
     monkeypatch.setattr(_segment, "read_file", unreadable)
-    stats = Stats()
+    stats = Ledger()
 
     def deliver(scratch: Stats) -> Any:
         return Sending(lambda *args: True)
@@ -669,7 +670,7 @@ def test_close_mid_replay_hands_the_whole_segment_over_and_counts_it(tmp_path: P
     fill(spool, 30)
     assert spool.append(rec(30))  # the active segment, sealed by close()
 
-    replayer = Replayer(spool, accept_all, Stats(), batch=(10, 1 << 20), seal_interval=1e9,
+    replayer = Replayer(spool, accept_all, Ledger(), batch=(10, 1 << 20), seal_interval=1e9,
                         backoff=(0.01, 0.1), healthy=lambda: 0.0, prepare=False)  # fmt: skip
     assert replayer.step()  # 10 of the first segment's 30 sent
     replayer.stop()
@@ -685,7 +686,7 @@ def test_a_segment_is_deleted_with_its_last_batch(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool", segment_bytes=64 << 10)
     fill(spool, 20)
 
-    stats = Stats()
+    stats = Ledger()
     replayer = Replayer(spool, accept_all, stats, batch=(10, 1 << 20), seal_interval=1e9,
                         backoff=(0.01, 0.1), healthy=lambda: 0.0, prepare=False)  # fmt: skip
     assert replayer.step()
@@ -721,7 +722,7 @@ def shedding(spool: Spool, takes: Any, reason: DropReason) -> tuple[Replayer, li
     def deliver(scratch: Stats) -> Any:
         return Shedding(takes, reason, sent)
 
-    replayer = Replayer(spool, deliver, Stats(),
+    replayer = Replayer(spool, deliver, Ledger(),
                         batch=(10, 1 << 20), seal_interval=0.0, backoff=(0.0, 0.0),
                         healthy=lambda: 0.0, prepare=False)  # fmt: skip
     return replayer, sent
@@ -762,3 +763,19 @@ def test_records_taken_before_a_failed_batch_are_not_sent_again(tmp_path: Path) 
     assert sent == [*range(20), *range(10, 20)]
     assert segment_files(spool) == []
     spool.close()
+
+
+def test_add_returns_why_it_refused_each_record(tmp_path: Path) -> None:
+    """add() says why it refused that very record (a DropReason; None when kept), so a
+    caller never guesses the reason from counters another thread also moves (issue 15)."""
+    full = Spool(tmp_path / "full", segment_bytes=SEGMENT, max_total_bytes=SEGMENT - 1)
+    assert full.add(rec(0)) is DropReason.SPOOL_FULL
+    assert full.add_many([rec(1), rec(2)]) == (0, DropReason.SPOOL_FULL)
+    full.close()
+    spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
+    assert spool.add(rec(0)) is None
+    assert spool.add(b"x" * SEGMENT) is DropReason.TOO_LARGE
+    assert spool.add_many([rec(1), b"x" * SEGMENT, rec(2)]) == (2, DropReason.TOO_LARGE)
+    spool.close()
+    assert spool.add(rec(3)) is DropReason.CLOSED
+    assert spool.dropped == {"too_large": 2, "closed": 1}

@@ -6,6 +6,8 @@ import logging
 
 import pytest
 
+from banyan._ledger import Ledger
+from banyan._ring import Ring
 from banyan._stats import DropReason, SpoolCounts, Stats
 
 ZERO_DROPS = {reason.value: 0 for reason in DropReason}
@@ -13,7 +15,7 @@ ZERO_DROPS = {reason.value: 0 for reason in DropReason}
 
 def test_a_fresh_snapshot_is_all_zeros() -> None:
     """Nothing happened: every counter 0, no error, no HTTP version, nothing dropped."""
-    assert Stats().snapshot(0, 0, 0, 0) == {
+    assert Ledger().view() == {
         "logs_queued": 0, "logs_sent": 0, "logs_dropped": 0, "dropped": ZERO_DROPS,
         "queue_size": 0, "queue_bytes": 0, "in_flight": 0, "duplicates": 0, "retries": 0,
         "batches_sent": 0, "bytes_sent": 0, "spooled": 0, "replayed": 0, "spooled_pending": 0,
@@ -27,22 +29,27 @@ def test_a_fresh_snapshot_is_all_zeros() -> None:
 def test_a_snapshot_merges_the_rings_and_the_spools_counters() -> None:
     """Each field comes from its counter; drops add the ring's and the spool's; records
     that went straight to the spool count as queued; pending is spooled minus what left."""
-    stats = Stats()
+    stats = Ledger()
+    ring = Ring(10**6, 10**6, 10**6, lambda: None)
+    for _ in range(40):
+        ring.push(b"x" * 100)
+    stats.taken, stats.replayed_records = 460, 400
     stats.add(sent=11, duplicates=2, retries=3, batches_sent=4, bytes_sent=5, direct=6,
               spooled_from_queue=7, skipped=8, sticky_missing=9, prompt_errors=10,
               delivered_after_shutdown=12)  # fmt: skip
     stats.drop(DropReason.QUEUE_FULL, 100)
+    stats.drop(DropReason.QUEUE_FULL, 50, entry=True)
     stats.drop(DropReason.SPOOL_EVICTED, 200)
     stats.drop(DropReason.SPOOL_CORRUPT, 300)
     stats.drop(DropReason.ENCODE_ERROR, 13, "bad", entry=True)
     stats.http_version = "HTTP/2"
     spool = SpoolCounts(spooled=1000, replayed=400, evicted=30, lost=20, corrupt_frames=5,
                         segments=3, bytes=4096)  # fmt: skip
-    snapshot = stats.snapshot(500, 50, 40, 4000, spool)
+    snapshot = stats.view(ring, spool)
     dropped = {**ZERO_DROPS, "queue_full": 150, "spool_evicted": 230, "spool_corrupt": 320,
                "encode_error": 13}  # fmt: skip
     assert snapshot == {
-        "logs_queued": 500 + 50 + 6 + 13 + (1000 - 7), "logs_sent": 11,
+        "logs_queued": 460 + 40 + 6 + 50 + 13 + (1000 - 7), "logs_sent": 11,
         "logs_dropped": sum(dropped.values()), "dropped": dropped, "queue_size": 40,
         "queue_bytes": 4000, "in_flight": 0, "duplicates": 2, "retries": 3,
         "batches_sent": 4, "bytes_sent": 5, "spooled": 1000, "replayed": 400,
@@ -84,12 +91,12 @@ def test_drops_are_warned_once_per_reason_with_their_error(
 
 def test_a_merge_keeps_the_http_version_unless_the_segment_had_one() -> None:
     """Merging a replayed segment's counters keeps the last known HTTP version and error."""
-    live, quiet, spoken = Stats(), Stats(), Stats()
+    live, quiet, spoken = Ledger(), Stats(), Stats()
     live.http_version = "HTTP/1.1"
     live.error("old")
-    live.merge(quiet)
+    live.replayed(0, quiet)
     assert (live.http_version, live.last_error) == ("HTTP/1.1", "old")
     spoken.http_version = "HTTP/2"
     spoken.error("new")
-    live.merge(spoken)
+    live.replayed(0, spoken)
     assert (live.http_version, live.last_error) == ("HTTP/2", "new")

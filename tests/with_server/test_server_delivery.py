@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import sys
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from contention import contended
 
 import banyan
 
@@ -109,23 +108,12 @@ def test_threads_logging_at_once_through_the_credit_lose_nothing(server: Server)
         api_key=server.api_key, base_url=server.base_url, max_queue_bytes=128 * 1024,
         batch_size=50, flush_interval=0.05,
     )  # fmt: skip
-    start = threading.Barrier(threads_n)
 
     def produce(t: int) -> None:
-        start.wait(10)
         for i in range(per_thread):
             logger.log_prompt(input=f"t{t} {i}", output="x" * 300)
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads_n)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(60)
-    finally:
-        sys.setswitchinterval(interval)
+    contended(produce, threads_n)
     assert logger.flush(timeout=60)
     stats = logger.get_stats()
     assert (stats["queue_size"], stats["queue_bytes"], stats["logs_dropped"]) == (0, 0, 0)

@@ -1,0 +1,203 @@
+"""The ledger: where every record of one logger is, each move made once under one lock.
+
+A record enters queued (in the ring), or straight into the spool (durable
+mode, a full ring), or is dropped at the door (``entry_dropped``). From the ring it
+goes in flight, in a batch (:meth:`Ledger.take`); a batch ends delivered,
+dropped with a :class:`~banyan._stats.DropReason`, or spooled, and each of
+those moves is one call here, counted once:
+
+* :meth:`Ledger.settle` when its export returns (the outcome tallied apart
+  in a scratch :class:`~banyan._stats.Stats`);
+* :meth:`Ledger.spill` for the part delivery gave up on, spooled or dropped;
+* :meth:`Ledger.abandon` then :meth:`Ledger.give_up` at shutdown's deadline:
+  the batch is the shutdown's from then on, its late export only noted in
+  ``delivered_after_shutdown``;
+* :meth:`Ledger.replayed` when a spooled segment is acknowledged.
+
+:meth:`Ledger.view` reads every counter under the same lock, so that
+``logs_queued == logs_sent + logs_dropped + queue_size + in_flight +
+spooled_pending`` holds in every snapshot, not only at rest (issue 15).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from banyan._stats import DropReason, SpoolCounts, Stats
+
+if TYPE_CHECKING:
+    from banyan._record import Encoded
+    from banyan._ring import Ring
+
+#: Counters of requests, not records: a tally adds them as they are.
+_REQUEST_COUNTERS = ("duplicates", "retries", "batches_sent", "bytes_sent")
+
+
+@dataclasses.dataclass(eq=False)
+class Batch:
+    """Records in flight together: ``left`` of them not yet counted elsewhere."""
+
+    records: list[Encoded]
+    left: int
+    #: Shutdown took it: its export's outcome is only noted.
+    abandoned: bool = False
+    #: Delivery is spooling part of it: the rest is settled by its export, not abandoned.
+    spilling: bool = False
+
+
+class Ledger(Stats):
+    """One logger's record accounting, and the counters of :class:`Stats` beside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: Records ever taken out of the ring, and records in batches not yet settled.
+        self.taken = 0
+        self.in_flight = 0
+        #: Records of acknowledged spool segments (this process's replay).
+        self.replayed_records = 0
+        self._batches: dict[int, Batch] = {}
+
+    def take(self, ring: Ring, max_records: int, max_bytes: int) -> tuple[int, list[Encoded]]:
+        """Queued -> in flight: the ring's oldest records as one batch (see ``Ring.take``)."""
+        with self._lock:
+            start, records = ring.take(max_records, max_bytes)
+            if records:
+                self.taken += len(records)
+                self._open(records)
+        return start, records
+
+    def sent_directly(self, records: list[Encoded]) -> None:
+        """Entered and in flight at once: a blocking ``log_prompt``."""
+        with self._lock:
+            self.direct += len(records)
+            self._open(records)
+
+    def _open(self, records: list[Encoded]) -> None:
+        self.in_flight += len(records)
+        self._batches[id(records)] = Batch(records, len(records))
+
+    def settle(self, records: list[Encoded], tally: Stats) -> bool:
+        """In flight -> delivered or dropped, as ``tally`` counted the export of ``records``;
+        False when shutdown gave the batch up meanwhile (then only noted)."""
+        with self._lock:
+            batch = self._batches.pop(id(records), None)
+            if batch is None or batch.abandoned:
+                self.delivered_after_shutdown += tally.sent
+                return False
+            self.in_flight -= batch.left
+            short = self._count(batch.left, tally)
+        self._warn_short(short)
+        return True
+
+    def _count(self, records: int, tally: Stats) -> int:
+        # Called with the lock held: `records` leave their state as `tally` counted them; what
+        # it did not count is an internal error (an export that raised). Returns that number.
+        drops = {reason: n for reason, n in tally.dropped.items() if n}
+        sent = min(tally.sent, records - sum(drops.values()))
+        for reason, count in drops.items():
+            self.dropped[reason] += count
+        self.sent += max(0, sent)
+        short = records - max(0, sent) - sum(drops.values())
+        self.dropped[DropReason.INTERNAL_ERROR] += max(0, short)
+        for name in _REQUEST_COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(tally, name))
+        self.legacy_concurrency = tally.legacy_concurrency or self.legacy_concurrency
+        self.http_version = tally.http_version or self.http_version
+        self.last_error = tally.last_error or self.last_error
+        return short
+
+    def _warn_short(self, short: int) -> None:
+        if short > 0:
+            self.warn_once(
+                "export", "banyan: internal error while sending logs: %d record(s) lost", short
+            )
+
+    def spilling(self, records: list[Encoded]) -> bool:
+        """Whether delivery may spool part of ``records`` (False: shutdown took the batch)."""
+        with self._lock:
+            batch = self._batches.get(id(records))
+            if batch is None or batch.abandoned:
+                return False
+            batch.spilling = True
+            return True
+
+    def spill(
+        self, records: list[Encoded], count: int, kept: int, reason: DropReason, error: str
+    ) -> None:
+        """In flight -> spooled (``kept``) or dropped (``reason``): ``count`` of ``records``."""
+        with self._lock:
+            batch = self._batches[id(records)]
+            batch.left -= count
+            self._leave(count, kept, reason)
+        self._lost(count - kept, reason, error)
+
+    def _leave(self, count: int, kept: int, reason: DropReason) -> None:
+        # Called with the lock held.
+        self.in_flight -= count
+        self.spooled_from_queue += kept
+        self.dropped[reason] += count - kept
+
+    def abandon(self) -> list[Batch]:
+        """Shutdown's deadline: every batch in flight is the caller's now (see give_up)."""
+        with self._lock:
+            batches = [b for b in self._batches.values() if not b.spilling and not b.abandoned]
+            for batch in batches:
+                batch.abandoned = True
+        return batches
+
+    def give_up(self, batches: list[Batch], kept: int, reason: DropReason, error: str) -> int:
+        """In flight -> spooled or dropped: ``batches`` from :meth:`abandon`, ``kept`` of
+        their records spooled, the others lost for ``reason``; returns how many were lost."""
+        count = sum(batch.left for batch in batches)
+        with self._lock:
+            for batch in batches:
+                self._batches.pop(id(batch.records), None)
+            self._leave(count, kept, reason)
+        self._lost(count - kept, reason, error)
+        return count - kept
+
+    def _lost(self, lost: int, reason: DropReason, error: str) -> None:
+        if lost:
+            self.error(error)
+            self.warn_undelivered(lost, reason, error)
+
+    def replayed(self, records: int, tally: Stats) -> None:
+        """Spooled -> delivered or dropped: an acknowledged segment of ``records`` records."""
+        with self._lock:
+            self.replayed_records += records
+            short = self._count(records, tally)
+        self._warn_short(short)
+
+    def drained(self) -> bool:
+        """Whether no batch is in flight."""
+        return not self._batches
+
+    def view(self, ring: Ring | None = None, spool: SpoolCounts | None = None) -> dict[str, Any]:
+        """The ``get_stats()`` dictionary: every record counted once, in one consistent read."""
+        spool = spool or SpoolCounts()
+        with self._lock:
+            queued = 0 if ring is None else len(ring)
+            dropped = {reason.value: n for reason, n in self.dropped.items()}
+            dropped[DropReason.SPOOL_EVICTED.value] += spool.evicted
+            dropped[DropReason.SPOOL_CORRUPT.value] += spool.lost
+            # Records that went straight to the spool: durable mode, or a full ring.
+            at_entry = spool.spooled - self.spooled_from_queue
+            unspooled = self.replayed_records + spool.evicted + spool.lost
+            return self.counters() | {
+                "logs_queued": self.taken + queued + self.direct + self.entry_dropped + at_entry,
+                "logs_sent": self.sent,
+                "logs_dropped": sum(dropped.values()),
+                "dropped": dropped,
+                "queue_size": queued,
+                "queue_bytes": 0 if ring is None else ring.bytes,
+                "in_flight": self.in_flight,
+                "spooled": spool.spooled,
+                "replayed": self.replayed_records,
+                "spooled_pending": spool.spooled - unspooled,
+                "spool_evicted": spool.evicted,
+                "spool_corrupt_frames": spool.corrupt_frames,
+                "spool_lost": spool.lost,
+                "spool_segments": spool.segments,
+                "spool_bytes": spool.bytes,
+            }

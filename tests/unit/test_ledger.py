@@ -1,0 +1,208 @@
+"""The ledger alone, with fakes: random interleavings against a model counting each record once."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from banyan._ledger import Batch, Ledger
+from banyan._record import Encoded
+from banyan._ring import Ring
+from banyan._stats import DropReason, SpoolCounts
+
+RECORD = 10
+#: What delivery may end a batch with, as the ledger's tally sees it.
+OUTCOMES = ("2xx", "partial_reject", "5xx_spooled", "timeout_dropped", "raised")
+
+
+@dataclass
+class FakeSpool:
+    """The spool's counters, and its refusals as a DropReason (``refusing``)."""
+
+    refusing: DropReason | None = None
+    spooled: int = 0
+    evicted: int = 0
+    lost: int = 0
+    held: list[Encoded] = field(default_factory=list)
+
+    def add_many(self, records: list[Encoded]) -> tuple[int, DropReason | None]:
+        if self.refusing is not None:
+            return 0, self.refusing
+        self.held += records
+        self.spooled += len(records)
+        return len(records), None
+
+    def counts(self) -> SpoolCounts:
+        return SpoolCounts(self.spooled, 0, self.evicted, self.lost)
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """Each record has one state in ``model``; the ledger's view must agree at every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids = itertools.count()
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self.ledger = Ledger()
+        self.ring = Ring(8 * RECORD, 10**6, 10**6, lambda: None)
+        self.spool = FakeSpool()
+        self.model: dict[bytes, str] = {}
+        self.open: list[list[Encoded]] = []
+        self.abandoned: list[list[Encoded]] = []
+        self.after_shutdown = 0
+
+    def _record(self) -> bytes:
+        return b"%0*d" % (RECORD, next(self.ids))
+
+    def _move(self, records: list[Encoded], state: str) -> None:
+        for record in records:
+            self.model[bytes(record)] = state
+
+    @rule()
+    def push(self) -> None:
+        record = self._record()
+        if self.ring.push(record):
+            self.model[record] = "queued"
+        else:
+            self.ledger.drop(DropReason.QUEUE_FULL, entry=True)
+            self.model[bytes(record)] = "dropped"
+
+    @rule()
+    def push_to_the_spool(self) -> None:
+        record = self._record()
+        kept, refusal = self.spool.add_many([record])
+        if refusal is not None:
+            self.ledger.drop_entry(refusal, "the spool refused a record")
+        self.model[record] = "spooled" if kept else "dropped"
+
+    @rule(size=st.integers(1, 3))
+    def send_directly(self, size: int) -> None:
+        records: list[Encoded] = [self._record() for _ in range(size)]
+        self.ledger.sent_directly(records)
+        self._move(records, "flight")
+        self.open.append(records)
+
+    @rule(count=st.integers(1, 4))
+    def take(self, count: int) -> None:
+        _, records = self.ledger.take(self.ring, count, 10**6)
+        if records:
+            self._move(records, "flight")
+            self.open.append(records)
+
+    @precondition(lambda self: self.open)
+    @rule(which=st.integers(0, 100), outcome=st.sampled_from(OUTCOMES), part=st.integers(0, 4))
+    def export_ends(self, which: int, outcome: str, part: int) -> None:
+        records = self.open.pop(which % len(self.open))
+        part = min(part, len(records))
+        tally = self.ledger.scratch()
+        if outcome == "2xx":
+            tally.add(sent=len(records))
+            self._move(records, "sent")
+        elif outcome == "partial_reject":
+            tally.add(sent=len(records) - part)
+            tally.drop(DropReason.REJECTED, part)
+            self._move(records[:part], "dropped")
+            self._move(records[part:], "sent")
+        elif outcome == "5xx_spooled":
+            self._spill(records, records[:part])
+            tally.add(sent=len(records) - part)
+            self._move(records[part:], "sent")
+        elif outcome == "timeout_dropped":
+            tally.drop(DropReason.DEADLINE, len(records))
+            self._move(records, "dropped")
+        else:
+            self._move(records, "dropped")  # an export that raised: internal_error
+        assert self.ledger.settle(records, tally)
+
+    def _spill(self, batch: list[Encoded], part: list[Encoded]) -> None:
+        if not part:
+            return
+        assert self.ledger.spilling(batch)
+        kept, refusal = self.spool.add_many(part)
+        reason = refusal or DropReason.SPOOL_ERROR
+        self.ledger.spill(batch, len(part), kept, reason, "server unavailable")
+        self._move(part, "spooled" if kept else "dropped")
+
+    @rule(refusing=st.sampled_from([None, DropReason.SPOOL_FULL, DropReason.SPOOL_ERROR]))
+    def spool_refuses(self, refusing: DropReason | None) -> None:
+        self.spool.refusing = refusing
+
+    @rule(take_the_rest=st.booleans())
+    def shutdown_deadline(self, take_the_rest: bool) -> None:
+        if take_the_rest:
+            while (records := self.ledger.take(self.ring, 4, 10**6)[1]) != []:
+                self.open.append(records)
+                self._move(records, "flight")
+        batches: list[Batch] = self.ledger.abandon()
+        assert sorted(map(id, (b.records for b in batches))) == sorted(map(id, self.open))
+        records = [record for batch in batches for record in batch.records]
+        kept, refusal = self.spool.add_many(records)
+        self.ledger.give_up(batches, kept, refusal or DropReason.SHUTDOWN, "at shutdown")
+        self._move(records, "spooled" if kept else "dropped")
+        self.abandoned += self.open
+        self.open = []
+
+    @precondition(lambda self: self.abandoned)
+    @rule(sent=st.booleans())
+    def late_export_ends(self, sent: bool) -> None:
+        records = self.abandoned.pop()
+        tally = self.ledger.scratch()
+        tally.add(sent=len(records) if sent else 0)
+        assert not self.ledger.settle(records, tally)
+        self.after_shutdown += len(records) if sent else 0
+
+    @precondition(lambda self: self.spool.held)
+    @rule(count=st.integers(1, 5), rejected=st.integers(0, 2))
+    def replay_acked(self, count: int, rejected: int) -> None:
+        segment, self.spool.held = self.spool.held[:count], self.spool.held[count:]
+        rejected = min(rejected, len(segment))
+        tally = self.ledger.scratch()
+        tally.add(sent=len(segment) - rejected)
+        tally.drop(DropReason.REJECTED, rejected)
+        self.ledger.replayed(len(segment), tally)
+        self._move(segment[:rejected], "dropped")
+        self._move(segment[rejected:], "sent")
+
+    @precondition(lambda self: self.spool.held)
+    @rule(corrupt=st.booleans())
+    def spool_loses_one(self, corrupt: bool) -> None:
+        record = self.spool.held.pop(0)
+        if corrupt:
+            self.spool.lost += 1
+        else:
+            self.spool.evicted += 1
+        self.model[bytes(record)] = "dropped"
+
+    @rule()
+    def fork(self) -> None:
+        # A forked child builds a fresh ledger, ring and spool state; ids go on.
+        self._fresh()
+
+    @invariant()
+    def every_record_is_counted_once_where_the_model_has_it(self) -> None:
+        view = self.ledger.view(self.ring, self.spool.counts())
+        states = list(self.model.values())
+        assert view["logs_queued"] == len(states)
+        assert view["logs_sent"] == states.count("sent")
+        assert view["logs_dropped"] == states.count("dropped")
+        assert view["queue_size"] == states.count("queued")
+        assert view["in_flight"] == states.count("flight")
+        assert view["spooled_pending"] == states.count("spooled")
+        assert view["delivered_after_shutdown"] == self.after_shutdown
+        _identity(view)
+
+
+def _identity(view: dict[str, Any]) -> None:
+    parts = ("logs_sent", "logs_dropped", "queue_size", "in_flight", "spooled_pending")
+    assert view["logs_queued"] == sum(view[part] for part in parts), view
+
+
+LedgerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+test_the_ledger_counts_each_record_once_through_any_interleaving = LedgerMachine.TestCase
