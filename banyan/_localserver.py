@@ -34,7 +34,8 @@ class LocalServer:
 
     base_url: str
     api_key: str
-    db: Path
+    #: A SQLite file, or a ``postgresql://`` URL.
+    db: Path | str
     port: int
     process: subprocess.Popen[bytes]
     log: Path
@@ -83,14 +84,15 @@ def start(
     tmp: Path,
     *args: str,
     port: int | None = None,
-    db: Path | None = None,
+    db: Path | str | None = None,
     api_key: str = LOCAL_KEY,
     key_arg: bool = True,
 ) -> LocalServer:
     """Start ``banyan serve`` on a free loopback port and wait until ``/healthz`` answers.
 
-    ``args`` go to ``banyan serve`` as they are; the database defaults to
-    ``tmp/banyan.db`` and the server's output goes to ``tmp/server-<port>.log``.
+    ``args`` go to ``banyan serve`` as they are; the database (a path, or a
+    ``postgresql://`` URL) defaults to ``tmp/banyan.db`` and the server's output
+    goes to ``tmp/server-<port>.log``.
     ``key_arg=False`` leaves out ``--api-key``: ``args`` or the environment hand
     the server ``api_key`` another way.
     Raises RuntimeError, with that log, when the server exits or does not

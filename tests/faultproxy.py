@@ -32,7 +32,8 @@ class Fault:
 
 @dataclass
 class FaultProxy:
-    """Forwards to ``target``; ``faults`` are consumed in order by matching requests."""
+    """Forwards to ``target`` (which may change while it runs: a load balancer moving a
+    client to another instance); ``faults`` are consumed in order by matching requests."""
 
     target: str
     faults: list[Fault] = field(default_factory=list)
@@ -60,8 +61,6 @@ class FaultProxy:
 
 
 def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
-    parts = urlsplit(proxy.target)
-
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Headers and body go out in two writes: with Nagle each answer waits ~40 ms for an ACK.
@@ -101,6 +100,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def _forward(self, body: bytes) -> None:
+            parts = urlsplit(proxy.target)
             conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
             conn.request(self.command, self.path, body=body, headers=headers)
