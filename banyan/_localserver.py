@@ -34,12 +34,13 @@ class LocalServer:
 
     base_url: str
     api_key: str
-    #: A SQLite file, or a ``postgresql://`` URL.
-    db: Path | str
+    db: Path
     port: int
     process: subprocess.Popen[bytes]
     log: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    #: What ``--db`` was given: the SQLite file ``db``, or a postgresql:// URL.
+    database: str = ""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -87,26 +88,30 @@ def start(
     db: Path | str | None = None,
     api_key: str = LOCAL_KEY,
     key_arg: bool = True,
+    env: dict[str, str] | None = None,
 ) -> LocalServer:
     """Start ``banyan serve`` on a free loopback port and wait until ``/healthz`` answers.
 
-    ``args`` go to ``banyan serve`` as they are; the database (a path, or a
-    ``postgresql://`` URL) defaults to ``tmp/banyan.db`` and the server's output
-    goes to ``tmp/server-<port>.log``.
+    ``args`` go to ``banyan serve`` as they are; the database (a path or a
+    postgresql:// URL) defaults to ``tmp/banyan.db``, ``env`` adds to the
+    environment, and the server's output goes to ``tmp/server-<port>.log``.
     ``key_arg=False`` leaves out ``--api-key``: ``args`` or the environment hand
     the server ``api_key`` another way.
     Raises RuntimeError, with that log, when the server exits or does not
     answer within 30 s.
     """
     port = port or free_port()
-    db = db or tmp / "banyan.db"
+    database = str(db or tmp / "banyan.db")
     log = tmp / f"server-{port}.log"
     cmd = [sys.executable, "-m", "banyan", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--db", str(db), *(["--api-key", api_key] if key_arg else []), *args]  # fmt: skip
+           "--db", database, *(["--api-key", api_key] if key_arg else []), *args]  # fmt: skip
     scheme = "https" if "--tls-cert" in args else "http"
     with log.open("wb") as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-    server = LocalServer(f"{scheme}://127.0.0.1:{port}", api_key, db, port, process, log)
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})})  # fmt: skip
+    sqlite = Path(database) if "://" not in database else tmp / "no-sqlite-file"
+    server = LocalServer(f"{scheme}://127.0.0.1:{port}", api_key, sqlite, port, process, log,
+                         database=database)  # fmt: skip
     _wait_healthy(server)
     return server
 

@@ -247,6 +247,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     bars = right.bar([label(r) for r in scale], [r["records_per_s"] for r in scale])
     cpu = [f"{r['records_per_s']:,}/s\n{r['server_cpu_us_per_record']} us CPU/rec" for r in scale]
     right.bar_label(bars, labels=cpu, fontsize=7)
+    right.margins(y=0.2)
     connections = scale[0]["clients"] if scale else 0
     right.set_title(f"h2c, 1,000 / batch, {connections} connections over the instances",
                     fontsize=10)  # fmt: skip

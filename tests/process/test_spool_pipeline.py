@@ -72,7 +72,7 @@ def test_durable_worker_killed_mid_load_loses_nothing(server: Server) -> None:
         reported = int(worker.stdout.readline())
     worker.send_signal(signal.SIGKILL)
     worker.communicate(timeout=10)
-    server = start_server(server.log.parent, port=server.port, db=server.db)
+    server = start_server(server.db.parent, port=server.port, db=server.db)
     try:
         logger = banyan.configure(api_key=server.api_key, base_url=server.base_url)
         wait_for(lambda: not logger.get_stats()["spool_segments"], 30, "the spool to drain")
@@ -92,7 +92,7 @@ def test_racing_processes_replay_each_orphaned_segment_once(server: Server) -> N
     orphans = popen(ORPHANS, server, 4000)
     orphans.communicate(timeout=30)
     assert orphans.returncode == 0
-    server = start_server(server.log.parent, port=server.port, db=server.db)
+    server = start_server(server.db.parent, port=server.port, db=server.db)
     try:
         racers = [popen(REPLAYER, server) for _ in range(3)]
         for racer in racers:

@@ -100,7 +100,7 @@ def test_new_database_and_its_wal_are_private(tmp_path: Path) -> None:
     srv = start_server(tmp_path)
     try:
         assert call(srv, "GET", "/api/auth/validate").status_code == 200
-        for path in (Path(srv.db), Path(f"{srv.db}-wal"), Path(f"{srv.db}-shm")):
+        for path in (srv.db, Path(f"{srv.db}-wal"), Path(f"{srv.db}-shm")):
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     finally:
         srv.stop()

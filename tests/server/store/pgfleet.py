@@ -80,7 +80,7 @@ def _listening(port: int) -> bool:
 
 def restart(server: LocalServer) -> LocalServer:
     """Start a stopped instance again: same port, database, key and log folder."""
-    return start_instance(server.log.parent, str(server.db), port=server.port,
+    return start_instance(server.log.parent, server.database, port=server.port,
                           api_key=server.api_key)  # fmt: skip
 
 
