@@ -64,6 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
     from banyan.server._db import SchemaError
     from banyan.server._limits import Limits
     from banyan.server._run import read_api_key
+    from banyan.server.store import StoreError
 
     try:
         api_key = read_api_key(args.api_key, args.api_key_file)
@@ -77,8 +78,9 @@ def _serve(args: argparse.Namespace) -> int:
               tls_cert=args.tls_cert, tls_key=args.tls_key, workers=args.workers,
               log_level=args.log_level, shutdown_timeout=args.shutdown_timeout,
               limits=limits)  # fmt: skip
-    except (SchemaError, OSError, sqlite3.Error, ValueError) as exc:
-        # A database that cannot be opened, a certificate file, an address or a busy port.
+    except (SchemaError, StoreError, OSError, sqlite3.Error, ValueError, ImportError) as exc:
+        # A database that cannot be opened, a certificate file, an address or a busy port;
+        # store errors carry the URL without its password.
         print(f"banyan serve: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -90,7 +92,12 @@ def add_serve(sub: Subparsers) -> None:
     p = sub.add_parser("serve", help="run the reference server (HTTP/1.1 and HTTP/2)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=_port, default=8765, help="TCP port to listen on")
-    p.add_argument("--db", type=Path, default=Path("banyan.db"), help="SQLite file")
+    p.add_argument(
+        "--db",
+        metavar="PATH|URL",
+        help="a SQLite file, or postgresql://user@host:5432/banyan (pip install "
+        "'banyan-sdk[postgres]'); default: $BANYAN_DATABASE_URL, else banyan.db",
+    )
     p.add_argument(
         "--api-key",
         help="bootstrap key (psk_...), created if new; visible in ps (prefer --api-key-file); "

@@ -7,7 +7,9 @@ import ctypes
 import gc
 import logging
 import os
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from banyan._wire import (
     API_KEY_HEADER,
@@ -31,6 +33,7 @@ from banyan.server._http import (
     json_response,
 )
 from banyan.server._limits import Inflight, Limits
+from banyan.server.store import Conflict, NotFound, Store, StoreError, StoreUnavailable, open_store
 from banyan.server.web import Pages
 
 log = logging.getLogger("banyan.server")
@@ -42,26 +45,51 @@ TRIM_THRESHOLD, MMAP_THRESHOLD = 64 * 1024 * 1024, 32 * 1024 * 1024
 #: Environment variables through which `banyan serve` configures its workers.
 DB_ENV = "BANYAN_SERVER_DB"
 LOG_LEVEL_ENV = "BANYAN_SERVER_LOG_LEVEL"
+SECRET_DIR_ENV = "BANYAN_SECRET_DIR"
+
+
+#: Seconds an instance trusts a cached key lookup: a key revoked through another
+#: instance (or in the database) stops working everywhere within this bound (#17).
+KEY_TTL = 1.0
+#: StoreError -> HTTP status; StoreUnavailable adds Retry-After.
+_STORE_STATUS: dict[type[StoreError], int] = {NotFound: 404, Conflict: 409, StoreUnavailable: 503}
 
 
 @dataclass
 class State:
-    """What every handler shares: the database, the key cache, the ingest bound."""
+    """What every handler shares: the store (opened at startup), the key cache, the ingest bound."""
 
-    db: Database
+    target: str
     inflight: Inflight = field(default_factory=Inflight)
-    keys: dict[str, _auth.Principal] = field(default_factory=dict)
+    keys: dict[str, tuple[float, _auth.Principal]] = field(default_factory=dict)
+    opened: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        """The store the lifespan startup opened."""
+        assert self.opened is not None, "the store opens at lifespan startup"
+        return self.opened
+
+    @property
+    def db(self) -> Database:
+        """The SQLite database, for what has not moved to the store yet (results, pages)."""
+        database: Database | None = getattr(self.opened, "database", None)
+        if database is None:
+            raise HTTPError(501, "not available on PostgreSQL yet")
+        return database
 
     async def authenticate(self, key: str) -> _auth.Principal:
         """The principal of an API key; 401 for a missing or unknown key."""
         _auth.check_key_text(key)
         digest = _auth.hash_key(key)
-        principal = self.keys.get(digest)
-        if principal is None:
-            principal = await self.db.read(_auth.lookup, digest)
+        now = time.monotonic()
+        expires, principal = self.keys.get(digest, (0.0, None))
+        if principal is None or expires <= now:
+            principal = await self.store.principal(digest)
             if principal is None:
+                self.keys.pop(digest, None)
                 raise HTTPError(401, "invalid API key")
-            self.keys[digest] = principal
+            self.keys[digest] = now + KEY_TTL, principal
         return principal
 
 
@@ -138,6 +166,8 @@ class App:
             return await route.handler(req)
         except HTTPError as exc:
             return error_response(exc)
+        except StoreError as exc:
+            return error_response(store_error(exc))
         except Exception:
             log.exception("unexpected error on %s %s", req.method, req.path)
             return error_response(HTTPError(500, "internal server error"))
@@ -146,12 +176,24 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # The pool and the SQLite threads belong to this worker and its event loop.
+                self.state.opened = await open_store(self.state.target)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 # Waits for queued writes, so every acknowledged batch is on disk.
-                self.state.db.close()
+                await self.state.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def store_error(exc: StoreError) -> HTTPError:
+    """The answer to a store's error: 404, 409, or 503 with Retry-After (never a 500)."""
+    status = next((s for kind, s in _STORE_STATUS.items() if isinstance(exc, kind)), 500)
+    if isinstance(exc, StoreUnavailable):
+        log.warning("%s", exc)
+        return HTTPError(status, "storage unavailable, retry later",
+                         {"Retry-After": str(max(1, round(exc.retry_after)))})  # fmt: skip
+    return HTTPError(status, str(exc))
 
 
 async def _send(send: Send, response: Response) -> None:
@@ -201,5 +243,17 @@ def create_app() -> App:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     keep_freed_memory()
-    db = Database(os.environ.get(DB_ENV, "banyan.db"))
-    return App(State(db, Inflight(Limits.from_environ())), routes(_results.pages(db.path)))
+    target = os.environ.get(DB_ENV, "banyan.db")
+    return App(
+        State(target, Inflight(Limits.from_environ())), routes(_results.pages(secret_of(target)))
+    )
+
+
+def secret_of(target: str) -> str:
+    """Where the pages' signing secret lives: beside a SQLite file; for a URL, $BANYAN_SECRET_DIR.
+
+    Instances sharing a PostgreSQL database must share this file for their links to agree.
+    """
+    if "://" not in target:
+        return target
+    return str(Path(os.environ.get(SECRET_DIR_ENV, ".")) / "banyan")

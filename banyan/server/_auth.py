@@ -70,12 +70,13 @@ def insert_project(conn: sqlite3.Connection, name: str) -> str:
 
 
 def insert_key(
-    conn: sqlite3.Connection, project_id: str, key: str, *, admin: bool, label: str = ""
-) -> None:
-    """Store ``key`` (hashed) for a project, unless it is stored already."""
+    conn: sqlite3.Connection, project_id: str, digest: str, prefix: str, *, admin: bool,
+    label: str = "",
+) -> None:  # fmt: skip
+    """Store a key's digest for a project, unless it is stored already."""
     conn.execute(
         "INSERT OR IGNORE INTO api_keys VALUES (?, ?, ?, ?, ?, ?)",
-        (hash_key(key), project_id, key[:8], label, int(admin), now()),
+        (digest, project_id, prefix, label, int(admin), now()),
     )
 
 
@@ -92,12 +93,12 @@ def bootstrap(conn: sqlite3.Connection, key: str | None) -> tuple[str, str | Non
         if key is not None:
             known = lookup(conn, hash_key(key))
             if known is None:
-                insert_key(conn, project_id, key, admin=True, label="bootstrap")
+                insert_key(conn, project_id, hash_key(key), key[:8], admin=True, label="bootstrap")
             return (known.project_id if known else project_id), key, known is None
         if conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
             return project_id, None, row is None
         key = generate_key()
-        insert_key(conn, project_id, key, admin=True, label="bootstrap")
+        insert_key(conn, project_id, hash_key(key), key[:8], admin=True, label="bootstrap")
         return project_id, key, True
 
 
@@ -151,13 +152,7 @@ async def create_project(req: Request) -> Response:
         raise HTTPError(403, "only an admin key may create projects")
     name = check_project_name((await req.json()).get("name"))
     key = generate_key()
-
-    def create(conn: sqlite3.Connection) -> dict[str, Any] | None:
-        project_id = insert_project(conn, name)
-        insert_key(conn, project_id, key, admin=False, label="first key")
-        return project_row(conn, project_id)
-
-    project = await req.state.db.write(create)
+    project = await req.state.store.create_project(name, hash_key(key), key[:8])
     return json_response({"project": project, "api_key": key}, 201)
 
 
@@ -167,14 +162,13 @@ async def create_key(req: Request) -> Response:
     if not isinstance(label, str) or len(label) > 200:
         raise HTTPError(400, "label must be a string of at most 200 characters")
     key = generate_key()
-    project_id = req.project_id
-    await req.state.db.write(lambda c: insert_key(c, project_id, key, admin=False, label=label))
+    await req.state.store.add_key(req.project_id, hash_key(key), key[:8], admin=False, label=label)
     return json_response({"api_key": key, "project_id": req.project_id, "label": label}, 201)
 
 
 async def list_projects(req: Request) -> Response:
     """GET /api/projects and /api/v2/projects: the caller's project."""
-    project = await req.state.db.read(project_row, req.project_id)
+    project = await req.state.store.project(req.project_id)
     return json_response({"projects": [project]})
 
 
@@ -182,7 +176,7 @@ async def get_project(req: Request) -> Response:
     """GET /api/projects/{id}: the caller's project; 404 for any other id."""
     if req.params["id"] != req.project_id:
         raise HTTPError(404, f"no project {req.params['id']!r}")
-    return json_response(await req.state.db.read(project_row, req.project_id))
+    return json_response(await req.state.store.project(req.project_id))
 
 
 async def validate(req: Request) -> Response:

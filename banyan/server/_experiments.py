@@ -51,38 +51,43 @@ def _traffic(body: dict[str, Any]) -> int:
     return _basis_points(field_of(body, "traffic", float, 100.0), "traffic")
 
 
-def create(conn: sqlite3.Connection, project_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Create (and by default start) an experiment from a request body."""
-    prompt = _prompts.require(conn, project_id, check_name(field_of(body, "prompt", str)))
+async def _variants(
+    req: Request, prompt: dict[str, Any], branch: str, specs: list[dict[str, Any]]
+) -> tuple[_routing.Variant, ...]:
+    variants = []
+    for spec in specs:
+        version = await req.state.store.version(prompt["id"], branch, spec["version"])
+        if version is None:
+            raise HTTPError(400, f"prompt {prompt['name']!r} has no version {spec['version']!r}"
+                            f" on branch {branch!r}")  # fmt: skip
+        variants.append(_routing.Variant(new_id("var"), spec["version"], spec["weight_bp"],
+                                         version["content"], spec["name"]))  # fmt: skip
+    return tuple(variants)
+
+
+async def _config_of(
+    req: Request, body: dict[str, Any]
+) -> tuple[dict[str, Any], str, _routing.Experiment]:
+    """The prompt, branch and checked configuration of a create request; 400 or 404."""
+    prompt = await _prompts.required(req, check_name(field_of(body, "prompt", str)))
     branch = check_name(field_of(body, "branch", str, "main"), "branch name")
     specs = _variant_specs(body)
     total = sum(spec["weight_bp"] for spec in specs)
     if total != _routing.BASIS_POINTS:
         raise HTTPError(400, f"variant weights must add up to 100%, not {total / 100:g}%")
     exp_id = new_id("exp")
-    variants = []
-    for spec in specs:
-        version = _prompts.get_version(conn, prompt["id"], branch, spec["version"])
-        if version is None:
-            raise HTTPError(400, f"prompt {prompt['name']!r} has no version {spec['version']!r}"
-                            f" on branch {branch!r}")  # fmt: skip
-        variants.append(_routing.Variant(new_id("var"), spec["version"], spec["weight_bp"],
-                                         version["content"], spec["name"]))  # fmt: skip
     config = _routing.Experiment(
         id=exp_id,
         sticky_key=check_name(field_of(body, "sticky_key", str, "user_id"), "sticky key"),
         seed=field_of(body, "seed", str, None) or exp_id,
-        variants=tuple(variants),
+        variants=await _variants(req, prompt, branch, specs),
         traffic_bp=_traffic(body),
         name=(field_of(body, "name", str, None) or f"{prompt['name']} experiment")[:200],
     )
     problem = _routing.validate(config)
     if problem:
         raise HTTPError(400, problem)
-    _insert(conn, project_id, prompt["id"], branch, config)
-    if field_of(body, "start", bool, True):
-        set_status(conn, project_id, exp_id, "running")
-    return describe(conn, project_id, exp_id)
+    return prompt, branch, config
 
 
 def _insert(
@@ -173,7 +178,11 @@ def set_status(conn: sqlite3.Connection, project_id: str, exp_id: str, status: s
 async def create_experiment(req: Request) -> Response:
     """POST /api/v2/experiments: create and (unless start is false) start an experiment."""
     body = await req.json()
-    return json_response(await req.state.db.write(create, req.project_id, body), 201)
+    prompt, branch, config = await _config_of(req, body)
+    start = field_of(body, "start", bool, True)
+    created = await req.state.store.create_experiment(req.project_id, prompt["id"], branch,
+                                                      config, start=start)  # fmt: skip
+    return json_response(created, 201)
 
 
 def _list(conn: sqlite3.Connection, project_id: str, prompt: str | None) -> list[dict[str, Any]]:
@@ -190,21 +199,20 @@ async def list_experiments(req: Request) -> Response:
     prompt = req.query.get("prompt")
     if prompt is not None:
         check_name(prompt)
-    return json_response({"experiments": await req.state.db.read(_list, req.project_id, prompt)})
+    return json_response({"experiments": await req.state.store.experiments(req.project_id, prompt)})
 
 
 async def get_experiment(req: Request) -> Response:
     """GET /api/experiments/{id} and /api/v2/experiments/{id}."""
-    return json_response(await req.state.db.read(describe, req.project_id, req.params["id"]))
+    return json_response(await req.state.store.experiment(req.project_id, req.params["id"]))
 
 
 def _status_handler(status: str) -> Any:
     async def handler(req: Request) -> Response:
-        def write(conn: sqlite3.Connection) -> dict[str, Any]:
-            set_status(conn, req.project_id, req.params["id"], status)
-            return describe(conn, req.project_id, req.params["id"])
-
-        return json_response(await req.state.db.write(write))
+        store = req.state.store
+        return json_response(
+            await store.set_experiment_status(req.project_id, req.params["id"], status)
+        )
 
     handler.__doc__ = (
         f"POST /api/v2/experiments/{{id}}/{'start' if status == 'running' else 'stop'}."
@@ -216,28 +224,33 @@ start_experiment = _status_handler("running")
 stop_experiment = _status_handler("stopped")
 
 
-def ship(conn: sqlite3.Connection, project_id: str, exp_id: str, variant: str) -> dict[str, Any]:
-    """Stop the experiment and make a variant's version the branch's latest (#18).
+def ship(
+    conn: sqlite3.Connection, project_id: str, exp_id: str, version: str, message: str
+) -> dict[str, Any]:
+    """Stop the experiment and append a copy of its branch's ``version``; 409 if it is gone."""
+    exp = _row(conn, project_id, exp_id)
+    source = _prompts.get_version(conn, exp["prompt_id"], exp["branch"], version)
+    if source is None:
+        raise HTTPError(409, f"version {version!r} of the variant no longer exists")
+    set_status(conn, project_id, exp_id, "stopped")
+    return _prompts.add_version(conn, exp["prompt_id"], exp["branch"], source["content"],
+                                message=message, metadata=source["metadata"])  # fmt: skip
+
+
+async def ship_experiment(req: Request) -> Response:
+    """POST /api/v2/experiments/{id}/ship {variant}: stop it and ship that variant (#18).
 
     A branch serves its latest version, so shipping appends a copy of the
     variant's version (content and metadata), its message naming the experiment:
     the prompt's history shows what was shipped, from which experiment, when.
     """
-    exp, cfg = _row(conn, project_id, exp_id), config(conn, project_id, exp_id)
-    chosen = next((v for v in cfg.variants if variant in (v.name, v.id)), None)
+    variant = check_name(field_of(await req.json(), "variant", str), "variant")
+    store, exp_id = req.state.store, req.params["id"]
+    config = await store.experiment_config(req.project_id, exp_id)
+    chosen = next((v for v in config.variants if variant in (v.name, v.id)), None)
     if chosen is None:
         raise HTTPError(400, f"experiment {exp_id} has no variant {variant!r}")
-    source = _prompts.get_version(conn, exp["prompt_id"], exp["branch"], chosen.version)
-    if source is None:
-        raise HTTPError(409, f"version {chosen.version!r} of the variant no longer exists")
-    set_status(conn, project_id, exp_id, "stopped")
     message = f"shipped variant {chosen.name!r} (version {chosen.version}) of experiment {exp_id}"
-    shipped = _prompts.add_version(conn, exp["prompt_id"], exp["branch"], source["content"],
-                                   message=message, metadata=source["metadata"])  # fmt: skip
-    return {"experiment": describe(conn, project_id, exp_id), "version": shipped}
-
-
-async def ship_experiment(req: Request) -> Response:
-    """POST /api/v2/experiments/{id}/ship {variant}: stop it and ship that variant."""
-    variant = check_name(field_of(await req.json(), "variant", str), "variant")
-    return json_response(await req.state.db.write(ship, req.project_id, req.params["id"], variant))
+    shipped = await store.ship_experiment(req.project_id, exp_id, chosen.version, message)
+    return json_response({"experiment": await store.experiment(req.project_id, exp_id),
+                          "version": shipped})  # fmt: skip

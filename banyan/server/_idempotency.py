@@ -23,6 +23,8 @@ MAX_KEY_LENGTH = 255
 
 #: An answer: its status and its body.
 Answer = tuple[int, bytes]
+#: What a key keeps: the fingerprint of the body it was first used with, and the answer.
+Remembered = tuple[str, Answer]
 
 
 def key_of(req: Request) -> str | None:
@@ -40,27 +42,28 @@ def fingerprint(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def replay(conn: sqlite3.Connection, project_id: str, key: str, body: bytes) -> Answer | None:
-    """The answer given to ``key`` within the window, None for a new key; 422 for another body."""
+def replay(conn: sqlite3.Connection, project_id: str, key: str) -> Remembered | None:
+    """The fingerprint and answer remembered for ``key`` within the window, or None."""
     row = conn.execute(
         "SELECT fingerprint, status, response FROM idempotency_keys"
         " WHERE project_id = ? AND key = ? AND created_at >= ?",
         (project_id, key, time.time() - WINDOW),
     ).fetchone()
-    if row is None:
-        return None
-    if row[0] != fingerprint(body):
-        raise HTTPError(422, f"{HEADER} {key!r} was used for another request body")
-    return int(row[1]), bytes(row[2])
+    return None if row is None else (row[0], (int(row[1]), bytes(row[2])))
 
 
-def remember(
-    conn: sqlite3.Connection, project_id: str, key: str, body: bytes, answer: Answer
-) -> None:
-    """Keep ``answer`` for ``key`` (inside the caller's transaction); forget expired keys."""
+def remember(conn: sqlite3.Connection, project_id: str, key: str, kept: Remembered) -> None:
+    """Keep an answer for ``key`` (inside the caller's transaction); forget expired keys."""
     now = time.time()
     conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now - WINDOW,))
     conn.execute(
         "INSERT OR REPLACE INTO idempotency_keys VALUES (?, ?, ?, ?, ?, ?)",
-        (project_id, key, fingerprint(body), *answer, now),
+        (project_id, key, kept[0], *kept[1], now),
     )
+
+
+def answered(key: str, body: bytes, kept: Remembered) -> Answer:
+    """The answer to a request under ``key``: the remembered one; 422 for another body."""
+    if kept[0] != fingerprint(body):
+        raise HTTPError(422, f"{HEADER} {key!r} was used for another request body")
+    return kept[1]

@@ -17,7 +17,7 @@ import orjson
 from banyan import _routing
 from banyan._record import Record
 from banyan._wire import API_KEY_HEADER, JSON, MAX_BATCH_BYTES
-from banyan.server import _auth, _experiments, _idempotency, _ingest, _logs, _prompts
+from banyan.server import _auth, _idempotency, _ingest, _prompts
 from banyan.server._http import HTTPError, Request, Response, check_name, field_of, json_response
 from banyan.server._repeats import UNDECODABLE, repeated_key
 
@@ -76,20 +76,16 @@ async def log_single(req: Request) -> Response:
     """POST /api/logs/prompt-usage: one JSON record; a repeated Idempotency-Key is replayed."""
     raw = await req.body(MAX_BATCH_BYTES)
     rid, batch = _usage_batch(req, raw)
-    key, project_id = _idempotency.key_of(req), req.project_id
+    key, store = _idempotency.key_of(req), req.state.store
 
-    def write(conn: sqlite3.Connection) -> _idempotency.Answer:
-        answer = key and _idempotency.replay(conn, project_id, key, raw)
-        if answer:
-            return answer
-        inserted = _logs.store(conn, project_id, batch, 1)
-        answer = 201, orjson.dumps({"success": True, "id": rid, "duplicate": not inserted})
-        if key:
-            _idempotency.remember(conn, project_id, key, raw, answer)
-        return answer
+    def answer(inserted: int) -> _idempotency.Answer:
+        return 201, orjson.dumps({"success": True, "id": rid, "duplicate": not inserted})
 
-    status, body = await req.state.db.write(write)
-    return Response(status, body)
+    if key is None:
+        return Response(*answer(await store.ingest(req.project_id, batch, 1)))
+    fingerprint = _idempotency.fingerprint(raw)
+    kept = await store.ingest_once(req.project_id, batch, key, fingerprint, answer)
+    return Response(*_idempotency.answered(key, raw, kept))
 
 
 def prompt_json(req: Request, prompt: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
@@ -116,18 +112,15 @@ async def fetch_prompt(req: Request) -> Response:
     if wanted is not None:
         check_name(wanted, "version")
 
-    def read(conn: sqlite3.Connection) -> dict[str, Any]:
-        prompt = _prompts.require(conn, req.project_id, name)
-        version = _prompts.get_version(conn, prompt["id"], branch, wanted)
-        if version is None:
-            raise HTTPError(
-                404, f"prompt {name!r} has no version {wanted or 'at all'} on {branch!r}"
-            )
-        # A pinned version is not routed: the caller asked for exactly that content.
-        exp = None if wanted else _experiments.running(conn, req.project_id, prompt["id"], branch)
-        return {**prompt_json(req, prompt, version), "experiment": msgspec.to_builtins(exp)}
-
-    return json_response(await req.state.db.read(read))
+    store, prompt = req.state.store, await _prompts.required(req, name)
+    version = await store.version(prompt["id"], branch, wanted)
+    if version is None:
+        raise HTTPError(404, f"prompt {name!r} has no version {wanted or 'at all'} on {branch!r}")
+    # A pinned version is not routed: the caller asked for exactly that content.
+    exp = None if wanted else await store.running_experiment(req.project_id, prompt["id"], branch)
+    return json_response(
+        {**prompt_json(req, prompt, version), "experiment": msgspec.to_builtins(exp)}
+    )
 
 
 async def _authorized_body(req: Request) -> dict[str, Any]:
@@ -152,39 +145,32 @@ async def route(req: Request) -> Response:
     exp_id = field_of(body, "experimentId", str)
     value = field_of(body, "stickyValue", str)
 
-    def read(conn: sqlite3.Connection) -> dict[str, Any]:
-        exp = _experiments.describe(conn, req.project_id, exp_id)
-        if exp["status"] != "running":
-            raise HTTPError(409, f"experiment {exp_id} is {exp['status']}, not running")
-        cfg = _experiments.config(conn, req.project_id, exp_id)
-        variant = _routing.choose(cfg, value)
-        prompt = _prompts.require(conn, req.project_id, exp["prompt"])
-        version = _prompts.get_version(
-            conn, prompt["id"], exp["branch"], variant.version if variant else None
-        )
-        if version is None:
-            raise HTTPError(404, f"the version for experiment {exp_id} no longer exists")
-        return {
-            "prompt": prompt_json(req, prompt, version),
-            "selected_version_id": variant.id if variant else None,
-            "variant": msgspec.to_builtins(variant),
-            "enrolled": variant is not None,
-            "experiment_id": exp_id,
-            "sticky_key": cfg.sticky_key,
-        }
-
-    return json_response(await req.state.db.read(read))
+    store = req.state.store
+    exp = await store.experiment(req.project_id, exp_id)
+    if exp["status"] != "running":
+        raise HTTPError(409, f"experiment {exp_id} is {exp['status']}, not running")
+    cfg = await store.experiment_config(req.project_id, exp_id)
+    variant = _routing.choose(cfg, value)
+    prompt = await _prompts.required(req, exp["prompt"])
+    version = await store.version(prompt["id"], exp["branch"], variant.version if variant else None)
+    if version is None:
+        raise HTTPError(404, f"the version for experiment {exp_id} no longer exists")
+    return json_response({
+        "prompt": prompt_json(req, prompt, version),
+        "selected_version_id": variant.id if variant else None,
+        "variant": msgspec.to_builtins(variant),
+        "enrolled": variant is not None,
+        "experiment_id": exp_id,
+        "sticky_key": cfg.sticky_key,
+    })  # fmt: skip
 
 
-def _listing(conn: sqlite3.Connection, req: Request, branch: str | None) -> list[dict[str, Any]]:
-    out = []
-    names = conn.execute("SELECT name FROM prompts WHERE project_id = ? ORDER BY name",
-                         (req.project_id,)).fetchall()  # fmt: skip
-    for (name,) in names:
-        prompt = _prompts.require(conn, req.project_id, name)
-        version = _prompts.get_version(conn, prompt["id"], branch or "main", None)
+async def _listing(req: Request, branch: str | None) -> list[dict[str, Any]]:
+    out, store = [], req.state.store
+    for prompt in await store.prompts(req.project_id):
+        version = await store.version(prompt["id"], branch or "main", None)
         if version is None and branch is None:
-            every = _prompts.versions(conn, prompt["id"], None)
+            every = await store.versions(prompt["id"], None)
             version = max(every, key=lambda v: v["created_at"]) if every else None
         if version is not None:
             out.append({**prompt_json(req, prompt, version), "created_at": prompt["created_at"]})
@@ -197,7 +183,7 @@ async def cli_list(req: Request) -> Response:
     if branch is not None:
         check_name(branch, "branch name")
     _check_project(req, {"project_id": req.query.get("project_id")})
-    return json_response({"prompts": await req.state.db.read(_listing, req, branch)})
+    return json_response({"prompts": await _listing(req, branch)})
 
 
 async def cli_create(req: Request) -> Response:
@@ -206,15 +192,11 @@ async def cli_create(req: Request) -> Response:
     _check_project(req, body)
     name = check_name(field_of(body, "name", str))
     checked = _prompts.version_body(body)
-
-    def write(conn: sqlite3.Connection) -> dict[str, Any]:
-        _prompts.create(conn, req.project_id, name, checked)
-        prompt = _prompts.require(conn, req.project_id, name)
-        version = _prompts.get_version(conn, prompt["id"], checked["branch"], None)
-        assert version is not None
-        return prompt_json(req, prompt, version)
-
-    return json_response(await req.state.db.write(write), 201)
+    store = req.state.store
+    prompt = await store.create_prompt(req.project_id, name, checked)
+    version = await store.version(prompt["id"], checked["branch"], None)
+    assert version is not None
+    return json_response(prompt_json(req, prompt, version), 201)
 
 
 async def cli_version(req: Request) -> Response:
@@ -223,15 +205,11 @@ async def cli_version(req: Request) -> Response:
     _check_project(req, body)
     name = check_name(field_of(body, "name", str))
     checked = _prompts.version_body(body)
-
-    def write(conn: sqlite3.Connection) -> dict[str, Any]:
-        prompt = _prompts.require(conn, req.project_id, name)
-        version = _prompts.add_version(conn, prompt["id"], checked["branch"], checked["content"],
-                                       version=checked["version"], message=checked["message"],
-                                       metadata=checked["metadata"])  # fmt: skip
-        return prompt_json(req, prompt, version)
-
-    return json_response(await req.state.db.write(write), 201)
+    prompt = await _prompts.required(req, name)
+    version = await req.state.store.add_version(
+        prompt["id"], checked["branch"], checked["content"], version=checked["version"],
+        message=checked["message"], metadata=checked["metadata"])  # fmt: skip
+    return json_response(prompt_json(req, prompt, version), 201)
 
 
 def _by_id(conn: sqlite3.Connection, project_id: str, prompt_id: str) -> dict[str, Any]:
@@ -242,8 +220,18 @@ def _by_id(conn: sqlite3.Connection, project_id: str, prompt_id: str) -> dict[st
     return _prompts.require(conn, project_id, row[0])
 
 
+async def _prompt_by_id(req: Request) -> dict[str, Any]:
+    prompt = await req.state.store.prompt_by_id(req.project_id, req.params["id"])
+    if prompt is None:
+        raise HTTPError(404, f"no prompt with id {req.params['id']!r}")
+    return prompt
+
+
 async def cli_update(req: Request) -> Response:
-    """PUT /api/logs/cli/prompts/{id} {content?, metadata?, branch?, enable_logging?}."""
+    """PUT /api/logs/cli/prompts/{id} {content?, metadata?, branch?, enable_logging?}.
+
+    The branch is checked first: a missing one is 404 and changes nothing.
+    """
     body = await req.json()
     content = field_of(body, "content", str, None)
     if content is not None:
@@ -251,27 +239,18 @@ async def cli_update(req: Request) -> Response:
     branch = check_name(field_of(body, "branch", str, "main"), "branch name")
     metadata = _prompts.metadata_field(body)
     enable = field_of(body, "enable_logging", bool, None)
-
-    def write(conn: sqlite3.Connection) -> dict[str, Any]:
-        prompt = _by_id(conn, req.project_id, req.params["id"])
-        _prompts.set_fields(conn, prompt["id"], enable, metadata)
-        if content is not None:
-            _prompts.add_version(conn, prompt["id"], branch, content, message="updated")
-        version = _prompts.get_version(conn, prompt["id"], branch, None)
-        if version is None:
-            # Raising rolls the transaction back: the new fields are not kept either.
-            raise HTTPError(404, f"prompt {prompt['name']!r} has no branch {branch!r}")
-        return prompt_json(req, _by_id(conn, req.project_id, prompt["id"]), version)
-
-    return json_response(await req.state.db.write(write))
+    store, prompt = req.state.store, await _prompt_by_id(req)
+    if content is None and await store.version(prompt["id"], branch, None) is None:
+        raise HTTPError(404, f"prompt {prompt['name']!r} has no branch {branch!r}")
+    await store.update_prompt(req.project_id, prompt["id"], enable, metadata)
+    if content is not None:
+        await store.add_version(prompt["id"], branch, content, message="updated")
+    version = await store.version(prompt["id"], branch, None)
+    assert version is not None
+    return json_response(prompt_json(req, await _prompt_by_id(req), version))
 
 
 async def cli_delete(req: Request) -> Response:
     """DELETE /api/logs/cli/prompts/{id}: the prompt, its versions and experiments."""
-
-    def write(conn: sqlite3.Connection) -> None:
-        prompt = _by_id(conn, req.project_id, req.params["id"])
-        conn.execute("DELETE FROM prompts WHERE id = ?", (prompt["id"],))
-
-    await req.state.db.write(write)
+    await req.state.store.delete_prompt(req.project_id, req.params["id"])
     return json_response({"deleted": req.params["id"]})

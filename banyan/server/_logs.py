@@ -11,6 +11,7 @@ import msgspec
 from banyan._wire import BATCH_ID_HEADER, MAX_BATCH_BYTES, BatchResult, Rejected
 from banyan.server import _ingest
 from banyan.server._http import HTTPError, Request, Response, json_response
+from banyan.server.store import Page
 
 #: Rows per multi-row INSERT, largest first. One statement is one sqlite3_step,
 #: so the GIL is released for the whole chunk instead of once per row
@@ -100,7 +101,7 @@ async def ingest_batch(req: Request) -> Response:
         body = await req.body(MAX_BATCH_BYTES)
         body = _ingest.decompress(body, req.headers.get("content-encoding", ""))
         batch = _ingest.decode(body, kind)
-        inserted = await req.state.db.write(store, req.project_id, batch, 0)
+        inserted = await req.state.store.ingest(req.project_id, batch, 0)
     result = BatchResult(inserted, batch.count - inserted, batch.rejected)
     headers = {}
     if BATCH_ID_HEADER.lower() in req.headers:
@@ -115,7 +116,7 @@ def _ids(conn: sqlite3.Connection, project_id: str) -> list[str]:
 
 async def list_ids(req: Request) -> Response:
     """GET /api/v2/logs/ids: every stored record id of the project, oldest first."""
-    return json_response({"ids": await req.state.db.read(_ids, req.project_id)})
+    return json_response({"ids": await req.state.store.log_ids(req.project_id)})
 
 
 def _summary(conn: sqlite3.Connection, project_id: str) -> dict[str, int]:
@@ -130,13 +131,13 @@ def _summary(conn: sqlite3.Connection, project_id: str) -> dict[str, int]:
 
 async def summary(req: Request) -> Response:
     """GET /api/v2/logs/summary: stored, duplicate, rejected and request counters."""
-    return json_response(await req.state.db.read(_summary, req.project_id))
+    return json_response(await req.state.store.summary(req.project_id))
 
 
 #: Records per page of GET /api/v2/logs: the default and the most a request may ask.
 PAGE_SIZE, MAX_PAGE_SIZE = 1000, 10_000
-#: Filters of GET /api/v2/logs: query parameter -> SQL condition.
-_FILTERS = {
+#: Filters of GET /api/v2/logs: query parameter -> SQL condition (both engines' placeholders).
+FILTERS = {
     "prompt": "prompt_name = ?",
     "experiment": "experiment_id = ?",
     "variant": "experiment_version_id = ?",
@@ -155,37 +156,34 @@ def _number(query: dict[str, str], name: str, kind: type[float] | type[int]) -> 
     return value
 
 
-def page_query(query: dict[str, str]) -> tuple[str, list[Any]]:
-    """The SQL (after ``WHERE project_id = ?``) and arguments of one page of logs."""
-    descending = query.get("order", "asc") == "desc"
+def page_of(query: dict[str, str]) -> Page:
+    """The checked page request of GET /api/v2/logs; 400 for a bad parameter."""
     if query.get("order", "asc") not in ("asc", "desc"):
         raise HTTPError(400, "order must be asc or desc")
     limit = _number(query, "limit", int) if "limit" in query else PAGE_SIZE
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise HTTPError(400, f"limit must be between 1 and {MAX_PAGE_SIZE}")
-    sql, args = "", []
-    for name, condition in _FILTERS.items():
-        if name in query:
-            sql += f" AND {condition}"
-            args.append(_number(query, name, float) if name in ("since", "until") else query[name])
-    if "cursor" in query:
-        sql += " AND rowid < ?" if descending else " AND rowid > ?"
-        args.append(_number(query, "cursor", int))
-    return f"{sql} ORDER BY rowid {'DESC' if descending else 'ASC'} LIMIT ?", [*args, limit]
+    filters = {
+        name: _number(query, name, float) if name in ("since", "until") else query[name]
+        for name in FILTERS
+        if name in query
+    }
+    return Page(filters, query.get("cursor"), limit, query.get("order") == "desc")
 
 
-def _page(conn: sqlite3.Connection, project_id: str, query: dict[str, str]) -> dict[str, Any]:
-    sql, args = page_query(query)
+def _page(conn: sqlite3.Connection, project_id: str, page: Page) -> tuple[list[bytes], str | None]:
+    sql = "".join(f" AND {FILTERS[name]}" for name in page.filters)
+    args: list[Any] = [project_id, *page.filters.values()]
+    if page.cursor is not None:
+        sql += " AND rowid < ?" if page.descending else " AND rowid > ?"
+        args.append(int(page.cursor))
+    sql += f" ORDER BY rowid {'DESC' if page.descending else 'ASC'} LIMIT ?"
     # NOT INDEXED: walk the table in rowid order from the cursor; the (project_id, id)
     # index would make SQLite sort every row of the project for each page.
     rows = conn.execute(
-        f"SELECT rowid, record FROM logs NOT INDEXED WHERE project_id = ?{sql}", [project_id, *args]
+        f"SELECT rowid, record FROM logs NOT INDEXED WHERE project_id = ?{sql}", [*args, page.limit]
     ).fetchall()
-    more = len(rows) == args[-1]
-    return {
-        "logs": [_decode_record(blob) for _, blob in rows],
-        "next": str(rows[-1][0]) if more else None,
-    }
+    return [blob for _, blob in rows], str(rows[-1][0]) if len(rows) == page.limit else None
 
 
 _decode_record = msgspec.msgpack.Decoder(dict[str, Any]).decode
@@ -193,4 +191,10 @@ _decode_record = msgspec.msgpack.Decoder(dict[str, Any]).decode
 
 async def list_logs(req: Request) -> Response:
     """GET /api/v2/logs: one page of stored records, filtered, with the next page's cursor."""
-    return json_response(await req.state.db.read(_page, req.project_id, req.query))
+    try:
+        records, after = await req.state.store.logs_page(req.project_id, page_of(req.query))
+    except ValueError:
+        raise HTTPError(
+            400, f"cursor {req.query.get('cursor')!r} is not one this server gave"
+        ) from None
+    return json_response({"logs": [_decode_record(blob) for blob in records], "next": after})

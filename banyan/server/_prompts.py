@@ -202,8 +202,7 @@ async def create_prompt(req: Request) -> Response:
     body = await req.json()
     name = check_name(field_of(body, "name", str))
     checked = version_body(body)
-    prompt = await req.state.db.write(create, req.project_id, name, checked)
-    return json_response(prompt, 201)
+    return json_response(await req.state.store.create_prompt(req.project_id, name, checked), 201)
 
 
 def _list(conn: sqlite3.Connection, project_id: str) -> list[dict[str, Any]]:
@@ -215,18 +214,28 @@ def _list(conn: sqlite3.Connection, project_id: str) -> list[dict[str, Any]]:
 
 async def list_prompts(req: Request) -> Response:
     """GET /api/v2/prompts: every prompt of the project with its branches."""
-    return json_response({"prompts": await req.state.db.read(_list, req.project_id)})
+    return json_response({"prompts": await req.state.store.prompts(req.project_id)})
+
+
+async def required(req: Request, name: str) -> dict[str, Any]:
+    """The project's prompt ``name``; 404 when it has none."""
+    prompt = await req.state.store.prompt(req.project_id, name)
+    if prompt is None:
+        raise HTTPError(404, f"no prompt named {name!r}")
+    return prompt
+
+
+async def described(req: Request, name: str) -> dict[str, Any]:
+    """The prompt ``name`` with its branches, as the v2 endpoints return it; 404."""
+    prompt = await required(req, name)
+    return {**prompt, "branches": await req.state.store.branches(prompt["id"])}
 
 
 async def get_prompt(req: Request) -> Response:
     """GET /api/v2/prompts/{name}: the prompt, its branches and all its versions."""
-    name = check_name(req.params["name"])
-
-    def read(conn: sqlite3.Connection) -> dict[str, Any]:
-        prompt = describe(conn, require(conn, req.project_id, name))
-        return {**prompt, "versions": versions(conn, prompt["id"], req.query.get("branch"))}
-
-    return json_response(await req.state.db.read(read))
+    prompt = await described(req, check_name(req.params["name"]))
+    every = await req.state.store.versions(prompt["id"], req.query.get("branch"))
+    return json_response({**prompt, "versions": every})
 
 
 async def update_prompt(req: Request) -> Response:
@@ -235,13 +244,9 @@ async def update_prompt(req: Request) -> Response:
     body = await req.json()
     enable = field_of(body, "enable_logging", bool, None)
     metadata = metadata_field(body)
-
-    def write(conn: sqlite3.Connection) -> dict[str, Any]:
-        prompt = require(conn, req.project_id, name)
-        set_fields(conn, prompt["id"], enable, metadata)
-        return describe(conn, require(conn, req.project_id, name))
-
-    return json_response(await req.state.db.write(write))
+    prompt = await required(req, name)
+    await req.state.store.update_prompt(req.project_id, prompt["id"], enable, metadata)
+    return json_response(await described(req, name))
 
 
 def set_fields(
@@ -262,18 +267,14 @@ async def push_version(req: Request) -> Response:
     """
     name = check_name(req.params["name"])
     body = version_body(await req.json())
-
-    def write(conn: sqlite3.Connection) -> dict[str, Any]:
-        prompt = require(conn, req.project_id, name)
-        latest = get_version(conn, prompt["id"], body["branch"], None)
-        if unchanged(latest, body):
-            return {**latest, "unchanged": True}
-        return {**add_version(conn, prompt["id"], body["branch"], body["content"],
-                              version=body["version"], message=body["message"],
-                              metadata=body["metadata"]), "unchanged": False}  # fmt: skip
-
-    version = await req.state.db.write(write)
-    return json_response({"name": name, **version}, 200 if version["unchanged"] else 201)
+    store, prompt = req.state.store, await required(req, name)
+    latest = await store.version(prompt["id"], body["branch"], None)
+    if unchanged(latest, body):
+        return json_response({"name": name, **latest, "unchanged": True})
+    version = await store.add_version(prompt["id"], body["branch"], body["content"],
+                                      version=body["version"], message=body["message"],
+                                      metadata=body["metadata"])  # fmt: skip
+    return json_response({"name": name, **version, "unchanged": False}, 201)
 
 
 def unchanged(latest: dict[str, Any] | None, body: dict[str, Any]) -> TypeGuard[dict[str, Any]]:
@@ -287,12 +288,8 @@ def unchanged(latest: dict[str, Any] | None, body: dict[str, Any]) -> TypeGuard[
 
 async def list_branches(req: Request) -> Response:
     """GET /api/v2/prompts/{name}/branches."""
-    name = check_name(req.params["name"])
-
-    def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-        return branches(conn, require(conn, req.project_id, name)["id"])
-
-    return json_response({"branches": await req.state.db.read(read)})
+    prompt = await required(req, check_name(req.params["name"]))
+    return json_response({"branches": await req.state.store.branches(prompt["id"])})
 
 
 async def create_branch(req: Request) -> Response:
@@ -301,16 +298,5 @@ async def create_branch(req: Request) -> Response:
     body = await req.json()
     branch = check_name(field_of(body, "name", str), "branch name")
     source = check_name(field_of(body, "from", str, "main"), "branch name")
-
-    def write(conn: sqlite3.Connection) -> dict[str, Any]:
-        prompt = require(conn, req.project_id, name)
-        if get_version(conn, prompt["id"], branch, None) is not None:
-            raise HTTPError(409, f"branch {branch!r} already exists")
-        base = get_version(conn, prompt["id"], source, None)
-        if base is None:
-            raise HTTPError(404, f"no branch {source!r} on prompt {name!r}")
-        add_version(conn, prompt["id"], branch, base["content"], version=base["version"],
-                    message=f"branched from {source}@{base['version']}")  # fmt: skip
-        return {"name": branch, "from": source, "latest_version": base["version"], "versions": 1}
-
-    return json_response(await req.state.db.write(write), 201)
+    prompt = await required(req, name)
+    return json_response(await req.state.store.create_branch(prompt["id"], branch, source), 201)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import os
 import socket
 from pathlib import Path
 
-from banyan.server import _auth, _db
+from banyan.server import _auth
 from banyan.server._app import DB_ENV, LOG_LEVEL_ENV
 from banyan.server._limits import Limits
+from banyan.server.store import DATABASE_URL_ENV, DEFAULT_DATABASE, Bootstrap, open_store, redact
 
 #: HTTP/2 frames up to 1 MiB: a 10,000-record batch then takes ~12 frames, not ~700.
 MAX_FRAME_SIZE = 1024 * 1024
@@ -39,21 +40,34 @@ def read_api_key(value: str | None, file: Path | None) -> str | None:
     return key
 
 
-def bootstrap(db: Path, api_key: str | None) -> None:
-    """Create the schema and the default project and key; print what a user needs.
+def database_target(db: str | os.PathLike[str] | None) -> str:
+    """What ``--db`` names: a URL as given, a path made absolute; else $BANYAN_DATABASE_URL."""
+    text = os.fspath(db) if db is not None else os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE
+    return text if "://" in text else str(Path(text).resolve())
 
-    A key the user gave is printed by its prefix only: output ends up in logs.
+
+async def _bootstrap(target: str, api_key: str | None) -> Bootstrap:
+    store = await open_store(target)
+    try:
+        return await store.bootstrap(api_key)
+    finally:
+        await store.close()
+
+
+def bootstrap(target: str, api_key: str | None) -> None:
+    """Create or upgrade the schema, the default project and key; print what a user needs.
+
+    A key the user gave is printed by its prefix only, a URL without its
+    password: output ends up in logs.
     """
-    with contextlib.closing(_db.connect(db)) as conn:
-        _db.create_schema(conn)
-        project_id, key, created = _auth.bootstrap(conn, api_key)
-    print(f"banyan: database {db}", flush=True)
-    if key is None:
+    done = asyncio.run(_bootstrap(target, api_key))
+    print(f"banyan: database {redact(target)}", flush=True)
+    if done.key is None:
         print("banyan: using the existing keys of this database", flush=True)
         return
-    state = "created" if created else "already present"
-    print(f"banyan: project {_auth.DEFAULT_PROJECT!r} id {project_id}", flush=True)
-    shown = key if api_key is None else f"{key[:8]}..."
+    state = "created" if done.created else "already present"
+    print(f"banyan: project {_auth.DEFAULT_PROJECT!r} id {done.project_id}", flush=True)
+    shown = done.key if api_key is None else f"{done.key[:8]}..."
     print(f"banyan: API key ({state}): {shown}", flush=True)
 
 
@@ -77,7 +91,7 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8765,
-    db: Path = Path("banyan.db"),
+    db: str | os.PathLike[str] | None = None,
     api_key: str | None = None,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
@@ -91,18 +105,20 @@ def serve(
     On a signal, open connections get ``shutdown_timeout`` seconds; granian
     then ends the worker even if idle keep-alive clients hold it open. Every
     acknowledged batch is committed already, so nothing answered is lost.
-    ``limits`` bounds what each worker admits (see ``_limits``).
+    ``limits`` bounds what each worker admits (see ``_limits``). ``db`` is a
+    SQLite path or a ``postgresql://`` URL (default: $BANYAN_DATABASE_URL, else
+    banyan.db).
     """
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP2Settings
     from granian.log import LogLevels
 
-    db = db.resolve()
+    target = database_target(db)
     _check_free(host, port)
-    bootstrap(db, api_key)
+    bootstrap(target, api_key)
     # Workers are separate processes that build the app from the environment.
-    os.environ[DB_ENV] = str(db)
+    os.environ[DB_ENV] = target
     os.environ[LOG_LEVEL_ENV] = log_level
     os.environ.update((limits or Limits.from_environ()).environ())
     scheme = "https" if tls_cert else "http"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,12 +39,8 @@ def grouped(rows: Iterable[tuple[Any, ...]], width: int) -> dict[tuple[Any, ...]
     return {key: aggregate(d, m) for key, (d, m) in groups.items()}
 
 
-def _by_version(conn: sqlite3.Connection, project_id: str, prompt: str) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT version, branch_name, experiment_id, experiment_version_id, duration_ms, model"
-        " FROM logs WHERE project_id = ? AND prompt_name = ?",
-        (project_id, prompt),
-    )
+def by_version(prompt: str, rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Rows of (version, branch, experiment_id, variant_id, duration_ms, model), grouped."""
     keys = ("version", "branch", "experiment_id", "variant_id")
     out = [
         {"prompt": prompt, **dict(zip(keys, key, strict=True)), **stats}
@@ -57,5 +52,5 @@ def _by_version(conn: sqlite3.Connection, project_id: str, prompt: str) -> list[
 async def prompt_stats(req: Request) -> Response:
     """GET /api/v2/stats?prompt=NAME: stats per version, branch and experiment variant."""
     prompt = check_name(req.query.get("prompt"))
-    groups = await req.state.db.read(_by_version, req.project_id, prompt)
-    return json_response({"prompt": prompt, "groups": groups})
+    rows = await req.state.store.stats_rows(req.project_id, prompt)
+    return json_response({"prompt": prompt, "groups": by_version(prompt, rows)})

@@ -25,8 +25,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from banyan._routing import Experiment
     from banyan.server._auth import Principal
+    from banyan.server._idempotency import Answer, Remembered
     from banyan.server._ingest import Decoded
 
 #: The database ``open_store()`` opens when it is given none: a URL or a path.
@@ -75,6 +78,16 @@ class Bootstrap:
     project_id: str
     key: str | None
     created: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of GET /api/v2/logs: filters (see ``_logs.FILTERS``), cursor, limit, order."""
+
+    filters: dict[str, Any]
+    cursor: str | None
+    limit: int
+    descending: bool
 
 
 #: (version, branch_name, experiment_id, experiment_version_id, duration_ms, model)
@@ -199,6 +212,12 @@ class Store(Protocol):
     async def set_experiment_status(self, project_id: str, exp_id: str, status: str) -> Item:
         """Start ("running") or stop ("stopped"); Conflict when another runs on the branch."""
 
+    async def ship_experiment(
+        self, project_id: str, exp_id: str, version: str, message: str
+    ) -> Item:
+        """Stop the experiment and append a copy of its branch's ``version`` (content,
+        metadata) with ``message``; returns the new version. Conflict if it is gone."""
+
     # Logs, counters, aggregates.
     async def ingest(self, project_id: str, batch: Decoded, single: int) -> int:
         """Store a decoded batch once per record id; returns how many rows were new.
@@ -207,11 +226,30 @@ class Store(Protocol):
         (stored, duplicates, rejected, batches, single) move in the same transaction.
         """
 
+    async def ingest_once(
+        self, project_id: str, batch: Decoded, key: str, fingerprint: str,
+        answer: Callable[[int], Answer],
+    ) -> Remembered:  # fmt: skip
+        """Ingest a single record under an Idempotency-Key, once per key and window.
+
+        A key remembered within ``_idempotency.WINDOW`` returns what it keeps
+        (fingerprint, answer) and stores nothing; else the record is stored
+        (single=1), ``answer(inserted)`` is remembered with ``fingerprint`` in
+        the same transaction, and returned.
+        """
+
     async def log_ids(self, project_id: str) -> list[str]:
         """Every stored record id of a project, oldest first.
 
         SQLite lists them in the order stored; PostgreSQL, where several
         instances store at once, by ts then id.
+        """
+
+    async def logs_page(self, project_id: str, page: Page) -> tuple[list[bytes], str | None]:
+        """One page of stored records (msgpack blobs) and the cursor of the next, if any.
+
+        SQLite pages in the order stored, PostgreSQL by ts then id. A cursor
+        the engine did not make raises ValueError.
         """
 
     async def summary(self, project_id: str) -> dict[str, int]:

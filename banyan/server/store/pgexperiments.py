@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from banyan import _routing
 from banyan.server._db import now
 from banyan.server.store import Conflict, Item, NotFound, experiment_item
-from banyan.server.store.pgcatalog import Conn, _all, _item, _one
+from banyan.server.store.pgcatalog import Conn, _add_version, _all, _item, _one, _version
 
 _EXPERIMENT = "id, prompt_id, branch, name, sticky_key, seed, traffic_bp, hash_version, status"
 
@@ -147,3 +147,17 @@ class Experiments:
         async with self._connection() as conn:
             await _set_status(conn, project_id, exp_id, status)
             return await _describe_experiment(conn, project_id, exp_id)
+
+    async def ship_experiment(
+        self, project_id: str, exp_id: str, version: str, message: str
+    ) -> Item:
+        """Stop the experiment and append a copy of ``version``; Conflict if it is gone."""
+        async with self._connection() as conn:
+            exp = await _experiment_row(conn, project_id, exp_id)
+            source = await _version(conn, exp["prompt_id"], exp["branch"], version)
+            if source is None:
+                raise Conflict(f"version {version!r} of the variant no longer exists")
+            await _set_status(conn, project_id, exp_id, "stopped")
+            return await _add_version(conn, exp["prompt_id"], exp["branch"], source["content"],
+                                      version=None, message=message,
+                                      metadata=source["metadata"])  # fmt: skip

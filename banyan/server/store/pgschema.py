@@ -116,6 +116,16 @@ CREATE TABLE ingest_counters (
     single bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (project_id, shard)
 );
+CREATE TABLE idempotency_keys (
+    project_id text NOT NULL,
+    key text NOT NULL,
+    fingerprint text NOT NULL,
+    status integer NOT NULL,
+    response bytea NOT NULL,
+    created_at double precision NOT NULL,
+    PRIMARY KEY (project_id, key)
+);
+CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
 """
 
 #: MIGRATIONS[n] takes a database from version n to n + 1.

@@ -29,6 +29,8 @@ from banyan.server._ingest import COLUMNS, Decoded
 from banyan.server.store import Conflict, StoreUnavailable, pgschema, redact
 from banyan.server.store.pgcatalog import Catalog
 from banyan.server.store.pgexperiments import Experiments
+from banyan.server.store.pgidempotency import Idempotency
+from banyan.server.store.pgpages import LogPages
 
 log = logging.getLogger("banyan.server")
 
@@ -84,7 +86,7 @@ def _rows(values: list[Any]) -> list[tuple[Any, ...]]:
     return list(zip(*columns, strict=True))
 
 
-class PostgresStore(Catalog, Experiments):
+class PostgresStore(Catalog, Experiments, Idempotency, LogPages):
     """A Store on PostgreSQL; make one with ``await PostgresStore.open(url)``."""
 
     def __init__(self, url: str, *, max_size: int = 8, timeout: float = 5.0) -> None:
@@ -165,12 +167,19 @@ class PostgresStore(Catalog, Experiments):
         await self._ensure_days(pgschema.wanted_days(batch.values[1::COLUMNS], time.time()))
         try:
             async with self._connection() as conn:
-                inserted = await self._copy(conn, project_id, _rows(batch.values))
-                await self._count(conn, project_id, batch, inserted, single)
+                inserted = await self._stored(conn, project_id, batch, single)
         except _ROW_ERRORS:
             async with self._connection() as conn:
                 inserted = await self._one_by_one(conn, project_id, batch)
                 await self._count(conn, project_id, batch, inserted, single)
+        return inserted
+
+    async def _stored(
+        self, conn: AsyncConnection[Any], project_id: str, batch: Decoded, single: int
+    ) -> int:
+        """Copy a batch and count it in the caller's transaction; returns the rows new."""
+        inserted = await self._copy(conn, project_id, _rows(batch.values))
+        await self._count(conn, project_id, batch, inserted, single)
         return inserted
 
     async def _copy(

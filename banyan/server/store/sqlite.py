@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from banyan import _routing
-from banyan.server import _auth, _db, _experiments, _legacy, _logs, _prompts
+from banyan.server import _auth, _db, _experiments, _idempotency, _legacy, _logs, _prompts
 from banyan.server._http import HTTPError
 from banyan.server._ingest import Decoded
 from banyan.server.store import (
@@ -28,6 +28,7 @@ from banyan.server.store import (
     Conflict,
     Item,
     NotFound,
+    Page,
     ResultRow,
     SchemaError,
     StatsRow,
@@ -55,20 +56,9 @@ def _bootstrap(path: str, key: str | None) -> Bootstrap:
         return Bootstrap(*_auth.bootstrap(conn, key))
 
 
-def _insert_key(
-    conn: sqlite3.Connection, project_id: str, digest: str, prefix: str, *, admin: bool,
-    label: str,
-) -> None:  # fmt: skip
-    # _auth.insert_key hashes a key; the store is given the digest.
-    conn.execute(
-        "INSERT OR IGNORE INTO api_keys VALUES (?, ?, ?, ?, ?, ?)",
-        (digest, project_id, prefix, label, int(admin), _db.now()),
-    )
-
-
 def _create_project(conn: sqlite3.Connection, name: str, digest: str, prefix: str) -> Item:
     project_id = _auth.insert_project(conn, name)
-    _insert_key(conn, project_id, digest, prefix, admin=False, label="first key")
+    _auth.insert_key(conn, project_id, digest, prefix, admin=False, label="first key")
     project = _auth.project_row(conn, project_id)
     assert project is not None
     return project
@@ -135,6 +125,17 @@ def _result_rows(conn: sqlite3.Connection, project_id: str, exp_id: str) -> list
     ).fetchall()
 
 
+def _ingest_once(
+    conn: sqlite3.Connection, project_id: str, batch: Decoded, key: str, *, fingerprint: str,
+    answer: Callable[[int], _idempotency.Answer],
+) -> _idempotency.Remembered:  # fmt: skip
+    kept = _idempotency.replay(conn, project_id, key)
+    if kept is None:
+        kept = fingerprint, answer(_logs.store(conn, project_id, batch, 1))
+        _idempotency.remember(conn, project_id, key, kept)
+    return kept
+
+
 def _prune_chunk(conn: sqlite3.Connection, before: float, after: int) -> tuple[int, int]:
     # Walks the table in rowid order from ``after``: no index on ts, and no rescan.
     rows = conn.execute(
@@ -199,7 +200,7 @@ class SqliteStore:
         self, project_id: str, digest: str, prefix: str, *, admin: bool, label: str = ""
     ) -> None:
         """Store a key digest for a project, unless it is stored already."""
-        insert = functools.partial(_insert_key, admin=admin, label=label)
+        insert = functools.partial(_auth.insert_key, admin=admin, label=label)
         await self._write(insert, project_id, digest, prefix)
 
     async def prompt(self, project_id: str, name: str) -> Item | None:
@@ -290,13 +291,31 @@ class SqliteStore:
         """Start ("running") or stop ("stopped"); Conflict when another runs on the branch."""
         return await self._write(_set_status, project_id, exp_id, status)
 
+    async def ship_experiment(
+        self, project_id: str, exp_id: str, version: str, message: str
+    ) -> Item:
+        """Stop the experiment and append a copy of ``version``; Conflict if it is gone."""
+        return await self._write(_experiments.ship, project_id, exp_id, version, message)
+
     async def ingest(self, project_id: str, batch: Decoded, single: int) -> int:
         """Store a decoded batch once per record id (_logs.store on the writer thread)."""
         return await self._write(_logs.store, project_id, batch, single)
 
+    async def ingest_once(
+        self, project_id: str, batch: Decoded, key: str, fingerprint: str,
+        answer: Callable[[int], _idempotency.Answer],
+    ) -> _idempotency.Remembered:  # fmt: skip
+        """Ingest one record under an Idempotency-Key, once (one writer transaction)."""
+        once = functools.partial(_ingest_once, fingerprint=fingerprint, answer=answer)
+        return await self._write(once, project_id, batch, key)
+
     async def log_ids(self, project_id: str) -> list[str]:
         """Every stored record id of a project, in the order stored."""
         return await self._read(_logs._ids, project_id)
+
+    async def logs_page(self, project_id: str, page: Page) -> tuple[list[bytes], str | None]:
+        """One page of records in the order stored; the cursor is a rowid."""
+        return await self._read(_logs._page, project_id, page)
 
     async def summary(self, project_id: str) -> dict[str, int]:
         """The counters: stored, duplicates, rejected, batches, single."""
