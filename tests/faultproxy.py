@@ -21,8 +21,8 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host
 
 @dataclass
 class Fault:
-    """What to do to one request: answer ``status``, ``reset``, ``stall``, or ``hold`` it
-    (forward it once ``release`` is set)."""
+    """What to do to one request: answer ``status``, ``reset``, ``stall``, ``hold`` it
+    (forward it once ``release`` is set), or ``lose`` the answer (forward it, then reset)."""
 
     kind: str
     status: int = 500
@@ -79,7 +79,9 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 proxy.release.wait(60)
                 self.close_connection = True
                 return
-            if fault is not None and fault.kind == "reset":
+            if fault is not None and fault.kind == "lose":
+                self._forward(body, answer=False)
+            if fault is not None and fault.kind in ("reset", "lose"):
                 linger = struct.pack("ii", 1, 0)
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
                 self.connection.close()
@@ -99,7 +101,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def _forward(self, body: bytes) -> None:
+        def _forward(self, body: bytes, *, answer: bool = True) -> None:
             parts = urlsplit(proxy.target)
             conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
@@ -107,6 +109,8 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             response = conn.getresponse()
             data = response.read()
             conn.close()
+            if not answer:
+                return
             self.send_response(response.status)
             for key, value in response.getheaders():
                 if key.lower() not in _HOP:

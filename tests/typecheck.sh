@@ -9,6 +9,5 @@ cd "$(dirname "$0")/.."
 for dir in unit process with_server mutation; do
     MYPYPATH=tests:tests/$dir "$@" --explicit-package-bases "tests/$dir"
 done
-# tests/server is a package (relative imports): checked from tests/ with the top-level files
-# (and tests/process, for stress/_result.py, which server/store/pgfleet.py imports).
-MYPYPATH=tests:tests/process "$@" --explicit-package-bases tests/server tests/*.py
+# tests/server is a package (relative imports): checked from tests/ with the top-level files.
+MYPYPATH=tests "$@" --explicit-package-bases tests/server tests/*.py

@@ -23,10 +23,12 @@ from pathlib import Path
 import faultproxy
 import msgspec
 import psycopg
+from spoolwait import drain
 
 import banyan
 from banyan import _localserver
 from banyan._localserver import LocalServer
+from banyan._wire import BATCH_PATH
 
 #: How long a killed instance's port may take to close (its worker dies after it).
 PORT_CLOSE_S = 30.0
@@ -135,19 +137,21 @@ def spread_load(
     """Real clients spread over the instances log ``records`` each, with one SIGKILL.
 
     Client ``n`` logs into project ``keys[n % len(keys)]`` through its own proxy to
-    instance ``n % len(servers)``. Once a third of the records are logged,
+    instance ``n % len(servers)``. Once a third of the records are logged, one
+    batch of each client of instance 0 is stored there but its answer lost, then
     instance 0 is SIGKILLed mid-load, its clients are moved to instance 1 (their
-    unanswered batches are retried there) and, once it runs again, back to it.
+    unanswered batches, those included, are retried there) and, once it runs
+    again, back to it.
     ``servers[0]`` is replaced by the restarted instance.
     """
-    # Imported here: stress._result registers a SIGUSR1 handler when imported.
-    from stress._result import drain
-
     with contextlib.ExitStack() as stack:
         proxies = [stack.enter_context(faultproxy.running(servers[n % len(servers)].base_url))
                    for n in range(clients)]  # fmt: skip
+        # The proxy speaks HTTP/1.1; short retry delays keep the failover quick.
+        options = {"http2": False, "retry_delay": 0.02, "max_retry_delay": 0.5,
+                   "flush_interval": 0.1}  # fmt: skip
         loggers = [banyan.PromptStackLogger(keys[n % len(keys)], proxy.url,
-                                            spool_dir=str(tmp / f"spool{n}"))
+                                            spool_dir=str(tmp / f"spool{n}"), **options)
                    for n, proxy in enumerate(proxies)]  # fmt: skip
         load = Load()
         threads = [threading.Thread(target=_log, args=(logger, f"c{n}", records, load))
@@ -172,7 +176,7 @@ def _log(logger: banyan.PromptStackLogger, name: str, records: int, load: Load) 
         logger.log_prompt(f"{name} {i}", "o" * 200, model="m")
         load.sent[name] += 1
         if i % 100 == 99:
-            time.sleep(0.01)  # spread the load over seconds, so the kill lands mid-load
+            time.sleep(0.2)  # ~500 records/s: the load lasts seconds, the kill lands mid-load
 
 
 def _wait(done: Callable[[], bool], threads: list[threading.Thread]) -> None:
@@ -182,8 +186,14 @@ def _wait(done: Callable[[], bool], threads: list[threading.Thread]) -> None:
 
 
 def _fail_over(servers: list[LocalServer], proxies: list[faultproxy.FaultProxy]) -> None:
-    """Kill instance 0, move its clients to instance 1, restart it, move them back."""
+    """Lose one answer of instance 0 to each of its clients (stored, then the connection
+    reset), kill it, move its clients to instance 1, restart it, move them back."""
     victim, moved = servers[0], [p for p in proxies if p.target == servers[0].base_url]
+    for proxy in moved:
+        proxy.push("lose", path=BATCH_PATH)
+    deadline = time.monotonic() + 60
+    while any(p.faults for p in moved) and time.monotonic() < deadline:
+        time.sleep(0.01)
     kill(victim)
     for proxy in moved:
         proxy.target = servers[1].base_url
