@@ -148,10 +148,9 @@ def spread_load(
         proxies = [stack.enter_context(faultproxy.running(servers[n % len(servers)].base_url))
                    for n in range(clients)]  # fmt: skip
         # The proxy speaks HTTP/1.1; short retry delays keep the failover quick.
-        options = {"http2": False, "retry_delay": 0.02, "max_retry_delay": 0.5,
-                   "flush_interval": 0.1}  # fmt: skip
-        loggers = [banyan.PromptStackLogger(keys[n % len(keys)], proxy.url,
-                                            spool_dir=str(tmp / f"spool{n}"), **options)
+        loggers = [banyan.PromptStackLogger(keys[n % len(keys)], proxy.url, http2=False,
+                                            retry_delay=0.02, max_retry_delay=0.5,
+                                            flush_interval=0.1, spool_dir=str(tmp / f"spool{n}"))
                    for n, proxy in enumerate(proxies)]  # fmt: skip
         load = Load()
         threads = [threading.Thread(target=_log, args=(logger, f"c{n}", records, load))
