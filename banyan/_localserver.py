@@ -19,6 +19,8 @@ import httpx
 
 LOCAL_KEY = "psk_test_0123456789abcdef"
 _START_TIMEOUT = 30.0
+#: Where a server on PostgreSQL keeps its pages' signing secret (banyan.server._app).
+SECRET_DIR_ENV = "BANYAN_SECRET_DIR"
 
 
 def free_port() -> int:
@@ -94,7 +96,8 @@ def start(
 
     ``args`` go to ``banyan serve`` as they are; the database (a path or a
     postgresql:// URL) defaults to ``tmp/banyan.db``, ``env`` adds to the
-    environment, and the server's output goes to ``tmp/server-<port>.log``.
+    environment, and the server's output goes to ``tmp/server-<port>.log``. The
+    pages' signing secret of a PostgreSQL server is kept in ``tmp`` too.
     ``key_arg=False`` leaves out ``--api-key``: ``args`` or the environment hand
     the server ``api_key`` another way.
     Raises RuntimeError, with that log, when the server exits or does not
@@ -106,9 +109,9 @@ def start(
     cmd = [sys.executable, "-m", "banyan", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--db", database, *(["--api-key", api_key] if key_arg else []), *args]  # fmt: skip
     scheme = "https" if "--tls-cert" in args else "http"
+    environ = {**os.environ, SECRET_DIR_ENV: str(tmp), **(env or {})}
     with log.open("wb") as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})})  # fmt: skip
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=environ)
     sqlite = Path(database) if "://" not in database else tmp / "no-sqlite-file"
     server = LocalServer(f"{scheme}://127.0.0.1:{port}", api_key, sqlite, port, process, log,
                          database=database)  # fmt: skip

@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings
-from serverproc import Server, start_server
+from serverproc import HAVE_PSYCOPG, Server, start_server
 
 from banyan import _warn
+
+if TYPE_CHECKING:
+    from pgserver import PgServer
+
+#: The storage engines `banyan serve` runs on; server tests run on each (docs/storage.md).
+ENGINES = ("sqlite", "postgres")
+#: Folders whose tests of the server run on every engine, unless marked sqlite_only.
+BOTH_ENGINES = ("server", "with_server")
+_databases = itertools.count()
+_RESULTS = "experiment results come from SQLite aggregates until they move into the store (#18)"
+#: Server tests that stay on SQLite (node id prefix: why); a module may also say
+#: ``pytestmark = pytest.mark.sqlite_only``.
+SQLITE_ONLY = {
+    "tests/server/test_results.py": _RESULTS,
+    "tests/server/web/": _RESULTS,
+    "tests/server/test_experiments.py::test_results_": _RESULTS,
+    "tests/server/test_compat_101.py::test_101_client_fetches_and_logs": _RESULTS,
+    "tests/server/test_isolation.py::test_key_of_project_b_cannot_see_project_a": _RESULTS,
+    "tests/server/test_cli.py::test_prompts_push_list_and_experiment_flow": _RESULTS,
+    "tests/server/test_cli.py::test_names_and_ids_stay_one_path_segment": _RESULTS,
+    "tests/server/test_cli.py::test_experiments_list_show_stop": _RESULTS,
+    "tests/server/test_cli.py::test_json_prints_the_servers_answer": _RESULTS,
+    "tests/with_server/test_experiments.py::test_readme_experiment_example": _RESULTS,
+    "tests/with_server/test_experiments.py::test_experiment_results_table": _RESULTS,
+    "tests/with_server/test_readme.py::test_shell_block_runs_as_pasted": _RESULTS,
+    "tests/with_server/test_spool_replay.py::test_a_large_backlog_replays_without_starving": (
+        "reads the order of arrival, which only SQLite's rowid keeps (PostgreSQL: ts, id)"
+    ),
+    "tests/server/test_logging.py": "drops a table of the SQLite file under the running server",
+}
 
 # CI must not fail on a draw no one can reproduce: fixed examples there, random ones locally.
 settings.register_profile("ci", derandomize=True, database=None)
@@ -42,10 +74,73 @@ def _spool_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     monkeypatch.setenv("BANYAN_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker of tests that only make sense on a SQLite file."""
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): a server test that needs the SQLite file itself"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test of tests/server and tests/with_server that starts a server on each engine."""
+    node = metafunc.definition
+    if "engine" not in metafunc.fixturenames or node.get_closest_marker("sqlite_only"):
+        return
+    if any(node.nodeid.startswith(prefix) for prefix in SQLITE_ONLY):
+        return
+    folder = metafunc.definition.path.relative_to(Path(__file__).parent).parts[0]
+    if folder in BOTH_ENGINES:
+        metafunc.parametrize("engine", ENGINES, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def engine(request: pytest.FixtureRequest) -> str:
+    """The storage engine of the test's server: SQLite unless parametrized."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+def _running() -> Iterator[PgServer]:
+    if not HAVE_PSYCOPG and not os.environ.get("CI"):
+        pytest.skip("psycopg (the postgres extra) is not installed")
+    from pgserver import start_or_skip
+
+    server = start_or_skip()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session, removed at its end whatever happens."""
+    yield from _running()
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """A fresh reference server (empty SQLite database) for one test."""
-    srv = start_server(tmp_path)
+def pg_url(pg: PgServer) -> str:
+    """The URL of a new empty database (password included) for one test."""
+    return pg.create_database(f"t{os.getpid()}_{next(_databases)}")
+
+
+@pytest.fixture
+def own_pg() -> Iterator[PgServer]:
+    """A PostgreSQL server of this test alone, which it may stop and start."""
+    yield from _running()
+
+
+def database_options(request: pytest.FixtureRequest, engine: str) -> dict[str, Any]:
+    """start_server's arguments for a new empty database of ``engine`` (SQLite: its default)."""
+    if engine == "sqlite":
+        return {}
+    pg: PgServer = request.getfixturevalue("pg")
+    return {"db": pg.create_database(f"s{os.getpid()}_{next(_databases)}")}
+
+
+@pytest.fixture
+def server(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A fresh reference server (an empty database of ``engine``) for one test."""
+    srv = start_server(tmp_path, **database_options(request, engine))
     try:
         yield srv
     finally:
@@ -53,9 +148,12 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One reference server for tests that only read or use unique names."""
-    srv = start_server(tmp_path_factory.mktemp("shared-server"))
+def shared_server(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+) -> Iterator[Server]:
+    """One reference server per engine for tests that only read or use unique names."""
+    tmp = tmp_path_factory.mktemp("shared-server")
+    srv = start_server(tmp, **database_options(request, engine))
     try:
         yield srv
     finally:

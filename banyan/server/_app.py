@@ -121,6 +121,7 @@ def routes(pages: Pages | None = None) -> Router:
     r.add("GET", "/api/v2/projects", _auth.list_projects)
     r.add("POST", "/api/v2/projects", _auth.create_project)
     r.add("POST", "/api/v2/keys", _auth.create_key)
+    r.add("POST", "/api/v2/keys/revoke", _auth.revoke_key)
     r.add("GET", "/api/v2/prompts", _prompts.list_prompts)
     r.add("POST", "/api/v2/prompts", _prompts.create_prompt)
     r.add("GET", "/api/v2/prompts/{name}", _prompts.get_prompt)
@@ -177,7 +178,11 @@ class App:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 # The pool and the SQLite threads belong to this worker and its event loop.
-                self.state.opened = await open_store(self.state.target)
+                try:
+                    self.state.opened = await open_store(self.state.target)
+                except StoreError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 # Waits for queued writes, so every acknowledged batch is on disk.

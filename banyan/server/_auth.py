@@ -166,6 +166,19 @@ async def create_key(req: Request) -> Response:
     return json_response({"api_key": key, "project_id": req.project_id, "label": label}, 201)
 
 
+async def revoke_key(req: Request) -> Response:
+    """POST /api/v2/keys/revoke {api_key}: delete a key of the caller's project.
+
+    Other instances may accept it for up to ``_app.KEY_TTL`` seconds more (their cache).
+    """
+    key = (await req.json()).get("api_key")
+    if not isinstance(key, str) or not is_key_text(key):
+        raise HTTPError(400, "api_key must be an API key (psk_...)")
+    await req.state.store.revoke_key(req.project_id, hash_key(key))
+    req.state.keys.pop(hash_key(key), None)
+    return json_response({"revoked": key[:8]})
+
+
 async def list_projects(req: Request) -> Response:
     """GET /api/projects and /api/v2/projects: the caller's project."""
     project = await req.state.store.project(req.project_id)

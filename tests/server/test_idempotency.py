@@ -45,7 +45,7 @@ def test_key_is_remembered_across_a_restart(server: Server, tmp_path: Path) -> N
     """The key lives in the database: after a restart the retry is answered as the first time."""
     first = _log(server, "retry-after-restart")
     server.stop()
-    again_server = start_server(tmp_path, db=server.db)
+    again_server = start_server(tmp_path, db=server.database)
     try:
         again = _log(again_server, "retry-after-restart")
         assert (again.status_code, again.content) == (first.status_code, first.content)

@@ -71,8 +71,12 @@ def test_same_batch_twice_is_all_duplicates(server: Server) -> None:
 
 
 def test_repeated_id_inside_one_batch_is_a_duplicate(server: Server) -> None:
-    """Two records with one id in the same batch: the first is kept, the second is a duplicate."""
-    response = post_batch(server, body([record("same", input="a"), record("same", input="b")]))
+    """Two records with one id (and ts) in a batch: the first is kept, the second a duplicate.
+
+    PostgreSQL identifies a record by id and ts (docs/storage.md), so both carry one ts.
+    """
+    twins = [record("same", ts=1000.0, input=text) for text in ("a", "b")]
+    response = post_batch(server, body(twins))
     assert response.json() == {"accepted": 1, "duplicates": 1, "rejected": []}
 
 

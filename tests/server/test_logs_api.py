@@ -10,9 +10,11 @@ from serverproc import Server
 from .helpers import body, call, post_batch, record, unique
 
 
-def _store(server: Server, key: str | None = None, **fields: Any) -> list[str]:
-    """Store 5 records with ``fields`` (ts 1000.0 .. 1004.0); returns their ids in order."""
-    records = [record(ts=1000.0 + n, **fields) for n in range(5)]
+def _store(
+    server: Server, key: str | None = None, start: float = 1000.0, **fields: Any
+) -> list[str]:
+    """Store 5 records with ``fields`` (ts start .. start + 4); returns their ids in order."""
+    records = [record(ts=start + n, **fields) for n in range(5)]
     response = post_batch(server, body(records), key=key)
     assert response.json()["accepted"] == 5, response.text
     return [r.id for r in records]
@@ -50,13 +52,17 @@ def test_newest_first(server: Server) -> None:
 
 
 def test_filters(server: Server) -> None:
-    """prompt, experiment, variant and a [since, until) time range select records."""
+    """prompt, experiment, variant and a [since, until) time range select records.
+
+    b's records come after a's in time too: PostgreSQL pages by (ts, id).
+    """
     a = _store(server, prompt_name="a", experiment_id="exp_1", experiment_version_id="var_1")
-    b = _store(server, prompt_name="b", experiment_id="exp_1", experiment_version_id="var_2")
+    b = _store(server, start=1010.0, prompt_name="b", experiment_id="exp_1",
+               experiment_version_id="var_2")  # fmt: skip
     assert [r["id"] for r in _all(server, prompt="a")] == a
     assert [r["id"] for r in _all(server, experiment="exp_1", limit=3)] == a + b
     assert [r["id"] for r in _all(server, variant="var_2")] == b
-    assert [r["id"] for r in _all(server, since=1001, until=1003)] == a[1:3] + b[1:3]
+    assert [r["id"] for r in _all(server, since=1001, until=1013)] == a[1:] + b[:3]
     assert _all(server, prompt="c") == []
 
 

@@ -51,7 +51,7 @@ def test_signal_stops_cleanly_and_keeps_acknowledged_records(tmp_path: Path, sig
     sender.join(20)
     assert code == 0, srv.log.read_text()
     assert len(acked) >= 5000
-    again = start_server(tmp_path, db=srv.db)
+    again = start_server(tmp_path, db=srv.database)
     try:
         stored = set(again.stored_ids())
         assert stored >= set(acked)
@@ -65,7 +65,7 @@ def test_restart_with_same_key_is_idempotent(tmp_path: Path) -> None:
     first = start_server(tmp_path)
     project = httpx.get(f"{first.base_url}/api/auth/validate", headers=first.headers).json()
     first.stop()
-    second = start_server(tmp_path, db=first.db)
+    second = start_server(tmp_path, db=first.database)
     try:
         again = httpx.get(f"{second.base_url}/api/auth/validate", headers=second.headers).json()
         assert again["project_id"] == project["project_id"]

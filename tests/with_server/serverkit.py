@@ -48,9 +48,18 @@ def wait_stored(server: Server, count: int, timeout: float = 10) -> int:
 
 
 def stored_records(server: Server) -> list[dict[str, Any]]:
-    """Every stored record as the server keeps it, in the order it stored them."""
-    with contextlib.closing(sqlite3.connect(f"file:{server.db}?mode=ro", uri=True)) as conn:
-        rows = conn.execute("SELECT record FROM logs ORDER BY rowid").fetchall()
+    """Every stored record as the server keeps it (read from the database itself).
+
+    In the order stored on SQLite; by ts, then id, on PostgreSQL.
+    """
+    if "://" in server.database:
+        import psycopg
+
+        with psycopg.connect(server.database) as conn:
+            rows = conn.execute(b"SELECT record FROM logs ORDER BY ts, id").fetchall()
+    else:
+        with contextlib.closing(sqlite3.connect(f"file:{server.db}?mode=ro", uri=True)) as conn:
+            rows = conn.execute("SELECT record FROM logs ORDER BY rowid").fetchall()
     return [msgspec.msgpack.decode(row[0]) for row in rows]
 
 

@@ -65,7 +65,7 @@ def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 def restart(server: Server, tmp_path: Path) -> Server:
     """The same server (port and database) started again."""
-    return start_server(tmp_path, port=server.port, db=server.db)
+    return start_server(tmp_path, port=server.port, db=server.database)
 
 
 def spool_status(server: Server) -> dict[str, Any]:

@@ -141,6 +141,9 @@ class Store(Protocol):
     ) -> None:
         """Store a key digest for a project, unless it is stored already."""
 
+    async def revoke_key(self, project_id: str, digest: str) -> None:
+        """Delete a project's key by digest; NotFound when the project has no such key."""
+
     # Prompts, branches and versions.
     async def prompt(self, project_id: str, name: str) -> Item | None:
         """A prompt by name, or None."""
@@ -278,14 +281,18 @@ async def open_store(target: str | os.PathLike[str] | None = None, **options: An
     A ``postgresql://`` (or ``postgres://``) URL opens PostgresStore (psycopg is
     imported only then); any other ``scheme://`` is refused with ValueError; a
     path opens SqliteStore. Without ``target``, $BANYAN_DATABASE_URL names it,
-    else ``banyan.db``. ``options`` go to the engine's ``open``.
+    else ``banyan.db``. ``options`` go to the engine's ``open``. ImportError,
+    naming the ``postgres`` extra, when psycopg is not installed.
     """
     if target is None:
         target = os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE
     text = os.fspath(target)
     if text.startswith(_POSTGRES_SCHEMES):
-        from banyan.server.store.postgres import PostgresStore
-
+        try:
+            from banyan.server.store.postgres import PostgresStore
+        except ImportError as exc:
+            raise ImportError(f"PostgreSQL needs its driver: pip install 'banyan-sdk[postgres]'"
+                              f" ({exc})") from None  # fmt: skip
         return await PostgresStore.open(text, **options)
     if "://" in text:
         raise ValueError(f"no storage engine for {redact(text)!r}: use postgresql:// or a path")

@@ -225,6 +225,13 @@ class Catalog:
         async with self._connection() as conn:
             await _insert_key(conn, project_id, digest, prefix=prefix, admin=admin, label=label)
 
+    async def revoke_key(self, project_id: str, digest: str) -> None:
+        """Delete a project's key by digest; NotFound when the project has no such key."""
+        async with self._connection() as conn:
+            sql = b"DELETE FROM api_keys WHERE project_id = %s AND hash = %s"
+            if not (await conn.execute(sql, (project_id, digest))).rowcount:
+                raise NotFound("no such key in this project")
+
     async def prompt(self, project_id: str, name: str) -> Item | None:
         """A prompt by name, or None."""
         async with self._connection() as conn:

@@ -64,6 +64,12 @@ def _create_project(conn: sqlite3.Connection, name: str, digest: str, prefix: st
     return project
 
 
+def _revoke_key(conn: sqlite3.Connection, project_id: str, digest: str) -> None:
+    sql = "DELETE FROM api_keys WHERE project_id = ? AND hash = ?"
+    if not conn.execute(sql, (project_id, digest)).rowcount:
+        raise NotFound("no such key in this project")
+
+
 def _prompt_by_id(conn: sqlite3.Connection, project_id: str, prompt_id: str) -> Item | None:
     try:
         return _legacy._by_id(conn, project_id, prompt_id)
@@ -202,6 +208,10 @@ class SqliteStore:
         """Store a key digest for a project, unless it is stored already."""
         insert = functools.partial(_auth.insert_key, admin=admin, label=label)
         await self._write(insert, project_id, digest, prefix)
+
+    async def revoke_key(self, project_id: str, digest: str) -> None:
+        """Delete a project's key by digest; NotFound when the project has no such key."""
+        await self._write(_revoke_key, project_id, digest)
 
     async def prompt(self, project_id: str, name: str) -> Item | None:
         """A prompt by name, or None."""

@@ -7,13 +7,13 @@ import logging
 import subprocess
 import sys
 
+import pgserver
 import pytest
+from pgserver import PASSWORD, PgServer, PgUnavailable
 
 from banyan.server.store import StoreUnavailable, redact
 from banyan.server.store.postgres import PostgresStore
 
-from . import conftest
-from .pgserver import PASSWORD, PgServer, PgUnavailable
 from .records import batch, opened, run
 
 #: Attempts, 0.2 s apart, that a store gets to reconnect after PostgreSQL is back.
@@ -115,12 +115,12 @@ def _no_postgres() -> PgServer:
 
 def test_fixture_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without PostgreSQL the fixture skips, but under CI (CI set) it fails the test."""
-    monkeypatch.setattr(conftest, "_started", _no_postgres)
+    monkeypatch.setattr(pgserver, "_started", _no_postgres)
     outcomes = []
     for ci in ("", "true"):
         monkeypatch.setenv("CI", ci)
         # Both caught: a skip raised here must be seen, not end this test as skipped.
         with pytest.raises((pytest.skip.Exception, pytest.fail.Exception)) as caught:
-            conftest.start_or_skip()
+            pgserver.start_or_skip()
         outcomes.append(caught.type)
     assert outcomes == [pytest.skip.Exception, pytest.fail.Exception]

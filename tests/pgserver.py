@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from banyan._localserver import free_port
 
@@ -132,3 +133,23 @@ class PgServer:
         """Stop the server and delete its directory."""
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _started() -> PgServer:
+    server = PgServer()
+    try:
+        server.start()
+    except BaseException:
+        server.remove()
+        raise
+    return server
+
+
+def start_or_skip() -> PgServer:
+    """A running PostgreSQL server; skips the test without one, fails instead under CI."""
+    try:
+        return _started()
+    except (PgUnavailable, OSError, KeyError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required under CI: {exc}")
+        pytest.skip(f"no PostgreSQL here: {exc}")
