@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="banyan-demo-") as tmp:
         db = args.db or _database(args.keep, Path(tmp))
         try:
-            server = start(Path(tmp), db=db, api_key=DEMO_KEY)
+            # On PostgreSQL the pages' signing secret goes in the temporary directory too.
+            server = start(Path(tmp), db=db, api_key=DEMO_KEY, env={"BANYAN_SECRET_DIR": tmp})
         except RuntimeError as exc:
             raise SystemExit(f"banyan demo: {exc}") from None
         try:

@@ -24,7 +24,7 @@ from banyan._wire import MSGPACK
 from banyan.server import _ingest
 from banyan.server.store.postgres import PostgresStore
 from benchmarks.server_ingest import make_batches, tree_cpu
-from tests.server.store.pgserver import PgServer
+from tests.pgserver import PgServer
 
 
 async def _ingest_all(url: str, batches: list[_ingest.Decoded], pg_pid: int) -> dict[str, Any]:

@@ -165,8 +165,8 @@ def sqlite_fleet(tmp: Path) -> Iterator[Fleet]:
 @contextlib.contextmanager
 def postgres_fleets(tmp: Path) -> Iterator[Any]:
     """A PostgreSQL of its own; yields ``open(instances)``, a context of a fresh Fleet."""
+    from tests.pgserver import PgServer
     from tests.server.store import pgfleet
-    from tests.server.store.pgserver import PgServer
 
     pg = PgServer(fast=False)
     try:

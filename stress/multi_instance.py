@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 def run(tmp: Path, clients: int, records: int) -> int:
     """The scenario on a PostgreSQL of its own; the exit status."""
     use_test_helpers()
+    from tests.pgserver import PgServer, PgUnavailable
     from tests.server.store import pgfleet
-    from tests.server.store.pgserver import PgServer, PgUnavailable
 
     try:
         pg = PgServer()
