@@ -19,16 +19,18 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import faultproxy
 import msgspec
 import psycopg
-from spoolwait import drain
 
 import banyan
 from banyan import _localserver
 from banyan._localserver import LocalServer
 from banyan._wire import BATCH_PATH
+
+if TYPE_CHECKING:
+    from faultproxy import FaultProxy
 
 #: How long a killed instance's port may take to close (its worker dies after it).
 PORT_CLOSE_S = 30.0
@@ -144,6 +146,10 @@ def spread_load(
     again, back to it.
     ``servers[0]`` is replaced by the restarted instance.
     """
+    # Test helpers from tests/: imported here so that benchmarks can use the rest.
+    import faultproxy
+    from spoolwait import drain
+
     with contextlib.ExitStack() as stack:
         proxies = [stack.enter_context(faultproxy.running(servers[n % len(servers)].base_url))
                    for n in range(clients)]  # fmt: skip
@@ -184,7 +190,7 @@ def _wait(done: Callable[[], bool], threads: list[threading.Thread]) -> None:
         time.sleep(0.01)
 
 
-def _fail_over(servers: list[LocalServer], proxies: list[faultproxy.FaultProxy]) -> None:
+def _fail_over(servers: list[LocalServer], proxies: list[FaultProxy]) -> None:
     """Lose one answer of instance 0 to each of its clients (stored, then the connection
     reset), kill it, move its clients to instance 1, restart it, move them back."""
     victim, moved = servers[0], [p for p in proxies if p.target == servers[0].base_url]
