@@ -88,12 +88,16 @@ class Fleet:
 
     engine: str
     servers: list[_localserver.LocalServer]
-    cpu_pids: list[int]
+    #: The database's own processes (the postmaster's tree), if any.
+    db_pid: int | None = None
 
-    def cpu(self) -> float | None:
-        """CPU seconds of every server process so far (None where /proc is missing)."""
-        each = [tree_cpu(pid) for pid in self.cpu_pids]
-        return None if None in each else sum(c for c in each if c is not None)
+    def cpu(self) -> tuple[float, float] | None:
+        """CPU seconds so far of the instances, and of the database (None without /proc)."""
+        each = [tree_cpu(s.process.pid) for s in self.servers]
+        db = 0.0 if self.db_pid is None else tree_cpu(self.db_pid)
+        if db is None or None in each:
+            return None
+        return sum(c for c in each if c is not None), db
 
     def stored(self) -> int:
         """Records stored in the project (the counters every instance shares)."""
@@ -136,7 +140,7 @@ def run_case(
     records = fleet.stored() - stored_before
     cpu = None
     if cpu_before is not None and cpu_after is not None and records:
-        cpu = round((cpu_after - cpu_before) / records * 1e6, 1)
+        cpu = [(a - b) / records * 1e6 for a, b in zip(cpu_after, cpu_before, strict=True)]
     return {
         "case": case,
         "engine": fleet.engine,
@@ -148,7 +152,9 @@ def run_case(
         "accepted": sum(accepted),
         "seconds": round(elapsed, 3),
         "records_per_s": round(records / elapsed),
-        "server_cpu_us_per_record": cpu,
+        "server_cpu_us_per_record": None if cpu is None else round(sum(cpu), 1),
+        "serve_cpu_us_per_record": None if cpu is None else round(cpu[0], 1),
+        "database_cpu_us_per_record": None if cpu is None else round(cpu[1], 1),
     }
 
 
@@ -157,7 +163,7 @@ def sqlite_fleet(tmp: Path) -> Iterator[Fleet]:
     """One ``banyan serve`` on a fresh SQLite file."""
     server = _localserver.start(tmp, db=tmp / "bench.db", api_key=KEY)
     try:
-        yield Fleet("sqlite", [server], [server.process.pid])
+        yield Fleet("sqlite", [server])
     finally:
         server.stop()
 
@@ -178,8 +184,7 @@ def postgres_fleets(tmp: Path) -> Iterator[Any]:
             url = pg.create_database(f"bench{instances}")
             servers = pgfleet.start_instances(tmp / f"pg{instances}", url, instances, api_key=KEY)
             try:
-                pids = [s.process.pid for s in servers] + [pg.proc.pid]  # type: ignore[union-attr]
-                yield Fleet("postgres", servers, pids)
+                yield Fleet("postgres", servers, pg.proc.pid)  # type: ignore[union-attr]
             finally:
                 pgfleet.stop_all(servers)
 
@@ -244,7 +249,9 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     left.set_title("one instance, one client process", fontsize=10)
     left.legend(fontsize=7)
     scale = [r for r in results if r["case"] == "scale"]
-    bars = right.bar([label(r) for r in scale], [r["records_per_s"] for r in scale])
+    bars = right.bar(
+        [label(r).replace(" x", "\nx") for r in scale], [r["records_per_s"] for r in scale]
+    )
     cpu = [f"{r['records_per_s']:,}/s\n{r['server_cpu_us_per_record']} us CPU/rec" for r in scale]
     right.bar_label(bars, labels=cpu, fontsize=7)
     right.margins(y=0.2)
