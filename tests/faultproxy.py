@@ -40,6 +40,8 @@ class FaultProxy:
     always: list[Fault] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+    #: Answers of status 200 that a ``lose`` fault kept from the client.
+    lost: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
 
@@ -80,7 +82,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             if fault is not None and fault.kind == "lose":
-                self._forward(body, answer=False)
+                proxy.lost += self._forward(body, answer=False) == 200
             if fault is not None and fault.kind in ("reset", "lose"):
                 linger = struct.pack("ii", 1, 0)
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
@@ -101,7 +103,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def _forward(self, body: bytes, *, answer: bool = True) -> None:
+        def _forward(self, body: bytes, *, answer: bool = True) -> int:
             parts = urlsplit(proxy.target)
             conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
@@ -110,7 +112,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             data = response.read()
             conn.close()
             if not answer:
-                return
+                return response.status
             self.send_response(response.status)
             for key, value in response.getheaders():
                 if key.lower() not in _HOP:
@@ -118,6 +120,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+            return response.status
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay
 

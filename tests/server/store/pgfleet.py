@@ -194,10 +194,11 @@ def _fail_over(servers: list[LocalServer], proxies: list[FaultProxy]) -> None:
     """Lose one answer of instance 0 to each of its clients (stored, then the connection
     reset), kill it, move its clients to instance 1, restart it, move them back."""
     victim, moved = servers[0], [p for p in proxies if p.target == servers[0].base_url]
-    for proxy in moved:
-        proxy.push("lose", path=BATCH_PATH)
     deadline = time.monotonic() + 60
-    while any(p.faults for p in moved) and time.monotonic() < deadline:
+    while not all(p.lost for p in moved) and time.monotonic() < deadline:
+        for proxy in moved:
+            if not proxy.lost and not proxy.faults:
+                proxy.push("lose", path=BATCH_PATH)
         time.sleep(0.01)
     kill(victim)
     for proxy in moved:
