@@ -135,8 +135,9 @@ def test_a_push_and_a_stop_through_one_instance_are_seen_by_the_other(
 
 def test_a_url_without_the_driver_names_the_extra() -> None:
     """Without psycopg, `banyan serve --db postgresql://...` exits 2 naming the postgres extra."""
+    argv = ["serve", "--db", "postgresql://u:hidden@127.0.0.1:1/x"]
     script = ("import sys; sys.modules['psycopg'] = None; from banyan._cli import main; "
-              "sys.exit(main(['serve', '--db', 'postgresql://u:hidden@127.0.0.1:1/x']))")  # fmt: skip
+              f"sys.exit(main({argv!r}))")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, check=False)  # fmt: skip
     assert done.returncode == 2, done.stderr
