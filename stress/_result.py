@@ -16,7 +16,6 @@ import faulthandler
 import json
 import signal
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -68,12 +67,10 @@ def skip(scenario: str, why: str) -> int:
 
 def drain(logger: banyan.PromptStackLogger, timeout: float) -> bool:
     """Flush, then wait (bounded) until the spool is replayed; whether it emptied."""
-    deadline = time.monotonic() + timeout
-    logger.flush(timeout)
-    while logger.get_stats()["spool_segments"] and time.monotonic() < deadline:
-        logger.flush(max(0.0, min(1.0, deadline - time.monotonic())))
-        time.sleep(0.05)
-    return not logger.get_stats()["spool_segments"]
+    use_test_helpers()
+    from spoolwait import drain as wait
+
+    return wait(logger, timeout)
 
 
 def census(server: Any) -> tuple[Counter[str], int, int]:

@@ -11,7 +11,8 @@ reason / spooled / result / seconds. It exits 1 when any scenario failed,
 left a record unaccounted (sent - stored - dropped != 0), stored one twice,
 or printed no RESULT line. ``--quick`` runs smaller sizes (about 80 s on
 2 cores; tests/process/test_stress_suite.py runs it in ``make test``); the
-default sizes take about 3 minutes. ``--json FILE`` also writes the rows;
+default sizes take about 4 minutes; ``multi_instance`` (PostgreSQL) runs only
+there. ``--json FILE`` also writes the rows;
 ``--list`` prints the scenario names.
 """
 
@@ -32,8 +33,8 @@ from typing import Any
 
 from stress._result import PREFIX
 
-#: name -> (default arguments, --quick arguments), in the order they run.
-SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
+#: name -> (default arguments, --quick arguments or None: not in --quick), in the order they run.
+SCENARIOS: dict[str, tuple[list[str], list[str] | None]] = {
     "fork_storm": ([], ["--children", "80"]),
     # Issue 6's literal 30 s outage, at half the default load.
     "outage": ([], ["--seconds", "6", "--outage", "30", "--threads", "2"]),
@@ -46,6 +47,9 @@ SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
     "disklimit": ([], ["--records", "8000"]),
     # Issue 14: purge and replay from the CLI beside live processes under outages.
     "purge_replay": ([], ["--workers", "3", "--seconds", "6"]),
+    # Issue 17: tests/server/store/test_postgres_instances.py runs the same scenario
+    # (pgfleet.spread_load) in `make test`; the quick run leaves it out.
+    "multi_instance": ([], None),
 }
 #: No scenario may run longer than this (each bounds itself well below it).
 LIMIT_S = 300
@@ -124,6 +128,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def chosen(names: list[str], quick: bool) -> list[str]:
+    """The scenarios to run: those named, else all (under ``--quick``, those with quick sizes)."""
+    return names or [name for name, sizes in SCENARIOS.items() if not quick or sizes[1] is not None]
+
+
 def main(argv: list[str]) -> int:
     """Run the named scenarios (all by default), print the table; 1 on any failure."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -133,7 +142,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--list", action="store_true", help="print the scenario names and exit")
     args = parser.parse_args(argv)
     if args.list:
-        print("\n".join(SCENARIOS))
+        print("\n".join(chosen([], args.quick)))
         return 0
     unknown = sorted(set(args.names) - set(SCENARIOS))
     if unknown:
@@ -141,10 +150,10 @@ def main(argv: list[str]) -> int:
     # A SIGTERM (a test's timeout) unwinds through run(), which stops the running scenario.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started, rows = time.monotonic(), []
-    for name in args.names or SCENARIOS:
+    for name in chosen(args.names, args.quick):
         print(f"== {name}", flush=True)
         with tempfile.TemporaryDirectory(prefix=f"stress-{name}-") as tmp:
-            rows.append(run(name, SCENARIOS[name][args.quick], Path(tmp)))
+            rows.append(run(name, SCENARIOS[name][args.quick] or [], Path(tmp)))
     print(f"\n{table(rows)}\n\ntotal {time.monotonic() - started:.0f} s"
           f"{' (--quick)' if args.quick else ''}")  # fmt: skip
     if args.json:

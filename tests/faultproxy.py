@@ -21,8 +21,8 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host
 
 @dataclass
 class Fault:
-    """What to do to one request: answer ``status``, ``reset``, ``stall``, or ``hold`` it
-    (forward it once ``release`` is set)."""
+    """What to do to one request: answer ``status``, ``reset``, ``stall``, ``hold`` it
+    (forward it once ``release`` is set), or ``lose`` the answer (forward it, then reset)."""
 
     kind: str
     status: int = 500
@@ -32,13 +32,16 @@ class Fault:
 
 @dataclass
 class FaultProxy:
-    """Forwards to ``target``; ``faults`` are consumed in order by matching requests."""
+    """Forwards to ``target`` (which may change while it runs: a load balancer moving a
+    client to another instance); ``faults`` are consumed in order by matching requests."""
 
     target: str
     faults: list[Fault] = field(default_factory=list)
     always: list[Fault] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+    #: Answers of status 200 that a ``lose`` fault kept from the client.
+    lost: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
 
@@ -60,8 +63,6 @@ class FaultProxy:
 
 
 def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
-    parts = urlsplit(proxy.target)
-
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Headers and body go out in two writes: with Nagle each answer waits ~40 ms for an ACK.
@@ -80,7 +81,9 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 proxy.release.wait(60)
                 self.close_connection = True
                 return
-            if fault is not None and fault.kind == "reset":
+            if fault is not None and fault.kind == "lose":
+                proxy.lost += self._forward(body, answer=False) == 200
+            if fault is not None and fault.kind in ("reset", "lose"):
                 linger = struct.pack("ii", 1, 0)
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
                 self.connection.close()
@@ -100,13 +103,16 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def _forward(self, body: bytes) -> None:
+        def _forward(self, body: bytes, *, answer: bool = True) -> int:
+            parts = urlsplit(proxy.target)
             conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
             conn.request(self.command, self.path, body=body, headers=headers)
             response = conn.getresponse()
             data = response.read()
             conn.close()
+            if not answer:
+                return response.status
             self.send_response(response.status)
             for key, value in response.getheaders():
                 if key.lower() not in _HOP:
@@ -114,6 +120,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+            return response.status
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay
 
