@@ -96,6 +96,8 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_url(self.base_url)
+        if self.base_url.startswith("https://"):
+            _check_ca_environment()
         _check_header("api_key", self.api_key, secret=True)
         if self.project_id is not None:
             _check_header("project_id", self.project_id)
@@ -222,6 +224,24 @@ def _is_http_url(url: str) -> bool:
     except ValueError:  # "http://[::1", or a port that is not a number in 0..65535
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
+
+
+def _check_ca_environment() -> None:
+    """Refuse a CA bundle named in the environment that is not there, as httpx 0.28+ does
+    (0.27 silently fell back to certifi's); the first variable set is the one httpx reads."""
+    kinds = (
+        ("SSL_CERT_FILE", "file", os.path.isfile),
+        ("SSL_CERT_DIR", "directory", os.path.isdir),
+    )
+    for name, kind, exists in kinds:
+        path = os.environ.get(name)
+        if not path:
+            continue
+        if exists(path) and os.access(path, os.R_OK):
+            return
+        raise ConfigurationError(
+            f"cannot load TLS CA certificates from {name}={path!r}: not a readable {kind}"
+        )
 
 
 def _check_header(name: str, value: object, secret: bool = False) -> None:
