@@ -16,7 +16,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import orjson
@@ -256,7 +256,8 @@ def repaired(data: Encoded) -> Encoded | None:
     call): a ``{1: "a"}`` reaches the server, which refuses it, and is repaired here.
     """
     try:
-        record = Record(**msgspec.msgpack.decode(data))
+        # msgspec 0.18's stubs take bytes only; every version decodes any buffer.
+        record = Record(**msgspec.msgpack.decode(cast("bytes", data)))
         normalize(record)
         fixed = encode(record)
     except Exception:
