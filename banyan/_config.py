@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from banyan._controls import check, from_environment, named
@@ -23,9 +23,12 @@ from banyan._wire import MAX_BATCH_BYTES, MAX_BATCH_RECORDS
 
 DEFAULT_BASE_URL = "https://banyan-smpms.ondigitalocean.app"
 MiB = 1024 * 1024
-COMPRESSIONS = (None, "gzip", "zstd")
-DURABILITIES = ("buffered", "durable")
-SPOOL_SYNCS = ("none", "interval", "always")
+Compression = Literal["gzip", "zstd"]
+Durability = Literal["buffered", "durable"]
+SpoolSync = Literal["none", "interval", "always"]
+COMPRESSIONS = (None, *get_args(Compression))
+DURABILITIES = get_args(Durability)
+SPOOL_SYNCS = get_args(SpoolSync)
 #: The smallest spool_max_bytes: four segments of the smallest size.
 SPOOL_MIN_BYTES = 4 * 64 * 1024
 #: One connection per request in flight: keep well inside a process's file limit.
@@ -58,7 +61,7 @@ class Config:
     batch_max_records: int = 10_000
     batch_max_bytes: int = 4 * MiB
     max_queue_bytes: int = 64 * MiB
-    compression: str | None = None
+    compression: Compression | None = None
     http2: bool = True
     timeout: float = 10.0
     max_in_flight: int = 2
@@ -70,8 +73,8 @@ class Config:
     disk_cache: bool = True
     spool_dir: str | bool | None = None
     spool_max_bytes: int = 256 * MiB
-    durability: str = "buffered"
-    spool_sync: str = "none"
+    durability: Durability = "buffered"
+    spool_sync: SpoolSync = "none"
     #: The most single-record requests in flight to a 1.0.1 server (issue #20): HTTP/2's usual
     #: SETTINGS_MAX_CONCURRENT_STREAMS, ~2,000 records/s at 50 ms a request; the limit adapts below.
     legacy_max_concurrency: int = 100
@@ -93,6 +96,8 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_url(self.base_url)
+        if self.base_url.startswith("https://"):
+            _check_ca_environment()
         _check_header("api_key", self.api_key, secret=True)
         if self.project_id is not None:
             _check_header("project_id", self.project_id)
@@ -221,6 +226,24 @@ def _is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
 
 
+def _check_ca_environment() -> None:
+    """Refuse a CA bundle named in the environment that is not there, as httpx 0.28+ does
+    (0.27 silently fell back to certifi's); the first variable set is the one httpx reads."""
+    kinds = (
+        ("SSL_CERT_FILE", "file", os.path.isfile),
+        ("SSL_CERT_DIR", "directory", os.path.isdir),
+    )
+    for name, kind, exists in kinds:
+        path = os.environ.get(name)
+        if not path:
+            continue
+        if exists(path) and os.access(path, os.R_OK):
+            return
+        raise ConfigurationError(
+            f"cannot load TLS CA certificates from {name}={path!r}: not a readable {kind}"
+        )
+
+
 def _check_header(name: str, value: object, secret: bool = False) -> None:
     # Sent as an HTTP header: httpx encodes it as ASCII and h11/h2 refuse control characters.
     if (
@@ -310,7 +333,7 @@ def _check_spool(config: Config) -> None:
         raise ConfigurationError("durability='durable' needs the spool: spool_dir cannot be False")
 
 
-def _check_compression(name: str | None) -> None:
+def _check_compression(name: object) -> None:
     if name not in COMPRESSIONS:
         raise ConfigurationError(f"compression must be None, 'gzip' or 'zstd', got {name!r}")
     if name == "zstd":

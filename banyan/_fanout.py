@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -126,7 +126,8 @@ def in_doubt(error: BanyanError) -> bool:
 
 def legacy_job(record: Encoded) -> Job:
     """``record`` as the 1.0.1 endpoint takes it: JSON, without ``ts``, keyed by its id."""
-    fields = _decode_record(record)
+    # msgspec 0.18's stubs take bytes only; every version decodes any buffer.
+    fields = _decode_record(cast("bytes", record))
     for name in _LEGACY_DROP:
         fields.pop(name, None)
     return Job(record, msgspec.json.encode(fields), str(fields.get("id", "")))

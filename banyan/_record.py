@@ -16,7 +16,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import orjson
@@ -313,7 +313,8 @@ def repaired(data: Encoded) -> Encoded | None:
     call): a ``{1: "a"}`` reaches the server, which refuses it, and is repaired here.
     """
     try:
-        fields = msgspec.msgpack.decode(data)
+        # msgspec 0.18's stubs take bytes only; every version decodes any buffer.
+        fields = msgspec.msgpack.decode(cast("bytes", data))
         record = record_type(fields)(**fields)
         normalize(record)
         fixed = encode(record)

@@ -45,7 +45,7 @@ def open_spool(config: Config) -> Spool | None:
     segment = min(_SEGMENT_BYTES[config.durability], max(64 << 10, config.spool_max_bytes // 4))
     server = {"base_url": config.base_url, "project_id": config.project_id}
     return Spool(directory, segment_bytes=segment, max_total_bytes=config.spool_max_bytes,
-                 sync=config.spool_sync, sync_interval=config.flush_interval,  # type: ignore[arg-type]
+                 sync=config.spool_sync, sync_interval=config.flush_interval,
                  server=server)  # fmt: skip
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict
 
+from banyan._config import Compression, Durability, SpoolSync
 from banyan._redact import LogEvent
 
 
@@ -19,7 +20,7 @@ class Options(TypedDict, total=False):
     batch_max_records: int
     batch_max_bytes: int
     max_queue_bytes: int
-    compression: Literal["gzip", "zstd"] | None
+    compression: Compression | None
     http2: bool
     timeout: float
     max_in_flight: int
@@ -31,8 +32,8 @@ class Options(TypedDict, total=False):
     disk_cache: bool
     spool_dir: str | os.PathLike[str] | bool | None
     spool_max_bytes: int
-    durability: Literal["buffered", "durable"]
-    spool_sync: Literal["none", "interval", "always"]
+    durability: Durability
+    spool_sync: SpoolSync
     http_transport: Any
     legacy_max_concurrency: int
     legacy_max_rate: float | None

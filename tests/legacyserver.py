@@ -109,11 +109,15 @@ class LegacyServer:
 def start(port: int, delay_ms: int = 0) -> LegacyServer:
     """Start the backend on 127.0.0.1:``port`` and wait until it answers (30 s at most)."""
     here = Path(__file__).parent
+    # Run from here (``python -m`` puts the working directory on sys.path): granian's
+    # --working-dir arrived after 2.2.1, the lowest version the server extra allows. As
+    # banyan serve does, bound the wait for a worker at SIGTERM: 2.2.1 otherwise waits for
+    # ever, and its worker outlives stop()'s kill of the main process.
     cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1", "--http", "auto", "--log-level", "warning",
-           "--working-dir", str(here), "legacyserver:app"]  # fmt: skip
+           "--workers-kill-timeout", "5", "legacyserver:app"]  # fmt: skip
     env = {**os.environ, DELAY_ENV: str(delay_ms)}
-    server = LegacyServer(f"http://127.0.0.1:{port}", subprocess.Popen(cmd, env=env))
+    server = LegacyServer(f"http://127.0.0.1:{port}", subprocess.Popen(cmd, env=env, cwd=here))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and server.process.poll() is None:
         try:

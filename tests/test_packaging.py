@@ -112,3 +112,49 @@ def test_lock_satisfies_every_declared_requirement() -> None:
     pins = _pins()
     here = [r for r in _declared() if r.marker is None or r.marker.evaluate()]
     assert [str(r) for r in here if _unpinned(r, pins)] == [], "run `make lock`"
+
+
+def _lock_parents() -> dict[str, set[str]]:
+    """Each locked package and what the lock says needs it (``# via`` lines)."""
+    parents: dict[str, set[str]] = {}
+    name = ""
+    for line in (ROOT / "requirements-lock.txt").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            name = canonicalize_name(Requirement(line).name)
+            parents.setdefault(name, set())
+        elif name and line.startswith(" "):
+            parent = line.strip().lstrip("#").strip().removeprefix("via").strip()
+            if parent:
+                parents[name].add(parent)
+    return parents
+
+
+def _group_packages(project: dict[str, Any], *groups: str) -> set[str]:
+    """The packages these dependency groups name, included groups too."""
+    names: set[str] = set()
+    for group in groups:
+        for item in project["dependency-groups"][group]:
+            if isinstance(item, str):
+                names.add(canonicalize_name(Requirement(item).name))
+            else:
+                names |= _group_packages(project, item["include-group"])
+    return names
+
+
+def test_make_demo_installs_no_dev_or_bench_tool() -> None:
+    """make demo installs `.[server]` only, and nothing it pulls in is a dev or bench tool."""
+    recipe = re.search(
+        r"^\$\(VENV\)/\.demo:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M
+    )
+    assert recipe is not None
+    assert "-e '.[server]'" in recipe[1]
+    assert "--group" not in recipe[1]
+    # uv labels some extras' packages (psycopg) with the bare "(pyproject.toml)": a superset.
+    demo = {"banyan-sdk (pyproject.toml)", "banyan-sdk (pyproject.toml:server)"}
+    parents = _lock_parents()
+    while grown := {p for p, needs in parents.items() if needs & demo} - demo:
+        demo |= grown
+    project: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    tools = _group_packages(project, "dev", "bench") - _group_packages(project, "bootstrap")
+    assert {"granian", "msgspec", "httpx"} <= demo
+    assert demo & tools == set()

@@ -69,6 +69,9 @@ def test_bad_base_url_is_refused(url: str) -> None:
         ("batch_max_records", 10**9),
         ("max_in_flight", "2"),
         ("compression", "brotli"),
+        ("compression", "GZIP"),
+        ("durability", "safe"),
+        ("spool_sync", "sometimes"),
         ("legacy_max_concurrency", 0),
         ("legacy_max_concurrency", True),
         ("legacy_max_concurrency", 10**6),
@@ -217,13 +220,18 @@ def test_seconds_options_accept_timeout_max() -> None:
     logger.shutdown(timeout=1)
 
 
+@pytest.mark.parametrize(
+    ("variable", "name"), [("SSL_CERT_FILE", "missing.pem"), ("SSL_CERT_DIR", "no-such-dir")]
+)
 def test_unreadable_ca_file_is_a_configuration_error(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, name: str
 ) -> None:
-    """A missing SSL_CERT_FILE raises ConfigurationError naming it, not FileNotFoundError."""
+    """A CA file or directory that is not there raises ConfigurationError naming the variable
+    and the path, whatever httpx does with it (0.27 fell back to certifi)."""
     monkeypatch.setattr(_transport, "_tls_contexts", {})
-    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
-    with pytest.raises(banyan.ConfigurationError, match="SSL_CERT_FILE"):
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv(variable, str(tmp_path / name))
+    with pytest.raises(banyan.ConfigurationError, match=f"{variable}=.*{name}"):
         banyan.PromptStackLogger(api_key="psk_x", base_url="https://127.0.0.1:9")
 
 

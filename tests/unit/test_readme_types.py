@@ -35,6 +35,14 @@ def test_readme_examples_pass_mypy_strict(tmp_path: Path) -> None:
     assert status == 0, out + err
 
 
+def _strict_errors(path: Path, source: str) -> str:
+    """mypy --strict's report on ``source`` written to ``path``, which must fail."""
+    path.write_text(source)
+    out, _, status = api.run(["--strict", "--no-incremental", str(path)])
+    assert status == 1, out
+    return out
+
+
 def test_a_misspelt_or_invalid_option_is_a_mypy_error(tmp_path: Path) -> None:
     """configure()'s options are typed: a typo and a value outside a Literal fail mypy."""
     source = PLACEHOLDERS + (
@@ -44,9 +52,23 @@ def test_a_misspelt_or_invalid_option_is_a_mypy_error(tmp_path: Path) -> None:
         "stats = banyan.get_stats()\n"
         'stats["logs_sentt"]\n'
     )
-    (tmp_path / "typos.py").write_text(source)
-    out, _, status = api.run(["--strict", "--no-incremental", str(tmp_path / "typos.py")])
-    assert status == 1
+    out = _strict_errors(tmp_path / "typos.py", source)
     assert out.count("[call-arg]") == 1
     assert out.count("[arg-type]") == 2
     assert out.count("[typeddict-item]") == 1
+
+
+def test_config_fields_are_the_literal_types_of_the_public_options(tmp_path: Path) -> None:
+    """Config's closed-set fields are Literals: read back as one, a wrong value a mypy error."""
+    source = (
+        "from typing import Literal\n"
+        "from banyan._config import Config\n"
+        'config = Config(api_key="psk_x", compression="lz4", durability="safe",\n'
+        '                spool_sync="sometimes")\n'
+        'compression: Literal["gzip", "zstd"] | None = config.compression\n'
+        'durability: Literal["buffered", "durable"] = config.durability\n'
+        'spool_sync: Literal["none", "interval", "always"] = config.spool_sync\n'
+    )
+    out = _strict_errors(tmp_path / "fields.py", source)
+    assert out.count("[arg-type]") == 3, out
+    assert out.count("error:") == 3, out

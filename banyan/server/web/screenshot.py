@@ -83,6 +83,10 @@ def start_preview(tmp: Path) -> Preview:
         str(port),
         "--workers",
         "1",
+        # Bounds the wait for the worker at SIGTERM, as banyan serve does: granian 2.2.1
+        # otherwise waits for ever, and its worker outlives stop()'s kill of the main process.
+        "--workers-kill-timeout",
+        "5",
         "banyan.server.web._preview:create_app",
     ]
     env = {**os.environ, SECRET_ENV: secret.hex()}
