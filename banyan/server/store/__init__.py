@@ -98,12 +98,13 @@ ResultRow = tuple[Any, ...]
 
 
 def experiment_item(
-    config: Experiment, *, prompt_id: str, prompt: str, branch: str, status: str
-) -> Item:
+    config: Experiment, *, prompt_id: str, prompt: str, branch: str, status: str,
+    created_at: float,
+) -> Item:  # fmt: skip
     """An experiment as the v2 endpoints return it (with the names 1.0.1 clients read)."""
     cfg = msgspec.to_builtins(config)
     return {**cfg, "prompt_id": prompt_id, "prompt": prompt, "branch": branch, "status": status,
-            "experiment_id": config.id, "sticky_type": config.sticky_key,
+            "created_at": created_at, "experiment_id": config.id, "sticky_type": config.sticky_key,
             "versions": cfg["variants"]}  # fmt: skip
 
 
