@@ -267,7 +267,7 @@ class Store(Protocol):
         """The logs of one experiment, as rows _stats.grouped(rows, 1) aggregates."""
 
     async def prune(self, before: float) -> None:
-        """Drop logs whose ts is before ``before`` (epoch seconds).
+        """Drop logs and scores whose ts is before ``before`` (epoch seconds).
 
         An engine that partitions by time drops whole partitions and keeps the
         rows of the one that straddles ``before``. Counters are not changed.
