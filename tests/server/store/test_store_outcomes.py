@@ -66,12 +66,11 @@ def test_usage_and_scores_are_stored_once_and_aggregated(store: StoreTarget) -> 
 def test_prune_deletes_old_scores_and_keeps_newer_ones(store: StoreTarget) -> None:
     """prune(before) deletes the scores older than ``before`` (by their ts), like the logs."""
     day = 86_400.0
-    old = Score(id="old", ts=TS - 10 * day, name="accepted", value=True, sticky_value="alice",
-                **WHERE)  # fmt: skip
+    old = _score("old", True, ts=TS - 10 * day, sticky_value="alice", **WHERE)
+    new = _score("new", True, sticky_value="bob", **WHERE)
 
     async def scenario(db: Store) -> list[VariantAggregate]:
-        await db.ingest("prj", _ingest.to_rows([old, _score("new", True, sticky_value="bob",
-                                                            **WHERE)]), 0)  # fmt: skip
+        await db.ingest("prj", _ingest.to_rows([old, new]), 0)
         await db.prune(TS - 5 * day)
         return await db.result_aggregates("prj", "exp")
 
