@@ -35,6 +35,9 @@ SQLITE_ONLY = {
     "tests/with_server/test_redaction.py": _CLIENT_SIDE,
     "tests/with_server/test_prompts_backend_down.py": _CLIENT_SIDE,
     "tests/server/test_logging.py": "drops a table of the SQLite file under the running server",
+    "tests/server/test_outcomes.py::test_usage_and_scores_are_stored_and_scores": (
+        "reads the stored columns from the SQLite file (test_store_outcomes pins both engines)"
+    ),
 }
 
 # CI must not fail on a draw no one can reproduce: fixed examples there, random ones locally.
