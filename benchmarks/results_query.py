@@ -7,11 +7,10 @@ subjects, each with a latency, token counts and a cost, plus two scores: a
 boolean ``accepted`` on 30 % of the records (attributed by experiment subject,
 as ``prompt_data`` gives it) and a numeric ``rating`` on 10 % (attributed by
 ``record_id``, through the logged record). Then, in a fresh process per run (so
-its peak RSS is the query's, not the build's), computes the results: on SQLite
-what ``GET /api/v2/experiments/{id}/results`` returns
-(``banyan.server._results.results``), on PostgreSQL
-``PostgresStore.result_aggregates`` plus ``analyze``. Reports the wall time and
-the peak RSS of that process. PostgreSQL runs on the suite's own server
+its peak RSS is the query's, not the build's), computes the results as
+``GET /api/v2/experiments/{id}/results`` does on either engine:
+``Store.result_aggregates`` plus ``analyze``. Reports the wall time and the
+peak RSS of that process. PostgreSQL runs on the suite's own server
 (tests/server/store/pgserver.py, durable settings). Writes
 benchmarks/results/results_query.json.
 
@@ -38,8 +37,9 @@ import msgspec
 import numpy as np
 
 from banyan._routing import Experiment, Variant
-from banyan.server import _auth, _db, _experiments, _prompts, _results
+from banyan.server import _auth, _db, _experiments, _prompts
 from banyan.server import analysis as stats
+from banyan.server.store import open_store
 
 RESULTS = Path(__file__).parent / "results"
 CHUNK = 50_000
@@ -142,12 +142,7 @@ def _measure(job: tuple[str, str, str, str, str], out: Any) -> None:
     engine, where, project, exp_id, mode = job
     # A worker imports scipy at its first results (~0.5 s, analysis/__init__): not timed here.
     assert stats.analyze is not None
-    if engine == "sqlite":
-        conn = _db.connect(where)
-        started = time.perf_counter()
-        found = _results.results(conn, project, exp_id, mode)
-    else:
-        found, started = asyncio.run(_postgres_results(where, mode))
+    found, started = asyncio.run(_store_results(where, project, exp_id, mode))
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.put({"engine": engine, "mode": mode, "seconds": seconds, "peak_rss_mb": peak,
@@ -155,17 +150,17 @@ def _measure(job: tuple[str, str, str, str, str], out: Any) -> None:
              "metrics": sorted(found["variants"][0]["metrics"])})  # fmt: skip
 
 
-async def _postgres_results(url: str, mode: str) -> tuple[dict[str, Any], float]:
+async def _store_results(
+    where: str, project: str, exp_id: str, mode: str
+) -> tuple[dict[str, Any], float]:
     """The results and when their computation started (the store open already)."""
-    from banyan.server.store.postgres import PostgresStore
-
-    store = await PostgresStore.open(url)
+    store = await open_store(where)
     try:
         started = time.perf_counter()
-        aggregates = await store.result_aggregates("bench", "exp")
+        aggregates = await store.result_aggregates(project, exp_id)
     finally:
         await store.close()
-    config = _config("exp", ["var_1", "var_2"])
+    config = _config(exp_id, sorted(a.variant_id for a in aggregates))
     found = stats.analyze(config, aggregates, sequential=mode == "sequential")
     return msgspec.to_builtins(found), started
 

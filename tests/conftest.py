@@ -22,23 +22,10 @@ ENGINES = ("sqlite", "postgres")
 #: Folders whose tests of the server run on every engine, unless marked sqlite_only.
 BOTH_ENGINES = ("server", "with_server")
 _databases = itertools.count()
-_RESULTS = "experiment results come from SQLite aggregates until they move into the store (#18)"
 _CLIENT_SIDE = "client behaviour with the server as a sink; measured, not worth a second run"
 #: Server tests that stay on SQLite (node id prefix: why); a module may also say
 #: ``pytestmark = pytest.mark.sqlite_only``.
 SQLITE_ONLY = {
-    "tests/server/test_results.py": _RESULTS,
-    "tests/server/web/": _RESULTS,
-    "tests/server/test_experiments.py::test_results_": _RESULTS,
-    "tests/server/test_compat_101.py::test_101_client_fetches_and_logs": _RESULTS,
-    "tests/server/test_isolation.py::test_key_of_project_b_cannot_see_project_a": _RESULTS,
-    "tests/server/test_cli.py::test_prompts_push_list_and_experiment_flow": _RESULTS,
-    "tests/server/test_cli.py::test_names_and_ids_stay_one_path_segment": _RESULTS,
-    "tests/server/test_cli.py::test_experiments_list_show_stop": _RESULTS,
-    "tests/server/test_cli.py::test_json_prints_the_servers_answer": _RESULTS,
-    "tests/with_server/test_experiments.py::test_readme_experiment_example": _RESULTS,
-    "tests/with_server/test_experiments.py::test_experiment_results_table": _RESULTS,
-    "tests/with_server/test_readme.py::test_shell_block_runs_as_pasted": _RESULTS,
     # What these pin is the client's (spool, faults, wrappers, its prompt cache): the server
     # is only a sink there, and test_server_delivery pins that sink on PostgreSQL. They
     # cost 4.4 of the 11 minutes PostgreSQL added to these folders (docs/storage.md).
@@ -48,6 +35,9 @@ SQLITE_ONLY = {
     "tests/with_server/test_redaction.py": _CLIENT_SIDE,
     "tests/with_server/test_prompts_backend_down.py": _CLIENT_SIDE,
     "tests/server/test_logging.py": "drops a table of the SQLite file under the running server",
+    "tests/server/test_outcomes.py::test_usage_and_scores_are_stored_and_scores": (
+        "reads the stored columns from the SQLite file (test_store_outcomes pins both engines)"
+    ),
 }
 
 # CI must not fail on a draw no one can reproduce: fixed examples there, random ones locally.

@@ -20,7 +20,6 @@ from banyan._wire import (
     VALIDATE_PATH,
 )
 from banyan.server import _auth, _experiments, _legacy, _logs, _prompts, _results, _stats
-from banyan.server._db import Database
 from banyan.server._http import (
     HTTPError,
     Receive,
@@ -69,14 +68,6 @@ class State:
         """The store the lifespan startup opened."""
         assert self.opened is not None, "the store opens at lifespan startup"
         return self.opened
-
-    @property
-    def db(self) -> Database:
-        """The SQLite database, for what has not moved to the store yet (results, pages)."""
-        database: Database | None = getattr(self.opened, "database", None)
-        if database is None:
-            raise HTTPError(501, "not available on PostgreSQL yet")
-        return database
 
     async def authenticate(self, key: str) -> _auth.Principal:
         """The principal of an API key; 401 for a missing or unknown key."""

@@ -11,14 +11,15 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import msgspec
-
 from banyan import _routing
 from banyan.server import _prompts
 from banyan.server._db import new_id, now
 from banyan.server._http import HTTPError, Request, Response, check_name, field_of, json_response
+from banyan.server.store import experiment_item
 
-_COLUMNS = "id, prompt_id, branch, name, sticky_key, seed, traffic_bp, hash_version, status"
+_COLUMNS = (
+    "id, prompt_id, branch, name, sticky_key, seed, traffic_bp, hash_version, status, created_at"
+)
 
 
 def _basis_points(value: float, what: str) -> int:
@@ -146,23 +147,14 @@ def running(
 
 
 def describe(conn: sqlite3.Connection, project_id: str, exp_id: str) -> dict[str, Any]:
-    """An experiment as JSON: its configuration, prompt, branch and status."""
+    """An experiment as JSON: its configuration, prompt, branch, status and creation time."""
     exp = _row(conn, project_id, exp_id)
-    cfg = msgspec.to_builtins(config(conn, project_id, exp_id))
     (prompt_name,) = conn.execute(
         "SELECT name FROM prompts WHERE id = ?", (exp["prompt_id"],)
     ).fetchone()
-    return {
-        **cfg,
-        "prompt_id": exp["prompt_id"],
-        "prompt": prompt_name,
-        "branch": exp["branch"],
-        "status": exp["status"],
-        # Names the 1.0.1 client's ExperimentData reads.
-        "experiment_id": exp_id,
-        "sticky_type": exp["sticky_key"],
-        "versions": cfg["variants"],
-    }
+    return experiment_item(config(conn, project_id, exp_id), prompt_id=exp["prompt_id"],
+                           prompt=prompt_name, branch=exp["branch"], status=exp["status"],
+                           created_at=exp["created_at"])  # fmt: skip
 
 
 def set_status(conn: sqlite3.Connection, project_id: str, exp_id: str, status: str) -> None:

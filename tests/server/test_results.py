@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -11,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from serverproc import Server
 
-from banyan.server.web import experiment_path
+from banyan.server.web import experiment_path, project_path
 
 from .helpers import (
     body,
@@ -64,8 +65,8 @@ def test_results_are_per_subject_and_have_a_sequential_mode(shared_server: Serve
     assert call(shared_server, "GET", path, params={"mode": "bayes"}).status_code == 400
 
 
-def test_the_link_needs_a_key_and_opens_the_page(shared_server: Server) -> None:
-    """POST .../link with a key gives a link that opens the page; without a key, 401."""
+def test_the_link_needs_a_key_and_opens_the_pages(shared_server: Server) -> None:
+    """A key's link opens the results page and the project's list; without a key, 401."""
     exp = _experiment(shared_server)
     path = f"/api/v2/experiments/{exp['id']}/link"
     assert httpx.post(f"{shared_server.base_url}{path}").status_code == 401
@@ -77,7 +78,21 @@ def test_the_link_needs_a_key_and_opens_the_page(shared_server: Server) -> None:
         page = browser.get(f"{shared_server.base_url}{experiment_path(project, exp['id'])}")
         assert page.status_code == 200
         assert exp["name"] in page.text
+        listing = browser.get(f"{shared_server.base_url}{project_path(project)}/experiments")
+        assert listing.status_code == 200
+        assert exp["name"] in listing.text
     assert httpx.get(f"{shared_server.base_url}/ui/projects/x/experiments").status_code == 401
+
+
+def test_an_experiment_carries_its_creation_time(shared_server: Server) -> None:
+    """An experiment's JSON has created_at (epoch seconds), the same from every endpoint."""
+    before = time.time()
+    exp = _experiment(shared_server)
+    assert before - 1 <= exp["created_at"] <= time.time() + 1
+    listed = call(shared_server, "GET", "/api/v2/experiments").json()["experiments"]
+    assert {e["id"]: e["created_at"] for e in listed}[exp["id"]] == exp["created_at"]
+    found = call(shared_server, "GET", f"/api/v2/experiments/{exp['id']}/results").json()
+    assert found["experiment"]["created_at"] == exp["created_at"]
 
 
 def test_importing_the_app_does_not_load_scipy_or_numpy() -> None:

@@ -98,12 +98,13 @@ ResultRow = tuple[Any, ...]
 
 
 def experiment_item(
-    config: Experiment, *, prompt_id: str, prompt: str, branch: str, status: str
-) -> Item:
+    config: Experiment, *, prompt_id: str, prompt: str, branch: str, status: str,
+    created_at: float,
+) -> Item:  # fmt: skip
     """An experiment as the v2 endpoints return it (with the names 1.0.1 clients read)."""
     cfg = msgspec.to_builtins(config)
     return {**cfg, "prompt_id": prompt_id, "prompt": prompt, "branch": branch, "status": status,
-            "experiment_id": config.id, "sticky_type": config.sticky_key,
+            "created_at": created_at, "experiment_id": config.id, "sticky_type": config.sticky_key,
             "versions": cfg["variants"]}  # fmt: skip
 
 
@@ -266,7 +267,7 @@ class Store(Protocol):
         """The logs of one experiment, as rows _stats.grouped(rows, 1) aggregates."""
 
     async def prune(self, before: float) -> None:
-        """Drop logs whose ts is before ``before`` (epoch seconds).
+        """Drop logs and scores whose ts is before ``before`` (epoch seconds).
 
         An engine that partitions by time drops whole partitions and keeps the
         rows of the one that straddles ``before``. Counters are not changed.

@@ -9,7 +9,9 @@ from banyan.server._db import now
 from banyan.server.store import Conflict, Item, NotFound, experiment_item
 from banyan.server.store.pgcatalog import Conn, _add_version, _all, _item, _one, _version
 
-_EXPERIMENT = "id, prompt_id, branch, name, sticky_key, seed, traffic_bp, hash_version, status"
+_EXPERIMENT = (
+    "id, prompt_id, branch, name, sticky_key, seed, traffic_bp, hash_version, status, created_at"
+)
 
 
 async def _experiment_row(conn: Conn, project_id: str, exp_id: str) -> Item:
@@ -57,7 +59,8 @@ async def _describe_experiment(conn: Conn, project_id: str, exp_id: str) -> Item
     config = await _config(conn, project_id, exp_id)
     (prompt,) = await _one(conn, "SELECT name FROM prompts WHERE id = %s", (exp["prompt_id"],))
     return experiment_item(config, prompt_id=exp["prompt_id"], prompt=prompt,
-                           branch=exp["branch"], status=exp["status"])  # fmt: skip
+                           branch=exp["branch"], status=exp["status"],
+                           created_at=exp["created_at"])  # fmt: skip
 
 
 async def _set_status(conn: Conn, project_id: str, exp_id: str, status: str) -> None:

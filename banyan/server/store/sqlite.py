@@ -149,13 +149,19 @@ def _ingest_once(
     return kept
 
 
-def _prune_chunk(conn: sqlite3.Connection, before: float, after: int) -> tuple[int, int]:
+#: The tables prune() deletes old rows of, by their ts.
+_PRUNED = ("logs", "scores")
+
+
+def _prune_chunk(
+    conn: sqlite3.Connection, table: str, before: float, after: int
+) -> tuple[int, int]:
     # Walks the table in rowid order from ``after``: no index on ts, and no rescan.
     rows = conn.execute(
-        "SELECT rowid FROM logs WHERE rowid > ? AND ts < ? ORDER BY rowid LIMIT ?",
+        f"SELECT rowid FROM {table} WHERE rowid > ? AND ts < ? ORDER BY rowid LIMIT ?",
         (after, before, PRUNE_CHUNK),
     ).fetchall()
-    conn.executemany("DELETE FROM logs WHERE rowid = ?", rows)
+    conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", rows)
     return len(rows), rows[-1][0] if rows else after
 
 
@@ -356,7 +362,9 @@ class SqliteStore:
         return with_scores(logs, scores)
 
     async def prune(self, before: float) -> None:
-        """Delete logs older than ``before``, PRUNE_CHUNK rows per writer transaction."""
-        deleted, after = PRUNE_CHUNK, 0
-        while deleted == PRUNE_CHUNK:
-            deleted, after = await self._write(_prune_chunk, before, after)
+        """Delete logs and scores older than ``before``, PRUNE_CHUNK rows per writer
+        transaction."""
+        for table in _PRUNED:
+            deleted, after = PRUNE_CHUNK, 0
+            while deleted == PRUNE_CHUNK:
+                deleted, after = await self._write(_prune_chunk, table, before, after)

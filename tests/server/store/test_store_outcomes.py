@@ -61,3 +61,18 @@ def test_usage_and_scores_are_stored_once_and_aggregated(store: StoreTarget) -> 
     assert m["score:verdict=good"] == MetricSummary(1, 1.0, 1.0, 1, "proportion")
     assert agg.latency is not None
     assert (agg.latency.p50_ms, agg.latency.p95_ms) == (200.0, 300.0)
+
+
+def test_prune_deletes_old_scores_and_keeps_newer_ones(store: StoreTarget) -> None:
+    """prune(before) deletes the scores older than ``before`` (by their ts), like the logs."""
+    day = 86_400.0
+    old = _score("old", True, ts=TS - 10 * day, sticky_value="alice", **WHERE)
+    new = _score("new", True, sticky_value="bob", **WHERE)
+
+    async def scenario(db: Store) -> list[VariantAggregate]:
+        await db.ingest("prj", _ingest.to_rows([old, new]), 0)
+        await db.prune(TS - 5 * day)
+        return await db.result_aggregates("prj", "exp")
+
+    (agg,) = on_engine(store, scenario)
+    assert agg.metrics["score:accepted"] == MetricSummary(1, 1.0, 1.0, 1, "proportion")
