@@ -5,7 +5,8 @@ httpx, h2 and the OS are translated at the transport boundary and never leak::
 
     BanyanError
     ├── ConfigurationError        bad arguments or environment (also a ValueError)
-    │   └── NotConfiguredError    a module function needs configure() first
+    │   ├── NotConfiguredError    a module function needs configure() first
+    │   └── UsageError            a token count or cost that is not one
     ├── TransportError            the request did not complete
     │   ├── ConnectError          could not connect
     │   ├── RequestTimeout        a connect, write or read deadline passed
@@ -29,6 +30,10 @@ class ConfigurationError(BanyanError, ValueError):
 
 class NotConfiguredError(ConfigurationError):
     """A module-level function was called before :func:`banyan.configure`."""
+
+
+class UsageError(ConfigurationError):
+    """A token count, a cost or a usage object that cannot be logged as one."""
 
 
 class TransportError(BanyanError):

@@ -54,6 +54,63 @@ class Record(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, gc=
     sticky_value: str | None = None
 
 
+# Its own type, not four more Record fields: msgspec sizes a map's header by the
+# struct's field count, and a 16th field would turn every record's fixmap header
+# into a map16 one, changing the bytes of records without usage and taking them
+# off the server's fast path (which counts fixmap entries).
+class UsageRecord(Record):
+    """A record with token usage or cost (docs/protocol.md, section 3); same wire map."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    #: US dollars.
+    cost: float | None = None
+
+
+#: The usage fields, which only a UsageRecord has.
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cost")
+
+
+def record_type(fields: Mapping[str, Any]) -> type[Record]:
+    """The struct that encodes a record map: UsageRecord when it holds a usage field."""
+    return UsageRecord if any(name in fields for name in USAGE_FIELDS) else Record
+
+
+#: The ``kind`` of a score record; a record without ``kind`` is a log record.
+SCORE = "score"
+
+#: Longest score name and category the server accepts.
+MAX_NAME_LENGTH = 128
+
+
+class Score(
+    msgspec.Struct,
+    tag_field="kind",
+    tag=SCORE,
+    omit_defaults=True,
+    forbid_unknown_fields=True,
+    gc=False,
+):
+    """One outcome (a number, a boolean or a category), as it travels on the wire.
+
+    Attributed to an experiment subject (``experiment_id``, ``experiment_version_id``,
+    ``sticky_value`` from the ``prompt_data`` of the scored call) and/or to one logged
+    record (``record_id``, the ``id`` that ``log_prompt`` was given).
+    """
+
+    id: str
+    ts: float
+    name: str
+    value: bool | float | str
+    record_id: str | None = None
+    experiment_id: str | None = None
+    experiment_version_id: str | None = None
+    sticky_key: str | None = None
+    sticky_value: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
 class IdSource:
     """Cheap unique ids: a random per-process prefix plus a hex counter (``...-0x1a``).
 
@@ -256,7 +313,8 @@ def repaired(data: Encoded) -> Encoded | None:
     call): a ``{1: "a"}`` reaches the server, which refuses it, and is repaired here.
     """
     try:
-        record = Record(**msgspec.msgpack.decode(data))
+        fields = msgspec.msgpack.decode(data)
+        record = record_type(fields)(**fields)
         normalize(record)
         fixed = encode(record)
     except Exception:

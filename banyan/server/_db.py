@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 #: ``PRAGMA user_version`` of a database this module created; 0 is the unversioned 2.0 draft.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Bytes per database page (SQLite's largest).
 PAGE_SIZE = 65_536
@@ -152,8 +152,45 @@ CREATE INDEX IF NOT EXISTS logs_experiment_latency
     WHERE experiment_id IS NOT NULL;
 """
 
+#: Outcomes (#18): token usage and cost on logs, and the score records. The per-subject
+#: index is rebuilt to cover the usage columns too (the results query reads them beside
+#: the latency). Scores have their own table and id space, deduplicated like logs; the
+#: analysis reads them by experiment (those attributed by prompt_data) or through the
+#: record they name (those attributed by record_id only); both score indexes cover the
+#: analysis's reads (kind included: without it each score cost a table lookup, ~2x).
+OUTCOMES_SCHEMA = """
+ALTER TABLE logs ADD COLUMN input_tokens INTEGER;
+ALTER TABLE logs ADD COLUMN output_tokens INTEGER;
+ALTER TABLE logs ADD COLUMN cost REAL;
+DROP INDEX IF EXISTS logs_experiment_subjects;
+CREATE INDEX logs_experiment_subjects ON logs (
+    project_id, experiment_id, experiment_version_id, subject,
+    duration_ms, input_tokens, output_tokens, cost
+) WHERE experiment_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS scores (
+    project_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value REAL,
+    category TEXT,
+    record_id TEXT,
+    experiment_id TEXT,
+    experiment_version_id TEXT,
+    subject TEXT,
+    record BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS scores_score_id ON scores (project_id, id);
+CREATE INDEX IF NOT EXISTS scores_experiment_subjects ON scores (
+    project_id, experiment_id, experiment_version_id, subject, name, kind, value, category
+) WHERE experiment_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS scores_of_records
+    ON scores (project_id, record_id, name, kind, value, category) WHERE experiment_id IS NULL;
+"""
+
 #: What turns a database of a schema version into one of the next (additive only).
-MIGRATIONS = {2: IDEMPOTENCY_SCHEMA, 3: RESULTS_SCHEMA}
+MIGRATIONS = {2: IDEMPOTENCY_SCHEMA, 3: RESULTS_SCHEMA, 4: OUTCOMES_SCHEMA}
 
 
 def create_private(path: str | Path) -> None:
@@ -197,7 +234,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
             return
         (tables,) = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
         if not version and not tables:
-            _execute(conn, SCHEMA + IDEMPOTENCY_SCHEMA + RESULTS_SCHEMA)
+            _execute(conn, SCHEMA + IDEMPOTENCY_SCHEMA + RESULTS_SCHEMA + OUTCOMES_SCHEMA)
         elif version in MIGRATIONS:
             for step in range(version, SCHEMA_VERSION):
                 _execute(conn, MIGRATIONS[step])

@@ -2,14 +2,15 @@
 
 Pure functions, no I/O. A body that cannot be read as an array is refused
 whole (400/413/415); a record inside a good array that fails its checks is
-rejected by index while the others are kept.
+rejected by index while the others are kept. An element whose ``kind`` is
+``"score"`` is a score record (docs/protocol.md, section 3.1); any other is a
+log record.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import math
 import sys
 import zlib
 from collections.abc import Callable, Sequence
@@ -19,7 +20,8 @@ from typing import Annotated, Any, cast
 
 import msgspec
 
-from banyan._record import MAX_ID_LENGTH, Record, encode
+from banyan._record import MAX_ID_LENGTH, SCORE, Record, Score, UsageRecord
+from banyan._usage import MAX_TOKENS
 from banyan._wire import (
     JSON,
     MAX_BATCH_BYTES,
@@ -28,17 +30,11 @@ from banyan._wire import (
     Rejected,
     msgpack_array_header,
 )
+from banyan.server import _rules
 from banyan.server._http import HTTPError
 from banyan.server._repeats import UNDECODABLE, repeated_key
+from banyan.server._rules import COLUMN_NAMES, COLUMNS, NULL, SCORE_COLUMNS, Blob
 
-#: A logs row but its project_id: the indexed Record fields in table order, the record.
-Row = tuple[Any, ...]
-#: A record's MessagePack encoding, as bytes or a slice of the batch body.
-Blob = bytes | msgspec.Raw
-#: Values in a Row.
-COLUMNS = 10
-#: Binds as SQL NULL (see _rows).
-NULL = math.nan
 #: Records decoded at a time on the fast path: their strings are freed, and their
 #: memory reused, while it is still in cache (a 10,000-record batch allocates ~25 MB).
 CHUNK = 256
@@ -58,18 +54,17 @@ def undecodable(exc: BaseException) -> str:
     return TOO_DEEP if isinstance(exc, RecursionError) else str(exc)
 
 
-isfinite = math.isfinite
-
-
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 _Finite = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
+_Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
+_Cost = Annotated[float, msgspec.Meta(ge=0, le=sys.float_info.max)]
 #: NULL as the default of every optional field (msgspec never checks defaults): it
 #: binds as SQL NULL, and tells an absent key from an explicit null (see _absent).
 _ABSENT: Any = NULL
 
 
 class _Valid(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """A Record that passes every check of ``_problem``; absent columns are NULL.
+    """A UsageRecord that passes every check of ``_problem``; absent columns are NULL.
 
     It accepts a subset of what Record accepts, so a batch it refuses takes the
     record-by-record path, which gives the reasons. Fields in Record's order:
@@ -91,6 +86,10 @@ class _Valid(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     experiment_version_id: str | None = _ABSENT
     sticky_key: str | None = _ABSENT
     sticky_value: str | None = _ABSENT
+    input_tokens: _Tokens | None = _ABSENT
+    output_tokens: _Tokens | None = _ABSENT
+    cached_input_tokens: _Tokens | None = _ABSENT
+    cost: _Cost | None = _ABSENT
 
 
 _valid = msgspec.msgpack.Decoder(list[_Valid]).decode
@@ -98,10 +97,7 @@ _valid = msgspec.msgpack.Decoder(list[_Valid]).decode
 _REQUIRED = 4
 _fields = msgspec.structs.astuple
 #: Where a Row's columns but the blob sit among a _Valid's fields.
-_FIELDS = tuple(map(_Valid.__struct_fields__.index, (
-    "id", "ts", "prompt_name", "version", "branch_name", "model",
-    "duration_ms", "experiment_id", "experiment_version_id",
-)))  # fmt: skip
+_FIELDS = tuple(map(_Valid.__struct_fields__.index, COLUMN_NAMES))
 _SUBJECT = _Valid.__struct_fields__.index("sticky_value")
 
 
@@ -145,39 +141,56 @@ class Codec:
     """The decoders for one body format."""
 
     raw: Callable[[bytes], list[msgspec.Raw]]
-    all: Callable[[bytes], list[Record]]
-    one: Callable[[msgspec.Raw], Record]
+    all: Callable[[bytes], list[UsageRecord]]
+    one: Callable[[msgspec.Raw], UsageRecord]
+    score: Callable[[msgspec.Raw], Score]
+    #: The element's ``kind`` (None for a log record); raises for an element that is no map.
+    kind: Callable[[msgspec.Raw], str | None]
+
+
+class _Kind(msgspec.Struct, gc=False):
+    """Only an element's ``kind``: the decoder skips every other key."""
+
+    kind: str | None = None
+
+
+def _codec(module: Any, elements: Callable[[bytes], list[msgspec.Raw]]) -> Codec:
+    kind = module.Decoder(_Kind).decode
+    return Codec(
+        elements,
+        module.Decoder(list[UsageRecord]).decode,
+        module.Decoder(UsageRecord).decode,
+        module.Decoder(Score).decode,
+        lambda raw: kind(raw).kind,
+    )
 
 
 _CODECS = {
-    MSGPACK: Codec(
-        _msgpack_elements,
-        msgspec.msgpack.Decoder(list[Record]).decode,
-        msgspec.msgpack.Decoder(Record).decode,
-    ),
-    JSON: Codec(
-        _json_elements,
-        msgspec.json.Decoder(list[Record]).decode,
-        msgspec.json.Decoder(Record).decode,
-    ),
+    MSGPACK: _codec(msgspec.msgpack, _msgpack_elements),
+    JSON: _codec(msgspec.json, _json_elements),
 }
+#: Anything to_rows takes: a decoded log or score record, or an element's rejection.
+Element = Record | Score | Rejected
 
 
 @dataclass
 class Decoded:
     """A batch ready to store: the good records' columns, their indexes, the refused."""
 
-    #: COLUMNS values per good record, one record after the other: INSERT parameters.
+    #: COLUMNS values per good log record, one record after the other: INSERT parameters.
     values: list[Any] = field(default_factory=list)
     indexes: Sequence[int] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     #: Each good record's experiment subject (its sticky value) or NULL, in ``values`` order.
     subjects: list[Any] = field(default_factory=list)
+    #: SCORE_COLUMNS values per good score record, and their indexes in the batch.
+    scores: list[Any] = field(default_factory=list)
+    score_indexes: list[int] = field(default_factory=list)
 
     @property
     def count(self) -> int:
-        """How many records ``values`` holds."""
-        return len(self.values) // COLUMNS
+        """How many good records (log and score) the batch holds."""
+        return len(self.values) // COLUMNS + len(self.scores) // SCORE_COLUMNS
 
 
 def media_type(content_type: str) -> str:
@@ -254,7 +267,7 @@ def decode(body: bytes, kind: str) -> Decoded:
             fast = _valid_batch(body, raws)
             if fast is not None:
                 return fast
-    records: list[Record] | list[Record | Rejected]
+    records: Sequence[Element]
     try:
         records = codec.all(body)
     except UNDECODABLE:
@@ -290,9 +303,17 @@ def _valid_batch(body: bytes, raws: list[msgspec.Raw]) -> Decoded | None:
 
 
 def _entries(body: bytes, starts: list[int]) -> int:
-    """How many entries the record maps starting at ``starts`` hold; -1 past fixmaps."""
+    """How many entries the record maps starting at ``starts`` hold; -1 for another header."""
     heads = bytes(map(body.__getitem__, starts))
-    return sum(heads) - 0x80 * len(heads) if not heads.translate(None, _FIXMAPS) else -1
+    if not heads.translate(None, _FIXMAPS):
+        return sum(heads) - 0x80 * len(heads)
+    # A UsageRecord (16 fields and more) has a map16 header whatever it holds.
+    if heads.translate(None, _FIXMAPS + b"\xde"):
+        return -1
+    sizes = (
+        body[at + 1] << 8 | body[at + 2] if body[at] == 0xDE else body[at] - 0x80 for at in starts
+    )
+    return sum(sizes)
 
 
 def _absent(fields: list[Any]) -> int:
@@ -308,10 +329,10 @@ def _absent(fields: list[Any]) -> int:
 
 
 def _unrepeated(
-    records: Sequence[Record | Rejected], raws: Sequence[msgspec.Raw], kind: str
-) -> list[Record | Rejected]:
+    records: Sequence[Element], raws: Sequence[msgspec.Raw], kind: str
+) -> list[Element]:
     """``records``, with each one whose map repeats a key replaced by its rejection."""
-    out: list[Record | Rejected] = list(records)
+    out: list[Element] = list(records)
     for index, raw in enumerate(raws):
         key = None if isinstance(out[index], Rejected) else repeated_key(raw, kind)
         if key is not None:
@@ -319,88 +340,47 @@ def _unrepeated(
     return out
 
 
-def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Record | Rejected:
+def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Element:
     try:
-        return codec.one(raw)
+        kind = codec.kind(raw)
+    except UNDECODABLE:
+        kind = None  # not a map, or a kind that is no string: the record decoder says why
+    try:
+        if kind is None:
+            return codec.one(raw)
+        if kind == SCORE:
+            return codec.score(raw)
     except UNDECODABLE as exc:
         return Rejected(index, undecodable(exc))
+    return Rejected(index, f"unknown record kind {kind!r}; a record's kind is absent or {SCORE!r}")
 
 
-def to_rows(records: Sequence[Record | Rejected], blobs: Sequence[Blob] | None = None) -> Decoded:
+def to_rows(records: Sequence[Element], blobs: Sequence[Blob] | None = None) -> Decoded:
     """Check decoded records and turn the good ones into rows.
 
     ``blobs`` holds each record's MessagePack; without it records are encoded here.
     """
-    if blobs is not None and _all_good(records):
+    if blobs is not None and _rules.all_good(records):
         good = cast("list[Record]", records)
-        rows = _rows(good, blobs)
+        rows = _rules.rows(good, blobs)
         values = [value for row in rows for value in row]
-        return Decoded(values, range(len(rows)), subjects=list(map(_subject, good)))
+        return Decoded(values, range(len(rows)), subjects=list(map(_rules.subject, good)))
     out, indexes = Decoded(), []
     for index, record in enumerate(records):
         if isinstance(record, Rejected):
             out.rejected.append(record)
             continue
-        problem = _problem(record)
-        blob = Rejected(index, problem) if problem else _blob(record, index, blobs)
+        score = isinstance(record, Score)
+        problem = _rules.score_problem(record) if score else _rules.problem(record)  # type: ignore[arg-type]
+        blob = Rejected(index, problem) if problem else _rules.blob(record, index, blobs)
         if isinstance(blob, Rejected):
             out.rejected.append(blob)
-            continue
-        out.values.extend(_rows([record], [blob])[0])
-        out.subjects.append(_subject(record))
-        indexes.append(index)
+        elif isinstance(record, Score):
+            out.scores.extend(_rules.score_row(record, blob))
+            out.score_indexes.append(index)
+        else:
+            out.values.extend(_rules.rows([record], [blob])[0])
+            out.subjects.append(_rules.subject(record))
+            indexes.append(index)
     out.indexes = indexes
     return out
-
-
-def _all_good(records: Sequence[Record | Rejected]) -> bool:
-    return not any(
-        type(r) is not Record
-        or not 0 < len(r.id) <= MAX_ID_LENGTH
-        or not isfinite(r.ts)
-        or (r.duration_ms is not None and not isfinite(r.duration_ms))
-        for r in records
-    )
-
-
-def _rows(records: Sequence[Record], blobs: Sequence[Blob]) -> list[Row]:
-    # Python's sqlite3 sends None, bytes and Raw through its adapter lookup
-    # (~0.5 us each) but binds NaN (as NULL) and bytearray directly.
-    return [
-        (
-            r.id, r.ts,
-            NULL if r.prompt_name is None else r.prompt_name,
-            NULL if r.version is None else r.version,
-            NULL if r.branch_name is None else r.branch_name,
-            NULL if r.model is None else r.model,
-            NULL if r.duration_ms is None else r.duration_ms,
-            NULL if r.experiment_id is None else r.experiment_id,
-            NULL if r.experiment_version_id is None else r.experiment_version_id,
-            bytearray(blob),
-        )
-        for r, blob in zip(records, blobs, strict=True)
-    ]  # fmt: skip
-
-
-def _subject(r: Record) -> Any:
-    return NULL if r.sticky_value is None else r.sticky_value
-
-
-def _problem(r: Record) -> str | None:
-    if not r.id or len(r.id) > MAX_ID_LENGTH:
-        return f"id must be 1 to {MAX_ID_LENGTH} characters long"
-    if not isfinite(r.ts):
-        return "ts must be a finite number"
-    if r.duration_ms is not None and not isfinite(r.duration_ms):
-        return "duration_ms must be a finite number"
-    return None
-
-
-def _blob(record: Record, index: int, blobs: Sequence[Blob] | None) -> Blob | Rejected:
-    if blobs is not None:
-        return blobs[index]
-    # JSON bodies and the 1.0.1 endpoint: JSON integers may exceed MessagePack's 64 bits.
-    try:
-        return encode(record)
-    except (msgspec.EncodeError, OverflowError, RecursionError, TypeError, ValueError) as exc:
-        return Rejected(index, f"record cannot be stored as MessagePack: {exc}")

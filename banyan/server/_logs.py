@@ -9,22 +9,28 @@ from typing import Any
 import msgspec
 
 from banyan._wire import BATCH_ID_HEADER, MAX_BATCH_BYTES, BatchResult, Rejected
-from banyan.server import _ingest
+from banyan.server import _ingest, _rules
 from banyan.server._http import HTTPError, Request, Response, json_response
 
 #: Rows per multi-row INSERT, largest first. One statement is one sqlite3_step,
 #: so the GIL is released for the whole chunk instead of once per row
 #: (executemany), and the event loop can decode the next batch meanwhile. The
-#: project id is bound once per statement, as ?1; 1 + 11 * 1024 parameters
+#: project id is bound once per statement, as ?1; 1 + 14 * 1024 parameters
 #: stay below SQLite's 32,766.
 _SIZES = (1024, 256, 64, 16, 4, 1)
 #: A table row's values after the project id: a batch's columns, then the subject.
-_WIDTH = _ingest.COLUMNS + 1
-_INSERTS = {
-    size: "INSERT OR IGNORE INTO logs VALUES "
-    + ", ".join([f"(?1, {', '.join('?' * _WIDTH)})"] * size)
-    for size in _SIZES
-}
+_WIDTH = _rules.COLUMNS + 1
+
+
+def _inserts(table: str, names: tuple[str, ...]) -> dict[int, str]:
+    """Multi-row INSERT OR IGNORE statements of each size in _SIZES, project id first."""
+    head = f"INSERT OR IGNORE INTO {table} (project_id, {', '.join(names)}) VALUES "
+    row = f"(?1, {', '.join('?' * len(names))})"
+    return {size: head + ", ".join([row] * size) for size in _SIZES}
+
+
+_INSERTS = _inserts("logs", (*_rules.COLUMN_NAMES, "record", "subject"))
+_SCORE_INSERTS = _inserts("scores", (*_rules.SCORE_COLUMN_NAMES, "record"))
 _COUNT = """
 INSERT INTO ingest_counters (project_id, stored, duplicates, rejected, batches, single)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -46,11 +52,14 @@ def store(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded, sin
     conn.execute("SAVEPOINT batch")
     try:
         before = conn.total_changes
-        _insert(conn, project_id, _table_rows(batch))
+        _insert(conn, project_id, _table_rows(batch), _INSERTS)
+        _insert(conn, project_id, batch.scores, _SCORE_INSERTS)
         inserted = conn.total_changes - before
     except _STORE_ERRORS:
         conn.execute("ROLLBACK TO batch")
         inserted = _store_one_by_one(conn, project_id, batch)
+        inserted += _scores_one_by_one(conn, project_id, batch)
+        batch.rejected.sort(key=lambda r: r.index)
     conn.execute("RELEASE batch")
     duplicates = batch.count - inserted
     rejected = len(batch.rejected)
@@ -60,7 +69,7 @@ def store(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded, sin
 
 def _table_rows(batch: _ingest.Decoded) -> list[Any]:
     """The batch's values with each record's subject after its columns (the table's order)."""
-    width = _ingest.COLUMNS
+    width = _rules.COLUMNS
     values: list[Any] = [None] * (batch.count * _WIDTH)
     # Strided copies run in C; the PostgreSQL engine reads batch.values as they are.
     for column in range(width):
@@ -69,17 +78,19 @@ def _table_rows(batch: _ingest.Decoded) -> list[Any]:
     return values
 
 
-def _insert(conn: sqlite3.Connection, project_id: str, values: list[Any]) -> None:
-    start = 0
+def _insert(
+    conn: sqlite3.Connection, project_id: str, values: list[Any], inserts: dict[int, str]
+) -> None:
+    start, width = 0, inserts[1].count("?") - 1
     for size in _SIZES:
-        span = size * _WIDTH
+        span = size * width
         while len(values) - start >= span:
-            conn.execute(_INSERTS[size], [project_id, *values[start : start + span]])
+            conn.execute(inserts[size], [project_id, *values[start : start + span]])
             start += span
 
 
 def _store_one_by_one(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded) -> int:
-    inserted, kept, subjects, width = 0, [], [], _ingest.COLUMNS
+    inserted, kept, subjects, width = 0, [], [], _rules.COLUMNS
     for n, index in enumerate(batch.indexes):
         row = batch.values[n * width : (n + 1) * width]
         try:
@@ -89,7 +100,20 @@ def _store_one_by_one(conn: sqlite3.Connection, project_id: str, batch: _ingest.
         except _STORE_ERRORS as exc:
             batch.rejected.append(Rejected(index, f"cannot store: {exc}"))
     batch.values, batch.subjects = kept, subjects
-    batch.rejected.sort(key=lambda r: r.index)
+    return inserted
+
+
+def _scores_one_by_one(conn: sqlite3.Connection, project_id: str, batch: _ingest.Decoded) -> int:
+    inserted, kept, indexes, width = 0, [], [], _rules.SCORE_COLUMNS
+    for n, index in enumerate(batch.score_indexes):
+        row = batch.scores[n * width : (n + 1) * width]
+        try:
+            inserted += conn.execute(_SCORE_INSERTS[1], [project_id, *row]).rowcount
+            kept.extend(row)
+            indexes.append(index)
+        except _STORE_ERRORS as exc:
+            batch.rejected.append(Rejected(index, f"cannot store: {exc}"))
+    batch.scores, batch.score_indexes = kept, indexes
     return inserted
 
 

@@ -14,8 +14,9 @@ from typing import Any
 import msgspec
 
 from banyan.server import _experiments
+from banyan.server import analysis as stats
 from banyan.server._http import HTTPError, Request, Response, json_response
-from banyan.server.analysis import LATENCY, Results, analyze, sqlite_aggregates
+from banyan.server.analysis import Results, sqlite_outcomes
 from banyan.server.web import (
     ExperimentInfo,
     ExperimentView,
@@ -33,8 +34,9 @@ def analysis(
 ) -> Results:
     """The experiment's ``Results``, computed from its logs per subject."""
     config = _experiments.config(conn, project_id, exp_id)
-    aggregates = sqlite_aggregates(conn, project_id, exp_id, (LATENCY,))
-    return analyze(config, aggregates, sequential=mode == "sequential")
+    aggregates = sqlite_outcomes(conn, project_id, exp_id)
+    # stats.analyze, not imported by name: its first use loads scipy (see analysis/__init__).
+    return stats.analyze(config, aggregates, sequential=mode == "sequential")
 
 
 #: Most distinct unknown variant ids reported in "unmatched".

@@ -7,7 +7,7 @@ import itertools
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +74,38 @@ def create_prompt(server: Server, name: str, *contents: str, key: str | None = N
         assert response.status_code == 201, response.text
 
 
+def upgraded(
+    path: Path, old: Callable[[Path], contextlib.closing[sqlite3.Connection]]
+) -> contextlib.closing[sqlite3.Connection]:
+    """A database made by ``old`` (with one log row), upgraded by the server; a connection."""
+    with old(path) as conn:
+        conn.execute("INSERT INTO logs (project_id, id, ts, record) VALUES ('p', 'r', 0, x'')")
+    _db.Database(path).close()
+    conn = _db.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == _db.SCHEMA_VERSION
+    return contextlib.closing(conn)
+
+
+def schema_4_database(path: Path) -> contextlib.closing[sqlite3.Connection]:
+    """A new database at ``path`` made as schema version 4 had it (no usage, no scores)."""
+    _db.Database(path).close()
+    conn = _db.connect(path)
+    conn.execute("DROP TABLE scores")
+    conn.execute("DROP INDEX logs_experiment_subjects")
+    for column in ("input_tokens", "output_tokens", "cost"):
+        conn.execute(f"ALTER TABLE logs DROP COLUMN {column}")
+    conn.execute(
+        "CREATE INDEX logs_experiment_subjects ON logs (project_id, experiment_id,"
+        " experiment_version_id, subject, duration_ms) WHERE experiment_id IS NOT NULL"
+    )
+    conn.execute("PRAGMA user_version = 4")
+    return contextlib.closing(conn)
+
+
 def schema_3_database(path: Path) -> contextlib.closing[sqlite3.Connection]:
     """A new database at ``path`` made as schema version 3 had it (logs without a subject)."""
-    _db.Database(path).close()
+    with schema_4_database(path):
+        pass
     conn = _db.connect(path)
     conn.execute("DROP INDEX logs_experiment_subjects")
     conn.execute("DROP INDEX logs_experiment_latency")

@@ -11,20 +11,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from banyan._record import Record
+from banyan._record import Record, Score, UsageRecord
 from banyan._wire import JSON, MSGPACK, Rejected, msgpack_array_header
-from banyan.server import _ingest
+from banyan.server import _ingest, _rules
 from banyan.server._http import HTTPError
 
 from .helpers import body, record
 
-_one = msgspec.msgpack.Decoder(Record).decode
+_one = msgspec.msgpack.Decoder(UsageRecord).decode
 _raws = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
 
 
 def _one_by_one(payload: bytes) -> _ingest.Decoded:
     """What decode answers when it checks each record on its own (the slow path)."""
-    records: list[Record | Rejected] = []
+    records: list[Record | Score | Rejected] = []
     for index, raw in enumerate(raws := _raws(payload)):
         try:
             records.append(_one(raw))
@@ -88,7 +88,7 @@ def test_explicit_nulls_and_integers_decode_as_the_record_path_does() -> None:
     assert decoded.values[:2] == ["n-1", 1.0]
     assert decoded.values[5] is None
     assert decoded.values[6] == 3.0
-    assert decoded.values[12] == "p"
+    assert decoded.values[_rules.COLUMNS + 2] == "p"
     _same(decoded, _one_by_one(payload))
 
 
@@ -102,7 +102,7 @@ scalars = st.one_of(
 maybe_records = st.fixed_dictionaries(
     {"id": st.text(max_size=3) | st.just("x" * 129), "ts": st.floats() | st.integers(0, 9),
      "input": st.text(max_size=3), "output": st.text(max_size=3)},
-    optional={field: scalars for field in Record.__struct_fields__[4:]} | {"extra": scalars},
+    optional={field: scalars for field in UsageRecord.__struct_fields__[4:]} | {"extra": scalars},
 )  # fmt: skip
 
 
@@ -116,8 +116,8 @@ def test_fast_path_agrees_with_the_record_by_record_path(items: list[Any], at: i
 
 
 def test_the_fast_path_struct_mirrors_record() -> None:
-    """_Valid has Record's fields in Record's order, so no good record misses the fast path."""
-    assert _ingest._Valid.__struct_fields__ == Record.__struct_fields__
+    """_Valid has UsageRecord's fields in its order, so no good record misses the fast path."""
+    assert _ingest._Valid.__struct_fields__ == UsageRecord.__struct_fields__
 
 
 @pytest.mark.parametrize(
@@ -210,3 +210,99 @@ def test_batches_without_repeated_keys_keep_the_fast_path() -> None:
     nulls = [{**msgspec.to_builtins(record(f"n-{i}")), "model": None} for i in range(300)]
     for payload in (body(items), body(nulls)):
         assert _ingest._valid_batch(payload, _raws(payload)) is not None
+
+
+def _usage_record(rid: str, **fields: Any) -> UsageRecord:
+    return UsageRecord(**{**msgspec.structs.asdict(record(rid)), **fields})
+
+
+def test_usage_records_keep_the_fast_path_and_their_columns() -> None:
+    """Records with usage (map16 headers) mixed with plain ones decode on the fast path."""
+    items = [_usage_record(f"u-{i}", input_tokens=i, cost=0.5) if i % 2 else record(f"p-{i}")
+             for i in range(300)]  # fmt: skip
+    payload = body(items)
+    assert _ingest._valid_batch(payload, _raws(payload)) is not None
+    decoded = _ingest.decode(payload, MSGPACK)
+    at = _rules.COLUMN_NAMES.index
+    row = decoded.values[_rules.COLUMNS : 2 * _rules.COLUMNS]
+    assert [_sql(row[at(n)]) for n in ("input_tokens", "output_tokens", "cost")] == [1, None, 0.5]
+    assert math.isnan(decoded.values[at("input_tokens")])
+    _same(decoded, _one_by_one(payload))
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [({"input_tokens": -1}, "input_tokens"), ({"cost": -0.5}, "cost"),
+     ({"cost": math.inf}, "cost"), ({"output_tokens": 2**63}, "output_tokens")],
+)  # fmt: skip
+def test_bad_usage_rejects_its_record_by_index(fields: dict[str, Any], reason: str) -> None:
+    """A negative or out-of-range token count or cost rejects only its record."""
+    items: list[Any] = [record(f"g-{i}") for i in range(3)]
+    items[1] = {**msgspec.to_builtins(record("bad")), **fields}
+    decoded = _ingest.decode(body(items), MSGPACK)
+    assert [r.index for r in decoded.rejected] == [1]
+    assert reason in decoded.rejected[0].error
+    assert list(decoded.indexes) == [0, 2]
+
+
+def _score(sid: str, value: Any, **fields: Any) -> Score:
+    attribution = {"experiment_id": "e", "experiment_version_id": "v", "sticky_value": "u"}
+    return Score(**{"id": sid, "ts": 5.0, "name": "accepted", "value": value,
+                    **attribution, **fields})  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", [MSGPACK, JSON])
+def test_scores_decode_beside_records_into_score_rows(kind: str) -> None:
+    """Score elements become score rows (number, boolean, category); records stay records."""
+    items = [record("r-0"), _score("s-1", True), _score("s-2", 4.0, name="rating"),
+             _score("s-3", "good", name="verdict", record_id="r-0"), record("r-4")]  # fmt: skip
+    payload = body(items) if kind == MSGPACK else msgspec.json.encode(items)
+    decoded = _ingest.decode(payload, kind)
+    assert list(decoded.indexes) == [0, 4]
+    assert decoded.score_indexes == [1, 2, 3]
+    assert decoded.count == 5
+    rows = [decoded.scores[i : i + _rules.SCORE_COLUMNS - 1]
+            for i in range(0, len(decoded.scores), _rules.SCORE_COLUMNS)]  # fmt: skip
+    assert [tuple(map(_sql, row[2:7])) for row in rows] == [
+        ("accepted", "boolean", 1.0, None, None),
+        ("rating", "number", 4.0, None, None),
+        ("verdict", "category", None, "good", "r-0"),
+    ]
+    assert [row[9] for row in rows] == ["u", "u", "u"]
+    blob = decoded.scores[_rules.SCORE_COLUMNS - 1]
+    assert msgspec.msgpack.decode(blob, type=Score) == items[1]
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        ({"kind": "score", "id": "s", "ts": 1.0, "name": "n", "value": 1.0}, "record_id"),
+        (_score("s", math.nan), "finite"),
+        (_score("s", ""), "category"),
+        (_score("s", 1.0, name=""), "name"),
+        (_score("s", [1]), ""),
+        ({"kind": "vote", "id": "s", "ts": 1.0}, "kind"),
+        ({**msgspec.to_builtins(_score("s", 1.0)), "colour": "red"}, "colour"),
+    ],
+)
+def test_a_bad_score_is_rejected_by_index(item: Any, reason: str) -> None:
+    """A score without attribution, with a bad value or name, or an unknown kind: by index."""
+    raw = msgspec.msgpack.encode(item) if isinstance(item, Score) else None
+    items: list[Any] = [
+        record("a"),
+        item if raw is None else msgspec.to_builtins(item),
+        record("b"),
+    ]
+    decoded = _ingest.decode(body(items), MSGPACK)
+    assert [r.index for r in decoded.rejected] == [1]
+    assert reason in decoded.rejected[0].error
+    assert list(decoded.indexes) == [0, 2]
+
+
+def test_a_json_record_without_usage_is_stored_as_the_client_encodes_it() -> None:
+    """Re-encoded from JSON, a record without usage keeps Record's map (fixmap header)."""
+    plain, used = record("j-1", model="m"), _usage_record("j-2", cost=0.25)
+    decoded = _ingest.decode(msgspec.json.encode([plain, used]), JSON)
+    blobs = decoded.values[_rules.COLUMNS - 1 :: _rules.COLUMNS]
+    assert bytes(blobs[0]) == msgspec.msgpack.encode(plain)
+    assert bytes(blobs[1]) == msgspec.msgpack.encode(used)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -10,10 +11,18 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from serverproc import Server
 
-from banyan.server import _db
 from banyan.server.web import experiment_path
 
-from .helpers import body, call, create_prompt, post_batch, record, schema_3_database, unique
+from .helpers import (
+    body,
+    call,
+    create_prompt,
+    post_batch,
+    record,
+    schema_3_database,
+    unique,
+    upgraded,
+)
 
 
 def _experiment(server: Server) -> dict[str, Any]:
@@ -26,12 +35,7 @@ def _experiment(server: Server) -> dict[str, Any]:
 
 def test_schema_3_database_gains_the_subject_column(tmp_path: Path) -> None:
     """A schema 3 database is upgraded in place: its logs keep their rows and gain a subject."""
-    path = tmp_path / "v3.db"
-    with schema_3_database(path) as conn:
-        conn.execute("INSERT INTO logs (project_id, id, ts, record) VALUES ('p', 'r', 0, x'')")
-    _db.Database(path).close()
-    with contextlib.closing(_db.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == _db.SCHEMA_VERSION
+    with upgraded(tmp_path / "v3.db", schema_3_database) as conn:
         assert conn.execute("SELECT id, subject FROM logs").fetchall() == [("r", None)]
         plan = conn.execute(
             "EXPLAIN QUERY PLAN SELECT subject FROM logs WHERE project_id = 'p'"
@@ -74,3 +78,12 @@ def test_the_link_needs_a_key_and_opens_the_page(shared_server: Server) -> None:
         assert page.status_code == 200
         assert exp["name"] in page.text
     assert httpx.get(f"{shared_server.base_url}/ui/projects/x/experiments").status_code == 401
+
+
+def test_importing_the_app_does_not_load_scipy_or_numpy() -> None:
+    """``import banyan.server._app`` leaves scipy and numpy unimported (the analysis is lazy)."""
+    code = (
+        "import sys, banyan.server._app;"
+        "assert not {'scipy', 'numpy'} & set(sys.modules), sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -17,7 +17,7 @@ import pytest
 
 from banyan._record import Record
 from banyan._wire import JSON, MSGPACK
-from banyan.server import _db, _ingest, _logs
+from banyan.server import _db, _ingest, _logs, _rules
 
 from .helpers import body, record
 
@@ -92,7 +92,7 @@ def test_large_batch_spans_chunks_with_duplicates_and_rejects(db: _db.Database) 
 def test_row_sqlite_refuses_is_rejected_and_the_others_stored(db: _db.Database) -> None:
     """A value SQLite cannot bind rejects its record by index; the rest of the batch is kept."""
     batch = _ingest.decode(body([record(f"s-{i}") for i in range(3)]), MSGPACK)
-    batch.values[_ingest.COLUMNS + 1] = 2**70  # ts of record 1: too big for SQLite
+    batch.values[_rules.COLUMNS + 1] = 2**70  # ts of record 1: too big for SQLite
     inserted = asyncio.run(db.write(_logs.store, "prj_t", batch, 0))
     assert (inserted, batch.count) == (2, 2)
     assert [(r.index, "cannot store" in r.error) for r in batch.rejected] == [(1, True)]

@@ -3,14 +3,27 @@
 No database and no HTTP here: ``analyze`` turns an experiment's configuration
 and one ``VariantAggregate`` per variant into ``Results`` (the results JSON);
 ``sqlite_aggregates`` is a reference query that computes the aggregates in
-SQLite. The formulas and their references are in docs/statistics.md. This
-package imports scipy; the client (``import banyan``) never imports it.
+SQLite. The formulas and their references are in docs/statistics.md.
+
+``analyze`` imports scipy and numpy (~0.65 s and ~27 MB per server worker) on
+first use: importing this package, its result types or its queries loads
+neither, so a worker that never computes results never pays for them.
 """
 
 from __future__ import annotations
 
-from banyan.server.analysis._analyze import analyze
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from banyan.server.analysis._inputs import LatencySummary, MetricSummary, VariantAggregate
+from banyan.server.analysis._outcomes import (
+    RECORD_METRICS,
+    SCORE_PREFIX,
+    USAGE,
+    score_metrics,
+    sqlite_outcomes,
+    with_scores,
+)
 from banyan.server.analysis._results import (
     Bounds,
     Difference,
@@ -20,14 +33,15 @@ from banyan.server.analysis._results import (
     SrmResult,
     VariantResult,
 )
-from banyan.server.analysis._sequential import TAU
 from banyan.server.analysis._sqlite import LATENCY, Metric, sqlite_aggregates, subject_query
-from banyan.server.analysis._srm import SRM_THRESHOLD
 
 __all__ = [
     "LATENCY",
+    "RECORD_METRICS",
+    "SCORE_PREFIX",
     "SRM_THRESHOLD",
     "TAU",
+    "USAGE",
     "Bounds",
     "Difference",
     "LatencySummary",
@@ -40,6 +54,24 @@ __all__ = [
     "VariantAggregate",
     "VariantResult",
     "analyze",
+    "score_metrics",
     "sqlite_aggregates",
+    "sqlite_outcomes",
     "subject_query",
+    "with_scores",
 ]
+
+
+if TYPE_CHECKING:
+    from banyan.server.analysis._analyze import analyze
+    from banyan.server.analysis._sequential import TAU
+    from banyan.server.analysis._srm import SRM_THRESHOLD
+
+#: Names whose modules import numpy and scipy, and those modules (PEP 562).
+_LAZY = {"analyze": "_analyze", "TAU": "_sequential", "SRM_THRESHOLD": "_srm"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

@@ -60,16 +60,18 @@ def subject_query(metrics: Sequence[Metric], subject: str = "subject") -> str:
         f" SELECT experiment_version_id AS variant, COUNT(*) AS records, {inner}"
         f" FROM logs WHERE {_WHERE} AND {subject} IS NOT NULL"
         f" GROUP BY experiment_version_id, {subject}"
-        ") GROUP BY variant"
+        ") AS per_subject GROUP BY variant"
     )
 
 
-def _aggregate(row: Sequence[Any], metrics: Sequence[Metric]) -> VariantAggregate:
+def aggregate(row: Sequence[Any], metrics: Sequence[Metric]) -> VariantAggregate:
+    """A VariantAggregate from one row of ``subject_query(metrics)``."""
     summaries = {}
     for i, metric in enumerate(metrics):
         n, total, squares, records = row[3 + 4 * i : 7 + 4 * i]
+        # PostgreSQL's SUM (for TOTAL) of no values is NULL, and of integers numeric.
         summaries[metric.name] = MetricSummary(
-            int(n), float(total), float(squares), int(records), metric.kind
+            int(n), float(total or 0), float(squares or 0), int(records or 0), metric.kind
         )
     return VariantAggregate(str(row[0]), int(row[1]), int(row[2]), summaries)
 
@@ -109,7 +111,7 @@ def sqlite_aggregates(
     without one are left out. Latency percentiles are over records.
     """
     rows = conn.execute(subject_query(metrics, subject), (project_id, experiment_id))
-    aggs = [_aggregate(row, metrics) for row in rows]
+    aggs = [aggregate(row, metrics) for row in rows]
     return [
         msgspec.structs.replace(a, latency=latency(conn, project_id, experiment_id, a.variant_id))
         for a in aggs

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from banyan._routing import Experiment
     from banyan.server._auth import Principal
     from banyan.server._ingest import Decoded
+    from banyan.server.analysis import VariantAggregate
 
 #: The database ``open_store()`` opens when it is given none: a URL or a path.
 DATABASE_URL_ENV = "BANYAN_DATABASE_URL"
@@ -229,6 +230,13 @@ class Store(Protocol):
         An engine that partitions by time drops whole partitions and keeps the
         rows of the one that straddles ``before``. Counters are not changed.
         """
+
+    # Experiment results (#18, outcomes): the per-subject sums the analysis reads.
+    async def result_aggregates(self, project_id: str, exp_id: str) -> list[VariantAggregate]:
+        """Per variant of an experiment's logs and scores: subjects, records, latency
+        percentiles, and the per-subject sums of latency, tokens, cost and every score
+        (docs/statistics.md, section 2), computed in the database in memory bounded by
+        the number of subjects."""
 
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")

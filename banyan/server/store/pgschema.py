@@ -118,8 +118,43 @@ CREATE TABLE ingest_counters (
 );
 """
 
+#: Experiment results and outcomes (#18): each log's subject and usage, the score records.
+#: The per-subject index holds the metric columns (INCLUDE) so the results query reads
+#: the index alone; it is partial, so logs outside experiments cost ingest nothing more.
+#: ``scores`` is not partitioned: a partitioned table's unique index must hold the
+#: partition key, and scores are deduplicated by (project_id, id) alone; they are far
+#: fewer than logs, and retention deletes their old rows (drop_before).
+_V2 = """
+ALTER TABLE logs ADD COLUMN subject text, ADD COLUMN input_tokens bigint,
+    ADD COLUMN output_tokens bigint, ADD COLUMN cost double precision;
+CREATE INDEX logs_experiment_subjects
+    ON logs (project_id, experiment_id, experiment_version_id, subject)
+    INCLUDE (duration_ms, input_tokens, output_tokens, cost) WHERE experiment_id IS NOT NULL;
+CREATE TABLE scores (
+    project_id text NOT NULL,
+    id text NOT NULL,
+    ts double precision NOT NULL,
+    name text NOT NULL,
+    kind text NOT NULL,
+    value double precision,
+    category text,
+    record_id text,
+    experiment_id text,
+    experiment_version_id text,
+    subject text,
+    record bytea NOT NULL,
+    PRIMARY KEY (project_id, id)
+);
+CREATE INDEX scores_experiment_subjects
+    ON scores (project_id, experiment_id, experiment_version_id, subject)
+    INCLUDE (name, kind, value, category) WHERE experiment_id IS NOT NULL;
+CREATE INDEX scores_of_records ON scores (project_id, record_id)
+    INCLUDE (name, kind, value, category) WHERE experiment_id IS NULL;
+CREATE INDEX scores_ts ON scores (ts);
+"""
+
 #: MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS banyan_schema (version integer NOT NULL)"
@@ -214,3 +249,4 @@ async def drop_before(conn: AsyncConnection[Any], before: float, lock_timeout_ms
                 table = sql.Identifier(partition_name(day))
                 await conn.execute(sql.SQL("DROP TABLE {}").format(table))
         await conn.execute("DELETE FROM logs_default WHERE ts < %s", (before,))
+        await conn.execute("DELETE FROM scores WHERE ts < %s", (before,))

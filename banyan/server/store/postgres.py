@@ -18,6 +18,7 @@ import logging
 import operator
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -25,32 +26,65 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from banyan._wire import Rejected
-from banyan.server._ingest import COLUMNS, Decoded
+from banyan.server._ingest import Decoded
+from banyan.server._rules import COLUMN_NAMES, COLUMNS, SCORE_COLUMN_NAMES, SCORE_COLUMNS
 from banyan.server.store import Conflict, StoreUnavailable, pgschema, redact
 from banyan.server.store.pgcatalog import Catalog
 from banyan.server.store.pgexperiments import Experiments
+from banyan.server.store.pgresults import Results
 
 log = logging.getLogger("banyan.server")
 
 #: Counter rows per project; a batch adds to the one of its backend (pid % shards).
 COUNTER_SHARDS = 16
-_COLUMN_TYPES = ["text", "float8", *["text"] * 4, "float8", "text", "text", "bytea"]
-_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS logs_stage (
-    id text, ts float8, prompt_name text, version text, branch_name text, model text,
-    duration_ms float8, experiment_id text, experiment_version_id text, record bytea
-) ON COMMIT DELETE ROWS
-"""
-_NAMES = "id, ts, prompt_name, version, branch_name, model, duration_ms, experiment_id, "
-_NAMES += "experiment_version_id, record"
+#: The PostgreSQL type of each staged column; the orders are _rules' (one source).
+_TYPES = {
+    "id": "text", "ts": "float8", "prompt_name": "text", "version": "text",
+    "branch_name": "text", "model": "text", "duration_ms": "float8", "experiment_id": "text",
+    "experiment_version_id": "text", "input_tokens": "int8", "output_tokens": "int8",
+    "cost": "float8", "record": "bytea", "subject": "text", "name": "text", "kind": "text",
+    "value": "float8", "category": "text", "record_id": "text",
+}  # fmt: skip
+#: A staged logs row: a batch's columns (the record last), then the subject.
+_LOG_TYPES = {name: _TYPES[name] for name in (*COLUMN_NAMES, "record", "subject")}
+_SCORE_TYPES = {name: _TYPES[name] for name in (*SCORE_COLUMN_NAMES, "record")}
+
+
+def _stage(table: str, types: dict[str, str]) -> str:
+    columns = ", ".join(f"{name} {kind}" for name, kind in types.items())
+    return f"CREATE TEMP TABLE IF NOT EXISTS {table}_stage ({columns}) ON COMMIT DELETE ROWS"
+
+
 # No ORDER BY: sorting ~1 KB rows spills past work_mem (+5 us a row); the rows
 # are copied in (id, ts) order instead, so that two batches sharing ids take
 # their row locks in one order. A deadlock, should the scan order differ, is an
 # OperationalError: StoreUnavailable, and the client resends.
-_MOVE = f"""
-INSERT INTO logs (project_id, {_NAMES}) SELECT %s, {_NAMES} FROM logs_stage
-ON CONFLICT (project_id, id, ts) DO NOTHING
-"""
+def _move(table: str, types: dict[str, str], key: str) -> str:
+    names = ", ".join(types)
+    return (f"INSERT INTO {table} (project_id, {names}) SELECT %s, {names} FROM {table}_stage"
+            f" ON CONFLICT ({key}) DO NOTHING")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Table:
+    """How a batch's rows of one table are copied in: its staging table and its move."""
+
+    copy: bytes
+    types: list[str]
+    move: bytes
+    clear: bytes
+
+
+def _table(table: str, types: dict[str, str], key: str) -> _Table:
+    copy = f"COPY {table}_stage FROM STDIN (FORMAT BINARY)"
+    clear = f"DELETE FROM {table}_stage"
+    return _Table(
+        copy.encode(), [*types.values()], _move(table, types, key).encode(), clear.encode()
+    )
+
+
+_LOGS = _table("logs", _LOG_TYPES, "project_id, id, ts")
+_SCORES = _table("scores", _SCORE_TYPES, "project_id, id")
 _COUNT = f"""
 INSERT INTO ingest_counters AS c
 VALUES (%s, pg_backend_pid() %% {COUNTER_SHARDS}, %s, %s, %s, %s, %s)
@@ -71,20 +105,31 @@ _ROW_ERRORS = (psycopg.DataError,)
 
 
 async def _configure(conn: AsyncConnection[Any]) -> None:
-    await conn.execute(_STAGE)
+    await conn.execute(_stage("logs", _LOG_TYPES).encode())
+    await conn.execute(_stage("scores", _SCORE_TYPES).encode())
     await conn.commit()
 
 
-def _rows(values: list[Any]) -> list[tuple[Any, ...]]:
-    """Decoded.values as row tuples in batch order; NaN (the decoder's NULL) becomes None."""
+def _none(column: list[Any]) -> list[Any]:
+    # NaN, the only value unequal to itself, is how Decoded spells NULL.
+    return [v if v == v else None for v in column]  # noqa: PLR0124
+
+
+def _rows(values: list[Any], subjects: list[Any]) -> list[tuple[Any, ...]]:
+    """Decoded.values and subjects as row tuples in batch order; NaN becomes None."""
     columns = [values[c::COLUMNS] for c in range(COLUMNS)]
-    for c in range(2, COLUMNS - 1):
-        # NaN, the only value unequal to itself, is how Decoded spells NULL.
-        columns[c] = [v if v == v else None for v in columns[c]]  # noqa: PLR0124
+    columns[2 : COLUMNS - 1] = map(_none, columns[2 : COLUMNS - 1])
+    return list(zip(*columns, _none(subjects), strict=True))
+
+
+def _score_rows(values: list[Any]) -> list[tuple[Any, ...]]:
+    """Decoded.scores as row tuples in batch order; NaN becomes None."""
+    columns = [values[c::SCORE_COLUMNS] for c in range(SCORE_COLUMNS)]
+    columns[3 : SCORE_COLUMNS - 1] = map(_none, columns[3 : SCORE_COLUMNS - 1])
     return list(zip(*columns, strict=True))
 
 
-class PostgresStore(Catalog, Experiments):
+class PostgresStore(Catalog, Experiments, Results):
     """A Store on PostgreSQL; make one with ``await PostgresStore.open(url)``."""
 
     def __init__(self, url: str, *, max_size: int = 8, timeout: float = 5.0) -> None:
@@ -165,7 +210,8 @@ class PostgresStore(Catalog, Experiments):
         await self._ensure_days(pgschema.wanted_days(batch.values[1::COLUMNS], time.time()))
         try:
             async with self._connection() as conn:
-                inserted = await self._copy(conn, project_id, _rows(batch.values))
+                inserted = await self._copy(conn, project_id, _rows(batch.values, batch.subjects))
+                inserted += await self._copy(conn, project_id, _score_rows(batch.scores), _SCORES)
                 await self._count(conn, project_id, batch, inserted, single)
         except _ROW_ERRORS:
             async with self._connection() as conn:
@@ -174,30 +220,48 @@ class PostgresStore(Catalog, Experiments):
         return inserted
 
     async def _copy(
-        self, conn: AsyncConnection[Any], project_id: str, rows: list[tuple[Any, ...]]
-    ) -> int:
+        self, conn: AsyncConnection[Any], project_id: str, rows: list[tuple[Any, ...]],
+        table: _Table = _LOGS,
+    ) -> int:  # fmt: skip
+        if not rows:
+            return 0
         async with conn.cursor() as cur:
-            async with cur.copy("COPY logs_stage FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(_COLUMN_TYPES)
+            async with cur.copy(table.copy) as copy:
+                copy.set_types(table.types)
                 for row in sorted(rows, key=_KEY):
                     await copy.write_row(row)
-            await cur.execute(_MOVE.encode(), (project_id,))
+            await cur.execute(table.move, (project_id,))
             return cur.rowcount
 
     async def _one_by_one(self, conn: AsyncConnection[Any], project_id: str, batch: Decoded) -> int:
-        inserted, kept, rows = 0, [], _rows(batch.values)
-        starts = range(0, len(batch.values), COLUMNS)
-        for index, row, start in zip(batch.indexes, rows, starts, strict=True):
+        rows = _rows(batch.values, batch.subjects)
+        logs, stored = await self._each(conn, project_id, batch, rows, batch.indexes, table=_LOGS)
+        rows = _score_rows(batch.scores)
+        indexes = batch.score_indexes
+        scores, more = await self._each(conn, project_id, batch, rows, indexes, table=_SCORES)
+        batch.values = [v for n in logs for v in batch.values[n * COLUMNS : (n + 1) * COLUMNS]]
+        batch.subjects = [batch.subjects[n] for n in logs]
+        width = SCORE_COLUMNS
+        batch.scores = [v for n in scores for v in batch.scores[n * width : (n + 1) * width]]
+        batch.score_indexes = [batch.score_indexes[n] for n in scores]
+        batch.rejected.sort(key=lambda r: r.index)
+        return stored + more
+
+    async def _each(
+        self, conn: AsyncConnection[Any], project_id: str, batch: Decoded,
+        rows: list[tuple[Any, ...]], indexes: Sequence[int], *, table: _Table,
+    ) -> tuple[list[int], int]:  # fmt: skip
+        """Copy rows one at a time: the positions of those kept, and how many were new."""
+        kept, inserted = [], 0
+        for n, (index, row) in enumerate(zip(indexes, rows, strict=True)):
             try:
                 async with conn.transaction():
-                    inserted += await self._copy(conn, project_id, [row])
-                    await conn.execute(b"DELETE FROM logs_stage")
-                kept.extend(batch.values[start : start + COLUMNS])
+                    inserted += await self._copy(conn, project_id, [row], table)
+                    await conn.execute(table.clear)
+                kept.append(n)
             except _ROW_ERRORS as exc:
                 batch.rejected.append(Rejected(index, f"cannot store: {exc}"))
-        batch.values = kept
-        batch.rejected.sort(key=lambda r: r.index)
-        return inserted
+        return kept, inserted
 
     async def _count(
         self, conn: AsyncConnection[Any], project_id: str, batch: Decoded, inserted: int,

@@ -23,6 +23,13 @@ from banyan import _routing
 from banyan.server import _auth, _db, _experiments, _legacy, _logs, _prompts
 from banyan.server._http import HTTPError
 from banyan.server._ingest import Decoded
+from banyan.server.analysis import (
+    RECORD_METRICS,
+    VariantAggregate,
+    score_metrics,
+    sqlite_aggregates,
+    with_scores,
+)
 from banyan.server.store import (
     Bootstrap,
     Conflict,
@@ -309,6 +316,15 @@ class SqliteStore:
     async def result_rows(self, project_id: str, exp_id: str) -> list[ResultRow]:
         """(experiment_version_id, duration_ms, model) of one experiment's logs."""
         return await self._read(_result_rows, project_id, exp_id)
+
+    async def result_aggregates(self, project_id: str, exp_id: str) -> list[VariantAggregate]:
+        """Latency, usage, cost and score sums per variant (analysis.sqlite_outcomes's
+        statements), the logs' and the scores' on two reader threads at once."""
+        logs, scores = await asyncio.gather(
+            self._read(sqlite_aggregates, project_id, exp_id, RECORD_METRICS),
+            self._read(score_metrics, project_id, exp_id),
+        )
+        return with_scores(logs, scores)
 
     async def prune(self, before: float) -> None:
         """Delete logs older than ``before``, PRUNE_CHUNK rows per writer transaction."""

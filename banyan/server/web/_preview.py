@@ -44,11 +44,14 @@ DAYS = 14
 
 def _metrics(rng: np.random.Generator, n: int, lift: float) -> dict[str, MetricSummary]:
     """Per-subject values of n subjects, summed as a store would; ``lift`` raises acceptance."""
+    # Named as the server names them (docs/statistics.md, 2.1).
     values: dict[str, tuple[NDArray[np.float64], MetricKind]] = {
-        "accepted": ((rng.random(n) < 0.20 * (1 + lift)).astype(float), "proportion"),
+        "score:accepted": ((rng.random(n) < 0.20 * (1 + lift)).astype(float), "proportion"),
+        "input_tokens": (rng.normal(1200, 150, n), "mean"),
         "output_tokens": (rng.normal(310 * (1 - lift / 2), 60, n), "mean"),
         "cost_usd": (rng.normal(0.0042 * (1 - lift / 2), 0.0009, n), "mean"),
-        "rating": (np.clip(rng.normal(3.6 + lift * 2, 0.9, n), 1, 5), "mean"),
+        "score:rating": (np.clip(rng.normal(3.6 + lift * 2, 0.9, n), 1, 5), "mean"),
+        "score:verdict=good": ((rng.random(n) < 0.5 + lift).astype(float), "proportion"),
     }
     return {
         name: MetricSummary(

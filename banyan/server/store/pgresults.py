@@ -1,0 +1,75 @@
+"""PostgreSQL: the per-subject aggregates of an experiment's results (#18).
+
+The statements are analysis's own (``subject_query`` and the score queries),
+turned into PostgreSQL's dialect; latency percentiles are ``percentile_disc``,
+which is the nearest rank that SQLite's index walk finds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
+
+from banyan.server.analysis import RECORD_METRICS, VariantAggregate, subject_query
+from banyan.server.analysis._inputs import LatencySummary
+from banyan.server.analysis._outcomes import (
+    SCORE_QUERIES,
+    ByVariant,
+    postgres,
+    score_args,
+    scores_from,
+    with_scores,
+)
+from banyan.server.analysis._sqlite import aggregate
+from banyan.server.store.pgcatalog import Conn, _all
+
+_SUMS = postgres(subject_query(RECORD_METRICS))
+_PERCENTILES = """
+SELECT experiment_version_id,
+       percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY duration_ms)
+FROM logs WHERE project_id = %s AND experiment_id = %s AND duration_ms IS NOT NULL
+GROUP BY experiment_version_id
+"""
+_SCORES = tuple(map(postgres, SCORE_QUERIES))
+T = TypeVar("T")
+
+
+async def _record_sums(conn: Conn, project_id: str, exp_id: str) -> list[VariantAggregate]:
+    args = (project_id, exp_id)
+    sums = [aggregate(row, RECORD_METRICS) for row in await _all(conn, _SUMS, args)]
+    latency = {v: LatencySummary(*p) for v, p in await _all(conn, _PERCENTILES, args)}
+    return [VariantAggregate(a.variant_id, a.subjects, a.records, a.metrics,
+                             latency.get(a.variant_id, LatencySummary()))
+            for a in sums]  # fmt: skip
+
+
+async def _score_sums(conn: Conn, project_id: str, exp_id: str) -> ByVariant:
+    rows = [await _all(conn, query, score_args(project_id, exp_id)) for query in _SCORES]
+    return scores_from(*rows)
+
+
+class Results:
+    """The result aggregates of PostgresStore."""
+
+    def _connection(self) -> AbstractAsyncContextManager[Conn]:
+        raise NotImplementedError
+
+    async def result_aggregates(self, project_id: str, exp_id: str) -> list[VariantAggregate]:
+        """Latency, usage, cost and score sums per variant, per subject first.
+
+        The logs and the scores are read on two connections at once (two backends,
+        two snapshots: a record stored in between may count in one and not the other).
+        """
+        logs, scores = await asyncio.gather(
+            self._on_connection(_record_sums, project_id, exp_id),
+            self._on_connection(_score_sums, project_id, exp_id),
+        )
+        return with_scores(logs, scores)
+
+    async def _on_connection(
+        self, fn: Callable[[Conn, str, str], Awaitable[T]], project_id: str, exp_id: str
+    ) -> T:
+        async with self._connection() as conn:
+            return await fn(conn, project_id, exp_id)

@@ -1,0 +1,63 @@
+"""Every engine: usage columns, score records and the result aggregates (#18)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from banyan._record import Score, UsageRecord
+from banyan.server import _ingest
+from banyan.server.analysis import MetricSummary, VariantAggregate
+from banyan.server.store import Store
+
+from ..helpers import record
+from .conftest import StoreTarget
+from .records import on_engine
+
+TS = time.time()
+WHERE = {"experiment_id": "exp", "experiment_version_id": "v0"}
+
+
+def _used(rid: str, subject: str, tokens: int, cost: float, duration: float) -> UsageRecord:
+    fields = {**WHERE, "sticky_value": subject, "duration_ms": duration}
+    base = record(rid, ts=TS, **fields)
+    return UsageRecord(**{f: getattr(base, f) for f in base.__struct_fields__},
+                       input_tokens=tokens, output_tokens=1, cost=cost)  # fmt: skip
+
+
+def _score(sid: str, value: Any, **fields: Any) -> Score:
+    return Score(**{"id": sid, "ts": TS, "name": "accepted", "value": value, **fields})
+
+
+def _batch() -> _ingest.Decoded:
+    return _ingest.to_rows([
+        _used("r1", "alice", 10, 0.5, 100.0), _used("r2", "alice", 30, 1.5, 300.0),
+        _used("r3", "bob", 100, 2.0, 200.0),
+        _score("s1", True, sticky_value="alice", **WHERE),
+        _score("s2", False, record_id="r3"),
+        _score("s3", "good", name="verdict", record_id="r1"),
+    ])  # fmt: skip
+
+
+def test_usage_and_scores_are_stored_once_and_aggregated(store: StoreTarget) -> None:
+    """Records with usage and scores are stored once per id; the aggregates are per subject."""
+
+    async def scenario(db: Store) -> tuple[int, int, dict[str, int], list[VariantAggregate]]:
+        first = await db.ingest("prj", _batch(), 0)
+        again = await db.ingest("prj", _batch(), 0)
+        return first, again, await db.summary("prj"), await db.result_aggregates("prj", "exp")
+
+    first, again, summary, aggregates = on_engine(store, scenario)
+    assert (first, again) == (6, 0)
+    assert (summary["stored"], summary["duplicates"]) == (6, 6)
+    (agg,) = aggregates
+    assert (agg.variant_id, agg.subjects, agg.records) == ("v0", 2, 3)
+    m = agg.metrics
+    # alice: 20 tokens, 1.0 USD, 200 ms on average; bob: 100, 2.0, 200.
+    assert m["input_tokens"] == MetricSummary(2, 120.0, 20.0**2 + 100.0**2, 3)
+    assert m["cost_usd"] == MetricSummary(2, 3.0, 5.0, 3)
+    assert m["latency_ms"] == MetricSummary(2, 400.0, 80_000.0, 3)
+    assert m["score:accepted"] == MetricSummary(2, 1.0, 1.0, 2, "proportion")
+    assert m["score:verdict=good"] == MetricSummary(1, 1.0, 1.0, 1, "proportion")
+    assert agg.latency is not None
+    assert (agg.latency.p50_ms, agg.latency.p95_ms) == (200.0, 300.0)
