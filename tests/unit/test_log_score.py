@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from fakes import MakeLogger
+from fakes import FakeResponse, MakeLogger
 from test_log_prompt import quiet
 
 import banyan
@@ -219,3 +219,19 @@ def test_the_module_log_prompt_passes_the_outcome_keywords() -> None:
         logged = backend.logged
     assert [(r["id"], r["input_tokens"], r["output_tokens"], r["cost"]) for r in logged] == [
         ("r", 1, 2, 0.5)]  # fmt: skip
+
+
+def test_a_score_an_older_server_rejects_by_index_is_counted_rejected(
+    make_logger: MakeLogger,
+) -> None:
+    """A batch answer rejecting the score by index (a server before #18: unknown field kind)
+    counts it as rejected; the record beside it is delivered."""
+    answer = FakeResponse({"accepted": 1, "duplicates": 0,
+                           "rejected": [{"index": 1, "error": "unknown field kind"}]})  # fmt: skip
+    logger, fake = make_logger(answer, background_thread=False, spool_dir=False)
+    logger.log_prompt("i", "o", record_id="r1")
+    logger.log_score("accepted", True, record_id="r1")
+    assert logger.flush(timeout=5) is False
+    stats = logger.get_stats()
+    assert (stats["logs_sent"], stats["dropped"]["rejected"], stats["logs_queued"]) == (1, 1, 2)
+    assert len(fake.calls) == 1
