@@ -357,10 +357,7 @@ class PromptStackLogger:
                     experiment_version_id, sticky_key, sticky_value,
                 )  # fmt: skip
             else:
-                outcomes = dict(
-                    usage=usage, input_tokens=input_tokens, output_tokens=output_tokens,
-                    cached_input_tokens=cached_input_tokens, cost=cost,
-                )  # fmt: skip
+                outcomes = (usage, input_tokens, output_tokens, cached_input_tokens, cost)
                 record = outcome_record(
                     self._stats, record_id, outcomes, self._next_id(), _time(), input, output,
                     prompt_id, prompt_name, version, branch_name, model, metadata, duration_ms,

@@ -39,8 +39,9 @@ if TYPE_CHECKING:
     from banyan._stats import Stats
 
 
-def outcome_record(stats: Stats, record_id: Any, outcomes: dict[str, Any], *fields: Any) -> Record:
-    """The record of ``fields`` (Record's positional order) with the caller's id and usage.
+def outcome_record(stats: Stats, record_id: Any, usage: tuple[Any, ...], *fields: Any) -> Record:
+    """The record of ``fields`` (Record's positional order) with the caller's id and the
+    usage of ``usage`` (``usage_fields``' arguments in order: object, counts, cost).
 
     Never raises: a bad id is replaced by the generated one (``fields[0]``), bad usage
     left out, each warned about once.
@@ -54,14 +55,19 @@ def outcome_record(stats: Stats, record_id: Any, outcomes: dict[str, Any], *fiel
                 "bad-record-id", "banyan: record_id must be text of 1 to %d characters, got "
                 "%r; such records get a generated id", MAX_ID_LENGTH, record_id,
             )  # fmt: skip
-    if not any(value is not None for value in outcomes.values()):
+    if usage.count(None) == len(usage):
         return Record(*head)
+    given, input_tokens, output_tokens, cached_input_tokens, cost = usage
     try:
-        usage = usage_fields(**outcomes)
+        found = usage_fields(
+            given, input_tokens=input_tokens, output_tokens=output_tokens,
+            cached_input_tokens=cached_input_tokens, cost=cost,
+        )  # fmt: skip
     except UsageError as exc:
         stats.warn_once("bad-usage", "banyan: %s; such records are logged without usage", exc)
         return Record(*head)
-    return UsageRecord(*head, **usage._asdict())
+    # Positional: UsageRecord's fields are Record's, then the usage ones in Usage's order.
+    return UsageRecord(*head, *found)  # type: ignore[call-arg]
 
 
 def score(
