@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from banyan._controls import SAMPLE_RATE_KEY, sampled_in
@@ -32,21 +32,30 @@ from banyan._record import (
     plain,
 )
 from banyan._stats import DropReason
-from banyan._usage import usage_fields
+from banyan._usage import Usage, usage_fields
+
+#: log_prompt's keyword-only outcome arguments (banyan._types.Outcomes).
+OUTCOMES = frozenset({"usage", "record_id", *Usage._fields})
 
 if TYPE_CHECKING:
     from banyan._prompts import PromptData
     from banyan._stats import Stats
 
 
-def outcome_record(stats: Stats, record_id: Any, usage: tuple[Any, ...], *fields: Any) -> Record:
-    """The record of ``fields`` (Record's positional order) with the caller's id and the
-    usage of ``usage`` (``usage_fields``' arguments in order: object, counts, cost).
+def outcome_record(stats: Stats, outcomes: Mapping[str, Any], *fields: Any) -> Record:
+    """The record of ``fields`` (Record's positional order) with ``outcomes``, log_prompt's
+    keyword-only ``usage``, token counts, ``cost`` and ``record_id``.
 
     Never raises: a bad id is replaced by the generated one (``fields[0]``), bad usage
-    left out, each warned about once.
+    left out, an unknown keyword ignored, each warned about once.
     """
+    if outcomes.keys() - OUTCOMES:
+        stats.warn_once(
+            "unknown-outcome", "banyan: log_prompt got unknown keyword(s) %s; they are ignored",
+            sorted(outcomes.keys() - OUTCOMES),
+        )  # fmt: skip
     head = fields
+    record_id = outcomes.get("record_id")
     if record_id is not None:
         if record_id.__class__ is str and 0 < len(record_id) <= MAX_ID_LENGTH:
             head = (clean(record_id), *fields[1:])
@@ -55,14 +64,12 @@ def outcome_record(stats: Stats, record_id: Any, usage: tuple[Any, ...], *fields
                 "bad-record-id", "banyan: record_id must be text of 1 to %d characters, got "
                 "%r; such records get a generated id", MAX_ID_LENGTH, record_id,
             )  # fmt: skip
-    if usage.count(None) == len(usage):
+    usage = {name: outcomes.get(name) for name in Usage._fields}
+    given = outcomes.get("usage")
+    if given is None and not any(value is not None for value in usage.values()):
         return Record(*head)
-    given, input_tokens, output_tokens, cached_input_tokens, cost = usage
     try:
-        found = usage_fields(
-            given, input_tokens=input_tokens, output_tokens=output_tokens,
-            cached_input_tokens=cached_input_tokens, cost=cost,
-        )  # fmt: skip
+        found = usage_fields(given, **usage)
     except UsageError as exc:
         stats.warn_once("bad-usage", "banyan: %s; such records are logged without usage", exc)
         return Record(*head)

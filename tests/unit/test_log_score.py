@@ -235,3 +235,16 @@ def test_a_score_an_older_server_rejects_by_index_is_counted_rejected(
     stats = logger.get_stats()
     assert (stats["logs_sent"], stats["dropped"]["rejected"], stats["logs_queued"]) == (1, 1, 2)
     assert len(fake.calls) == 1
+
+
+def test_an_unknown_outcome_keyword_is_ignored_with_one_warning(
+    make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A misspelt keyword never raises from log_prompt: the record is logged, warned once."""
+    logger = quiet(make_logger)
+    extra: dict[str, Any] = {"usage_": 3}
+    with caplog.at_level(logging.WARNING, logger="banyan"):
+        assert logger.log_prompt("i", "o", **extra)
+        assert logger.log_prompt("i", "o", **extra)
+    assert len(ring(logger)) == 2
+    assert len([r for r in caplog.records if "usage_" in r.message]) == 1
