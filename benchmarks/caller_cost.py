@@ -226,10 +226,8 @@ def _workloads() -> tuple[Work, Callable[[], None]]:
                   "log_prompt": method, "banyan.log_prompt": module,
                   **{f"log_prompt+{name}": hooked_call(name) for name in hooked}}  # fmt: skip
     # A baseline ref from before #18 has neither.
-    if "usage" in inspect.signature(logger.log_prompt).parameters:
-        work["log_prompt+usage"] = with_usage
     if hasattr(logger, "log_score"):
-        work["log_score"] = score
+        work |= {"log_prompt+usage": with_usage, "log_score": score}
     return work, reset
 
 
@@ -265,7 +263,8 @@ def _ratios(results: dict[str, Any]) -> None:
         theirs = results[f"1.0.1 {name}"]
         theirs["x_2x"] = _paired_ratio(theirs, results[name])
     for name in ("log_prompt+before_send", "log_prompt+redact_pii", "log_prompt+usage"):
-        results[name]["x_log_prompt"] = _paired_ratio(results[name], results["log_prompt"])
+        if name in results:
+            results[name]["x_log_prompt"] = _paired_ratio(results[name], results["log_prompt"])
 
 
 def _paired_ratio(row: dict[str, Any], base: dict[str, Any]) -> float:
