@@ -23,6 +23,7 @@ from banyan._default import (
     get_stats,
     log,
     log_prompt,
+    log_score,
     shutdown,
 )
 from banyan._exceptions import (
@@ -34,6 +35,7 @@ from banyan._exceptions import (
     NotConfiguredError,
     ProtocolError,
     RequestTimeout,
+    ScoreError,
     TransportError,
 )
 from banyan._prompts import PromptData
@@ -66,6 +68,7 @@ __all__ = [
     "PromptStackLogger",
     "ProtocolError",
     "RequestTimeout",
+    "ScoreError",
     "Statistics",
     "TransportError",
     "__version__",
@@ -79,6 +82,7 @@ __all__ = [
     "get_stats",
     "log",
     "log_prompt",
+    "log_score",
     "redact_card_numbers",
     "redact_emails",
     "redact_phone_numbers",

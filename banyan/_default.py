@@ -19,7 +19,7 @@ from banyan._warn import warn_once
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from banyan._types import ConfigureOptions, Statistics
+    from banyan._types import ConfigureOptions, Outcomes, Statistics
 
 _lock = threading.Lock()
 _logger: PromptStackLogger | None = None
@@ -195,14 +195,22 @@ def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, positional arguments inc
     metadata: dict[str, Any] | None = None,
     duration_ms: float | None = None,
     blocking: bool = False,
+    **outcomes: Unpack[Outcomes],
 ) -> bool:
     """Log one prompt usage (see :meth:`PromptStackLogger.log_prompt`); never raises.
 
-    Before :func:`configure` the record is dropped, counted and warned about once.
+    Takes its keyword-only ``usage``, ``input_tokens``, ``output_tokens``,
+    ``cached_input_tokens``, ``cost`` and ``record_id`` too. Before
+    :func:`configure` the record is dropped, counted and warned about once.
     """
     logger = _logger or _from_env()
     if logger is None:
         return _not_configured()
+    if outcomes:
+        return logger.log_prompt(
+            input, output, prompt_data, prompt_id, prompt_name, version, branch_name, model,
+            metadata, duration_ms, blocking, **outcomes,
+        )  # fmt: skip
     return logger.log_prompt(
         input, output, prompt_data, prompt_id, prompt_name, version, branch_name, model,
         metadata, duration_ms, blocking,
@@ -210,6 +218,30 @@ def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, positional arguments inc
 
 
 log = log_prompt
+
+
+def log_score(
+    name: str,
+    value: bool | float | str,
+    *,
+    prompt_data: PromptData | None = None,
+    record_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    score_id: str | None = None,
+    blocking: bool = False,
+) -> bool:
+    """Log an outcome (see :meth:`PromptStackLogger.log_score`) through the default logger.
+
+    Raises :class:`~banyan.ScoreError` for bad arguments; before :func:`configure`
+    the score is dropped, counted and warned about once.
+    """
+    logger = _logger or _from_env()
+    if logger is None:
+        return _not_configured()
+    return logger.log_score(
+        name, value, prompt_data=prompt_data, record_id=record_id, metadata=metadata,
+        score_id=score_id, blocking=blocking,
+    )  # fmt: skip
 
 
 def _not_configured() -> bool:

@@ -6,7 +6,8 @@ httpx, h2 and the OS are translated at the transport boundary and never leak::
     BanyanError
     ├── ConfigurationError        bad arguments or environment (also a ValueError)
     │   ├── NotConfiguredError    a module function needs configure() first
-    │   └── UsageError            a token count or cost that is not one
+    │   ├── UsageError            a token count or cost that is not one
+    │   └── ScoreError            log_score() called with a bad name, value or subject
     ├── TransportError            the request did not complete
     │   ├── ConnectError          could not connect
     │   ├── RequestTimeout        a connect, write or read deadline passed
@@ -15,6 +16,7 @@ httpx, h2 and the OS are translated at the transport boundary and never leak::
         └── AuthenticationError   401/403: the API key is wrong
 
 The hot path (``log_prompt``) never raises any of them: it counts a drop.
+``log_score`` raises ScoreError for a mistake in its arguments, and counts the rest.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class NotConfiguredError(ConfigurationError):
 
 class UsageError(ConfigurationError):
     """A token count, a cost or a usage object that cannot be logged as one."""
+
+
+class ScoreError(ConfigurationError):
+    """``log_score`` was given a bad name or value, or nothing to attribute the score to."""
 
 
 class TransportError(BanyanError):

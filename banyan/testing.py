@@ -30,7 +30,7 @@ import msgspec
 
 from banyan import _default
 from banyan._client import PromptStackLogger
-from banyan._record import Record
+from banyan._record import SCORE, Score, record_type
 from banyan._wire import BATCH_PATH, BatchResult
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["FakeBackend", "capture"]
 
 _PROMPT_PREFIX = "/api/logs/prompt/"
-_batch = msgspec.msgpack.Decoder(list[Record])
+_batch = msgspec.msgpack.Decoder(list[dict[str, Any]])
 
 
 def _decompressed(request: httpx.Request) -> bytes:
@@ -56,12 +56,19 @@ def _decompressed(request: httpx.Request) -> bytes:
     return request.content
 
 
+def _as_dict(fields: dict[str, Any]) -> dict[str, Any]:
+    """A record (every field, None where unset) or a score (``kind`` first), as a dict."""
+    if fields.get("kind") == SCORE:
+        return {"kind": SCORE, **msgspec.structs.asdict(msgspec.convert(fields, Score))}
+    return msgspec.structs.asdict(msgspec.convert(fields, record_type(fields)))
+
+
 class FakeBackend:
     """An in-memory Banyan backend: serves ``prompts`` and keeps what is logged."""
 
     def __init__(self, prompts: Mapping[str, str] | None = None) -> None:
         self.prompts: dict[str, str] = dict(prompts or {})
-        self._records: list[Record] = []
+        self._records: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.logger: PromptStackLogger | None = None
 
@@ -71,13 +78,13 @@ class FakeBackend:
         if self.logger is not None:
             self.logger.flush(timeout=5)
         with self._lock:
-            return [msgspec.structs.asdict(r) for r in self._records]
+            return [dict(r) for r in self._records]
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer one request the way ``banyan serve`` would."""
         path = request.url.path
         if request.method == "POST" and path == BATCH_PATH:
-            records = _batch.decode(_decompressed(request))
+            records = [_as_dict(fields) for fields in _batch.decode(_decompressed(request))]
             with self._lock:
                 self._records.extend(records)
             return httpx.Response(200, content=msgspec.json.encode(BatchResult(len(records), 0)))

@@ -18,6 +18,9 @@ sending in the background. The workloads:
 * ``log_prompt+before_send`` and ``log_prompt+redact_pii``: the same with a
   ``before_send`` hook that returns the event as is, and with the built-in
   ``banyan.redact_pii`` (every redactor; the record has nothing to redact);
+* ``log_prompt+usage``: the same call with ``usage=`` (an OpenAI-shaped usage
+  object with a cached count) and ``cost=`` (#18);
+* ``log_score``: a boolean score attributed to an experiment subject (#18);
 * ``1.0.1 log_prompt`` and ``1.0.1 banyan.log_prompt``: the released
   banyan-sdk 1.0.1, timed by the very same two functions (their source is
   shipped) in a subprocess of its venv (benchmarks/_compat.py). Its logger
@@ -34,7 +37,7 @@ With ``--baseline REF`` a third process takes turns too: the same 2.x
 workloads run against the ``banyan`` of git ``REF`` (benchmarks/_compat.py's
 ``baseline_tree``), reported as ``base <workload>`` rows; each 2.x row gets
 ``x_base``, its paired ratio over the baseline's (a hook the ref does not
-have is left out).
+have is left out, and so are outcomes it does not take).
 
 Run: ``python -m benchmarks.caller_cost [--baseline REF]``
 -> benchmarks/results/caller_cost.json, .png
@@ -50,6 +53,7 @@ import inspect
 import json
 import statistics
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -196,6 +200,23 @@ def _workloads() -> tuple[Work, Callable[[], None]]:
         return lambda: call(input=INPUT, output=OUTPUT, prompt_data=prompt, model="gpt-4",
                             metadata=METADATA, duration_ms=12.0)  # fmt: skip
 
+    subject = banyan.PromptData(content="c", version="3", prompt_id="p1", name="bench",
+                                experiment_id="e1", experiment_version_id="v1",
+                                sticky_key="user_id", sticky_value="u1")  # fmt: skip
+    usage = types.SimpleNamespace(
+        prompt_tokens=1200,
+        completion_tokens=300,
+        prompt_tokens_details=types.SimpleNamespace(cached_tokens=1024),
+    )
+
+    def with_usage() -> None:
+        logger.log_prompt(input=INPUT, output=OUTPUT, prompt_data=prompt, model="gpt-4",
+                          metadata=METADATA, duration_ms=12.0, usage=usage,
+                          cost=0.0042)  # fmt: skip
+
+    def score() -> None:
+        logger.log_score("accepted", True, prompt_data=subject)
+
     def reset() -> None:
         sink.clear()
         for each in (logger, *hooked.values()):
@@ -204,6 +225,9 @@ def _workloads() -> tuple[Work, Callable[[], None]]:
     work: Work = {"floor": floor, "floor_id_ts": floor_id_ts, "floor_call": floor_call,
                   "log_prompt": method, "banyan.log_prompt": module,
                   **{f"log_prompt+{name}": hooked_call(name) for name in hooked}}  # fmt: skip
+    # A baseline ref from before #18 has neither.
+    if hasattr(logger, "log_score"):
+        work |= {"log_prompt+usage": with_usage, "log_score": score}
     return work, reset
 
 
@@ -238,8 +262,9 @@ def _ratios(results: dict[str, Any]) -> None:
     for name in ("log_prompt", "banyan.log_prompt"):
         theirs = results[f"1.0.1 {name}"]
         theirs["x_2x"] = _paired_ratio(theirs, results[name])
-    for name in ("log_prompt+before_send", "log_prompt+redact_pii"):
-        results[name]["x_log_prompt"] = _paired_ratio(results[name], results["log_prompt"])
+    for name in ("log_prompt+before_send", "log_prompt+redact_pii", "log_prompt+usage"):
+        if name in results:
+            results[name]["x_log_prompt"] = _paired_ratio(results[name], results["log_prompt"])
 
 
 def _paired_ratio(row: dict[str, Any], base: dict[str, Any]) -> float:

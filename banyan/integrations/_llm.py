@@ -6,8 +6,9 @@ else is here: the ``banyan_prompt=`` / ``banyan_metadata=`` keywords taken
 out before the provider sees the call, the duration, streams assembled as
 they are consumed, and errors logged and re-raised untouched.
 
-Token usage goes to ``metadata["usage"]`` (:data:`USAGE_KEY`) as a neutral
-dict made by :func:`usage`, until ``log_prompt`` takes usage itself.
+Token usage, a neutral dict made by :func:`usage`, is passed as ``log_prompt``'s
+``usage=`` (the record's token fields, which experiment results count) and kept
+in ``metadata["usage"]`` (:data:`USAGE_KEY`) as the wrappers logged it before.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class Call:
             text = str(self.input)
         log = banyan.log_prompt if self.logger is None else self.logger.log_prompt
         log(text, output, prompt_data=self.prompt, model=self.model,
-            metadata=self.metadata, duration_ms=duration)  # fmt: skip
+            metadata=self.metadata, duration_ms=duration, usage=self.usage)  # fmt: skip
 
 
 def _read(reader_step: Callable[[Any, Call], None], item: Any, call: Call) -> None:

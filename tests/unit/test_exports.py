@@ -10,11 +10,12 @@ import banyan
 EXPECTED = [
     "AuthenticationError", "BanyanError", "BanyanWarning", "ConfigurationError", "ConnectError",
     "DropReason", "HTTPStatusError", "LogEvent", "NotConfiguredError", "PromptData",
-    "PromptStackLogger", "ProtocolError", "RequestTimeout", "Statistics", "TransportError",
+    "PromptStackLogger", "ProtocolError", "RequestTimeout", "ScoreError", "Statistics",
+    "TransportError",
     "__version__",
     "aflush", "aget_prompt", "configure", "content_hash", "experiment", "flush",
-    "get_prompt", "get_stats", "log", "log_prompt", "redact_card_numbers", "redact_emails",
-    "redact_phone_numbers", "redact_pii", "redact_secrets", "shutdown",
+    "get_prompt", "get_stats", "log", "log_prompt", "log_score", "redact_card_numbers",
+    "redact_emails", "redact_phone_numbers", "redact_pii", "redact_secrets", "shutdown",
 ]  # fmt: skip
 
 

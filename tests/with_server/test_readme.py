@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from serverkit import create_experiment, create_prompt, wait_stored
+from serverkit import call, create_experiment, create_prompt, wait_stored
 
 import banyan
 from banyan import PromptStackLogger
@@ -96,6 +96,49 @@ def test_usage_with_experiments(env: Server, capsys: pytest.CaptureFixture[str])
     )
     assert "Using experiment version" in capsys.readouterr().out
     assert env.summary()["stored"] == 1
+
+
+def my_model(prompt: str, text: str) -> str:
+    return f"{prompt} -> {text}"
+
+
+def test_outcomes_tokens_cost_and_scores(env: Server) -> None:
+    """Outcomes: usage keywords and record_id on log_prompt, three scores; the results count them
+    for the user's variant."""
+    create_prompt(env, "marketing-email", "Version one", "Version two")
+    experiment = create_experiment(env, "marketing-email")
+    banyan.configure(api_key=os.environ["BANYAN_API_KEY"])
+
+    prompt = banyan.get_prompt(
+        "marketing-email", sticky_context={"user_id": "user_123"}, fallback="Hello!"
+    )
+    answer = my_model(prompt.content, user_input)
+    banyan.log_prompt(
+        input=user_input,
+        output=answer,
+        prompt_data=prompt,
+        input_tokens=1200,
+        output_tokens=300,
+        cost=0.0042,  # or usage=response.usage
+        record_id="answer-8f3a",
+    )
+
+    # Later, in any process: the same user routes to the same variant.
+    prompt = banyan.get_prompt(
+        "marketing-email", sticky_context={"user_id": "user_123"}, fallback="Hello!"
+    )
+    banyan.log_score("accepted", True, prompt_data=prompt)  # a boolean, per subject
+    banyan.log_score("reason", "too_long", prompt_data=prompt)  # a category
+    banyan.log_score("stars", 4, record_id="answer-8f3a")  # a number, for that answer
+    banyan.flush(timeout=30)
+
+    path = f"/api/v2/experiments/{experiment['id']}/results"
+    variants = {v["id"]: v["metrics"] for v in call(env, "GET", path).json()["variants"]}
+    seen = variants[prompt.experiment_version_id or ""]
+    assert {name: seen[name]["value"] for name in ("input_tokens", "output_tokens", "cost_usd",
+            "score:accepted", "score:reason=too_long", "score:stars")} == {
+        "input_tokens": 1200.0, "output_tokens": 300.0, "cost_usd": 0.0042,
+        "score:accepted": 1.0, "score:reason=too_long": 1.0, "score:stars": 4.0}  # fmt: skip
 
 
 def test_sticky_strategies_and_server_routing_agree(env: Server) -> None:

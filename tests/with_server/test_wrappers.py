@@ -105,8 +105,8 @@ IDS = [f"{p}-{'async' if a else 'sync'}-{'stream' if s else 'whole'}" for p, a, 
 def test_a_call_is_logged_once_with_input_output_usage_and_experiment(
     server: Server, fake: FakeProvider, prompt: banyan.PromptData, case: tuple[str, bool, bool]
 ) -> None:
-    """One record per call: messages, text (streams assembled), model, duration, usage, context;
-    the SDK's own result comes back (a Stream for stream=True), banyan's keywords removed."""
+    """One record per call: messages, text (streams assembled), model, duration, usage (token
+    fields and metadata), context; the SDK's own result back, banyan's keywords removed."""
     provider, is_async, stream = case
     result, events = run(provider, is_async, stream, fake, banyan_prompt=prompt,
                          banyan_metadata={"route": "/support"})  # fmt: skip
@@ -126,6 +126,7 @@ def test_a_call_is_logged_once_with_input_output_usage_and_experiment(
     assert record["experiment_version_id"] == prompt.experiment_version_id
     metadata = record["metadata"]
     assert metadata["usage"] == USAGE
+    assert (record["input_tokens"], record["output_tokens"]) == (INPUT_TOKENS, 5)
     assert metadata["provider"] == provider
     assert metadata["route"] == "/support"
     assert "error" not in metadata
