@@ -1,0 +1,296 @@
+"""Storing logs in-process on a real SQLite database: chunked inserts, the one-by-one
+fallback, counters, ids, pages and their query.
+
+These call banyan.server._logs directly, so `make mutate` sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from banyan._record import Record, encode
+from banyan._wire import JSON, MSGPACK, Rejected
+from banyan.server import _db, _ingest, _logs
+from banyan.server._http import HTTPError
+
+from .helpers import body, record
+
+P = "prj_a"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[_db.Database]:
+    database = _db.Database(tmp_path / "t.db")
+    yield database
+    database.close()
+
+
+def _decoded(records: list[Record]) -> _ingest.Decoded:
+    return _ingest.decode(body(records), MSGPACK)
+
+
+def _store(db: _db.Database, batch: _ingest.Decoded, single: int = 0, project: str = P) -> int:
+    return asyncio.run(db.write(_logs.store, project, batch, single))
+
+
+def _read(db: _db.Database, fn: Any, *args: Any) -> Any:
+    return asyncio.run(db.read(fn, *args))
+
+
+def _table(db: _db.Database) -> list[tuple[Any, ...]]:
+    with contextlib.closing(_db.connect(db.path)) as conn:
+        return conn.execute("SELECT * FROM logs ORDER BY rowid").fetchall()
+
+
+def _expected(project: str, r: Record) -> tuple[Any, ...]:
+    """A logs row as we promise it: project, indexed columns (NULL if absent), blob, subject."""
+    return (
+        project, r.id, r.ts, r.prompt_name, r.version, r.branch_name, r.model, r.duration_ms,
+        r.experiment_id, r.experiment_version_id, encode(r), r.sticky_value,
+    )  # fmt: skip
+
+
+def _counters(db: _db.Database, project: str = P) -> dict[str, int]:
+    return dict(_read(db, _logs._summary, project))
+
+
+FULL = {
+    "prompt_name": "p",
+    "version": "v",
+    "branch_name": "b",
+    "model": "m",
+    "duration_ms": 1.5,
+    "experiment_id": "e",
+    "experiment_version_id": "ev",
+    "sticky_key": "k",
+    "sticky_value": "s",
+}
+
+
+@pytest.mark.parametrize("n", [1, 4, 5, 1024, 1365, 1369])
+def test_every_row_is_stored_in_order_with_our_columns(db: _db.Database, n: int) -> None:
+    """A batch of any size across the INSERT chunks is stored row for row, in batch order."""
+    records = [record(f"r{i}", ts=float(i), **(FULL if i % 2 else {})) for i in range(n)]
+    assert _store(db, _decoded(records)) == n
+    assert _table(db) == [_expected(P, r) for r in records]
+
+
+@pytest.mark.parametrize(
+    ("n", "chunks"),
+    [(1, [1]), (4, [4]), (16, [16]), (1024, [1024]), (1365, [1024, 256, 64, 16, 4, 1]),
+     (2051, [1024, 1024, 1, 1, 1])],
+)  # fmt: skip
+def test_a_batch_takes_the_largest_chunks_first(tmp_path: Path, n: int, chunks: list[int]) -> None:
+    """Rows go in the largest multi-row INSERTs that fit (1024, 256, 64, 16, 4, 1) first."""
+    _db.Database(tmp_path / "t.db").close()
+    with contextlib.closing(_db.connect(tmp_path / "t.db")) as conn:
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        with _db.transaction(conn):
+            _logs.store(conn, P, _decoded([record(f"c{i}") for i in range(n)]), 0)
+        conn.set_trace_callback(None)
+    inserts = [s for s in statements if s.startswith("INSERT OR IGNORE INTO logs")]
+    # The trace shows each statement with its values bound: one "('prj_a', " per row.
+    assert [s.count(f"('{P}', ") for s in inserts] == chunks
+
+
+def test_an_empty_batch_stores_nothing_and_counts_one_batch(db: _db.Database) -> None:
+    """A batch of no records inserts nothing and still counts as a batch."""
+    assert _store(db, _ingest.Decoded()) == 0
+    assert _counters(db) == {"stored": 0, "duplicates": 0, "rejected": 0, "batches": 1, "single": 0}
+
+
+def test_counters_add_up_stored_duplicates_rejected_and_requests(db: _db.Database) -> None:
+    """Each store adds its stored, duplicate and rejected counts, and one batch or one single."""
+    first = [record("a"), record("b"), record("c")]
+    assert _store(db, _decoded(first)) == 3
+    again = _ingest.to_rows([record("a"), record("d"), record("x", ts=math.inf)], None)
+    assert _store(db, again) == 1
+    assert _store(db, _decoded([record("e")]), single=1) == 1
+    assert _store(db, _decoded([record("e")]), single=1) == 0
+    assert _counters(db) == {"stored": 5, "duplicates": 2, "rejected": 1, "batches": 2, "single": 2}
+    assert _counters(db, "prj_other") == dict.fromkeys(_counters(db), 0)
+
+
+def test_the_same_id_in_another_project_is_not_a_duplicate(db: _db.Database) -> None:
+    """Ids are unique per project: one project's record does not shadow another's."""
+    assert _store(db, _decoded([record("same")])) == 1
+    assert _store(db, _decoded([record("same")]), project="prj_b") == 1
+    assert _read(db, _logs._ids, P) == ["same"]
+    assert _read(db, _logs._ids, "prj_b") == ["same"]
+
+
+def _refusing(records: list[Record], refused: list[int]) -> _ingest.Decoded:
+    """A decoded batch in which SQLite cannot bind the ts of the records at ``refused``."""
+    batch = _decoded(records)
+    for n in refused:
+        batch.values[n * _ingest.COLUMNS + 1] = 2**70
+    return batch
+
+
+def test_rows_sqlite_refuses_are_rejected_by_index_and_the_rest_kept(db: _db.Database) -> None:
+    """The one-by-one fallback rejects each refused row by its batch index and keeps the rest."""
+    _store(db, _decoded([record("r2")]))
+    records = [record(f"r{i}", **(FULL if i == 3 else {})) for i in range(5)]
+    batch = _refusing(records, [1, 4])
+    assert _store(db, batch) == 2
+    assert [(r.index, r.error.startswith("cannot store: ")) for r in batch.rejected] == [
+        (1, True),
+        (4, True),
+    ]
+    assert batch.count == 3
+    assert batch.values[:: _ingest.COLUMNS] == ["r0", "r2", "r3"]
+    assert list(map(_sql, batch.subjects)) == [None, None, "s"]
+    assert _table(db)[1:] == [_expected(P, records[0]), _expected(P, records[3])]
+    assert _counters(db) == {"stored": 3, "duplicates": 1, "rejected": 2, "batches": 2, "single": 0}
+
+
+def test_fallback_rejections_merge_with_decode_rejections_by_index(db: _db.Database) -> None:
+    """Rejections found while storing are sorted in among those found while decoding."""
+    items: list[Any] = [record("a"), record("b"), {"id": "bad"}, record("d")]
+    batch = _ingest.decode(body(items), MSGPACK)
+    batch.values[0 * _ingest.COLUMNS + 1] = 2**70  # record a
+    batch.values[2 * _ingest.COLUMNS + 1] = 2**70  # record d, the third kept row
+    assert _store(db, batch) == 1
+    assert [r.index for r in batch.rejected] == [0, 2, 3]
+    assert _read(db, _logs._ids, P) == ["b"]
+
+
+def _sql(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def test_a_refused_row_undoes_the_chunk_before_the_fallback(db: _db.Database) -> None:
+    """When a chunk fails, rows it inserted are rolled back, then stored once each."""
+    records = [record(f"u{i}") for i in range(1030)]
+    batch = _refusing(records, [1029])
+    assert _store(db, batch) == 1029
+    assert len(_table(db)) == 1029
+    assert _counters(db)["duplicates"] == 0
+
+
+def test_ids_lists_the_projects_ids_oldest_first(db: _db.Database) -> None:
+    """_ids lists one project's record ids in the order they were stored."""
+    _store(db, _decoded([record("z"), record("a")]))
+    _store(db, _decoded([record("other")]), project="prj_b")
+    _store(db, _decoded([record("m")]))
+    assert _read(db, _logs._ids, P) == ["z", "a", "m"]
+    assert _read(db, _logs._ids, "prj_none") == []
+
+
+def test_summary_of_a_project_without_batches_is_zeros(db: _db.Database) -> None:
+    """_summary names the five counters, all 0 for a project that never sent a batch."""
+    assert _counters(db, "prj_none") == {
+        "stored": 0,
+        "duplicates": 0,
+        "rejected": 0,
+        "batches": 0,
+        "single": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "sql", "args"),
+    [
+        ({}, " ORDER BY rowid ASC LIMIT ?", [1000]),
+        ({"order": "asc"}, " ORDER BY rowid ASC LIMIT ?", [1000]),
+        ({"order": "desc"}, " ORDER BY rowid DESC LIMIT ?", [1000]),
+        ({"limit": "1"}, " ORDER BY rowid ASC LIMIT ?", [1]),
+        ({"limit": "10000"}, " ORDER BY rowid ASC LIMIT ?", [10000]),
+        ({"cursor": "7"}, " AND rowid > ? ORDER BY rowid ASC LIMIT ?", [7, 1000]),
+        ({"cursor": "7", "order": "desc"}, " AND rowid < ? ORDER BY rowid DESC LIMIT ?", [7, 1000]),
+        (
+            {"until": "5", "variant": "v", "since": "1.5", "experiment": "e", "prompt": "p"},
+            " AND prompt_name = ? AND experiment_id = ? AND experiment_version_id = ?"
+            " AND ts >= ? AND ts < ? ORDER BY rowid ASC LIMIT ?",
+            ["p", "e", "v", 1.5, 5.0, 1000],
+        ),
+    ],
+)
+def test_page_query_builds_our_sql(query: dict[str, str], sql: str, args: list[Any]) -> None:
+    """page_query turns filters, cursor, order and limit into SQL and arguments, in one order."""
+    got_sql, got_args = _logs.page_query(query)
+    assert (got_sql, got_args) == (sql, args)
+    assert [type(a) for a in got_args] == [type(a) for a in args]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"order": "up"}, "order must be asc or desc"),
+        ({"order": "DESC"}, "order must be asc or desc"),
+        ({"limit": "0"}, "limit must be between 1 and 10000"),
+        ({"limit": "10001"}, "limit must be between 1 and 10000"),
+        ({"limit": "ten"}, "limit must be a number, got 'ten'"),
+        ({"limit": "1.5"}, "limit must be a number, got '1.5'"),
+        ({"since": "soon"}, "since must be a number, got 'soon'"),
+        ({"since": "nan"}, "since must be a finite number"),
+        ({"until": "inf"}, "until must be a finite number"),
+        ({"until": "-inf"}, "until must be a finite number"),
+        ({"cursor": "x"}, "cursor must be a number, got 'x'"),
+    ],
+)
+def test_page_query_refuses_bad_parameters_with_400(query: dict[str, str], message: str) -> None:
+    """A bad order, limit, time or cursor is 400 with our reason."""
+    with pytest.raises(HTTPError) as refused:
+        _logs.page_query(query)
+    assert (refused.value.status, refused.value.message) == (400, message)
+
+
+def _page(db: _db.Database, project: str = P, **query: str) -> dict[str, Any]:
+    return dict(_read(db, _logs._page, project, query))
+
+
+def test_pages_walk_the_records_with_a_cursor(db: _db.Database) -> None:
+    """Pages hold the stored records as sent; ``next`` is set while a page is full."""
+    records = [record(f"p{i}", ts=float(i), **FULL) for i in range(5)]
+    _store(db, _decoded(records))
+    _store(db, _decoded([record("elsewhere")]), project="prj_b")
+    first = _page(db, limit="2")
+    assert first["logs"] == [msgspec.to_builtins(r) for r in records[:2]]
+    second = _page(db, limit="2", cursor=first["next"])
+    assert [log["id"] for log in second["logs"]] == ["p2", "p3"]
+    last = _page(db, limit="2", cursor=second["next"])
+    assert ([log["id"] for log in last["logs"]], last["next"]) == (["p4"], None)
+    back = _page(db, limit="3", order="desc")
+    assert [log["id"] for log in back["logs"]] == ["p4", "p3", "p2"]
+    assert [
+        log["id"] for log in _page(db, limit="3", order="desc", cursor=back["next"])["logs"]
+    ] == [
+        "p1",
+        "p0",
+    ]
+
+
+def test_a_full_last_page_still_gives_a_cursor_to_an_empty_one(db: _db.Database) -> None:
+    """A page exactly as long as its limit gives ``next``; the page after it is empty."""
+    _store(db, _decoded([record("only")]))
+    page = _page(db, limit="1")
+    assert page["next"] is not None
+    assert _page(db, limit="1", cursor=page["next"]) == {"logs": [], "next": None}
+
+
+def test_page_filters_select_their_records(db: _db.Database) -> None:
+    """Filters select by prompt, experiment, variant and time, for one project only."""
+    _store(db, _decoded([record("x", ts=1.0, **FULL), record("y", ts=2.0), record("z", ts=3.0)]))
+    assert [log["id"] for log in _page(db, prompt="p")["logs"]] == ["x"]
+    assert [log["id"] for log in _page(db, since="2", until="3")["logs"]] == ["y"]
+    assert _page(db, project="prj_b") == {"logs": [], "next": None}
+
+
+def test_json_and_rejected_records_are_not_in_the_table(db: _db.Database) -> None:
+    """A JSON batch is stored as MessagePack; its rejected records never reach the table."""
+    items = [msgspec.to_builtins(record("j", ts=1.0)), {"id": "bad"}]
+    batch = _ingest.decode(msgspec.json.encode(items), JSON)
+    assert _store(db, batch) == 1
+    assert batch.rejected[0].index == 1
+    assert isinstance(batch.rejected[0], Rejected)
+    assert [row[1] for row in _table(db)] == ["j"]
