@@ -9,6 +9,8 @@ from __future__ import annotations
 import gzip
 import math
 import sys
+import tracemalloc
+import zlib
 from typing import Any
 
 import msgspec
@@ -405,3 +407,64 @@ def test_undecodable_reason_is_the_decoders_text_but_for_recursion() -> None:
     """undecodable gives the exception's own text, or TOO_DEEP for a RecursionError."""
     assert _ingest.undecodable(msgspec.DecodeError("bad")) == "bad"
     assert _ingest.undecodable(RecursionError("maximum recursion")) == _ingest.TOO_DEEP
+
+
+def test_a_zlib_stream_is_not_gzip() -> None:
+    """Content-Encoding gzip takes the gzip format only, not a bare zlib stream."""
+    error = _refused(_ingest.decompress, zlib.compress(b"abc"), "gzip")
+    assert error.status == 400
+    assert error.message.startswith("body is not valid gzip: ")
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it() -> None:
+    """After a first member of ``limit`` bytes, a bomb is refused having inflated ~1 byte of it."""
+    limit = 4 << 20
+    bomb = gzip.compress(bytes(limit)) + gzip.compress(bytes(64 << 20))
+    tracemalloc.start()
+    try:
+        error = _refused(_ingest.decompress, bomb, "gzip", limit)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert error.status == 413
+    # ~2x limit: zlib grows its output buffer up to max_length, then trims it with a copy.
+    assert peak < 3 * limit
+
+
+#: A record map in another key order than ours: re-encoding it would give other bytes.
+REORDERED = msgspec.msgpack.encode({"output": "o", "input": "i", "ts": 1.0, "id": "r"})
+
+
+def test_msgpack_records_beside_a_bad_one_are_stored_as_they_came() -> None:
+    """On the record-by-record path too, a good MessagePack record's blob is its bytes as sent."""
+    payload = b"\x92" + REORDERED + msgspec.msgpack.encode({"id": "bad"})
+    decoded = _ingest.decode(payload, MSGPACK)
+    assert [r.index for r in decoded.rejected] == [1]
+    assert bytes(decoded.values[_ingest.COLUMNS - 1]) == REORDERED
+    bad = record("x", ts=math.inf)
+    rows = _ingest.to_rows([msgspec.msgpack.decode(REORDERED, type=Record), bad], [REORDERED, b""])
+    assert bytes(rows.values[_ingest.COLUMNS - 1]) == REORDERED
+
+
+@pytest.mark.parametrize("path", ["fast", "slow", "json", "to_rows"])
+def test_absent_columns_hold_nan_the_decoders_null(path: str) -> None:
+    """Every path spells an absent column and subject as NaN (NULL), which each engine binds."""
+    bare = record("bare", ts=1.0)
+    items: list[Any] = [bare] if path != "slow" else [bare, {"id": "bad"}]
+    if path == "to_rows":
+        decoded = _ingest.to_rows([bare], [encode(bare)])
+    else:
+        kind = JSON if path == "json" else MSGPACK
+        payload = msgspec.json.encode(items) if kind == JSON else body(items)
+        decoded = _ingest.decode(payload, kind)
+    absent = decoded.values[2 : _ingest.COLUMNS - 1] + decoded.subjects
+    assert len(absent) == 8
+    assert all(isinstance(v, float) and math.isnan(v) for v in absent), absent
+
+
+def test_an_undecodable_record_keeps_the_decoders_reason_over_a_repeated_key() -> None:
+    """A record that fails to decode is rejected for that, even when it also repeats a key."""
+    broken = b"\x85\xa2id\xa1x\xa2ts\xa3bad\xa5input\xa1i\xa6output\xa1o\xa2id\xa1y"
+    decoded = _ingest.decode(b"\x92" + encode(record("a")) + broken, MSGPACK)
+    assert [r.index for r in decoded.rejected] == [1]
+    assert not decoded.rejected[0].error.startswith("key ")
