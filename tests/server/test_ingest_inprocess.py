@@ -338,12 +338,9 @@ def test_records_at_the_edges_of_the_checks_are_kept(fields: dict[str, Any], blo
 
 def test_to_rows_keeps_earlier_rejections_in_place() -> None:
     """A Rejected in the input is passed on, and the good records keep their own indexes."""
-    records: list[Record | Rejected] = [
-        Rejected(0, "bad map"),
-        record("b"),
-        record("c", ts=math.inf),
-    ]
-    blobs = [b"\xc0", encode(records[1]), b"\xc0"]  # type: ignore[arg-type]
+    good = record("b")
+    records: list[Record | Rejected] = [Rejected(0, "bad map"), good, record("c", ts=math.inf)]
+    blobs = [b"\xc0", encode(good), b"\xc0"]
     for given in (blobs, None):
         decoded = _ingest.to_rows(records, given)
         assert decoded.rejected == [

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import gzip
 import math
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 
 from banyan._record import Record, encode
-from banyan._wire import JSON, MSGPACK, Rejected
-from banyan.server import _db, _ingest, _logs
+from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, JSON, MSGPACK, Rejected
+from banyan.server import _app, _db, _ingest, _logs, _run
 from banyan.server._http import HTTPError
 
 from .helpers import body, record
@@ -208,6 +211,11 @@ def test_summary_of_a_project_without_batches_is_zeros(db: _db.Database) -> None
         ({"cursor": "7"}, " AND rowid > ? ORDER BY rowid ASC LIMIT ?", [7, 1000]),
         ({"cursor": "7", "order": "desc"}, " AND rowid < ? ORDER BY rowid DESC LIMIT ?", [7, 1000]),
         (
+            {"cursor": "3", "prompt": "p", "limit": "5"},
+            " AND prompt_name = ? AND rowid > ? ORDER BY rowid ASC LIMIT ?",
+            ["p", 3, 5],
+        ),
+        (
             {"until": "5", "variant": "v", "since": "1.5", "experiment": "e", "prompt": "p"},
             " AND prompt_name = ? AND experiment_id = ? AND experiment_version_id = ?"
             " AND ts >= ? AND ts < ? ORDER BY rowid ASC LIMIT ?",
@@ -294,3 +302,142 @@ def test_json_and_rejected_records_are_not_in_the_table(db: _db.Database) -> Non
     assert batch.rejected[0].index == 1
     assert isinstance(batch.rejected[0], Rejected)
     assert [row[1] for row in _table(db)] == ["j"]
+
+
+KEY = "psk_inprocess_0123456789"
+Call = Callable[..., Awaitable[httpx.Response]]
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[Callable[[Call], Any]], Any]:
+    """Run a scenario against the app `banyan serve` loads, in this process through ASGI
+    (lifespan included), with the worker's process-wide tuning left out."""
+    path = tmp_path / "app.db"
+    target: Any = str(path)  # a Path or a str, as `banyan serve --db` passes it
+    _run.bootstrap(target, KEY)
+    monkeypatch.setenv(_app.DB_ENV, str(path))
+    monkeypatch.setattr(_app, "log_to_stderr", lambda level: None)
+    monkeypatch.setattr(_app, "keep_freed_memory", lambda: False)
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    monkeypatch.setattr(gc, "set_threshold", lambda *thresholds: None)
+
+    def run(scenario: Callable[[Call], Any]) -> Any:
+        return asyncio.run(_serve(_app.create_app(), scenario))
+
+    return run
+
+
+async def _serve(app: Any, scenario: Callable[[Call], Any]) -> Any:
+    inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    life = asyncio.create_task(app({"type": "lifespan"}, inbox.get, outbox.put))
+    await inbox.put({"type": "lifespan.startup"})
+    assert (await outbox.get())["type"] == "lifespan.startup.complete"
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+
+            async def call(method: str, path: str, **kw: Any) -> httpx.Response:
+                headers = {"X-API-Key": KEY, **kw.pop("headers", {})}
+                return await client.request(method, path, headers=headers, **kw)
+
+            return await scenario(call)
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await life
+
+
+def _post(call: Call, content: bytes, **headers: str) -> Awaitable[httpx.Response]:
+    return call("POST", BATCH_PATH, content=content, headers={"Content-Type": MSGPACK, **headers})
+
+
+def test_batch_endpoint_answers_accepted_duplicates_and_rejected_by_index(served: Any) -> None:
+    """POST a batch: 200 with accepted, duplicates and each rejected record by index."""
+
+    async def scenario(call: Call) -> list[Any]:
+        first = await _post(call, body([record("a"), record("b")]))
+        second = await _post(call, body([record("b"), {"id": "bad"}, record("c")]))
+        return [first, second]
+
+    first, second = served(scenario)
+    assert (first.status_code, first.json()) == (
+        200,
+        {"accepted": 2, "duplicates": 0, "rejected": []},
+    )
+    assert second.status_code == 200
+    answer = second.json()
+    assert (answer["accepted"], answer["duplicates"]) == (1, 1)
+    assert [r["index"] for r in answer["rejected"]] == [1]
+    assert BATCH_ID_HEADER.lower() not in second.headers
+
+
+def test_batch_endpoint_takes_json_and_compressed_bodies(served: Any) -> None:
+    """A gzip-compressed JSON batch is read by its Content-Type and Content-Encoding."""
+    items = msgspec.json.encode([record("j1"), record("j2")])
+
+    async def scenario(call: Call) -> httpx.Response:
+        headers = {"Content-Type": JSON, "Content-Encoding": "gzip"}
+        return await call("POST", BATCH_PATH, content=gzip.compress(items), headers=headers)
+
+    answer = served(scenario)
+    assert (answer.status_code, answer.json()["accepted"]) == (200, 2)
+
+
+def test_batch_endpoint_echoes_the_batch_id_cut_to_200_characters(served: Any) -> None:
+    """The batch id header comes back, at most 200 characters of it."""
+
+    async def scenario(call: Call) -> list[httpx.Response]:
+        short = await _post(call, body([record("x")]), **{BATCH_ID_HEADER: "b-1"})
+        long = await _post(call, body([record("y")]), **{BATCH_ID_HEADER: "z" * 300})
+        return [short, long]
+
+    short, long = served(scenario)
+    assert short.headers[BATCH_ID_HEADER] == "b-1"
+    assert long.headers[BATCH_ID_HEADER] == "z" * 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({"Content-Type": "text/plain"}, 415), ({"Content-Encoding": "br"}, 415)],
+)
+def test_batch_endpoint_refuses_unknown_formats(
+    served: Any, headers: dict[str, str], status: int
+) -> None:
+    """An unknown Content-Type or Content-Encoding is refused whole, nothing stored."""
+
+    async def scenario(call: Call) -> list[httpx.Response]:
+        refused = await _post(call, body([record("x")]), **headers)
+        return [refused, await call("GET", "/api/v2/logs/ids")]
+
+    refused, ids = served(scenario)
+    assert refused.status_code == status
+    assert ids.json() == {"ids": []}
+
+
+def test_ids_summary_and_pages_read_what_the_batches_stored(served: Any) -> None:
+    """GET ids, summary and a page of logs answer from what was stored, for the key's project."""
+
+    async def scenario(call: Call) -> list[httpx.Response]:
+        await _post(call, body([record("a", ts=1.0), record("b", ts=2.0)]))
+        await _post(call, body([record("a", ts=1.0), record("c", ts=3.0)]))
+        return [
+            await call("GET", "/api/v2/logs/ids"),
+            await call("GET", "/api/v2/logs/summary"),
+            await call("GET", "/api/v2/logs", params={"limit": "2", "order": "desc"}),
+            await call("GET", "/api/v2/logs", params={"order": "sideways"}),
+        ]
+
+    ids, summary, page, bad = served(scenario)
+    assert ids.json() == {"ids": ["a", "b", "c"]}
+    assert summary.json() == {
+        "stored": 3,
+        "duplicates": 1,
+        "rejected": 0,
+        "batches": 2,
+        "single": 0,
+    }
+    assert [log["id"] for log in page.json()["logs"]] == ["c", "b"]
+    assert page.json()["next"] is not None
+    assert (bad.status_code, bad.json()) == (400, {"error": "order must be asc or desc"})
