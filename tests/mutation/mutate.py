@@ -57,7 +57,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "segment": ("banyan/_segment.py", [U + "test_segment_format.py", U + "test_spool.py"]),
     "spool": (
         "banyan/_spool.py",
-        [U + "test_spool_status.py", U + "test_spool.py", U + "test_spool_sync.py"],
+        [
+            U + "test_spool_status.py",
+            U + "test_spool.py",
+            U + "test_spool_sync.py",
+            U + "test_spool_edges.py",
+        ],
     ),
     "routing": (
         "banyan/_routing.py",
