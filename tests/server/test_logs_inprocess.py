@@ -11,7 +11,7 @@ import contextlib
 import gc
 import gzip
 import math
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 
 from banyan._record import Record, encode
 from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, JSON, MSGPACK, Rejected
-from banyan.server import _app, _db, _ingest, _logs, _run
+from banyan.server import _app, _db, _ingest, _limits, _logs, _run
 from banyan.server._http import HTTPError
 
 from .helpers import body, record
@@ -349,8 +349,12 @@ async def _serve(app: Any, scenario: Callable[[Call], Any]) -> Any:
         await life
 
 
-def _post(call: Call, content: bytes, **headers: str) -> Awaitable[httpx.Response]:
-    return call("POST", BATCH_PATH, content=content, headers={"Content-Type": MSGPACK, **headers})
+async def _post(
+    call: Call, content: bytes | AsyncIterator[bytes], **headers: str
+) -> httpx.Response:
+    return await call(
+        "POST", BATCH_PATH, content=content, headers={"Content-Type": MSGPACK, **headers}
+    )
 
 
 def test_batch_endpoint_answers_accepted_duplicates_and_rejected_by_index(served: Any) -> None:
@@ -441,3 +445,44 @@ def test_ids_summary_and_pages_read_what_the_batches_stored(served: Any) -> None
     assert [log["id"] for log in page.json()["logs"]] == ["c", "b"]
     assert page.json()["next"] is not None
     assert (bad.status_code, bad.json()) == (400, {"error": "order must be asc or desc"})
+
+
+def test_batch_without_a_content_type_is_415_naming_an_empty_one(served: Any) -> None:
+    """A batch sent without Content-Type is 415, quoting the empty type it was given."""
+
+    async def scenario(call: Call) -> httpx.Response:
+        return await call("POST", BATCH_PATH, content=body([record("x")]))
+
+    refused = served(scenario)
+    assert (refused.status_code, refused.json()) == (
+        415,
+        {"error": f"unsupported Content-Type ''; use {MSGPACK} or {JSON}"},
+    )
+
+
+def test_a_project_holding_its_share_of_slots_leaves_others_theirs(
+    served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one slot per project, a project whose batch is stalled gets 429 for another, while
+    another project's batch is taken (#14)."""
+    monkeypatch.setenv(_limits.PER_PROJECT_ENV, "1")
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield body([record("slow")])[:3]
+        started.set()  # the server reads the body inside its slot
+        await release.wait()
+        yield body([record("slow")])[3:]
+
+    async def scenario(call: Call) -> list[httpx.Response]:
+        created = await call("POST", "/api/v2/projects", json={"name": "other"})
+        other = {"X-API-Key": created.json()["api_key"]}
+        held = asyncio.create_task(_post(call, stalled()))
+        await started.wait()
+        same = await _post(call, body([record("a")]))
+        elsewhere = await _post(call, body([record("b")]), **other)
+        release.set()
+        return [same, elsewhere, await held]
+
+    same, elsewhere, held = served(scenario)
+    assert (same.status_code, elsewhere.status_code, held.status_code) == (429, 200, 200)
