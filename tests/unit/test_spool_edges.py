@@ -4,6 +4,7 @@ spare, purge and ack counters, the fork reset."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -335,4 +336,37 @@ def test_a_failed_directory_fsync_leaves_no_untracked_segment(
     assert 1 in taken
     s.seal()
     assert replay_all(s) == taken
+    s.close()
+
+
+def test_overlapping_syncs_each_close_their_own_descriptors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two maybe_sync calls that overlap (sync_interval=0) each sync and close their own dups."""
+    s = Spool(tmp_path, segment_bytes=SEGMENT, sync="interval", sync_interval=0.0)
+    assert s.append(rec(0))
+    both_in = threading.Barrier(2, timeout=30)
+    fdatasync = os.fdatasync
+
+    def meeting(fd: int) -> None:
+        both_in.wait()
+        fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", meeting)
+    errors: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            s.maybe_sync()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sync) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.undo()
+    assert errors == []
+    assert s._syncing == []
     s.close()
