@@ -3,6 +3,7 @@ spare, purge and ack counters, the fork reset."""
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -97,23 +98,22 @@ def test_only_always_fsyncs_the_directory_at_each_new_segment(
 
 
 def test_wake_fires_once_a_segment_is_past_half_full(tmp_path: Path) -> None:
-    """wake is called by the append that takes the segment past half, not at exactly half,
-    once per segment."""
+    """wake is called by the append that takes a segment past half (not to exactly half), once
+    per segment."""
     size = 100
     woken: list[int] = []
-    s = Spool(
-        tmp_path,
-        segment_bytes=2 * (HEADER_SIZE + FRAME_SIZE + size),
-        wake=lambda: woken.append(s.spooled),
-    )
-    assert s.append(b"a" * size)  # exactly half
-    assert woken == []
-    assert s.append(b"")
-    assert woken == [2]
-    assert s.append(b"b" * (size - FRAME_SIZE))
-    assert s.append(b"c" * size)  # a new segment, at exactly half
-    assert s.append(b"")
-    assert woken == [2, 5]
+    s = Spool(tmp_path, segment_bytes=2 * (HEADER_SIZE + FRAME_SIZE + size))
+    s.wake = lambda: woken.append(s.spooled)
+    assert s.append(b"")  # opens the first segment
+    for segment in range(2):
+        assert s.append(b"a" * (size - FRAME_SIZE))  # exactly half
+        assert len(woken) == segment
+        assert s.append(b"")
+        assert woken[segment:] == [s.spooled]
+        assert s.append(b"b" * (HEADER_SIZE + size - FRAME_SIZE))  # full to the last byte
+        assert s.append(b"")  # opens the next segment
+        assert len(woken) == segment + 1
+    assert len(segment_files(s)) == 3
     s.close()
 
 
@@ -278,7 +278,7 @@ def test_prepare_that_fails_says_why(
     """prepare never raises: an unusable directory or a failed create is in last_error."""
     if what == "directory":
         (tmp_path / "file").write_bytes(b"")
-        s = Spool(tmp_path / "file", segment_bytes=SEGMENT)
+        s = Spool(tmp_path / "file" / "spool", segment_bytes=SEGMENT)
     else:
         s = Spool(tmp_path, segment_bytes=SEGMENT)
         monkeypatch.setattr(_spooldir, "create", lambda path: _raise(OSError(13, "denied")))
@@ -369,4 +369,110 @@ def test_overlapping_syncs_each_close_their_own_descriptors(
     monkeypatch.undo()
     assert errors == []
     assert s._syncing == []
+    s.close()
+
+
+def _small_disk(monkeypatch: pytest.MonkeyPatch, room: int, error: int = errno.ENOSPC) -> list[Any]:
+    """Zero-fills fail with ``error`` above ``room`` bytes; returns (file suffix, size) tried."""
+    tried: list[Any] = []
+    fill = _spooldir.fill
+
+    def small(fd: int, size: int) -> None:
+        tried.append((Path(os.readlink(f"/proc/self/fd/{fd}")).suffix, size))
+        if size > room:
+            raise OSError(error, os.strerror(error))
+        fill(fd, size)
+
+    monkeypatch.setattr(_spooldir, "fill", small)
+    return tried
+
+
+K = 1 << 10
+BIG = 100 * K + HEADER_SIZE + FRAME_SIZE
+
+
+@pytest.mark.parametrize(
+    ("room", "record", "sizes"),
+    [
+        (1 << 20, 10, [4 << 20, 1 << 20]),
+        (100 * K, 10, [4 << 20, 1 << 20, 256 * K, 64 * K]),
+        (BIG, 100 * K, [4 << 20, 1 << 20, 256 * K, BIG]),
+    ],
+)
+def test_a_disk_short_of_room_gets_segments_a_quarter_the_size_down_to_the_floor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, room: int, record: int, sizes: list[int]
+) -> None:
+    """Each failed allocation tries a quarter of the size, down to 64 KiB or the record's need."""
+    tried = _small_disk(monkeypatch, room)
+    s = Spool(tmp_path, segment_bytes=4 << 20)
+    assert s.append(b"x" * record)
+    assert tried == [(".tmp", size) for size in sizes]
+    assert [path.stat().st_size for path in segment_files(s)] == sizes[-1:]
+    s.close()
+
+
+@pytest.mark.parametrize(("room", "error", "tries"), [(32 * K, errno.ENOSPC, 4), (0, errno.EIO, 1)])
+def test_a_disk_without_room_for_the_floor_or_failing_otherwise_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, room: int, error: int, tries: int
+) -> None:
+    """Below 64 KiB of room, or on another error than no room, the record is refused."""
+    tried = _small_disk(monkeypatch, room, error)
+    s = Spool(tmp_path, segment_bytes=4 << 20)
+    assert not s.append(b"x")
+    assert len(tried) == tries
+    assert segment_files(s) == []
+    s.close()
+
+
+def test_a_refusal_backs_off_for_retry_after_until_an_ack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a refused segment, appends fail fast without touching the disk for retry_after
+    seconds; an ack (the server took records) ends that early."""
+    orphan(Spool(tmp_path, segment_bytes=SEGMENT), 2)
+    s = Spool(tmp_path, segment_bytes=SEGMENT, retry_after=3600.0)
+    with monkeypatch.context() as patch:
+        tried = _small_disk(patch, 0)
+        assert not s.append(rec(0))
+        assert not s.append(rec(1))
+        assert len(tried) == 1
+    assert not s.append(rec(2))
+    seg = s.claim()
+    assert seg is not None
+    assert s.ack(seg)
+    assert s.append(rec(3))
+    s.close()
+
+
+def test_the_server_file_is_written_once_per_spool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server file is written with the first segment only, not with each one after."""
+    written: list[Path] = []
+    monkeypatch.setattr(
+        _spooldir, "write_server", lambda directory, server: written.append(directory)
+    )
+    s = Spool(tmp_path, segment_bytes=SEGMENT, server={"url": "http://127.0.0.1:1"})
+    fill(s, 30)
+    s.prepare()
+    assert written == [tmp_path]
+    s.close()
+
+
+def test_a_second_close_hands_nothing_more_over(tmp_path: Path) -> None:
+    """close hands over what the spool held once; handed_over keeps that count."""
+    s = Spool(tmp_path, segment_bytes=SEGMENT)
+    fill(s, 5)
+    assert s.close() == 5
+    assert s.close() == 0
+    assert s.handed_over == 5
+
+
+def test_claim_from_a_directory_others_can_write_says_why(tmp_path: Path) -> None:
+    """claim refuses a directory opened to others and says why in last_error."""
+    s = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
+    fill(s, 2)
+    os.chmod(s.directory, 0o777)
+    assert s.claim() is None
+    assert (s.last_error or "").startswith("spool: ")
     s.close()
