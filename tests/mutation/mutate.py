@@ -57,7 +57,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "segment": ("banyan/_segment.py", [U + "test_segment_format.py", U + "test_spool.py"]),
     "spool": (
         "banyan/_spool.py",
-        [U + "test_spool_status.py", U + "test_spool.py", U + "test_spool_sync.py"],
+        [
+            U + "test_spool_status.py",
+            U + "test_spool.py",
+            U + "test_spool_sync.py",
+            U + "test_spool_edges.py",
+        ],
     ),
     "routing": (
         "banyan/_routing.py",
@@ -78,6 +83,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "ingest": (
         "banyan/server/_ingest.py",
         [
+            "tests/server/test_ingest_inprocess.py",
             "tests/server/test_decode.py",
             "tests/server/test_storage.py",
             U + "test_testing.py",
@@ -86,7 +92,14 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/server/test_decode.py::test_fast_path_agrees_with_the_record_by_record_path",
         ],
     ),
-    "logs": ("banyan/server/_logs.py", ["tests/server/test_storage.py", U + "test_testing.py"]),
+    "logs": (
+        "banyan/server/_logs.py",
+        [
+            "tests/server/test_logs_inprocess.py",
+            "tests/server/test_storage.py",
+            U + "test_testing.py",
+        ],
+    ),
 }
 
 #: Runs in a fresh interpreter in the tree to mutate: mutmut's settings narrowed to one
