@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from mypy import api
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -23,6 +26,14 @@ def handle_request(text: str) -> None:
     pass
 
 """
+
+
+@pytest.fixture(autouse=True)
+def _recursion_limit_kept() -> Iterator[None]:
+    """mypy raises the interpreter's recursion limit and keeps it; later tests need ours."""
+    limit = sys.getrecursionlimit()
+    yield
+    sys.setrecursionlimit(limit)
 
 
 def test_readme_examples_pass_mypy_strict(tmp_path: Path) -> None:
