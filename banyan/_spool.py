@@ -213,13 +213,15 @@ class Spool:
             created = time.time_ns()
             path = self._next_path(sd.SUFFIX, created)
             self._writer = sd.activate(fd, tmp, path, self._pid, created)
+            # Tracked before the directory fsync: if that fails, later records still go to a
+            # segment that seal, claim and close know of.
+            self._active = (path.name, fd)
+            self._half = self.segment_bytes // 2
             if self.sync == "always":
                 sd.fsync_directory(self.directory)
         except OSError as exc:
             self.last_error = f"spool: {exc}"
             return "spool_error"
-        self._active = (path.name, fd)
-        self._half = self.segment_bytes // 2
         return None
 
     def _allocate(self, need: int) -> tuple[Path, int]:

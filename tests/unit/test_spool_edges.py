@@ -312,12 +312,6 @@ def test_a_server_file_that_cannot_be_written_says_why_and_records_still_spool(
     s.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _open_segment sets the writer before the directory fsync and _active after it;"
-    " when that fsync fails the writer stays, untracked, so later records go to a segment"
-    " that seal, claim and close never see (it is replayed only after the process exits)",
-)
 def test_a_failed_directory_fsync_leaves_no_untracked_segment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
