@@ -27,12 +27,11 @@ DAY = 86400.0
 INTERVAL = 3600.0
 #: How often the pruning process checks that ``banyan serve`` still runs.
 _PARENT_CHECK = 1.0
-_PRUNED = ("logs", "scores")
 
 
 async def _older(store: Store, before: float) -> dict[str, int]:
     """Rows of each pruned table with a ts before ``before`` (a scan: prune by hand only)."""
-    from banyan.server.store.sqlite import SqliteStore
+    from banyan.server.store.sqlite import _PRUNED, SqliteStore
 
     counts = {}
     for table in _PRUNED:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -88,3 +91,38 @@ def test_serve_retention_days_prunes_old_records_of_a_running_server(
         assert "retention" in srv.log.read_text()
     finally:
         srv.stop()
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The live child processes of ``pid`` and their command lines, from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_text()
+    return found
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
+def test_one_pruning_process_per_server_which_ends_when_serve_is_killed(tmp_path: Path) -> None:
+    """--retention-days with two workers runs one pruning process; it exits once serve is gone."""
+    srv = start_server(tmp_path, "--retention-days", "30", "--workers", "2")
+    children = _children(srv.process.pid)
+    pruners = [pid for pid, cmd in children.items() if "multiprocessing.spawn" in cmd]
+    assert len(pruners) == 1
+    srv.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while _alive(pruners[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = _alive(pruners[0])
+    for pid in children:  # granian's workers, left behind by the SIGKILL
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not alive
