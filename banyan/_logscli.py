@@ -169,6 +169,9 @@ def prune_logs(args: argparse.Namespace) -> int:
         print(f"banyan logs prune: {_utc(before)} is in the future", file=sys.stderr)
         return 2
     target = database_target(args.db)
+    if "://" not in target and not Path(target).is_file():
+        print(f"banyan logs prune: no database at {target}", file=sys.stderr)
+        return 2
     try:
         removed = asyncio.run(prune(target, before))
     except (StoreError, OSError, sqlite3.Error, ValueError, ImportError) as exc:

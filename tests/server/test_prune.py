@@ -126,3 +126,14 @@ def test_one_pruning_process_per_server_which_ends_when_serve_is_killed(tmp_path
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     assert not alive
+
+
+def test_logs_prune_does_not_create_a_missing_sqlite_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --db path with no database is an error, and no file is created there."""
+    missing = tmp_path / "typo.db"
+    code = main(["logs", "prune", "--older-than-days", "30", "--db", str(missing)])
+    assert code == 2
+    assert str(missing) in capsys.readouterr().err
+    assert not missing.exists()
