@@ -77,7 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
         serve(host=args.host, port=args.port, db=args.db, api_key=api_key,
               tls_cert=args.tls_cert, tls_key=args.tls_key, workers=args.workers,
               log_level=args.log_level, shutdown_timeout=args.shutdown_timeout,
-              limits=limits)  # fmt: skip
+              limits=limits, retention_days=args.retention_days)  # fmt: skip
     except (SchemaError, StoreError, OSError, sqlite3.Error, ValueError, ImportError) as exc:
         # A database that cannot be opened, a certificate file, an address or a busy port;
         # store errors carry the URL without its password.
@@ -125,6 +125,12 @@ def add_serve(sub: Subparsers) -> None:
         metavar="N",
         help="of those, what one project may hold, then 429 "
         "(default: 4, or $BANYAN_SERVER_MAX_INFLIGHT_PER_PROJECT)",
+    )
+    p.add_argument(
+        "--retention-days",
+        type=positive(int),
+        metavar="N",
+        help="drop logs and scores older than N days, at start and then hourly (default: keep all)",
     )
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")

@@ -1,7 +1,8 @@
-"""``banyan logs list|export``: read stored records back, as a table or JSON Lines.
+"""``banyan logs list|export|prune``: read stored records back, or drop old ones.
 
-Both page through ``GET /api/v2/logs`` with its cursor; ``export`` writes
-each page as it arrives, so a million records never sit in memory at once.
+``list`` and ``export`` page through ``GET /api/v2/logs`` with its cursor;
+``export`` writes each page as it arrives, so a million records never sit in
+memory at once. ``prune`` works on the database itself, like a migration tool.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -69,6 +72,25 @@ def add_parser(sub: Subparsers) -> None:
             help="only records before TIME (epoch seconds or ISO 8601)",
         )
         add_connection(parser)
+    _add_prune(logs)
+
+
+def _add_prune(logs: Subparsers) -> None:
+    p = logs.add_parser("prune", help="drop logs and scores older than a date, in the database")
+    cut = p.add_mutually_exclusive_group(required=True)
+    cut.add_argument(
+        "--before", type=when, metavar="DATE", help="drop what is older than DATE (ISO 8601, UTC)"
+    )
+    cut.add_argument(
+        "--older-than-days", type=positive(float), metavar="N", help="drop what is over N days old"
+    )
+    p.add_argument(
+        "--db",
+        metavar="PATH|URL",
+        help="the server's database; default: $BANYAN_DATABASE_URL, else banyan.db",
+    )
+    p.add_argument("--json", action="store_true", help="print what was removed as JSON")
+    p.set_defaults(func=prune_logs)
 
 
 def _filters(args: argparse.Namespace) -> dict[str, Any]:
@@ -130,3 +152,40 @@ def _row(record: dict[str, Any]) -> tuple[Any, ...]:
     return (record["id"], ts.strftime("%Y-%m-%d %H:%M:%S"), record.get("prompt_name"),
             record.get("version"), record.get("model"), record.get("duration_ms"),
             record.get("experiment_id"), record.get("experiment_version_id"))  # fmt: skip
+
+
+def prune_logs(args: argparse.Namespace) -> int:
+    """``banyan logs prune``: drop old logs and scores of a database; print what went."""
+    import asyncio
+    import sqlite3
+
+    from banyan.server._retention import DAY, prune
+    from banyan.server._run import database_target
+    from banyan.server.store import StoreError, redact
+
+    now = time.time()
+    before = args.before if args.older_than_days is None else now - args.older_than_days * DAY
+    if before > now:
+        print(f"banyan logs prune: {_utc(before)} is in the future", file=sys.stderr)
+        return 2
+    target = database_target(args.db)
+    if "://" not in target and not Path(target).is_file():
+        print(f"banyan logs prune: no database at {target}", file=sys.stderr)
+        return 2
+    try:
+        removed = asyncio.run(prune(target, before))
+    except (StoreError, OSError, sqlite3.Error, ValueError, ImportError) as exc:
+        print(f"banyan logs prune: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"database": redact(target), "before": _utc(before), "removed": removed}))
+        return 0
+    logs, scores = removed["logs"], removed["scores"]
+    print(f"banyan: removed {logs} log{'s' * (logs != 1)} and {scores} score{'s' * (scores != 1)}"
+          f" older than {_utc(before)} from {redact(target)}")  # fmt: skip
+    return 0
+
+
+def _utc(ts: float) -> str:
+    moment = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+    return moment.isoformat().replace("+00:00", "Z")

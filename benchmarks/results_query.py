@@ -1,7 +1,8 @@
 """Time and peak memory of one experiment's results: 1,000,000 records, 100,000 subjects,
 two scores, on each storage engine.
 
-Builds each database directly (the server's schema, indexes included; no HTTP):
+Builds each database through the store (its schema, indexes included; no HTTP),
+the rows in bulk:
 a 50/50 experiment whose logs hold ``--records`` records of ``--subjects``
 subjects, each with a latency, token counts and a cost, plus two scores: a
 boolean ``accepted`` on 30 % of the records (attributed by experiment subject,
@@ -11,7 +12,7 @@ its peak RSS is the query's, not the build's), computes the results as
 ``GET /api/v2/experiments/{id}/results`` does on either engine:
 ``Store.result_aggregates`` plus ``analyze``. Reports the wall time and the
 peak RSS of that process. PostgreSQL runs on the suite's own server
-(tests/server/store/pgserver.py, durable settings). Writes
+(tests/pgserver.py, durable settings). Writes
 benchmarks/results/results_query.json.
 
     python -m benchmarks.results_query [--records 1000000] [--subjects 100000] [--runs 3]
@@ -37,8 +38,9 @@ import msgspec
 import numpy as np
 
 from banyan._routing import Experiment, Variant
-from banyan.server import _auth, _db, _experiments, _prompts
+from banyan.server import _db, _prompts
 from banyan.server import analysis as stats
+from banyan.server._auth import hash_key
 from banyan.server.store import open_store
 
 RESULTS = Path(__file__).parent / "results"
@@ -50,15 +52,19 @@ _SCORES = ("project_id, id, ts, name, kind, value, record_id, experiment_id,"
            " experiment_version_id, subject, record")  # fmt: skip
 
 
-def _experiment(conn: sqlite3.Connection) -> tuple[str, str, list[str]]:
-    project = _auth.insert_project(conn, "bench")
-    body = _prompts.version_body({"content": "one"})
-    _prompts.create(conn, project, "bench", body)
-    prompt = _prompts.require(conn, project, "bench")
-    _prompts.add_version(conn, prompt["id"], "main", "two")
-    exp = _experiments.create(conn, project, {"prompt": "bench", "variants": [
-        {"version": "1", "percentage": 50}, {"version": "2", "percentage": 50}]})  # fmt: skip
-    return project, exp["id"], [v["id"] for v in exp["variants"]]
+async def _experiment(target: str) -> tuple[str, str, list[str]]:
+    """A project, a prompt with two versions and a 50/50 experiment on them, via the store."""
+    store = await open_store(target)
+    try:
+        project = (await store.create_project("bench", hash_key("psk_bench"), "psk_benc"))["id"]
+        body = _prompts.version_body({"content": "one"})
+        prompt = await store.create_prompt(project, "bench", body)
+        await store.add_version(prompt["id"], "main", "two")
+        config = _config("exp_bench", ["var_bench1", "var_bench2"])
+        await store.create_experiment(project, prompt["id"], "main", config, start=True)
+    finally:
+        await store.close()
+    return project, config.id, [v.id for v in config.variants]
 
 
 def chunks(
@@ -99,20 +105,17 @@ def _insert(conn: sqlite3.Connection, table: str, columns: str, rows: list[Any])
     conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
 
 
-def build_sqlite(path: Path, records: int, subjects: int) -> tuple[str, str, float]:
-    """The database at ``path``; returns the project, the experiment and the seconds taken."""
-    started = time.perf_counter()
+def build_sqlite(path: Path, records: int, subjects: int) -> tuple[str, str]:
+    """The database at ``path`` (schema by the store); returns the project and the experiment."""
+    project, exp_id, variants = asyncio.run(_experiment(str(path)))
     conn = _db.connect(path)
-    _db.create_schema(conn)
-    with _db.transaction(conn):
-        project, exp_id, variants = _experiment(conn)
     for logs, scores in chunks(project, exp_id, variants, records, subjects):
         with _db.transaction(conn):
             _insert(conn, "logs", _LOGS, logs)
             _insert(conn, "scores", _SCORES, scores)
     conn.execute("ANALYZE")
     conn.close()
-    return project, exp_id, time.perf_counter() - started
+    return project, exp_id
 
 
 def _config(exp_id: str, variants: list[str]) -> Experiment:
@@ -120,14 +123,13 @@ def _config(exp_id: str, variants: list[str]) -> Experiment:
     return Experiment(id=exp_id, sticky_key="user_id", seed="bench", variants=arms)
 
 
-async def _build_postgres(url: str, records: int, subjects: int) -> None:
-    from banyan.server.store.postgres import PostgresStore
-
-    await (await PostgresStore.open(url)).close()
+async def _build_postgres(url: str, records: int, subjects: int) -> tuple[str, str]:
+    """The database at ``url`` (schema by the store), its rows by COPY; as build_sqlite."""
     import psycopg
 
+    project, exp_id, variants = await _experiment(url)
     async with await psycopg.AsyncConnection.connect(url) as conn:
-        for logs, scores in chunks("bench", "exp", ["var_1", "var_2"], records, subjects):
+        for logs, scores in chunks(project, exp_id, variants, records, subjects):
             async with conn.cursor() as cur:
                 for table, columns, rows in (("logs", _LOGS, logs), ("scores", _SCORES, scores)):
                     async with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
@@ -136,6 +138,7 @@ async def _build_postgres(url: str, records: int, subjects: int) -> None:
             await conn.commit()
         await conn.set_autocommit(True)
         await conn.execute("VACUUM ANALYZE")
+    return project, exp_id
 
 
 def _measure(job: tuple[str, str, str, str, str], out: Any) -> None:
@@ -187,23 +190,25 @@ def _runs(engine: str, where: str, project: str, exp_id: str, runs: int) -> list
 
 def _sqlite(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
     path = Path(tmp) / "bench.db"
-    project, exp_id, built = build_sqlite(path, args.records, args.subjects)
+    started = time.perf_counter()
+    project, exp_id = build_sqlite(path, args.records, args.subjects)
+    built = time.perf_counter() - started
     print(f"sqlite: built {args.records:,} records of {args.subjects:,} subjects in {built:.0f} s")
     return _report(built, _runs("sqlite", str(path), project, exp_id, args.runs))
 
 
 def _postgres(args: argparse.Namespace) -> dict[str, Any]:
-    from tests.server.store.pgserver import PgServer
+    from tests.pgserver import PgServer
 
     server = PgServer(fast=False)
     try:
         server.start()
         url = server.create_database("bench")
         started = time.perf_counter()
-        asyncio.run(_build_postgres(url, args.records, args.subjects))
+        project, exp_id = asyncio.run(_build_postgres(url, args.records, args.subjects))
         built = time.perf_counter() - started
         print(f"postgres: built in {built:.0f} s")
-        return _report(built, _runs("postgres", url, "bench", "exp", args.runs))
+        return _report(built, _runs("postgres", url, project, exp_id, args.runs))
     finally:
         server.remove()
 
@@ -216,7 +221,7 @@ def _report(built: float, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     """Build, measure, print and write the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--subjects", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)

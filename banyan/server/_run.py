@@ -7,7 +7,7 @@ import os
 import socket
 from pathlib import Path
 
-from banyan.server import _auth
+from banyan.server import _auth, _retention
 from banyan.server._app import DB_ENV, LOG_LEVEL_ENV
 from banyan.server._limits import Limits
 from banyan.server.store import DATABASE_URL_ENV, DEFAULT_DATABASE, Bootstrap, open_store, redact
@@ -99,6 +99,7 @@ def serve(
     log_level: str = "warning",
     shutdown_timeout: int = 5,
     limits: Limits | None = None,
+    retention_days: int | None = None,
 ) -> None:
     """Run the reference server until SIGTERM or Ctrl-C.
 
@@ -107,13 +108,9 @@ def serve(
     acknowledged batch is committed already, so nothing answered is lost.
     ``limits`` bounds what each worker admits (see ``_limits``). ``db`` is a
     SQLite path or a ``postgresql://`` URL (default: $BANYAN_DATABASE_URL, else
-    banyan.db).
+    banyan.db). ``retention_days`` starts one process beside the workers that
+    prunes older logs and scores at start, then hourly (see ``_retention``).
     """
-    from granian import Granian
-    from granian.constants import HTTPModes, Interfaces
-    from granian.http import HTTP2Settings
-    from granian.log import LogLevels
-
     target = database_target(db)
     _check_free(host, port)
     bootstrap(target, api_key)
@@ -123,6 +120,25 @@ def serve(
     os.environ.update((limits or Limits.from_environ()).environ())
     scheme = "https" if tls_cert else "http"
     print(f"banyan: serving on {scheme}://{host}:{port} (HTTP/1.1 and HTTP/2)", flush=True)
+    pruner = _retention.start(target, retention_days, log_level) if retention_days else None
+    try:
+        _granian(host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, workers=workers,
+                 log_level=log_level, shutdown_timeout=shutdown_timeout)  # fmt: skip
+    finally:
+        if pruner is not None:
+            pruner.terminate()
+            pruner.join(shutdown_timeout)
+
+
+def _granian(
+    *, host: str, port: int, tls_cert: Path | None, tls_key: Path | None, workers: int,
+    log_level: str, shutdown_timeout: int,
+) -> None:  # fmt: skip
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP2Settings
+    from granian.log import LogLevels
+
     Granian(
         "banyan.server._app:create_app",
         address=host,
