@@ -28,11 +28,12 @@ from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.types.string import BytesBinaryDumper
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from banyan._wire import Rejected
 from banyan.server._ingest import Decoded
-from banyan.server._rules import COLUMN_NAMES, COLUMNS, SCORE_COLUMN_NAMES, SCORE_COLUMNS
+from banyan.server._rules import COLUMN_NAMES, COLUMNS, NULL, SCORE_COLUMN_NAMES, SCORE_COLUMNS
 from banyan.server.store import Conflict, StoreUnavailable, pgschema, redact
 from banyan.server.store.pgcatalog import Catalog
 from banyan.server.store.pgexperiments import Experiments
@@ -115,8 +116,13 @@ _ROW_ERRORS = (psycopg.DataError,)
 
 
 def _none(column: list[Any]) -> list[Any]:
-    # NaN, the only value unequal to itself, is how Decoded spells NULL.
-    return [v if v == v else None for v in column]  # noqa: PLR0124
+    """The column with Decoded's NULL (NaN; non-finite floats are rejected) as None."""
+    nulls = column.count(NULL)  # by identity first: a C scan, most columns have none
+    if not nulls:
+        return column
+    if nulls == len(column):
+        return [None] * nulls
+    return [None if v is NULL else v for v in column]
 
 
 def _rows(project_id: str, values: list[Any], subjects: list[Any]) -> list[tuple[Any, ...]]:
@@ -162,6 +168,11 @@ async def _staged(conn: AsyncConnection[Any], rows: list[Any], table: _Table) ->
 _Copy = Callable[[AsyncConnection[Any], list[Any], _Table], Awaitable[int]]
 
 
+async def _configure(conn: AsyncConnection[Any]) -> None:
+    # COPY picks a dumper by type oid: bytea's is dbapi20's Binary dumper, in Python.
+    conn.adapters.register_dumper(bytes, BytesBinaryDumper)
+
+
 class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
     """A Store on PostgreSQL; make one with ``await PostgresStore.open(url)``."""
 
@@ -169,7 +180,7 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         self._url = url
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             url, min_size=1, max_size=max_size, timeout=timeout, open=False,
-            check=AsyncConnectionPool.check_connection,
+            configure=_configure, check=AsyncConnectionPool.check_connection,
             name="banyan", reconnect_timeout=365 * 86_400,
         )  # fmt: skip
         self._days: set[int] = set()
