@@ -180,8 +180,7 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         self._url = url
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             url, min_size=1, max_size=max_size, timeout=timeout, open=False,
-            configure=_configure, check=AsyncConnectionPool.check_connection,
-            name="banyan", reconnect_timeout=365 * 86_400,
+            configure=_configure, name="banyan", reconnect_timeout=365 * 86_400,
         )  # fmt: skip
         self._days: set[int] = set()
         #: Most milliseconds that partition changes wait for a table lock.
