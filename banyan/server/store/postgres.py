@@ -45,7 +45,7 @@ log = logging.getLogger("banyan.server")
 
 #: Counter rows per project; a batch adds to the one of its backend (pid % shards).
 COUNTER_SHARDS = 16
-#: The PostgreSQL type of each staged column; the orders are _rules' (one source).
+#: The PostgreSQL type of each copied column; the orders are _rules' (one source).
 _TYPES = {
     "project_id": "text", "id": "text", "ts": "float8", "prompt_name": "text", "version": "text",
     "branch_name": "text", "model": "text", "duration_ms": "float8", "experiment_id": "text",
@@ -129,14 +129,15 @@ def _rows(project_id: str, values: list[Any], subjects: list[Any]) -> list[tuple
     """Decoded.values and subjects as row tuples in batch order; NaN becomes None."""
     columns = [values[c::COLUMNS] for c in range(COLUMNS)]
     columns[2 : COLUMNS - 1] = map(_none, columns[2 : COLUMNS - 1])
-    return list(zip(itertools.repeat(project_id), *columns, _none(subjects)))
+    projects = itertools.repeat(project_id, len(columns[0]))
+    return list(zip(projects, *columns, _none(subjects), strict=True))
 
 
 def _score_rows(project_id: str, values: list[Any]) -> list[tuple[Any, ...]]:
     """Decoded.scores as row tuples in batch order; NaN becomes None."""
     columns = [values[c::SCORE_COLUMNS] for c in range(SCORE_COLUMNS)]
     columns[3 : SCORE_COLUMNS - 1] = map(_none, columns[3 : SCORE_COLUMNS - 1])
-    return list(zip(itertools.repeat(project_id), *columns))
+    return list(zip(itertools.repeat(project_id, len(columns[0])), *columns, strict=True))
 
 
 async def _write(
