@@ -1,4 +1,4 @@
-"""Rows/s and CPU per row of PostgresStore.ingest: COPY into staging, then INSERT ... SELECT.
+"""Rows/s and CPU per row of PostgresStore.ingest: new rows by COPY, a resent batch staged.
 
 Starts its own PostgreSQL (initdb in a temporary directory, default durability
 settings: fsync and synchronous_commit on), decodes 100,000 ~1.2 KB records in
@@ -6,7 +6,8 @@ settings: fsync and synchronous_commit on), decodes 100,000 ~1.2 KB records in
 them through one PostgresStore connection. Reports rows/s and the CPU time per
 row of this process (the store's share: row building, COPY, the driver) and of
 every PostgreSQL process (from /proc), and resends the first batch to show it
-stores nothing twice.
+stores nothing twice (that resend takes the staging path: COPY into a
+temporary table, then INSERT ... SELECT ... ON CONFLICT DO NOTHING).
 
     python -m benchmarks.pg_ingest [--rows 100000] [--batch 4000]
 """

@@ -1,11 +1,15 @@
 """The PostgreSQL engine: a bounded async pool, COPY for batches, exact sharded counters.
 
-A batch is copied (binary COPY) into a per-connection temporary staging table,
-then moved with one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: each
-record is stored once however many instances receive it, and the statement's
-row count says how many were new. The counters move in the same transaction,
-in one of ``COUNTER_SHARDS`` rows per project chosen by the backend, so
-concurrent batches do not queue on one row; reads sum the shards.
+A batch is copied (binary COPY) straight into its tables, all of it new: the
+common case, and the cheapest (no second write of each row). Should a record
+be stored already (a resent batch, or another instance storing the same batch
+at once), the unique index refuses the COPY; the transaction is rolled back and
+the batch copied again into a temporary staging table, created then, and moved
+with one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: each record is
+stored once, and the statement's row count says how many were new. The
+counters move in the same transaction, in one of ``COUNTER_SHARDS`` rows per
+project chosen by the backend, so concurrent batches do not queue on one row;
+reads sum the shards.
 
 Every driver or pool failure to reach the database becomes StoreUnavailable;
 the pool replaces broken connections by itself.
@@ -14,20 +18,22 @@ the pool replaces broken connections by itself.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import operator
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.types.string import BytesBinaryDumper
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from banyan._wire import Rejected
 from banyan.server._ingest import Decoded
-from banyan.server._rules import COLUMN_NAMES, COLUMNS, SCORE_COLUMN_NAMES, SCORE_COLUMNS
+from banyan.server._rules import COLUMN_NAMES, COLUMNS, NULL, SCORE_COLUMN_NAMES, SCORE_COLUMNS
 from banyan.server.store import Conflict, StoreUnavailable, pgschema, redact
 from banyan.server.store.pgcatalog import Catalog
 from banyan.server.store.pgexperiments import Experiments
@@ -39,17 +45,17 @@ log = logging.getLogger("banyan.server")
 
 #: Counter rows per project; a batch adds to the one of its backend (pid % shards).
 COUNTER_SHARDS = 16
-#: The PostgreSQL type of each staged column; the orders are _rules' (one source).
+#: The PostgreSQL type of each copied column; the orders are _rules' (one source).
 _TYPES = {
-    "id": "text", "ts": "float8", "prompt_name": "text", "version": "text",
+    "project_id": "text", "id": "text", "ts": "float8", "prompt_name": "text", "version": "text",
     "branch_name": "text", "model": "text", "duration_ms": "float8", "experiment_id": "text",
     "experiment_version_id": "text", "input_tokens": "int8", "output_tokens": "int8",
     "cost": "float8", "record": "bytea", "subject": "text", "name": "text", "kind": "text",
     "value": "float8", "category": "text", "record_id": "text",
 }  # fmt: skip
-#: A staged logs row: a batch's columns (the record last), then the subject.
-_LOG_TYPES = {name: _TYPES[name] for name in (*COLUMN_NAMES, "record", "subject")}
-_SCORE_TYPES = {name: _TYPES[name] for name in (*SCORE_COLUMN_NAMES, "record")}
+#: A copied logs row: the project, a batch's columns (the record last), then the subject.
+_LOG_TYPES = {name: _TYPES[name] for name in ("project_id", *COLUMN_NAMES, "record", "subject")}
+_SCORE_TYPES = {name: _TYPES[name] for name in ("project_id", *SCORE_COLUMN_NAMES, "record")}
 
 
 def _stage(table: str, types: dict[str, str]) -> str:
@@ -63,26 +69,29 @@ def _stage(table: str, types: dict[str, str]) -> str:
 # OperationalError: StoreUnavailable, and the client resends.
 def _move(table: str, types: dict[str, str], key: str) -> str:
     names = ", ".join(types)
-    return (f"INSERT INTO {table} (project_id, {names}) SELECT %s, {names} FROM {table}_stage"
+    return (f"INSERT INTO {table} ({names}) SELECT {names} FROM {table}_stage"
             f" ON CONFLICT ({key}) DO NOTHING")  # fmt: skip
 
 
 @dataclass(frozen=True)
 class _Table:
-    """How a batch's rows of one table are copied in: its staging table and its move."""
+    """How a batch's rows of one table are copied in: straight, or staged then moved."""
 
     copy: bytes
     types: list[str]
+    stage: bytes
+    copy_stage: bytes
     move: bytes
     clear: bytes
 
 
 def _table(table: str, types: dict[str, str], key: str) -> _Table:
-    copy = f"COPY {table}_stage FROM STDIN (FORMAT BINARY)"
-    clear = f"DELETE FROM {table}_stage"
+    copy = f"COPY {{}} ({', '.join(types)}) FROM STDIN (FORMAT BINARY)"
     return _Table(
-        copy.encode(), [*types.values()], _move(table, types, key).encode(), clear.encode()
-    )
+        copy.format(table).encode(), [*types.values()], _stage(table, types).encode(),
+        copy.format(f"{table}_stage").encode(), _move(table, types, key).encode(),
+        f"DELETE FROM {table}_stage".encode(),
+    )  # fmt: skip
 
 
 _LOGS = _table("logs", _LOG_TYPES, "project_id, id, ts")
@@ -100,35 +109,69 @@ SELECT COALESCE(SUM(stored), 0), COALESCE(SUM(duplicates), 0), COALESCE(SUM(reje
        COALESCE(SUM(batches), 0), COALESCE(SUM(single), 0)
 FROM ingest_counters WHERE project_id = %s
 """
-_KEY = operator.itemgetter(0, 1)
+_KEY = operator.itemgetter(1, 2)
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 #: Text PostgreSQL refuses (a NUL character) or a value out of range: the row, not the batch.
 _ROW_ERRORS = (psycopg.DataError,)
 
 
-async def _configure(conn: AsyncConnection[Any]) -> None:
-    await conn.execute(_stage("logs", _LOG_TYPES).encode())
-    await conn.execute(_stage("scores", _SCORE_TYPES).encode())
-    await conn.commit()
-
-
 def _none(column: list[Any]) -> list[Any]:
-    # NaN, the only value unequal to itself, is how Decoded spells NULL.
-    return [v if v == v else None for v in column]  # noqa: PLR0124
+    """The column with Decoded's NULL (NaN; non-finite floats are rejected) as None."""
+    nulls = column.count(NULL)  # by identity first: a C scan, most columns have none
+    if not nulls:
+        return column
+    if nulls == len(column):
+        return [None] * nulls
+    return [None if v is NULL else v for v in column]
 
 
-def _rows(values: list[Any], subjects: list[Any]) -> list[tuple[Any, ...]]:
+def _rows(project_id: str, values: list[Any], subjects: list[Any]) -> list[tuple[Any, ...]]:
     """Decoded.values and subjects as row tuples in batch order; NaN becomes None."""
     columns = [values[c::COLUMNS] for c in range(COLUMNS)]
     columns[2 : COLUMNS - 1] = map(_none, columns[2 : COLUMNS - 1])
-    return list(zip(*columns, _none(subjects), strict=True))
+    projects = itertools.repeat(project_id, len(columns[0]))
+    return list(zip(projects, *columns, _none(subjects), strict=True))
 
 
-def _score_rows(values: list[Any]) -> list[tuple[Any, ...]]:
+def _score_rows(project_id: str, values: list[Any]) -> list[tuple[Any, ...]]:
     """Decoded.scores as row tuples in batch order; NaN becomes None."""
     columns = [values[c::SCORE_COLUMNS] for c in range(SCORE_COLUMNS)]
     columns[3 : SCORE_COLUMNS - 1] = map(_none, columns[3 : SCORE_COLUMNS - 1])
-    return list(zip(*columns, strict=True))
+    return list(zip(itertools.repeat(project_id, len(columns[0])), *columns, strict=True))
+
+
+async def _write(
+    conn: AsyncConnection[Any], statement: bytes, rows: list[Any], table: _Table
+) -> None:
+    async with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.set_types(table.types)
+        for row in sorted(rows, key=_KEY):
+            await copy.write_row(row)
+
+
+async def _direct(conn: AsyncConnection[Any], rows: list[Any], table: _Table) -> int:
+    """COPY rows straight into their table; UniqueViolation if one is stored already."""
+    if rows:
+        await _write(conn, table.copy, rows, table)
+    return len(rows)
+
+
+async def _staged(conn: AsyncConnection[Any], rows: list[Any], table: _Table) -> int:
+    """COPY rows into a staging table and move the new ones; returns how many were new."""
+    if not rows:
+        return 0
+    await conn.execute(table.stage)
+    await _write(conn, table.copy_stage, rows, table)
+    cur = await conn.execute(table.move)
+    return cur.rowcount
+
+
+_Copy = Callable[[AsyncConnection[Any], list[Any], _Table], Awaitable[int]]
+
+
+async def _configure(conn: AsyncConnection[Any]) -> None:
+    # COPY picks a dumper by type oid: bytea's is dbapi20's Binary dumper, in Python.
+    conn.adapters.register_dumper(bytes, BytesBinaryDumper)
 
 
 class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
@@ -138,8 +181,7 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         self._url = url
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             url, min_size=1, max_size=max_size, timeout=timeout, open=False,
-            configure=_configure, check=AsyncConnectionPool.check_connection,
-            name="banyan", reconnect_timeout=365 * 86_400,
+            configure=_configure, name="banyan", reconnect_timeout=365 * 86_400,
         )  # fmt: skip
         self._days: set[int] = set()
         #: Most milliseconds that partition changes wait for a table lock.
@@ -212,7 +254,12 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         await self._ensure_days(pgschema.wanted_days(batch.values[1::COLUMNS], time.time()))
         try:
             async with self._connection() as conn:
-                inserted = await self._stored(conn, project_id, batch, single)
+                try:
+                    async with conn.transaction():
+                        inserted = await self._stored(conn, project_id, batch, single, _direct)
+                except psycopg.errors.UniqueViolation:
+                    async with conn.transaction():
+                        inserted = await self._stored(conn, project_id, batch, single, _staged)
         except _ROW_ERRORS:
             async with self._connection() as conn:
                 inserted = await self._one_by_one(conn, project_id, batch)
@@ -220,34 +267,21 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         return inserted
 
     async def _stored(
-        self, conn: AsyncConnection[Any], project_id: str, batch: Decoded, single: int
-    ) -> int:
+        self, conn: AsyncConnection[Any], project_id: str, batch: Decoded, single: int,
+        copy: _Copy = _staged,
+    ) -> int:  # fmt: skip
         """Copy a batch and count it in the caller's transaction; returns the rows new."""
-        inserted = await self._copy(conn, project_id, _rows(batch.values, batch.subjects))
-        inserted += await self._copy(conn, project_id, _score_rows(batch.scores), _SCORES)
+        inserted = await copy(conn, _rows(project_id, batch.values, batch.subjects), _LOGS)
+        inserted += await copy(conn, _score_rows(project_id, batch.scores), _SCORES)
         await self._count(conn, project_id, batch, inserted, single)
         return inserted
 
-    async def _copy(
-        self, conn: AsyncConnection[Any], project_id: str, rows: list[tuple[Any, ...]],
-        table: _Table = _LOGS,
-    ) -> int:  # fmt: skip
-        if not rows:
-            return 0
-        async with conn.cursor() as cur:
-            async with cur.copy(table.copy) as copy:
-                copy.set_types(table.types)
-                for row in sorted(rows, key=_KEY):
-                    await copy.write_row(row)
-            await cur.execute(table.move, (project_id,))
-            return cur.rowcount
-
     async def _one_by_one(self, conn: AsyncConnection[Any], project_id: str, batch: Decoded) -> int:
-        rows = _rows(batch.values, batch.subjects)
-        logs, stored = await self._each(conn, project_id, batch, rows, batch.indexes, table=_LOGS)
-        rows = _score_rows(batch.scores)
+        rows = _rows(project_id, batch.values, batch.subjects)
+        logs, stored = await self._each(conn, batch, rows, batch.indexes, table=_LOGS)
+        rows = _score_rows(project_id, batch.scores)
         indexes = batch.score_indexes
-        scores, more = await self._each(conn, project_id, batch, rows, indexes, table=_SCORES)
+        scores, more = await self._each(conn, batch, rows, indexes, table=_SCORES)
         batch.values = [v for n in logs for v in batch.values[n * COLUMNS : (n + 1) * COLUMNS]]
         batch.subjects = [batch.subjects[n] for n in logs]
         width = SCORE_COLUMNS
@@ -257,15 +291,15 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         return stored + more
 
     async def _each(
-        self, conn: AsyncConnection[Any], project_id: str, batch: Decoded,
-        rows: list[tuple[Any, ...]], indexes: Sequence[int], *, table: _Table,
+        self, conn: AsyncConnection[Any], batch: Decoded, rows: list[tuple[Any, ...]],
+        indexes: Sequence[int], *, table: _Table,
     ) -> tuple[list[int], int]:  # fmt: skip
         """Copy rows one at a time: the positions of those kept, and how many were new."""
         kept, inserted = [], 0
         for n, (index, row) in enumerate(zip(indexes, rows, strict=True)):
             try:
                 async with conn.transaction():
-                    inserted += await self._copy(conn, project_id, [row], table)
+                    inserted += await _staged(conn, [row], table)
                     await conn.execute(table.clear)
                 kept.append(n)
             except _ROW_ERRORS as exc:

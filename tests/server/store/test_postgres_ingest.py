@@ -57,3 +57,14 @@ def test_row_postgres_refuses_is_rejected_by_index(pg_url: str) -> None:
     assert (inserted, rejected) == (2, [1])
     assert (summary["stored"], summary["rejected"]) == (2, 1)
     assert sorted(stored_ids(pg_url, "prj_a")) == ["a", "c"]
+
+
+def test_batch_of_new_records_needs_no_staging_table(pg_url: str) -> None:
+    """New records are copied straight into logs: no temporary staging table is created."""
+    staged = "SELECT count(*) FROM pg_class WHERE relname IN ('logs_stage', 'scores_stage')"
+
+    async def scenario(store: PostgresStore) -> tuple[int, int]:
+        inserted = await store.ingest("prj_a", batch(["a", "b"], ts=TS), 0)
+        return inserted, scalar(pg_url, staged)  # while the store's connection is open
+
+    assert with_store(pg_url, scenario) == (2, 0)
