@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any
 
 from anthropic.types import Usage as AnthropicUsage
 from openai.types import CompletionUsage
-from openai.types.completion_usage import PromptTokensDetails
 from serverkit import call, create_experiment, create_prompt, stored_records
 
 import banyan
@@ -71,14 +70,15 @@ def test_usage_objects_of_both_sdks_reach_the_results(server: Server) -> None:
     experiment = create_experiment(server, "tokens")
     logger = new_logger(server)
     served = routed(logger, "tokens")
-    openai = CompletionUsage(
-        prompt_tokens=100,
-        completion_tokens=20,
-        total_tokens=120,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=64),
-    )
-    anthropic = AnthropicUsage(input_tokens=30, output_tokens=7, cache_read_input_tokens=10,
-                               cache_creation_input_tokens=0)  # fmt: skip
+    # Parsed from the JSON each API answers, as the SDKs do (older SDKs keep newer fields too).
+    openai = CompletionUsage.model_validate(
+        {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
+         "prompt_tokens_details": {"cached_tokens": 64}}
+    )  # fmt: skip
+    anthropic = AnthropicUsage.model_validate(
+        {"input_tokens": 30, "output_tokens": 7, "cache_read_input_tokens": 10,
+         "cache_creation_input_tokens": 0}
+    )  # fmt: skip
     control = next(d.variant_name for d in served.values())
     for data in served.values():
         usage: Any = openai if data.variant_name == control else anthropic
