@@ -22,6 +22,8 @@ spooled_pending`` holds in every snapshot, not only at rest (issue 15).
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from banyan._stats import DropReason, SpoolCounts, Stats
@@ -44,6 +46,10 @@ class Batch:
     abandoned: bool = False
     #: Delivery is spooling part of it: the rest is settled by its export, not abandoned.
     spilling: bool = False
+    #: A blocking ``log_prompt``'s: its caller is told the outcome, shutdown leaves it alone.
+    direct: bool = False
+    #: Records delivery gave up on once close() began: close() spools (or drops) them.
+    held: list[Encoded] = dataclasses.field(default_factory=list)
 
 
 class Ledger(Stats):
@@ -57,6 +63,10 @@ class Ledger(Stats):
         #: Records of acknowledged spool segments (this process's replay).
         self.replayed_records = 0
         self._batches: dict[int, Batch] = {}
+        #: close() began: delivery no longer spills, it leaves the records to close().
+        self.closing = False
+        #: Notified when a batch settles (close() waits for spills under way).
+        self._settled = threading.Condition(self._lock)
 
     def take(self, ring: Ring, max_records: int, max_bytes: int) -> tuple[int, list[Encoded]]:
         """Queued -> in flight: the ring's oldest records as one batch (see ``Ring.take``)."""
@@ -71,22 +81,29 @@ class Ledger(Stats):
         """Entered and in flight at once: a blocking ``log_prompt``."""
         with self._lock:
             self.direct += len(records)
-            self._open(records)
+            self._open(records).direct = True
 
-    def _open(self, records: list[Encoded]) -> None:
+    def _open(self, records: list[Encoded]) -> Batch:
         self.in_flight += len(records)
-        self._batches[id(records)] = Batch(records, len(records))
+        batch = self._batches[id(records)] = Batch(records, len(records))
+        return batch
 
     def settle(self, records: list[Encoded], tally: Stats) -> bool:
         """In flight -> delivered or dropped, as ``tally`` counted the export of ``records``;
         False when shutdown gave the batch up meanwhile (then only noted)."""
-        with self._lock:
+        with self._settled:
+            self._settled.notify_all()
             batch = self._batches.pop(id(records), None)
             if batch is None or batch.abandoned:
                 self.delivered_after_shutdown += tally.sent
                 return False
-            self.in_flight -= batch.left
-            short = self._count(batch.left, tally)
+            count = batch.left - len(batch.held)
+            self.in_flight -= count
+            short = self._count(count, tally)
+            if batch.held:
+                # What delivery left to close(): in flight still, in a batch of its own.
+                batch.records, batch.left = batch.held, len(batch.held)
+                self._batches[id(batch.records)] = batch
         self._warn_short(short)
         return True
 
@@ -113,11 +130,15 @@ class Ledger(Stats):
                 "export", "banyan: internal error while sending logs: %d record(s) lost", short
             )
 
-    def spilling(self, records: list[Encoded]) -> bool:
-        """Whether delivery may spool part of ``records`` (False: shutdown took the batch)."""
+    def spilling(self, records: list[Encoded], part: list[Encoded]) -> bool:
+        """Whether delivery may spool ``part`` of ``records`` (False: shutdown took the batch,
+        or close() began and will spool ``part`` itself)."""
         with self._lock:
             batch = self._batches.get(id(records))
             if batch is None or batch.abandoned:
+                return False
+            if self.closing and not batch.direct:
+                batch.held += part
                 return False
             batch.spilling = True
             return True
@@ -138,13 +159,22 @@ class Ledger(Stats):
         self.spooled_from_queue += kept
         self.dropped[reason] += count - kept
 
-    def abandon(self) -> list[Batch]:
-        """Shutdown's deadline: every batch in flight is the caller's now (see give_up)."""
-        with self._lock:
-            batches = [b for b in self._batches.values() if not b.spilling and not b.abandoned]
+    def abandon(self, timeout: float = 0.0) -> list[Batch]:
+        """Shutdown's deadline (after :attr:`closing` is set): wait up to ``timeout`` for the
+        spills under way, then every other batch from the ring is the caller's (see give_up)."""
+        deadline = time.monotonic() + timeout
+        with self._settled:
+            while self.spills() and self._settled.wait(max(0.0, deadline - time.monotonic())):
+                pass
+            batches = [b for b in self._batches.values()
+                       if not (b.spilling or b.abandoned)]  # fmt: skip
             for batch in batches:
                 batch.abandoned = True
         return batches
+
+    def spills(self) -> bool:
+        """Whether delivery is spooling part of a batch from the ring (settled by its export)."""
+        return any(b.spilling and not b.direct for b in self._batches.values())
 
     def give_up(self, batches: list[Batch], kept: int, reason: DropReason, error: str) -> int:
         """In flight -> spooled or dropped: ``batches`` from :meth:`abandon`, ``kept`` of

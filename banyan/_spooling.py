@@ -116,12 +116,12 @@ class Spooling:
         self, batch: list[Encoded], records: list[Encoded], reason: DropReason, error: str
     ) -> None:
         """Delivery gave up on ``records`` of ``batch``: spool them (unless shutdown() took
-        the batch already)."""
+        the batch already, or close() began and spools them itself)."""
         if reason is DropReason.UNAUTHORIZED:
             # flush() is not done while the key is refused (#14), whether or not it waits for
             # a replay to find that out.
             self.replayer.key_refused = True
-        if not self._stats.spilling(batch):
+        if not self._stats.spilling(batch, records):
             return
         kept, refusal = self._keep(records, reason, error)
         self._stats.spill(batch, len(records), kept, refusal, error)

@@ -124,7 +124,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def _spill(self, batch: list[Encoded], part: list[Encoded]) -> None:
         if not part:
             return
-        assert self.ledger.spilling(batch)
+        assert self.ledger.spilling(batch, part)
         kept, refusal = self.spool.add_many(part)
         reason = refusal or DropReason.SPOOL_ERROR
         self.ledger.spill(batch, len(part), kept, reason, "server unavailable")
