@@ -167,7 +167,7 @@ class Ledger(Stats):
             while self.spills() and self._settled.wait(max(0.0, deadline - time.monotonic())):
                 pass
             batches = [b for b in self._batches.values()
-                       if not (b.spilling or b.abandoned)]  # fmt: skip
+                       if not (b.spilling or b.direct or b.abandoned)]  # fmt: skip
             for batch in batches:
                 batch.abandoned = True
         return batches

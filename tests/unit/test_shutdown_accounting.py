@@ -67,3 +67,30 @@ def test_in_flight_is_zero_when_shutdown_returns(make_logger: MakeLogger, tmp_pa
     logger = _spilling_when_abandoned(make_logger, tmp_path, 0.5)
     logger.shutdown(timeout=0.3)
     assert logger.get_stats()["in_flight"] == 0
+
+
+def test_a_blocking_send_in_progress_at_shutdown_is_counted_sent_not_given_up(
+    make_logger: MakeLogger,
+) -> None:
+    """A log_prompt(blocking=True) running when shutdown() gives up is its caller's: sent once."""
+    from fakes import FakeResponse
+
+    gate = threading.Event()
+
+    def held(method: str, path: str, **kw: Any) -> Any:
+        gate.wait(10)
+        return FakeResponse({"accepted": 1, "duplicates": 0})
+
+    logger, _ = make_logger(held, spool_dir=False)
+    out: dict[str, bool] = {}
+    caller = threading.Thread(
+        target=lambda: out.setdefault("ok", logger.log_prompt("in", "out", blocking=True))
+    )
+    caller.start()
+    _wait(lambda: logger.get_stats()["in_flight"] == 1)
+    settled = logger.shutdown(timeout=0.2)
+    gate.set()
+    caller.join(5)
+    stats = logger.get_stats()
+    assert out["ok"] is True
+    assert (settled, stats["logs_sent"], _dropped(logger)["shutdown"]) == (True, 1, 0)
