@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from banyan._record import Encoded
     from banyan._ring import Ring
 
+#: Records refused, by reason (``Spool.add_many``).
+Refused = dict[DropReason, int]
 #: Counters of requests, not records: a tally adds them as they are.
 _REQUEST_COUNTERS = ("duplicates", "retries", "batches_sent", "bytes_sent")
 
@@ -143,21 +145,20 @@ class Ledger(Stats):
             batch.spilling = True
             return True
 
-    def spill(
-        self, records: list[Encoded], count: int, kept: int, reason: DropReason, error: str
-    ) -> None:
-        """In flight -> spooled (``kept``) or dropped (``reason``): ``count`` of ``records``."""
+    def spill(self, records: list[Encoded], count: int, refused: Refused, error: str) -> None:
+        """In flight -> dropped (``refused``, by reason) or spooled: ``count`` of ``records``."""
         with self._lock:
             batch = self._batches[id(records)]
             batch.left -= count
-            self._leave(count, kept, reason)
-        self._lost(count - kept, reason, error)
+            self._leave(count, refused)
+        self._lost(refused, error)
 
-    def _leave(self, count: int, kept: int, reason: DropReason) -> None:
+    def _leave(self, count: int, refused: Refused) -> None:
         # Called with the lock held.
         self.in_flight -= count
-        self.spooled_from_queue += kept
-        self.dropped[reason] += count - kept
+        self.spooled_from_queue += count - sum(refused.values())
+        for reason, n in refused.items():
+            self.dropped[reason] += n
 
     def abandon(self, timeout: float = 0.0) -> list[Batch]:
         """Shutdown's deadline (after :attr:`closing` is set): wait up to ``timeout`` for the
@@ -176,21 +177,25 @@ class Ledger(Stats):
         """Whether delivery is spooling part of a batch from the ring (settled by its export)."""
         return any(b.spilling and not b.direct for b in self._batches.values())
 
-    def give_up(self, batches: list[Batch], kept: int, reason: DropReason, error: str) -> int:
-        """In flight -> spooled or dropped: ``batches`` from :meth:`abandon`, ``kept`` of
-        their records spooled, the others lost for ``reason``; returns how many were lost."""
+    def give_up(self, batches: list[Batch], refused: Refused | DropReason, error: str) -> int:
+        """In flight -> spooled or dropped: the records of ``batches`` from :meth:`abandon`,
+        ``refused`` by the spool (by reason; a reason alone: all lost for it), the others
+        spooled; returns how many were lost."""
         count = sum(batch.left for batch in batches)
+        if isinstance(refused, DropReason):
+            refused = {refused: count}
         with self._lock:
             for batch in batches:
                 self._batches.pop(id(batch.records), None)
-            self._leave(count, kept, reason)
-        self._lost(count - kept, reason, error)
-        return count - kept
+            self._leave(count, refused)
+        return self._lost(refused, error)
 
-    def _lost(self, lost: int, reason: DropReason, error: str) -> None:
-        if lost:
-            self.error(error)
-            self.warn_undelivered(lost, reason, error)
+    def _lost(self, refused: Refused, error: str) -> int:
+        for reason, lost in refused.items():
+            if lost:
+                self.error(error)
+                self.warn_undelivered(lost, reason, error)
+        return sum(refused.values())
 
     def replayed(self, records: int, tally: Stats) -> None:
         """Spooled -> delivered or dropped: an acknowledged segment of ``records`` records."""

@@ -223,7 +223,7 @@ class Pipeline:
     def _give_up(self, left: list[Batch], delivered: bool, mark: int) -> bool:
         spooling = self.spooling
         if spooling is None:
-            lost = self.ledger.give_up(left, 0, DropReason.SHUTDOWN, _AT_SHUTDOWN)
+            lost = self.ledger.give_up(left, DropReason.SHUTDOWN, _AT_SHUTDOWN)
             return delivered and not lost
         if left:
             spooling.give_up(left, DropReason.SHUTDOWN, _AT_SHUTDOWN)

@@ -30,12 +30,12 @@ class FakeSpool:
     lost: int = 0
     held: list[Encoded] = field(default_factory=list)
 
-    def add_many(self, records: list[Encoded]) -> tuple[int, DropReason | None]:
+    def add_many(self, records: list[Encoded]) -> tuple[int, dict[DropReason, int]]:
         if self.refusing is not None:
-            return 0, self.refusing
+            return 0, {self.refusing: len(records)}
         self.held += records
         self.spooled += len(records)
-        return len(records), None
+        return len(records), {}
 
     def counts(self) -> SpoolCounts:
         return SpoolCounts(self.spooled, 0, self.evicted, self.lost)
@@ -79,8 +79,8 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule()
     def push_to_the_spool(self) -> None:
         record = self._record()
-        kept, refusal = self.spool.add_many([record])
-        if refusal is not None:
+        kept, refused = self.spool.add_many([record])
+        for refusal in refused:
             self.ledger.drop_entry(refusal, "the spool refused a record")
         self.model[record] = "spooled" if kept else "dropped"
 
@@ -128,9 +128,8 @@ class LedgerMachine(RuleBasedStateMachine):
         if not part:
             return
         assert self.ledger.spilling(batch, part)
-        kept, refusal = self.spool.add_many(part)
-        reason = refusal or DropReason.SPOOL_ERROR
-        self.ledger.spill(batch, len(part), kept, reason, "server unavailable")
+        kept, refused = self.spool.add_many(part)
+        self.ledger.spill(batch, len(part), refused, "server unavailable")
         self._move(part, "spooled" if kept else "dropped")
 
     @rule(refusing=st.sampled_from([None, DropReason.SPOOL_FULL, DropReason.SPOOL_ERROR]))
@@ -148,8 +147,8 @@ class LedgerMachine(RuleBasedStateMachine):
         ring = [records for records in self.open if id(records) not in self.direct]
         assert sorted(map(id, (b.records for b in batches))) == sorted(map(id, ring))
         records = [record for batch in batches for record in batch.records]
-        kept, refusal = self.spool.add_many(records)
-        self.ledger.give_up(batches, kept, refusal or DropReason.SHUTDOWN, "at shutdown")
+        kept, refused = self.spool.add_many(records)
+        self.ledger.give_up(batches, refused, "at shutdown")
         self._move(records, "spooled" if kept else "dropped")
         self.abandoned += ring
         self.open = direct
@@ -211,3 +210,15 @@ def _identity(view: dict[str, Any]) -> None:
 
 LedgerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 test_the_ledger_counts_each_record_once_through_any_interleaving = LedgerMachine.TestCase
+
+
+def test_a_spill_refused_for_two_reasons_counts_each_under_its_own() -> None:
+    """Records of one spill the spool refused for two reasons are counted under each."""
+    ledger = Ledger()
+    records: list[Encoded] = [b"a", b"b", b"c"]
+    ledger.sent_directly(records)
+    assert ledger.spilling(records, records)
+    ledger.spill(records, 3, {DropReason.TOO_LARGE: 1, DropReason.SPOOL_FULL: 1}, "503")
+    view = ledger.view()
+    assert (view["dropped"]["too_large"], view["dropped"]["spool_full"]) == (1, 1)
+    assert ledger.spooled_from_queue == 1
