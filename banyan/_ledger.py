@@ -21,9 +21,11 @@ spooled_pending`` holds in every snapshot, not only at rest (issue 15).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from banyan._stats import DropReason, SpoolCounts, Stats
@@ -69,10 +71,36 @@ class Ledger(Stats):
         self.closing = False
         #: Notified when a batch settles (close() waits for spills under way).
         self._settled = threading.Condition(self._lock)
+        #: Drops made on a thread already inside a move or a view, counted at its release.
+        self._later: list[tuple[DropReason, int, str | None, bool]] = []
+
+    def drop(
+        self, reason: DropReason, count: int = 1, error: str | None = None, entry: bool = False
+    ) -> None:
+        """Count ``count`` records lost for ``reason`` (see :meth:`Stats.drop`)."""
+        if self._lock._is_owned():  # type: ignore[attr-defined]
+            # A signal handler's log_prompt interrupted this thread in a move or a view:
+            # counted once the lock is released, so that no view sees half of it.
+            self._later.append((reason, count, error, entry))
+            return
+        with self._held():
+            super().drop(reason, count, error, entry)
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """The ledger's lock, and then the drops deferred while it was held."""
+        with self._lock:
+            yield
+        while self._later and not self._lock._is_owned():  # type: ignore[attr-defined]
+            try:
+                later = self._later.pop(0)
+            except IndexError:  # a signal handler's drop took it meanwhile
+                return
+            super().drop(*later)
 
     def take(self, ring: Ring, max_records: int, max_bytes: int) -> tuple[int, list[Encoded]]:
         """Queued -> in flight: the ring's oldest records as one batch (see ``Ring.take``)."""
-        with self._lock:
+        with self._held():
             start, records = ring.take(max_records, max_bytes)
             if records:
                 self.taken += len(records)
@@ -81,7 +109,7 @@ class Ledger(Stats):
 
     def sent_directly(self, records: list[Encoded]) -> None:
         """Entered and in flight at once: a blocking ``log_prompt``."""
-        with self._lock:
+        with self._held():
             self.direct += len(records)
             self._open(records).direct = True
 
@@ -93,7 +121,7 @@ class Ledger(Stats):
     def settle(self, records: list[Encoded], tally: Stats) -> bool:
         """In flight -> delivered or dropped, as ``tally`` counted the export of ``records``;
         False when shutdown gave the batch up meanwhile (then only noted)."""
-        with self._settled:
+        with self._held():
             self._settled.notify_all()
             batch = self._batches.pop(id(records), None)
             if batch is None or batch.abandoned:
@@ -135,7 +163,7 @@ class Ledger(Stats):
     def spilling(self, records: list[Encoded], part: list[Encoded]) -> bool:
         """Whether delivery may spool ``part`` of ``records`` (False: shutdown took the batch,
         or close() began and will spool ``part`` itself)."""
-        with self._lock:
+        with self._held():
             batch = self._batches.get(id(records))
             if batch is None or batch.abandoned:
                 return False
@@ -147,7 +175,7 @@ class Ledger(Stats):
 
     def spill(self, records: list[Encoded], count: int, refused: Refused, error: str) -> None:
         """In flight -> dropped (``refused``, by reason) or spooled: ``count`` of ``records``."""
-        with self._lock:
+        with self._held():
             batch = self._batches[id(records)]
             batch.left -= count
             self._leave(count, refused)
@@ -164,7 +192,7 @@ class Ledger(Stats):
         """Shutdown's deadline (after :attr:`closing` is set): wait up to ``timeout`` for the
         spills under way, then every other batch from the ring is the caller's (see give_up)."""
         deadline = time.monotonic() + timeout
-        with self._settled:
+        with self._held():
             while self.spills() and self._settled.wait(max(0.0, deadline - time.monotonic())):
                 pass
             batches = [b for b in self._batches.values()
@@ -184,7 +212,7 @@ class Ledger(Stats):
         count = sum(batch.left for batch in batches)
         if isinstance(refused, DropReason):
             refused = {refused: count}
-        with self._lock:
+        with self._held():
             for batch in batches:
                 self._batches.pop(id(batch.records), None)
             self._leave(count, refused)
@@ -199,7 +227,7 @@ class Ledger(Stats):
 
     def replayed(self, records: int, tally: Stats) -> None:
         """Spooled -> delivered or dropped: an acknowledged segment of ``records`` records."""
-        with self._lock:
+        with self._held():
             self.replayed_records += records
             short = self._count(records, tally)
         self._warn_short(short)
@@ -211,7 +239,7 @@ class Ledger(Stats):
     def view(self, ring: Ring | None = None, spool: SpoolCounts | None = None) -> dict[str, Any]:
         """The ``get_stats()`` dictionary: every record counted once, in one consistent read."""
         spool = spool or SpoolCounts()
-        with self._lock:
+        with self._held():
             queued = 0 if ring is None else len(ring)
             dropped = {reason.value: n for reason, n in self.dropped.items()}
             dropped[DropReason.SPOOL_EVICTED.value] += spool.evicted

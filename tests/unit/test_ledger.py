@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import signal
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fakes import MakeLogger
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -222,3 +225,41 @@ def test_a_spill_refused_for_two_reasons_counts_each_under_its_own() -> None:
     view = ledger.view()
     assert (view["dropped"]["too_large"], view["dropped"]["spool_full"]) == (1, 1)
     assert ledger.spooled_from_queue == 1
+
+
+def test_a_drop_counted_by_a_signal_handler_in_the_middle_of_a_view_keeps_the_identity() -> None:
+    """A drop re-entering the ledger on the viewing thread (a signal handler's log_prompt)
+    is counted after the view, not half inside it."""
+    ledger = Ledger()
+    real = ledger.counters
+
+    def interrupted() -> dict[str, Any]:
+        ledger.drop(DropReason.SAMPLED, entry=True)  # the handler runs between two reads
+        return real()
+
+    ledger.counters = interrupted  # type: ignore[method-assign]
+    _identity(ledger.view())
+    ledger.counters = real  # type: ignore[method-assign]
+    view = ledger.view()
+    _identity(view)
+    assert view["dropped"]["sampled"] == 1
+
+
+def test_get_stats_keeps_the_identity_while_a_signal_handler_logs(make_logger: MakeLogger) -> None:
+    """Snapshots taken while a signal handler logs (sampled out) on the same thread all add up."""
+    logger, _ = make_logger(spool_dir=False, sample_rate=0.0001)
+
+    def handler(signum: int, frame: object) -> None:
+        logger.log_prompt("from a signal handler", "out")
+
+    previous = signal.signal(signal.SIGPROF, handler)
+    signal.setitimer(signal.ITIMER_PROF, 0.0002, 0.0002)
+    try:
+        end, views = time.monotonic() + 1.0, []
+        while time.monotonic() < end:
+            views.append(logger.get_stats())
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
+    for view in views:
+        _identity(dict(view))
