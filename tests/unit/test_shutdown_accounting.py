@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fakes import MakeLogger, status
+from fakes import FakeResponse, MakeLogger, status
+from test_prompts_cache import wait_for
 
 import banyan
-
-
-def _wait(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond() and time.monotonic() < end:
-        time.sleep(0.01)
 
 
 def _spilling_when_abandoned(make_logger: MakeLogger, spool: Path, hold: float) -> Any:
@@ -42,7 +36,7 @@ def _spilling_when_abandoned(make_logger: MakeLogger, spool: Path, hold: float) 
     flusher.abandon = abandon  # type: ignore[method-assign]
     for i in range(5):
         logger.log_prompt(f"in {i}", "out")
-    _wait(lambda: logger.get_stats()["in_flight"] == 5)
+    wait_for(lambda: logger.get_stats()["in_flight"] == 5)
     return logger
 
 
@@ -57,7 +51,7 @@ def test_a_batch_spilling_when_shutdown_gives_up_is_spooled_before_the_spool_clo
     """A batch the worker spills as shutdown() gives up is spooled, not dropped as closed."""
     logger = _spilling_when_abandoned(make_logger, tmp_path, 0.2)
     settled = logger.shutdown(timeout=0.3)
-    _wait(lambda: logger.get_stats()["in_flight"] == 0)
+    wait_for(lambda: logger.get_stats()["in_flight"] == 0)
     stats = logger.get_stats()
     assert (stats["spooled_pending"], _dropped(logger)["closed"]) == (5, 0), (settled, stats)
 
@@ -73,8 +67,6 @@ def test_a_blocking_send_in_progress_at_shutdown_is_counted_sent_not_given_up(
     make_logger: MakeLogger,
 ) -> None:
     """A log_prompt(blocking=True) running when shutdown() gives up is its caller's: sent once."""
-    from fakes import FakeResponse
-
     gate = threading.Event()
 
     def held(method: str, path: str, **kw: Any) -> Any:
@@ -87,7 +79,7 @@ def test_a_blocking_send_in_progress_at_shutdown_is_counted_sent_not_given_up(
         target=lambda: out.setdefault("ok", logger.log_prompt("in", "out", blocking=True))
     )
     caller.start()
-    _wait(lambda: logger.get_stats()["in_flight"] == 1)
+    wait_for(lambda: logger.get_stats()["in_flight"] == 1)
     settled = logger.shutdown(timeout=0.2)
     gate.set()
     caller.join(5)
