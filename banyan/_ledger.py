@@ -8,10 +8,12 @@ those moves is one call here, counted once:
 
 * :meth:`Ledger.settle` when its export returns (the outcome tallied apart
   in a scratch :class:`~banyan._stats.Stats`);
-* :meth:`Ledger.spill` for the part delivery gave up on, spooled or dropped;
+* :meth:`Ledger.spill` for the part delivery gave up on, spooled or dropped
+  (once ``closing`` is set, held in flight for close() to give up instead);
 * :meth:`Ledger.abandon` then :meth:`Ledger.give_up` at shutdown's deadline:
-  the batch is the shutdown's from then on, its late export only noted in
-  ``delivered_after_shutdown``;
+  a batch from the ring is the shutdown's from then on, its late export only
+  noted in ``delivered_after_shutdown`` (a blocking ``log_prompt``'s is left
+  to its caller);
 * :meth:`Ledger.replayed` when a spooled segment is acknowledged.
 
 :meth:`Ledger.view` reads every counter under the same lock, so that
