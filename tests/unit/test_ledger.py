@@ -60,6 +60,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.open: list[list[Encoded]] = []
         #: Batches of a blocking log_prompt: shutdown leaves them to their caller.
         self.direct: set[int] = set()
+        #: Records delivery gave up on after close() began: in flight, close()'s to give up.
+        self.held: list[Encoded] = []
         self.abandoned: list[list[Encoded]] = []
         self.after_shutdown = 0
 
@@ -130,7 +132,11 @@ class LedgerMachine(RuleBasedStateMachine):
     def _spill(self, batch: list[Encoded], part: list[Encoded]) -> None:
         if not part:
             return
-        assert self.ledger.spilling(batch, part)
+        if not self.ledger.spilling(batch, part):
+            assert self.ledger.closing
+            assert id(batch) not in self.direct
+            self.held += part
+            return
         kept, refused = self.spool.add_many(part)
         self.ledger.spill(batch, len(part), refused, "server unavailable")
         self._move(part, "spooled" if kept else "dropped")
@@ -138,6 +144,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(refusing=st.sampled_from([None, DropReason.SPOOL_FULL, DropReason.SPOOL_ERROR]))
     def spool_refuses(self, refusing: DropReason | None) -> None:
         self.spool.refusing = refusing
+
+    @rule()
+    def close_begins(self) -> None:
+        self.ledger.closing = True
 
     @rule(take_the_rest=st.booleans())
     def shutdown_deadline(self, take_the_rest: bool) -> None:
@@ -148,8 +158,9 @@ class LedgerMachine(RuleBasedStateMachine):
         batches: list[Batch] = self.ledger.abandon()
         direct = [records for records in self.open if id(records) in self.direct]
         ring = [records for records in self.open if id(records) not in self.direct]
-        assert sorted(map(id, (b.records for b in batches))) == sorted(map(id, ring))
         records = [record for batch in batches for record in batch.records]
+        assert sorted(records) == sorted([r for batch in ring for r in batch] + self.held)
+        self.held = []
         kept, refused = self.spool.add_many(records)
         self.ledger.give_up(batches, refused, "at shutdown")
         self._move(records, "spooled" if kept else "dropped")
