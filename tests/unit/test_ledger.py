@@ -58,8 +58,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.spool = FakeSpool()
         self.model: dict[bytes, str] = {}
         self.open: list[list[Encoded]] = []
-        #: Batches of a blocking log_prompt: shutdown leaves them to their caller.
-        self.direct: set[int] = set()
+        #: Batches of a blocking log_prompt, kept alive (their ids are not reused):
+        #: shutdown leaves them to their caller.
+        self.direct: dict[int, list[Encoded]] = {}
         #: Records delivery gave up on after close() began: in flight, close()'s to give up.
         self.held: list[Encoded] = []
         self.abandoned: list[list[Encoded]] = []
@@ -95,7 +96,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.ledger.sent_directly(records)
         self._move(records, "flight")
         self.open.append(records)
-        self.direct.add(id(records))
+        self.direct[id(records)] = records
 
     @rule(count=st.integers(1, 4))
     def take(self, count: int) -> None:
