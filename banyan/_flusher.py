@@ -163,12 +163,13 @@ class Flusher:
                 self._cond.notify_all()
         return ok
 
-    def abandon(self) -> list[Batch]:
-        """Give up on the batches still in flight (after :meth:`stop`): the caller's now."""
+    def abandon(self, timeout: float = 0.0) -> list[Batch]:
+        """Give up on the batches still in flight (after :meth:`stop`): the caller's now,
+        once the spills under way have settled (waiting at most ``timeout``)."""
         with self._cond:
             self._inflight.clear()
             self._cond.notify_all()
-        return self._ledger.abandon()
+        return self._ledger.abandon(timeout)
 
     def _done(self, target: int) -> bool:
         # Called with self._cond held: every record before position `target` settled.

@@ -8,10 +8,12 @@ those moves is one call here, counted once:
 
 * :meth:`Ledger.settle` when its export returns (the outcome tallied apart
   in a scratch :class:`~banyan._stats.Stats`);
-* :meth:`Ledger.spill` for the part delivery gave up on, spooled or dropped;
+* :meth:`Ledger.spill` for the part delivery gave up on, spooled or dropped
+  (once ``closing`` is set, held in flight for close() to give up instead);
 * :meth:`Ledger.abandon` then :meth:`Ledger.give_up` at shutdown's deadline:
-  the batch is the shutdown's from then on, its late export only noted in
-  ``delivered_after_shutdown``;
+  a batch from the ring is the shutdown's from then on, its late export only
+  noted in ``delivered_after_shutdown`` (a blocking ``log_prompt``'s is left
+  to its caller);
 * :meth:`Ledger.replayed` when a spooled segment is acknowledged.
 
 :meth:`Ledger.view` reads every counter under the same lock, so that
@@ -21,7 +23,11 @@ spooled_pending`` holds in every snapshot, not only at rest (issue 15).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import threading
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from banyan._stats import DropReason, SpoolCounts, Stats
@@ -30,6 +36,8 @@ if TYPE_CHECKING:
     from banyan._record import Encoded
     from banyan._ring import Ring
 
+#: Records refused, by reason (``Spool.add_many``).
+Refused = dict[DropReason, int]
 #: Counters of requests, not records: a tally adds them as they are.
 _REQUEST_COUNTERS = ("duplicates", "retries", "batches_sent", "bytes_sent")
 
@@ -44,6 +52,10 @@ class Batch:
     abandoned: bool = False
     #: Delivery is spooling part of it: the rest is settled by its export, not abandoned.
     spilling: bool = False
+    #: A blocking ``log_prompt``'s: its caller is told the outcome, shutdown leaves it alone.
+    direct: bool = False
+    #: Records delivery gave up on once close() began: close() spools (or drops) them.
+    held: list[Encoded] = dataclasses.field(default_factory=list)
 
 
 class Ledger(Stats):
@@ -57,10 +69,40 @@ class Ledger(Stats):
         #: Records of acknowledged spool segments (this process's replay).
         self.replayed_records = 0
         self._batches: dict[int, Batch] = {}
+        #: close() began: delivery no longer spills, it leaves the records to close().
+        self.closing = False
+        #: Notified when a batch settles (close() waits for spills under way).
+        self._settled = threading.Condition(self._lock)
+        #: Drops made on a thread already inside a move or a view, counted at its release.
+        self._later: list[tuple[DropReason, int, str | None, bool]] = []
+
+    def drop(
+        self, reason: DropReason, count: int = 1, error: str | None = None, entry: bool = False
+    ) -> None:
+        """Count ``count`` records lost for ``reason`` (see :meth:`Stats.drop`)."""
+        if self._lock._is_owned():  # type: ignore[attr-defined]
+            # A signal handler's log_prompt interrupted this thread in a move or a view:
+            # counted once the lock is released, so that no view sees half of it.
+            self._later.append((reason, count, error, entry))
+            return
+        with self._held():
+            super().drop(reason, count, error, entry)
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """The ledger's lock, and then the drops deferred while it was held."""
+        with self._lock:
+            yield
+        while self._later and not self._lock._is_owned():  # type: ignore[attr-defined]
+            try:
+                later = self._later.pop(0)
+            except IndexError:  # a signal handler's drop took it meanwhile
+                return
+            super().drop(*later)
 
     def take(self, ring: Ring, max_records: int, max_bytes: int) -> tuple[int, list[Encoded]]:
         """Queued -> in flight: the ring's oldest records as one batch (see ``Ring.take``)."""
-        with self._lock:
+        with self._held():
             start, records = ring.take(max_records, max_bytes)
             if records:
                 self.taken += len(records)
@@ -69,24 +111,31 @@ class Ledger(Stats):
 
     def sent_directly(self, records: list[Encoded]) -> None:
         """Entered and in flight at once: a blocking ``log_prompt``."""
-        with self._lock:
+        with self._held():
             self.direct += len(records)
-            self._open(records)
+            self._open(records).direct = True
 
-    def _open(self, records: list[Encoded]) -> None:
+    def _open(self, records: list[Encoded]) -> Batch:
         self.in_flight += len(records)
-        self._batches[id(records)] = Batch(records, len(records))
+        batch = self._batches[id(records)] = Batch(records, len(records))
+        return batch
 
     def settle(self, records: list[Encoded], tally: Stats) -> bool:
         """In flight -> delivered or dropped, as ``tally`` counted the export of ``records``;
         False when shutdown gave the batch up meanwhile (then only noted)."""
-        with self._lock:
+        with self._held():
+            self._settled.notify_all()
             batch = self._batches.pop(id(records), None)
             if batch is None or batch.abandoned:
                 self.delivered_after_shutdown += tally.sent
                 return False
-            self.in_flight -= batch.left
-            short = self._count(batch.left, tally)
+            count = batch.left - len(batch.held)
+            self.in_flight -= count
+            short = self._count(count, tally)
+            if batch.held:
+                # What delivery left to close(): in flight still, in a batch of its own.
+                batch.records, batch.left = batch.held, len(batch.held)
+                self._batches[id(batch.records)] = batch
         self._warn_short(short)
         return True
 
@@ -113,58 +162,74 @@ class Ledger(Stats):
                 "export", "banyan: internal error while sending logs: %d record(s) lost", short
             )
 
-    def spilling(self, records: list[Encoded]) -> bool:
-        """Whether delivery may spool part of ``records`` (False: shutdown took the batch)."""
-        with self._lock:
+    def spilling(self, records: list[Encoded], part: list[Encoded]) -> bool:
+        """Whether delivery may spool ``part`` of ``records`` (False: shutdown took the batch,
+        or close() began and will spool ``part`` itself)."""
+        with self._held():
             batch = self._batches.get(id(records))
             if batch is None or batch.abandoned:
+                return False
+            if self.closing and not batch.direct:
+                batch.held += part
                 return False
             batch.spilling = True
             return True
 
-    def spill(
-        self, records: list[Encoded], count: int, kept: int, reason: DropReason, error: str
-    ) -> None:
-        """In flight -> spooled (``kept``) or dropped (``reason``): ``count`` of ``records``."""
-        with self._lock:
+    def spill(self, records: list[Encoded], count: int, refused: Refused, error: str) -> None:
+        """In flight -> dropped (``refused``, by reason) or spooled: ``count`` of ``records``."""
+        with self._held():
             batch = self._batches[id(records)]
             batch.left -= count
-            self._leave(count, kept, reason)
-        self._lost(count - kept, reason, error)
+            self._leave(count, refused)
+        self._lost(refused, error)
 
-    def _leave(self, count: int, kept: int, reason: DropReason) -> None:
+    def _leave(self, count: int, refused: Refused) -> None:
         # Called with the lock held.
         self.in_flight -= count
-        self.spooled_from_queue += kept
-        self.dropped[reason] += count - kept
+        self.spooled_from_queue += count - sum(refused.values())
+        for reason, n in refused.items():
+            self.dropped[reason] += n
 
-    def abandon(self) -> list[Batch]:
-        """Shutdown's deadline: every batch in flight is the caller's now (see give_up)."""
-        with self._lock:
-            batches = [b for b in self._batches.values() if not b.spilling and not b.abandoned]
+    def abandon(self, timeout: float = 0.0) -> list[Batch]:
+        """Shutdown's deadline (after :attr:`closing` is set): wait up to ``timeout`` for the
+        spills under way, then every other batch from the ring is the caller's (see give_up)."""
+        deadline = time.monotonic() + timeout
+        with self._held():
+            while self.spills() and self._settled.wait(max(0.0, deadline - time.monotonic())):
+                pass
+            batches = [b for b in self._batches.values()
+                       if not (b.spilling or b.direct or b.abandoned)]  # fmt: skip
             for batch in batches:
                 batch.abandoned = True
         return batches
 
-    def give_up(self, batches: list[Batch], kept: int, reason: DropReason, error: str) -> int:
-        """In flight -> spooled or dropped: ``batches`` from :meth:`abandon`, ``kept`` of
-        their records spooled, the others lost for ``reason``; returns how many were lost."""
+    def spills(self) -> bool:
+        """Whether delivery is spooling part of a batch from the ring (settled by its export)."""
+        return any(b.spilling and not b.direct for b in self._batches.values())
+
+    def give_up(self, batches: list[Batch], refused: Refused | DropReason, error: str) -> int:
+        """In flight -> spooled or dropped: the records of ``batches`` from :meth:`abandon`,
+        ``refused`` by the spool (by reason; a reason alone: all lost for it), the others
+        spooled; returns how many were lost."""
         count = sum(batch.left for batch in batches)
-        with self._lock:
+        if isinstance(refused, DropReason):
+            refused = {refused: count}
+        with self._held():
             for batch in batches:
                 self._batches.pop(id(batch.records), None)
-            self._leave(count, kept, reason)
-        self._lost(count - kept, reason, error)
-        return count - kept
+            self._leave(count, refused)
+        return self._lost(refused, error)
 
-    def _lost(self, lost: int, reason: DropReason, error: str) -> None:
-        if lost:
-            self.error(error)
-            self.warn_undelivered(lost, reason, error)
+    def _lost(self, refused: Refused, error: str) -> int:
+        for reason, lost in refused.items():
+            if lost:
+                self.error(error)
+                self.warn_undelivered(lost, reason, error)
+        return sum(refused.values())
 
     def replayed(self, records: int, tally: Stats) -> None:
         """Spooled -> delivered or dropped: an acknowledged segment of ``records`` records."""
-        with self._lock:
+        with self._held():
             self.replayed_records += records
             short = self._count(records, tally)
         self._warn_short(short)
@@ -176,7 +241,7 @@ class Ledger(Stats):
     def view(self, ring: Ring | None = None, spool: SpoolCounts | None = None) -> dict[str, Any]:
         """The ``get_stats()`` dictionary: every record counted once, in one consistent read."""
         spool = spool or SpoolCounts()
-        with self._lock:
+        with self._held():
             queued = 0 if ring is None else len(ring)
             dropped = {reason.value: n for reason, n in self.dropped.items()}
             dropped[DropReason.SPOOL_EVICTED.value] += spool.evicted

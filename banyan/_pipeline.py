@@ -211,21 +211,26 @@ class Pipeline:
             self.ring.close()
             if self.spooling is not None:
                 self.spooling.replayer.stop()
+            # From here delivery leaves what it gives up on to this sequence, which spools it
+            # before the spool closes; spills already under way are waited for.
+            self.ledger.closing = True
             self.flusher.stop(remaining(deadline))
             self.flusher.discard()
-            return self._give_up(self.flusher.abandon(), delivered, mark)
+            return self._give_up(self.flusher.abandon(remaining(deadline)), delivered, mark)
         finally:
             self._down.set()
 
     def _give_up(self, left: list[Batch], delivered: bool, mark: int) -> bool:
         spooling = self.spooling
         if spooling is None:
-            lost = self.ledger.give_up(left, 0, DropReason.SHUTDOWN, _AT_SHUTDOWN)
+            lost = self.ledger.give_up(left, DropReason.SHUTDOWN, _AT_SHUTDOWN)
             return delivered and not lost
         if left:
             spooling.give_up(left, DropReason.SHUTDOWN, _AT_SHUTDOWN)
+        # A spill still under way past the deadline may meet a closed spool: not settled.
+        late = self.ledger.spills()
         spooling.hand_over()
-        return self._lost_total() == mark
+        return self._lost_total() == mark and not late
 
     def close_in_child(self) -> None:
         """A forked child of a closed logger: refuse records (counted), wait for no close."""

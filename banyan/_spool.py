@@ -164,16 +164,17 @@ class Spool:
         """Append each record in order; returns how many were accepted."""
         return self.add_many(records)[0]
 
-    def add_many(self, records: list[Encoded]) -> tuple[int, DropReason | None]:
-        """Append each record in order: how many were accepted, and why the last refused one was."""
-        kept, why = 0, None
+    def add_many(self, records: list[Encoded]) -> tuple[int, dict[DropReason, int]]:
+        """Append each record in order: how many were accepted, and how many were refused
+        for each reason."""
+        kept, refused = 0, dict[DropReason, int]()
         for record in records:
             refusal = self.add(record)
             if refusal is None:
                 kept += 1
             else:
-                why = refusal
-        return kept, why
+                refused[refusal] = refused.get(refusal, 0) + 1
+        return kept, refused
 
     def _append_slow(self, record: Encoded) -> DropReason | None:
         if self._closed:

@@ -17,7 +17,7 @@ from banyan._config import Config
 from banyan._delivery import Delivery
 from banyan._exceptions import ConfigurationError
 from banyan._flusher import Flusher
-from banyan._ledger import Batch, Ledger
+from banyan._ledger import Batch, Ledger, Refused
 from banyan._record import Encoded
 from banyan._replay import Replayer
 from banyan._spool import Spool
@@ -116,27 +116,23 @@ class Spooling:
         self, batch: list[Encoded], records: list[Encoded], reason: DropReason, error: str
     ) -> None:
         """Delivery gave up on ``records`` of ``batch``: spool them (unless shutdown() took
-        the batch already)."""
+        the batch already, or close() began and spools them itself)."""
         if reason is DropReason.UNAUTHORIZED:
             # flush() is not done while the key is refused (#14), whether or not it waits for
             # a replay to find that out.
             self.replayer.key_refused = True
-        if not self._stats.spilling(batch):
+        if not self._stats.spilling(batch, records):
             return
-        kept, refusal = self._keep(records, reason, error)
-        self._stats.spill(batch, len(records), kept, refusal, error)
+        self._stats.spill(batch, len(records), self._keep(records, reason, error), error)
 
     def give_up(self, batches: list[Batch], reason: DropReason, error: str) -> int:
         """At shutdown: spool the records of ``batches``; returns the number lost."""
         records = [record for batch in batches for record in batch.records]
-        kept, refusal = self._keep(records, reason, error)
-        return self._stats.give_up(batches, kept, refusal, error)
+        return self._stats.give_up(batches, self._keep(records, reason, error), error)
 
-    def _keep(
-        self, records: list[Encoded], reason: DropReason, error: str
-    ) -> tuple[int, DropReason]:
-        """Spool ``records``: how many were kept, and why the spool refused the others."""
-        kept, refusal = self.spool.add_many(records)
+    def _keep(self, records: list[Encoded], reason: DropReason, error: str) -> Refused:
+        """Spool ``records``: how many the spool refused, by reason."""
+        kept, refused = self.spool.add_many(records)
         if kept:
             self._stats.warn_once(
                 "spooled",
@@ -146,7 +142,7 @@ class Spooling:
                 error,
                 self.spool.directory,
             )
-        return kept, refusal or DropReason.SPOOL_ERROR
+        return refused
 
     def hand_over(self) -> None:
         """At shutdown: close the spool, saying how many records wait for the next process."""

@@ -87,7 +87,7 @@ def test_in_flight_counts_records_handed_out_until_they_settle() -> None:
     batches = flusher.abandon()
     assert [record for batch in batches for record in batch.records] == [b"r0", b"r1"]
     assert flusher.in_flight == 2
-    flusher._ledger.give_up(batches, 0, DropReason.SHUTDOWN, "at shutdown")
+    flusher._ledger.give_up(batches, DropReason.SHUTDOWN, "at shutdown")
     assert flusher.in_flight == 0
     gate.set()
     worker.join()

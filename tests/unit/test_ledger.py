@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import signal
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fakes import MakeLogger
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -30,12 +33,12 @@ class FakeSpool:
     lost: int = 0
     held: list[Encoded] = field(default_factory=list)
 
-    def add_many(self, records: list[Encoded]) -> tuple[int, DropReason | None]:
+    def add_many(self, records: list[Encoded]) -> tuple[int, dict[DropReason, int]]:
         if self.refusing is not None:
-            return 0, self.refusing
+            return 0, {self.refusing: len(records)}
         self.held += records
         self.spooled += len(records)
-        return len(records), None
+        return len(records), {}
 
     def counts(self) -> SpoolCounts:
         return SpoolCounts(self.spooled, 0, self.evicted, self.lost)
@@ -55,6 +58,11 @@ class LedgerMachine(RuleBasedStateMachine):
         self.spool = FakeSpool()
         self.model: dict[bytes, str] = {}
         self.open: list[list[Encoded]] = []
+        #: Batches of a blocking log_prompt, kept alive (their ids are not reused):
+        #: shutdown leaves them to their caller.
+        self.direct: dict[int, list[Encoded]] = {}
+        #: Records delivery gave up on after close() began: in flight, close()'s to give up.
+        self.held: list[Encoded] = []
         self.abandoned: list[list[Encoded]] = []
         self.after_shutdown = 0
 
@@ -77,8 +85,8 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule()
     def push_to_the_spool(self) -> None:
         record = self._record()
-        kept, refusal = self.spool.add_many([record])
-        if refusal is not None:
+        kept, refused = self.spool.add_many([record])
+        for refusal in refused:
             self.ledger.drop_entry(refusal, "the spool refused a record")
         self.model[record] = "spooled" if kept else "dropped"
 
@@ -88,6 +96,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.ledger.sent_directly(records)
         self._move(records, "flight")
         self.open.append(records)
+        self.direct[id(records)] = records
 
     @rule(count=st.integers(1, 4))
     def take(self, count: int) -> None:
@@ -124,15 +133,22 @@ class LedgerMachine(RuleBasedStateMachine):
     def _spill(self, batch: list[Encoded], part: list[Encoded]) -> None:
         if not part:
             return
-        assert self.ledger.spilling(batch)
-        kept, refusal = self.spool.add_many(part)
-        reason = refusal or DropReason.SPOOL_ERROR
-        self.ledger.spill(batch, len(part), kept, reason, "server unavailable")
+        if not self.ledger.spilling(batch, part):
+            assert self.ledger.closing
+            assert id(batch) not in self.direct
+            self.held += part
+            return
+        kept, refused = self.spool.add_many(part)
+        self.ledger.spill(batch, len(part), refused, "server unavailable")
         self._move(part, "spooled" if kept else "dropped")
 
     @rule(refusing=st.sampled_from([None, DropReason.SPOOL_FULL, DropReason.SPOOL_ERROR]))
     def spool_refuses(self, refusing: DropReason | None) -> None:
         self.spool.refusing = refusing
+
+    @rule()
+    def close_begins(self) -> None:
+        self.ledger.closing = True
 
     @rule(take_the_rest=st.booleans())
     def shutdown_deadline(self, take_the_rest: bool) -> None:
@@ -141,13 +157,16 @@ class LedgerMachine(RuleBasedStateMachine):
                 self.open.append(records)
                 self._move(records, "flight")
         batches: list[Batch] = self.ledger.abandon()
-        assert sorted(map(id, (b.records for b in batches))) == sorted(map(id, self.open))
+        direct = [records for records in self.open if id(records) in self.direct]
+        ring = [records for records in self.open if id(records) not in self.direct]
         records = [record for batch in batches for record in batch.records]
-        kept, refusal = self.spool.add_many(records)
-        self.ledger.give_up(batches, kept, refusal or DropReason.SHUTDOWN, "at shutdown")
+        assert sorted(records) == sorted([r for batch in ring for r in batch] + self.held)
+        self.held = []
+        kept, refused = self.spool.add_many(records)
+        self.ledger.give_up(batches, refused, "at shutdown")
         self._move(records, "spooled" if kept else "dropped")
-        self.abandoned += self.open
-        self.open = []
+        self.abandoned += ring
+        self.open = direct
 
     @precondition(lambda self: self.abandoned)
     @rule(sent=st.booleans())
@@ -206,3 +225,53 @@ def _identity(view: dict[str, Any]) -> None:
 
 LedgerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 test_the_ledger_counts_each_record_once_through_any_interleaving = LedgerMachine.TestCase
+
+
+def test_a_spill_refused_for_two_reasons_counts_each_under_its_own() -> None:
+    """Records of one spill the spool refused for two reasons are counted under each."""
+    ledger = Ledger()
+    records: list[Encoded] = [b"a", b"b", b"c"]
+    ledger.sent_directly(records)
+    assert ledger.spilling(records, records)
+    ledger.spill(records, 3, {DropReason.TOO_LARGE: 1, DropReason.SPOOL_FULL: 1}, "503")
+    view = ledger.view()
+    assert (view["dropped"]["too_large"], view["dropped"]["spool_full"]) == (1, 1)
+    assert ledger.spooled_from_queue == 1
+
+
+def test_a_drop_counted_by_a_signal_handler_in_the_middle_of_a_view_keeps_the_identity() -> None:
+    """A drop re-entering the ledger on the viewing thread (a signal handler's log_prompt)
+    is counted after the view, not half inside it."""
+    ledger = Ledger()
+    real = ledger.counters
+
+    def interrupted() -> dict[str, Any]:
+        ledger.drop(DropReason.SAMPLED, entry=True)  # the handler runs between two reads
+        return real()
+
+    ledger.counters = interrupted  # type: ignore[method-assign]
+    _identity(ledger.view())
+    ledger.counters = real  # type: ignore[method-assign]
+    view = ledger.view()
+    _identity(view)
+    assert view["dropped"]["sampled"] == 1
+
+
+def test_get_stats_keeps_the_identity_while_a_signal_handler_logs(make_logger: MakeLogger) -> None:
+    """Snapshots taken while a signal handler logs (sampled out) on the same thread all add up."""
+    logger, _ = make_logger(spool_dir=False, sample_rate=0.0001)
+
+    def handler(signum: int, frame: object) -> None:
+        logger.log_prompt("from a signal handler", "out")
+
+    previous = signal.signal(signal.SIGPROF, handler)
+    signal.setitimer(signal.ITIMER_PROF, 0.0002, 0.0002)
+    try:
+        end, views = time.monotonic() + 1.0, []
+        while time.monotonic() < end:
+            views.append(logger.get_stats())
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
+    for view in views:
+        _identity(dict(view))

@@ -770,12 +770,20 @@ def test_add_returns_why_it_refused_each_record(tmp_path: Path) -> None:
     caller never guesses the reason from counters another thread also moves (issue 15)."""
     full = Spool(tmp_path / "full", segment_bytes=SEGMENT, max_total_bytes=SEGMENT - 1)
     assert full.add(rec(0)) is DropReason.SPOOL_FULL
-    assert full.add_many([rec(1), rec(2)]) == (0, DropReason.SPOOL_FULL)
+    assert full.add_many([rec(1), rec(2)]) == (0, {DropReason.SPOOL_FULL: 2})
     full.close()
     spool = Spool(tmp_path / "spool", segment_bytes=SEGMENT)
     assert spool.add(rec(0)) is None
     assert spool.add(b"x" * SEGMENT) is DropReason.TOO_LARGE
-    assert spool.add_many([rec(1), b"x" * SEGMENT, rec(2)]) == (2, DropReason.TOO_LARGE)
+    assert spool.add_many([rec(1), b"x" * SEGMENT, rec(2)]) == (2, {DropReason.TOO_LARGE: 1})
     spool.close()
     assert spool.add(rec(3)) is DropReason.CLOSED
     assert spool.dropped == {"too_large": 2, "closed": 1}
+
+
+def test_add_many_counts_its_refusals_by_reason(tmp_path: Path) -> None:
+    """add_many() says how many records it refused for each reason, not only the last one's."""
+    full = Spool(tmp_path / "full", segment_bytes=SEGMENT, max_total_bytes=SEGMENT - 1)
+    refusals = full.add_many([b"x" * SEGMENT, rec(1)])
+    full.close()
+    assert refusals == (0, {DropReason.TOO_LARGE: 1, DropReason.SPOOL_FULL: 1})
