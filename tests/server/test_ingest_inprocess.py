@@ -18,7 +18,7 @@ import pytest
 
 from banyan._record import MAX_ID_LENGTH, Record, encode
 from banyan._wire import JSON, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MSGPACK, Rejected
-from banyan.server import _ingest
+from banyan.server import _ingest, _rules
 from banyan.server._http import HTTPError
 
 from .helpers import body, record
@@ -63,7 +63,7 @@ def _bound(v: Any) -> Any:
 def _row(r: Record) -> list[Any]:
     """The columns we promise for a record: id, ts, seven indexed fields, NULL in any column
     a Record has no field for, then its MessagePack."""
-    unfilled = [None] * (_ingest.COLUMNS - 10)
+    unfilled = [None] * (_rules.COLUMNS - 10)
     return [
         r.id, r.ts, r.prompt_name, r.version, r.branch_name, r.model, r.duration_ms,
         r.experiment_id, r.experiment_version_id, *unfilled, msgspec.to_builtins(r),
@@ -284,7 +284,7 @@ def test_decoded_columns_are_ours_in_table_order(kind: str) -> None:
     payload = body(items) if kind == MSGPACK else msgspec.json.encode(items)
     decoded = _ingest.decode(payload, kind)
     assert _sql(decoded.values) == _row(full) + _row(bare)
-    assert all(type(v) is bytearray for v in decoded.values[_ingest.COLUMNS - 1 :: _ingest.COLUMNS])
+    assert all(type(v) is bytearray for v in decoded.values[_rules.COLUMNS - 1 :: _rules.COLUMNS])
     assert _sql(decoded.subjects) == ["u42", None]
     assert (list(decoded.indexes), decoded.rejected, decoded.count) == ([0, 1], [], 2)
 
@@ -321,8 +321,8 @@ def test_record_failing_a_check_is_rejected_by_index(
     decoded = _ingest.to_rows(records, list(map(encode, records)) if blobs else None)
     assert decoded.rejected == [Rejected(1, reason)]
     assert list(decoded.indexes) == [0, 2]
-    assert decoded.values[0 :: _ingest.COLUMNS] == ["a", "c"]
-    assert [bytes(b) for b in decoded.values[_ingest.COLUMNS - 1 :: _ingest.COLUMNS]] == [
+    assert decoded.values[0 :: _rules.COLUMNS] == ["a", "c"]
+    assert [bytes(b) for b in decoded.values[_rules.COLUMNS - 1 :: _rules.COLUMNS]] == [
         encode(records[0]),
         encode(records[2]),
     ]
@@ -373,7 +373,7 @@ def test_record_the_decoder_refuses_is_rejected_by_index(kind: str) -> None:
     assert [r.index for r in decoded.rejected] == [1, 2]
     assert all(r.error for r in decoded.rejected)
     assert list(decoded.indexes) == [0, 3]
-    assert decoded.values[0 :: _ingest.COLUMNS] == ["a", "d"]
+    assert decoded.values[0 :: _rules.COLUMNS] == ["a", "d"]
 
 
 @pytest.mark.parametrize("kind", [MSGPACK, JSON])
@@ -395,12 +395,12 @@ def test_msgpack_records_are_stored_as_they_came() -> None:
     """A MessagePack record's stored blob is its bytes from the body, not a re-encoding."""
     raw = msgspec.msgpack.encode({"output": "o", "input": "i", "ts": 1.0, "id": "r"})
     decoded = _ingest.decode(b"\x91" + raw, MSGPACK)
-    assert bytes(decoded.values[_ingest.COLUMNS - 1]) == raw
+    assert bytes(decoded.values[_rules.COLUMNS - 1]) == raw
 
 
 def test_decoded_count_is_values_over_columns() -> None:
     """Decoded.count is the number of records whose columns ``values`` holds."""
-    assert _ingest.Decoded([0] * (3 * _ingest.COLUMNS)).count == 3
+    assert _ingest.Decoded([0] * (3 * _rules.COLUMNS)).count == 3
     assert _ingest.Decoded().count == 0
 
 
@@ -441,10 +441,10 @@ def test_msgpack_records_beside_a_bad_one_are_stored_as_they_came() -> None:
     payload = b"\x92" + REORDERED + msgspec.msgpack.encode({"id": "bad"})
     decoded = _ingest.decode(payload, MSGPACK)
     assert [r.index for r in decoded.rejected] == [1]
-    assert bytes(decoded.values[_ingest.COLUMNS - 1]) == REORDERED
+    assert bytes(decoded.values[_rules.COLUMNS - 1]) == REORDERED
     bad = record("x", ts=math.inf)
     rows = _ingest.to_rows([msgspec.msgpack.decode(REORDERED, type=Record), bad], [REORDERED, b""])
-    assert bytes(rows.values[_ingest.COLUMNS - 1]) == REORDERED
+    assert bytes(rows.values[_rules.COLUMNS - 1]) == REORDERED
 
 
 @pytest.mark.parametrize("path", ["fast", "slow", "json", "to_rows"])
@@ -458,8 +458,8 @@ def test_absent_columns_hold_nan_the_decoders_null(path: str) -> None:
         kind = JSON if path == "json" else MSGPACK
         payload = msgspec.json.encode(items) if kind == JSON else body(items)
         decoded = _ingest.decode(payload, kind)
-    absent = decoded.values[2 : _ingest.COLUMNS - 1] + decoded.subjects
-    assert len(absent) == _ingest.COLUMNS - 2
+    absent = decoded.values[2 : _rules.COLUMNS - 1] + decoded.subjects
+    assert len(absent) == _rules.COLUMNS - 2
     assert all(isinstance(v, float) and math.isnan(v) for v in absent), absent
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from banyan._record import Record, encode
 from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, JSON, MSGPACK, Rejected
-from banyan.server import _app, _db, _ingest, _limits, _logs, _run
+from banyan.server import _app, _db, _ingest, _limits, _logs, _rules, _run
 
 from .helpers import body, record
 
@@ -141,7 +141,7 @@ def _refusing(records: list[Record], refused: list[int]) -> _ingest.Decoded:
     """A decoded batch in which SQLite cannot bind the ts of the records at ``refused``."""
     batch = _decoded(records)
     for n in refused:
-        batch.values[n * _ingest.COLUMNS + 1] = 2**70
+        batch.values[n * _rules.COLUMNS + 1] = 2**70
     return batch
 
 
@@ -156,7 +156,7 @@ def test_rows_sqlite_refuses_are_rejected_by_index_and_the_rest_kept(db: _db.Dat
         (4, True),
     ]
     assert batch.count == 3
-    assert batch.values[:: _ingest.COLUMNS] == ["r0", "r2", "r3"]
+    assert batch.values[:: _rules.COLUMNS] == ["r0", "r2", "r3"]
     assert list(map(_sql, batch.subjects)) == [None, None, "s"]
     assert _table(db)[1:] == [_expected(P, records[0]), _expected(P, records[3])]
     assert _counters(db) == {"stored": 3, "duplicates": 1, "rejected": 2, "batches": 2, "single": 0}
@@ -166,8 +166,8 @@ def test_fallback_rejections_merge_with_decode_rejections_by_index(db: _db.Datab
     """Rejections found while storing are sorted in among those found while decoding."""
     items: list[Any] = [record("a"), record("b"), {"id": "bad"}, record("d")]
     batch = _ingest.decode(body(items), MSGPACK)
-    batch.values[0 * _ingest.COLUMNS + 1] = 2**70  # record a
-    batch.values[2 * _ingest.COLUMNS + 1] = 2**70  # record d, the third kept row
+    batch.values[0 * _rules.COLUMNS + 1] = 2**70  # record a
+    batch.values[2 * _rules.COLUMNS + 1] = 2**70  # record d, the third kept row
     assert _store(db, batch) == 1
     assert [r.index for r in batch.rejected] == [0, 2, 3]
     assert _read(db, _logs._ids, P) == ["b"]
