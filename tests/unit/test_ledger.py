@@ -44,6 +44,20 @@ class FakeSpool:
         return SpoolCounts(self.spooled, 0, self.evicted, self.lost)
 
 
+# Named, not lambdas: hypothesis 6.100 (the test group's floor) finds a lambda's source by
+# parsing ever shorter prefixes of its decorated method: over 120 s here (make test-lowest).
+def _has_open(machine: LedgerMachine) -> bool:
+    return bool(machine.open)
+
+
+def _has_abandoned(machine: LedgerMachine) -> bool:
+    return bool(machine.abandoned)
+
+
+def _has_held(machine: LedgerMachine) -> bool:
+    return bool(machine.spool.held)
+
+
 class LedgerMachine(RuleBasedStateMachine):
     """Each record has one state in ``model``; the ledger's view must agree at every step."""
 
@@ -105,7 +119,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self._move(records, "flight")
             self.open.append(records)
 
-    @precondition(lambda self: self.open)
+    @precondition(_has_open)
     @rule(which=st.integers(0, 100), outcome=st.sampled_from(OUTCOMES), part=st.integers(0, 4))
     def export_ends(self, which: int, outcome: str, part: int) -> None:
         records = self.open.pop(which % len(self.open))
@@ -168,7 +182,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.abandoned += ring
         self.open = direct
 
-    @precondition(lambda self: self.abandoned)
+    @precondition(_has_abandoned)
     @rule(sent=st.booleans())
     def late_export_ends(self, sent: bool) -> None:
         records = self.abandoned.pop()
@@ -177,7 +191,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert not self.ledger.settle(records, tally)
         self.after_shutdown += len(records) if sent else 0
 
-    @precondition(lambda self: self.spool.held)
+    @precondition(_has_held)
     @rule(count=st.integers(1, 5), rejected=st.integers(0, 2))
     def replay_acked(self, count: int, rejected: int) -> None:
         segment, self.spool.held = self.spool.held[:count], self.spool.held[count:]
@@ -189,7 +203,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self._move(segment[:rejected], "dropped")
         self._move(segment[rejected:], "sent")
 
-    @precondition(lambda self: self.spool.held)
+    @precondition(_has_held)
     @rule(corrupt=st.booleans())
     def spool_loses_one(self, corrupt: bool) -> None:
         record = self.spool.held.pop(0)
