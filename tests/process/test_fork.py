@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,6 +15,19 @@ if TYPE_CHECKING:
     from serverproc import Server
 
 PARENT, CHILD = 300, 200
+
+
+def _parked(logger: banyan.PromptStackLogger) -> None:
+    """Wait (<= 30 s) until the logger's sending thread sleeps out its interval: records logged
+    after it stay queued. A thread started late on a loaded machine would send them first."""
+    thread = logger._flusher._threads[0]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident or 0)
+        if frame is not None and frame.f_code.co_name == "wait":
+            return
+        time.sleep(0.01)
+    raise AssertionError("the sending thread never went back to sleep")
 
 
 def _child(logger: banyan.PromptStackLogger) -> int:
@@ -30,7 +45,9 @@ def test_fork_without_flush_sends_each_record_once(server: Server, http2: bool) 
     logger = banyan.PromptStackLogger(
         api_key=server.api_key, base_url=server.base_url, http2=http2, flush_interval=60
     )
-    logger.log_prompt(input="warm-up", output="o", blocking=True)  # opens a connection
+    logger.log_prompt(input="warm-up", output="o")  # starts the thread, opens a connection
+    assert logger.flush(timeout=20)
+    _parked(logger)
     for i in range(PARENT):
         logger.log_prompt(input=f"parent {i}", output="o")
     assert logger.get_stats()["queue_size"] == PARENT

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -190,11 +191,12 @@ def test_custom_logger_instance(server: Server) -> None:
 
 def test_synchronous_mode(env: Server) -> None:
     """background_thread=False with blocking=True returns True once the server has it."""
+    before = set(threading.enumerate())
     banyan.configure(api_key=os.environ["BANYAN_API_KEY"], background_thread=False)
     success = banyan.log_prompt(input="test", output="result", blocking=True)
     assert success is True
     assert env.summary()["stored"] == 1
-    assert not [t for t in __import__("threading").enumerate() if t.name.startswith("banyan")]
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("banyan")]
 
 
 def test_error_handling_example(env: Server) -> None:
