@@ -244,6 +244,9 @@ SKIPPED = {
     "banyan serve": "the test starts the same server on a free port; see test_skipped_serve_"
     "block_is_the_server_the_export_names",
     "export BANYAN_BASE_URL": "the test sets BANYAN_BASE_URL and BANYAN_API_KEY to its server's",
+    "export BANYAN_DATABASE_URL": "names the reader's PostgreSQL; tests/server/store runs banyan "
+    "serve and the demo on one the suite starts",
+    "banyan demo --db": "needs that PostgreSQL (see the line above)",
 }
 
 
