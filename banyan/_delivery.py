@@ -38,7 +38,7 @@ from banyan._wire import (
 
 if TYPE_CHECKING:
     from banyan._config import Config
-    from banyan._fanout import Fanout
+    from banyan._fanout import Fanout, Job
     from banyan._transport import Transport
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -279,12 +279,13 @@ class Delivery:
         stats.warn_once(
             "legacy", "banyan: the server has no batch endpoint; sending one record per request"
         )
-        from banyan._fanout import Policy, legacy_job
+        from banyan._fanout import Policy, legacy_jobs
 
+        jobs = legacy_jobs(records, stats)
+        kept = len(jobs) == len(records)
         fanout = self._fanout = self._transport.fanout()
         if fanout is None:
-            return self._send_serial(records, whole, deadline, stop, stats)
-        jobs = [legacy_job(record) for record in records]
+            return self._send_serial(jobs, whole, deadline, stop, stats) and kept
         policy = Policy(self._config, self._backoff, self._keeps_refused())
         outcome = fanout.send(jobs, deadline, stop, stats, policy)
         stats.legacy_concurrency = fanout.limiter.limit
@@ -292,33 +293,33 @@ class Delivery:
         if outcome.left:
             give_up = GiveUp(outcome.reason, outcome.error)
             self._on_undeliverable(whole, outcome.left, give_up, stats)
-        return outcome.ok
+        return outcome.ok and kept
 
     def _send_serial(
         self,
-        records: list[Encoded],
+        jobs: list[Job],
         whole: list[Encoded],
         deadline: float | None,
         stop: threading.Event,
         stats: Stats,
     ) -> bool:
         ok = True
-        for index, record in enumerate(records):
+        for index, job in enumerate(jobs):
             try:
                 if stop.is_set():
                     raise GiveUp(DropReason.SHUTDOWN, "shut down while sending one by one")
-                ok = self._send_one(record, deadline, stop, stats) and ok
+                ok = self._send_one(job, deadline, stop, stats) and ok
             except GiveUp as exc:
-                self._on_undeliverable(whole, records[index:], exc, stats)
+                left = [job.record for job in jobs[index:]]
+                self._on_undeliverable(whole, left, exc, stats)
                 return False
         return ok
 
     def _send_one(
-        self, record: Encoded, deadline: float | None, stop: threading.Event, stats: Stats
+        self, job: Job, deadline: float | None, stop: threading.Event, stats: Stats
     ) -> bool:
-        from banyan._fanout import in_doubt, legacy_job
+        from banyan._fanout import in_doubt
 
-        job = legacy_job(record)
         headers = {"Content-Type": JSON, IDEMPOTENCY_HEADER: job.key}
 
         def post(timeout: float | None) -> Any:
@@ -335,10 +336,10 @@ class Delivery:
         try:
             self._attempts(post, deadline, stop, stats)
         except HTTPStatusError as exc:
-            return refused([record], exc, stats)
+            return refused([job.record], exc, stats)
         self.last_ok = time.monotonic()
         stats.http_version = self._transport.http_version
-        stats.add(sent=1, bytes_sent=len(record))
+        stats.add(sent=1, bytes_sent=len(job.record))
         return True
 
     def _on_undeliverable(

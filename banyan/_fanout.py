@@ -59,8 +59,14 @@ _OVERLOAD = frozenset({429, 503})
 #: Retried statuses after which the server may have stored the record (a gateway's answer).
 _DOUBTFUL = frozenset({500, 502, 504})
 _decode_record = msgspec.msgpack.Decoder(dict[str, Any]).decode
-#: The 1.0.1 endpoint stamps its own arrival time.
-_LEGACY_DROP = ("ts",)
+#: The fields the 1.0.1 endpoint takes (PROTOCOL-NOTES.md, "Logging"), and the record's id
+#: (docs/protocol.md 8.1). Not ``ts`` (it stamps its own arrival time) nor usage: nothing
+#: says that it ignores a key it does not know.
+_LEGACY_FIELDS = frozenset(
+    ("id", "input", "output", "metadata", "prompt_id", "prompt_name", "version", "branch_name",
+     "model", "duration_ms", "experiment_id", "experiment_version_id", "sticky_key",
+     "sticky_value")
+)  # fmt: skip
 
 
 class Limiter:
@@ -124,13 +130,30 @@ def in_doubt(error: BanyanError) -> bool:
     return not isinstance(error, ConnectError)
 
 
-def legacy_job(record: Encoded) -> Job:
-    """``record`` as the 1.0.1 endpoint takes it: JSON, without ``ts``, keyed by its id."""
+def legacy_job(record: Encoded) -> Job | None:
+    """``record`` as the 1.0.1 endpoint takes it: JSON, only the fields it knows (``metadata``
+    always, as 1.0.1 sent it), keyed by its id; None for a score, which it cannot store."""
     # msgspec 0.18's stubs take bytes only; every version decodes any buffer.
     fields = _decode_record(cast("bytes", record))
-    for name in _LEGACY_DROP:
-        fields.pop(name, None)
-    return Job(record, msgspec.json.encode(fields), str(fields.get("id", "")))
+    if "kind" in fields:
+        return None
+    body = {name: value for name, value in fields.items() if name in _LEGACY_FIELDS}
+    body.setdefault("metadata", {})
+    return Job(record, msgspec.json.encode(body), str(fields.get("id", "")))
+
+
+def legacy_jobs(records: list[Encoded], stats: Stats) -> list[Job]:
+    """The 1.0.1 requests for ``records``; the scores among them dropped (``unsupported``)."""
+    jobs = [job for job in map(legacy_job, records) if job is not None]
+    if len(jobs) < len(records):
+        error = "the server speaks only the 1.0.1 protocol, which cannot store scores"
+        stats.drop(DropReason.UNSUPPORTED, len(records) - len(jobs), error)
+        stats.warn_loudly(
+            "unsupported-score",
+            f"banyan: {error}: log_score() records are dropped, counted as unsupported in "
+            "get_stats() (upgrade the server to keep them)",
+        )
+    return jobs
 
 
 @dataclass

@@ -214,7 +214,8 @@ def test_final_refusals_are_warned_once_per_status_with_a_hint(
 def test_one_by_one_sends_post_each_record_as_json_without_ts(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """After a 404 each record is POSTed alone, as JSON without ts, to the 1.0.1 path."""
+    """After a 404 each record is POSTed alone, as JSON without ts (with the metadata 1.0.1
+    always sent), to the 1.0.1 path."""
     delivery, fake, _ = _delivery(status(404), OK, OK, OK)
     with caplog.at_level(logging.WARNING, logger="banyan"):
         before = time.monotonic()
@@ -225,7 +226,7 @@ def test_one_by_one_sends_post_each_record_as_json_without_ts(
     singles = fake.calls[1:]
     assert [(method, path) for method, path, _ in singles] == [("POST", SINGLE_LOG_PATH)] * 3
     assert [orjson.loads(kw["content"]) for _, _, kw in singles] == [
-        {"id": f"r{n}", "input": "in", "output": "out"} for n in range(3)
+        {"id": f"r{n}", "input": "in", "output": "out", "metadata": {}} for n in range(3)
     ]
     stats = delivery._stats
     assert (stats.sent, stats.bytes_sent) == (3, sum(map(len, RECORDS)))
