@@ -58,15 +58,33 @@ _NOT_PROCESSED = frozenset({408, 425, 429, 503})
 _OVERLOAD = frozenset({429, 503})
 #: Retried statuses after which the server may have stored the record (a gateway's answer).
 _DOUBTFUL = frozenset({500, 502, 504})
-_decode_record = msgspec.msgpack.Decoder(dict[str, Any]).decode
-#: The fields the 1.0.1 endpoint takes (PROTOCOL-NOTES.md, "Logging"), and the record's id
-#: (docs/protocol.md 8.1). Not ``ts`` (it stamps its own arrival time) nor usage: nothing
-#: says that it ignores a key it does not know.
-_LEGACY_FIELDS = frozenset(
-    ("id", "input", "output", "metadata", "prompt_id", "prompt_name", "version", "branch_name",
-     "model", "duration_ms", "experiment_id", "experiment_version_id", "sticky_key",
-     "sticky_value")
-)  # fmt: skip
+
+
+class _Body(msgspec.Struct, omit_defaults=True, gc=False):
+    """A log record as the 1.0.1 endpoint takes it: the fields its contract names
+    (PROTOCOL-NOTES.md, "Logging") and the record's id (docs/protocol.md 8.1). Not ``ts`` (it
+    stamps its own arrival) nor usage: nothing says that it ignores a key it does not know.
+    ``kind``, read and never sent, tells a score apart. ``Any``: decoding never refuses."""
+
+    id: Any = None
+    input: Any = None
+    output: Any = None
+    metadata: Any = None
+    prompt_id: Any = None
+    prompt_name: Any = None
+    version: Any = None
+    branch_name: Any = None
+    model: Any = None
+    duration_ms: Any = None
+    experiment_id: Any = None
+    experiment_version_id: Any = None
+    sticky_key: Any = None
+    sticky_value: Any = None
+    kind: Any = None
+
+
+_decode_body = msgspec.msgpack.Decoder(_Body).decode
+_encode_json = msgspec.json.Encoder().encode
 
 
 class Limiter:
@@ -131,15 +149,15 @@ def in_doubt(error: BanyanError) -> bool:
 
 
 def legacy_job(record: Encoded) -> Job | None:
-    """``record`` as the 1.0.1 endpoint takes it: JSON, only the fields it knows (``metadata``
-    always, as 1.0.1 sent it), keyed by its id; None for a score, which it cannot store."""
+    """``record`` as the 1.0.1 endpoint takes it (:class:`_Body`, ``metadata`` always, as 1.0.1
+    sent it), keyed by its id; None for a score, which it cannot store."""
     # msgspec 0.18's stubs take bytes only; every version decodes any buffer.
-    fields = _decode_record(cast("bytes", record))
-    if "kind" in fields:
+    body = _decode_body(cast("bytes", record))
+    if body.kind is not None:
         return None
-    body = {name: value for name, value in fields.items() if name in _LEGACY_FIELDS}
-    body.setdefault("metadata", {})
-    return Job(record, msgspec.json.encode(body), str(fields.get("id", "")))
+    if body.metadata is None:
+        body.metadata = {}
+    return Job(record, _encode_json(body), str(body.id or ""))
 
 
 def legacy_jobs(records: list[Encoded], stats: Stats) -> list[Job]:
