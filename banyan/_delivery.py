@@ -5,8 +5,9 @@ as the caller encoded them: nothing is re-encoded. Connection errors,
 timeouts, 408, 429 and 5xx are retried with exponential backoff and jitter,
 Retry-After acting as a floor; other 4xx are final. Against an old backend
 that has no batch endpoint (404/405) records go one per request, as JSON, to
-the 1.0.1 endpoint, many at once (``_fanout``). Whatever cannot be delivered passes through
-:meth:`Delivery._on_undeliverable` to ``spill`` (the disk spool) when one is set.
+the 1.0.1 endpoint, many at once (``_fanout``), scores left out (``_legacybody``).
+Whatever cannot be delivered passes through :meth:`Delivery._on_undeliverable`
+to ``spill`` (the disk spool) when one is set.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from banyan._exceptions import AuthenticationError, BanyanError, HTTPStatusError, TransportError
+from banyan._legacybody import Job, legacy_jobs
 from banyan._record import Encoded, repaired
 from banyan._stats import DropReason, Stats
 from banyan._wire import (
@@ -38,7 +40,7 @@ from banyan._wire import (
 
 if TYPE_CHECKING:
     from banyan._config import Config
-    from banyan._fanout import Fanout, Job
+    from banyan._fanout import Fanout
     from banyan._transport import Transport
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -279,7 +281,7 @@ class Delivery:
         stats.warn_once(
             "legacy", "banyan: the server has no batch endpoint; sending one record per request"
         )
-        from banyan._fanout import Policy, legacy_jobs
+        from banyan._fanout import Policy
 
         jobs = legacy_jobs(records, stats)
         kept = len(jobs) == len(records)

@@ -30,9 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
-
-import msgspec
+from typing import TYPE_CHECKING, Any
 
 from banyan._exceptions import (
     AuthenticationError,
@@ -42,6 +40,7 @@ from banyan._exceptions import (
     RequestTimeout,
 )
 from banyan._h1pool import Answer, H1Pool
+from banyan._legacybody import Job
 from banyan._record import Encoded
 from banyan._stats import DropReason, Stats
 from banyan._wire import IDEMPOTENCY_HEADER, JSON, SINGLE_LOG_PATH
@@ -58,33 +57,6 @@ _NOT_PROCESSED = frozenset({408, 425, 429, 503})
 _OVERLOAD = frozenset({429, 503})
 #: Retried statuses after which the server may have stored the record (a gateway's answer).
 _DOUBTFUL = frozenset({500, 502, 504})
-
-
-class _Body(msgspec.Struct, omit_defaults=True, gc=False):
-    """A log record as the 1.0.1 endpoint takes it: the fields its contract names
-    (PROTOCOL-NOTES.md, "Logging") and the record's id (docs/protocol.md 8.1). Not ``ts`` (it
-    stamps its own arrival) nor usage: nothing says that it ignores a key it does not know.
-    ``kind``, read and never sent, tells a score apart. ``Any``: decoding never refuses."""
-
-    id: Any = None
-    input: Any = None
-    output: Any = None
-    metadata: Any = None
-    prompt_id: Any = None
-    prompt_name: Any = None
-    version: Any = None
-    branch_name: Any = None
-    model: Any = None
-    duration_ms: Any = None
-    experiment_id: Any = None
-    experiment_version_id: Any = None
-    sticky_key: Any = None
-    sticky_value: Any = None
-    kind: Any = None
-
-
-_decode_body = msgspec.msgpack.Decoder(_Body).decode
-_encode_json = msgspec.json.Encoder().encode
 
 
 class Limiter:
@@ -131,47 +103,11 @@ class Limiter:
         return 0.0
 
 
-@dataclass
-class Job:
-    """One record to send: its bytes as queued, its JSON body and its id."""
-
-    record: Encoded
-    body: bytes
-    key: str
-    attempts: int = 0
-
-
 def in_doubt(error: BanyanError) -> bool:
     """Whether a request that failed with ``error`` (and is retried) may have been processed."""
     if isinstance(error, HTTPStatusError):
         return error.status_code in _DOUBTFUL
     return not isinstance(error, ConnectError)
-
-
-def legacy_job(record: Encoded) -> Job | None:
-    """``record`` as the 1.0.1 endpoint takes it (:class:`_Body`, ``metadata`` always, as 1.0.1
-    sent it), keyed by its id; None for a score, which it cannot store."""
-    # msgspec 0.18's stubs take bytes only; every version decodes any buffer.
-    body = _decode_body(cast("bytes", record))
-    if body.kind is not None:
-        return None
-    if body.metadata is None:
-        body.metadata = {}
-    return Job(record, _encode_json(body), str(body.id or ""))
-
-
-def legacy_jobs(records: list[Encoded], stats: Stats) -> list[Job]:
-    """The 1.0.1 requests for ``records``; the scores among them dropped (``unsupported``)."""
-    jobs = [job for job in map(legacy_job, records) if job is not None]
-    if len(jobs) < len(records):
-        error = "the server speaks only the 1.0.1 protocol, which cannot store scores"
-        stats.drop(DropReason.UNSUPPORTED, len(records) - len(jobs), error)
-        stats.warn_loudly(
-            "unsupported-score",
-            f"banyan: {error}: log_score() records are dropped, counted as unsupported in "
-            "get_stats() (upgrade the server to keep them)",
-        )
-    return jobs
 
 
 @dataclass

@@ -41,7 +41,7 @@ import msgspec
 import banyan
 from banyan import _localserver
 from banyan._config import Config
-from banyan._fanout import legacy_job
+from banyan._legacybody import legacy_job
 from banyan._record import Record
 from banyan._transport import Transport
 from banyan._wire import SINGLE_LOG_PATH

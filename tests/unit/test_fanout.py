@@ -6,8 +6,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from banyan._fanout import INITIAL_LIMIT, Limiter, legacy_job, legacy_jobs
+from banyan._fanout import INITIAL_LIMIT, Limiter
 from banyan._h1pool import Answer, _parse
+from banyan._legacybody import legacy_job, legacy_jobs
 from banyan._record import Record, Score, UsageRecord, encode
 from banyan._stats import DropReason, Stats
 
