@@ -17,7 +17,7 @@ from fakes import FakeResponse, FakeTransport, Waits, status
 from banyan._config import Config
 from banyan._delivery import Delivery
 from banyan._exceptions import BanyanError, ConnectError
-from banyan._record import Encoded, Record, encode
+from banyan._record import Encoded, Record, Score, encode
 from banyan._stats import DropReason, Stats
 from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, MSGPACK, SINGLE_LOG_PATH
 
@@ -239,6 +239,16 @@ def test_one_refused_record_makes_a_one_by_one_send_false() -> None:
     assert not delivery(RECORDS, None, Waits())
     stats = delivery._stats
     assert (stats.sent, stats.dropped[DropReason.CLIENT_ERROR]) == (5, 1)
+
+
+def test_a_score_in_a_one_by_one_send_is_not_posted_and_counted_unsupported() -> None:
+    """The serial 1.0.1 sender posts the records and never a score: the score is counted as
+    unsupported (not spilled) and the send reports False."""
+    delivery, fake, spilled = _legacy(OK, OK, OK)
+    score = encode(Score("s-1", 1.5, "stars", 4.0, record_id="r0"))
+    assert not delivery([*RECORDS, score], None, Waits())
+    assert [orjson.loads(kw["content"])["id"] for _, _, kw in fake.calls] == ["r0", "r1", "r2"]
+    assert (delivery._stats.dropped[DropReason.UNSUPPORTED], spilled) == (1, [])
 
 
 def test_one_by_one_sends_retry_and_keep_to_the_deadline() -> None:
