@@ -237,18 +237,19 @@ def log_score(
     """
     logger = _logger or _from_env()
     if logger is None:
-        return _not_configured()
+        return _not_configured("log_score")
     return logger.log_score(
         name, value, prompt_data=prompt_data, record_id=record_id, metadata=metadata,
         score_id=score_id, blocking=blocking,
     )  # fmt: skip
 
 
-def _not_configured() -> bool:
+def _not_configured(function: str = "log_prompt") -> bool:
     _unconfigured.drop(DropReason.NOT_CONFIGURED, entry=True)
     _unconfigured.warn_once(
-        "not-configured",
-        "banyan: log_prompt() called before banyan.configure(); the record is dropped",
+        f"not-configured-{function}",
+        "banyan: %s() called before banyan.configure(); the record is dropped",
+        function,
     )
     return False
 

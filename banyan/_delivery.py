@@ -5,8 +5,9 @@ as the caller encoded them: nothing is re-encoded. Connection errors,
 timeouts, 408, 429 and 5xx are retried with exponential backoff and jitter,
 Retry-After acting as a floor; other 4xx are final. Against an old backend
 that has no batch endpoint (404/405) records go one per request, as JSON, to
-the 1.0.1 endpoint, many at once (``_fanout``). Whatever cannot be delivered passes through
-:meth:`Delivery._on_undeliverable` to ``spill`` (the disk spool) when one is set.
+the 1.0.1 endpoint, many at once (``_fanout``), scores left out (``_legacybody``).
+Whatever cannot be delivered passes through :meth:`Delivery._on_undeliverable`
+to ``spill`` (the disk spool) when one is set.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from banyan._exceptions import AuthenticationError, BanyanError, HTTPStatusError, TransportError
+from banyan._legacybody import Job, legacy_jobs
 from banyan._record import Encoded, repaired
 from banyan._stats import DropReason, Stats
 from banyan._wire import (
@@ -279,12 +281,13 @@ class Delivery:
         stats.warn_once(
             "legacy", "banyan: the server has no batch endpoint; sending one record per request"
         )
-        from banyan._fanout import Policy, legacy_job
+        from banyan._fanout import Policy
 
+        jobs = legacy_jobs(records, stats)
+        kept = len(jobs) == len(records)
         fanout = self._fanout = self._transport.fanout()
         if fanout is None:
-            return self._send_serial(records, whole, deadline, stop, stats)
-        jobs = [legacy_job(record) for record in records]
+            return self._send_serial(jobs, whole, deadline, stop, stats) and kept
         policy = Policy(self._config, self._backoff, self._keeps_refused())
         outcome = fanout.send(jobs, deadline, stop, stats, policy)
         stats.legacy_concurrency = fanout.limiter.limit
@@ -292,33 +295,33 @@ class Delivery:
         if outcome.left:
             give_up = GiveUp(outcome.reason, outcome.error)
             self._on_undeliverable(whole, outcome.left, give_up, stats)
-        return outcome.ok
+        return outcome.ok and kept
 
     def _send_serial(
         self,
-        records: list[Encoded],
+        jobs: list[Job],
         whole: list[Encoded],
         deadline: float | None,
         stop: threading.Event,
         stats: Stats,
     ) -> bool:
         ok = True
-        for index, record in enumerate(records):
+        for index, job in enumerate(jobs):
             try:
                 if stop.is_set():
                     raise GiveUp(DropReason.SHUTDOWN, "shut down while sending one by one")
-                ok = self._send_one(record, deadline, stop, stats) and ok
+                ok = self._send_one(job, deadline, stop, stats) and ok
             except GiveUp as exc:
-                self._on_undeliverable(whole, records[index:], exc, stats)
+                left = [job.record for job in jobs[index:]]
+                self._on_undeliverable(whole, left, exc, stats)
                 return False
         return ok
 
     def _send_one(
-        self, record: Encoded, deadline: float | None, stop: threading.Event, stats: Stats
+        self, job: Job, deadline: float | None, stop: threading.Event, stats: Stats
     ) -> bool:
-        from banyan._fanout import in_doubt, legacy_job
+        from banyan._fanout import in_doubt
 
-        job = legacy_job(record)
         headers = {"Content-Type": JSON, IDEMPOTENCY_HEADER: job.key}
 
         def post(timeout: float | None) -> Any:
@@ -335,10 +338,10 @@ class Delivery:
         try:
             self._attempts(post, deadline, stop, stats)
         except HTTPStatusError as exc:
-            return refused([record], exc, stats)
+            return refused([job.record], exc, stats)
         self.last_ok = time.monotonic()
         stats.http_version = self._transport.http_version
-        stats.add(sent=1, bytes_sent=len(record))
+        stats.add(sent=1, bytes_sent=len(job.record))
         return True
 
     def _on_undeliverable(

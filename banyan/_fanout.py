@@ -30,9 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
-
-import msgspec
+from typing import TYPE_CHECKING, Any
 
 from banyan._exceptions import (
     AuthenticationError,
@@ -42,6 +40,7 @@ from banyan._exceptions import (
     RequestTimeout,
 )
 from banyan._h1pool import Answer, H1Pool
+from banyan._legacybody import Job
 from banyan._record import Encoded
 from banyan._stats import DropReason, Stats
 from banyan._wire import IDEMPOTENCY_HEADER, JSON, SINGLE_LOG_PATH
@@ -58,9 +57,6 @@ _NOT_PROCESSED = frozenset({408, 425, 429, 503})
 _OVERLOAD = frozenset({429, 503})
 #: Retried statuses after which the server may have stored the record (a gateway's answer).
 _DOUBTFUL = frozenset({500, 502, 504})
-_decode_record = msgspec.msgpack.Decoder(dict[str, Any]).decode
-#: The 1.0.1 endpoint stamps its own arrival time.
-_LEGACY_DROP = ("ts",)
 
 
 class Limiter:
@@ -107,30 +103,11 @@ class Limiter:
         return 0.0
 
 
-@dataclass
-class Job:
-    """One record to send: its bytes as queued, its JSON body and its id."""
-
-    record: Encoded
-    body: bytes
-    key: str
-    attempts: int = 0
-
-
 def in_doubt(error: BanyanError) -> bool:
     """Whether a request that failed with ``error`` (and is retried) may have been processed."""
     if isinstance(error, HTTPStatusError):
         return error.status_code in _DOUBTFUL
     return not isinstance(error, ConnectError)
-
-
-def legacy_job(record: Encoded) -> Job:
-    """``record`` as the 1.0.1 endpoint takes it: JSON, without ``ts``, keyed by its id."""
-    # msgspec 0.18's stubs take bytes only; every version decodes any buffer.
-    fields = _decode_record(cast("bytes", record))
-    for name in _LEGACY_DROP:
-        fields.pop(name, None)
-    return Job(record, msgspec.json.encode(fields), str(fields.get("id", "")))
 
 
 @dataclass

@@ -50,6 +50,8 @@ class DropReason(str, enum.Enum):
     SPOOL_ERROR = "spool_error"
     SPOOL_EVICTED = "spool_evicted"
     SPOOL_CORRUPT = "spool_corrupt"
+    #: A record the server cannot store: a score sent to a 1.0.1 server, never sent.
+    UNSUPPORTED = "unsupported"
     # production controls (#16): records the user chose not to send
     DISABLED = "disabled"
     SAMPLED = "sampled"

@@ -74,6 +74,8 @@ class Statistics(TypedDict):
     logs_queued: int
     logs_sent: int
     logs_dropped: int
+    #: Every :class:`~banyan.DropReason` value (``"queue_full"``, ``"unsupported"``, ...): its
+    #: count, zeros included. A dict, not a TypedDict: ``dropped[reason.value]`` must type-check.
     dropped: dict[str, int]
     queue_size: int
     queue_bytes: int

@@ -41,7 +41,7 @@ import msgspec
 import banyan
 from banyan import _localserver
 from banyan._config import Config
-from banyan._fanout import legacy_job
+from banyan._legacybody import legacy_job
 from banyan._record import Record
 from banyan._transport import Transport
 from banyan._wire import SINGLE_LOG_PATH
@@ -77,7 +77,9 @@ def alone_run(server: LegacyServer, n: int) -> dict[str, Any]:
     client's default ceiling allows."""
     record = Record(id="bench-0", ts=0.0, input=INPUT, output=OUTPUT, model="gpt-4",
                     metadata=METADATA, duration_ms=12.0)  # fmt: skip
-    body = legacy_job(msgspec.msgpack.encode(record)).body
+    job = legacy_job(msgspec.msgpack.encode(record))
+    assert job is not None
+    body = job.body
     out: dict[str, Any] = server_alone(server.base_url, SINGLE_LOG_PATH, body, n, DEFAULT_CEILING)
     out["wrk_answers_per_s"] = wrk_rate(server.base_url + SINGLE_LOG_PATH, body, DEFAULT_CEILING)
     return out

@@ -2,10 +2,16 @@
 
 It has no batch endpoint (404) and stores every ``POST /api/logs/prompt-usage``
 it is sent, duplicates included, as the 1.0.1 service does, after a fixed
-delay (``LEGACY_DELAY_MS``). ``GET /_stored`` reports what it stored: every
-record id in arrival order, every ``Idempotency-Key`` header seen, and the
-most requests it was answering at once (``peak``); ``GET /api/v2/logs/summary``
-the count only, as ``banyan serve`` reports it.
+delay (``LEGACY_DELAY_MS``). It takes only what the 1.0.1 contract names
+(/work/shared/PROTOCOL-NOTES.md, "Logging", and the 1.0.1 client, which always
+sends ``input``, ``output`` and ``metadata``), plus the ``id`` the 2.x client
+adds (docs/protocol.md 8.1); a body without those three, or with any other key
+(a score's ``kind``, token usage), is refused with 400: the contract does not
+say that the service ignores unknown keys, so a client must not count on it.
+``GET /_stored`` reports what it stored: every record id in arrival order,
+every ``Idempotency-Key`` header seen, the bodies' keys, how many bodies it
+refused, and the most requests it was answering at once (``peak``);
+``GET /api/v2/logs/summary`` the count only, as ``banyan serve`` reports it.
 Run it with :func:`start`; the tests import it as ``legacyserver``, the
 benchmarks as ``tests.legacyserver``.
 """
@@ -31,6 +37,16 @@ STORED_PATH = "/_stored"
 SUMMARY_PATH = "/api/v2/logs/summary"
 _ids: list[str] = []
 _keys: list[str] = []
+#: Every key any stored body had, and the bodies refused (400).
+_fields: set[str] = set()
+_refused: list[str] = []
+#: What a 1.0.1 body holds: always the first three, then any of the others (and the 2.x id).
+_REQUIRED = ("input", "output", "metadata")
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "input": str, "output": str, "metadata": dict, "duration_ms": (int, float),
+    **dict.fromkeys(("prompt_id", "prompt_name", "version", "branch_name", "model", "id",
+                     "experiment_id", "experiment_version_id", "sticky_key", "sticky_value"), str),
+}  # fmt: skip
 #: Requests being answered now, and the most there ever were at once.
 _busy = {"now": 0, "peak": 0}
 
@@ -54,13 +70,27 @@ async def _body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
+def _refusal(record: object) -> str | None:
+    """Why a 1.0.1 service would refuse ``record``; None when it takes it."""
+    if not isinstance(record, dict):
+        return "the body is not a JSON object"
+    missing = [name for name in _REQUIRED if name not in record]
+    unknown = [name for name in record if name not in _TYPES]
+    wrong = [name for name, value in record.items()
+             if name in _TYPES and not isinstance(value, _TYPES[name])]  # fmt: skip
+    if missing or unknown or wrong:
+        return f"missing {missing}, unknown {unknown}, wrong type {wrong}"
+    return None
+
+
 async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     """The ASGI app: the 1.0.1 single-record endpoint, and ``/_stored``."""
     if scope["type"] != "http":
         return
     path = scope["path"]
     if path == STORED_PATH:
-        await _answer(send, 200, {"ids": _ids, "keys": _keys, "peak": _busy["peak"]})
+        stored = {"ids": _ids, "keys": _keys, "fields": sorted(_fields), "refused": _refused}
+        await _answer(send, 200, {**stored, "peak": _busy["peak"]})
         return
     if path == SUMMARY_PATH:
         await _answer(send, 200, {"stored": len(_ids)})
@@ -69,6 +99,12 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await _answer(send, 404, {"error": "not found"})
         return
     record = json.loads(await _body(receive))
+    refusal = _refusal(record)
+    if refusal is not None:
+        _refused.append(refusal)
+        await _answer(send, 400, {"error": f"invalid usage record: {refusal}"})
+        return
+    _fields.update(record)
     _busy["now"] += 1
     _busy["peak"] = max(_busy["peak"], _busy["now"])
     delay = int(os.environ.get(DELAY_ENV) or 0)
@@ -89,7 +125,8 @@ class LegacyServer:
     process: subprocess.Popen[bytes]
 
     def stored(self) -> dict[str, Any]:
-        """``{"ids": [...], "keys": [...], "peak": n}``: every record stored, in arrival order."""
+        """``{"ids", "keys", "fields", "refused", "peak"}``: every record stored, in arrival
+        order, their keys, the refusals."""
         return dict(httpx.get(self.base_url + STORED_PATH, timeout=30).json())
 
     def count(self) -> int:

@@ -33,6 +33,21 @@ def test_log_before_configure_is_a_counted_drop_warned_once(
     assert logger is banyan._default._logger
 
 
+def test_the_not_configured_warning_names_the_function_called(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before configure(), log_score's warning names log_score, log_prompt's names log_prompt."""
+    _default._reset()
+    with caplog.at_level(logging.WARNING, logger="banyan"):
+        assert banyan.log_score("stars", 4, record_id="r9") is False
+        assert banyan.log_prompt("i", "o") is False
+    messages = [r.getMessage() for r in caplog.records if "configure" in r.getMessage()]
+    assert len(messages) == 2
+    assert "log_score()" in messages[0]
+    assert "log_prompt()" not in messages[0]
+    assert "log_prompt()" in messages[1]
+
+
 def test_get_prompt_before_configure_raises_not_configured() -> None:
     """get_prompt needs configure() first: NotConfiguredError (a BanyanError)."""
     _default._reset()

@@ -17,7 +17,7 @@ from fakes import FakeResponse, FakeTransport, Waits, status
 from banyan._config import Config
 from banyan._delivery import Delivery
 from banyan._exceptions import BanyanError, ConnectError
-from banyan._record import Encoded, Record, encode
+from banyan._record import Encoded, Record, Score, encode
 from banyan._stats import DropReason, Stats
 from banyan._wire import BATCH_ID_HEADER, BATCH_PATH, MSGPACK, SINGLE_LOG_PATH
 
@@ -214,7 +214,8 @@ def test_final_refusals_are_warned_once_per_status_with_a_hint(
 def test_one_by_one_sends_post_each_record_as_json_without_ts(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """After a 404 each record is POSTed alone, as JSON without ts, to the 1.0.1 path."""
+    """After a 404 each record is POSTed alone, as JSON without ts (with the metadata 1.0.1
+    always sent), to the 1.0.1 path."""
     delivery, fake, _ = _delivery(status(404), OK, OK, OK)
     with caplog.at_level(logging.WARNING, logger="banyan"):
         before = time.monotonic()
@@ -225,7 +226,7 @@ def test_one_by_one_sends_post_each_record_as_json_without_ts(
     singles = fake.calls[1:]
     assert [(method, path) for method, path, _ in singles] == [("POST", SINGLE_LOG_PATH)] * 3
     assert [orjson.loads(kw["content"]) for _, _, kw in singles] == [
-        {"id": f"r{n}", "input": "in", "output": "out"} for n in range(3)
+        {"id": f"r{n}", "input": "in", "output": "out", "metadata": {}} for n in range(3)
     ]
     stats = delivery._stats
     assert (stats.sent, stats.bytes_sent) == (3, sum(map(len, RECORDS)))
@@ -238,6 +239,16 @@ def test_one_refused_record_makes_a_one_by_one_send_false() -> None:
     assert not delivery(RECORDS, None, Waits())
     stats = delivery._stats
     assert (stats.sent, stats.dropped[DropReason.CLIENT_ERROR]) == (5, 1)
+
+
+def test_a_score_in_a_one_by_one_send_is_not_posted_and_counted_unsupported() -> None:
+    """The serial 1.0.1 sender posts the records and never a score: the score is counted as
+    unsupported (not spilled) and the send reports False."""
+    delivery, fake, spilled = _legacy(OK, OK, OK)
+    score = encode(Score("s-1", 1.5, "stars", 4.0, record_id="r0"))
+    assert not delivery([*RECORDS, score], None, Waits())
+    assert [orjson.loads(kw["content"])["id"] for _, _, kw in fake.calls] == ["r0", "r1", "r2"]
+    assert (delivery._stats.dropped[DropReason.UNSUPPORTED], spilled) == (1, [])
 
 
 def test_one_by_one_sends_retry_and_keep_to_the_deadline() -> None:

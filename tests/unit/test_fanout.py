@@ -3,11 +3,14 @@ parsing of HTTP/1.1 answers."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
-from banyan._fanout import INITIAL_LIMIT, Limiter, legacy_job
+from banyan._fanout import INITIAL_LIMIT, Limiter
 from banyan._h1pool import Answer, _parse
-from banyan._record import Record, encode
+from banyan._legacybody import legacy_job, legacy_jobs
+from banyan._record import Record, Score, UsageRecord, encode
+from banyan._stats import DropReason, Stats
 
 
 class Clock:
@@ -102,9 +105,23 @@ def test_no_rate_cap_never_waits() -> None:
 def test_a_job_is_the_1_0_1_json_body_keyed_by_the_record_id() -> None:
     """The 1.0.1 body drops ts (the server stamps its arrival) and is keyed by the record id."""
     job = legacy_job(encode(Record("rec-1", 1.5, "in", "out", model="m")))
+    assert job is not None
     assert job.key == "rec-1"
     assert b'"ts"' not in job.body
     assert b'"input":"in"' in job.body
+
+
+def test_a_job_has_only_the_fields_1_0_1_knows_and_scores_have_none() -> None:
+    """Usage fields are left out of the 1.0.1 body, metadata is always there; a score gets no
+    job: it is dropped (counted once as unsupported) and the records beside it are kept."""
+    usage = encode(UsageRecord("rec-2", 1.5, "in", "out", input_tokens=3, cost=0.5))
+    score = encode(Score("s-1", 1.5, "stars", 4.0, record_id="rec-2"))
+    stats = Stats()
+    (job,) = legacy_jobs([usage, score], stats)
+    assert orjson.loads(job.body) == {"id": "rec-2", "input": "in", "output": "out", "metadata": {}}
+    assert legacy_job(score) is None
+    assert stats.dropped[DropReason.UNSUPPORTED] == 1
+    assert sum(stats.dropped.values()) == 1
 
 
 def test_an_answer_is_framed_by_its_content_length_and_kept_alive() -> None:

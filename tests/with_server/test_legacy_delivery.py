@@ -7,6 +7,7 @@ stores every request, duplicates included, as the 1.0.1 service does.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from faultproxy import Fault, FaultProxy, running
 from legacyserver import LegacyServer, start
 from serverproc import free_port
+from test_spool_replay import invariant
 
 import banyan
 from banyan._fanout import Limiter
@@ -183,3 +185,76 @@ def test_the_rate_cap_spaces_the_requests(legacy: LegacyServer) -> None:
     assert time.monotonic() - start_at >= 0.5
     assert_all_stored(legacy, logger, 22)
     logger.shutdown(timeout=10)
+
+
+def test_scores_are_dropped_as_unsupported_before_sending_and_warned_once(
+    legacy: LegacyServer,
+) -> None:
+    """A 1.0.1 service cannot store scores: none is sent, each is counted as unsupported and
+    warned about once; the records beside them are stored, none refused, all accounted for."""
+    logger = logger_for(legacy.base_url)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for i in range(5):
+            logger.log_prompt(f"in {i}", "out", record_id=f"rec-{i}")
+            logger.log_score("stars", i, record_id=f"rec-{i}")
+        assert logger.flush(timeout=30) is False
+        assert logger.log_score("accepted", True, record_id="rec-0", blocking=True) is False
+    stats = logger.get_stats()
+    logger.shutdown(timeout=10)
+    stored = legacy.stored()
+    assert (sorted(stored["ids"]), stored["refused"]) == ([f"rec-{i}" for i in range(5)], [])
+    assert stats["dropped"]["unsupported"] == stats["logs_dropped"] == 6
+    assert stats["logs_sent"] == 5
+    invariant(stats)
+    assert [w.category for w in seen if "log_score" in str(w.message)] == [banyan.BanyanWarning]
+
+
+def test_a_record_with_usage_is_stored_without_the_fields_101_does_not_know(
+    legacy: LegacyServer,
+) -> None:
+    """Token usage and cost, which the 1.0.1 contract does not name, are left out there: the
+    record is stored (with the metadata 1.0.1 always sent), nothing refused or dropped."""
+    logger = logger_for(legacy.base_url)
+    logger.log_prompt("in", "out", model="m", input_tokens=10, output_tokens=5,
+                      cached_input_tokens=2, cost=0.01, record_id="usage-1")  # fmt: skip
+    assert logger.flush(timeout=30)
+    stats = logger.get_stats()
+    logger.shutdown(timeout=10)
+    stored = legacy.stored()
+    assert (stored["ids"], stored["refused"]) == (["usage-1"], [])
+    assert stored["fields"] == ["id", "input", "metadata", "model", "output"]
+    assert (stats["logs_sent"], stats["logs_dropped"]) == (1, 0)
+    invariant(stats)
+
+
+def test_scores_spooled_before_the_101_server_was_found_are_dropped_at_replay(
+    tmp_path: Any,
+) -> None:
+    """Records and scores spooled while nothing answered replay to a 1.0.1 server that then
+    starts: the records stored once, the scores counted as unsupported, all accounted for."""
+    port = free_port()
+    logger = logger_for(f"http://127.0.0.1:{port}", http2=False, max_retries=0,
+                        spool_dir=str(tmp_path))  # fmt: skip
+    for i in range(5):
+        logger.log_prompt(f"in {i}", "out", record_id=f"rec-{i}")
+        logger.log_score("stars", i, record_id=f"rec-{i}")
+    assert logger.flush(timeout=30)
+    assert logger.get_stats()["spooled"] == 10
+    legacy = start(port)
+    try:
+        # A live record after the restart: the replay waits for a delivery to succeed.
+        logger.log_prompt("live", "out", record_id="rec-live")
+        deadline = time.monotonic() + 60
+        while logger.get_stats()["spool_segments"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert logger.flush(timeout=30) is False
+        stats = logger.get_stats()
+        logger.shutdown(timeout=10)
+        stored = legacy.stored()
+    finally:
+        legacy.stop()
+    assert sorted(stored["ids"]) == [*(f"rec-{i}" for i in range(5)), "rec-live"]
+    assert stored["refused"] == []
+    assert (stats["logs_sent"], stats["dropped"]["unsupported"], stats["logs_dropped"]) == (6, 5, 5)
+    invariant(stats)
