@@ -10,15 +10,15 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 
 from banyan._exceptions import ConfigurationError
-from banyan._record import Record, as_metadata, text
+from banyan._record import SCORE, Record, Score, as_metadata, text
 from banyan._redact import LogEvent
+from banyan._scores import checked_name, checked_value
 from banyan._stats import DropReason, Stats
 from banyan._warn import warn_once
 
@@ -28,8 +28,8 @@ NOT_FROM_ENV = frozenset(
     {"api_key", "base_url", "project_id", "http_transport", "before_send", "spool_dir", "cache_dir"}
 )
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
-#: Metadata key that carries the rate a record was sampled at (experiment analysis
-#: weighs each record by its inverse).
+#: Metadata key that carries the rate a record was sampled at. The analysis does not
+#: weight by it: sampling by subject is independent of the variant (docs/statistics.md).
 SAMPLE_RATE_KEY = "banyan.sample_rate"
 
 
@@ -87,18 +87,22 @@ def check(enabled: object, debug: object, sample_rate: object, before_send: obje
         raise ConfigurationError(f"before_send must be callable or None, got {before_send!r}")
 
 
-def sampled_in(rate: float, record: Record) -> bool:
-    """Whether ``record`` is kept at ``rate``: by its experiment subject when it has one."""
-    if record.sticky_value is None:
-        return random.random() < rate
+def sampled_in(rate: float, record: Record | Score) -> bool:
+    """Whether ``record`` is kept at ``rate``: by its experiment subject when it has one,
+    else by its id (a score by the id of the record it names), so a score follows its record.
+    """
     # A subject is in or out for every record, whichever process logs it (experiments
     # compare the same users across variants).
-    digest = hashlib.blake2b(record.sticky_value.encode(errors="replace"), digest_size=8).digest()
+    unit = record.sticky_value
+    if unit is None:
+        unit = record.record_id or record.id if isinstance(record, Score) else record.id
+    digest = hashlib.blake2b(unit.encode(errors="replace"), digest_size=8).digest()
     return int.from_bytes(digest, "big") < rate * 2**64
 
 
 class Gate:
-    """Sampling, then ``before_send``, for one logger; every record it stops is counted."""
+    """Sampling, then ``before_send``, for one logger and every kind of record it sends;
+    every record it stops is counted."""
 
     def __init__(
         self, rate: float, hook: Callable[[LogEvent], LogEvent | None] | None, stats: Stats
@@ -107,7 +111,7 @@ class Gate:
         self._hook = hook
         self._stats = stats
 
-    def __call__(self, record: Record) -> bool | None:
+    def __call__(self, record: Record | Score) -> bool | None:
         """None to send ``record`` (changed in place), else what ``log_prompt`` returns."""
         if self._rate < 1.0:
             if not sampled_in(self._rate, record):
@@ -119,19 +123,14 @@ class Gate:
         return None if self._hook is None else self._before_send(self._hook, record)
 
     def _before_send(
-        self, hook: Callable[[LogEvent], LogEvent | None], record: Record
+        self, hook: Callable[[LogEvent], LogEvent | None], record: Record | Score
     ) -> bool | None:
         try:
-            event: Any = msgspec.structs.asdict(record)
-            del event["id"], event["ts"]
-            changed = hook(event)
+            changed = hook(_event(record))
             if changed is None:
                 self._stats.drop(DropReason.BEFORE_SEND, entry=True)
                 return True
-            fields: dict[str, Any] = dict(changed)
-            fields["input"], fields["output"] = text(fields["input"]), text(fields["output"])
-            fields["metadata"] = as_metadata(fields.get("metadata"))
-            for name, value in fields.items():
+            for name, value in _checked(record, dict(changed)).items():
                 setattr(record, name, value)
             return None
         except Exception as exc:
@@ -144,3 +143,24 @@ class Gate:
             self._stats.warn_once("before_send", "%s", message)
             warn_once("before_send", message)
             return False
+
+
+def _event(record: Record | Score) -> Any:
+    """``record``'s fields as ``before_send`` sees them: ``kind`` first, no id nor timestamp."""
+    fields = msgspec.structs.asdict(record)
+    del fields["id"], fields["ts"]
+    return {"kind": SCORE if record.__class__ is Score else "prompt", **fields}
+
+
+def _checked(record: Record | Score, fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields a hook returned, shaped as the wire wants them; raises for a bad score."""
+    del fields["kind"]
+    fields["metadata"] = as_metadata(fields.get("metadata"))
+    if record.__class__ is Score:
+        fields["name"], fields["value"] = (
+            checked_name(fields["name"]),
+            checked_value(fields["value"]),
+        )
+    else:
+        fields["input"], fields["output"] = text(fields["input"]), text(fields["output"])
+    return fields

@@ -36,8 +36,9 @@ def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def _upper(event: banyan.LogEvent) -> banyan.LogEvent:
-    event["input"] = event["input"].upper()
-    event["metadata"] = {"seen": event["prompt_name"]}
+    if event["kind"] == "prompt":
+        event["input"] = event["input"].upper()
+        event["metadata"] = {"seen": event["prompt_name"]}
     return event
 
 
@@ -219,6 +220,26 @@ def test_sampling_without_subject_is_per_record() -> None:
         kept = len(backend.logged)
         assert kept + banyan.get_stats()["dropped"]["sampled"] == 400
     assert 100 < kept < 300
+
+
+def test_a_score_by_record_id_follows_its_records_sampling() -> None:
+    """Without a subject the decision hashes the record's id: every kept score by record_id
+    names a kept record and every kept record keeps its score, in any logger."""
+    ids = [f"answer-{n}" for n in range(200)]
+    for _ in range(2):
+        with capture(sample_rate=0.5) as backend:
+            for record_id in ids:
+                banyan.log_prompt("in", "out", record_id=record_id)
+                banyan.log_score("stars", 4, record_id=record_id)
+            logged = backend.logged
+            dropped = banyan.get_stats()["dropped"]["sampled"]
+        records = [r["id"] for r in logged if "kind" not in r]
+        scores = [r["record_id"] for r in logged if r.get("kind") == "score"]
+        assert records == scores
+        assert 50 < len(records) < 150
+        assert dropped == 2 * (200 - len(records))
+        kept = records if _ == 0 else kept
+        assert records == kept  # the same decision again: deterministic
 
 
 @pytest.mark.parametrize(
