@@ -11,7 +11,8 @@ import hashlib
 import math
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import msgspec
 
@@ -33,17 +34,18 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 SAMPLE_RATE_KEY = "banyan.sample_rate"
 
 
-def from_environment(options: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """``options`` completed from ``BANYAN_<OPTION>`` variables; explicit arguments win."""
+def from_environment(options: dict[str, Any], types: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` completed from ``BANYAN_<OPTION>`` variables, read as the option's type
+    in ``types``; explicit arguments win."""
     found = dict(options)
     # BANYAN_DISABLED=1 is BANYAN_ENABLED=0 (OTEL_SDK_DISABLED's shape).
-    for name, default in defaults.items():
+    for name, kind in types.items():
         raw = os.environ.get(f"BANYAN_{name.upper()}")
         if name in found or name in NOT_FROM_ENV or raw is None:
             continue
-        found[name] = _parse(f"BANYAN_{name.upper()}", raw.strip(), default)
+        found[name] = _parse(f"BANYAN_{name.upper()}", raw.strip(), kind)
     if "enabled" not in options and os.environ.get("BANYAN_DISABLED") is not None:
-        found["enabled"] = not _parse("BANYAN_DISABLED", os.environ["BANYAN_DISABLED"], False)
+        found["enabled"] = not _parse("BANYAN_DISABLED", os.environ["BANYAN_DISABLED"], bool)
     return found
 
 
@@ -56,21 +58,22 @@ def named(error: ConfigurationError, options: Mapping[str, Any]) -> Configuratio
     return error
 
 
-def _parse(variable: str, raw: str, default: Any) -> Any:
+def _parse(variable: str, raw: str, kind: Any) -> Any:
+    """``raw`` as a value of ``kind`` (an option's annotation: ``float | None``, a Literal...)."""
+    kinds = get_args(kind) if get_origin(kind) in (Union, UnionType) else (kind,)
+    if type(None) in kinds and raw.lower() in ("", "none"):
+        return None
+    parser = next((parser for parser in (bool, int, float) if parser in kinds), None)
+    if parser is None:
+        return raw  # text; a Literal is checked by Config
     try:
-        if isinstance(default, bool):
+        if parser is bool:
             if raw.lower() not in _TRUE + _FALSE:
                 raise ValueError("not a yes/no value")
             return raw.lower() in _TRUE
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
+        return parser(raw)
     except ValueError:
-        raise ConfigurationError(
-            f"{variable} must be a {type(default).__name__}, got {raw!r}"
-        ) from None
-    return None if raw.lower() in ("", "none") else raw
+        raise ConfigurationError(f"{variable} must be a {parser.__name__}, got {raw!r}") from None
 
 
 def check(enabled: object, debug: object, sample_rate: object, before_send: object) -> None:
