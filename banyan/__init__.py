@@ -16,6 +16,7 @@ from banyan._client import PromptStackLogger
 from banyan._default import (
     aflush,
     aget_prompt,
+    ashutdown,
     configure,
     experiment,
     flush,
@@ -79,6 +80,7 @@ __all__ = [
     "__version__",
     "aflush",
     "aget_prompt",
+    "ashutdown",
     "configure",
     "content_hash",
     "experiment",

@@ -13,7 +13,7 @@ EXPECTED = [
     "PromptEvent", "PromptStackLogger", "ProtocolError", "RequestTimeout", "ScoreError",
     "ScoreEvent", "Statistics", "TransportError",
     "__version__",
-    "aflush", "aget_prompt", "configure", "content_hash", "experiment", "flush",
+    "aflush", "aget_prompt", "ashutdown", "configure", "content_hash", "experiment", "flush",
     "get_prompt", "get_stats", "log", "log_prompt", "log_score", "pseudonymize_subjects",
     "redact_card_numbers", "redact_emails", "redact_phone_numbers", "redact_pii",
     "redact_secrets", "shutdown",
