@@ -92,19 +92,13 @@ def test_the_identity_holds_in_every_snapshot_with_scores_and_usage(
         flush_interval=0.02, batch_size=20, max_queue_bytes=32 << 10, max_retry_delay=0.2,
         spool_dir=str(tmp_path / "spool"),
     )  # fmt: skip
-    watcher = Watcher(logger)
-    watcher.start()
-    try:
+    with logger, Watcher(logger) as watcher:
         proxy.push("status", times=10, status=503)
         proxy.push("reset", times=4)
         for i in range(1000):
             logger.log_prompt(f"in {i}", "o" * 100, input_tokens=i, cost=0.001, record_id=f"r{i}")
             logger.log_score("stars", i % 5, record_id=f"r{i}", metadata={"note": "n" * 50})
         assert drain(logger, 60)
-    finally:
-        watcher.done.set()
-        watcher.join(10)
-        logger.shutdown(timeout=10)
     stats = logger.get_stats()
     assert stats["logs_queued"] == 2000
     assert stats["spooled"] > 0
