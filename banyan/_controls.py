@@ -157,7 +157,7 @@ def _event(record: Record | Score) -> Any:
 
 def _checked(record: Record | Score, fields: dict[str, Any]) -> dict[str, Any]:
     """The fields a hook returned, shaped as the wire wants them; raises for a bad score."""
-    del fields["kind"]
+    fields.pop("kind", None)  # the record's kind is not the hook's to change
     fields["metadata"] = as_metadata(fields.get("metadata"))
     if record.__class__ is Score:
         fields["name"], fields["value"] = (

@@ -89,6 +89,19 @@ def test_a_hook_that_breaks_a_score_drops_it_as_an_error(change: dict[str, Any])
         assert banyan.get_stats()["dropped"]["before_send_error"] == 1
 
 
+def test_a_hook_may_return_a_new_dict_without_kind() -> None:
+    """The kind is the record's: a returned dict without (or with another) kind is still sent."""
+
+    def hook(event: banyan.LogEvent) -> Any:
+        return {key: value for key, value in event.items() if key != "kind"}
+
+    with capture(before_send=hook) as backend:
+        assert banyan.log_prompt("in", "out")
+        assert banyan.log_score("stars", 4, record_id="r1")
+        logged = backend.logged
+    assert [r.get("kind") for r in logged] == [None, "score"]
+
+
 def test_redactors_scrub_a_scores_metadata_and_leave_its_labels() -> None:
     """redact_pii replaces text in a score's metadata; name, value and subject stay."""
     with capture(before_send=banyan.redact_pii) as backend:
