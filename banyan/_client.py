@@ -40,7 +40,7 @@ from banyan._record import (
     text,
 )
 from banyan._record import scratch as _scratch
-from banyan._scores import attribution, encoded, outcome_record, sampled, score
+from banyan._scores import attribution, encoded, outcome_record, score
 from banyan._spooling import open_spool
 from banyan._stats import DropReason
 from banyan._transport import Transport
@@ -407,8 +407,9 @@ class PromptStackLogger:
         prompt the scored answer used, or one routed again for the same subject,
         in any process), and/or for the record logged with ``record_id``. It
         travels like a record (same queue, batches, retries, spool and
-        ``get_stats()`` counts) and follows the subject's ``sample_rate``
-        decision; ``before_send`` does not see it. A prompt outside an
+        ``get_stats()`` counts), follows the ``sample_rate`` decision of its
+        subject (else of its record), and ``before_send`` sees it (``kind``
+        ``"score"``). A prompt outside an
         experiment, without ``record_id``, is skipped (``logs_skipped``).
         Raises :class:`~banyan.ScoreError` for a bad name, value, id or metadata,
         or without ``prompt_data`` and ``record_id``; never for delivery.
@@ -427,9 +428,9 @@ class PromptStackLogger:
                 "with logging off) and without record_id is skipped",
             )  # fmt: skip
             return True
-        rate = self._config.sample_rate
-        if rate < 1.0 and not sampled(rate, record, self._stats):
-            return True
+        # The records' gate: sampling (by subject, else by record_id) and before_send.
+        if self._gate is not None and (stopped := self._gate(record)) is not None:
+            return stopped
         data = encoded(record, self._stats)
         if data is None or (len(data) > SCRATCH_MAX and not self._large([None], len(data))):
             return False

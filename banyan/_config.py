@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_type_hints
 from urllib.parse import urlsplit
 
 from banyan._controls import check, from_environment, named
@@ -155,7 +155,7 @@ class Config:
 
 _FIELDS = {f.name for f in dataclasses.fields(Config)}
 # production controls (#16)
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
+_TYPES = get_type_hints(Config)
 
 
 def build(
@@ -166,7 +166,7 @@ def build(
     if unknown:
         raise ConfigurationError(f"unknown option(s): {', '.join(unknown)}")
     # production controls (#16): every option from BANYAN_<OPTION>; off needs no key.
-    options = from_environment(options, _DEFAULTS)
+    options = from_environment(options, _TYPES)
     if options.get("enabled") is False and not (api_key or os.environ.get("BANYAN_API_KEY")):
         api_key = "psk_disabled"
     # Surrounding whitespace is a key file's or a secret's trailing newline, never the key.

@@ -10,15 +10,16 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import random
 from collections.abc import Callable, Mapping
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import msgspec
 
 from banyan._exceptions import ConfigurationError
-from banyan._record import Record, as_metadata, text
+from banyan._record import SCORE, Record, Score, as_metadata, text
 from banyan._redact import LogEvent
+from banyan._scores import checked_name, checked_value
 from banyan._stats import DropReason, Stats
 from banyan._warn import warn_once
 
@@ -28,22 +29,23 @@ NOT_FROM_ENV = frozenset(
     {"api_key", "base_url", "project_id", "http_transport", "before_send", "spool_dir", "cache_dir"}
 )
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
-#: Metadata key that carries the rate a record was sampled at (experiment analysis
-#: weighs each record by its inverse).
+#: Metadata key that carries the rate a record was sampled at. The analysis does not
+#: weight by it: sampling by subject is independent of the variant (docs/statistics.md).
 SAMPLE_RATE_KEY = "banyan.sample_rate"
 
 
-def from_environment(options: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """``options`` completed from ``BANYAN_<OPTION>`` variables; explicit arguments win."""
+def from_environment(options: dict[str, Any], types: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` completed from ``BANYAN_<OPTION>`` variables, read as the option's type
+    in ``types``; explicit arguments win."""
     found = dict(options)
     # BANYAN_DISABLED=1 is BANYAN_ENABLED=0 (OTEL_SDK_DISABLED's shape).
-    for name, default in defaults.items():
+    for name, kind in types.items():
         raw = os.environ.get(f"BANYAN_{name.upper()}")
         if name in found or name in NOT_FROM_ENV or raw is None:
             continue
-        found[name] = _parse(f"BANYAN_{name.upper()}", raw.strip(), default)
+        found[name] = _parse(f"BANYAN_{name.upper()}", raw.strip(), kind)
     if "enabled" not in options and os.environ.get("BANYAN_DISABLED") is not None:
-        found["enabled"] = not _parse("BANYAN_DISABLED", os.environ["BANYAN_DISABLED"], False)
+        found["enabled"] = not _parse("BANYAN_DISABLED", os.environ["BANYAN_DISABLED"], bool)
     return found
 
 
@@ -56,21 +58,22 @@ def named(error: ConfigurationError, options: Mapping[str, Any]) -> Configuratio
     return error
 
 
-def _parse(variable: str, raw: str, default: Any) -> Any:
+def _parse(variable: str, raw: str, kind: Any) -> Any:
+    """``raw`` as a value of ``kind`` (an option's annotation: ``float | None``, a Literal...)."""
+    kinds = get_args(kind) if get_origin(kind) in (Union, UnionType) else (kind,)
+    if type(None) in kinds and raw.lower() in ("", "none"):
+        return None
+    parser = next((parser for parser in (bool, int, float) if parser in kinds), None)
+    if parser is None:
+        return raw  # text; a Literal is checked by Config
     try:
-        if isinstance(default, bool):
+        if parser is bool:
             if raw.lower() not in _TRUE + _FALSE:
                 raise ValueError("not a yes/no value")
             return raw.lower() in _TRUE
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
+        return parser(raw)
     except ValueError:
-        raise ConfigurationError(
-            f"{variable} must be a {type(default).__name__}, got {raw!r}"
-        ) from None
-    return None if raw.lower() in ("", "none") else raw
+        raise ConfigurationError(f"{variable} must be a {parser.__name__}, got {raw!r}") from None
 
 
 def check(enabled: object, debug: object, sample_rate: object, before_send: object) -> None:
@@ -87,18 +90,22 @@ def check(enabled: object, debug: object, sample_rate: object, before_send: obje
         raise ConfigurationError(f"before_send must be callable or None, got {before_send!r}")
 
 
-def sampled_in(rate: float, record: Record) -> bool:
-    """Whether ``record`` is kept at ``rate``: by its experiment subject when it has one."""
-    if record.sticky_value is None:
-        return random.random() < rate
+def sampled_in(rate: float, record: Record | Score) -> bool:
+    """Whether ``record`` is kept at ``rate``: by its experiment subject when it has one,
+    else by its id (a score by the id of the record it names), so a score follows its record.
+    """
     # A subject is in or out for every record, whichever process logs it (experiments
     # compare the same users across variants).
-    digest = hashlib.blake2b(record.sticky_value.encode(errors="replace"), digest_size=8).digest()
+    unit = record.sticky_value
+    if unit is None:
+        unit = record.record_id or record.id if isinstance(record, Score) else record.id
+    digest = hashlib.blake2b(unit.encode(errors="replace"), digest_size=8).digest()
     return int.from_bytes(digest, "big") < rate * 2**64
 
 
 class Gate:
-    """Sampling, then ``before_send``, for one logger; every record it stops is counted."""
+    """Sampling, then ``before_send``, for one logger and every kind of record it sends;
+    every record it stops is counted."""
 
     def __init__(
         self, rate: float, hook: Callable[[LogEvent], LogEvent | None] | None, stats: Stats
@@ -107,7 +114,7 @@ class Gate:
         self._hook = hook
         self._stats = stats
 
-    def __call__(self, record: Record) -> bool | None:
+    def __call__(self, record: Record | Score) -> bool | None:
         """None to send ``record`` (changed in place), else what ``log_prompt`` returns."""
         if self._rate < 1.0:
             if not sampled_in(self._rate, record):
@@ -119,19 +126,14 @@ class Gate:
         return None if self._hook is None else self._before_send(self._hook, record)
 
     def _before_send(
-        self, hook: Callable[[LogEvent], LogEvent | None], record: Record
+        self, hook: Callable[[LogEvent], LogEvent | None], record: Record | Score
     ) -> bool | None:
         try:
-            event: Any = msgspec.structs.asdict(record)
-            del event["id"], event["ts"]
-            changed = hook(event)
+            changed = hook(_event(record))
             if changed is None:
                 self._stats.drop(DropReason.BEFORE_SEND, entry=True)
                 return True
-            fields: dict[str, Any] = dict(changed)
-            fields["input"], fields["output"] = text(fields["input"]), text(fields["output"])
-            fields["metadata"] = as_metadata(fields.get("metadata"))
-            for name, value in fields.items():
+            for name, value in _checked(record, dict(changed)).items():
                 setattr(record, name, value)
             return None
         except Exception as exc:
@@ -144,3 +146,24 @@ class Gate:
             self._stats.warn_once("before_send", "%s", message)
             warn_once("before_send", message)
             return False
+
+
+def _event(record: Record | Score) -> Any:
+    """``record``'s fields as ``before_send`` sees them: ``kind`` first, no id nor timestamp."""
+    fields = msgspec.structs.asdict(record)
+    del fields["id"], fields["ts"]
+    return {"kind": SCORE if record.__class__ is Score else "prompt", **fields}
+
+
+def _checked(record: Record | Score, fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields a hook returned, shaped as the wire wants them; raises for a bad score."""
+    fields.pop("kind", None)  # the record's kind is not the hook's to change
+    fields["metadata"] = as_metadata(fields.get("metadata"))
+    if record.__class__ is Score:
+        fields["name"], fields["value"] = (
+            checked_name(fields["name"]),
+            checked_value(fields["value"]),
+        )
+    else:
+        fields["input"], fields["output"] = text(fields["input"]), text(fields["output"])
+    return fields

@@ -254,19 +254,19 @@ def _not_configured(function: str = "log_prompt") -> bool:
     return False
 
 
-def flush(timeout: float = 30.0) -> bool:
+def flush(timeout: float | None = 30.0) -> bool:
     """Flush the default logger; False (not an error) when it is not configured."""
     logger = _logger
     return logger.flush(timeout) if logger is not None else False
 
 
-async def aflush(timeout: float = 30.0) -> bool:
+async def aflush(timeout: float | None = 30.0) -> bool:
     """Await :func:`flush` without blocking the event loop; False when not configured."""
     logger = _logger
     return await logger.aflush(timeout) if logger is not None else False
 
 
-def shutdown(timeout: float = 30.0) -> bool:
+def shutdown(timeout: float | None = 30.0) -> bool:
     """Shut the default logger down; the next :func:`configure` starts afresh.
 
     The closed logger stays the default until then: :func:`get_stats` keeps its
@@ -274,6 +274,12 @@ def shutdown(timeout: float = 30.0) -> bool:
     """
     logger = _logger
     return logger.shutdown(timeout) if logger is not None else True
+
+
+async def ashutdown(timeout: float | None = 30.0) -> bool:
+    """Await :func:`shutdown` without blocking the event loop; True when not configured."""
+    logger = _logger
+    return await logger.ashutdown(timeout) if logger is not None else True
 
 
 def _reset() -> None:

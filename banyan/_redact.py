@@ -1,21 +1,24 @@
 """``before_send`` events and the built-in redactors users compose into one.
 
-A redactor takes a :class:`LogEvent` and returns it with the matches in its
-``input``, ``output`` and the text inside its ``metadata`` replaced by a
-placeholder (``[email]``, ``[phone]``, ``[card]``, ``[secret]``). Identifiers
-(model, prompt and experiment fields) are left alone: they are not free text.
+A redactor takes a :class:`LogEvent`, a prompt record's or a score's, and
+returns it with the matches in a record's ``input`` and ``output`` and in the
+text inside either kind's ``metadata`` replaced by a placeholder (``[email]``,
+``[phone]``, ``[card]``, ``[secret]``). Identifiers and labels (model, prompt
+and experiment fields, a score's name and value, the subject) are left alone:
+they are not free text. :func:`pseudonymize_subjects` replaces the subject of
+both kinds alike, so a pseudonymised subject's scores still join its records.
 """
 
 from __future__ import annotations
 
+import hmac
 import re
 from collections.abc import Callable
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 
-class LogEvent(TypedDict):
-    """The fields of one record as ``before_send`` sees (and may change) them."""
-
+class _PromptFields(TypedDict):
+    kind: Literal["prompt"]
     input: str
     output: str
     prompt_id: str | None
@@ -31,6 +34,36 @@ class LogEvent(TypedDict):
     sticky_value: str | None
 
 
+class PromptEvent(_PromptFields, total=False):
+    """A prompt record (``kind == "prompt"``) as ``before_send`` sees it.
+
+    The usage keys are there only when ``log_prompt`` was given usage or cost.
+    """
+
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_input_tokens: int | None
+    #: US dollars.
+    cost: float | None
+
+
+class ScoreEvent(TypedDict):
+    """A score (``kind == "score"``) as ``before_send`` sees it; ``name`` and ``value`` are
+    labels the results group by, ``sticky_value`` the subject it counts for."""
+
+    kind: Literal["score"]
+    name: str
+    value: bool | float | str
+    record_id: str | None
+    experiment_id: str | None
+    experiment_version_id: str | None
+    sticky_key: str | None
+    sticky_value: str | None
+    metadata: dict[str, Any] | None
+
+
+#: What ``before_send`` is given: test ``event["kind"]`` to reach a kind's own fields.
+LogEvent = PromptEvent | ScoreEvent
 #: A ``before_send`` hook: the event (changed or not) to send it, None to drop it.
 BeforeSend = Callable[[LogEvent], "LogEvent | None"]
 
@@ -92,8 +125,9 @@ def _scrub(value: Any, replace: Callable[[str], str], depth: int = 0) -> Any:
 
 def _redactor(replace: Callable[[str], str], name: str, doc: str) -> Callable[[LogEvent], LogEvent]:
     def redact(event: LogEvent) -> LogEvent:
-        event["input"] = replace(event["input"])
-        event["output"] = replace(event["output"])
+        if event["kind"] == "prompt":
+            event["input"] = replace(event["input"])
+            event["output"] = replace(event["output"])
         if event["metadata"]:
             event["metadata"] = _scrub(event["metadata"], replace)
         return event
@@ -173,3 +207,26 @@ redact_pii = _redactor(
     "redact_pii",
     "All the built-in redactors: secrets, e-mails, card and phone numbers.",
 )
+
+
+def pseudonymize_subjects(key: str | bytes) -> Callable[[LogEvent], LogEvent]:
+    """A hook that replaces every event's ``sticky_value`` (records and scores alike) with
+    its HMAC-SHA256 under ``key`` (32 hex digits).
+
+    One subject keeps one value, so the results still count it once and join its
+    scores; without ``key`` nobody can tell who it was. Give every process the same
+    key (a secret you keep), or one subject becomes several. Compose it with the
+    redactors: ``lambda event: pseudonymize(redact_pii(event))``.
+    """
+    if not isinstance(key, str | bytes) or not key:
+        raise TypeError("pseudonymize_subjects needs a non-empty str or bytes key")
+    secret = key.encode() if isinstance(key, str) else key
+
+    def pseudonymize(event: LogEvent) -> LogEvent:
+        subject = event["sticky_value"]
+        if subject is not None:
+            keyed = hmac.new(secret, subject.encode(errors="surrogatepass"), "sha256")
+            event["sticky_value"] = keyed.hexdigest()[:32]
+        return event
+
+    return pseudonymize

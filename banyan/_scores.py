@@ -6,10 +6,8 @@ builds the plain :class:`~banyan._record.Record` as before. ``log_score`` checks
 its arguments with :func:`score`, which raises :class:`~banyan.ScoreError` for a
 mistake in the call and builds the :class:`~banyan._record.Score` to encode.
 
-Scores follow their subject's sampling decision (``sample_rate`` keeps or drops a
-subject's records and scores alike, by the same hash of its sticky value);
-``before_send`` is not applied to them: it sees log records, and a score carries
-no prompt input or output.
+Scores pass the same gate as records (``banyan._controls``): a score follows its
+subject's sampling decision, or its record's, and ``before_send`` sees it.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from banyan._controls import SAMPLE_RATE_KEY, sampled_in
 from banyan._exceptions import ScoreError, UsageError
 from banyan._record import (
     MAX_ID_LENGTH,
@@ -82,8 +79,7 @@ def score(
     record_id: Any, metadata: Any, score_id: Any,
 ) -> Score:  # fmt: skip
     """The score record of one ``log_score`` call; ScoreError for a mistake in the call."""
-    if name.__class__ is not str or not 0 < len(name) <= MAX_NAME_LENGTH:
-        raise ScoreError(f"name must be text of 1 to {MAX_NAME_LENGTH} characters, got {name!r}")
+    name = checked_name(name)
     for label, given in (("record_id", record_id), ("score_id", score_id)):
         if given is not None and not (given.__class__ is str and 0 < len(given) <= MAX_ID_LENGTH):
             raise ScoreError(f"{label} must be text of 1 to {MAX_ID_LENGTH} characters")
@@ -91,7 +87,7 @@ def score(
         raise ScoreError(f"metadata must be a dict, got a {type(metadata).__name__}")
     experiment_id, version_id, sticky_key, sticky_value = wire[4:] if wire else (None,) * 4
     return Score(
-        clean(score_id) if score_id else ids(), time.time(), clean(name), _value(value),
+        clean(score_id) if score_id else ids(), time.time(), name, checked_value(value),
         clean(record_id) if record_id else None, experiment_id, version_id, sticky_key,
         sticky_value, metadata,
     )  # fmt: skip
@@ -108,7 +104,15 @@ def attribution(prompt_data: PromptData | None, record_id: Any) -> tuple[str | N
     return prompt_data._wire
 
 
-def _value(value: Any) -> bool | float | str:
+def checked_name(name: Any) -> str:
+    """A score's ``name`` as sent; ScoreError unless it is text of 1 to 128 characters."""
+    if name.__class__ is not str or not 0 < len(name) <= MAX_NAME_LENGTH:
+        raise ScoreError(f"name must be text of 1 to {MAX_NAME_LENGTH} characters, got {name!r}")
+    return clean(name)
+
+
+def checked_value(value: Any) -> bool | float | str:
+    """A score's ``value`` as sent (a number as a float); ScoreError for anything else."""
     # bool first: it is an int too.
     if isinstance(value, bool):
         return value
@@ -122,15 +126,6 @@ def _value(value: Any) -> bool | float | str:
         "value must be a bool, a finite number or a category of 1 to "
         f"{MAX_NAME_LENGTH} characters, got {value!r}"
     )
-
-
-def sampled(rate: float, record: Score, stats: Stats) -> bool:
-    """Whether ``record`` is kept at ``rate`` (its subject's decision); a dropped one is counted."""
-    if not sampled_in(rate, record):  # type: ignore[arg-type]
-        stats.drop(DropReason.SAMPLED, entry=True)
-        return False
-    record.metadata = {**(record.metadata or {}), SAMPLE_RATE_KEY: rate}
-    return True
 
 
 def encoded(record: Score, stats: Stats) -> bytes | None:

@@ -36,8 +36,9 @@ def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def _upper(event: banyan.LogEvent) -> banyan.LogEvent:
-    event["input"] = event["input"].upper()
-    event["metadata"] = {"seen": event["prompt_name"]}
+    if event["kind"] == "prompt":
+        event["input"] = event["input"].upper()
+        event["metadata"] = {"seen": event["prompt_name"]}
     return event
 
 
@@ -221,20 +222,25 @@ def test_sampling_without_subject_is_per_record() -> None:
     assert 100 < kept < 300
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "option", "expected"),
-    [("BANYAN_SAMPLE_RATE", "0.25", "sample_rate", 0.25), ("BANYAN_DEBUG", "1", "debug", True),
-     ("BANYAN_MAX_RETRIES", "7", "max_retries", 7), ("BANYAN_HTTP2", "false", "http2", False),
-     ("BANYAN_COMPRESSION", "gzip", "compression", "gzip"),
-     ("BANYAN_DURABILITY", "buffered", "durability", "buffered")],
-)  # fmt: skip
-def test_options_come_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, option: str, expected: Any
-) -> None:
-    """Each option can come from BANYAN_<OPTION>."""
-    monkeypatch.setenv(variable, value)
-    logger = banyan.PromptStackLogger(api_key="psk_x", spool_dir=False, enabled=False)
-    assert getattr(logger.config, option) == expected
+def test_a_score_by_record_id_follows_its_records_sampling() -> None:
+    """Without a subject the decision hashes the record's id: every kept score by record_id
+    names a kept record and every kept record keeps its score, in any logger."""
+    ids = [f"answer-{n}" for n in range(200)]
+    runs = []
+    for _ in range(2):
+        with capture(sample_rate=0.5) as backend:
+            for record_id in ids:
+                banyan.log_prompt("in", "out", record_id=record_id)
+                banyan.log_score("stars", 4, record_id=record_id)
+            logged = backend.logged
+            dropped = banyan.get_stats()["dropped"]["sampled"]
+        records = [r["id"] for r in logged if "kind" not in r]
+        scores = [r["record_id"] for r in logged if r.get("kind") == "score"]
+        assert records == scores
+        assert 50 < len(records) < 150
+        assert dropped == 2 * (200 - len(records))
+        runs.append(records)
+    assert runs[0] == runs[1]  # deterministic: the same ids, the same decisions
 
 
 def test_explicit_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

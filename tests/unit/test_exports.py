@@ -10,12 +10,13 @@ import banyan
 EXPECTED = [
     "AuthenticationError", "BanyanError", "BanyanWarning", "ConfigurationError", "ConnectError",
     "DropReason", "HTTPStatusError", "LogEvent", "NotConfiguredError", "PromptData",
-    "PromptStackLogger", "ProtocolError", "RequestTimeout", "ScoreError", "Statistics",
-    "TransportError",
+    "PromptEvent", "PromptStackLogger", "ProtocolError", "RequestTimeout", "ScoreError",
+    "ScoreEvent", "Statistics", "TransportError",
     "__version__",
-    "aflush", "aget_prompt", "configure", "content_hash", "experiment", "flush",
-    "get_prompt", "get_stats", "log", "log_prompt", "log_score", "redact_card_numbers",
-    "redact_emails", "redact_phone_numbers", "redact_pii", "redact_secrets", "shutdown",
+    "aflush", "aget_prompt", "ashutdown", "configure", "content_hash", "experiment", "flush",
+    "get_prompt", "get_stats", "log", "log_prompt", "log_score", "pseudonymize_subjects",
+    "redact_card_numbers", "redact_emails", "redact_phone_numbers", "redact_pii",
+    "redact_secrets", "shutdown",
 ]  # fmt: skip
 
 

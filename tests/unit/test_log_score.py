@@ -113,19 +113,20 @@ def test_scores_follow_their_subjects_sampling_decision() -> None:
     assert all(s["metadata"]["banyan.sample_rate"] == 0.5 for s in scores)
 
 
-def test_before_send_does_not_see_scores() -> None:
-    """before_send gets log records only; a score passes by it unchanged."""
+def test_before_send_sees_scores() -> None:
+    """before_send gets each score as an event of kind "score"; what it returns is sent."""
     seen: list[Any] = []
 
     def hook(event: banyan.LogEvent) -> banyan.LogEvent:
-        seen.append(event)
+        seen.append(event["kind"])
+        event["metadata"] = {"hooked": True}
         return event
 
     with capture(before_send=hook) as backend:
         banyan.log_score("accepted", True, record_id="r1")
         logged = backend.logged
-    assert seen == []
-    assert [r["name"] for r in logged] == ["accepted"]
+    assert seen == ["score"]
+    assert [(r["name"], r["metadata"]) for r in logged] == [("accepted", {"hooked": True})]
 
 
 def test_a_disabled_logger_counts_a_score_as_disabled_and_still_checks_it(

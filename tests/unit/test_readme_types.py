@@ -86,3 +86,21 @@ def test_config_fields_are_the_literal_types_of_the_public_options(tmp_path: Pat
     out = _strict_errors(tmp_path / "fields.py", source)
     assert out.count("[arg-type]") == 3, out
     assert out.count("error:") == 3, out
+
+
+def test_a_before_send_hook_must_tell_the_kinds_apart(tmp_path: Path) -> None:
+    """LogEvent is PromptEvent | ScoreEvent: a record's field written without testing ``kind``
+    is a mypy error; after the test, usage and score fields type-check."""
+    source = PLACEHOLDERS + (
+        "def hook(event: banyan.LogEvent) -> banyan.LogEvent:\n"
+        '    event["input"] = "x"\n'
+        '    if event["kind"] == "prompt":\n'
+        '        print(event["input"], event.get("cost"), event["input_tokens"])\n'
+        "    else:\n"
+        '        print(event["name"], event["value"] is True, event["sticky_value"])\n'
+        "    return event\n"
+        'banyan.configure(api_key="psk_x", before_send=hook)\n'
+    )
+    out = _strict_errors(tmp_path / "hook.py", source)
+    assert out.count("error:") == 1, out
+    assert "[typeddict-unknown-key]" in out

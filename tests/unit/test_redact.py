@@ -9,9 +9,10 @@ import pytest
 import banyan
 
 
-def _event(text: str, metadata: dict[str, Any] | None = None) -> banyan.LogEvent:
-    return {"input": text, "output": text, "prompt_id": "p-1", "prompt_name": "a@b.co",
-            "version": None, "branch_name": None, "model": "gpt-4", "metadata": metadata,
+def _event(text: str, metadata: dict[str, Any] | None = None) -> banyan.PromptEvent:
+    return {"kind": "prompt", "input": text, "output": text, "prompt_id": "p-1",
+            "prompt_name": "a@b.co", "version": None, "branch_name": None, "model": "gpt-4",
+            "metadata": metadata,
             "duration_ms": None, "experiment_id": None, "experiment_version_id": None,
             "sticky_key": None, "sticky_value": None}  # fmt: skip
 
@@ -63,10 +64,26 @@ def test_redactors_reach_nested_metadata_and_leave_identifiers() -> None:
     """Strings inside metadata dicts and lists are redacted; keys and prompt fields are not."""
     event = banyan.redact_pii(_event("x", {"a@b.co": {"to": ["ada@example.com", 3]}}))
     assert event["metadata"] == {"a@b.co": {"to": ["[email]", 3]}}
+    assert event["kind"] == "prompt"
     assert event["prompt_name"] == "a@b.co"
 
 
 def test_redact_pii_applies_every_redactor() -> None:
     """redact_pii catches e-mails, cards, phones and secrets in one pass."""
     text = "ada@example.com 4111111111111111 +1 415 555 0100 psk_live_0123456789"
-    assert banyan.redact_pii(_event(text))["input"] == "[email] [card] [phone] [secret]"
+    event = banyan.redact_pii(_event(text))
+    assert event["kind"] == "prompt"
+    assert event["input"] == "[email] [card] [phone] [secret]"
+
+
+@pytest.mark.parametrize(("redactor", "text", "expected"), CAUGHT)
+def test_redactor_scrubs_a_scores_metadata(redactor: Any, text: str, expected: str) -> None:
+    """On a score event each redactor replaces in metadata and leaves name, value, subject."""
+    event: banyan.LogEvent = {
+        "kind": "score", "name": "reason", "value": text, "record_id": None,
+        "experiment_id": "e", "experiment_version_id": "v", "sticky_key": "user_id",
+        "sticky_value": text, "metadata": {"note": [text]},
+    }  # fmt: skip
+    scrubbed = redactor(event)
+    assert scrubbed["metadata"] == {"note": [expected]}
+    assert (scrubbed["name"], scrubbed["value"], scrubbed["sticky_value"]) == ("reason", text, text)

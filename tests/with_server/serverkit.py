@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import msgspec
@@ -47,8 +47,10 @@ def wait_stored(server: Server, count: int, timeout: float = 10) -> int:
         time.sleep(0.05)
 
 
-def stored_records(server: Server) -> list[dict[str, Any]]:
-    """Every stored record as the server keeps it (read from the database itself).
+def stored_records(
+    server: Server, table: Literal["logs", "scores"] = "logs"
+) -> list[dict[str, Any]]:
+    """Every stored record (or score) as the server keeps it (read from the database itself).
 
     In the order stored on SQLite; by ts, then id, on PostgreSQL.
     """
@@ -56,10 +58,11 @@ def stored_records(server: Server) -> list[dict[str, Any]]:
         import psycopg
 
         with psycopg.connect(server.database) as conn:
-            rows = conn.execute(b"SELECT record FROM logs ORDER BY ts, id").fetchall()
+            query = f"SELECT record FROM {table} ORDER BY ts, id".encode()
+            rows = conn.execute(query).fetchall()
     else:
         with contextlib.closing(sqlite3.connect(f"file:{server.db}?mode=ro", uri=True)) as conn:
-            rows = conn.execute("SELECT record FROM logs ORDER BY rowid").fetchall()
+            rows = conn.execute(f"SELECT record FROM {table} ORDER BY rowid").fetchall()
     return [msgspec.msgpack.decode(row[0]) for row in rows]
 
 

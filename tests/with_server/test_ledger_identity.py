@@ -27,6 +27,14 @@ class Watcher(threading.Thread):
         self.snapshots = 0
         self.unbalanced: list[dict[str, Any]] = []
 
+    def __enter__(self) -> Watcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.done.set()
+        self.join(10)
+
     def run(self) -> None:
         while not self.done.is_set():
             stats = dict(self.logger.get_stats())

@@ -1,4 +1,5 @@
-"""before_send end to end: a redacted address reaches neither the server nor the spool."""
+"""before_send end to end: a redacted address reaches neither the server nor the spool, whether
+in a record or in a score's metadata."""
 
 from __future__ import annotations
 
@@ -28,14 +29,17 @@ def _spooled_bytes(directory: Path) -> bytes:
 def _log(logger: banyan.PromptStackLogger, blocking: bool) -> None:
     metadata = {"contact": ADDRESS, "nested": [{"cc": ADDRESS}]}
     assert logger.log_prompt(f"I am {ADDRESS}", f"Hi {ADDRESS}", metadata=metadata,
-                             blocking=blocking)  # fmt: skip
+                             blocking=blocking, record_id="r1")  # fmt: skip
+    assert logger.log_score("stars", 4, record_id="r1", metadata={"by": ADDRESS},
+                            blocking=blocking)  # fmt: skip
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_redacted_address_reaches_neither_server_nor_spool(
     server: Server, tmp_path: Path, mode: str
 ) -> None:
-    """In every mode the server stores the record redacted, and no spool file holds the address."""
+    """In every mode the server stores the record and the score redacted, and no spool file
+    holds the address."""
     options, blocking = MODES[mode]
     spool = tmp_path / "spool"
     with banyan.PromptStackLogger(
@@ -47,12 +51,13 @@ def test_a_redacted_address_reaches_neither_server_nor_spool(
     records = stored_records(server)
     assert [(r["input"], r["output"]) for r in records] == [("I am [email]", "Hi [email]")]
     assert records[0]["metadata"] == {"contact": "[email]", "nested": [{"cc": "[email]"}]}
+    assert [s["metadata"] for s in stored_records(server, "scores")] == [{"by": "[email]"}]
     assert ADDRESS.encode() not in _spooled_bytes(spool)
 
 
 @pytest.mark.parametrize("mode", ["background", "synchronous", "durable"])
 def test_records_spooled_for_a_down_server_are_redacted(tmp_path: Path, mode: str) -> None:
-    """With the server unreachable the records wait in the spool, already redacted."""
+    """With the server unreachable the records and scores wait in the spool, already redacted."""
     options, blocking = MODES[mode]
     spool = tmp_path / "spool"
     logger = banyan.PromptStackLogger(
@@ -62,5 +67,5 @@ def test_records_spooled_for_a_down_server_are_redacted(tmp_path: Path, mode: st
     _log(logger, blocking)
     logger.shutdown(timeout=5)
     held = _spooled_bytes(spool)
-    assert b"[email]" in held
+    assert held.count(b"[email]") == 5
     assert ADDRESS.encode() not in held
