@@ -266,8 +266,9 @@ class Store(Protocol):
     async def result_rows(self, project_id: str, exp_id: str) -> list[ResultRow]:
         """The logs of one experiment, as rows _stats.grouped(rows, 1) aggregates."""
 
-    async def prune(self, before: float) -> None:
-        """Drop logs and scores whose ts is before ``before`` (epoch seconds).
+    async def prune(self, before: float) -> dict[str, int]:
+        """Drop logs and scores whose ts is before ``before`` (epoch seconds); returns
+        the rows removed per table (``{"logs": n, "scores": m}``).
 
         An engine that partitions by time drops whole partitions and keeps the
         rows of the one that straddles ``before``. Counters are not changed.

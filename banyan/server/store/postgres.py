@@ -327,8 +327,10 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
             (project_id, exp_id),
         )
 
-    async def prune(self, before: float) -> None:
-        """Drop the day partitions that end by ``before``, and older rows of the default one."""
+    async def prune(self, before: float) -> dict[str, int]:
+        """Drop the day partitions that end by ``before``, and older rows of the default
+        one and of scores; the rows removed per table."""
         async with self._connection() as conn:
-            await pgschema.drop_before(conn, before, self.prune_lock_timeout_ms)
+            removed = await pgschema.drop_before(conn, before, self.prune_lock_timeout_ms)
         self._days = {d for d in self._days if (d + 1) * pgschema.DAY > before}
+        return removed
