@@ -18,7 +18,9 @@ the pool replaces broken connections by itself.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import operator
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -26,12 +28,13 @@ from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.types.string import BytesBinaryDumper
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from banyan._wire import Rejected
 from banyan.server._ingest import Decoded
-from banyan.server._rules import COLUMN_NAMES, COLUMNS, SCORE_COLUMN_NAMES, SCORE_COLUMNS
-from banyan.server.store import Conflict, StoreUnavailable, pgcopy, pgschema, redact
+from banyan.server._rules import COLUMN_NAMES, COLUMNS, NULL, SCORE_COLUMN_NAMES, SCORE_COLUMNS
+from banyan.server.store import Conflict, StoreUnavailable, pgschema, redact
 from banyan.server.store.pgcatalog import Catalog
 from banyan.server.store.pgexperiments import Experiments
 from banyan.server.store.pgidempotency import Idempotency
@@ -75,7 +78,7 @@ class _Table:
     """How a batch's rows of one table are copied in: straight, or staged then moved."""
 
     copy: bytes
-    types: dict[str, str]
+    types: list[str]
     stage: bytes
     copy_stage: bytes
     move: bytes
@@ -85,7 +88,7 @@ class _Table:
 def _table(table: str, types: dict[str, str], key: str) -> _Table:
     copy = f"COPY {{}} ({', '.join(types)}) FROM STDIN (FORMAT BINARY)"
     return _Table(
-        copy.format(table).encode(), types, _stage(table, types).encode(),
+        copy.format(table).encode(), [*types.values()], _stage(table, types).encode(),
         copy.format(f"{table}_stage").encode(), _move(table, types, key).encode(),
         f"DELETE FROM {table}_stage".encode(),
     )  # fmt: skip
@@ -106,58 +109,70 @@ SELECT COALESCE(SUM(stored), 0), COALESCE(SUM(duplicates), 0), COALESCE(SUM(reje
        COALESCE(SUM(batches), 0), COALESCE(SUM(single), 0)
 FROM ingest_counters WHERE project_id = %s
 """
+_KEY = operator.itemgetter(1, 2)
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
-#: Text PostgreSQL refuses (a NUL character, a lone surrogate) or a value out of range:
-#: the row, not the batch.
+#: Text PostgreSQL refuses (a NUL character), text the driver cannot encode (a lone
+#: surrogate) or a value out of range: the row, not the batch.
 _ROW_ERRORS = (psycopg.DataError, UnicodeEncodeError)
 
 
-#: A table's rows as columns, in its _Table.types order.
-_Columns = list[list[Any]]
+def _none(column: list[Any]) -> list[Any]:
+    """The column with Decoded's NULL (NaN; non-finite floats are rejected) as None."""
+    nulls = column.count(NULL)  # by identity first: a C scan, most columns have none
+    if not nulls:
+        return column
+    if nulls == len(column):
+        return [None] * nulls
+    return [None if v is NULL else v for v in column]
 
 
-def _log_columns(project_id: str, values: list[Any], subjects: list[Any]) -> _Columns:
-    """Decoded.values and subjects as logs columns in batch order."""
+def _rows(project_id: str, values: list[Any], subjects: list[Any]) -> list[tuple[Any, ...]]:
+    """Decoded.values and subjects as row tuples in batch order; NaN becomes None."""
     columns = [values[c::COLUMNS] for c in range(COLUMNS)]
-    return [[project_id] * len(subjects), *columns, subjects]
+    columns[2 : COLUMNS - 1] = map(_none, columns[2 : COLUMNS - 1])
+    projects = itertools.repeat(project_id, len(columns[0]))
+    return list(zip(projects, *columns, _none(subjects), strict=True))
 
 
-def _score_columns(project_id: str, values: list[Any]) -> _Columns:
-    """Decoded.scores as scores columns in batch order."""
+def _score_rows(project_id: str, values: list[Any]) -> list[tuple[Any, ...]]:
+    """Decoded.scores as row tuples in batch order; NaN becomes None."""
     columns = [values[c::SCORE_COLUMNS] for c in range(SCORE_COLUMNS)]
-    return [[project_id] * len(columns[0]), *columns]
-
-
-def _row(columns: _Columns, n: int) -> _Columns:
-    return [column[n : n + 1] for column in columns]
+    columns[3 : SCORE_COLUMNS - 1] = map(_none, columns[3 : SCORE_COLUMNS - 1])
+    return list(zip(itertools.repeat(project_id, len(columns[0])), *columns, strict=True))
 
 
 async def _write(
-    conn: AsyncConnection[Any], statement: bytes, columns: _Columns, table: _Table
+    conn: AsyncConnection[Any], statement: bytes, rows: list[Any], table: _Table
 ) -> None:
-    data = pgcopy.payload(table.types, columns)
     async with conn.cursor() as cur, cur.copy(statement) as copy:
-        await copy.write(data)
+        copy.set_types(table.types)
+        for row in sorted(rows, key=_KEY):
+            await copy.write_row(row)
 
 
-async def _direct(conn: AsyncConnection[Any], columns: _Columns, table: _Table) -> int:
+async def _direct(conn: AsyncConnection[Any], rows: list[Any], table: _Table) -> int:
     """COPY rows straight into their table; UniqueViolation if one is stored already."""
-    if columns[1]:
-        await _write(conn, table.copy, columns, table)
-    return len(columns[1])
+    if rows:
+        await _write(conn, table.copy, rows, table)
+    return len(rows)
 
 
-async def _staged(conn: AsyncConnection[Any], columns: _Columns, table: _Table) -> int:
+async def _staged(conn: AsyncConnection[Any], rows: list[Any], table: _Table) -> int:
     """COPY rows into a staging table and move the new ones; returns how many were new."""
-    if not columns[1]:
+    if not rows:
         return 0
     await conn.execute(table.stage)
-    await _write(conn, table.copy_stage, columns, table)
+    await _write(conn, table.copy_stage, rows, table)
     cur = await conn.execute(table.move)
     return cur.rowcount
 
 
-_Copy = Callable[[AsyncConnection[Any], _Columns, _Table], Awaitable[int]]
+_Copy = Callable[[AsyncConnection[Any], list[Any], _Table], Awaitable[int]]
+
+
+async def _configure(conn: AsyncConnection[Any]) -> None:
+    # COPY picks a dumper by type oid: bytea's is dbapi20's Binary dumper, in Python.
+    conn.adapters.register_dumper(bytes, BytesBinaryDumper)
 
 
 class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
@@ -167,7 +182,7 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         self._url = url
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             url, min_size=1, max_size=max_size, timeout=timeout, open=False,
-            name="banyan", reconnect_timeout=365 * 86_400,
+            configure=_configure, name="banyan", reconnect_timeout=365 * 86_400,
         )  # fmt: skip
         self._days: set[int] = set()
         #: Most milliseconds that partition changes wait for a table lock.
@@ -257,17 +272,17 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         copy: _Copy = _staged,
     ) -> int:  # fmt: skip
         """Copy a batch and count it in the caller's transaction; returns the rows new."""
-        inserted = await copy(conn, _log_columns(project_id, batch.values, batch.subjects), _LOGS)
-        inserted += await copy(conn, _score_columns(project_id, batch.scores), _SCORES)
+        inserted = await copy(conn, _rows(project_id, batch.values, batch.subjects), _LOGS)
+        inserted += await copy(conn, _score_rows(project_id, batch.scores), _SCORES)
         await self._count(conn, project_id, batch, inserted, single)
         return inserted
 
     async def _one_by_one(self, conn: AsyncConnection[Any], project_id: str, batch: Decoded) -> int:
-        columns = _log_columns(project_id, batch.values, batch.subjects)
-        logs, stored = await self._each(conn, batch, columns, batch.indexes, table=_LOGS)
-        columns = _score_columns(project_id, batch.scores)
+        rows = _rows(project_id, batch.values, batch.subjects)
+        logs, stored = await self._each(conn, batch, rows, batch.indexes, table=_LOGS)
+        rows = _score_rows(project_id, batch.scores)
         indexes = batch.score_indexes
-        scores, more = await self._each(conn, batch, columns, indexes, table=_SCORES)
+        scores, more = await self._each(conn, batch, rows, indexes, table=_SCORES)
         batch.values = [v for n in logs for v in batch.values[n * COLUMNS : (n + 1) * COLUMNS]]
         batch.subjects = [batch.subjects[n] for n in logs]
         width = SCORE_COLUMNS
@@ -277,15 +292,15 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         return stored + more
 
     async def _each(
-        self, conn: AsyncConnection[Any], batch: Decoded, columns: _Columns,
+        self, conn: AsyncConnection[Any], batch: Decoded, rows: list[tuple[Any, ...]],
         indexes: Sequence[int], *, table: _Table,
     ) -> tuple[list[int], int]:  # fmt: skip
         """Copy rows one at a time: the positions of those kept, and how many were new."""
         kept, inserted = [], 0
-        for n, index in enumerate(indexes):
+        for n, (index, row) in enumerate(zip(indexes, rows, strict=True)):
             try:
                 async with conn.transaction():
-                    inserted += await _staged(conn, _row(columns, n), table)
+                    inserted += await _staged(conn, [row], table)
                     await conn.execute(table.clear)
                 kept.append(n)
             except _ROW_ERRORS as exc:
