@@ -163,8 +163,17 @@ CREATE INDEX scores_of_records ON scores (project_id, record_id)
 CREATE INDEX scores_ts ON scores (ts);
 """
 
+#: GET /api/v2/logs pages by (ts, id) within a project: the record's unique index in
+#: that order serves each page as an index range scan (a page in the middle of a large
+#: project sorted all its rows before), and the uniqueness it enforces is unchanged.
+#: Built at upgrade under a SHARE lock on logs: ingest waits for it (docs/storage.md).
+_V3 = """
+CREATE UNIQUE INDEX logs_page_order ON logs (project_id, ts, id);
+DROP INDEX logs_record_id;
+"""
+
 #: MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS banyan_schema (version integer NOT NULL)"
