@@ -38,6 +38,9 @@ DATABASE_URL_ENV = "BANYAN_DATABASE_URL"
 
 #: The database of ``open_store()`` when neither an argument nor the environment names one.
 DEFAULT_DATABASE = "banyan.db"
+#: PostgresStore's connections per pool (one pool per worker): ``banyan serve --db-pool-size``.
+POOL_SIZE_ENV = "BANYAN_DB_POOL_SIZE"
+DEFAULT_POOL_SIZE = 8
 
 #: Seconds a client is told to wait (Retry-After) when the database is down.
 RETRY_AFTER = 1.0
@@ -283,6 +286,14 @@ class Store(Protocol):
 
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def pool_size() -> int:
+    """$BANYAN_DB_POOL_SIZE, else DEFAULT_POOL_SIZE; ValueError unless a positive integer."""
+    text = os.environ.get(POOL_SIZE_ENV, str(DEFAULT_POOL_SIZE))
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{POOL_SIZE_ENV}={text!r} is not a positive integer")
+    return int(text)
 
 
 async def open_store(target: str | os.PathLike[str] | None = None, **options: Any) -> Store:

@@ -34,7 +34,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from banyan._wire import Rejected
 from banyan.server._ingest import Decoded
 from banyan.server._rules import COLUMN_NAMES, COLUMNS, NULL, SCORE_COLUMN_NAMES, SCORE_COLUMNS
-from banyan.server.store import Conflict, StoreUnavailable, pgschema, redact
+from banyan.server.store import Conflict, StoreUnavailable, pgschema, pool_size, redact
 from banyan.server.store.pgcatalog import Catalog
 from banyan.server.store.pgexperiments import Experiments
 from banyan.server.store.pgidempotency import Idempotency
@@ -178,8 +178,10 @@ async def _configure(conn: AsyncConnection[Any]) -> None:
 class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
     """A Store on PostgreSQL; make one with ``await PostgresStore.open(url)``."""
 
-    def __init__(self, url: str, *, max_size: int = 8, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, max_size: int | None = None, timeout: float = 5.0) -> None:
+        """``max_size`` connections at most (default: ``store.pool_size()``)."""
         self._url = url
+        max_size = pool_size() if max_size is None else max_size
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             url, min_size=1, max_size=max_size, timeout=timeout, open=False,
             configure=_configure, name="banyan", reconnect_timeout=365 * 86_400,
