@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import psycopg
-import pytest
 
 from banyan.server.store import Page
 from banyan.server.store.pgpages import page_query
@@ -30,32 +29,36 @@ def _nodes(plan: dict[str, Any]) -> list[str]:
     return [plan["Node Type"]] + [n for child in plan.get("Plans", []) for n in _nodes(child)]
 
 
-@pytest.mark.parametrize("descending", [False, True])
-@pytest.mark.parametrize("filters", [{}, {"prompt": "p1"}])
-def test_a_page_in_the_middle_is_an_index_scan(
-    pg_url: str, descending: bool, filters: dict[str, Any]
-) -> None:
-    """A page after a cursor halfway through 100k rows reads an index in order: no sort, no
-    sequential scan, and it holds the records that follow the cursor."""
+#: (descending, filters) of the pages read from the middle.
+CASES = [(False, {}), (True, {}), (False, {"prompt": "p1"}), (True, {"prompt": "p1"})]
+
+
+def test_a_page_in_the_middle_is_an_index_scan(pg_url: str) -> None:
+    """A page after a cursor halfway through 100k rows reads an index in order, either way,
+    filtered or not: no sort, no sequential scan, and it holds the records after the cursor."""
     middle = 50_000
     cursor = json.dumps([START + middle * 1.728, f"r{middle}"])
-    page = Page(filters=filters, cursor=cursor, limit=100, descending=descending)
+    pages = [Page(filters=f, cursor=cursor, limit=100, descending=d) for d, f in CASES]
 
-    async def scenario(store: PostgresStore) -> tuple[list[str], list[bytes]]:
+    async def scenario(store: PostgresStore) -> list[tuple[list[str], list[bytes]]]:
         async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
             await conn.execute(_FILL.encode(), (START, ROWS))
             await conn.execute("ANALYZE logs")
-            statement, args = page_query("prj_a", page)
-            cur = await conn.execute(f"EXPLAIN (FORMAT JSON) {statement}".encode(), args)
-            (plan,) = (await cur.fetchone() or [[]])[0]
-        records, _ = await store.logs_page("prj_a", page)
-        return _nodes(plan["Plan"]), records
+            read = []
+            for page in pages:
+                statement, args = page_query("prj_a", page)
+                cur = await conn.execute(f"EXPLAIN (FORMAT JSON) {statement}".encode(), args)
+                (plan,) = (await cur.fetchone() or [[]])[0]
+                read.append((_nodes(plan["Plan"]), (await store.logs_page("prj_a", page))[0]))
+        return read
 
-    nodes, records = with_store(pg_url, scenario)
-    assert "Sort" not in nodes, nodes
-    assert "Seq Scan" not in nodes, nodes
-    assert {"Index Scan", "Index Only Scan"} & set(nodes), nodes
-    step = -1 if descending else 1
-    wanted = [n for n in range(middle + step, middle + step * 400, step)
-              if not filters or n % 3 == 1][:100]  # fmt: skip
-    assert records == [f"r{n}".encode() for n in wanted]
+    for (descending, filters), (nodes, records) in zip(
+        CASES, with_store(pg_url, scenario), strict=True
+    ):
+        assert "Sort" not in nodes, (descending, filters, nodes)
+        assert "Seq Scan" not in nodes, (descending, filters, nodes)
+        assert {"Index Scan", "Index Only Scan"} & set(nodes), (descending, filters, nodes)
+        step = -1 if descending else 1
+        wanted = [n for n in range(middle + step, middle + step * 400, step)
+                  if not filters or n % 3 == 1][:100]  # fmt: skip
+        assert records == [f"r{n}".encode() for n in wanted], (descending, filters)
