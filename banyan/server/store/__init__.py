@@ -291,9 +291,13 @@ _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 def pool_size() -> int:
     """$BANYAN_DB_POOL_SIZE, else DEFAULT_POOL_SIZE; ValueError unless a positive integer."""
     text = os.environ.get(POOL_SIZE_ENV, str(DEFAULT_POOL_SIZE))
-    if not text.strip().isdigit() or int(text) < 1:
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
         raise ValueError(f"{POOL_SIZE_ENV}={text!r} is not a positive integer")
-    return int(text)
+    return size
 
 
 async def open_store(target: str | os.PathLike[str] | None = None, **options: Any) -> Store:
