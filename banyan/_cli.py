@@ -77,7 +77,8 @@ def _serve(args: argparse.Namespace) -> int:
         serve(host=args.host, port=args.port, db=args.db, api_key=api_key,
               tls_cert=args.tls_cert, tls_key=args.tls_key, workers=args.workers,
               log_level=args.log_level, shutdown_timeout=args.shutdown_timeout,
-              limits=limits, retention_days=args.retention_days)  # fmt: skip
+              limits=limits, retention_days=args.retention_days,
+              db_pool_size=args.db_pool_size)  # fmt: skip
     except (SchemaError, StoreError, OSError, sqlite3.Error, ValueError, ImportError) as exc:
         # A database that cannot be opened, a certificate file, an address or a busy port;
         # store errors carry the URL without its password.
@@ -97,6 +98,12 @@ def add_serve(sub: Subparsers) -> None:
         metavar="PATH|URL",
         help="a SQLite file, or postgresql://user@host:5432/banyan (pip install "
         "'banyan-sdk[postgres]'); default: $BANYAN_DATABASE_URL, else banyan.db",
+    )
+    p.add_argument(
+        "--db-pool-size",
+        type=positive(int),
+        metavar="N",
+        help="PostgreSQL connections of each worker at most (default: 8, or $BANYAN_DB_POOL_SIZE)",
     )
     p.add_argument(
         "--api-key",

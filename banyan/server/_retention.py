@@ -18,7 +18,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from banyan.server._app import log_to_stderr
-from banyan.server.store import Store, StoreError, open_store, redact
+from banyan.server.store import StoreError, open_store, redact
 
 log = logging.getLogger("banyan.server")
 
@@ -29,36 +29,16 @@ INTERVAL = 3600.0
 _PARENT_CHECK = 1.0
 
 
-async def _older(store: Store, before: float) -> dict[str, int]:
-    """Rows of each pruned table with a ts before ``before`` (a scan: prune by hand only)."""
-    from banyan.server.store.sqlite import _PRUNED, SqliteStore
-
-    counts = {}
-    for table in _PRUNED:
-        query = f"SELECT count(*) FROM {table} WHERE ts < "
-        if isinstance(store, SqliteStore):
-            row = await store._read(lambda c, q: c.execute(q + "?", (before,)).fetchone(), query)
-        else:
-            row = (await store._fetch(query + "%s", (before,)))[0]  # type: ignore[attr-defined]
-        counts[table] = int(row[0])
-    return counts
-
-
-async def prune(target: str, before: float, *, count: bool = True) -> dict[str, int]:
+async def prune(target: str, before: float) -> dict[str, int]:
     """Drop the logs and scores of ``target`` older than ``before``; rows removed per table.
 
-    PostgreSQL keeps the rows of the day partition that straddles ``before``,
-    so the counts are the rows older than ``before`` that are gone afterwards.
-    ``count=False`` skips the two counting scans and returns ``{}``.
+    PostgreSQL keeps the rows of the day partition that straddles ``before``.
     """
     store = await open_store(target)
     try:
-        ahead = await _older(store, before) if count else {}
-        await store.prune(before)
-        left = await _older(store, before) if count else {}
+        return await store.prune(before)
     finally:
         await store.close()
-    return {table: ahead[table] - left[table] for table in ahead}
 
 
 def _loop(target: str, days: float, parent: int, level: str) -> None:
@@ -78,11 +58,12 @@ def _loop(target: str, days: float, parent: int, level: str) -> None:
 def _prune_once(target: str, days: float) -> None:
     before = time.time() - days * DAY
     try:
-        asyncio.run(prune(target, before, count=False))
+        removed = asyncio.run(prune(target, before))
     except (StoreError, sqlite3.Error, OSError) as exc:
         log.warning("retention: pruning %s failed, next try in an hour: %s", redact(target), exc)
         return
-    log.info("retention: pruned logs and scores older than %d days", days)
+    log.info("retention: removed %d logs and %d scores older than %d days",
+             removed["logs"], removed["scores"], days)  # fmt: skip
 
 
 def start(target: str, days: float, level: str) -> BaseProcess:

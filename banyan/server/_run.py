@@ -10,7 +10,14 @@ from pathlib import Path
 from banyan.server import _auth, _retention
 from banyan.server._app import DB_ENV, LOG_LEVEL_ENV
 from banyan.server._limits import Limits
-from banyan.server.store import DATABASE_URL_ENV, DEFAULT_DATABASE, Bootstrap, open_store, redact
+from banyan.server.store import (
+    DATABASE_URL_ENV,
+    DEFAULT_DATABASE,
+    POOL_SIZE_ENV,
+    Bootstrap,
+    open_store,
+    redact,
+)
 
 #: HTTP/2 frames up to 1 MiB: a 10,000-record batch then takes ~12 frames, not ~700.
 MAX_FRAME_SIZE = 1024 * 1024
@@ -100,6 +107,7 @@ def serve(
     shutdown_timeout: int = 5,
     limits: Limits | None = None,
     retention_days: int | None = None,
+    db_pool_size: int | None = None,
 ) -> None:
     """Run the reference server until SIGTERM or Ctrl-C.
 
@@ -110,8 +118,12 @@ def serve(
     SQLite path or a ``postgresql://`` URL (default: $BANYAN_DATABASE_URL, else
     banyan.db). ``retention_days`` starts one process beside the workers that
     prunes older logs and scores at start, then hourly (see ``_retention``).
+    ``db_pool_size`` caps each worker's PostgreSQL connections (default:
+    $BANYAN_DB_POOL_SIZE, else 8).
     """
     target = database_target(db)
+    if db_pool_size is not None:
+        os.environ[POOL_SIZE_ENV] = str(db_pool_size)
     _check_free(host, port)
     bootstrap(target, api_key)
     # Workers are separate processes that build the app from the environment.

@@ -38,6 +38,9 @@ DATABASE_URL_ENV = "BANYAN_DATABASE_URL"
 
 #: The database of ``open_store()`` when neither an argument nor the environment names one.
 DEFAULT_DATABASE = "banyan.db"
+#: PostgresStore's connections per pool (one pool per worker): ``banyan serve --db-pool-size``.
+POOL_SIZE_ENV = "BANYAN_DB_POOL_SIZE"
+DEFAULT_POOL_SIZE = 8
 
 #: Seconds a client is told to wait (Retry-After) when the database is down.
 RETRY_AFTER = 1.0
@@ -266,8 +269,9 @@ class Store(Protocol):
     async def result_rows(self, project_id: str, exp_id: str) -> list[ResultRow]:
         """The logs of one experiment, as rows _stats.grouped(rows, 1) aggregates."""
 
-    async def prune(self, before: float) -> None:
-        """Drop logs and scores whose ts is before ``before`` (epoch seconds).
+    async def prune(self, before: float) -> dict[str, int]:
+        """Drop logs and scores whose ts is before ``before`` (epoch seconds); returns
+        the rows removed per table (``{"logs": n, "scores": m}``).
 
         An engine that partitions by time drops whole partitions and keeps the
         rows of the one that straddles ``before``. Counters are not changed.
@@ -282,6 +286,18 @@ class Store(Protocol):
 
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def pool_size() -> int:
+    """$BANYAN_DB_POOL_SIZE, else DEFAULT_POOL_SIZE; ValueError unless a positive integer."""
+    text = os.environ.get(POOL_SIZE_ENV, str(DEFAULT_POOL_SIZE))
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise ValueError(f"{POOL_SIZE_ENV}={text!r} is not a positive integer")
+    return size
 
 
 async def open_store(target: str | os.PathLike[str] | None = None, **options: Any) -> Store:

@@ -28,6 +28,19 @@ def _after(cursor: str) -> tuple[float, str]:
     return float(ts), rid
 
 
+def page_query(project_id: str, page: Page) -> tuple[str, list[Any]]:
+    """The statement and arguments of one page: an index range scan of logs_page_order."""
+    sql = "".join(f" AND {_CONDITIONS[name]}" for name in page.filters)
+    args: list[Any] = [project_id, *page.filters.values()]
+    if page.cursor is not None:
+        sql += " AND (ts, id) < (%s, %s)" if page.descending else " AND (ts, id) > (%s, %s)"
+        args += _after(page.cursor)
+    order = "DESC" if page.descending else "ASC"
+    statement = (f"SELECT ts, id, record FROM logs WHERE project_id = %s{sql}"
+                 f" ORDER BY ts {order}, id {order} LIMIT %s")  # fmt: skip
+    return statement, [*args, page.limit]
+
+
 class LogPages:
     """The ``logs_page`` method of PostgresStore; the engine supplies ``_fetch``."""
 
@@ -36,16 +49,6 @@ class LogPages:
 
     async def logs_page(self, project_id: str, page: Page) -> tuple[list[bytes], str | None]:
         """One page of records by (ts, id); the cursor is the last one's [ts, id] in JSON."""
-        sql = "".join(f" AND {_CONDITIONS[name]}" for name in page.filters)
-        args: list[Any] = [project_id, *page.filters.values()]
-        if page.cursor is not None:
-            sql += " AND (ts, id) < (%s, %s)" if page.descending else " AND (ts, id) > (%s, %s)"
-            args += _after(page.cursor)
-        order = "DESC" if page.descending else "ASC"
-        rows = await self._fetch(
-            f"SELECT ts, id, record FROM logs WHERE project_id = %s{sql}"
-            f" ORDER BY ts {order}, id {order} LIMIT %s",
-            [*args, page.limit],
-        )
+        rows = await self._fetch(*page_query(project_id, page))
         more = len(rows) == page.limit
         return [bytes(r[2]) for r in rows], orjson.dumps(rows[-1][:2]).decode() if more else None

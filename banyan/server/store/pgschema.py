@@ -163,8 +163,17 @@ CREATE INDEX scores_of_records ON scores (project_id, record_id)
 CREATE INDEX scores_ts ON scores (ts);
 """
 
+#: GET /api/v2/logs pages by (ts, id) within a project: the record's unique index in
+#: that order serves each page as an index range scan (a page in the middle of a large
+#: project sorted all its rows before), and the uniqueness it enforces is unchanged.
+#: Built at upgrade under a SHARE lock on logs: ingest waits for it (docs/storage.md).
+_V3 = """
+CREATE UNIQUE INDEX logs_page_order ON logs (project_id, ts, id);
+DROP INDEX logs_record_id;
+"""
+
 #: MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS banyan_schema (version integer NOT NULL)"
@@ -246,18 +255,30 @@ async def create_partition(conn: AsyncConnection[Any], day: int, lock_timeout_ms
         await conn.execute("DROP TABLE moved")
 
 
-async def drop_before(conn: AsyncConnection[Any], before: float, lock_timeout_ms: int) -> None:
-    """Drop the day partitions that end by ``before`` and older rows of logs_default.
+async def drop_before(
+    conn: AsyncConnection[Any], before: float, lock_timeout_ms: int
+) -> dict[str, int]:
+    """Drop the day partitions that end by ``before`` and older rows of logs_default and
+    scores; the rows removed per table.
 
     ``lock_timeout`` bounds the wait for the brief exclusive lock on ``logs``: a
     drop queued behind a long reader would otherwise stall every ingest behind it.
+    The doomed partitions are counted first under a SHARE lock (readers go on, a
+    late record for their day waits), before the first DROP locks ``logs``.
     """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
         await conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(lock_timeout_ms))
-        for day in sorted(await existing_days(conn)):
-            if (day + 1) * DAY <= before:
-                table = sql.Identifier(partition_name(day))
-                await conn.execute(sql.SQL("DROP TABLE {}").format(table))
-        await conn.execute("DELETE FROM logs_default WHERE ts < %s", (before,))
-        await conn.execute("DELETE FROM scores WHERE ts < %s", (before,))
+        doomed = [sql.Identifier(partition_name(day)) for day in sorted(await existing_days(conn))
+                  if (day + 1) * DAY <= before]  # fmt: skip
+        logs = 0
+        for table in doomed:
+            await conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(table))
+            cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
+            logs += (await cur.fetchone() or (0,))[0]
+        for table in doomed:
+            await conn.execute(sql.SQL("DROP TABLE {}").format(table))
+        cur = await conn.execute("DELETE FROM logs_default WHERE ts < %s", (before,))
+        logs += cur.rowcount
+        cur = await conn.execute("DELETE FROM scores WHERE ts < %s", (before,))
+        return {"logs": logs, "scores": cur.rowcount}

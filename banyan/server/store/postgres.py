@@ -34,7 +34,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from banyan._wire import Rejected
 from banyan.server._ingest import Decoded
 from banyan.server._rules import COLUMN_NAMES, COLUMNS, NULL, SCORE_COLUMN_NAMES, SCORE_COLUMNS
-from banyan.server.store import Conflict, StoreUnavailable, pgschema, redact
+from banyan.server.store import Conflict, StoreUnavailable, pgschema, pool_size, redact
 from banyan.server.store.pgcatalog import Catalog
 from banyan.server.store.pgexperiments import Experiments
 from banyan.server.store.pgidempotency import Idempotency
@@ -111,8 +111,9 @@ FROM ingest_counters WHERE project_id = %s
 """
 _KEY = operator.itemgetter(1, 2)
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
-#: Text PostgreSQL refuses (a NUL character) or a value out of range: the row, not the batch.
-_ROW_ERRORS = (psycopg.DataError,)
+#: Text PostgreSQL refuses (a NUL character), text the driver cannot encode (a lone
+#: surrogate) or a value out of range: the row, not the batch.
+_ROW_ERRORS = (psycopg.DataError, UnicodeEncodeError)
 
 
 def _none(column: list[Any]) -> list[Any]:
@@ -177,8 +178,10 @@ async def _configure(conn: AsyncConnection[Any]) -> None:
 class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
     """A Store on PostgreSQL; make one with ``await PostgresStore.open(url)``."""
 
-    def __init__(self, url: str, *, max_size: int = 8, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, max_size: int | None = None, timeout: float = 5.0) -> None:
+        """``max_size`` connections at most (default: ``store.pool_size()``)."""
         self._url = url
+        max_size = pool_size() if max_size is None else max_size
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             url, min_size=1, max_size=max_size, timeout=timeout, open=False,
             configure=_configure, name="banyan", reconnect_timeout=365 * 86_400,
@@ -341,8 +344,10 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
             (project_id, exp_id),
         )
 
-    async def prune(self, before: float) -> None:
-        """Drop the day partitions that end by ``before``, and older rows of the default one."""
+    async def prune(self, before: float) -> dict[str, int]:
+        """Drop the day partitions that end by ``before``, and older rows of the default
+        one and of scores; the rows removed per table."""
         async with self._connection() as conn:
-            await pgschema.drop_before(conn, before, self.prune_lock_timeout_ms)
+            removed = await pgschema.drop_before(conn, before, self.prune_lock_timeout_ms)
         self._days = {d for d in self._days if (d + 1) * pgschema.DAY > before}
+        return removed

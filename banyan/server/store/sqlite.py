@@ -361,10 +361,13 @@ class SqliteStore:
         )
         return with_scores(logs, scores)
 
-    async def prune(self, before: float) -> None:
+    async def prune(self, before: float) -> dict[str, int]:
         """Delete logs and scores older than ``before``, PRUNE_CHUNK rows per writer
-        transaction."""
+        transaction; the rows deleted per table."""
+        removed = dict.fromkeys(_PRUNED, 0)
         for table in _PRUNED:
             deleted, after = PRUNE_CHUNK, 0
             while deleted == PRUNE_CHUNK:
                 deleted, after = await self._write(_prune_chunk, table, before, after)
+                removed[table] += deleted
+        return removed

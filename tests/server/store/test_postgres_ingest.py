@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
+from banyan.server._rules import COLUMNS
 from banyan.server.store.postgres import PostgresStore
 
 from .records import batch, opened, run, scalar, stored_ids, with_store
@@ -44,12 +47,13 @@ def test_overlapping_batches_on_two_instances_store_each_id_once(pg_url: str) ->
     assert shards > 1
 
 
-def test_row_postgres_refuses_is_rejected_by_index(pg_url: str) -> None:
+@pytest.mark.parametrize("text", ["nul\x00model", "lone\ud800surrogate"])
+def test_row_postgres_refuses_is_rejected_by_index(pg_url: str, text: str) -> None:
     """A record whose text PostgreSQL cannot hold is rejected alone, with its index."""
 
     async def scenario(store: PostgresStore) -> tuple[int, list[int], dict[str, int]]:
         sent = batch(["a", "b", "c"], ts=TS)
-        sent.values[1 * 10 + 5] = "nul\x00model"
+        sent.values[1 * COLUMNS + 5] = text
         inserted = await store.ingest("prj_a", sent, 0)
         return inserted, [r.index for r in sent.rejected], await store.summary("prj_a")
 

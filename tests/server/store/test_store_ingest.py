@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+from banyan._record import Score
+from banyan.server import _ingest
 from banyan.server.store import Store
 
+from ..helpers import record
 from .conftest import StoreTarget
 from .records import batch, on_engine
 
@@ -106,3 +109,24 @@ def test_prune_drops_old_logs_and_keeps_counters(store: StoreTarget) -> None:
     ids, summary = on_engine(store, scenario)
     assert ids == ["new"]
     assert summary["stored"] == 3
+
+
+def test_prune_returns_the_rows_it_removed_per_table(store: StoreTarget) -> None:
+    """prune(before) returns how many logs and scores it removed, partitioned or not."""
+    day = 86_400.0
+    # 10 days old: a day partition on PostgreSQL; 40 days old: its default partition.
+    old = [record("d1", ts=TS - 10 * day), record("d2", ts=TS - 10 * day),
+           record("x", ts=TS - 40 * day)]  # fmt: skip
+    scores = [Score(id=f"s{n}", ts=TS - n * day, name="ok", value=True, record_id="d1")
+              for n in (0, 10)]  # fmt: skip
+
+    async def scenario(db: Store) -> tuple[dict[str, int], dict[str, int], list[str]]:
+        await db.ingest("prj_a", _ingest.to_rows([*old, *scores]), 0)
+        await db.ingest("prj_a", batch(["new"], ts=TS), 0)
+        first = await db.prune(TS - 5 * day)
+        return first, await db.prune(TS - 5 * day), await db.log_ids("prj_a")
+
+    first, again, ids = on_engine(store, scenario)
+    assert first == {"logs": 3, "scores": 1}
+    assert again == {"logs": 0, "scores": 0}
+    assert ids == ["new"]
