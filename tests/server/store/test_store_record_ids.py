@@ -1,0 +1,83 @@
+"""Every engine: a record id is stored once per project, whatever its ts (#17, protocol §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from banyan.server import _ingest
+from banyan.server.store import Store
+
+from ..helpers import record
+from .conftest import StoreTarget
+from .records import batch, on_engine
+
+TS = time.time()
+HOUR = 3600.0
+
+
+def test_same_id_other_ts_in_one_batch_is_stored_once(store: StoreTarget) -> None:
+    """One batch with an id twice, at two times: the first is stored, the second a duplicate."""
+
+    async def scenario(db: Store) -> tuple[int, dict[str, int], list[str]]:
+        sent = _ingest.to_rows([record("twice", ts=TS), record("twice", ts=TS + HOUR),
+                                record("once", ts=TS)])  # fmt: skip
+        inserted = await db.ingest("prj_a", sent, 0)
+        return inserted, await db.summary("prj_a"), await db.log_ids("prj_a")
+
+    inserted, summary, ids = on_engine(store, scenario)
+    assert inserted == summary["stored"] == 2
+    assert summary["duplicates"] == 1
+    assert sorted(ids) == ["once", "twice"]
+
+
+def test_same_id_other_ts_in_two_batches_keeps_the_first(store: StoreTarget) -> None:
+    """An id stored already, sent again a day earlier: a duplicate, and the first row stays."""
+
+    async def scenario(db: Store) -> tuple[list[int], dict[str, int], list[tuple[object, ...]]]:
+        first = await db.ingest("prj_a", batch(["reused"], ts=TS, prompt_name="p", model="1st"), 0)
+        again = batch(["reused"], ts=TS - 24 * HOUR, prompt_name="p", model="2nd")
+        inserted = [first, await db.ingest("prj_a", again, 0)]
+        return inserted, await db.summary("prj_a"), await db.stats_rows("prj_a", "p")
+
+    inserted, summary, rows = on_engine(store, scenario)
+    assert inserted == [1, 0]
+    assert (summary["stored"], summary["duplicates"]) == (1, 1)
+    assert [r[-1] for r in rows] == ["1st"]
+
+
+def test_same_id_other_ts_via_two_instances_is_stored_once(store: StoreTarget) -> None:
+    """Two stores on one database (two instances), the same id at two times, one after the
+    other and then at once: each id stored once, the others counted as duplicates."""
+
+    async def scenario(db: Store) -> tuple[list[int], dict[str, int], list[str]]:
+        other = await store.open()
+        try:
+            first = await db.ingest("prj_a", batch(["a"], ts=TS), 0)
+            second = await other.ingest("prj_a", batch(["a"], ts=TS + HOUR), 0)
+            ids = [f"c{n:03}" for n in range(300)]
+            at_once = await asyncio.gather(
+                db.ingest("prj_a", batch(ids, ts=TS), 0),
+                other.ingest("prj_a", batch(ids, ts=TS + 2 * HOUR), 0),
+            )
+            return [first, second, *at_once], await db.summary("prj_a"), await db.log_ids("prj_a")
+        finally:
+            await other.close()
+
+    inserted, summary, ids = on_engine(store, scenario)
+    assert inserted[:2] == [1, 0]
+    assert sorted(inserted[2:]) == [0, 300]
+    assert sorted(ids) == ["a", *(f"c{n:03}" for n in range(300))]
+    assert (summary["stored"], summary["duplicates"]) == (301, 301)
+
+
+def test_pruned_id_may_be_stored_again(store: StoreTarget) -> None:
+    """Once prune removed a record, its id is free: sent again, it is stored."""
+
+    async def scenario(db: Store) -> tuple[int, list[str]]:
+        await db.ingest("prj_a", batch(["old"], ts=TS - 10 * 24 * HOUR), 0)
+        await db.prune(TS - 5 * 24 * HOUR)
+        again = await db.ingest("prj_a", batch(["old"], ts=TS), 0)
+        return again, await db.log_ids("prj_a")
+
+    assert on_engine(store, scenario) == (1, ["old"])
