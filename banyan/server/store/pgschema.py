@@ -9,8 +9,8 @@ the previous version whole. A database whose version is newer than
 UTC day, created ahead of need; rows outside the window of created days land
 in ``logs_default`` and move into a day's partition when it is created.
 Retention drops whole day partitions. PostgreSQL requires a unique index on a
-partitioned table to hold the partition key, so a record is identified by
-``(project_id, id, ts)``: a resent record (same id, same ts) is stored once.
+partitioned table to hold the partition key, so that index is
+``(project_id, id, ts)``; ``record_ids`` (pgids) keeps each id once per project.
 """
 
 from __future__ import annotations
@@ -163,8 +163,21 @@ CREATE INDEX scores_of_records ON scores (project_id, record_id)
 CREATE INDEX scores_ts ON scores (ts);
 """
 
+#: Each record id once per project, whatever its ts (pgids); rows stored twice
+#: before this version stay, their id claimed by the earliest.
+_V3 = """
+CREATE TABLE record_ids (
+    project_id text NOT NULL,
+    id text NOT NULL,
+    ts double precision NOT NULL,
+    PRIMARY KEY (project_id, id)
+);
+INSERT INTO record_ids
+    SELECT DISTINCT ON (project_id, id) project_id, id, ts FROM logs ORDER BY project_id, id, ts;
+"""
+
 #: MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS banyan_schema (version integer NOT NULL)"
@@ -261,3 +274,4 @@ async def drop_before(conn: AsyncConnection[Any], before: float, lock_timeout_ms
                 await conn.execute(sql.SQL("DROP TABLE {}").format(table))
         await conn.execute("DELETE FROM logs_default WHERE ts < %s", (before,))
         await conn.execute("DELETE FROM scores WHERE ts < %s", (before,))
+        await conn.execute("DELETE FROM record_ids WHERE ts < %s", (before,))

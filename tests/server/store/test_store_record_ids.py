@@ -10,7 +10,7 @@ from banyan.server.store import Store
 
 from ..helpers import record
 from .conftest import StoreTarget
-from .records import batch, on_engine
+from .records import batch, on_engine, opened, run, scalar, stored_ids
 
 TS = time.time()
 HOUR = 3600.0
@@ -81,3 +81,30 @@ def test_pruned_id_may_be_stored_again(store: StoreTarget) -> None:
         return again, await db.log_ids("prj_a")
 
     assert on_engine(store, scenario) == (1, ["old"])
+
+
+def test_version_2_database_gets_its_ids_claimed(pg_url: str) -> None:
+    """PostgreSQL schema 2 -> 3: stored ids are claimed (the earliest of a doubled id), so a
+    record reusing one is a duplicate; the rows stored twice before stay."""
+    import psycopg
+
+    from banyan.server.store import pgschema
+
+    async def scenario() -> tuple[int, int]:
+        async with await psycopg.AsyncConnection.connect(pg_url) as conn:
+            await pgschema.migrate(conn, pgschema.MIGRATIONS[:2])
+            await conn.execute(
+                "INSERT INTO logs (project_id, id, ts, record) VALUES"
+                " ('prj_a', 'old', %s, ''), ('prj_a', 'old', %s, '')",
+                (TS, TS - HOUR),
+            )
+        db = await opened(pg_url)
+        try:
+            again = await db.ingest("prj_a", batch(["old"], ts=TS + HOUR), 0)
+            return again, await db.ingest("prj_a", batch(["new"], ts=TS), 0)
+        finally:
+            await db.close()
+
+    assert run(scenario()) == (0, 1)
+    assert scalar(pg_url, "SELECT ts FROM record_ids WHERE id = 'old'") == TS - HOUR
+    assert sorted(stored_ids(pg_url, "prj_a")) == ["new", "old", "old"]
