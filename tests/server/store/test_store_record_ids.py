@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 from banyan.server import _ingest
+from banyan.server._rules import COLUMNS
 from banyan.server.store import Store
 
 from ..helpers import record
 from .conftest import StoreTarget
-from .records import batch, on_engine, opened, run, scalar, stored_ids
+from .records import batch, on_engine, opened, run, scalar, stored_ids, with_store
+
+if TYPE_CHECKING:
+    from banyan.server.store.postgres import PostgresStore
 
 TS = time.time()
 HOUR = 3600.0
@@ -108,3 +113,16 @@ def test_version_2_database_gets_its_ids_claimed(pg_url: str) -> None:
     assert run(scenario()) == (0, 1)
     assert scalar(pg_url, "SELECT ts FROM record_ids WHERE id = 'old'") == TS - HOUR
     assert sorted(stored_ids(pg_url, "prj_a")) == ["new", "old", "old"]
+
+
+def test_rejected_row_leaves_its_id_free(pg_url: str) -> None:
+    """PostgreSQL: a row refused for a NUL character does not keep its id; resent whole, it
+    is stored."""
+
+    async def scenario(db: PostgresStore) -> list[int]:
+        sent = batch(["a", "b"], ts=TS)
+        sent.values[1 * COLUMNS + 5] = "nul\x00model"
+        return [await db.ingest("prj_a", sent, 0), await db.ingest("prj_a", batch(["b"]), 0)]
+
+    assert with_store(pg_url, scenario) == [1, 1]
+    assert sorted(stored_ids(pg_url, "prj_a")) == ["a", "b"]
