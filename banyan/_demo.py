@@ -1,10 +1,13 @@
 """``banyan demo``: the reference server, a 50/50 experiment, a multi-process load.
 
-It starts ``banyan serve`` on a temporary SQLite database (or, with ``--db
+It starts ``banyan serve`` on a new SQLite database (or, with ``--db
 postgresql://...``, on an empty PostgreSQL database), creates a prompt with
 two versions and a running experiment, runs worker processes that each call
 ``get_prompt(..., sticky_context=...)`` and ``log_prompt(...)``, shows
-progress, then checks at the server that every record is accounted for.
+progress, then checks at the server that every record is accounted for. The
+data stays in a directory (the last demo's, unless ``--keep DIR`` or
+``--no-keep``), so the results page's link it ends with opens once the
+printed ``banyan serve`` command runs.
 """
 
 from __future__ import annotations
@@ -54,11 +57,19 @@ def add_parser(subparsers: Any) -> None:
         help="run on this empty PostgreSQL database (postgresql://user@host:5432/db) "
         "instead of a temporary SQLite file",
     )
-    parser.add_argument(
+    keeping = parser.add_mutually_exclusive_group()
+    keeping.add_argument(
         "--keep",
         type=Path,
         metavar="DIR",
-        help="keep the database in DIR and say how to explore it",
+        help="keep the demo's data (the SQLite file, the pages' secret) in DIR, new or empty "
+        "(default: the last demo's directory, replaced by each demo: $XDG_DATA_HOME/banyan/demo "
+        "or ~/.local/share/banyan/demo)",
+    )
+    keeping.add_argument(
+        "--no-keep",
+        action="store_true",
+        help="use a temporary directory, removed when the demo ends (no results page afterwards)",
     )
     parser.add_argument(
         "--json", action="store_true", help="print the outcome as one JSON object (story on stderr)"
@@ -68,13 +79,14 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit status 0 only when every record is accounted for."""
-    if args.db and args.keep:
-        raise SystemExit("banyan demo: --keep is for the SQLite file; --db keeps its data itself")
     with tempfile.TemporaryDirectory(prefix="banyan-demo-") as tmp:
-        db = args.db or _database(args.keep, Path(tmp))
+        kept = None if args.no_keep else _kept_dir(args.keep)
+        home = kept or Path(tmp)
+        db = args.db or home / "demo.db"
         try:
-            # On PostgreSQL the pages' signing secret goes in the temporary directory too.
-            server = start(Path(tmp), db=db, api_key=DEMO_KEY, env={"BANYAN_SECRET_DIR": tmp})
+            # The pages' signing secret: beside the SQLite file, or (PostgreSQL) in home.
+            server = start(Path(tmp), db=db, api_key=DEMO_KEY,
+                           env={"BANYAN_SECRET_DIR": str(home)})  # fmt: skip
         except RuntimeError as exc:
             raise SystemExit(f"banyan demo: {exc}") from None
         try:
@@ -83,25 +95,41 @@ def run(args: argparse.Namespace) -> int:
                 outcome = _run(args, server.base_url, db)
         finally:
             server.stop()
+    outcome["kept"] = None if kept is None else str(kept)
+    outcome["link"] = _kept_link(outcome["link"]) if kept and outcome["link"] else None
     if args.json:
         print(json.dumps(outcome))
     else:
         _print_report(outcome)
     out = sys.stderr if args.json else sys.stdout
-    if args.keep is not None or args.db:
-        _explain(db, out)
-    _print_link(outcome, args.keep is not None, out)
+    if kept is not None or args.db:
+        _explain(db, kept, out)
+    _print_link(outcome, out)
     return 0 if outcome["ok"] else 1
 
 
-def _database(keep: Path | None, tmp: Path) -> Path:
+#: What the demo writes in its directory: SQLite's files, the pages' secret (either engine).
+DEMO_FILES = ("demo.db", "demo.db-wal", "demo.db-shm", "demo.db.secret", "banyan.secret")
+
+
+def default_dir() -> Path:
+    """Where the demo keeps its data unless told: one directory, the last demo's."""
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "banyan" / "demo"
+
+
+def _kept_dir(keep: Path | None) -> Path:
+    """The directory to keep the data in: ``keep`` (new or empty), or the default one."""
     if keep is None:
-        return tmp / "demo.db"
-    db = keep / "demo.db"
-    if db.exists():
-        raise SystemExit(f"banyan demo: {db} exists; give --keep a new or empty directory")
+        keep = default_dir()
+        for name in DEMO_FILES:  # the last demo's data, replaced
+            (keep / name).unlink(missing_ok=True)
+    for name in DEMO_FILES:
+        if (keep / name).exists():
+            raise SystemExit(f"banyan demo: {keep / name} exists;"
+                             " give --keep a new or empty directory")  # fmt: skip
     keep.mkdir(parents=True, exist_ok=True)
-    return db
+    return keep
 
 
 def _run(args: argparse.Namespace, base_url: str, db: Path | str) -> dict[str, Any]:
@@ -130,17 +158,17 @@ def _where(db: Path | str) -> str:
 KEPT_URL = "http://127.0.0.1:8765"
 
 
-def _explain(db: Path | str, out: TextIO) -> None:
-    """How to look at a kept demo database: serve it, then ask the CLI."""
-    url = KEPT_URL
+def _explain(db: Path | str, kept: Path | None, out: TextIO) -> None:
+    """How to look at the demo's data after it: serve it, then ask the CLI."""
     serve = f"banyan serve --db {shlex.quote(str(db))} --api-key {DEMO_KEY}"
     if not isinstance(db, Path):
-        serve = f"banyan serve --api-key {DEMO_KEY}   # BANYAN_DATABASE_URL: your URL, password too"
+        secret = "" if kept is None else f"BANYAN_SECRET_DIR={shlex.quote(str(kept))} "
+        serve = f"{secret}banyan serve --api-key {DEMO_KEY}   # BANYAN_DATABASE_URL: your URL"
     print(
         f"""
-the demo's database is kept ({_where(db)}); to explore it:
+the demo's data is kept ({_where(db)}); to explore it:
   {serve}
-  export BANYAN_BASE_URL={url} BANYAN_API_KEY={DEMO_KEY}   # in another terminal
+  export BANYAN_BASE_URL={KEPT_URL} BANYAN_API_KEY={DEMO_KEY}   # in another terminal
   banyan experiments list --prompt {PROMPT}
   banyan logs list --prompt {PROMPT}
   banyan logs export -o demo.jsonl""",
@@ -148,15 +176,20 @@ the demo's database is kept ({_where(db)}); to explore it:
     )
 
 
-def _print_link(outcome: dict[str, Any], kept: bool, out: TextIO) -> None:
-    """The results page's link: the signature holds for the kept server (same secret file)."""
-    link = outcome.get("link")
-    if not kept or not link:
-        print("\nresults page: run `banyan demo --keep DIR` to keep the data and open it", file=out)
-        return
-    page = KEPT_URL + link[link.index("/ui/") :]
-    print(f"\nresults page (valid 15 minutes, once the server above runs):\n  {page}"
-          f"\n  a new link: banyan experiments open {outcome['experiment']}", file=out)  # fmt: skip
+def _kept_link(link: str) -> str:
+    """The demo server's page link, on the kept server (same secret, so it still verifies)."""
+    return KEPT_URL + link[link.index("/ui/") :]
+
+
+def _print_link(outcome: dict[str, Any], out: TextIO) -> None:
+    """The results page's link on the server the lines above start, or why there is none."""
+    if outcome["link"]:
+        print(f"\nresults page (valid 15 minutes, once the server above runs):"
+              f"\n  {outcome['link']}"
+              f"\n  a new link: banyan experiments open {outcome['experiment']}",
+              file=out)  # fmt: skip
+    elif outcome["kept"] is None:
+        print("\nresults page: none, the data went with the demo (--no-keep)", file=out)
 
 
 def _set_up(api: httpx.Client) -> str:

@@ -84,6 +84,16 @@ def test_the_link_needs_a_key_and_opens_the_pages(shared_server: Server) -> None
     assert httpx.get(f"{shared_server.base_url}/ui/projects/x/experiments").status_code == 401
 
 
+def test_the_link_answer_names_its_lifetime(shared_server: Server) -> None:
+    """POST .../link answers {url, expires_in: 900}; an id that cannot be one is 400."""
+    exp = _experiment(shared_server)
+    answer = call(shared_server, "POST", f"/api/v2/experiments/{exp['id']}/link").json()
+    assert set(answer) == {"url", "expires_in"}
+    assert answer["expires_in"] == 15 * 60
+    assert urlsplit(answer["url"]).netloc == urlsplit(shared_server.base_url).netloc
+    assert call(shared_server, "POST", "/api/v2/experiments/bad%20id/link").status_code == 400
+
+
 def test_an_experiment_carries_its_creation_time(shared_server: Server) -> None:
     """An experiment's JSON has created_at (epoch seconds), the same from every endpoint."""
     before = time.time()

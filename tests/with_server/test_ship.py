@@ -58,3 +58,24 @@ def test_ship_refuses_an_unknown_variant(server: Server) -> None:
     assert call(server, "GET", f"/api/v2/experiments/{experiment['id']}").json()["status"] == (
         "running"
     )
+
+
+def test_ship_answers_the_stopped_experiment_and_the_new_version(server: Server) -> None:
+    """POST .../ship {variant}: 200 with the stopped experiment and the appended version;
+    no variant field is 400, an experiment the project lacks 404 (protocol §7.3)."""
+    create_prompt(server, "shipped", "First.", "Second.")
+    experiment = create_experiment(server, "shipped")
+    path = f"/api/v2/experiments/{experiment['id']}/ship"
+    with httpx.Client(base_url=server.base_url, headers=server.headers) as client:
+        assert client.post(path, json={}).status_code == 400
+        none = client.post("/api/v2/experiments/exp_none/ship", json={"variant": "v1"})
+        assert none.status_code == 404
+        response = client.post(path, json={"variant": "v1"})
+    assert response.status_code == 200
+    answer = response.json()
+    assert set(answer) == {"experiment", "version"}
+    assert (answer["experiment"]["id"], answer["experiment"]["status"]) == (
+        experiment["id"], "stopped")  # fmt: skip
+    version = answer["version"]
+    assert (version["branch"], version["version"], version["content"]) == ("main", "3", "First.")
+    assert experiment["id"] in version["message"]

@@ -9,8 +9,8 @@ the previous version whole. A database whose version is newer than
 UTC day, created ahead of need; rows outside the window of created days land
 in ``logs_default`` and move into a day's partition when it is created.
 Retention drops whole day partitions. PostgreSQL requires a unique index on a
-partitioned table to hold the partition key, so a record is identified by
-``(project_id, id, ts)``: a resent record (same id, same ts) is stored once.
+partitioned table to hold the partition key, so that index is
+``(project_id, id, ts)``; ``record_ids`` (pgids) keeps each id once per project.
 """
 
 from __future__ import annotations
@@ -172,8 +172,22 @@ CREATE UNIQUE INDEX logs_page_order ON logs (project_id, ts, id);
 DROP INDEX logs_record_id;
 """
 
+#: Each record id once per project, whatever its ts (pgids); rows stored twice
+#: before this version stay, their id claimed by the earliest. Byte order ("C")
+#: is enough for equality and cheaper to keep than a locale's.
+_V4 = """
+CREATE TABLE record_ids (
+    project_id text COLLATE "C" NOT NULL,
+    id text COLLATE "C" NOT NULL,
+    ts double precision NOT NULL,
+    PRIMARY KEY (project_id, id)
+);
+INSERT INTO record_ids
+    SELECT DISTINCT ON (project_id, id) project_id, id, ts FROM logs ORDER BY project_id, id, ts;
+"""
+
 #: MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS banyan_schema (version integer NOT NULL)"
@@ -281,4 +295,5 @@ async def drop_before(
         cur = await conn.execute("DELETE FROM logs_default WHERE ts < %s", (before,))
         logs += cur.rowcount
         cur = await conn.execute("DELETE FROM scores WHERE ts < %s", (before,))
+        await conn.execute("DELETE FROM record_ids WHERE ts < %s", (before,))
         return {"logs": logs, "scores": cur.rowcount}

@@ -34,7 +34,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from banyan._wire import Rejected
 from banyan.server._ingest import Decoded
 from banyan.server._rules import COLUMN_NAMES, COLUMNS, NULL, SCORE_COLUMN_NAMES, SCORE_COLUMNS
-from banyan.server.store import Conflict, StoreUnavailable, pgschema, pool_size, redact
+from banyan.server.store import Conflict, StoreUnavailable, pgids, pgschema, pool_size, redact
 from banyan.server.store.pgcatalog import Catalog
 from banyan.server.store.pgexperiments import Experiments
 from banyan.server.store.pgidempotency import Idempotency
@@ -274,7 +274,8 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         copy: _Copy = _staged,
     ) -> int:  # fmt: skip
         """Copy a batch and count it in the caller's transaction; returns the rows new."""
-        inserted = await copy(conn, _rows(project_id, batch.values, batch.subjects), _LOGS)
+        rows = await pgids.claim(conn, _rows(project_id, batch.values, batch.subjects))
+        inserted = await copy(conn, rows, _LOGS)
         inserted += await copy(conn, _score_rows(project_id, batch.scores), _SCORES)
         await self._count(conn, project_id, batch, inserted, single)
         return inserted
@@ -302,7 +303,8 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         for n, (index, row) in enumerate(zip(indexes, rows, strict=True)):
             try:
                 async with conn.transaction():
-                    inserted += await _staged(conn, [row], table)
+                    if table is not _LOGS or await pgids.claim(conn, [row]):
+                        inserted += await _staged(conn, [row], table)
                     await conn.execute(table.clear)
                 kept.append(n)
             except _ROW_ERRORS as exc:
