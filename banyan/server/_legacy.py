@@ -46,6 +46,8 @@ class LegacyUsage(msgspec.Struct):
     id: str | None = None
     ts: float | None = None
     project_id: str | None = None
+    #: Only 2.x records have one (a score: "score"); 1.0.1 cannot store them.
+    kind: str | None = None
 
 
 _usage_decoder = msgspec.json.Decoder(LegacyUsage)
@@ -60,6 +62,10 @@ def _usage_batch(req: Request, raw: bytes) -> tuple[str, _ingest.Decoded]:
     key = repeated_key(raw, JSON)
     if key is not None:
         raise HTTPError(400, f"invalid usage record: key {key!r} appears more than once")
+    if usage.kind is not None:
+        raise HTTPError(
+            400, f"invalid usage record: a {usage.kind!r} record goes to /api/v2/logs/batch"
+        )
     assert req.principal is not None
     _auth.check_project(req.principal, usage.project_id)
     fields = msgspec.structs.asdict(usage)

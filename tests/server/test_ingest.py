@@ -400,3 +400,12 @@ def test_101_usage_repeating_a_key_is_400(shared_server: Server) -> None:
     assert response.status_code == 400
     assert "'id'" in response.json()["error"]
     assert rid not in shared_server.stored_ids()
+
+
+def test_101_usage_that_is_a_score_is_400_and_not_stored(shared_server: Server) -> None:
+    """A score body (it has a kind) sent to the 1.0.1 endpoint: 400, not an empty log row."""
+    rid = unique("score")
+    content = f'{{"kind": "score", "id": "{rid}", "name": "thumbs", "value": true}}'.encode()
+    response = call(shared_server, "POST", "/api/logs/prompt-usage", content=content)
+    assert response.status_code == 400, response.text
+    assert rid not in shared_server.stored_ids()
