@@ -69,7 +69,7 @@ def _usage_batch(req: Request, raw: bytes) -> tuple[str, _ingest.Decoded]:
     assert req.principal is not None
     _auth.check_project(req.principal, usage.project_id)
     fields = msgspec.structs.asdict(usage)
-    del fields["project_id"]
+    del fields["project_id"], fields["kind"]
     fields["id"] = usage.id or f"v1-{uuid.uuid4().hex}"
     fields["ts"] = time.time() if usage.ts is None else usage.ts
     batch = _ingest.to_rows([Record(**fields)])
