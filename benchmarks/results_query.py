@@ -267,6 +267,7 @@ def _report(built: float, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "best_seconds": min(r["seconds"] for r in runs),
             "slowest_seconds": max(r["seconds"] for r in runs),
             "best_cpu_seconds": min(r["cpu_seconds"] + r["db_cpu_seconds"] for r in runs),
+            "most_cpu_seconds": max(r["cpu_seconds"] + r["db_cpu_seconds"] for r in runs),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
             "db_peak_anon_mb": max((r["db_peak_anon_mb"] or 0) for r in runs) or None,
             "load_average": [min(r["load_average"] for r in runs),
@@ -279,13 +280,13 @@ def _plot(report: dict[str, Any], engines: list[str]) -> None:
         found = report[engine]
         labels += [f"{engine} wall", f"{engine} CPU"]
         values += [found["best_seconds"], found["best_cpu_seconds"]]
-        slowest += [found["slowest_seconds"], found["best_cpu_seconds"]]
-        groups += ["wall (best, whisker: slowest)", "CPU, server + database (best)"]
+        slowest += [found["slowest_seconds"], found["most_cpu_seconds"]]
+        groups += ["wall (best)", "CPU, server + database (least)"]
     low, high = (f(report[e]["load_average"][i] for e in engines) for i, f in ((0, min), (1, max)))
     title = (f"One experiment's results: {report['records']:,} records, "
              f"{report['subjects']:,} subjects, two scores; load {low:.1f}-{high:.1f}")  # fmt: skip
     bars(RESULTS / "results_query.png", labels, values, title=title, ylabel="seconds",
-         groups=groups, markers=slowest, marker_label="slowest", line=(2.0, "2 s target"),
+         groups=groups, markers=slowest, marker_label="slowest run", line=(2.0, "2 s target"),
          fmt="{:.2f}")  # fmt: skip
 
 
