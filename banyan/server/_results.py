@@ -41,9 +41,11 @@ async def _analysis(
 
 
 def _unmatched(found: Results, aggregates: list[VariantAggregate]) -> list[dict[str, Any]]:
-    """Records (with a subject) of the experiment whose variant is none of its variants."""
+    """Records (with a subject) of the experiment whose variant is none of its variants,
+    a missing one (null) first."""
     known = {v.id for v in found.variants}
-    unknown = sorted((a.variant_id, a.records) for a in aggregates if a.variant_id not in known)
+    unknown = [(a.variant_id, a.records) for a in aggregates if a.variant_id not in known]
+    unknown.sort(key=lambda found: (found[0] is not None, found[0] or ""))
     return [{"variant": v, "records": n} for v, n in unknown if n][:MAX_UNMATCHED]
 
 

@@ -112,3 +112,19 @@ def test_importing_the_app_does_not_load_scipy_or_numpy() -> None:
         "assert not {'scipy', 'numpy'} & set(sys.modules), sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_unmatched_counts_records_with_a_subject_and_no_variant_as_null(
+    shared_server: Server,
+) -> None:
+    """A record of the experiment without experiment_version_id is unmatched under null;
+    records without a subject count nowhere."""
+    exp = _experiment(shared_server)
+    records = [
+        record(experiment_id=exp["id"], sticky_value="u1", duration_ms=1.0),
+        record(experiment_id=exp["id"], experiment_version_id="var_gone", duration_ms=1.0),
+    ]
+    assert post_batch(shared_server, body(records)).json()["accepted"] == 2
+    results = call(shared_server, "GET", f"/api/v2/experiments/{exp['id']}/results").json()
+    assert results["unmatched"] == [{"variant": None, "records": 1}]
+    assert results["records"] == 0

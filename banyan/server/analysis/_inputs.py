@@ -46,7 +46,8 @@ class LatencySummary(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class VariantAggregate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Everything the analysis needs about one variant: subjects, records, metric sums."""
 
-    variant_id: str
+    #: None for the experiment's records that name no variant (never a configured one).
+    variant_id: str | None
     subjects: int
     records: int
     metrics: dict[str, MetricSummary] = msgspec.field(default_factory=dict)

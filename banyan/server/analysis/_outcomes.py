@@ -93,7 +93,7 @@ SCORE_QUERIES = (NUMBERS, RATERS, CATEGORIES)
 #: Rows of one statement.
 Rows = Iterable[Sequence[Any]]
 #: Per variant id, per metric name, its summary.
-ByVariant = dict[str, dict[str, MetricSummary]]
+ByVariant = dict[str | None, dict[str, MetricSummary]]
 
 
 def postgres(statement: str) -> str:

@@ -73,11 +73,12 @@ def aggregate(row: Sequence[Any], metrics: Sequence[Metric]) -> VariantAggregate
         summaries[metric.name] = MetricSummary(
             int(n), float(total or 0), float(squares or 0), int(records or 0), metric.kind
         )
-    return VariantAggregate(str(row[0]), int(row[1]), int(row[2]), summaries)
+    variant = None if row[0] is None else str(row[0])
+    return VariantAggregate(variant, int(row[1]), int(row[2]), summaries)
 
 
 def latency(
-    conn: sqlite3.Connection, project_id: str, experiment_id: str, variant: str
+    conn: sqlite3.Connection, project_id: str, experiment_id: str, variant: str | None
 ) -> LatencySummary:
     """Nearest-rank p50, p95 and p99 of a variant's ``duration_ms``, by index walks."""
     where = f"{_WHERE} AND experiment_version_id = ? AND duration_ms IS NOT NULL"

@@ -96,8 +96,6 @@ class Page:
 
 #: (version, branch_name, experiment_id, experiment_version_id, duration_ms, model)
 StatsRow = tuple[Any, ...]
-#: (experiment_version_id, duration_ms, model)
-ResultRow = tuple[Any, ...]
 
 
 def experiment_item(
@@ -265,9 +263,6 @@ class Store(Protocol):
 
     async def stats_rows(self, project_id: str, prompt_name: str) -> list[StatsRow]:
         """The logs of one prompt, as rows _stats.grouped(rows, 4) aggregates."""
-
-    async def result_rows(self, project_id: str, exp_id: str) -> list[ResultRow]:
-        """The logs of one experiment, as rows _stats.grouped(rows, 1) aggregates."""
 
     async def prune(self, before: float) -> dict[str, int]:
         """Drop logs and scores whose ts is before ``before`` (epoch seconds); returns

@@ -338,14 +338,6 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
             (project_id, prompt_name),
         )
 
-    async def result_rows(self, project_id: str, exp_id: str) -> list[tuple[Any, ...]]:
-        """(experiment_version_id, duration_ms, model) of one experiment's logs."""
-        return await self._fetch(
-            "SELECT experiment_version_id, duration_ms, model FROM logs"
-            " WHERE project_id = %s AND experiment_id = %s",
-            (project_id, exp_id),
-        )
-
     async def prune(self, before: float) -> dict[str, int]:
         """Drop the day partitions that end by ``before``, and older rows of the default
         one and of scores; the rows removed per table."""

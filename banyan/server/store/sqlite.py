@@ -36,7 +36,6 @@ from banyan.server.store import (
     Item,
     NotFound,
     Page,
-    ResultRow,
     SchemaError,
     StatsRow,
 )
@@ -127,14 +126,6 @@ def _stats_rows(conn: sqlite3.Connection, project_id: str, prompt: str) -> list[
         "SELECT version, branch_name, experiment_id, experiment_version_id, duration_ms, model"
         " FROM logs WHERE project_id = ? AND prompt_name = ?",
         (project_id, prompt),
-    ).fetchall()
-
-
-def _result_rows(conn: sqlite3.Connection, project_id: str, exp_id: str) -> list[ResultRow]:
-    return conn.execute(
-        "SELECT experiment_version_id, duration_ms, model FROM logs"
-        " WHERE project_id = ? AND experiment_id = ?",
-        (project_id, exp_id),
     ).fetchall()
 
 
@@ -347,10 +338,6 @@ class SqliteStore:
     async def stats_rows(self, project_id: str, prompt_name: str) -> list[StatsRow]:
         """(version, branch_name, experiment_id, experiment_version_id, duration_ms, model)."""
         return await self._read(_stats_rows, project_id, prompt_name)
-
-    async def result_rows(self, project_id: str, exp_id: str) -> list[ResultRow]:
-        """(experiment_version_id, duration_ms, model) of one experiment's logs."""
-        return await self._read(_result_rows, project_id, exp_id)
 
     async def result_aggregates(self, project_id: str, exp_id: str) -> list[VariantAggregate]:
         """Latency, usage, cost and score sums per variant (analysis.sqlite_outcomes's

@@ -101,7 +101,7 @@ def _series(config: Experiment, aggs: list[VariantAggregate]) -> list[Point]:
     days = [f"Dec {d + 1}" for d in range(DAYS)]
     share = [(d + 1) ** 1.15 / DAYS**1.15 for d in range(DAYS)]
     return [
-        Point(at, {a.variant_id: round(a.subjects * s) for a in aggs})
+        Point(at, {v.id: round(a.subjects * s) for v, a in zip(config.variants, aggs, strict=True)})
         for at, s in zip(days, share, strict=True)
     ]
 

@@ -60,7 +60,7 @@ def _insert_scores(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) ->
     )
 
 
-def by_variant(aggs: list[VariantAggregate]) -> dict[str, dict[str, MetricSummary]]:
+def by_variant(aggs: list[VariantAggregate]) -> dict[str | None, dict[str, MetricSummary]]:
     return {a.variant_id: a.metrics for a in aggs}
 
 

@@ -60,9 +60,10 @@ def on_engine(target: StoreTarget, scenario: Callable[[Store], Awaitable[T]]) ->
     return _closed_after(target.open(), scenario)
 
 
-def with_store(url: str, scenario: Callable[[PostgresStore], Awaitable[T]]) -> T:
-    """Run ``scenario(store)`` on a PostgresStore opened on ``url``, closed afterwards."""
-    return _closed_after(opened(url), scenario)
+def with_store(url: str, scenario: Callable[[PostgresStore], Awaitable[T]], **options: Any) -> T:
+    """Run ``scenario(store)`` on a PostgresStore opened on ``url`` (with ``options``),
+    closed afterwards."""
+    return _closed_after(opened(url, **options), scenario)
 
 
 def _closed_after(opening: Awaitable[S], scenario: Callable[[S], Awaitable[T]]) -> T:

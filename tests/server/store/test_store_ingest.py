@@ -81,19 +81,18 @@ def test_unknown_project_has_zero_counters(store: StoreTarget) -> None:
     assert ids == []
 
 
-def test_aggregate_rows_come_from_stored_logs(store: StoreTarget) -> None:
-    """stats_rows and result_rows return the indexed columns of the stored logs."""
+def test_stats_rows_come_from_stored_logs(store: StoreTarget) -> None:
+    """stats_rows returns the indexed columns of the stored logs of one prompt."""
 
-    async def scenario(db: Store) -> tuple[list[tuple[object, ...]], ...]:
+    async def scenario(db: Store) -> list[tuple[object, ...]]:
         sent = batch(["x", "y"], prompt_name="p", version="1", experiment_id="exp_1",
                      experiment_version_id="var_1", duration_ms=12.5, model="m")  # fmt: skip
         await db.ingest("prj_a", sent, 0)
         await db.ingest("prj_a", batch(["z"]), 0)
-        return await db.stats_rows("prj_a", "p"), await db.result_rows("prj_a", "exp_1")
+        return await db.stats_rows("prj_a", "p")
 
-    stats, results = on_engine(store, scenario)
+    stats = on_engine(store, scenario)
     assert [tuple(r) for r in stats] == [("1", None, "exp_1", "var_1", 12.5, "m")] * 2
-    assert [tuple(r) for r in results] == [("var_1", 12.5, "m")] * 2
 
 
 def test_prune_drops_old_logs_and_keeps_counters(store: StoreTarget) -> None:

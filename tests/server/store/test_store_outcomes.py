@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from banyan._record import Score, UsageRecord
 from banyan.server import _ingest
@@ -12,7 +12,10 @@ from banyan.server.store import Store
 
 from ..helpers import record
 from .conftest import StoreTarget
-from .records import on_engine
+from .records import on_engine, with_store
+
+if TYPE_CHECKING:
+    from banyan.server.store.postgres import PostgresStore
 
 TS = time.time()
 WHERE = {"experiment_id": "exp", "experiment_version_id": "v0"}
@@ -76,3 +79,19 @@ def test_prune_deletes_old_scores_and_keeps_newer_ones(store: StoreTarget) -> No
 
     (agg,) = on_engine(store, scenario)
     assert agg.metrics["score:accepted"] == MetricSummary(1, 1.0, 1.0, 1, "proportion")
+
+
+def test_results_settings_stay_in_their_transaction_on_postgres(pg_url: str) -> None:
+    """The planner settings of the results statements do not reach the pool's next user."""
+    names = ("jit", "work_mem", "enable_seqscan", "enable_hashagg")
+    shown = "SELECT " + ", ".join(f"current_setting('{n}')" for n in names)
+
+    async def scenario(db: PostgresStore) -> tuple[list[tuple[Any, ...]], ...]:
+        before = await db._fetch(shown, ())
+        await db.ingest("prj", _batch(), 0)
+        await db.result_aggregates("prj", "exp")
+        return before, await db._fetch(shown, ())
+
+    # One connection: the results' two statements and the checks all run on it.
+    before, after = with_store(pg_url, scenario, max_size=1)
+    assert after == before
