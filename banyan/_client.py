@@ -49,7 +49,7 @@ from banyan._warn import debug_handler
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
-    from banyan._types import Options, Outcomes, Statistics
+    from banyan._types import Options, Statistics
 
 _getpid = os.getpid
 _time = time.time
@@ -269,7 +269,7 @@ class PromptStackLogger:
             return None
         return self._prompts.route(experiment_id, sticky_key, sticky_value)
 
-    def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, positional arguments included
+    def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, then #18's outcomes
         self,
         input: Any,
         output: Any,
@@ -282,7 +282,12 @@ class PromptStackLogger:
         metadata: dict[str, Any] | None = None,
         duration_ms: float | None = None,
         blocking: bool = False,
-        **outcomes: Unpack[Outcomes],
+        usage: Any = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cached_input_tokens: int | None = None,
+        cost: float | None = None,
+        record_id: str | None = None,
     ) -> bool:
         """Log one prompt usage; True when queued (or, with ``blocking``, delivered).
 
@@ -290,13 +295,13 @@ class PromptStackLogger:
         A prompt with ``enable_logging`` off is skipped and reports True, and
         so is a record that ``sample_rate`` or ``before_send`` stops (counted).
 
-        Keyword-only outcomes (typed by :class:`banyan._types.Outcomes`):
-        ``usage`` takes the usage object of an OpenAI or Anthropic response
-        (or a dict of either shape); ``input_tokens``, ``output_tokens``,
-        ``cached_input_tokens`` and ``cost`` (US dollars) are given or override
-        its counts. ``record_id`` (text, at most 128 characters) becomes the
-        record's id, which :meth:`log_score` can name. A bad one of these is
-        warned about once and left out; the record is logged all the same.
+        Outcomes, passed by keyword (#18): ``usage`` takes the usage object of
+        an OpenAI or Anthropic response (or a dict of either shape);
+        ``input_tokens``, ``output_tokens``, ``cached_input_tokens`` and
+        ``cost`` (US dollars) are given or override its counts. ``record_id``
+        (text, at most 128 characters) becomes the record's id, which
+        :meth:`log_score` can name. A bad one of these is warned about once
+        and left out; the record is logged all the same.
         """
         try:
             # Each check costs the usual value one class test. The server takes finite numbers
@@ -342,17 +347,21 @@ class PromptStackLogger:
                 input = text(input)
             if output.__class__ is not str:
                 output = text(output)
-            # Keyword-only outcomes as **outcomes: an empty dict costs ~50 ns a call where six
-            # keyword-only parameters with defaults cost ~220 ns (CPython fills each default).
-            if not outcomes:
+            # The outcomes are positional-or-keyword: CPython copies their defaults from a
+            # tuple, where keyword-only ones cost a dict lookup each and **outcomes a new dict.
+            if (
+                record_id is None and usage is None and cost is None and input_tokens is None
+                and output_tokens is None and cached_input_tokens is None
+            ):  # fmt: skip
                 record = Record(
                     self._next_id(), _time(), input, output, prompt_id, prompt_name, version,
                     branch_name, model, metadata, duration_ms, experiment_id,
                     experiment_version_id, sticky_key, sticky_value,
                 )  # fmt: skip
             else:
+                outcomes = (usage, input_tokens, output_tokens, cached_input_tokens, cost)
                 record = outcome_record(
-                    self._stats, outcomes, self._next_id(), _time(), input, output,
+                    self._stats, outcomes, record_id, self._next_id(), _time(), input, output,
                     prompt_id, prompt_name, version, branch_name, model, metadata, duration_ms,
                     experiment_id, experiment_version_id, sticky_key, sticky_value,
                 )  # fmt: skip
@@ -379,13 +388,14 @@ class PromptStackLogger:
                 return False
             if blocking:
                 return self._send_now(record, data)
-            if self._try_append(data):
+            if self._try_append(data, size):
                 return True
             return self._push_slow(record, data)
         except Exception as exc:
             return self._log_odd(
                 exc, input, output, prompt_data, prompt_id, prompt_name, version,
-                branch_name, model, metadata, duration_ms, blocking, **outcomes,
+                branch_name, model, metadata, duration_ms, blocking,
+                (usage, input_tokens, output_tokens, cached_input_tokens, cost, record_id),
             )  # fmt: skip
 
     log = log_prompt
@@ -435,7 +445,7 @@ class PromptStackLogger:
             return False
         if blocking:
             return self._send_now(record, data)
-        return self._try_append(data) or self._push_slow(record, data)
+        return self._try_append(data, len(data)) or self._push_slow(record, data)
 
     def _log_disabled(self, *args: Any, **kwargs: Any) -> bool:
         """log_prompt when ``enabled=False``: counted as ``disabled``, nothing else."""
@@ -456,7 +466,7 @@ class PromptStackLogger:
         metadata: Any,
         duration_ms: Any,
         blocking: bool,
-        **outcomes: Any,
+        outcomes: tuple[Any, ...],
     ) -> bool:
         """log_prompt's fast path failed (``exc``) on arguments of an unexpected type: make
         them plain and try once more. A value that cannot even be shown is the caller's
@@ -474,7 +484,7 @@ class PromptStackLogger:
         # map() stops at the shorter: blocking, last in plain_args, is not compared.
         if all(map(operator.is_, plain_args, given)):
             return self._stats.drop_entry(DropReason.INTERNAL_ERROR, exc)
-        return self.log_prompt(*plain_args, **outcomes)
+        return self.log_prompt(*plain_args, *outcomes)
 
     def _as_prompt(self, value: Any) -> PromptData | None:
         if value is None or isinstance(value, PromptData):

@@ -1,6 +1,6 @@
 """Outcomes on the caller's thread (#18): a record's usage and id, and score records.
 
-``log_prompt`` calls :func:`outcome_record` only when one of its outcome keywords
+``log_prompt`` calls :func:`outcome_record` only when one of its outcome arguments
 (``usage``, the token counts, ``cost``, ``record_id``) is given; without them it
 builds the plain :class:`~banyan._record.Record` as before. ``log_score`` checks
 its arguments with :func:`score`, which raises :class:`~banyan.ScoreError` for a
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from banyan._controls import SAMPLE_RATE_KEY, sampled_in
@@ -32,30 +32,21 @@ from banyan._record import (
     plain,
 )
 from banyan._stats import DropReason
-from banyan._usage import Usage, usage_fields
-
-#: log_prompt's keyword-only outcome arguments (banyan._types.Outcomes).
-OUTCOMES = frozenset({"usage", "record_id", *Usage._fields})
+from banyan._usage import usage_fields
 
 if TYPE_CHECKING:
     from banyan._prompts import PromptData
     from banyan._stats import Stats
 
 
-def outcome_record(stats: Stats, outcomes: Mapping[str, Any], *fields: Any) -> Record:
-    """The record of ``fields`` (Record's positional order) with ``outcomes``, log_prompt's
-    keyword-only ``usage``, token counts, ``cost`` and ``record_id``.
+def outcome_record(stats: Stats, outcomes: tuple[Any, ...], record_id: Any, *fields: Any) -> Record:
+    """The record of ``fields`` (Record's positional order) with log_prompt's ``usage``,
+    token counts and ``cost`` (``outcomes``, in that order) and ``record_id``.
 
     Never raises: a bad id is replaced by the generated one (``fields[0]``), bad usage
-    left out, an unknown keyword ignored, each warned about once.
+    left out, each warned about once.
     """
-    if outcomes.keys() - OUTCOMES:
-        stats.warn_once(
-            "unknown-outcome", "banyan: log_prompt got unknown keyword(s) %s; they are ignored",
-            sorted(outcomes.keys() - OUTCOMES),
-        )  # fmt: skip
     head = fields
-    record_id = outcomes.get("record_id")
     if record_id is not None:
         if record_id.__class__ is str and 0 < len(record_id) <= MAX_ID_LENGTH:
             head = (clean(record_id), *fields[1:])
@@ -64,12 +55,11 @@ def outcome_record(stats: Stats, outcomes: Mapping[str, Any], *fields: Any) -> R
                 "bad-record-id", "banyan: record_id must be text of 1 to %d characters, got "
                 "%r; such records get a generated id", MAX_ID_LENGTH, record_id,
             )  # fmt: skip
-    usage = {name: outcomes.get(name) for name in Usage._fields}
-    given = outcomes.get("usage")
-    if given is None and not any(value is not None for value in usage.values()):
+    # Not outcomes.count(None): that compares a usage object by ==, which pydantic runs in Python.
+    if outcomes[0] is None and outcomes[1:].count(None) == len(outcomes) - 1:
         return Record(*head)
     try:
-        found = usage_fields(given, **usage)
+        found = usage_fields(*outcomes)
     except UsageError as exc:
         stats.warn_once("bad-usage", "banyan: %s; such records are logged without usage", exc)
         return Record(*head)
