@@ -525,10 +525,14 @@ class PromptStackLogger:
 
     def _unforked(self, record: Record | Score, data: Encoded) -> Encoded:
         # A forked child whose hooks did not run (uWSGI without its fork hooks) numbered
-        # `record` from its parent's ids: reset for this process and number it again.
+        # `record` from its parent's ids: reset for this process and number it again (an id
+        # the caller gave stays).
         if self._here[0] or self._pid == _fork.pid():
             return data
+        made = self._ids.made(record.id)
         self._after_fork_in_child()
+        if not made:
+            return data
         record.id = self._next_id()
         return encode(record)
 

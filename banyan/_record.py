@@ -119,15 +119,22 @@ class IdSource:
     """
 
     next: Callable[[], str]
+    #: The random part of every id made since the last reset.
+    prefix: str
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        prefix = os.urandom(8).hex() + "-"
+        self.prefix = prefix = os.urandom(8).hex() + "-"
         # C iterators all the way down: no Python frame per id, and hex() beats an
         # f-string's format spec (measured ~0.15 us against ~0.3 us).
         self.next = map(prefix.__add__, map(hex, itertools.count(1))).__next__
+
+    def made(self, record_id: str) -> bool:
+        """Whether ``record_id`` came from :meth:`next` (since the last reset), not from a
+        caller (``record_id=``, ``score_id=``)."""
+        return record_id.startswith(self.prefix)
 
 
 #: An array (numpy, pandas, a tensor) of at most this many items is logged as a list; a

@@ -111,6 +111,17 @@ def test_ids_are_a_random_prefix_and_a_hex_counter_from_one() -> None:
     assert again != first
 
 
+def test_an_id_source_knows_the_ids_it_made_since_its_last_reset() -> None:
+    """made() is True for its own ids only: not a caller's, not those before a reset."""
+    ids = IdSource()
+    mine = ids.next()
+    assert ids.made(mine)
+    assert not ids.made("answer-8f3a")
+    ids.reset()
+    assert not ids.made(mine)
+    assert ids.made(ids.next())
+
+
 def test_every_thread_starts_with_its_own_empty_buffer() -> None:
     """The encoding scratch buffer is per thread and starts empty."""
     seen: list[Any] = []
