@@ -24,6 +24,8 @@ from banyan._exceptions import ScoreError, UsageError
 from banyan._record import (
     MAX_ID_LENGTH,
     MAX_NAME_LENGTH,
+    SCRATCH_MAX,
+    Encoded,
     Record,
     Score,
     UsageRecord,
@@ -35,6 +37,8 @@ from banyan._stats import DropReason
 from banyan._usage import usage_fields
 
 if TYPE_CHECKING:
+    from banyan._config import Config
+    from banyan._ledger import Ledger
     from banyan._prompts import PromptData
     from banyan._stats import Stats
 
@@ -132,3 +136,66 @@ def encoded(record: Score, stats: Stats) -> bytes | None:
     except Exception as exc:
         stats.drop_entry(DropReason.ENCODE_ERROR, exc)
         return None
+
+
+class ScoreCalls:
+    """``log_score``, mixed into :class:`~banyan.PromptStackLogger`."""
+
+    _config: Config
+    _stats: Ledger
+    _next_id: Callable[[], str]
+    _try_append: Callable[[Encoded, int], bool]
+
+    if TYPE_CHECKING:
+
+        def _log_disabled(self, *args: Any, **kwargs: Any) -> bool: ...
+        def _large(self, slot: list[bytearray | None], size: int) -> bool: ...
+        def _send_now(self, record: Record | Score, data: Encoded) -> bool: ...
+        def _push_slow(self, record: Record | Score, data: Encoded) -> bool: ...
+
+    def log_score(
+        self,
+        name: str,
+        value: bool | float | str,
+        *,
+        prompt_data: PromptData | None = None,
+        record_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        score_id: str | None = None,
+        blocking: bool = False,
+    ) -> bool:
+        """Log an outcome: a number, a boolean or a category; True when queued (or delivered).
+
+        It counts for the experiment subject and variant of ``prompt_data`` (the
+        prompt the scored answer used, or one routed again for the same subject,
+        in any process), and/or for the record logged with ``record_id``. It
+        travels like a record (same queue, batches, retries, spool and
+        ``get_stats()`` counts) and follows the subject's ``sample_rate``
+        decision; ``before_send`` does not see it. A prompt outside an
+        experiment, without ``record_id``, is skipped (``logs_skipped``).
+        Raises :class:`~banyan.ScoreError` for a bad name, value, id or metadata,
+        or without ``prompt_data`` and ``record_id``; never for delivery.
+        """
+        wire = attribution(prompt_data, record_id)
+        record = score(
+            name, value, wire, ids=self._next_id, record_id=record_id, metadata=metadata,
+            score_id=score_id,
+        )  # fmt: skip
+        if not self._config.enabled:
+            return self._log_disabled()
+        if record_id is None and (record.sticky_value is None or record.experiment_id is None):
+            self._stats.skipped += 1
+            self._stats.warn_once(
+                "score-no-subject", "banyan: a score for a prompt outside an experiment (or "
+                "with logging off) and without record_id is skipped",
+            )  # fmt: skip
+            return True
+        rate = self._config.sample_rate
+        if rate < 1.0 and not sampled(rate, record, self._stats):
+            return True
+        data = encoded(record, self._stats)
+        if data is None or (len(data) > SCRATCH_MAX and not self._large([None], len(data))):
+            return False
+        if blocking:
+            return self._send_now(record, data)
+        return self._try_append(data, len(data)) or self._push_slow(record, data)
