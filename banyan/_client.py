@@ -258,16 +258,16 @@ class PromptStackLogger(PromptCalls, ScoreCalls, SlowPaths):
             buffer = slot[0]
             slot[0] = None
             try:
-                # None: this runs in a signal handler that interrupted a log_prompt of this
-                # thread while it held the buffer (see _Scratch); TypeError, encoded apart.
+                # None: another call holds the buffer (see Scratch); TypeError, encoded apart.
                 encode_into(record, buffer)  # type: ignore[arg-type]
                 data = buffer[:]  # type: ignore[index]
+                slot[0] = buffer
             except Exception:
+                if buffer is not None:
+                    slot[0] = buffer
                 data = self._encode_slow(record)
                 if data is None:
-                    slot[0] = buffer
                     return False
-            slot[0] = buffer
             size = len(data)
             if size > SCRATCH_MAX and not self._large(slot, size):
                 return False

@@ -34,7 +34,6 @@ Positions (for ``flush``) and counts come from the deque itself, which is exact.
 
 from __future__ import annotations
 
-import sys
 import threading
 from bisect import bisect_right
 from collections import deque
@@ -42,13 +41,7 @@ from collections.abc import Callable
 from itertools import accumulate, islice, repeat
 
 from banyan import _fork
-from banyan._record import Encoded
-
-
-def gil_enabled() -> bool:
-    """Whether this CPython runs with its GIL (always, before the free-threaded 3.13t)."""
-    check = getattr(sys, "_is_gil_enabled", None)
-    return True if check is None else bool(check())
+from banyan._record import Encoded, gil_enabled
 
 
 class Ring:
