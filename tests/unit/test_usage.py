@@ -7,6 +7,7 @@ from types import SimpleNamespace as Obj
 from typing import Any
 from unittest import mock
 
+import pydantic
 import pytest
 
 from banyan._exceptions import ConfigurationError, UsageError
@@ -131,7 +132,6 @@ def test_sdk_usage_objects_are_read_from_their_fields() -> None:
 
 def test_fields_a_pydantic_model_does_not_declare_are_read() -> None:
     """An SDK older than a field keeps it as a pydantic extra (openai 1.30: no token details)."""
-    pydantic = pytest.importorskip("pydantic")
 
     class OldUsage(pydantic.BaseModel):
         model_config = pydantic.ConfigDict(extra="allow")
