@@ -106,10 +106,6 @@ def _fields(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name, None) for name in _NAMES}
 
 
-def _get(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
 def _read(usage: Any, outer: bool = True) -> tuple[Any, Any, Any]:
     """The counts of a provider's usage object (or of a response that has ``usage``)."""
     get = _fields(usage).get
@@ -129,8 +125,13 @@ def _read(usage: Any, outer: bool = True) -> tuple[Any, Any, Any]:
         details = get("input_tokens_details")
         if details is None:
             details = get("prompt_tokens_details")
-        # A missing name here is rare (every SDK version declares cached_tokens).
-        cached = _get(details, "cached_tokens") if details is not None else None
+        if details is not None:
+            # A missing name here is rare (every SDK version declares cached_tokens).
+            cached = (
+                details.get("cached_tokens")
+                if isinstance(details, dict)
+                else getattr(details, "cached_tokens", None)
+            )
     if given is not None and (read is not None or written is not None):
         parts = (("input_tokens", given), (_CACHE_READ, read), (_CACHE_WRITE, written))
         given = sum(_tokens(name, value) or 0 for name, value in parts)
