@@ -12,44 +12,38 @@ left at shutdown goes to disk and is replayed (``_spooling``).
 
 from __future__ import annotations
 
-import operator
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, cast, overload
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from banyan import _fork
 from banyan._config import DEFAULT_BASE_URL, Config, build
 from banyan._controls import Gate
-from banyan._delivery import MAX_RECORD_BYTES
 from banyan._pipeline import Pipeline, remaining
-from banyan._prompts import MISS, PromptData, Prompts, as_prompt, fallback_prompt
+from banyan._promptcalls import PromptCalls
+from banyan._prompts import PromptData, Prompts
 from banyan._record import (
     SCRATCH_MAX,
     Encoded,
     IdSource,
     Record,
-    Score,
     as_duration,
-    as_label,
-    as_metadata,
-    encode,
     encode_into,
-    normalize,
     text,
 )
 from banyan._record import scratch as _scratch
-from banyan._scores import attribution, encoded, outcome_record, score
+from banyan._scores import ScoreCalls, outcome_record
+from banyan._slowpath import SlowPaths, merge
 from banyan._spooling import open_spool
-from banyan._stats import DropReason
 from banyan._transport import Transport
 from banyan._warn import debug_handler
 
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
-    from banyan._types import Options, Outcomes, Statistics
+    from banyan._types import Options, Statistics
 
 _getpid = os.getpid
 _time = time.time
@@ -64,16 +58,7 @@ def _seconds(timeout: float | None) -> float:
     return min(max(0.0, float(timeout)), threading.TIMEOUT_MAX)
 
 
-def _merge(wire: tuple[str | None, ...], *given: str | None) -> tuple[str | None, ...]:
-    # Arguments passed explicitly win over the prompt's own fields; ids are text on the wire.
-    head = tuple(
-        theirs if mine is None else mine if isinstance(mine, str) else str(mine)
-        for mine, theirs in zip(given, wire, strict=False)
-    )
-    return head + wire[len(given) :]
-
-
-class PromptStackLogger:
+class PromptStackLogger(PromptCalls, ScoreCalls, SlowPaths):
     """A Banyan client: fetches prompts and logs their production usage.
 
     The first block of arguments is the 1.0.1 constructor; the keyword-only
@@ -169,107 +154,7 @@ class PromptStackLogger:
         """The validated settings of this logger."""
         return self._config
 
-    @overload
-    def get_prompt(
-        self,
-        name: str,
-        version: str | None = ...,
-        branch: str = ...,
-        sticky_context: Mapping[str, Any] | None = ...,
-        *,
-        fallback: str | PromptData,
-    ) -> PromptData: ...
-    @overload
-    def get_prompt(
-        self,
-        name: str,
-        version: str | None = ...,
-        branch: str = ...,
-        sticky_context: Mapping[str, Any] | None = ...,
-        fallback: str | PromptData | None = ...,
-    ) -> PromptData | None: ...
-    def get_prompt(
-        self,
-        name: str,
-        version: str | None = None,
-        branch: str = "main",
-        sticky_context: Mapping[str, Any] | None = None,
-        fallback: str | PromptData | None = None,
-    ) -> PromptData | None:
-        """Fetch a prompt through the cache; None when the server has no such prompt.
-
-        A cached prompt is fresh for ``cache_ttl`` s, then served stale while
-        one background refresh per prompt fetches it again. With
-        ``sticky_context`` holding the running experiment's sticky key the
-        caller is routed locally to a variant (docs/protocol.md, "Routing").
-        When the server cannot be reached and nothing is cached in memory, the
-        on-disk cache (``cache_dir``) is tried, then ``fallback`` (a content
-        string or a PromptData); without one a BanyanError is raised.
-        """
-        if not self._here[0]:
-            self._check_pid()
-        if not self._config.enabled:
-            return None if fallback is None else fallback_prompt(fallback, name, version, branch)
-        return self._prompts.get(name, version, branch, sticky_context, fallback)
-
-    @overload
-    async def aget_prompt(
-        self,
-        name: str,
-        version: str | None = ...,
-        branch: str = ...,
-        sticky_context: Mapping[str, Any] | None = ...,
-        *,
-        fallback: str | PromptData,
-    ) -> PromptData: ...
-    @overload
-    async def aget_prompt(
-        self,
-        name: str,
-        version: str | None = ...,
-        branch: str = ...,
-        sticky_context: Mapping[str, Any] | None = ...,
-        fallback: str | PromptData | None = ...,
-    ) -> PromptData | None: ...
-    async def aget_prompt(
-        self,
-        name: str,
-        version: str | None = None,
-        branch: str = "main",
-        sticky_context: Mapping[str, Any] | None = None,
-        fallback: str | PromptData | None = None,
-    ) -> PromptData | None:
-        """:meth:`get_prompt` for asyncio: a cache hit returns at once, a fetch runs in a thread."""
-        self._check_pid()
-        if not self._config.enabled:
-            return self.get_prompt(name, version, branch, sticky_context, fallback)
-        found = self._prompts.get(
-            name, version, branch, sticky_context, fallback=fallback, block=False
-        )
-        if found is not MISS:
-            return found
-        import asyncio
-        import functools
-
-        fetch = functools.partial(
-            self._prompts.get, name, version, branch, sticky_context, fallback=fallback
-        )
-        return await asyncio.get_running_loop().run_in_executor(None, fetch)
-
-    def experiment(
-        self, experiment_id: str, sticky_key: str, sticky_value: str
-    ) -> PromptData | None:
-        """Route a subject through the server (the 1.0.1 call); None when unknown.
-
-        A missing (None or empty) value gets the experiment prompt's default version;
-        with ``enabled=False`` the answer is None, without a request.
-        """
-        self._check_pid()
-        if not self._config.enabled:
-            return None
-        return self._prompts.route(experiment_id, sticky_key, sticky_value)
-
-    def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, positional arguments included
+    def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, then #18's outcomes
         self,
         input: Any,
         output: Any,
@@ -282,7 +167,12 @@ class PromptStackLogger:
         metadata: dict[str, Any] | None = None,
         duration_ms: float | None = None,
         blocking: bool = False,
-        **outcomes: Unpack[Outcomes],
+        usage: Any = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cached_input_tokens: int | None = None,
+        cost: float | None = None,
+        record_id: str | None = None,
     ) -> bool:
         """Log one prompt usage; True when queued (or, with ``blocking``, delivered).
 
@@ -290,13 +180,13 @@ class PromptStackLogger:
         A prompt with ``enable_logging`` off is skipped and reports True, and
         so is a record that ``sample_rate`` or ``before_send`` stops (counted).
 
-        Keyword-only outcomes (typed by :class:`banyan._types.Outcomes`):
-        ``usage`` takes the usage object of an OpenAI or Anthropic response
-        (or a dict of either shape); ``input_tokens``, ``output_tokens``,
-        ``cached_input_tokens`` and ``cost`` (US dollars) are given or override
-        its counts. ``record_id`` (text, at most 128 characters) becomes the
-        record's id, which :meth:`log_score` can name. A bad one of these is
-        warned about once and left out; the record is logged all the same.
+        Outcomes, passed by keyword (#18): ``usage`` takes the usage object of
+        an OpenAI or Anthropic response (or a dict of either shape);
+        ``input_tokens``, ``output_tokens``, ``cached_input_tokens`` and
+        ``cost`` (US dollars) are given or override its counts. ``record_id``
+        (text, at most 128 characters) becomes the record's id, which
+        :meth:`log_score` can name. A bad one of these is warned about once
+        and left out; the record is logged all the same.
         """
         try:
             # Each check costs the usual value one class test. The server takes finite numbers
@@ -323,7 +213,7 @@ class PromptStackLogger:
                     prompt_id is not None or prompt_name is not None
                     or version is not None or branch_name is not None
                 ):  # fmt: skip
-                    prompt_id, prompt_name, version, branch_name = _merge(
+                    prompt_id, prompt_name, version, branch_name = merge(
                         (None, None, None, None), prompt_id, prompt_name, version, branch_name
                     )
             else:
@@ -335,24 +225,28 @@ class PromptStackLogger:
                     prompt_id is not None or prompt_name is not None
                     or version is not None or branch_name is not None
                 ):  # fmt: skip
-                    wire = _merge(wire, prompt_id, prompt_name, version, branch_name)
+                    wire = merge(wire, prompt_id, prompt_name, version, branch_name)
                 (prompt_id, prompt_name, version, branch_name, experiment_id,
                  experiment_version_id, sticky_key, sticky_value) = wire  # fmt: skip
             if input.__class__ is not str:
                 input = text(input)
             if output.__class__ is not str:
                 output = text(output)
-            # Keyword-only outcomes as **outcomes: an empty dict costs ~50 ns a call where six
-            # keyword-only parameters with defaults cost ~220 ns (CPython fills each default).
-            if not outcomes:
+            # The outcomes are positional-or-keyword: CPython copies their defaults from a
+            # tuple, where keyword-only ones cost a dict lookup each and **outcomes a new dict.
+            if (
+                record_id is None and usage is None and cost is None and input_tokens is None
+                and output_tokens is None and cached_input_tokens is None
+            ):  # fmt: skip
                 record = Record(
                     self._next_id(), _time(), input, output, prompt_id, prompt_name, version,
                     branch_name, model, metadata, duration_ms, experiment_id,
                     experiment_version_id, sticky_key, sticky_value,
                 )  # fmt: skip
             else:
+                outcomes = (usage, input_tokens, output_tokens, cached_input_tokens, cost)
                 record = outcome_record(
-                    self._stats, outcomes, self._next_id(), _time(), input, output,
+                    self._stats, outcomes, record_id, self._next_id(), _time(), input, output,
                     prompt_id, prompt_name, version, branch_name, model, metadata, duration_ms,
                     experiment_id, experiment_version_id, sticky_key, sticky_value,
                 )  # fmt: skip
@@ -364,180 +258,35 @@ class PromptStackLogger:
             buffer = slot[0]
             slot[0] = None
             try:
-                # None: this runs in a signal handler that interrupted a log_prompt of this
-                # thread while it held the buffer (see _Scratch); TypeError, encoded apart.
+                # None: another call holds the buffer (see Scratch); TypeError, encoded apart.
                 encode_into(record, buffer)  # type: ignore[arg-type]
                 data = buffer[:]  # type: ignore[index]
+                slot[0] = buffer
             except Exception:
+                if buffer is not None:
+                    slot[0] = buffer
                 data = self._encode_slow(record)
                 if data is None:
-                    slot[0] = buffer
                     return False
-            slot[0] = buffer
             size = len(data)
             if size > SCRATCH_MAX and not self._large(slot, size):
                 return False
             if blocking:
                 return self._send_now(record, data)
-            if self._try_append(data):
+            if self._try_append(data, size):
                 return True
             return self._push_slow(record, data)
         except Exception as exc:
             return self._log_odd(
                 exc, input, output, prompt_data, prompt_id, prompt_name, version,
-                branch_name, model, metadata, duration_ms, blocking, **outcomes,
+                branch_name, model, metadata, duration_ms, blocking,
+                (usage, input_tokens, output_tokens, cached_input_tokens, cost, record_id),
             )  # fmt: skip
 
     log = log_prompt
 
-    def log_score(
-        self,
-        name: str,
-        value: bool | float | str,
-        *,
-        prompt_data: PromptData | None = None,
-        record_id: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        score_id: str | None = None,
-        blocking: bool = False,
-    ) -> bool:
-        """Log an outcome: a number, a boolean or a category; True when queued (or delivered).
-
-        It counts for the experiment subject and variant of ``prompt_data`` (the
-        prompt the scored answer used, or one routed again for the same subject,
-        in any process), and/or for the record logged with ``record_id``. It
-        travels like a record (same queue, batches, retries, spool and
-        ``get_stats()`` counts), follows the ``sample_rate`` decision of its
-        subject (else of its record), and ``before_send`` sees it (``kind``
-        ``"score"``). A prompt outside an
-        experiment, without ``record_id``, is skipped (``logs_skipped``).
-        Raises :class:`~banyan.ScoreError` for a bad name, value, id or metadata,
-        or without ``prompt_data`` and ``record_id``; never for delivery.
-        """
-        wire = attribution(prompt_data, record_id)
-        record = score(
-            name, value, wire, ids=self._next_id, record_id=record_id, metadata=metadata,
-            score_id=score_id,
-        )  # fmt: skip
-        if not self._config.enabled:
-            return self._log_disabled()
-        if record_id is None and (record.sticky_value is None or record.experiment_id is None):
-            self._stats.skipped += 1
-            self._stats.warn_once(
-                "score-no-subject", "banyan: a score for a prompt outside an experiment (or "
-                "with logging off) and without record_id is skipped",
-            )  # fmt: skip
-            return True
-        # The records' gate: sampling (by subject, else by record_id) and before_send.
-        if self._gate is not None and (stopped := self._gate(record)) is not None:
-            return stopped
-        data = encoded(record, self._stats)
-        if data is None or (len(data) > SCRATCH_MAX and not self._large([None], len(data))):
-            return False
-        if blocking:
-            return self._send_now(record, data)
-        return self._try_append(data) or self._push_slow(record, data)
-
-    def _log_disabled(self, *args: Any, **kwargs: Any) -> bool:
-        """log_prompt when ``enabled=False``: counted as ``disabled``, nothing else."""
-        self._stats.drop(DropReason.DISABLED, entry=True)
-        return True
-
-    def _log_odd(  # noqa: PLR0917 - log_prompt's arguments
-        self,
-        exc: Exception,
-        input: Any,
-        output: Any,
-        prompt_data: Any,
-        prompt_id: Any,
-        prompt_name: Any,
-        version: Any,
-        branch_name: Any,
-        model: Any,
-        metadata: Any,
-        duration_ms: Any,
-        blocking: bool,
-        **outcomes: Any,
-    ) -> bool:
-        """log_prompt's fast path failed (``exc``) on arguments of an unexpected type: make
-        them plain and try once more. A value that cannot even be shown is the caller's
-        ``encode_error``; when there was nothing to make plain, the failure is ours."""
-        given = (input, output, prompt_data, prompt_id, prompt_name, version, branch_name,
-                 model, metadata, duration_ms)  # fmt: skip
-        try:
-            plain_args: list[Any] = [
-                text(input), text(output), self._as_prompt(prompt_data),
-                *map(as_label, given[3:8]), self._as_metadata(metadata), as_duration(duration_ms),
-            ]  # fmt: skip
-            plain_args.append(blocking)
-        except Exception as bad:
-            return self._stats.drop_entry(DropReason.ENCODE_ERROR, bad)
-        # map() stops at the shorter: blocking, last in plain_args, is not compared.
-        if all(map(operator.is_, plain_args, given)):
-            return self._stats.drop_entry(DropReason.INTERNAL_ERROR, exc)
-        return self.log_prompt(*plain_args, **outcomes)
-
-    def _as_prompt(self, value: Any) -> PromptData | None:
-        if value is None or isinstance(value, PromptData):
-            return value
-        try:
-            return as_prompt(value)
-        except Exception:
-            self._stats.warn_once(
-                "not-a-prompt", "banyan: prompt_data is not a prompt (a %s); such records are "
-                "logged without prompt fields", type(value).__name__,
-            )  # fmt: skip
-            return None
-
-    def _as_metadata(self, value: Any) -> dict[str, Any] | None:
-        if value is not None and not isinstance(value, Mapping):
-            self._stats.warn_once(
-                "metadata-not-a-map", "banyan: metadata is not a mapping (a %s); such metadata "
-                'is logged as {"value": metadata}', type(value).__name__,
-            )  # fmt: skip
-        return as_metadata(value)
-
-    def _large(self, slot: list[bytearray | None], size: int) -> bool:
-        """A large record: the thread's buffer is replaced (not kept that big); False, the
-        record dropped and counted, when the server would refuse it (no place in the ring,
-        nor in the spool)."""
-        slot[0] = bytearray()
-        if size <= MAX_RECORD_BYTES:
-            return True
-        error = f"a {size} byte record is over the server's limit of {MAX_RECORD_BYTES} bytes"
-        return self._stats.drop_entry(DropReason.TOO_LARGE, error)
-
-    def _push_slow(self, record: Record | Score, data: Encoded) -> bool:
-        # No credit (the first record, durable mode, a full ring, after shutdown, in a
-        # forked child).
-        if not self._here[0]:
-            data = self._unforked(record, data)
-        return self._push(data)
-
-    def _unforked(self, record: Record | Score, data: Encoded) -> Encoded:
-        # A forked child whose hooks did not run (uWSGI without its fork hooks) numbered
-        # `record` from its parent's ids: reset for this process and number it again.
-        if self._here[0] or self._pid == _fork.pid():
-            return data
-        self._after_fork_in_child()
-        record.id = self._next_id()
-        return encode(record)
-
     def _start(self) -> None:
         self._pipeline.start()
-
-    def _encode_slow(self, record: Record) -> bytes | None:
-        # Text fields must be text and valid UTF-8 on the wire; metadata becomes plain
-        # JSON-like data. None (the record dropped and counted) when even that fails.
-        try:
-            normalize(record)
-            return encode(record)
-        except Exception as exc:
-            self._stats.drop_entry(DropReason.ENCODE_ERROR, exc)
-            return None
-
-    def _send_now(self, record: Record | Score, data: Encoded) -> bool:
-        return self._pipeline.send_now(self._unforked(record, data))
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Send everything logged so far; True when it was all delivered or spooled by ``timeout``.

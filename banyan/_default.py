@@ -19,7 +19,7 @@ from banyan._warn import warn_once
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from banyan._types import ConfigureOptions, Outcomes, Statistics
+    from banyan._types import ConfigureOptions, Statistics
 
 _lock = threading.Lock()
 _logger: PromptStackLogger | None = None
@@ -183,7 +183,7 @@ def experiment(experiment_id: str, sticky_key: str, sticky_value: str) -> Prompt
     return _default().experiment(experiment_id, sticky_key, sticky_value)
 
 
-def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, positional arguments included
+def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, then #18's outcomes
     input: Any,
     output: Any,
     prompt_data: PromptData | None = None,
@@ -195,25 +195,27 @@ def log_prompt(  # noqa: PLR0917 - the 1.0.1 signature, positional arguments inc
     metadata: dict[str, Any] | None = None,
     duration_ms: float | None = None,
     blocking: bool = False,
-    **outcomes: Unpack[Outcomes],
+    usage: Any = None,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    cached_input_tokens: int | None = None,
+    cost: float | None = None,
+    record_id: str | None = None,
 ) -> bool:
     """Log one prompt usage (see :meth:`PromptStackLogger.log_prompt`); never raises.
 
-    Takes its keyword-only ``usage``, ``input_tokens``, ``output_tokens``,
+    Takes the outcomes ``usage``, ``input_tokens``, ``output_tokens``,
     ``cached_input_tokens``, ``cost`` and ``record_id`` too. Before
     :func:`configure` the record is dropped, counted and warned about once.
     """
     logger = _logger or _from_env()
     if logger is None:
         return _not_configured()
-    if outcomes:
-        return logger.log_prompt(
-            input, output, prompt_data, prompt_id, prompt_name, version, branch_name, model,
-            metadata, duration_ms, blocking, **outcomes,
-        )  # fmt: skip
+    # All positional: the method binds them from the call's argument array.
     return logger.log_prompt(
         input, output, prompt_data, prompt_id, prompt_name, version, branch_name, model,
-        metadata, duration_ms, blocking,
+        metadata, duration_ms, blocking, usage, input_tokens, output_tokens,
+        cached_input_tokens, cost, record_id,
     )  # fmt: skip
 
 

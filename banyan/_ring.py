@@ -5,7 +5,7 @@ workers, or the caller in sync mode) take whole batches.
 
 Pushing usually takes no lock. The ring hands producers a *credit*: a number
 of bytes they may append without asking, stored in ``credit[0]``. The fast
-path, :meth:`Ring.try_append`, is::
+path, :meth:`Ring.try_append` (given the record's size), is::
 
     left = credit[0] - size
     if left >= 0:
@@ -34,7 +34,6 @@ Positions (for ``flush``) and counts come from the deque itself, which is exact.
 
 from __future__ import annotations
 
-import sys
 import threading
 from bisect import bisect_right
 from collections import deque
@@ -42,13 +41,7 @@ from collections.abc import Callable
 from itertools import accumulate, islice, repeat
 
 from banyan import _fork
-from banyan._record import Encoded
-
-
-def gil_enabled() -> bool:
-    """Whether this CPython runs with its GIL (always, before the free-threaded 3.13t)."""
-    check = getattr(sys, "_is_gil_enabled", None)
-    return True if check is None else bool(check())
+from banyan._record import Encoded, gil_enabled
 
 
 class Ring:
@@ -89,10 +82,9 @@ class Ring:
         #: Records ever taken out by a consumer.
         self.popped = 0
 
-    def try_append(self, item: Encoded) -> bool:
-        """The fast path: append ``item`` on credit, without a lock; False when the credit
-        does not cover it (then :meth:`push`)."""
-        size = len(item)
+    def try_append(self, item: Encoded, size: int) -> bool:
+        """The fast path: append ``item`` (``size`` bytes) on credit, without a lock; False
+        when the credit does not cover it (then :meth:`push`)."""
         credit = self.credit
         # No call between the load and the store (see the module docstring).
         left = credit[0] - size

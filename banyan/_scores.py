@@ -1,6 +1,6 @@
 """Outcomes on the caller's thread (#18): a record's usage and id, and score records.
 
-``log_prompt`` calls :func:`outcome_record` only when one of its outcome keywords
+``log_prompt`` calls :func:`outcome_record` only when one of its outcome arguments
 (``usage``, the token counts, ``cost``, ``record_id``) is given; without them it
 builds the plain :class:`~banyan._record.Record` as before. ``log_score`` checks
 its arguments with :func:`score`, which raises :class:`~banyan.ScoreError` for a
@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from banyan._exceptions import ScoreError, UsageError
 from banyan._record import (
     MAX_ID_LENGTH,
     MAX_NAME_LENGTH,
+    SCRATCH_MAX,
+    Encoded,
     Record,
     Score,
     UsageRecord,
@@ -29,30 +31,24 @@ from banyan._record import (
     plain,
 )
 from banyan._stats import DropReason
-from banyan._usage import Usage, usage_fields
-
-#: log_prompt's keyword-only outcome arguments (banyan._types.Outcomes).
-OUTCOMES = frozenset({"usage", "record_id", *Usage._fields})
+from banyan._usage import usage_fields
 
 if TYPE_CHECKING:
+    from banyan._config import Config
+    from banyan._controls import Gate
+    from banyan._ledger import Ledger
     from banyan._prompts import PromptData
     from banyan._stats import Stats
 
 
-def outcome_record(stats: Stats, outcomes: Mapping[str, Any], *fields: Any) -> Record:
-    """The record of ``fields`` (Record's positional order) with ``outcomes``, log_prompt's
-    keyword-only ``usage``, token counts, ``cost`` and ``record_id``.
+def outcome_record(stats: Stats, outcomes: tuple[Any, ...], record_id: Any, *fields: Any) -> Record:
+    """The record of ``fields`` (Record's positional order) with log_prompt's ``usage``,
+    token counts and ``cost`` (``outcomes``, in that order) and ``record_id``.
 
     Never raises: a bad id is replaced by the generated one (``fields[0]``), bad usage
-    left out, an unknown keyword ignored, each warned about once.
+    left out, each warned about once.
     """
-    if outcomes.keys() - OUTCOMES:
-        stats.warn_once(
-            "unknown-outcome", "banyan: log_prompt got unknown keyword(s) %s; they are ignored",
-            sorted(outcomes.keys() - OUTCOMES),
-        )  # fmt: skip
     head = fields
-    record_id = outcomes.get("record_id")
     if record_id is not None:
         if record_id.__class__ is str and 0 < len(record_id) <= MAX_ID_LENGTH:
             head = (clean(record_id), *fields[1:])
@@ -61,12 +57,11 @@ def outcome_record(stats: Stats, outcomes: Mapping[str, Any], *fields: Any) -> R
                 "bad-record-id", "banyan: record_id must be text of 1 to %d characters, got "
                 "%r; such records get a generated id", MAX_ID_LENGTH, record_id,
             )  # fmt: skip
-    usage = {name: outcomes.get(name) for name in Usage._fields}
-    given = outcomes.get("usage")
-    if given is None and not any(value is not None for value in usage.values()):
+    # Not outcomes.count(None): that compares a usage object by ==, which pydantic runs in Python.
+    if outcomes[0] is None and outcomes[1:].count(None) == len(outcomes) - 1:
         return Record(*head)
     try:
-        found = usage_fields(given, **usage)
+        found = usage_fields(*outcomes)
     except UsageError as exc:
         stats.warn_once("bad-usage", "banyan: %s; such records are logged without usage", exc)
         return Record(*head)
@@ -137,3 +132,68 @@ def encoded(record: Score, stats: Stats) -> bytes | None:
     except Exception as exc:
         stats.drop_entry(DropReason.ENCODE_ERROR, exc)
         return None
+
+
+class ScoreCalls:
+    """``log_score``, mixed into :class:`~banyan.PromptStackLogger`."""
+
+    _config: Config
+    _stats: Ledger
+    _next_id: Callable[[], str]
+    _try_append: Callable[[Encoded, int], bool]
+    _gate: Gate | None
+
+    if TYPE_CHECKING:
+
+        def _log_disabled(self, *args: Any, **kwargs: Any) -> bool: ...
+        def _large(self, slot: list[bytearray | None], size: int) -> bool: ...
+        def _send_now(self, record: Record | Score, data: Encoded) -> bool: ...
+        def _push_slow(self, record: Record | Score, data: Encoded) -> bool: ...
+
+    def log_score(
+        self,
+        name: str,
+        value: bool | float | str,
+        *,
+        prompt_data: PromptData | None = None,
+        record_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        score_id: str | None = None,
+        blocking: bool = False,
+    ) -> bool:
+        """Log an outcome: a number, a boolean or a category; True when queued (or delivered).
+
+        It counts for the experiment subject and variant of ``prompt_data`` (the
+        prompt the scored answer used, or one routed again for the same subject,
+        in any process), and/or for the record logged with ``record_id``. It
+        travels like a record (same queue, batches, retries, spool and
+        ``get_stats()`` counts), follows the ``sample_rate`` decision of its
+        subject (else of its record), and ``before_send`` sees it (``kind``
+        ``"score"``). A prompt outside an experiment, without ``record_id``, is
+        skipped (``logs_skipped``).
+        Raises :class:`~banyan.ScoreError` for a bad name, value, id or metadata,
+        or without ``prompt_data`` and ``record_id``; never for delivery.
+        """
+        wire = attribution(prompt_data, record_id)
+        record = score(
+            name, value, wire, ids=self._next_id, record_id=record_id, metadata=metadata,
+            score_id=score_id,
+        )  # fmt: skip
+        if not self._config.enabled:
+            return self._log_disabled()
+        if record_id is None and (record.sticky_value is None or record.experiment_id is None):
+            self._stats.skipped += 1
+            self._stats.warn_once(
+                "score-no-subject", "banyan: a score for a prompt outside an experiment (or "
+                "with logging off) and without record_id is skipped",
+            )  # fmt: skip
+            return True
+        # The records' gate: sampling (by subject, else by record_id) and before_send.
+        if self._gate is not None and (stopped := self._gate(record)) is not None:
+            return stopped
+        data = encoded(record, self._stats)
+        if data is None or (len(data) > SCRATCH_MAX and not self._large([None], len(data))):
+            return False
+        if blocking:
+            return self._send_now(record, data)
+        return self._try_append(data, len(data)) or self._push_slow(record, data)

@@ -57,17 +57,6 @@ class ConfigureOptions(Options, total=False):
     batch_size: int
 
 
-class Outcomes(TypedDict, total=False):
-    """The keyword-only outcome arguments of :func:`banyan.log_prompt` (after the 1.0.1 block)."""
-
-    usage: Any
-    input_tokens: int | None
-    output_tokens: int | None
-    cached_input_tokens: int | None
-    cost: float | None
-    record_id: str | None
-
-
 class Statistics(TypedDict):
     """What :func:`banyan.get_stats` returns (README, "Statistics")."""
 

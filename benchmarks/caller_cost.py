@@ -2,8 +2,8 @@
 
 Times each call with ``perf_counter_ns`` (timer overhead subtracted, GC off,
 rounds of 2,000 calls interleaved across workloads; the 40 rounds are run in
-8 turns alternating this process and the 1.0.1 one, so that drifting machine
-noise hits both alike; samples are pooled), for a ~1.2 KB record
+8 turns alternating a fresh process of this tree and the 1.0.1 one, so that
+drifting machine noise hits both alike; samples are pooled), for a ~1.2 KB record
 (input and output 500 characters, 5 metadata keys, a prompt), with nothing
 sending in the background. The workloads:
 
@@ -18,8 +18,9 @@ sending in the background. The workloads:
 * ``log_prompt+before_send`` and ``log_prompt+redact_pii``: the same with a
   ``before_send`` hook that returns the event as is, and with the built-in
   ``banyan.redact_pii`` (every redactor; the record has nothing to redact);
-* ``log_prompt+usage``: the same call with ``usage=`` (an OpenAI-shaped usage
-  object with a cached count) and ``cost=`` (#18);
+* ``log_prompt+usage``: the same call with ``usage=`` (the OpenAI SDK's
+  ``CompletionUsage`` with a cached count; an object of that shape where the
+  SDK is not installed) and ``cost=`` (#18);
 * ``log_score``: a boolean score attributed to an experiment subject (#18);
 * ``1.0.1 log_prompt`` and ``1.0.1 banyan.log_prompt``: the released
   banyan-sdk 1.0.1, timed by the very same two functions (their source is
@@ -39,7 +40,7 @@ workloads run against the ``banyan`` of git ``REF`` (benchmarks/_compat.py's
 ``x_base``, its paired ratio over the baseline's (a hook the ref does not
 have is left out, and so are outcomes it does not take).
 
-Run: ``python -m benchmarks.caller_cost [--baseline REF]``
+Run: ``python -m benchmarks.caller_cost [--baseline REF] [--rounds N] [--chunks N]``
 -> benchmarks/results/caller_cost.json, .png
 """
 
@@ -60,7 +61,7 @@ from typing import Any
 
 import banyan
 from banyan._record import IdSource, Record, encode
-from benchmarks._compat import baseline_tree, closed_url, run_module, run_script
+from benchmarks._compat import BENCHMARKS, baseline_tree, closed_url, run_module, run_script
 from benchmarks._plot import RESULTS, bars, write_json
 from benchmarks._timing import timer_overhead
 
@@ -203,11 +204,7 @@ def _workloads() -> tuple[Work, Callable[[], None]]:
     subject = banyan.PromptData(content="c", version="3", prompt_id="p1", name="bench",
                                 experiment_id="e1", experiment_version_id="v1",
                                 sticky_key="user_id", sticky_value="u1")  # fmt: skip
-    usage = types.SimpleNamespace(
-        prompt_tokens=1200,
-        completion_tokens=300,
-        prompt_tokens_details=types.SimpleNamespace(cached_tokens=1024),
-    )
+    usage = _openai_usage()
 
     def with_usage() -> None:
         logger.log_prompt(input=INPUT, output=OUTPUT, prompt_data=prompt, model="gpt-4",
@@ -229,6 +226,18 @@ def _workloads() -> tuple[Work, Callable[[], None]]:
     if hasattr(logger, "log_score"):
         work |= {"log_prompt+usage": with_usage, "log_score": score}
     return work, reset
+
+
+def _openai_usage() -> object:
+    """An OpenAI Chat Completions usage object (1,200 prompt tokens, 1,024 of them cached)."""
+    counts: dict[str, Any] = {"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500,
+                              "prompt_tokens_details": {"cached_tokens": 1024}}  # fmt: skip
+    try:
+        from openai.types import CompletionUsage
+    except ImportError:
+        return types.SimpleNamespace(**counts | {
+            "prompt_tokens_details": types.SimpleNamespace(cached_tokens=1024)})  # fmt: skip
+    return CompletionUsage.model_validate(counts)
 
 
 def _hold(logger: banyan.PromptStackLogger) -> None:
@@ -288,9 +297,11 @@ def plot(results: dict[str, Any]) -> None:
 
 def run(rounds: int = ROUNDS, chunks: int = CHUNKS, baseline: Path | None = None) -> dict[str, Any]:
     """Every version's samples, pooled over ``chunks`` alternating turns of each process."""
-    work, reset = _workloads()
+    # Each turn in a fresh process, this tree's as the baseline's: a long-lived process that
+    # pools millions of samples ran the very same floor ~4 % slower than a fresh one.
+    worker = ("benchmarks.caller_cost", "--worker", str(rounds // chunks), str(CALLS))
     turns: dict[str, Callable[[], dict[str, Any]]] = {
-        "2.x": lambda: _measure(work, reset, rounds // chunks, CALLS),
+        "2.x": lambda: run_module(BENCHMARKS.parent, *worker),
         "1.0.1": lambda: measure_101(rounds // chunks, CALLS),
     }
     if baseline is not None:
@@ -333,6 +344,8 @@ def main() -> None:
     """Run every version's workloads and write the JSON and PNG."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.caller_cost")
     parser.add_argument("--baseline", metavar="REF", help="also time git REF, paired")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds of {CALLS} calls")
+    parser.add_argument("--chunks", type=int, default=CHUNKS, help="turns the rounds are split in")
     parser.add_argument("--worker", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -342,13 +355,13 @@ def main() -> None:
         return
     with contextlib.ExitStack() as stack:
         tree = stack.enter_context(baseline_tree(args.baseline)) if args.baseline else None
-        out = run(baseline=tree)
+        out = run(args.rounds, args.chunks, baseline=tree)
     results = out["results"]
     record = Record("0123456789abcdef-1", time.time(), INPUT, OUTPUT, "p1", "bench", "3", "main",
                     "gpt-4", METADATA, 12.0)  # fmt: skip
     path = write_json("caller_cost", {
-        "record_bytes": len(encode(record)), "rounds": ROUNDS, "calls_per_round": CALLS,
-        "chunks": CHUNKS, "timer_overhead_ns": out["timer_overhead_ns"],
+        "record_bytes": len(encode(record)), "rounds": args.rounds, "calls_per_round": CALLS,
+        "chunks": args.chunks, "timer_overhead_ns": out["timer_overhead_ns"],
         "v101_setup": "background_thread=False, max_retries=0, closed port, "
                       f"queue_size={CALLS} emptied before every round",
         "baseline": args.baseline, "results": results,

@@ -8,8 +8,9 @@ no ``os.register_at_fork`` hook runs in either process. The child logs M
 records, flushes and leaves with ``os._exit``; the parent then flushes. The
 test counts the records at the server: exactly N + M, the parent's never
 sent twice. Prints ``child-exit <code> parent-flush <ok>``. Arguments:
-base_url api_key N M [shutdown] (with ``shutdown`` the child only shuts the
-logger down, logging nothing).
+base_url api_key N M [shutdown|given] (with ``shutdown`` the child only shuts
+the logger down, logging nothing; with ``given`` its first record, the one that
+finds the fork, carries the caller's ``record_id="child-given"``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import banyan
 
 def main() -> int:
     base_url, api_key, parent, child = sys.argv[1:5]
-    shutdown_only = sys.argv[5:] == ["shutdown"]
+    shutdown_only, given = sys.argv[5:] == ["shutdown"], sys.argv[5:] == ["given"]
     logger = banyan.PromptStackLogger(api_key=api_key, base_url=base_url, flush_interval=60)
     # No other thread may run at this fork: a bare fork() skips CPython's own after-fork
     # work too, and a child whose GIL still counts the parent's threads as waiters can
@@ -38,7 +39,8 @@ def main() -> int:
         if shutdown_only:  # the child's first call is shutdown(): nothing of the parent's to send
             os._exit(0 if logger.shutdown(timeout=20) else 6)
         for i in range(int(child)):
-            logger.log_prompt(input=f"child {i}", output="o")
+            own = "child-given" if given and i == 0 else None
+            logger.log_prompt(input=f"child {i}", output="o", record_id=own)
         # The first record took the slow path and reset the logger: the queue is the child's.
         code = 4 if logger.get_stats()["queue_size"] > int(child) else 0
         os._exit(code or (0 if logger.flush(timeout=20) else 5))

@@ -70,6 +70,15 @@ def test_a_fork_that_skipped_the_hooks_is_caught_on_the_hot_path(server: Server)
     assert len({i.rsplit("-", 1)[0] for i in ids}) == 2
 
 
+def test_a_child_forked_without_the_hooks_keeps_the_callers_record_id(server: Server) -> None:
+    """The hookless child's first record renumbers only an id the parent's IdSource made: a
+    record_id the caller gave stays the record's id (a later score names it)."""
+    run_script("hookless_fork.py", server, PARENT, CHILD, "given")
+    ids = server.stored_ids()
+    assert len(ids) == len(set(ids)) == PARENT + CHILD
+    assert "child-given" in ids
+
+
 def test_a_child_forked_without_the_hooks_that_only_shuts_down_sends_nothing(
     server: Server,
 ) -> None:

@@ -17,6 +17,7 @@ from unittest import mock
 
 import msgspec
 import pytest
+from contention import contended
 from fakes import MakeLogger
 
 import banyan
@@ -445,6 +446,49 @@ def test_a_blocking_call_gives_back_a_huge_scratch_buffer(make_logger: MakeLogge
     logger, _ = make_logger()
     assert logger.log_prompt("x" * (SCRATCH_MAX * 2), "o", blocking=True)
     assert len(scratch.slot[0] or b"") <= SCRATCH_MAX
+
+
+def test_threads_sharing_the_buffer_keep_every_record_whole(make_logger: MakeLogger) -> None:
+    """Four threads whose records run Python code while they encode (a Decimal in metadata:
+    the enc_hook), switching every 10 us: each record decodes to its own text, and the
+    shared buffer is given back (not left taken)."""
+    logger, _ = make_logger(max_queue_bytes=1 << 30, batch_size=10**6, spool_dir=False)
+    logger._idle = False  # no flusher: the ring only fills
+    threads_n, per_thread = 4, 500
+
+    def produce(t: int) -> None:
+        for i in range(per_thread):
+            logger.log_prompt(f"t{t} {i}", "o" * i, metadata={"d": decimal.Decimal(i)})
+
+    contended(produce, threads_n)
+    records = [msgspec.msgpack.decode(item) for item in logger._flusher.ring._items]
+    assert len(records) == threads_n * per_thread
+    for record in records:
+        i = int(record["input"].split()[1])
+        assert (record["output"], record["metadata"]) == ("o" * i, {"d": str(i)})
+    assert isinstance(scratch.slot[0], bytearray)
+
+
+def test_a_call_that_finds_the_buffer_taken_encodes_apart(make_logger: MakeLogger) -> None:
+    """While another call holds the buffer (slot None) a record is still logged whole, and
+    the holder's give-back during that call (here: while its metadata is converted) is kept,
+    not overwritten with None."""
+    logger, _ = make_logger(spool_dir=False)
+    logger._idle = False
+    held, scratch.slot[0] = scratch.slot[0], None
+
+    class GivesBack:
+        def tolist(self) -> list[int]:
+            scratch.slot[0] = held
+            return [1]
+
+    try:
+        assert logger.log_prompt("taken", "o", metadata={"v": GivesBack()})
+        assert scratch.slot[0] is held
+    finally:
+        scratch.slot[0] = held
+    (item,) = logger._flusher.ring._items
+    assert msgspec.msgpack.decode(item)["metadata"] == {"v": [1]}
 
 
 def test_a_child_forked_after_shutdown_stays_shut(make_logger: MakeLogger) -> None:

@@ -214,12 +214,14 @@ def test_outcome_keywords_survive_the_slow_path(make_logger: MakeLogger) -> None
 
 
 def test_the_module_log_prompt_passes_the_outcome_keywords() -> None:
-    """banyan.log_prompt takes the same keyword-only outcomes as the method."""
+    """banyan.log_prompt takes the same outcomes as the method, each in its place."""
+    usage = {"prompt_tokens": 9, "completion_tokens": 9}
     with capture() as backend:
-        banyan.log_prompt("i", "o", input_tokens=1, output_tokens=2, cost=0.5, record_id="r")
+        banyan.log_prompt("i", "o", usage=usage, input_tokens=1, output_tokens=2,
+                          cached_input_tokens=1, cost=0.5, record_id="r")  # fmt: skip
         logged = backend.logged
-    assert [(r["id"], r["input_tokens"], r["output_tokens"], r["cost"]) for r in logged] == [
-        ("r", 1, 2, 0.5)]  # fmt: skip
+    fields = ("id", "input_tokens", "output_tokens", "cached_input_tokens", "cost")
+    assert [tuple(r[name] for name in fields) for r in logged] == [("r", 1, 2, 1, 0.5)]
 
 
 def test_a_score_an_older_server_rejects_by_index_is_counted_rejected(
@@ -238,14 +240,16 @@ def test_a_score_an_older_server_rejects_by_index_is_counted_rejected(
     assert len(fake.calls) == 1
 
 
-def test_an_unknown_outcome_keyword_is_ignored_with_one_warning(
-    make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
+def test_an_unknown_outcome_keyword_is_refused_by_the_call_like_1_0_1(
+    make_logger: MakeLogger,
 ) -> None:
-    """A misspelt keyword never raises from log_prompt: the record is logged, warned once."""
+    """A misspelt keyword is Python's TypeError at the call (as in 1.0.1; mypy flags it): no
+    record is made, nothing counted. (The outcomes are parameters: no **kwargs dict per call.)"""
     logger = quiet(make_logger)
     extra: dict[str, Any] = {"usage_": 3}
-    with caplog.at_level(logging.WARNING, logger="banyan"):
-        assert logger.log_prompt("i", "o", **extra)
-        assert logger.log_prompt("i", "o", **extra)
-    assert len(ring(logger)) == 2
-    assert len([r for r in caplog.records if "usage_" in r.message]) == 1
+    with pytest.raises(TypeError):
+        logger.log_prompt("i", "o", **extra)
+    with pytest.raises(TypeError):
+        banyan.log_prompt("i", "o", **extra)
+    assert ring(logger) == []
+    assert logger.get_stats()["logs_queued"] == 0

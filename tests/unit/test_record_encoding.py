@@ -6,6 +6,7 @@ import datetime
 import decimal
 import enum
 import re
+import sys
 import threading
 import types
 import uuid
@@ -14,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from banyan._record import IdSource, Record, _Scratch, encode, plain, scratch, text
+from banyan._record import IdSource, Record, encode, make_scratch, plain, scratch, text
 
 
 class Scalar:
@@ -111,12 +112,31 @@ def test_ids_are_a_random_prefix_and_a_hex_counter_from_one() -> None:
     assert again != first
 
 
-def test_every_thread_starts_with_its_own_empty_buffer() -> None:
-    """The encoding scratch buffer is per thread and starts empty."""
+def test_an_id_source_knows_the_ids_it_made_since_its_last_reset() -> None:
+    """made() is True for its own ids only: not a caller's, not those before a reset."""
+    ids = IdSource()
+    mine = ids.next()
+    assert ids.made(mine)
+    assert not ids.made("answer-8f3a")
+    ids.reset()
+    assert not ids.made(mine)
+    assert ids.made(ids.next())
+
+
+def test_one_buffer_serves_every_thread_under_the_gil_and_one_each_without(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under the GIL the encoding buffer is the process's; with the GIL off (forced) each
+    thread starts with its own empty one."""
     seen: list[Any] = []
     thread = threading.Thread(target=lambda: seen.append(scratch.slot))
     thread.start()
     thread.join()
-    assert seen == [[bytearray()]]
-    assert seen[0] is not scratch.slot
-    assert _Scratch().slot == [bytearray()]
+    assert seen[0] is scratch.slot
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    per_thread = make_scratch()
+    thread = threading.Thread(target=lambda: seen.append(per_thread.slot))
+    thread.start()
+    thread.join()
+    assert seen[1] == [bytearray()]
+    assert seen[1] is not per_thread.slot

@@ -226,4 +226,4 @@ def test_without_a_gil_no_credit_is_granted_and_threads_keep_every_record(
     stats = logger.get_stats()
     assert (stats["logs_queued"], stats["queue_size"], len(ring)) == (total, total, total)
     assert ring.bytes == ring.bytes_in == sum(map(len, ring._items))
-    assert not ring.try_append(b"x")
+    assert not ring.try_append(b"x", 1)

@@ -7,6 +7,7 @@ from types import SimpleNamespace as Obj
 from typing import Any
 from unittest import mock
 
+import pydantic
 import pytest
 
 from banyan._exceptions import ConfigurationError, UsageError
@@ -111,3 +112,55 @@ def test_a_usage_error_is_a_configuration_error() -> None:
     """UsageError sits under ConfigurationError (and so ValueError) in the one tree."""
     assert issubclass(UsageError, ConfigurationError)
     assert issubclass(UsageError, ValueError)
+
+
+def test_sdk_usage_objects_are_read_from_their_fields() -> None:
+    """The OpenAI and Anthropic SDKs' own usage models give their counts (cache tokens too)."""
+    openai_types = pytest.importorskip("openai.types")
+    anthropic_types = pytest.importorskip("anthropic.types")
+    chat = openai_types.CompletionUsage.model_validate(
+        {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
+         "prompt_tokens_details": {"cached_tokens": 64}}
+    )  # fmt: skip
+    claude = anthropic_types.Usage.model_validate(
+        {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 200,
+         "cache_creation_input_tokens": 30}
+    )  # fmt: skip
+    assert usage_fields(chat) == Usage(100, 20, 64, None)
+    assert usage_fields(claude) == Usage(240, 5, 200, None)
+
+
+def test_fields_a_pydantic_model_does_not_declare_are_read() -> None:
+    """An SDK older than a field keeps it as a pydantic extra (openai 1.30: no token details)."""
+
+    class OldUsage(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="allow")
+        prompt_tokens: int
+        completion_tokens: int
+
+    old = OldUsage.model_validate(
+        {"prompt_tokens": 9, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 8}}
+    )
+    assert usage_fields(old) == Usage(9, 1, 8, None)
+
+
+def test_counts_kept_outside_the_instance_dict_are_read_as_attributes() -> None:
+    """An object whose counts are properties (or slots) is read attribute by attribute."""
+
+    class Computed:
+        @property
+        def prompt_tokens(self) -> int:
+            return 7
+
+        @property
+        def completion_tokens(self) -> int:
+            return 2
+
+    class Slotted:
+        __slots__ = ("input_tokens", "output_tokens")
+
+        def __init__(self) -> None:
+            self.input_tokens, self.output_tokens = 3, 4
+
+    assert usage_fields(Computed()) == Usage(7, 2, None, None)
+    assert usage_fields(Slotted()) == Usage(3, 4, None, None)
