@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 from collections.abc import Iterator
@@ -68,6 +69,13 @@ def _warnings_afresh() -> None:
 def _spool_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """A spool root per test (children inherit it): no test replays another's records."""
     monkeypatch.setenv("BANYAN_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+
+
+@pytest.fixture
+def collect_garbage() -> Iterator[None]:
+    """Collect garbage as the test ends: what it left unclosed warns in it, not in a later one."""
+    yield
+    gc.collect()
 
 
 def pytest_configure(config: pytest.Config) -> None:

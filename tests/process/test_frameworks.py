@@ -36,12 +36,13 @@ def logs(server: Server) -> list[dict[str, Any]]:
     return list(server.get("/api/v2/logs").json()["logs"])
 
 
-# FastAPI's lowest (0.110) pulls starlette 0.36, whose testclient reads anyio.abc.BlockingPortal
-# at import; anyio 4.15 deprecated that alias (Kludex/starlette#3497, fixed in starlette 1.x).
+# starlette before 1.x (0.38.6 under make test-lowest) reads anyio.abc.BlockingPortal in its
+# testclient at import; anyio 4.15 deprecated that alias (Kludex/starlette#3497).
 # The warning is the test client's, not banyan's, so it is ignored here only.
 @pytest.mark.filterwarnings(
     "ignore:The anyio.abc.BlockingPortal alias is deprecated:DeprecationWarning"
 )
+@pytest.mark.usefixtures("collect_garbage")
 def test_fastapi_lifespan_delivers_at_stop_and_routes_by_the_requests_sticky_context(
     env: Server,
 ) -> None:
