@@ -205,7 +205,8 @@ def create_private(path: str | Path) -> None:
 
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open ``path`` in autocommit mode with the pragmas the server relies on."""
-    create_private(path)
+    if str(path) != ":memory:":
+        create_private(path)
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     # Only a new database takes it: 64 KiB pages cut a batch's WAL frames (and
     # their writes) sixteenfold; insert cost per record falls by about a third.

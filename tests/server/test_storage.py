@@ -192,3 +192,12 @@ def test_wal_stays_bounded_between_background_checkpoints(
         db.close()
     # 30 batches of ~200 KB would be ~6 MiB of WAL; 16 pages are 1 MiB.
     assert wal < 2 * 1024 * 1024
+
+
+def test_an_in_memory_database_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """_db.connect(":memory:") opens SQLite's in-memory database and creates no file."""
+    monkeypatch.chdir(tmp_path)
+    _db.connect(":memory:").close()
+    assert list(tmp_path.iterdir()) == []
