@@ -20,13 +20,22 @@ PARENT, CHILD = 300, 200
 def _parked(logger: banyan.PromptStackLogger) -> None:
     """Wait (<= 30 s) until the logger's sending thread sleeps out its interval: records logged
     after it stay queued. A thread started late on a loaded machine would send them first."""
-    thread = logger._flusher._threads[0]
-    deadline = time.monotonic() + 30
+    flusher = logger._flusher
+    thread = flusher._threads[0]
+    deadline, calm = time.monotonic() + 30, 0
     while time.monotonic() < deadline:
+        # Asleep in _run's Event.wait(interval), not in a wait of a send or of a flush, with
+        # no wake-up pending; twice in a row, 20 ms apart.
         frame = sys._current_frames().get(thread.ident or 0)
-        if frame is not None and frame.f_code.co_name == "wait":
+        names = []
+        while frame is not None:
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        idle = "_run" in names and names[names.index("_run") - 1] == "wait"
+        calm = calm + 1 if idle and not flusher._event.is_set() else 0
+        if calm == 2:
             return
-        time.sleep(0.01)
+        time.sleep(0.02)
     raise AssertionError("the sending thread never went back to sleep")
 
 
