@@ -47,6 +47,7 @@ def work(name: str, url: str, key: str, spool: str, seconds: float) -> None:
         key, url, http2=False, max_retries=1, retry_delay=0.05, flush_interval=0.1,
         spool_dir=spool,
     )  # fmt: skip
+    print("ready", flush=True)  # the outages start once every worker logs
     sent, until = 0, time.monotonic() + seconds
     while time.monotonic() < until:
         sent += sum(logger.log_prompt(f"{name} {sent + i}", "o" * 300) for i in range(50))
@@ -98,6 +99,11 @@ def run(tmp: Path, workers: int, seconds: float) -> int:
             procs = [subprocess.Popen([*me, f"w{n}", proxy.url, server.api_key, spool,
                                        str(seconds)], stdout=subprocess.PIPE, text=True)
                      for n in range(workers)]  # fmt: skip
+            # On a loaded machine a worker may take seconds to start: outages that began
+            # without it could end before it logs anything, and nothing would be spooled.
+            for p in procs:
+                if p.stdout is not None:
+                    p.stdout.readline()  # "ready" (or "" from a worker that failed to start)
             outages = threading.Thread(target=flap, args=(proxy, seconds), daemon=True)
             outages.start()
             while any(p.poll() is None for p in procs) and rounds < 10_000:
