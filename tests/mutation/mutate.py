@@ -28,6 +28,30 @@ U = "tests/unit/"
 
 #: module -> (its source file, the fast tests its mutants run against).
 MODULES: dict[str, tuple[str, list[str]]] = {
+    "ledger": (
+        "banyan/_ledger.py",
+        [
+            U + "test_ledger.py",
+            U + "test_ledger_mutants.py",
+            U + "test_stats_snapshot.py",
+            U + "test_flusher_core.py",
+            U + "test_shutdown_accounting.py",
+            U + "test_delivery.py",
+            U + "test_delivery_paths.py",
+            U + "test_spool.py",
+        ],
+    ),
+    "pipeline": (
+        "banyan/_pipeline.py",
+        [
+            U + "test_shutdown_accounting.py",
+            U + "test_flusher_core.py",
+            U + "test_flusher.py",
+            U + "test_log_prompt.py",
+            U + "test_default.py",
+            U + "test_spool.py",
+        ],
+    ),
     "ring": (
         "banyan/_ring.py",
         [U + "test_ring.py", U + "test_ring_bound.py", U + "test_ring_edges.py"],
