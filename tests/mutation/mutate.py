@@ -44,12 +44,18 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "pipeline": (
         "banyan/_pipeline.py",
         [
+            U + "test_pipeline_mutants.py",
             U + "test_shutdown_accounting.py",
-            U + "test_flusher_core.py",
             U + "test_flusher.py",
             U + "test_log_prompt.py",
             U + "test_default.py",
             U + "test_spool.py",
+            U + "test_spool_disk.py",
+            U + "test_ring.py",
+            U + "test_ring_bound.py",
+            U + "test_controls.py",
+            U + "test_delivery.py",
+            U + "test_fork_module.py",
         ],
     ),
     "ring": (
@@ -60,6 +66,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "banyan/_flusher.py",
         [
             U + "test_flusher_core.py",
+            U + "test_flusher_mutants.py",
             U + "test_flusher.py",
             U + "test_delivery.py",
             U + "test_spool.py",
@@ -94,7 +101,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "stats": (
         "banyan/_stats.py",
-        [U + "test_stats_snapshot.py", U + "test_log_prompt.py", U + "test_delivery.py"],
+        [
+            U + "test_stats_snapshot.py",
+            U + "test_stats_mutants.py",
+            U + "test_log_prompt.py",
+            U + "test_delivery.py",
+        ],
     ),
     "fork": (
         "banyan/_fork.py",
