@@ -69,9 +69,11 @@ def test_logs_after_shutdown_are_closed_drops_warned_once(
     logger.shutdown(timeout=2)
     with caplog.at_level(logging.WARNING, logger="banyan"):
         assert logger.log_prompt("in", "out") is False
+        # The blocking one last: its error is last_error.
         assert logger.log_prompt("in", "out", blocking=True) is False
     stats = _adds_up(logger)
     assert stats["dropped"]["closed"] == 2
+    assert stats["last_error"] == "log_prompt called after shutdown()"
     assert caplog.messages == [
         "banyan: a log record was dropped (closed: log_prompt called after shutdown()); "
         "further drops are counted"
@@ -131,6 +133,7 @@ def test_a_record_exactly_the_queue_size_is_queue_full_behind_another(
         assert logger._pipeline.push(b"x" * (record + 1)) is False
     stats = _adds_up(logger)
     assert (stats["dropped"]["queue_full"], stats["dropped"]["too_large"]) == (2, 1)
+    assert stats["last_error"] == f"a {record + 1} byte record"
     assert caplog.messages[0] == (
         "banyan: the log queue is full (4096 bytes); records are being dropped "
         "and counted in get_stats()['dropped']['queue_full']"
@@ -339,3 +342,18 @@ def test_a_batch_shutdown_gives_up_on_says_why(
         release.set()
     assert stats["spooled" if spool else "logs_dropped"] == 1
     assert "(shutdown: still queued at shutdown)" in caplog.messages[0]
+
+
+def test_a_backlog_from_an_earlier_process_starts_the_flusher_at_once(
+    make_logger: MakeLogger, tmp_path: Path
+) -> None:
+    """A logger whose spool directory holds segments replays them even if it never logs."""
+    first, _ = make_logger(*[status(503)] * 100, max_retries=0, spool_dir=tmp_path)
+    assert first.log_prompt("in", "out")
+    assert first.flush(timeout=10)
+    first.shutdown(timeout=0.2)
+    assert first.get_stats()["spool_handed_over"] == 1
+    empty, _ = make_logger(spool_dir=tmp_path / "empty")
+    assert empty._idle
+    second, _ = make_logger(spool_dir=tmp_path)
+    assert not second._idle
