@@ -49,12 +49,12 @@ def test_records_an_export_left_uncounted_are_internal_errors_warned_with_their_
     """Records a tally did not count are dropped as internal_error, and warned about once."""
     ledger = Ledger()
     with caplog.at_level(logging.WARNING, logger="banyan"):
-        for _ in range(2):
+        for size in (2, 3):
             tally = ledger.scratch()
             tally.add(sent=1)
-            assert ledger.settle(_taken(ledger, 3), tally)
-    assert caplog.messages == ["banyan: internal error while sending logs: 2 record(s) lost"]
-    assert _adds_up(ledger)["dropped"]["internal_error"] == 4  # type: ignore[index]
+            assert ledger.settle(_taken(ledger, size), tally)
+    assert caplog.messages == ["banyan: internal error while sending logs: 1 record(s) lost"]
+    assert _adds_up(ledger)["dropped"]["internal_error"] == 3  # type: ignore[index]
 
 
 def test_an_export_that_raised_is_warned_about_once_not_again_for_its_records(
@@ -171,3 +171,36 @@ def test_a_fresh_ledger_is_not_closing() -> None:
     ledger = Ledger()
     records = _taken(ledger, 1)
     assert ledger.spilling(records, records)
+
+
+def test_delivery_may_not_spool_part_of_a_batch_the_ledger_does_not_hold() -> None:
+    """spilling() is False for records never taken and for a batch shutdown abandoned."""
+    ledger = Ledger()
+    stranger: list[Encoded] = [b"never taken"]
+    assert not ledger.spilling(stranger, stranger)
+    records = _taken(ledger, 2)
+    ledger.closing = True
+    assert ledger.abandon() != []
+    assert not ledger.spilling(records, records[:1])
+
+
+def test_every_part_delivery_gave_up_on_after_close_began_is_left_to_close() -> None:
+    """Two parts of one batch given up on after ``closing`` are both held for close()."""
+    ledger = Ledger()
+    records = _taken(ledger, 3)
+    ledger.closing = True
+    assert not ledger.spilling(records, records[:1])
+    assert not ledger.spilling(records, records[1:2])
+    assert ledger.settle(records, ledger.scratch())
+    assert [batch.records for batch in ledger.abandon()] == [records[:2]]
+
+
+def test_the_legacy_concurrency_seen_last_is_kept() -> None:
+    """A tally's legacy_concurrency replaces the ledger's; a tally without one keeps it."""
+    ledger = Ledger()
+    for seen in (4, 0):
+        tally = ledger.scratch()
+        tally.add(sent=1)
+        tally.legacy_concurrency = seen
+        assert ledger.settle(_taken(ledger, 1), tally)
+        assert ledger.legacy_concurrency == 4
