@@ -14,6 +14,7 @@ from fakes import MakeLogger, status
 import banyan
 from banyan._pipeline import remaining
 from banyan._record import Encoded
+from banyan._stats import DropReason
 
 PARTS = ("logs_sent", "logs_dropped", "queue_size", "in_flight", "spooled_pending")
 
@@ -357,3 +358,18 @@ def test_a_backlog_from_an_earlier_process_starts_the_flusher_at_once(
     assert empty._idle
     second, _ = make_logger(spool_dir=tmp_path)
     assert not second._idle
+
+
+def test_a_record_the_spool_evicted_is_a_loss_for_the_next_flush(
+    make_logger: MakeLogger, tmp_path: Path
+) -> None:
+    """flush() adds the spool's evictions to the drops since the last flush (one of each:
+    two losses, not none)."""
+    logger, _ = make_logger(spool_dir=tmp_path)
+    assert logger.flush(timeout=5)
+    spool = logger._spool
+    assert spool is not None
+    spool.evicted += 1
+    logger._pipeline.ledger.drop(DropReason.DEADLINE)
+    assert logger.flush(timeout=5) is False
+    assert logger.flush(timeout=5)
