@@ -164,6 +164,8 @@ def test_abandon_waits_for_a_spill_under_way_at_most_its_timeout() -> None:
     assert ledger.abandon(0.05) == []
     assert timed.timeouts, "did not wait"
     assert timed.timeouts[0] > 0, timed.timeouts
+    timed.most = 0.0
+    assert ledger.abandon() == []  # by default it does not wait
 
 
 def test_a_fresh_ledger_is_not_closing() -> None:
