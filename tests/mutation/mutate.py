@@ -83,7 +83,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "transport": (
         "banyan/_transport.py",
-        [U + "test_transport.py", U + "test_transport_requests.py", U + "test_retry_after.py"],
+        [
+            U + "test_transport.py",
+            U + "test_transport_requests.py",
+            U + "test_transport_mutants.py",
+            U + "test_retry_after.py",
+        ],
     ),
     "segment": ("banyan/_segment.py", [U + "test_segment_format.py", U + "test_spool.py"]),
     "spool": (
@@ -190,19 +195,31 @@ def mutate(
     return found
 
 
+def _function(name: str) -> str:
+    """A mutant's function: its name without mutmut's number."""
+    return name.rpartition("__mutmut_")[0]
+
+
+def _equivalents() -> set[tuple[str, str]]:
+    """equivalent.json as (function, change) pairs: an edit elsewhere in the function may
+    renumber a mutant, the same change in the same function is the same mutant."""
+    known: dict[str, dict[str, str]] = json.loads(EQUIVALENT.read_text())
+    return {(_function(name), entry["change"]) for name, entry in known.items()}
+
+
 def summarise(
     file: str, tests: list[str], found: dict[str, tuple[str, str]], seconds: float
 ) -> dict[str, Any]:
     """One module's figures; the score counts timeouts as caught, equivalents not at all.
 
-    A mutant is equivalent only while its change is the one recorded beside its reason
+    A mutant is equivalent while its function holds the change recorded beside a reason
     (mutmut numbers mutants by position: an edit of the code may renumber them).
     """
-    known: dict[str, dict[str, str]] = json.loads(EQUIVALENT.read_text())
+    known = _equivalents()
     counts = dict.fromkeys(["killed", "survived", "timeout", "no tests", "not checked"], 0)
     equivalent, survivors = 0, {}
     for name, (status, change) in sorted(found.items()):
-        if known.get(name, {}).get("change") == change:
+        if (_function(name), change) in known:
             equivalent += 1
             continue
         counts[status if status in counts else "not checked"] += 1
@@ -224,10 +241,10 @@ def summarise(
 
 def rejudge(entry: dict[str, Any]) -> None:
     """Apply equivalent.json to a module's stored survivors (after it was edited)."""
-    known: dict[str, dict[str, str]] = json.loads(EQUIVALENT.read_text())
+    known = _equivalents()
     for name, line in list(entry["survivors"].items()):
         status, change = line.split(": ", 1)
-        if known.get(name, {}).get("change") == change:
+        if (_function(name), change) in known:
             del entry["survivors"][name]
             entry[status.replace(" ", "_")] -= 1
             entry["equivalent"] += 1
