@@ -28,6 +28,36 @@ U = "tests/unit/"
 
 #: module -> (its source file, the fast tests its mutants run against).
 MODULES: dict[str, tuple[str, list[str]]] = {
+    "ledger": (
+        "banyan/_ledger.py",
+        [
+            U + "test_ledger.py",
+            U + "test_ledger_mutants.py",
+            U + "test_stats_snapshot.py",
+            U + "test_flusher_core.py",
+            U + "test_shutdown_accounting.py",
+            U + "test_delivery.py",
+            U + "test_delivery_paths.py",
+            U + "test_spool.py",
+        ],
+    ),
+    "pipeline": (
+        "banyan/_pipeline.py",
+        [
+            U + "test_pipeline_mutants.py",
+            U + "test_shutdown_accounting.py",
+            U + "test_flusher.py",
+            U + "test_log_prompt.py",
+            U + "test_default.py",
+            U + "test_spool.py",
+            U + "test_spool_disk.py",
+            U + "test_ring.py",
+            U + "test_ring_bound.py",
+            U + "test_controls.py",
+            U + "test_delivery.py",
+            U + "test_fork_module.py",
+        ],
+    ),
     "ring": (
         "banyan/_ring.py",
         [U + "test_ring.py", U + "test_ring_bound.py", U + "test_ring_edges.py"],
@@ -36,6 +66,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "banyan/_flusher.py",
         [
             U + "test_flusher_core.py",
+            U + "test_flusher_mutants.py",
             U + "test_flusher.py",
             U + "test_delivery.py",
             U + "test_spool.py",
@@ -52,7 +83,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "transport": (
         "banyan/_transport.py",
-        [U + "test_transport.py", U + "test_transport_requests.py", U + "test_retry_after.py"],
+        [
+            U + "test_transport.py",
+            U + "test_transport_requests.py",
+            U + "test_transport_mutants.py",
+            U + "test_retry_after.py",
+        ],
     ),
     "segment": ("banyan/_segment.py", [U + "test_segment_format.py", U + "test_spool.py"]),
     "spool": (
@@ -70,7 +106,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "stats": (
         "banyan/_stats.py",
-        [U + "test_stats_snapshot.py", U + "test_log_prompt.py", U + "test_delivery.py"],
+        [
+            U + "test_stats_snapshot.py",
+            U + "test_stats_mutants.py",
+            U + "test_log_prompt.py",
+            U + "test_delivery.py",
+        ],
     ),
     "fork": (
         "banyan/_fork.py",
@@ -154,19 +195,31 @@ def mutate(
     return found
 
 
+def _function(name: str) -> str:
+    """A mutant's function: its name without mutmut's number."""
+    return name.rpartition("__mutmut_")[0]
+
+
+def _equivalents() -> set[tuple[str, str]]:
+    """equivalent.json as (function, change) pairs: an edit elsewhere in the function may
+    renumber a mutant, the same change in the same function is the same mutant."""
+    known: dict[str, dict[str, str]] = json.loads(EQUIVALENT.read_text())
+    return {(_function(name), entry["change"]) for name, entry in known.items()}
+
+
 def summarise(
     file: str, tests: list[str], found: dict[str, tuple[str, str]], seconds: float
 ) -> dict[str, Any]:
     """One module's figures; the score counts timeouts as caught, equivalents not at all.
 
-    A mutant is equivalent only while its change is the one recorded beside its reason
+    A mutant is equivalent while its function holds the change recorded beside a reason
     (mutmut numbers mutants by position: an edit of the code may renumber them).
     """
-    known: dict[str, dict[str, str]] = json.loads(EQUIVALENT.read_text())
+    known = _equivalents()
     counts = dict.fromkeys(["killed", "survived", "timeout", "no tests", "not checked"], 0)
     equivalent, survivors = 0, {}
     for name, (status, change) in sorted(found.items()):
-        if known.get(name, {}).get("change") == change:
+        if (_function(name), change) in known:
             equivalent += 1
             continue
         counts[status if status in counts else "not checked"] += 1
@@ -188,10 +241,10 @@ def summarise(
 
 def rejudge(entry: dict[str, Any]) -> None:
     """Apply equivalent.json to a module's stored survivors (after it was edited)."""
-    known: dict[str, dict[str, str]] = json.loads(EQUIVALENT.read_text())
+    known = _equivalents()
     for name, line in list(entry["survivors"].items()):
         status, change = line.split(": ", 1)
-        if known.get(name, {}).get("change") == change:
+        if (_function(name), change) in known:
             del entry["survivors"][name]
             entry[status.replace(" ", "_")] -= 1
             entry["equivalent"] += 1
