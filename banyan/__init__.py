@@ -39,7 +39,7 @@ from banyan._exceptions import (
     ScoreError,
     TransportError,
 )
-from banyan._prompts import PromptData
+from banyan._promptdata import PromptData
 from banyan._redact import (
     LogEvent,
     PromptEvent,

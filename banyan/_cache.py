@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from banyan._routing import Router
 
 if TYPE_CHECKING:
-    from banyan._prompts import PromptData
+    from banyan._promptdata import PromptData
     from banyan._routing import Experiment
 
 K = TypeVar("K")

@@ -23,7 +23,8 @@ from banyan._config import DEFAULT_BASE_URL, Config, build
 from banyan._controls import Gate
 from banyan._pipeline import Pipeline, remaining
 from banyan._promptcalls import PromptCalls
-from banyan._prompts import PromptData, Prompts
+from banyan._promptdata import PromptData
+from banyan._prompts import Prompts
 from banyan._record import (
     SCRATCH_MAX,
     Encoded,

@@ -12,7 +12,7 @@ from banyan import _fork
 from banyan._client import PromptStackLogger
 from banyan._exceptions import NotConfiguredError
 from banyan._ledger import Ledger
-from banyan._prompts import PromptData, fallback_prompt
+from banyan._promptdata import PromptData, fallback_prompt
 from banyan._stats import DropReason
 from banyan._warn import warn_once
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, overload
 
-from banyan._prompts import MISS, PromptData, fallback_prompt
+from banyan._promptdata import PromptData, fallback_prompt
+from banyan._prompts import MISS
 
 if TYPE_CHECKING:
     from banyan._config import Config

@@ -1,4 +1,5 @@
-"""Prompts: ``PromptData``, the prompt cache and local experiment routing.
+"""Prompts: the prompt cache and local experiment routing (``PromptData`` is in
+:mod:`banyan._promptdata`).
 
 A prompt fetched from the server may carry its running experiment; routing
 a subject is then local (:func:`banyan._routing.choose`), with no round trip.
@@ -30,6 +31,7 @@ import msgspec
 from banyan._cache import ROUTED_MEMO, Arm, Counters, Entry, Refresher, evict_lru
 from banyan._diskcache import DiskCache, default_dir
 from banyan._exceptions import BanyanError, HTTPStatusError
+from banyan._promptdata import PromptData, fallback_prompt, from_json, optional_str
 from banyan._record import clean
 from banyan._routing import Experiment, sticky_value, validate
 from banyan._stats import Stats
@@ -43,105 +45,10 @@ if TYPE_CHECKING:
 Key = tuple[str, str, str | None, str]
 _monotonic = time.monotonic
 
-
-@dataclasses.dataclass(frozen=True)
-class PromptData:
-    """A prompt version as served to this caller, possibly an experiment's variant.
-
-    Pass it to ``log_prompt(prompt_data=...)``: its ids, version, branch and
-    experiment context are logged with the record. Immutable: derive a
-    changed copy with :func:`dataclasses.replace`.
-    """
-
-    content: str
-    version: str | None = None
-    branch: str = "main"
-    prompt_id: str | None = None
-    name: str | None = None
-    project: Any = None
-    enable_logging: bool = True
-    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
-    experiment_id: str | None = None
-    experiment_version_id: str | None = None
-    variant_name: str | None = None
-    sticky_key: str | None = None
-    sticky_value: str | None = None
-    #: The fields log_prompt copies into a record, unpacked in one step on the
-    #: hot path; None when logging is disabled for this prompt.
-    _wire: tuple[str | None, ...] | None = dataclasses.field(
-        init=False, repr=False, compare=False, default=None
-    )
-
-    def __post_init__(self) -> None:
-        wire = (
-            self.prompt_id, self.name, self.version, self.branch, self.experiment_id,
-            self.experiment_version_id, self.sticky_key, self.sticky_value,
-        )  # fmt: skip
-        object.__setattr__(self, "_wire", wire if self.enable_logging else None)
-
-    def get_experiment_context(self) -> dict[str, Any] | None:
-        """The experiment this caller was routed into, or None for the default prompt."""
-        if self.experiment_id is None:
-            return None
-        return {
-            "experiment_id": self.experiment_id,
-            "experiment_version_id": self.experiment_version_id,
-            "variant_name": self.variant_name,
-            "version": self.version,
-            "sticky_key": self.sticky_key,
-            "sticky_value": self.sticky_value,
-        }
-
-
 #: A PromptData with no attributes yet; what a routed PromptData starts as (see Prompts.get).
 _new_prompt = functools.partial(object.__new__, PromptData)
 # The __dict__ descriptor itself: ~0.1 us cheaper than object.__setattr__(obj, "__dict__", ...).
 _set_dict = PromptData.__dict__["__dict__"].__set__
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def from_json(body: Mapping[str, Any], branch: str = "main") -> PromptData:
-    """A :class:`PromptData` from the server's prompt JSON."""
-    return PromptData(
-        content=str(body.get("content") or ""),
-        version=_text(body.get("version")),
-        branch=str(body.get("branch") or branch),
-        prompt_id=_text(body.get("prompt_id") or body.get("id")),
-        name=_text(body.get("name")),
-        project=body.get("project"),
-        enable_logging=body.get("enable_logging", True) is not False,
-        metadata=dict(body.get("metadata") or {}),
-    )
-
-
-#: What a PromptData is made of (its constructor's arguments).
-_PROMPT_FIELDS = tuple(f.name for f in dataclasses.fields(PromptData) if f.init)
-_EXPERIMENT_FIELDS = _PROMPT_FIELDS[_PROMPT_FIELDS.index("experiment_id") :]
-
-
-def as_prompt(value: Any) -> PromptData:
-    """A ``prompt_data`` that is no PromptData, read as one: a mapping of its fields or an
-    object with its attributes (1.0.1's PromptData); TypeError when it has none of them."""
-    if isinstance(value, Mapping):
-        fields = {k: v for k, v in value.items() if k in _PROMPT_FIELDS}
-    else:
-        fields = {k: getattr(value, k) for k in _PROMPT_FIELDS if hasattr(value, k)}
-    if not fields:
-        raise TypeError(f"prompt_data must be a PromptData, not {type(value).__name__}")
-    experiment: dict[str, Any] = {k: _text(fields.get(k)) for k in _EXPERIMENT_FIELDS}
-    return dataclasses.replace(from_json(fields, str(fields.get("branch") or "main")), **experiment)
-
-
-def fallback_prompt(
-    fallback: str | PromptData, name: str, version: str | None, branch: str
-) -> PromptData:
-    """The caller's ``fallback=`` as a :class:`PromptData`."""
-    if isinstance(fallback, PromptData):
-        return fallback
-    return PromptData(content=str(fallback), version=version, branch=branch, name=name)
 
 
 def path_segment(name: str) -> str:
@@ -468,10 +375,10 @@ class Prompts:
         return dataclasses.replace(
             prompt,
             experiment_id=experiment_id,
-            experiment_version_id=_text(body.get("selected_version_id")),
-            variant_name=_text(variant.get("name") or None),
+            experiment_version_id=optional_str(body.get("selected_version_id")),
+            variant_name=optional_str(variant.get("name") or None),
             # The experiment's own key: the caller's may differ (the server routes by value).
-            sticky_key=_text(body.get("sticky_key")) or sticky_key,
+            sticky_key=optional_str(body.get("sticky_key")) or sticky_key,
             sticky_value=payload["stickyValue"],
         )
 

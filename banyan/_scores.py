@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from banyan._config import Config
     from banyan._controls import Gate
     from banyan._ledger import Ledger
-    from banyan._prompts import PromptData
+    from banyan._promptdata import PromptData
     from banyan._stats import Stats
 
 

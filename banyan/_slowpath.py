@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from banyan import _fork
 from banyan._delivery import MAX_RECORD_BYTES
-from banyan._prompts import PromptData, as_prompt
+from banyan._promptdata import PromptData, as_prompt
 from banyan._record import (
     Encoded,
     IdSource,
