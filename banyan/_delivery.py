@@ -7,7 +7,8 @@ Retry-After acting as a floor; other 4xx are final. Against an old backend
 that has no batch endpoint (404/405) records go one per request, as JSON, to
 the 1.0.1 endpoint, many at once (``_fanout``), scores left out (``_legacybody``).
 Whatever cannot be delivered passes through :meth:`Delivery._on_undeliverable`
-to ``spill`` (the disk spool) when one is set.
+to ``spill`` (the disk spool) when one is set. Which failures are retried, and how
+the lost records are counted, is :mod:`banyan._failures`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from banyan._exceptions import AuthenticationError, BanyanError, HTTPStatusError, TransportError
+from banyan._exceptions import AuthenticationError, BanyanError, HTTPStatusError
+from banyan._failures import RETRY_STATUSES, GiveUp, held, note_error, refused
 from banyan._legacybody import Job, legacy_jobs
 from banyan._record import Encoded, repaired
 from banyan._stats import DropReason, Stats
@@ -43,7 +45,6 @@ if TYPE_CHECKING:
     from banyan._fanout import Fanout
     from banyan._transport import Transport
 
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _LEGACY_STATUSES = frozenset({404, 405})
 #: After a 404/405 from the batch endpoint, records go one by one for this long, then the
 #: batch endpoint is tried again (the 404 may have come from a proxy being redeployed).
@@ -52,13 +53,8 @@ LEGACY_RECHECK = 300.0
 _H2_INITIAL_WINDOW = 65_535
 #: The largest record a batch can carry (its array header takes 5 bytes).
 MAX_RECORD_BYTES = MAX_BATCH_BYTES - 5
-_KEY_HINT = " (check the API key / BANYAN_API_KEY)"
 _decode_result = msgspec.json.Decoder(BatchResult).decode
 _decode_result_msgpack = msgspec.msgpack.Decoder(BatchResult).decode
-
-
-class GiveUp(Exception):
-    """Raised inside a send attempt loop: stop retrying this batch."""
 
 
 class Delivery:
@@ -362,47 +358,6 @@ def _too_large(record: Encoded, stats: Stats) -> bool:
     error = f"a {len(record)} byte record is over the server's limit of {MAX_BATCH_BYTES} bytes"
     stats.drop(DropReason.TOO_LARGE, 1, error)
     stats.warn_once("too-large", "banyan: %s; it is dropped (further drops are counted)", error)
-    return False
-
-
-def held(exc: HTTPStatusError, stats: Stats) -> GiveUp:
-    """A refused API key, with a spool: warned loudly; the records stay spooled."""
-    stats.error(str(exc))
-    stats.warn_loudly(
-        f"refused-{exc.status_code}",
-        f"banyan: the server refused a batch of logs, {exc}{_KEY_HINT}; they are kept in the "
-        "spool and sent by the first process whose key the server accepts",
-    )
-    return GiveUp(DropReason.UNAUTHORIZED, str(exc))
-
-
-def note_error(error: BanyanError, stats: Stats) -> None:
-    """Remember ``error`` for ``get_stats()``; a permanent one is also warned about loudly."""
-    stats.error(str(error))
-    if isinstance(error, TransportError) and error.permanent:
-        stats.warn_loudly(
-            "permanent",
-            f"banyan: cannot reach the server, and retrying will not help: {error}; "
-            "log records are kept in the spool (if any) until this is fixed",
-        )
-
-
-def refused(records: list[Encoded], exc: HTTPStatusError, stats: Stats) -> bool:
-    """Count ``records`` the server refused for good (a final 4xx); False.
-
-    A refused API key is warned about loudly: nothing will get through until it is fixed.
-    """
-    auth = isinstance(exc, AuthenticationError)
-    stats.drop(DropReason.UNAUTHORIZED if auth else DropReason.CLIENT_ERROR, len(records), str(exc))
-    hint = _KEY_HINT if auth else ""
-    message = (
-        f"banyan: the server refused a batch of logs, {exc}{hint}; they are dropped "
-        "(further drops are counted in get_stats())"
-    )
-    if auth:
-        stats.warn_loudly(f"refused-{exc.status_code}", message)
-    else:
-        stats.warn_once(f"refused-{exc.status_code}", "%s", message)
     return False
 
 

@@ -39,6 +39,7 @@ from banyan._exceptions import (
     HTTPStatusError,
     RequestTimeout,
 )
+from banyan._failures import RETRY_STATUSES, held, note_error, refused
 from banyan._h1pool import Answer, H1Pool
 from banyan._legacybody import Job
 from banyan._record import Encoded
@@ -301,8 +302,6 @@ class _Run:
             self.sent = self.sent_bytes = 0
 
     def _failed(self, job: Job, started: float, error: BanyanError) -> None:
-        from banyan._delivery import RETRY_STATUSES, held, note_error, refused
-
         status = None
         if isinstance(error, HTTPStatusError):
             status = error.status_code

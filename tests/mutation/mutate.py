@@ -81,6 +81,15 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             U + "test_retry_after.py",
         ],
     ),
+    "failures": (
+        "banyan/_failures.py",
+        [
+            U + "test_delivery.py",
+            U + "test_delivery_paths.py",
+            U + "test_fanout.py",
+            U + "test_retry_after.py",
+        ],
+    ),
     "transport": (
         "banyan/_transport.py",
         [
