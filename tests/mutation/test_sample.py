@@ -73,7 +73,9 @@ def test_a_fixed_sample_of_mutants_is_killed(tmp_path: Path) -> None:
     files = [MODULES[module][0] for module in SAMPLE]
     tests = sorted({test for module in SAMPLE for test in KILLERS.get(module, MODULES[module][1])})
     names = [name for module in SAMPLE for name in SAMPLE[module]]
-    found = mutate(tmp_path, files, names, tests, limit=600)
+    # mutmut checks its setup by making every mutated function raise: a logger's sending
+    # thread then dies of it after its test, which would fail the whole run, not one test.
+    found = mutate(tmp_path, files, names, [*tests, "-p", "no:threadexception"], limit=600)
     missing = sorted(set(names) - set(found))
     assert not missing, f"renumbered by an edit? pick the sample again: {missing}"
     alive = {name: found[name] for name in names if found[name][0] not in ("killed", "timeout")}
