@@ -47,10 +47,18 @@ def _workload(server: Server, users: int, lose: float = 0.0) -> dict[str, Any]:
     logger = banyan.PromptStackLogger(api_key=server.api_key, base_url=server.base_url,
                                       disk_cache=False)  # fmt: skip
     means: dict[str, list[float]] = {name: [] for name in LATENCY}
-    for i in range(users):
+    # Users fall into variants by hash of a fresh experiment's seed: an exact 50/50 split of
+    # ``users`` keeps the SRM check's verdict (p < 0.001) from depending on the draw.
+    routed = dict.fromkeys(LATENCY, 0)
+    for i in range(4 * users):
+        if sum(routed.values()) == users // 2 * 2:
+            break
         data = logger.get_prompt(prompt, sticky_context={"user_id": f"user-{i}"})
         assert data is not None
         assert data.variant_name in LATENCY
+        if routed[data.variant_name] == users // 2:
+            continue
+        routed[data.variant_name] += 1
         if data.variant_name == "treatment" and i % 100 < lose * 100:
             continue
         latencies = [LATENCY[data.variant_name] + (i * 7 + j * 13) % 20 for j in range(2)]
@@ -59,6 +67,7 @@ def _workload(server: Server, users: int, lose: float = 0.0) -> dict[str, Any]:
         means[data.variant_name].append(sum(latencies) / 2)
     assert logger.shutdown(timeout=30)
     assert logger.get_stats()["logs_dropped"] == 0
+    assert routed == dict.fromkeys(LATENCY, users // 2)
     # The difference of per-subject means this sample has (50 ms give or take its noise).
     experiment["observed"] = statistics.fmean(means["treatment"]) - statistics.fmean(
         means["control"]
