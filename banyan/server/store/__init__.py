@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
+from banyan.server.store.series import FirstSeen
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -278,6 +280,10 @@ class Store(Protocol):
         percentiles, and the per-subject sums of latency, tokens, cost and every score
         (docs/statistics.md, section 2), computed in the database in memory bounded by
         the number of subjects."""
+
+    async def subject_series(self, project_id: str, exp_id: str) -> list[FirstSeen]:
+        """Per variant and UTC day, the subjects whose first record (by ts) fell on it, in
+        day order: the results page's "subjects over time" (store/series.py)."""
 
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
