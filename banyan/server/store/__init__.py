@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from banyan.server.store.series import FirstSeen
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -34,6 +32,7 @@ if TYPE_CHECKING:
     from banyan.server._idempotency import Answer, Remembered
     from banyan.server._ingest import Decoded
     from banyan.server.analysis import VariantAggregate
+    from banyan.server.store.series import FirstSeen
 
 #: The database ``open_store()`` opens when it is given none: a URL or a path.
 DATABASE_URL_ENV = "BANYAN_DATABASE_URL"

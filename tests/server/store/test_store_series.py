@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from banyan._record import Score
 from banyan.server import _ingest
 from banyan.server.analysis import VariantAggregate
-from banyan.server.store import FirstSeen, Store
+from banyan.server.store import Store
+from banyan.server.store.series import FirstSeen
 
 from ..helpers import record
 from .conftest import StoreTarget
@@ -16,7 +17,7 @@ from .records import on_engine
 
 DAY = 86_400.0
 #: 2026-12-01 00:00 UTC, as days since the epoch and as seconds.
-DAY0 = int(datetime(2026, 12, 1, tzinfo=UTC).timestamp() // DAY)
+DAY0 = int(datetime(2026, 12, 1, tzinfo=timezone.utc).timestamp() // DAY)
 T0 = DAY0 * DAY
 
 
