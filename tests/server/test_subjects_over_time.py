@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 from banyan.server._results import MAX_POINTS, points
 from banyan.server.store.series import FirstSeen
 from banyan.server.web import Point
+
+from .helpers import schema_5_database, upgraded
 
 #: 2026-12-01 as days since the epoch.
 DEC1 = (date(2026, 12, 1) - date(1970, 1, 1)).days
@@ -51,6 +54,15 @@ def test_days_beyond_the_calendar_are_drawn_at_its_ends() -> None:
     assert series[-1].at == "9999-12-31"
     assert series[-1].subjects == {"a": 3}
     assert len(series) <= MAX_POINTS
+
+
+def test_schema_5_database_gains_ts_in_the_subject_index(tmp_path: Path) -> None:
+    """A schema 5 SQLite database is upgraded in place: its logs keep their rows, and the
+    per-subject index ends with ts, so the first-seen query reads the index alone."""
+    with upgraded(tmp_path / "v5.db", schema_5_database) as conn:
+        assert conn.execute("SELECT id, ts FROM logs").fetchall() == [("r", 0.0)]
+        info = conn.execute("PRAGMA index_info(logs_experiment_subjects)").fetchall()
+        assert [row[2] for row in info][-2:] == ["cost", "ts"]
 
 
 def _days(series: list[Point]) -> list[int]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 
+from banyan.server.analysis._outcomes import postgres
 from banyan.server.store.pgcatalog import Conn, _all
+from banyan.server.store.pgresults import _TUNED, _set
 from banyan.server.store.series import DAY_SECONDS, FirstSeen, first_seen_query, rows
 
-_FIRST_SEEN = first_seen_query(f"floor(MIN(ts) / {DAY_SECONDS})").replace("?", "%s")
+_FIRST_SEEN = postgres(first_seen_query(f"floor(MIN(ts) / {DAY_SECONDS})"))
 
 
 class Series:
@@ -19,6 +21,6 @@ class Series:
     async def subject_series(self, project_id: str, exp_id: str) -> list[FirstSeen]:
         """The new subjects per variant and UTC day of one experiment, in day order."""
         async with self._connection() as conn:
-            # JIT compiles a 1M-record statement for longer than it runs (as pgresults).
-            await conn.execute(b"SET LOCAL jit = off")
+            # The results' settings, for the same reasons: JIT, and a 100,000-subject hash.
+            await _set(conn, _TUNED)
             return rows(await _all(conn, _FIRST_SEEN, (project_id, exp_id)))
