@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from banyan._record import Score
 from banyan.server import _ingest
@@ -13,7 +13,10 @@ from banyan.server.store.series import FirstSeen
 
 from ..helpers import record
 from .conftest import StoreTarget
-from .records import on_engine
+from .records import on_engine, with_store
+
+if TYPE_CHECKING:
+    from banyan.server.store.postgres import PostgresStore
 
 DAY = 86_400.0
 #: 2026-12-01 00:00 UTC, as days since the epoch and as seconds.
@@ -57,3 +60,19 @@ def test_subjects_count_on_their_first_utc_day_only(store: StoreTarget) -> None:
     subjects = {a.variant_id: a.subjects for a in aggregates}
     assert {v: sum(f.subjects for f in found if f.variant_id == v) for v in subjects} == subjects
     assert none == []
+
+
+def test_series_settings_stay_in_their_transaction_on_postgres(pg_url: str) -> None:
+    """subject_series's planner settings (JIT off, work_mem) do not reach the pool's next user."""
+    shown = "SELECT current_setting('jit'), current_setting('work_mem')"
+
+    async def scenario(db: PostgresStore) -> tuple[Any, Any, list[FirstSeen]]:
+        before = await db._fetch(shown, ())
+        await db.ingest("prj", _workload(), 0)
+        found = await db.subject_series("prj", "exp")
+        return before, await db._fetch(shown, ()), found
+
+    # One connection: the series and both checks run on it.
+    before, after, found = with_store(pg_url, scenario, max_size=1)
+    assert after == before
+    assert sum(f.subjects for f in found) == 4
