@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from banyan._record import Score
@@ -60,6 +60,19 @@ def test_subjects_count_on_their_first_utc_day_only(store: StoreTarget) -> None:
     subjects = {a.variant_id: a.subjects for a in aggregates}
     assert {v: sum(f.subjects for f in found if f.variant_id == v) for v in subjects} == subjects
     assert none == []
+
+
+def test_a_finite_ts_far_beyond_the_calendar_is_a_day_beyond_it(store: StoreTarget) -> None:
+    """A ts of 1e300 (finite, so valid) gives a day after 9999-12-31 on each engine, not an
+    error (the page draws it at the calendar's end: test_subjects_over_time)."""
+
+    async def scenario(db: Store) -> list[FirstSeen]:
+        await db.ingest("prj", _ingest.to_rows([_seen("z1", "zed", 1e300)]), 0)
+        return await db.subject_series("prj", "exp")
+
+    ((variant, day, subjects),) = on_engine(store, scenario)
+    assert (variant, subjects) == ("v0", 1)
+    assert day > (date.max - date(1970, 1, 1)).days
 
 
 def test_series_settings_stay_in_their_transaction_on_postgres(pg_url: str) -> None:
