@@ -265,6 +265,10 @@ class Store(Protocol):
     async def stats_rows(self, project_id: str, prompt_name: str) -> list[StatsRow]:
         """The logs of one prompt, as rows _stats.grouped(rows, 4) aggregates."""
 
+    async def subject_series(self, project_id: str, exp_id: str) -> list[FirstSeen]:
+        """Per variant and UTC day, the subjects whose first record (by ts) fell on it, in
+        day order: the results page's "subjects over time" (store/series.py)."""
+
     async def prune(self, before: float) -> dict[str, int]:
         """Drop logs and scores whose ts is before ``before`` (epoch seconds); returns
         the rows removed per table (``{"logs": n, "scores": m}``).
@@ -279,10 +283,6 @@ class Store(Protocol):
         percentiles, and the per-subject sums of latency, tokens, cost and every score
         (docs/statistics.md, section 2), computed in the database in memory bounded by
         the number of subjects."""
-
-    async def subject_series(self, project_id: str, exp_id: str) -> list[FirstSeen]:
-        """Per variant and UTC day, the subjects whose first record (by ts) fell on it, in
-        day order: the results page's "subjects over time" (store/series.py)."""
 
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
