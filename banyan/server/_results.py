@@ -8,6 +8,9 @@ docs/statistics.md specifies the JSON.
 
 from __future__ import annotations
 
+import asyncio
+import math
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +20,12 @@ from banyan.server import analysis as stats
 from banyan.server._http import HTTPError, Request, Response, json_response
 from banyan.server.analysis import Results, VariantAggregate
 from banyan.server.store import Item, NotFound, Store
+from banyan.server.store.series import FirstSeen
 from banyan.server.web import (
     ExperimentInfo,
     ExperimentView,
     Pages,
+    Point,
     ProjectView,
     Signer,
     load_secret,
@@ -29,6 +34,11 @@ from banyan.server.web import (
 MODES = ("fixed-horizon", "sequential")
 #: Most distinct unknown variant ids reported in "unmatched".
 MAX_UNMATCHED = 100
+#: Most points of "subjects over time": one a day up to 90 days, then one every k days.
+MAX_POINTS = 90
+_EPOCH = date(1970, 1, 1)
+#: The days drawn: a finite ts beyond them (1e300 is valid) counts at the nearer end.
+_DAYS = 0, (date.max - _EPOCH).days
 
 
 async def _analysis(
@@ -47,6 +57,26 @@ def _unmatched(found: Results, aggregates: list[VariantAggregate]) -> list[dict[
     unknown = [(a.variant_id, a.records) for a in aggregates if a.variant_id not in known]
     unknown.sort(key=lambda found: (found[0] is not None, found[0] or ""))
     return [{"variant": v, "records": n} for v, n in unknown if n][:MAX_UNMATCHED]
+
+
+def points(found: list[FirstSeen], variants: list[str]) -> list[Point]:
+    """Cumulative subjects of ``variants`` at the end of each UTC day, from a zero on the
+    day before the first subject's to the last; over MAX_POINTS days, every k-th day (the
+    smallest k that fits), the last point on the last day."""
+    rows = sorted((min(max(f.day, _DAYS[0]), _DAYS[1]), f.variant_id, f.subjects)
+                  for f in found if f.variant_id in variants)  # fmt: skip
+    if not rows:
+        return []
+    first, last = rows[0][0] - 1, rows[-1][0]
+    step = max(1, math.ceil((last - first) / (MAX_POINTS - 1)))
+    days = range(last - math.ceil((last - first) / step) * step, last + 1, step)
+    seen, out, i = dict.fromkeys(variants, 0), [], 0
+    for day in days:
+        while i < len(rows) and rows[i][0] <= day:
+            seen[str(rows[i][1])] += rows[i][2]
+            i += 1
+        out.append(Point(str(_EPOCH + timedelta(days=day)), dict(seen)))
+    return out
 
 
 def mode_of(req: Request) -> str:
@@ -92,8 +122,13 @@ async def _experiment(req: Request, project_id: str, exp_id: str) -> ExperimentV
         info = _info(await store.experiment(project_id, exp_id))
     except NotFound:
         return None
-    found, _ = await _analysis(store, project_id, exp_id, mode_of(req))
-    return ExperimentView(project_id if project is None else project["name"], info, found)
+    # The series is the page's only: the results JSON does not wait for it.
+    (found, _), first_seen = await asyncio.gather(
+        _analysis(store, project_id, exp_id, mode_of(req)),
+        store.subject_series(project_id, exp_id),
+    )
+    series = points(first_seen, [v.id for v in found.variants])
+    return ExperimentView(project_id if project is None else project["name"], info, found, series)
 
 
 def pages(secret_path: str) -> Pages:

@@ -86,6 +86,20 @@ def upgraded(
     return contextlib.closing(conn)
 
 
+def schema_5_database(path: Path) -> contextlib.closing[sqlite3.Connection]:
+    """A new database at ``path`` made as schema version 5 had it (no ts in the subject index)."""
+    _db.Database(path).close()
+    conn = _db.connect(path)
+    conn.execute("DROP INDEX logs_experiment_subjects")
+    conn.execute(
+        "CREATE INDEX logs_experiment_subjects ON logs (project_id, experiment_id,"
+        " experiment_version_id, subject, duration_ms, input_tokens, output_tokens, cost)"
+        " WHERE experiment_id IS NOT NULL"
+    )
+    conn.execute("PRAGMA user_version = 5")
+    return contextlib.closing(conn)
+
+
 def schema_4_database(path: Path) -> contextlib.closing[sqlite3.Connection]:
     """A new database at ``path`` made as schema version 4 had it (no usage, no scores)."""
     _db.Database(path).close()

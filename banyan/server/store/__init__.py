@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from banyan.server._idempotency import Answer, Remembered
     from banyan.server._ingest import Decoded
     from banyan.server.analysis import VariantAggregate
+    from banyan.server.store.series import FirstSeen
 
 #: The database ``open_store()`` opens when it is given none: a URL or a path.
 DATABASE_URL_ENV = "BANYAN_DATABASE_URL"
@@ -263,6 +264,10 @@ class Store(Protocol):
 
     async def stats_rows(self, project_id: str, prompt_name: str) -> list[StatsRow]:
         """The logs of one prompt, as rows _stats.grouped(rows, 4) aggregates."""
+
+    async def subject_series(self, project_id: str, exp_id: str) -> list[FirstSeen]:
+        """Per variant and UTC day, the subjects whose first record (by ts) fell on it, in
+        day order: the results page's "subjects over time" (store/series.py)."""
 
     async def prune(self, before: float) -> dict[str, int]:
         """Drop logs and scores whose ts is before ``before`` (epoch seconds); returns

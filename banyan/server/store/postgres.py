@@ -40,6 +40,7 @@ from banyan.server.store.pgexperiments import Experiments
 from banyan.server.store.pgidempotency import Idempotency
 from banyan.server.store.pgpages import LogPages
 from banyan.server.store.pgresults import Results
+from banyan.server.store.pgseries import Series
 
 log = logging.getLogger("banyan.server")
 
@@ -175,7 +176,7 @@ async def _configure(conn: AsyncConnection[Any]) -> None:
     conn.adapters.register_dumper(bytes, BytesBinaryDumper)
 
 
-class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
+class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results, Series):
     """A Store on PostgreSQL; make one with ``await PostgresStore.open(url)``."""
 
     def __init__(self, url: str, *, max_size: int | None = None, timeout: float = 5.0) -> None:

@@ -39,6 +39,7 @@ from banyan.server.store import (
     SchemaError,
     StatsRow,
 )
+from banyan.server.store.series import FirstSeen, sqlite_series
 
 T = TypeVar("T")
 _ERRORS: dict[int, type[NotFound | Conflict]] = {404: NotFound, 409: Conflict}
@@ -347,6 +348,10 @@ class SqliteStore:
             self._read(score_metrics, project_id, exp_id),
         )
         return with_scores(logs, scores)
+
+    async def subject_series(self, project_id: str, exp_id: str) -> list[FirstSeen]:
+        """The new subjects per variant and UTC day (store/series.py), on a reader thread."""
+        return await self._read(sqlite_series, project_id, exp_id)
 
     async def prune(self, before: float) -> dict[str, int]:
         """Delete logs and scores older than ``before``, PRUNE_CHUNK rows per writer

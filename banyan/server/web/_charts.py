@@ -176,15 +176,24 @@ def _legend(names: Sequence[str], paint: Callable[[int], str]) -> Markup:
     return join(items)
 
 
-def line_chart(
-    times: Sequence[str], lines: Sequence[tuple[str, Sequence[int]]], label: str
-) -> Markup:
-    """One line per variant over time points (cumulative subjects)."""
+@dataclass(frozen=True)
+class Line:
+    """One line of a line chart: a variant's cumulative values over the time points."""
+
+    label: str
+    values: Sequence[int]
+    #: The variant's id, kept in the line's ``data-variant`` (its last value in ``data-value``).
+    key: str = ""
+
+
+def line_chart(times: Sequence[str], lines: Sequence[Line], label: str) -> Markup:
+    """One line per variant over time points (cumulative subjects); the legend names each
+    line's last value."""
     top, bottom, step = _TOP, _TOP + 200, max(1, math.ceil(len(times) / 8))
-    grid = ticks(0.0, float(max((max(v, default=0) for _, v in lines), default=1)))
+    grid = ticks(0.0, float(max((max(ln.values, default=0) for ln in lines), default=1)))
     y = Scale(grid[0], grid[-1], bottom, top)
     x = Scale(0.0, float(max(len(times) - 1, 1)), 70, WIDTH - _RIGHT)
-    body = [_legend([name for name, _ in lines], colour)]
+    body = [_legend([f"{ln.label}: {_last(ln):,}" for ln in lines], colour)]
     for v in grid:
         body += [
             _line(70, y(v), WIDTH - _RIGHT, y(v), "grid"),
@@ -194,8 +203,8 @@ def line_chart(
         _text(x(i), bottom + 18, t, "tick", "middle") for i, t in enumerate(times) if i % step == 0
     ]
     # The control last, dashed and on top: equal lines (a fair split) still show both.
-    for i, (_, values) in reversed(list(enumerate(lines))):
-        points = " ".join(f"{x(j):.1f},{y(v):.1f}" for j, v in enumerate(values))
+    for i, ln in reversed(list(enumerate(lines))):
+        points = " ".join(f"{x(j):.1f},{y(v):.1f}" for j, v in enumerate(ln.values))
         body.append(
             h(
                 "polyline",
@@ -205,7 +214,13 @@ def line_chart(
                     "stroke": colour(i),
                     "stroke_width": 2.5,
                     "stroke_dasharray": "7 5" if i == 0 else None,
+                    "data_variant": ln.key or None,
+                    "data_value": _last(ln),
                 },
             )
         )
     return _svg(bottom + 28, label, *body)
+
+
+def _last(line: Line) -> int:
+    return line.values[-1] if line.values else 0

@@ -309,7 +309,8 @@ def _over_time(view: ExperimentView) -> Markup:
     if not view.series:
         return Markup("")
     lines = [
-        (v.name, [p.subjects.get(v.id, 0) for p in view.series]) for v in view.results.variants
+        _charts.Line(v.name, [p.subjects.get(v.id, 0) for p in view.series], v.id)
+        for v in view.results.variants
     ]
     chart = _charts.line_chart([p.at for p in view.series], lines, "Subjects over time")
     return h("section", {"id": "over-time"}, h("h2", None, "Subjects over time"), chart)

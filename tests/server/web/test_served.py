@@ -87,6 +87,16 @@ def _results(server: Server, exp_id: str) -> dict[str, Any]:
     return dict(call(server, "GET", f"/api/v2/experiments/{exp_id}/results").json())
 
 
+def _check_over_time(page: Page, results: dict[str, Any]) -> None:
+    """The "subjects over time" chart ends, per variant, at the subjects the JSON counts."""
+    chart = page.locator("#over-time svg")
+    assert chart.count() == 1
+    for v in results["variants"]:
+        line = chart.locator(f"polyline[data-variant='{v['id']}']")
+        assert line.get_attribute("data-value") == str(v["subjects"])
+        assert f"{v['name']}: {v['subjects']:,}" in (chart.text_content() or "")
+
+
 def test_the_served_page_shows_the_results_json_of_a_real_workload(
     shared_server: Server, visit: Visit, traffic: Traffic, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -111,6 +121,7 @@ def test_the_served_page_shows_the_results_json_of_a_real_workload(
     assert link.startswith(f"{shared_server.base_url}/ui/open?")
     page = visit(link)
     _check_figures(page, results)
+    _check_over_time(page, results)
     assert page.locator("#srm").get_attribute("data-flagged") == "false"
     page.screenshot(path=str(tmp_path / "served-results.png"), full_page=True)
     assert (tmp_path / "served-results.png").stat().st_size > 10_000
