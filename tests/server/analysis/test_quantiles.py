@@ -6,7 +6,6 @@ import math
 import sqlite3
 from collections.abc import Iterator
 
-import msgspec
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -22,23 +21,11 @@ from banyan.server.analysis import (
     interval_ranks,
     sqlite_aggregates,
 )
-from banyan.server.analysis._sqlite import nearest_rank
 
-from .sim import experiment
+from .sim import clustered, experiment, summed
 from .test_sqlite import insert
 
 Z = stats.norm.ppf(0.975)
-
-
-def clustered(
-    rng: np.random.Generator, subjects: int, shift: float = 0.0
-) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Latencies of ``subjects`` subjects, 1 to 15 records each, each subject its own speed."""
-    counts = rng.integers(1, 16, subjects)
-    speed = rng.normal(0.0, 0.5, subjects)
-    owner = np.repeat(np.arange(subjects), counts)
-    values = np.exp(6.0 + shift + speed[owner] + rng.normal(0.0, 0.3, owner.size))
-    return values, owner
 
 
 def reference(
@@ -56,27 +43,6 @@ def reference(
     variance = float(grad @ np.cov(s, counts) @ grad) / counts.size
     half = Z * math.sqrt(variance)
     return q, variance, (math.floor(n * (p / 100 - half)), math.ceil(n * (p / 100 + half)))
-
-
-def summed(values: NDArray[np.float64], owner: NDArray[np.int64]) -> Percentiles:
-    """The store's Percentiles of these records, bounds included, at alpha 0.05."""
-    ordered, n = np.sort(values), values.size
-    counts = np.bincount(owner).astype(np.float64)
-    quantiles = []
-    for p in PERCENTILES:
-        q = float(ordered[nearest_rank(p, n) - 1])
-        s = np.bincount(owner, weights=values <= q)
-        quantiles.append(QuantileSums(q, s.sum(), (s * s).sum(), (s * counts).sum()))
-    found = Percentiles(n, counts.size, float((counts * counts).sum()), tuple(quantiles), 0.05)
-    bounds = [
-        msgspec.structs.replace(
-            q,
-            low=None if lo is None else float(ordered[lo - 1]),
-            high=None if hi is None else float(ordered[hi - 1]),
-        )
-        for q, (lo, hi) in zip(found.quantiles, interval_ranks(found, 0.05, None), strict=True)
-    ]
-    return msgspec.structs.replace(found, quantiles=tuple(bounds))
 
 
 @pytest.fixture

@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from banyan._record import Score, UsageRecord
 from banyan.server import _ingest
 from banyan.server.analysis import MetricSummary, VariantAggregate
 from banyan.server.store import Store
 
+from ..analysis.sim import clustered, summed
 from ..helpers import record
 from .conftest import StoreTarget
 from .records import on_engine, with_store
@@ -95,3 +98,20 @@ def test_results_settings_stay_in_their_transaction_on_postgres(pg_url: str) -> 
     # One connection: the results' two statements and the checks all run on it.
     before, after = with_store(pg_url, scenario, max_size=1)
     assert after == before
+
+
+def test_latency_intervals_are_the_same_on_every_engine(store: StoreTarget) -> None:
+    """Percentiles, cluster sums and interval bounds equal numpy's from the same records,
+    a record without a subject counting as a subject of its own (#18)."""
+    values, owner = clustered(np.random.default_rng(12), 40)
+    subjects = [None if o >= 35 else f"u{o}" for o in owner]
+    records = [record(f"r{i}", ts=TS, sticky_value=u, duration_ms=float(x), **WHERE)
+               for i, (u, x) in enumerate(zip(subjects, values, strict=True))]  # fmt: skip
+
+    async def scenario(db: Store) -> list[VariantAggregate]:
+        await db.ingest("prj", _ingest.to_rows(records), 0)
+        return await db.result_aggregates("prj", "exp")
+
+    (agg,) = on_engine(store, scenario)
+    alone = np.where(owner >= 35, 1000 + np.arange(owner.size), owner)
+    assert agg.percentiles == summed(values, np.unique(alone, return_inverse=True)[1])
