@@ -79,7 +79,9 @@ def standard_error(found: Percentiles, i: int) -> float:
     low, high = interval_ranks(found, found.alpha, found.tau)[i]
     if low is None or high is None or q.low is None or q.high is None:
         return math.nan
-    return math.sqrt(cdf_variance(found, q)) * (q.high - q.low) * found.timed / (high - low)
+    # U = L only when sigma = 0: the subjects' shares at or below the value do not vary.
+    width = max(high - low, 1)
+    return math.sqrt(cdf_variance(found, q)) * (q.high - q.low) * found.timed / width
 
 
 def moments(found: Percentiles, i: int) -> Moments:

@@ -180,3 +180,15 @@ def test_interval_covers_the_true_quantile_with_clustered_records() -> None:
     naive = np.mean([r[1] for r in runs], axis=0)
     assert np.all(np.abs(ours - 0.95) <= 0.03), ours
     assert np.all(naive < 0.85), naive
+
+
+def test_a_percentile_without_variance_has_a_zero_width_interval() -> None:
+    """When every subject has as many records at or below the p50 (sigma = 0, U = L), the
+    interval is that value and the difference to the control is still computed."""
+    values, owner = np.arange(100.0), np.arange(100) % 50
+    arms = [summed(values, owner), summed(values + 10.0, owner)]
+    aggs = [VariantAggregate(f"v{i}", 50, 100, percentiles=a) for i, a in enumerate(arms)]
+    found = analyze(experiment(5000, 5000), aggs).variants[1]
+    p50 = found.metrics["latency_p50_ms"]
+    assert (p50.value, p50.interval.low, p50.interval.high) == (59.0, 59.0, 59.0)
+    assert found.versus_control["latency_p50_ms"].absolute == 10.0
