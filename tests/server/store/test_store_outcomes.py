@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from banyan._record import Score, UsageRecord
+from banyan._record import Record, Score, UsageRecord
 from banyan.server import _ingest
-from banyan.server.analysis import MetricSummary, VariantAggregate
+from banyan.server.analysis import MetricSummary, Percentiles, VariantAggregate
 from banyan.server.store import Store
 
 from ..analysis.sim import clustered, summed
@@ -100,18 +100,25 @@ def test_results_settings_stay_in_their_transaction_on_postgres(pg_url: str) -> 
     assert after == before
 
 
-def test_latency_intervals_are_the_same_on_every_engine(store: StoreTarget) -> None:
-    """Percentiles, cluster sums and interval bounds equal numpy's from the same records,
-    a record without a subject counting as a subject of its own (#18)."""
+def _timed_records() -> tuple[list[Record], Percentiles]:
+    """Clustered timed records, some without a subject, and their Percentiles by numpy."""
     values, owner = clustered(np.random.default_rng(12), 40)
     subjects = [None if o >= 35 else f"u{o}" for o in owner]
     records = [record(f"r{i}", ts=TS, sticky_value=u, duration_ms=float(x), **WHERE)
                for i, (u, x) in enumerate(zip(subjects, values, strict=True))]  # fmt: skip
-
-    async def scenario(db: Store) -> list[VariantAggregate]:
-        await db.ingest("prj", _ingest.to_rows(records), 0)
-        return await db.result_aggregates("prj", "exp")
-
-    (agg,) = on_engine(store, scenario)
+    # A record without a subject is a subject of its own.
     alone = np.where(owner >= 35, 1000 + np.arange(owner.size), owner)
-    assert agg.percentiles == summed(values, np.unique(alone, return_inverse=True)[1])
+    return records, summed(values, np.unique(alone, return_inverse=True)[1])
+
+
+async def _percentiles_of(db: Store, records: list[Record]) -> Percentiles | None:
+    await db.ingest("prj", _ingest.to_rows(records), 0)
+    (agg,) = await db.result_aggregates("prj", "exp")
+    return agg.percentiles
+
+
+def test_latency_intervals_are_the_same_on_every_engine(store: StoreTarget) -> None:
+    """Percentiles, cluster sums and interval bounds equal numpy's from the same records,
+    a record without a subject counting as a subject of its own (#18)."""
+    records, expected = _timed_records()
+    assert on_engine(store, lambda db: _percentiles_of(db, records)) == expected
