@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 from scipy import stats  # type: ignore[import-untyped]
 
-from banyan.server import _db
 from banyan.server.analysis import (
     PERCENTILES,
     Percentiles,
@@ -43,16 +41,6 @@ def reference(
     variance = float(grad @ np.cov(s, counts) @ grad) / counts.size
     half = Z * math.sqrt(variance)
     return q, variance, (math.floor(n * (p / 100 - half)), math.ceil(n * (p / 100 + half)))
-
-
-@pytest.fixture
-def conn() -> Iterator[sqlite3.Connection]:
-    """The server's schema in memory, plus the test table's score column."""
-    conn = _db.connect(":memory:")
-    _db.create_schema(conn)
-    conn.execute("ALTER TABLE logs ADD COLUMN accepted INTEGER")
-    yield conn
-    conn.close()
 
 
 def test_sql_interval_is_the_delta_method_outer_interval(conn: sqlite3.Connection) -> None:
