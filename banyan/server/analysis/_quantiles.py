@@ -22,7 +22,7 @@ from banyan.server.analysis import _sequential
 from banyan.server.analysis._dist import normal_quantile
 from banyan.server.analysis._estimates import Moments
 from banyan.server.analysis._inputs import Percentiles, QuantileSums
-from banyan.server.analysis._sqlite import PERCENTILES
+from banyan.server.analysis._sqlite import PERCENTILES, nearest_rank
 
 #: The Moments of a variant without timed records.
 EMPTY = Moments(np.float64(0), np.float64(math.nan), np.float64(math.nan))
@@ -74,14 +74,18 @@ def _half(found: Percentiles, q: QuantileSums, alpha: float, tau: float | None) 
 
 def standard_error(found: Percentiles, i: int) -> float:
     """The standard error of percentile ``i``: ``sigma`` over the density at it, which the
-    interval estimates as its width in ranks over its width in values."""
-    q = found.quantiles[i]
-    low, high = interval_ranks(found, found.alpha, found.tau)[i]
-    if low is None or high is None or q.low is None or q.high is None:
+    interval estimates as its width in values over its width in ranks (over n). A bound
+    beyond the records (a p99 of few) leaves the side from the percentile to the other."""
+    q, (low, high) = found.quantiles[i], interval_ranks(found, found.alpha, found.tau)[i]
+    middle = nearest_rank(PERCENTILES[i], found.timed)
+    known = [(r, x) for r, x in ((low, q.low), (middle, q.value), (high, q.high))
+             if r is not None and x is not None]  # fmt: skip
+    if len(known) < 2:
         return math.nan
+    (first, x0), (last, x1) = known[0], known[-1]
     # U = L only when sigma = 0: the subjects' shares at or below the value do not vary.
-    width = max(high - low, 1)
-    return math.sqrt(cdf_variance(found, q)) * (q.high - q.low) * found.timed / width
+    width = max(last - first, 1)
+    return math.sqrt(cdf_variance(found, q)) * (x1 - x0) * found.timed / width
 
 
 def moments(found: Percentiles, i: int) -> Moments:

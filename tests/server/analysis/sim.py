@@ -68,8 +68,11 @@ def clustered(
     return values, owner
 
 
-def summed(values: NDArray[np.float64], owner: NDArray[np.int64]) -> Percentiles:
-    """The store's Percentiles of these records, bounds included, at alpha 0.05."""
+def summed(
+    values: NDArray[np.float64], owner: NDArray[np.int64], tau: float | None = None
+) -> Percentiles:
+    """The store's Percentiles of these records, bounds included, at alpha 0.05 (and the
+    sequential mode's ``tau``)."""
     ordered, n = np.sort(values), values.size
     counts = np.bincount(owner).astype(np.float64)
     quantiles = []
@@ -77,13 +80,14 @@ def summed(values: NDArray[np.float64], owner: NDArray[np.int64]) -> Percentiles
         q = float(ordered[nearest_rank(p, n) - 1])
         s = np.bincount(owner, weights=values <= q)
         quantiles.append(QuantileSums(q, s.sum(), (s * s).sum(), (s * counts).sum()))
-    found = Percentiles(n, counts.size, float((counts * counts).sum()), tuple(quantiles), 0.05)
+    squares = float((counts * counts).sum())
+    found = Percentiles(n, counts.size, squares, tuple(quantiles), 0.05, tau)
     bounds = [
         msgspec.structs.replace(
             q,
             low=None if lo is None else float(ordered[lo - 1]),
             high=None if hi is None else float(ordered[hi - 1]),
         )
-        for q, (lo, hi) in zip(found.quantiles, interval_ranks(found, 0.05, None), strict=True)
+        for q, (lo, hi) in zip(found.quantiles, interval_ranks(found, 0.05, tau), strict=True)
     ]
     return msgspec.structs.replace(found, quantiles=tuple(bounds))

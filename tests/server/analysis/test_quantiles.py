@@ -12,6 +12,7 @@ from scipy import stats  # type: ignore[import-untyped]
 
 from banyan.server.analysis import (
     PERCENTILES,
+    TAU,
     Percentiles,
     QuantileSums,
     VariantAggregate,
@@ -180,3 +181,29 @@ def test_a_percentile_without_variance_has_a_zero_width_interval() -> None:
     p50 = found.metrics["latency_p50_ms"]
     assert (p50.value, p50.interval.low, p50.interval.high) == (59.0, 59.0, 59.0)
     assert found.versus_control["latency_p50_ms"].absolute == 10.0
+
+
+def test_sequential_intervals_hold_the_fixed_horizon_ones() -> None:
+    """In the sequential mode a percentile's interval is the confidence sequence's (wider
+    ranks), and its difference to the control is always valid (mSPRT)."""
+    rng = np.random.default_rng(13)
+    data = [clustered(rng, 300), clustered(rng, 300, shift=0.05)]
+    found = {}
+    for tau in (None, TAU):
+        arms = [summed(*d, tau=tau) for d in data]
+        aggs = [VariantAggregate(f"v{i}", a.clusters, a.timed, percentiles=a)
+                for i, a in enumerate(arms)]  # fmt: skip
+        found[tau] = analyze(experiment(5000, 5000), aggs, sequential=tau is not None)
+    for p in PERCENTILES:
+        name = f"latency_p{p}_ms"
+        fixed, always = (found[t].variants[1] for t in (None, TAU))
+        inner, outer = fixed.metrics[name].interval, always.metrics[name].interval
+        assert outer.low is not None
+        assert inner.low is not None
+        assert outer.low < inner.low
+        assert outer.high is None or (inner.high is not None and outer.high > inner.high)
+        inner_d, outer_d = (v.versus_control[name] for v in (fixed, always))
+        assert outer_d.p_value is not None
+        assert inner_d.p_value is not None
+        assert outer_d.p_value >= inner_d.p_value
+    assert found[TAU].methods.quantile != found[None].methods.quantile
