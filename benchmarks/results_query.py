@@ -206,9 +206,11 @@ async def _store_results(
     store = await open_store(where)
     try:
         started = time.perf_counter()
-        aggregates = await store.result_aggregates(project, exp_id)
+        sequential = mode == "sequential"
+        tau = stats.TAU if sequential else None
+        aggregates = await store.result_aggregates(project, exp_id, tau=tau)
         config = _config(exp_id, sorted(a.variant_id for a in aggregates))
-        found = stats.analyze(config, aggregates, sequential=mode == "sequential")
+        found = stats.analyze(config, aggregates, sequential=sequential)
     finally:
         await store.close()
     return msgspec.to_builtins(found), started

@@ -45,9 +45,11 @@ async def _analysis(
     store: Store, project_id: str, exp_id: str, mode: str
 ) -> tuple[Results, list[VariantAggregate]]:
     config = await store.experiment_config(project_id, exp_id)
-    aggregates = await store.result_aggregates(project_id, exp_id)
-    # stats.analyze, not imported by name: its first use loads scipy (see analysis/__init__).
-    return stats.analyze(config, aggregates, sequential=mode == "sequential"), aggregates
+    sequential = mode == "sequential"
+    # stats.TAU and stats.analyze, not imported by name: they load scipy (analysis/__init__).
+    tau = stats.TAU if sequential else None
+    aggregates = await store.result_aggregates(project_id, exp_id, tau=tau)
+    return stats.analyze(config, aggregates, sequential=sequential), aggregates
 
 
 def _unmatched(found: Results, aggregates: list[VariantAggregate]) -> list[dict[str, Any]]:

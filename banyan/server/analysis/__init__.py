@@ -15,7 +15,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from banyan.server.analysis._inputs import LatencySummary, MetricSummary, VariantAggregate
+from banyan.server.analysis._inputs import (
+    LatencySummary,
+    MetricSummary,
+    Percentiles,
+    QuantileSums,
+    VariantAggregate,
+)
 from banyan.server.analysis._outcomes import (
     RECORD_METRICS,
     SCORE_PREFIX,
@@ -33,10 +39,19 @@ from banyan.server.analysis._results import (
     SrmResult,
     VariantResult,
 )
-from banyan.server.analysis._sqlite import LATENCY, Metric, sqlite_aggregates, subject_query
+from banyan.server.analysis._sqlite import (
+    LATENCY,
+    PERCENTILES,
+    Metric,
+    cdf_query,
+    latency_summary,
+    sqlite_aggregates,
+    subject_query,
+)
 
 __all__ = [
     "LATENCY",
+    "PERCENTILES",
     "RECORD_METRICS",
     "SCORE_PREFIX",
     "SRM_THRESHOLD",
@@ -49,11 +64,16 @@ __all__ = [
     "Metric",
     "MetricResult",
     "MetricSummary",
+    "Percentiles",
+    "QuantileSums",
     "Results",
     "SrmResult",
     "VariantAggregate",
     "VariantResult",
     "analyze",
+    "cdf_query",
+    "interval_ranks",
+    "latency_summary",
     "score_metrics",
     "sqlite_aggregates",
     "sqlite_outcomes",
@@ -64,11 +84,17 @@ __all__ = [
 
 if TYPE_CHECKING:
     from banyan.server.analysis._analyze import analyze
+    from banyan.server.analysis._quantiles import interval_ranks
     from banyan.server.analysis._sequential import TAU
     from banyan.server.analysis._srm import SRM_THRESHOLD
 
 #: Names whose modules import numpy and scipy, and those modules (PEP 562).
-_LAZY = {"analyze": "_analyze", "TAU": "_sequential", "SRM_THRESHOLD": "_srm"}
+_LAZY = {
+    "analyze": "_analyze",
+    "interval_ranks": "_quantiles",
+    "TAU": "_sequential",
+    "SRM_THRESHOLD": "_srm",
+}
 
 
 def __getattr__(name: str) -> Any:

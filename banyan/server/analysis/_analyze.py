@@ -8,19 +8,21 @@ from collections.abc import Iterable
 import msgspec
 
 from banyan._routing import Experiment, Variant
-from banyan.server.analysis import _estimates, _sequential, _srm
+from banyan.server.analysis import _estimates, _quantiles, _sequential, _srm
 from banyan.server.analysis._dist import Vec
 from banyan.server.analysis._estimates import Comparison, Interval, Moments
-from banyan.server.analysis._inputs import MetricKind, MetricSummary, VariantAggregate
+from banyan.server.analysis._inputs import MetricKind, MetricSummary, Percentiles, VariantAggregate
 from banyan.server.analysis._results import (
     Bounds,
     Difference,
     Methods,
     MetricResult,
+    ResultKind,
     Results,
     SrmResult,
     VariantResult,
 )
+from banyan.server.analysis._sqlite import PERCENTILES
 
 _FIXED = Methods(
     mean="Student t interval",
@@ -29,6 +31,9 @@ _FIXED = Methods(
     difference_of_proportions="two-proportion z-test (pooled), Newcombe hybrid score interval",
     relative_difference="delta method, normal interval",
     srm="chi-square goodness of fit",
+    quantile="outer interval: order statistics at ranks n(p \u00b1 z\u03c3), \u03c3 by the"
+    " delta method over subjects (Deng, Knoblich and Lu 2018)",
+    difference_of_quantiles="Welch t-test and interval, standard errors from the outer intervals",
 )
 _ALWAYS_VALID = "mSPRT always-valid p-value and confidence sequence"
 _SEQUENCE = "mSPRT confidence sequence (normal mixture)"
@@ -39,6 +44,8 @@ _SEQUENTIAL = msgspec.structs.replace(
     difference_of_means=_ALWAYS_VALID,
     difference_of_proportions=_ALWAYS_VALID,
     relative_difference="delta method, mSPRT confidence sequence",
+    quantile="outer interval at the mSPRT confidence sequence's ranks",
+    difference_of_quantiles=_ALWAYS_VALID,
 )
 _EMPTY = MetricSummary(subjects=0, sum=0.0, sum_squares=0.0)
 
@@ -85,24 +92,51 @@ def _srm_result(experiment: Experiment, subjects: list[int]) -> SrmResult:
     )
 
 
-def _kinds(aggregates: Iterable[VariantAggregate]) -> dict[str, MetricKind]:
-    kinds: dict[str, MetricKind] = {}
+#: The results' name of each latency percentile, in the order of PERCENTILES.
+QUANTILE_NAMES = tuple(f"latency_p{p}_ms" for p in PERCENTILES)
+
+
+def _kinds(aggregates: Iterable[VariantAggregate]) -> dict[str, ResultKind]:
+    kinds: dict[str, ResultKind] = {}
     for agg in aggregates:
         for name, summary in agg.metrics.items():
             if kinds.setdefault(name, summary.kind) != summary.kind:
                 raise ValueError(f"metric {name!r} is both a mean and a proportion")
+        if agg.percentiles is not None:
+            kinds.update(dict.fromkeys(QUANTILE_NAMES, "quantile"))
     return dict(sorted(kinds.items()))
+
+
+def _quantile(found: Percentiles | None, i: int) -> tuple[MetricResult, Moments]:
+    if found is None:
+        return MetricResult("quantile", 0, 0, None, Bounds(None, None)), _quantiles.EMPTY
+    q = found.quantiles[i]
+    result = MetricResult("quantile", found.clusters, found.timed, q.value, Bounds(q.low, q.high))
+    return result, _quantiles.moments(found, i)
+
+
+def _check_bounds(aggregates: Iterable[VariantAggregate], alpha: float, tau: float | None) -> None:
+    for agg in aggregates:
+        found = agg.percentiles
+        if found is not None and (found.alpha, found.tau) != (alpha, tau):
+            raise ValueError(
+                f"latency intervals were found at alpha={found.alpha}, tau={found.tau},"
+                f" not at alpha={alpha}, tau={tau}"
+            )
 
 
 class _Analysis:
     """One call of ``analyze``: its settings and the control's metrics."""
 
-    def __init__(self, kinds: dict[str, MetricKind], alpha: float, tau: float | None) -> None:
+    def __init__(self, kinds: dict[str, ResultKind], alpha: float, tau: float | None) -> None:
         self.kinds, self.alpha, self.tau = kinds, alpha, tau
         self.control: dict[str, Moments] = {}
 
     def metric(self, agg: VariantAggregate, name: str) -> tuple[MetricResult, Moments]:
-        summary, kind = agg.metrics.get(name, _EMPTY), self.kinds[name]
+        kind = self.kinds[name]
+        if kind == "quantile":
+            return _quantile(agg.percentiles, QUANTILE_NAMES.index(name))
+        summary = agg.metrics.get(name, _EMPTY)
         m = _moments(summary, kind)
         found = _estimates.estimate(m, kind, self.alpha, self.tau)
         result = MetricResult(
@@ -119,7 +153,8 @@ class _Analysis:
             if control:
                 self.control[name] = m
             else:
-                found = _estimates.compare(m, self.control[name], kind, self.alpha, self.tau)
+                tested = "mean" if kind == "quantile" else kind
+                found = _estimates.compare(m, self.control[name], tested, self.alpha, self.tau)
                 versus[name] = _difference(found, self.alpha)
         return VariantResult(
             id=v.id, name=v.name, version=v.version, weight_bp=v.weight_bp, control=control,
@@ -152,6 +187,7 @@ def analyze(
     by_id = {agg.variant_id: agg for agg in aggregates}
     aggs = [by_id.get(v.id) or VariantAggregate(v.id, 0, 0) for v in experiment.variants]
     subjects = [agg.subjects for agg in aggs]
+    _check_bounds(aggs, alpha, tau if sequential else None)
     run = _Analysis(_kinds(aggs), alpha, tau if sequential else None)
     total = sum(subjects)
     return Results(

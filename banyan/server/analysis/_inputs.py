@@ -43,6 +43,40 @@ class LatencySummary(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     p99_ms: float | None = None
 
 
+class QuantileSums(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One latency percentile of a variant: its value and what its interval needs.
+
+    ``S`` is a subject's timed records at or below ``value``, ``N`` its timed records
+    (a record without a subject is a subject of its own); ``low`` and ``high`` are
+    the order statistics at the ranks ``analysis.interval_ranks`` asked for (null
+    where a rank falls outside the records).
+    """
+
+    value: float | None
+    #: Sums over subjects of S, S * S and S * N.
+    below: float = 0.0
+    below_squares: float = 0.0
+    below_records: float = 0.0
+    low: float | None = None
+    high: float | None = None
+
+
+class Percentiles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A variant's latency percentiles (p50, p95, p99) with their cluster sums.
+
+    ``alpha`` and ``tau`` (None: fixed-horizon) are those the interval ranks were
+    computed at; ``analyze`` refuses others.
+    """
+
+    #: n: the timed records; K: their subjects; the sum over subjects of N * N.
+    timed: int
+    clusters: int
+    records_squares: float
+    quantiles: tuple[QuantileSums, ...]
+    alpha: float
+    tau: float | None = None
+
+
 class VariantAggregate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Everything the analysis needs about one variant: subjects, records, metric sums."""
 
@@ -52,3 +86,4 @@ class VariantAggregate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     records: int
     metrics: dict[str, MetricSummary] = msgspec.field(default_factory=dict)
     latency: LatencySummary | None = None
+    percentiles: Percentiles | None = None

@@ -10,9 +10,11 @@ from typing import Literal
 
 import msgspec
 
-from banyan.server.analysis._inputs import LatencySummary, MetricKind
+from banyan.server.analysis._inputs import LatencySummary
 
 Mode = Literal["fixed-horizon", "sequential"]
+#: A metric's kind in the results: a latency percentile is a "quantile" of records.
+ResultKind = Literal["mean", "proportion", "quantile"]
 
 
 class Bounds(msgspec.Struct, frozen=True):
@@ -23,9 +25,10 @@ class Bounds(msgspec.Struct, frozen=True):
 
 
 class MetricResult(msgspec.Struct, frozen=True):
-    """One metric of one variant: its mean or proportion over subjects, with an interval."""
+    """One metric of one variant: its mean or proportion over subjects, or a percentile of
+    its records (``records`` of ``subjects``), with an interval."""
 
-    kind: MetricKind
+    kind: ResultKind
     subjects: int
     records: int
     value: float | None
@@ -85,6 +88,8 @@ class Methods(msgspec.Struct, frozen=True):
     difference_of_proportions: str
     relative_difference: str
     srm: str
+    quantile: str
+    difference_of_quantiles: str
 
 
 class Results(msgspec.Struct, frozen=True):

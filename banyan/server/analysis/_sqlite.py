@@ -23,10 +23,18 @@ from banyan.server.analysis._inputs import (
     LatencySummary,
     MetricKind,
     MetricSummary,
+    Percentiles,
+    QuantileSums,
     VariantAggregate,
 )
 
 _WHERE = "project_id = ? AND experiment_id = ?"
+#: One variant's timed records; binds project, experiment and variant.
+_TIMED = f"{_WHERE} AND experiment_version_id = ? AND duration_ms IS NOT NULL"
+#: The latency percentiles reported, in percent.
+PERCENTILES = (50, 95, 99)
+#: The order statistics at an interval's two ranks (None: no such rank).
+Bound = tuple[float | None, float | None]
 
 
 class Metric(NamedTuple):
@@ -64,6 +72,11 @@ def subject_query(metrics: Sequence[Metric], subject: str = "subject") -> str:
     )
 
 
+def nearest_rank(p: float, n: int) -> int:
+    """The rank of the nearest-rank ``p`` percentile of ``n`` values (1-based)."""
+    return max(1, math.ceil(p / 100 * n))
+
+
 def aggregate(row: Sequence[Any], metrics: Sequence[Metric]) -> VariantAggregate:
     """A VariantAggregate from one row of ``subject_query(metrics)``."""
     summaries = {}
@@ -77,25 +90,74 @@ def aggregate(row: Sequence[Any], metrics: Sequence[Metric]) -> VariantAggregate
     return VariantAggregate(variant, int(row[1]), int(row[2]), summaries)
 
 
+def cdf_query(subject: str = "subject", percentiles: int = 3) -> str:
+    """The SQL: one variant's cluster sums of the records at or below each percentile.
+
+    Binds the percentiles' values, then project, experiment and variant. A record
+    without a subject is a subject of its own: its S is 0 or 1, so S * S = S * N = S.
+    """
+    below = "".join(
+        f", SUM(CASE WHEN duration_ms <= ? THEN 1 ELSE 0 END) AS s{i}" for i in range(percentiles)
+    )
+    sums = "".join(
+        f", TOTAL(s{i}), TOTAL(CASE WHEN alone THEN s{i} ELSE s{i} * s{i} END),"
+        f" TOTAL(CASE WHEN alone THEN s{i} ELSE s{i} * n END)"
+        for i in range(percentiles)
+    )
+    return (
+        "SELECT TOTAL(n), TOTAL(CASE WHEN alone THEN n ELSE 1 END),"
+        f" TOTAL(CASE WHEN alone THEN n ELSE n * n END){sums} FROM ("
+        f" SELECT {subject} IS NULL AS alone, COUNT(*) AS n{below}"
+        f" FROM logs WHERE {_TIMED} GROUP BY {subject}"
+        ") AS per_subject"
+    )
+
+
+def percentiles(
+    row: Sequence[Any], values: Sequence[float | None], bounds: Sequence[Bound],
+    alpha: float, tau: float | None,
+) -> Percentiles:  # fmt: skip
+    """Percentiles from a row of ``cdf_query``, the values and the bounds found."""
+    quantiles = []
+    for i, (value, (low, high)) in enumerate(zip(values, bounds, strict=True)):
+        below, squares, records = (float(x or 0) for x in row[3 + 3 * i : 6 + 3 * i])
+        quantiles.append(QuantileSums(value, below, squares, records, low, high))
+    timed, clusters, records_squares = int(row[0] or 0), int(row[1] or 0), float(row[2] or 0)
+    return Percentiles(timed, clusters, records_squares, tuple(quantiles), alpha, tau)
+
+
+def _at_rank(conn: sqlite3.Connection, args: tuple[Any, ...], timed: int, rank: int | None) -> Any:
+    if rank is None:
+        return None
+    # An OFFSET steps through the index: walk in from the nearer end (p99: 1 % of it).
+    order, offset = ("ASC", rank - 1) if rank <= timed / 2 else ("DESC", timed - rank)
+    walk = f"SELECT duration_ms FROM logs WHERE {_TIMED} ORDER BY duration_ms {order}"
+    row = conn.execute(f"{walk} LIMIT 1 OFFSET ?", (*args, offset)).fetchone()
+    return row[0] if row else None
+
+
 def latency(
-    conn: sqlite3.Connection, project_id: str, experiment_id: str, variant: str | None
-) -> LatencySummary:
-    """Nearest-rank p50, p95 and p99 of a variant's ``duration_ms``, by index walks."""
-    where = f"{_WHERE} AND experiment_version_id = ? AND duration_ms IS NOT NULL"
+    conn: sqlite3.Connection, project_id: str, experiment_id: str, variant: str | None,
+    *, subject: str = "subject", alpha: float = 0.05, tau: float | None = None,
+) -> Percentiles:  # fmt: skip
+    """Nearest-rank p50, p95 and p99 of a variant's ``duration_ms``, by index walks, with
+    the cluster sums and order statistics of their intervals (analysis._quantiles)."""
+    from banyan.server.analysis import interval_ranks  # loads scipy: see __init__
+
     args = (project_id, experiment_id, variant)
-    (timed,) = conn.execute(f"SELECT COUNT(*) FROM logs WHERE {where}", args).fetchone()
-    found = []
-    for p in (50, 95, 99):
-        rank = max(1, math.ceil(p / 100 * timed))
-        # An OFFSET steps through the index: walk in from the nearer end (p99: 1 % of it).
-        order, offset = ("ASC", rank - 1) if rank <= timed / 2 else ("DESC", timed - rank)
-        row = conn.execute(
-            f"SELECT duration_ms FROM logs WHERE {where}"
-            f" ORDER BY duration_ms {order} LIMIT 1 OFFSET ?",
-            (*args, offset),
-        ).fetchone()
-        found.append(row[0] if row else None)
-    return LatencySummary(*found)
+    (timed,) = conn.execute(f"SELECT COUNT(*) FROM logs WHERE {_TIMED}", args).fetchone()
+    values = [_at_rank(conn, args, timed, nearest_rank(p, timed)) for p in PERCENTILES]
+    row = conn.execute(cdf_query(subject), (*values, *args)).fetchone()
+    found = percentiles(row, values, [(None, None)] * len(values), alpha, tau)
+    ranks = interval_ranks(found, alpha, tau)
+    bounds = [(_at_rank(conn, args, timed, low), _at_rank(conn, args, timed, high))
+              for low, high in ranks]  # fmt: skip
+    return percentiles(row, values, bounds, alpha, tau)
+
+
+def latency_summary(found: Percentiles | None) -> LatencySummary:
+    """The values of ``found``'s percentiles, as the results JSON's ``latency`` shows them."""
+    return LatencySummary(*(q.value for q in found.quantiles)) if found else LatencySummary()
 
 
 def sqlite_aggregates(
@@ -105,15 +167,20 @@ def sqlite_aggregates(
     metrics: Sequence[Metric] = (LATENCY,),
     *,
     subject: str = "subject",
+    alpha: float = 0.05,
+    tau: float | None = None,
 ) -> list[VariantAggregate]:
     """One ``VariantAggregate`` per variant id found in the experiment's logs.
 
     ``subject`` is the column (or SQL expression) holding the subject; records
-    without one are left out. Latency percentiles are over records.
+    without one are left out. Latency percentiles are over records, their intervals
+    at ``alpha`` (and, for the sequential mode, ``tau``).
     """
     rows = conn.execute(subject_query(metrics, subject), (project_id, experiment_id))
     aggs = [aggregate(row, metrics) for row in rows]
+    found = [latency(conn, project_id, experiment_id, a.variant_id, subject=subject,
+                     alpha=alpha, tau=tau) for a in aggs]  # fmt: skip
     return [
-        msgspec.structs.replace(a, latency=latency(conn, project_id, experiment_id, a.variant_id))
-        for a in aggs
+        msgspec.structs.replace(a, latency=latency_summary(p), percentiles=p)
+        for a, p in zip(aggs, found, strict=True)
     ]

@@ -278,11 +278,13 @@ class Store(Protocol):
         """
 
     # Experiment results (#18, outcomes): the per-subject sums the analysis reads.
-    async def result_aggregates(self, project_id: str, exp_id: str) -> list[VariantAggregate]:
+    async def result_aggregates(
+        self, project_id: str, exp_id: str, *, alpha: float = 0.05, tau: float | None = None
+    ) -> list[VariantAggregate]:
         """Per variant of an experiment's logs and scores: subjects, records, latency
-        percentiles, and the per-subject sums of latency, tokens, cost and every score
-        (docs/statistics.md, section 2), computed in the database in memory bounded by
-        the number of subjects."""
+        percentiles with their intervals at ``alpha`` (sequential: ``tau``), and the
+        per-subject sums of latency, tokens, cost and every score (docs/statistics.md,
+        section 2), computed in the database in memory bounded by the number of subjects."""
 
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")

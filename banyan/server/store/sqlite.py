@@ -340,11 +340,14 @@ class SqliteStore:
         """(version, branch_name, experiment_id, experiment_version_id, duration_ms, model)."""
         return await self._read(_stats_rows, project_id, prompt_name)
 
-    async def result_aggregates(self, project_id: str, exp_id: str) -> list[VariantAggregate]:
+    async def result_aggregates(
+        self, project_id: str, exp_id: str, *, alpha: float = 0.05, tau: float | None = None
+    ) -> list[VariantAggregate]:
         """Latency, usage, cost and score sums per variant (analysis.sqlite_outcomes's
         statements), the logs' and the scores' on two reader threads at once."""
+        bounded = functools.partial(sqlite_aggregates, alpha=alpha, tau=tau)
         logs, scores = await asyncio.gather(
-            self._read(sqlite_aggregates, project_id, exp_id, RECORD_METRICS),
+            self._read(bounded, project_id, exp_id, RECORD_METRICS),
             self._read(score_metrics, project_id, exp_id),
         )
         return with_scores(logs, scores)

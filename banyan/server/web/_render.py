@@ -222,13 +222,22 @@ def _metric_row(results: Results, v: VariantResult, i: int, name: str) -> Markup
     return h("tr", {"data_variant": v.id}, cells)
 
 
+#: Per metric kind: its value column's heading, and what the value is.
+_COLUMN = {"mean": "Mean", "proportion": "Rate", "quantile": "Percentile"}
+_WHAT = {
+    "mean": "mean per subject",
+    "proportion": "share of subjects",
+    "quantile": "percentile of records, interval over subjects",
+}
+
+
 def _metric(results: Results, name: str) -> Markup:
     kind = results.variants[0].metrics[name].kind
     rows = [_metric_row(results, v, i, name) for i, v in enumerate(results.variants)]
     head = [
         "Variant",
         "Subjects",
-        "Mean" if kind == "mean" else "Rate",
+        _COLUMN[kind],
         "Interval",
         "\u0394 vs control",
         "\u0394 interval",
@@ -247,7 +256,7 @@ def _metric(results: Results, name: str) -> Markup:
         for i, v in enumerate(results.variants)
     ]
     show = fmt.percent if kind == "proportion" else fmt.plain
-    what = "share of subjects" if kind == "proportion" else "mean per subject"
+    what = _WHAT[kind]
     chart = _charts.interval_chart(whiskers, show, f"{name}: {what} with interval, per variant")
     return h(
         "div",
@@ -276,6 +285,19 @@ def _metrics(results: Results) -> Markup:
     )
 
 
+def _exact(x: float | None) -> str | None:
+    return None if x is None else repr(x)
+
+
+def _percentile_cells(v: VariantResult, p: str, x: float | None) -> list[Markup]:
+    """A percentile's value and its interval (over subjects, docs/statistics.md 3.1)."""
+    m = v.metrics.get(f"latency_{p}_ms")
+    low, high = (m.interval.low, m.interval.high) if m else (None, None)
+    shown = fmt.interval(fmt.milliseconds(low), fmt.milliseconds(high))
+    bounds = {"class": f"{p}-interval", "data_low": _exact(low), "data_high": _exact(high)}
+    return [fmt.cell(fmt.milliseconds(x), x, class_=p), h("td", bounds, shown)]
+
+
 def _latency(results: Results) -> Markup:
     rows, groups = [], []
     for i, v in enumerate(results.variants):
@@ -288,7 +310,7 @@ def _latency(results: Results) -> Markup:
                 {"data_variant": v.id},
                 h("td", None, _variant_label(v, i)),
                 [
-                    fmt.cell(fmt.milliseconds(x), x, class_=c)
+                    _percentile_cells(v, c, x)
                     for x, c in zip(values, ("p50", "p95", "p99"), strict=True)
                 ],
             )
@@ -296,11 +318,19 @@ def _latency(results: Results) -> Markup:
     chart = _charts.bar_chart(
         groups, ["p50", "p95", "p99"], fmt.milliseconds, "Latency percentiles per variant"
     )
+    level = f"{1 - results.alpha:.0%}"
+    head = ["Variant"] + [c for p in ("p50", "p95", "p99") for c in (p, f"{level} interval")]
     return h(
         "section",
         {"id": "latency"},
         h("h2", None, "Latency per record"),
-        _table(["Variant", "p50", "p95", "p99"], rows),
+        _table(head, rows),
+        h(
+            "p",
+            {"class": "note"},
+            f"Each percentile's {level} interval allows for the records of one subject being"
+            f" alike; a bound beyond the records (a p99 of few records) reads {fmt.MISSING}.",
+        ),
         chart,
     )
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
-import pytest
 
-from banyan.server import _db, _stats
+from banyan.server import _stats
 from banyan.server.analysis import LATENCY, Metric, analyze, sqlite_aggregates
 
 from .sim import experiment
@@ -17,16 +16,6 @@ from .sim import experiment
 #: A row of the test table: variant, subject, duration_ms, accepted.
 Row = tuple[str, str | None, float | None, int | None]
 ACCEPTED = Metric("accepted", "accepted", "proportion")
-
-
-@pytest.fixture
-def conn() -> Iterator[sqlite3.Connection]:
-    """The server's schema in memory (its logs have a subject), plus one score column."""
-    conn = _db.connect(":memory:")
-    _db.create_schema(conn)
-    conn.execute("ALTER TABLE logs ADD COLUMN accepted INTEGER")
-    yield conn
-    conn.close()
 
 
 def insert(conn: sqlite3.Connection, rows: Iterable[Row]) -> None:

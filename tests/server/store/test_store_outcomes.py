@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from banyan._record import Score, UsageRecord
+import numpy as np
+
+from banyan._record import Record, Score, UsageRecord
 from banyan.server import _ingest
-from banyan.server.analysis import MetricSummary, VariantAggregate
+from banyan.server.analysis import MetricSummary, Percentiles, VariantAggregate
 from banyan.server.store import Store
 
+from ..analysis.sim import clustered, summed
 from ..helpers import record
 from .conftest import StoreTarget
 from .records import on_engine, with_store
@@ -95,3 +98,27 @@ def test_results_settings_stay_in_their_transaction_on_postgres(pg_url: str) -> 
     # One connection: the results' two statements and the checks all run on it.
     before, after = with_store(pg_url, scenario, max_size=1)
     assert after == before
+
+
+def _timed_records() -> tuple[list[Record], Percentiles]:
+    """Clustered timed records, some without a subject, and their Percentiles by numpy."""
+    values, owner = clustered(np.random.default_rng(12), 40)
+    subjects = [None if o >= 35 else f"u{o}" for o in owner]
+    records = [record(f"r{i}", ts=TS, sticky_value=u, duration_ms=float(x), **WHERE)
+               for i, (u, x) in enumerate(zip(subjects, values, strict=True))]  # fmt: skip
+    # A record without a subject is a subject of its own.
+    alone = np.where(owner >= 35, 1000 + np.arange(owner.size), owner)
+    return records, summed(values, np.unique(alone, return_inverse=True)[1])
+
+
+async def _percentiles_of(db: Store, records: list[Record]) -> Percentiles | None:
+    await db.ingest("prj", _ingest.to_rows(records), 0)
+    (agg,) = await db.result_aggregates("prj", "exp")
+    return agg.percentiles
+
+
+def test_latency_intervals_are_the_same_on_every_engine(store: StoreTarget) -> None:
+    """Percentiles, cluster sums and interval bounds equal numpy's from the same records,
+    a record without a subject counting as a subject of its own (#18)."""
+    records, expected = _timed_records()
+    assert on_engine(store, lambda db: _percentiles_of(db, records)) == expected

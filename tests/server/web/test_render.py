@@ -11,6 +11,7 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
+import numpy as np
 import pytest
 
 from banyan.server._auth import Principal
@@ -23,6 +24,8 @@ from banyan.server.web._preview import XSS, simulated, views
 from banyan.server.web._render import list_page, results_page
 from banyan.server.web._session import Signer
 from banyan.server.web._views import ExperimentInfo, ExperimentView, ProjectView
+
+from ..analysis.sim import clustered, summed
 
 INFO = ExperimentInfo("exp_e", "empty", "p", "main", "draft", 0.0)
 
@@ -148,3 +151,20 @@ def test_the_link_endpoint_signs_for_the_keys_project_and_the_requested_host() -
     with pytest.raises(HTTPError) as caught:
         asyncio.run(pages.link(req))
     assert caught.value.status == 400
+
+
+def test_the_latency_table_shows_each_percentiles_interval() -> None:
+    """Each variant's p50/p95/p99 cell is followed by its interval's bounds (#18)."""
+    config, aggs = simulated("exp_q", ("a", "b"), (60, 60))
+    rng = np.random.default_rng(5)
+    aggs = [msgspec.structs.replace(a, percentiles=summed(*clustered(rng, 60))) for a in aggs]
+    found = analyze(config, aggs)
+    text = results_page(ExperimentView("P", INFO, found), "prj").decode()
+    table = text[text.index('id="latency"') :]
+    for v in found.variants:
+        row = table[table.index(f'data-variant="{v.id}"') :]
+        for p in ("p50", "p95", "p99"):
+            bounds = v.metrics[f"latency_{p}_ms"].interval
+            low = "" if bounds.low is None else f' data-low="{bounds.low!r}"'
+            assert f'class="{p}-interval"{low}' in row[: row.index("</tr>")]
+    assert ">95% interval<" in table
