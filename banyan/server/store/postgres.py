@@ -34,7 +34,15 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from banyan._wire import Rejected
 from banyan.server._ingest import Decoded
 from banyan.server._rules import COLUMN_NAMES, COLUMNS, NULL, SCORE_COLUMN_NAMES, SCORE_COLUMNS
-from banyan.server.store import Conflict, StoreUnavailable, pgids, pgschema, pool_size, redact
+from banyan.server.store import (
+    Conflict,
+    StoreUnavailable,
+    pgcopy,
+    pgids,
+    pgschema,
+    pool_size,
+    redact,
+)
 from banyan.server.store.pgcatalog import Catalog
 from banyan.server.store.pgexperiments import Experiments
 from banyan.server.store.pgidempotency import Idempotency
@@ -64,9 +72,10 @@ def _stage(table: str, types: dict[str, str]) -> str:
 
 
 # No ORDER BY: sorting ~1 KB rows spills past work_mem (+5 us a row); the rows
-# are copied in (id, ts) order instead, so that two batches sharing ids take
-# their row locks in one order. A deadlock, should the scan order differ, is an
-# OperationalError: StoreUnavailable, and the client resends.
+# are copied in id order instead (logs: pgids.claim's order; scores: sorted), so
+# that two batches sharing ids take their row locks in one order. A deadlock,
+# should the scan order differ, is an OperationalError: StoreUnavailable, and
+# the client resends.
 def _move(table: str, types: dict[str, str], key: str) -> str:
     names = ", ".join(types)
     return (f"INSERT INTO {table} ({names}) SELECT {names} FROM {table}_stage"
@@ -141,19 +150,10 @@ def _score_rows(project_id: str, values: list[Any]) -> list[tuple[Any, ...]]:
     return list(zip(itertools.repeat(project_id, len(columns[0])), *columns, strict=True))
 
 
-async def _write(
-    conn: AsyncConnection[Any], statement: bytes, rows: list[Any], table: _Table
-) -> None:
-    async with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.set_types(table.types)
-        for row in sorted(rows, key=_KEY):
-            await copy.write_row(row)
-
-
 async def _direct(conn: AsyncConnection[Any], rows: list[Any], table: _Table) -> int:
     """COPY rows straight into their table; UniqueViolation if one is stored already."""
     if rows:
-        await _write(conn, table.copy, rows, table)
+        await pgcopy.copy_rows(conn, table.copy, table.types, rows)
     return len(rows)
 
 
@@ -162,7 +162,7 @@ async def _staged(conn: AsyncConnection[Any], rows: list[Any], table: _Table) ->
     if not rows:
         return 0
     await conn.execute(table.stage)
-    await _write(conn, table.copy_stage, rows, table)
+    await pgcopy.copy_rows(conn, table.copy_stage, table.types, rows)
     cur = await conn.execute(table.move)
     return cur.rowcount
 
@@ -276,7 +276,8 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         """Copy a batch and count it in the caller's transaction; returns the rows new."""
         rows = await pgids.claim(conn, _rows(project_id, batch.values, batch.subjects))
         inserted = await copy(conn, rows, _LOGS)
-        inserted += await copy(conn, _score_rows(project_id, batch.scores), _SCORES)
+        scores = sorted(_score_rows(project_id, batch.scores), key=_KEY)
+        inserted += await copy(conn, scores, _SCORES)
         await self._count(conn, project_id, batch, inserted, single)
         return inserted
 
