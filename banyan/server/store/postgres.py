@@ -1,12 +1,13 @@
 """The PostgreSQL engine: a bounded async pool, COPY for batches, exact sharded counters.
 
-A batch is copied (binary COPY) straight into its tables, all of it new: the
-common case, and the cheapest (no second write of each row). Should a record
-be stored already (a resent batch, or another instance storing the same batch
-at once), the unique index refuses the COPY; the transaction is rolled back and
-the batch copied again into a temporary staging table, created then, and moved
-with one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: each record is
-stored once, and the statement's row count says how many were new. The
+A batch's ids are claimed (pgids) and its rows copied (binary COPY) straight
+into their tables, all of it new: the common case, and the cheapest (no second
+write of each row). Should a record be stored already (a resent batch, or
+another instance storing the same batch at once), a unique index refuses a
+COPY; the transaction is rolled back, the ids claimed again with ``INSERT ...
+ON CONFLICT DO NOTHING``, and the rows copied into a temporary staging table,
+created then, and moved with one ``INSERT ... SELECT ... ON CONFLICT DO
+NOTHING``: each record is stored once, and the row counts say how many were new. The
 counters move in the same transaction, in one of ``COUNTER_SHARDS`` rows per
 project chosen by the backend, so concurrent batches do not queue on one row;
 reads sum the shards.
@@ -22,7 +23,7 @@ import itertools
 import logging
 import operator
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,9 +168,6 @@ async def _staged(conn: AsyncConnection[Any], rows: list[Any], table: _Table) ->
     return cur.rowcount
 
 
-_Copy = Callable[[AsyncConnection[Any], list[Any], _Table], Awaitable[int]]
-
-
 async def _configure(conn: AsyncConnection[Any]) -> None:
     # COPY picks a dumper by type oid: bytea's is dbapi20's Binary dumper, in Python.
     conn.adapters.register_dumper(bytes, BytesBinaryDumper)
@@ -259,10 +257,10 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
             async with self._connection() as conn:
                 try:
                     async with conn.transaction():
-                        inserted = await self._stored(conn, project_id, batch, single, _direct)
+                        inserted = await self._stored(conn, project_id, batch, single, fresh=True)
                 except psycopg.errors.UniqueViolation:
                     async with conn.transaction():
-                        inserted = await self._stored(conn, project_id, batch, single, _staged)
+                        inserted = await self._stored(conn, project_id, batch, single, fresh=False)
         except _ROW_ERRORS:
             async with self._connection() as conn:
                 inserted = await self._one_by_one(conn, project_id, batch)
@@ -270,11 +268,17 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         return inserted
 
     async def _stored(
-        self, conn: AsyncConnection[Any], project_id: str, batch: Decoded, single: int,
-        copy: _Copy = _staged,
+        self, conn: AsyncConnection[Any], project_id: str, batch: Decoded, single: int, *,
+        fresh: bool = False,
     ) -> int:  # fmt: skip
-        """Copy a batch and count it in the caller's transaction; returns the rows new."""
-        rows = await pgids.claim(conn, _rows(project_id, batch.values, batch.subjects))
+        """Copy a batch and count it in the caller's transaction; returns the rows new.
+
+        ``fresh``: straight in, raising UniqueViolation (the transaction is lost) if a
+        record is stored already; otherwise through ON CONFLICT, which never raises it.
+        """
+        rows = _rows(project_id, batch.values, batch.subjects)
+        rows = await pgids.claim(conn, rows, fresh=fresh)
+        copy = _direct if fresh else _staged
         inserted = await copy(conn, rows, _LOGS)
         scores = sorted(_score_rows(project_id, batch.scores), key=_KEY)
         inserted += await copy(conn, scores, _SCORES)
@@ -304,7 +308,7 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results):
         for n, (index, row) in enumerate(zip(indexes, rows, strict=True)):
             try:
                 async with conn.transaction():
-                    if table is not _LOGS or await pgids.claim(conn, [row]):
+                    if table is not _LOGS or await pgids.claim(conn, [row], fresh=False):
                         inserted += await _staged(conn, [row], table)
                     await conn.execute(table.clear)
                 kept.append(n)

@@ -5,7 +5,9 @@ The engine-neutral ingest tests are in test_store_ingest.py."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -76,6 +78,27 @@ def test_batch_of_new_records_needs_no_staging_table(pg_url: str) -> None:
         return inserted, scalar(pg_url, staged)  # while the store's connection is open
 
     assert with_store(pg_url, scenario) == (2, 0)
+
+
+def test_batch_of_new_records_takes_no_savepoint(pg_url: str, tmp_path: Path) -> None:
+    """New records are claimed, copied and counted in one transaction with no savepoint
+    (a savepoint costs two round trips a batch)."""
+    trace = tmp_path / "libpq.trace"
+
+    async def scenario(store: PostgresStore) -> int:
+        async with store._pool.connection() as conn:  # the pool's only connection
+            with trace.open("w") as out:
+                conn.pgconn.trace(os.dup(out.fileno()))
+        inserted = await store.ingest("prj_a", batch(["a", "b"], ts=TS), 0)
+        async with store._pool.connection() as conn:
+            conn.pgconn.untrace()
+        return inserted
+
+    assert with_store(pg_url, scenario, max_size=1) == 2
+    sent = trace.read_text()
+    assert "COPY record_ids" in sent
+    assert "COPY logs" in sent
+    assert "SAVEPOINT" not in sent.upper()
 
 
 @pytest.mark.parametrize("formatter", ["C row formatter", "write_row"])
