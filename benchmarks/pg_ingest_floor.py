@@ -13,6 +13,8 @@ client side: row tuples, sort, psycopg's row format, the send). Variants:
 - ``plain+unique, empty record``: the same rows with an empty record blob;
 - ``partitioned, no index``: COPY into the schema's partitioned ``logs``
   with its indexes dropped;
+- ``record_ids claim``: the ids alone copied into the schema's ``record_ids``
+  (pgids: each id once per project);
 - ``store``: PostgresStore.ingest, the server's whole path.
 
     python -m benchmarks.pg_ingest_floor [--batches 40] [--batch 1000]
@@ -31,7 +33,7 @@ import psycopg
 from banyan._record import IdSource
 from banyan._wire import MSGPACK
 from banyan.server import _ingest
-from banyan.server.store import postgres
+from banyan.server.store import pgcopy, pgids, postgres
 from banyan.server.store.postgres import PostgresStore
 from benchmarks.server_ingest import make_batches, tree_cpu
 from tests.pgserver import PgServer
@@ -43,19 +45,21 @@ VARIANTS: dict[str, list[str]] = {
     "plain+unique": [_TABLE, _UNIQUE],
     "plain+unique, empty record": [_TABLE, _UNIQUE],
     "partitioned, no index": ["DROP INDEX logs_page_order", "DROP INDEX logs_experiment_subjects"],
+    "record_ids claim": [],
 }
 _COPY = "COPY {} (" + ", ".join(postgres._LOG_TYPES) + ") FROM STDIN (FORMAT BINARY)"
 
 
 async def _copy(conn: psycopg.AsyncConnection[Any], name: str, batch: _ingest.Decoded) -> None:
-    rows = sorted(postgres._rows("bench", batch.values, batch.subjects), key=postgres._KEY)
+    rows = sorted(postgres._rows("bench", batch.values, batch.subjects), key=pgids._ID)
+    if name == "record_ids claim":
+        await pgcopy.copy_rows(conn, pgids._COPY, pgids._TYPES, [row[:3] for row in rows])
+        await conn.commit()
+        return
     if "empty" in name:
         rows = [(*row[:-2], b"", row[-1]) for row in rows]
     table = "t" if name.startswith("plain") else "logs"
-    async with conn.cursor() as cur, cur.copy(_COPY.format(table)) as copy:
-        copy.set_types(postgres._LOGS.types)
-        for row in rows:
-            await copy.write_row(row)
+    await pgcopy.copy_rows(conn, _COPY.format(table).encode(), postgres._LOGS.types, rows)
     await conn.commit()
 
 

@@ -1,12 +1,13 @@
 """The PostgreSQL engine: a bounded async pool, COPY for batches, exact sharded counters.
 
-A batch is copied (binary COPY) straight into its tables, all of it new: the
-common case, and the cheapest (no second write of each row). Should a record
-be stored already (a resent batch, or another instance storing the same batch
-at once), the unique index refuses the COPY; the transaction is rolled back and
-the batch copied again into a temporary staging table, created then, and moved
-with one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: each record is
-stored once, and the statement's row count says how many were new. The
+A batch's ids are claimed (pgids) and its rows copied (binary COPY) straight
+into their tables, all of it new: the common case, and the cheapest (no second
+write of each row). Should a record be stored already (a resent batch, or
+another instance storing the same batch at once), a unique index refuses a
+COPY; the transaction is rolled back, the ids claimed again with ``INSERT ...
+ON CONFLICT DO NOTHING``, and the rows copied into a temporary staging table,
+created then, and moved with one ``INSERT ... SELECT ... ON CONFLICT DO
+NOTHING``: each record is stored once, and the row counts say how many were new. The
 counters move in the same transaction, in one of ``COUNTER_SHARDS`` rows per
 project chosen by the backend, so concurrent batches do not queue on one row;
 reads sum the shards.
@@ -22,7 +23,7 @@ import itertools
 import logging
 import operator
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,15 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from banyan._wire import Rejected
 from banyan.server._ingest import Decoded
 from banyan.server._rules import COLUMN_NAMES, COLUMNS, NULL, SCORE_COLUMN_NAMES, SCORE_COLUMNS
-from banyan.server.store import Conflict, StoreUnavailable, pgids, pgschema, pool_size, redact
+from banyan.server.store import (
+    Conflict,
+    StoreUnavailable,
+    pgcopy,
+    pgids,
+    pgschema,
+    pool_size,
+    redact,
+)
 from banyan.server.store.pgcatalog import Catalog
 from banyan.server.store.pgexperiments import Experiments
 from banyan.server.store.pgidempotency import Idempotency
@@ -65,9 +74,10 @@ def _stage(table: str, types: dict[str, str]) -> str:
 
 
 # No ORDER BY: sorting ~1 KB rows spills past work_mem (+5 us a row); the rows
-# are copied in (id, ts) order instead, so that two batches sharing ids take
-# their row locks in one order. A deadlock, should the scan order differ, is an
-# OperationalError: StoreUnavailable, and the client resends.
+# are copied in id order instead (logs: pgids.claim's order; scores: sorted), so
+# that two batches sharing ids take their row locks in one order. A deadlock,
+# should the scan order differ, is an OperationalError: StoreUnavailable, and
+# the client resends.
 def _move(table: str, types: dict[str, str], key: str) -> str:
     names = ", ".join(types)
     return (f"INSERT INTO {table} ({names}) SELECT {names} FROM {table}_stage"
@@ -142,19 +152,10 @@ def _score_rows(project_id: str, values: list[Any]) -> list[tuple[Any, ...]]:
     return list(zip(itertools.repeat(project_id, len(columns[0])), *columns, strict=True))
 
 
-async def _write(
-    conn: AsyncConnection[Any], statement: bytes, rows: list[Any], table: _Table
-) -> None:
-    async with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.set_types(table.types)
-        for row in sorted(rows, key=_KEY):
-            await copy.write_row(row)
-
-
 async def _direct(conn: AsyncConnection[Any], rows: list[Any], table: _Table) -> int:
     """COPY rows straight into their table; UniqueViolation if one is stored already."""
     if rows:
-        await _write(conn, table.copy, rows, table)
+        await pgcopy.copy_rows(conn, table.copy, table.types, rows)
     return len(rows)
 
 
@@ -163,12 +164,9 @@ async def _staged(conn: AsyncConnection[Any], rows: list[Any], table: _Table) ->
     if not rows:
         return 0
     await conn.execute(table.stage)
-    await _write(conn, table.copy_stage, rows, table)
+    await pgcopy.copy_rows(conn, table.copy_stage, table.types, rows)
     cur = await conn.execute(table.move)
     return cur.rowcount
-
-
-_Copy = Callable[[AsyncConnection[Any], list[Any], _Table], Awaitable[int]]
 
 
 async def _configure(conn: AsyncConnection[Any]) -> None:
@@ -260,10 +258,10 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results, Series
             async with self._connection() as conn:
                 try:
                     async with conn.transaction():
-                        inserted = await self._stored(conn, project_id, batch, single, _direct)
+                        inserted = await self._stored(conn, project_id, batch, single, fresh=True)
                 except psycopg.errors.UniqueViolation:
                     async with conn.transaction():
-                        inserted = await self._stored(conn, project_id, batch, single, _staged)
+                        inserted = await self._stored(conn, project_id, batch, single, fresh=False)
         except _ROW_ERRORS:
             async with self._connection() as conn:
                 inserted = await self._one_by_one(conn, project_id, batch)
@@ -271,13 +269,20 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results, Series
         return inserted
 
     async def _stored(
-        self, conn: AsyncConnection[Any], project_id: str, batch: Decoded, single: int,
-        copy: _Copy = _staged,
+        self, conn: AsyncConnection[Any], project_id: str, batch: Decoded, single: int, *,
+        fresh: bool = False,
     ) -> int:  # fmt: skip
-        """Copy a batch and count it in the caller's transaction; returns the rows new."""
-        rows = await pgids.claim(conn, _rows(project_id, batch.values, batch.subjects))
+        """Copy a batch and count it in the caller's transaction; returns the rows new.
+
+        ``fresh``: straight in, raising UniqueViolation (the transaction is lost) if a
+        record is stored already; otherwise through ON CONFLICT, which never raises it.
+        """
+        rows = _rows(project_id, batch.values, batch.subjects)
+        rows = await pgids.claim(conn, rows, fresh=fresh)
+        copy = _direct if fresh else _staged
         inserted = await copy(conn, rows, _LOGS)
-        inserted += await copy(conn, _score_rows(project_id, batch.scores), _SCORES)
+        scores = sorted(_score_rows(project_id, batch.scores), key=_KEY)
+        inserted += await copy(conn, scores, _SCORES)
         await self._count(conn, project_id, batch, inserted, single)
         return inserted
 
@@ -304,7 +309,7 @@ class PostgresStore(Catalog, Experiments, Idempotency, LogPages, Results, Series
         for n, (index, row) in enumerate(zip(indexes, rows, strict=True)):
             try:
                 async with conn.transaction():
-                    if table is not _LOGS or await pgids.claim(conn, [row]):
+                    if table is not _LOGS or await pgids.claim(conn, [row], fresh=False):
                         inserted += await _staged(conn, [row], table)
                     await conn.execute(table.clear)
                 kept.append(n)

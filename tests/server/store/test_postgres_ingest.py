@@ -5,13 +5,19 @@ The engine-neutral ingest tests are in test_store_ingest.py."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 
+import psycopg
 import pytest
 
-from banyan.server._rules import COLUMNS
+from banyan.server import _ingest
+from banyan.server._rules import COLUMN_NAMES, COLUMNS, NULL
+from banyan.server.store import pgcopy
 from banyan.server.store.postgres import PostgresStore
 
+from ..helpers import record
 from .records import batch, opened, run, scalar, stored_ids, with_store
 
 TS = time.time()
@@ -72,3 +78,52 @@ def test_batch_of_new_records_needs_no_staging_table(pg_url: str) -> None:
         return inserted, scalar(pg_url, staged)  # while the store's connection is open
 
     assert with_store(pg_url, scenario) == (2, 0)
+
+
+def test_batch_of_new_records_takes_no_savepoint(pg_url: str, tmp_path: Path) -> None:
+    """New records are claimed, copied and counted in one transaction with no savepoint
+    (a savepoint costs two round trips a batch)."""
+    trace = tmp_path / "libpq.trace"
+
+    async def scenario(store: PostgresStore) -> int:
+        async with store._pool.connection() as conn:  # the pool's only connection
+            with trace.open("w") as out:
+                conn.pgconn.trace(os.dup(out.fileno()))
+        inserted = await store.ingest("prj_a", batch(["a", "b"], ts=TS), 0)
+        async with store._pool.connection() as conn:
+            conn.pgconn.untrace()
+        return inserted
+
+    assert with_store(pg_url, scenario, max_size=1) == 2
+    sent = trace.read_text()
+    assert "COPY record_ids" in sent
+    assert "COPY logs" in sent
+    assert "SAVEPOINT" not in sent.upper()
+
+
+@pytest.mark.parametrize("formatter", ["C row formatter", "write_row"])
+def test_batch_of_several_copy_chunks_is_stored_value_for_value(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, formatter: str
+) -> None:
+    """Every row of a batch over several COPY chunks is stored as sent, NULLs included,
+    by psycopg's row formatter or, without it, by write_row."""
+    if formatter == "write_row":
+        monkeypatch.setattr(pgcopy, "_format_row", None)
+    sent = _ingest.to_rows(
+        [record(f"r{n:04}", ts=TS + n, model="m" if n % 3 else None, duration_ms=n / 4 or None)
+         for n in range(2 * pgcopy.CHUNK + 3)]
+    )  # fmt: skip
+    width = COLUMNS
+    expected = [
+        tuple(None if v is NULL else v for v in sent.values[n * width : (n + 1) * width])
+        for n in range(sent.count)
+    ]
+
+    async def scenario(store: PostgresStore) -> int:
+        return await store.ingest("prj_a", sent, 0)
+
+    assert with_store(pg_url, scenario) == sent.count
+    with psycopg.connect(pg_url) as conn:
+        names = ", ".join((*COLUMN_NAMES, "record"))
+        query = f"SELECT {names} FROM logs WHERE project_id = 'prj_a' ORDER BY id"
+        assert conn.execute(query.encode()).fetchall() == expected
