@@ -20,6 +20,16 @@ def occupant() -> Iterator[socket.socket]:
         yield sock
 
 
+def _served_on(tmp: Path, port: int | None = None) -> int:
+    """The port of a started server, once it answered; the server is stopped."""
+    server = _localserver.start(tmp, port=port)
+    try:
+        assert server.get("/healthz").is_success
+        return server.port
+    finally:
+        server.stop()
+
+
 def test_a_first_start_whose_port_is_taken_moves_to_a_fresh_port(
     tmp_path: Path, occupant: socket.socket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -28,12 +38,7 @@ def test_a_first_start_whose_port_is_taken_moves_to_a_fresh_port(
     ports = iter([taken])
     real = _localserver.free_port
     monkeypatch.setattr(_localserver, "free_port", lambda: next(ports, None) or real())
-    server = _localserver.start(tmp_path)
-    try:
-        assert server.port != taken
-        assert server.get("/healthz").is_success
-    finally:
-        server.stop()
+    assert _served_on(tmp_path) != taken
 
 
 def test_a_restart_whose_port_is_held_waits_for_it(
@@ -49,12 +54,7 @@ def test_a_restart_whose_port_is_held_waits_for_it(
         return taken
 
     monkeypatch.setattr(_localserver, "port_taken", taken_then_freed)
-    server = _localserver.start(tmp_path, port=port)
-    try:
-        assert server.port == port
-        assert server.get("/healthz").is_success
-    finally:
-        server.stop()
+    assert _served_on(tmp_path, port) == port
 
 
 def test_a_port_taken_at_every_try_fails_after_a_few_fresh_ports(
