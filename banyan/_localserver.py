@@ -6,14 +6,17 @@ Client side only: the server runs as ``sys.executable -m banyan serve`` and
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -21,6 +24,16 @@ LOCAL_KEY = "psk_test_0123456789abcdef"
 _START_TIMEOUT = 30.0
 #: Where a server on PostgreSQL keeps its pages' signing secret (banyan.server._app).
 SECRET_DIR_ENV = "BANYAN_SECRET_DIR"
+#: Fresh ports tried by a first start whose port another process took before it bound it.
+FRESH_PORTS = 3
+#: How long a start on a given port (a restart: its clients hold the URL) waits for it.
+PORT_WAIT = 10.0
+_PORT_PAUSE = 0.25
+_T = TypeVar("_T")
+
+
+class PortTaken(RuntimeError):
+    """A server exited at start because another process holds its port."""
 
 
 def free_port() -> int:
@@ -28,6 +41,37 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_taken(port: int) -> bool:
+    """Whether another socket holds 127.0.0.1:``port``, so that a server cannot bind it."""
+    with socket.socket() as sock:
+        # As servers bind: a connection of an earlier server in TIME_WAIT is no obstacle.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def on_a_free_port(launch: Callable[[int], _T], port: int | None = None) -> _T:
+    """``launch(port)``, again while it raises :class:`PortTaken`.
+
+    free_port() cannot reserve its port: anyone may take it before the server
+    binds it. Without ``port`` each try gets a fresh one (FRESH_PORTS tries);
+    with it (a restart) the same port is tried again for PORT_WAIT seconds.
+    """
+    deadline = time.monotonic() + PORT_WAIT
+    for _ in range(FRESH_PORTS - 1 if port is None else int(PORT_WAIT / _PORT_PAUSE)):
+        try:
+            return launch(port or free_port())
+        except PortTaken:
+            if port is not None:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(_PORT_PAUSE)
+    return launch(port or free_port())
 
 
 @dataclass
@@ -101,9 +145,24 @@ def start(
     ``key_arg=False`` leaves out ``--api-key``: ``args`` or the environment hand
     the server ``api_key`` another way.
     Raises RuntimeError, with that log, when the server exits or does not
-    answer within 30 s.
+    answer within 30 s; a server that exits because its port was taken is
+    started again (see :func:`on_a_free_port`).
     """
-    port = port or free_port()
+    launch = functools.partial(_start_on, tmp, args, db=db, api_key=api_key, key_arg=key_arg,
+                               env=env)  # fmt: skip
+    return on_a_free_port(launch, port)
+
+
+def _start_on(
+    tmp: Path,
+    args: tuple[str, ...],
+    port: int,
+    *,
+    db: Path | str | None,
+    api_key: str,
+    key_arg: bool,
+    env: dict[str, str] | None,
+) -> LocalServer:
     database = str(db or tmp / "banyan.db")
     log = tmp / f"server-{port}.log"
     cmd = [sys.executable, "-m", "banyan", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -123,7 +182,8 @@ def _wait_healthy(server: LocalServer) -> None:
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"banyan serve exited early:\n{server.log.read_text()}")
+            error = PortTaken if port_taken(server.port) else RuntimeError
+            raise error(f"banyan serve exited early:\n{server.log.read_text()}")
         try:
             if httpx.get(f"{server.base_url}/healthz", verify=False, timeout=1).is_success:
                 return

@@ -193,8 +193,10 @@ class Prompts:
 
     def _serve_stale(self, key: Key, entry: Entry, now: float) -> None:
         self.counters.stale += 1
-        if now >= entry.retry_at and self._refresher.submit(key):
+        if now >= entry.retry_at:
+            # Before submit(): a refresh that fails at once sets its own backoff, which stands.
             entry.retry_at = now + self._retry
+            self._refresher.submit(key)
 
     def _cold(self, key: Key) -> Entry | None:
         """A cold miss: one fetch per key at a time, which the other callers wait for."""

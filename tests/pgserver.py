@@ -7,6 +7,7 @@ runuser) when the tests run as root. The Debian package is installed when
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from banyan._localserver import free_port
+from banyan._localserver import PortTaken, free_port, on_a_free_port, port_taken
 
 USER = "banyan"
 #: Given in every URL (the server trusts loopback): it must never be printed.
@@ -82,7 +83,16 @@ class PgServer:
         return f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{db}"
 
     def start(self, deadline: float = 60.0) -> None:
-        """Start postgres and wait until it accepts connections."""
+        """Start postgres and wait until it accepts connections.
+
+        A first start moves to a fresh port if another process took this one;
+        a restart keeps its port (its clients hold the URL), retried a while.
+        """
+        again = self.port if self.proc is not None else None
+        on_a_free_port(functools.partial(self._start_on, deadline), again)
+
+    def _start_on(self, deadline: float, port: int) -> None:
+        self.port = port
         settings = ["-c", "listen_addresses=127.0.0.1"]
         settings += ["-c", f"unix_socket_directories={self.root}"]
         if self.fast:
@@ -93,9 +103,11 @@ class PgServer:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=self.root)
         end = time.monotonic() + deadline
         while not self.ready():
-            if self.proc.poll() is not None or time.monotonic() > end:
+            exited = self.proc.poll() is not None
+            if exited or time.monotonic() > end:
                 self.stop()
-                raise PgUnavailable(f"postgres did not start; see {self.root / 'postgres.log'}")
+                error = PortTaken if exited and port_taken(port) else PgUnavailable
+                raise error(f"postgres did not start; see {self.root / 'postgres.log'}")
             time.sleep(0.1)
 
     def ready(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
 import socket
@@ -12,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from prockit import child_env, marks, port_open, running, stop, stored_inputs, wait_for
-from serverproc import free_port
+from prockit import child_env, marks, running, stop, stored_inputs, wait_for
+from serverproc import PortTaken, on_a_free_port, port_taken
 
 if TYPE_CHECKING:
     from serverproc import Server
@@ -35,12 +37,30 @@ def broker(tmp_path: Path) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("CI is set and redis-server is not installed: the celery test cannot run")
         pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
-    port = free_port()
-    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-           "--appendonly", "no", "--daemonize", "no", "--dir", str(tmp_path)]  # fmt: skip
-    with running(cmd, tmp_path / "redis.log"):
-        wait_for(lambda: port_open(port), 15, "redis-server to listen")
+    with contextlib.ExitStack() as stack:
+        port = on_a_free_port(functools.partial(_redis, binary, tmp_path, stack))
         yield f"redis://127.0.0.1:{port}/0"
+
+
+def _redis(binary: str, folder: Path, stack: contextlib.ExitStack, port: int) -> int:
+    """redis-server on ``port``, answering; PortTaken when it exits because the port is taken."""
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+           "--appendonly", "no", "--daemonize", "no", "--dir", str(folder)]  # fmt: skip
+    proc = stack.enter_context(running(cmd, folder / "redis.log"))
+    wait_for(lambda: proc.poll() is not None or _ours(port, folder), 15, "redis-server to answer")
+    if proc.poll() is not None:
+        error = PortTaken if port_taken(port) else AssertionError
+        raise error(f"redis-server exited:\n{(folder / 'redis.log').read_text()}")
+    return port
+
+
+def _ours(port: int, folder: Path) -> bool:
+    """Whether the redis-server answering on ``port`` is the one working in ``folder``."""
+    import redis
+
+    with contextlib.suppress(redis.RedisError), redis.Redis(port=port, socket_timeout=1) as client:
+        return bool(client.config_get("dir").get("dir") == str(folder.resolve()))
+    return False
 
 
 def test_prefork_children_recycled_after_each_task_deliver_every_record(

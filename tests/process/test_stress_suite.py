@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The whole quick run takes about 80 s on 2 cores; past this it is stopped.
-LIMIT_S = 300
+#: A hang guard, not a performance claim: the quick run takes about 80 s on 2 cores, and
+#: about four times that on one shared core (taskset -c 0 beside a CPU hog, issue 21).
+LIMIT_S = 900
 #: Lines of output quoted per failed scenario (or of the whole run).
 TAIL = 60
 

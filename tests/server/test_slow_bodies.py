@@ -19,6 +19,8 @@ from .helpers import body, call, post_batch, record, unique
 
 #: Seconds a body may stall in the tests that set ``--body-timeout``.
 STALL = 1.0
+#: The body timeout where a body trickles every STALL/4 s: a pause 16 times late is no stall.
+PATIENT = 4.0
 
 
 def _open_batch(server: Server, key: str, length: int = 1000) -> socket.socket:
@@ -75,9 +77,9 @@ def test_slow_bodies_of_one_project_leave_other_projects_ingesting(
 
 
 @pytest.fixture
-def strict_server(tmp_path: Path) -> Iterator[Server]:
-    """A server that cuts off a body stalled for STALL seconds, with the default bounds."""
-    srv = start_server(tmp_path, "--body-timeout", str(STALL))
+def strict_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A server that cuts off a body stalled for STALL seconds (or the test's parameter)."""
+    srv = start_server(tmp_path, "--body-timeout", str(getattr(request, "param", STALL)))
     try:
         yield srv
     finally:
@@ -94,14 +96,15 @@ def test_stalled_body_is_answered_408_and_frees_its_slot(strict_server: Server) 
         assert post_batch(strict_server, body([record()])).status_code == 200
 
 
+@pytest.mark.parametrize("strict_server", [PATIENT], indirect=True)
 def test_body_that_keeps_progressing_outlives_the_timeout(strict_server: Server) -> None:
-    """A body that sends a byte every STALL/4 s is read to the end though it takes 3 x STALL."""
+    """A body that sends a byte every STALL/4 s is read to the end though it takes 1.5 x PATIENT."""
     content = body([record("trickled")])
     conn = _open_batch(strict_server, strict_server.api_key, len(content))
     with conn:
         rest = content[1:]
         pause = STALL / 4
-        step = max(1, len(rest) // int(3 * STALL / pause))
+        step = max(1, len(rest) // int(1.5 * PATIENT / pause))
         for start in range(0, len(rest), step):
             time.sleep(pause)
             conn.sendall(rest[start : start + step])

@@ -158,18 +158,22 @@ def test_checkpoints_are_at_least_an_interval_apart(
         return real(fd, start)
 
     monkeypatch.setattr(_db, "drop_cached", drop_cached)
-    db = _db.Database(tmp_path / "t.db")
-    try:
-        started = time.monotonic()
-        _store(db, body([record("first")]))
-        while not passes:
+    started = time.monotonic()
+
+    def wait_for_passes(count: int) -> None:
+        while len(passes) < count:
             assert time.monotonic() - started < 30
             time.sleep(0.005)
+
+    db = _db.Database(tmp_path / "t.db")
+    try:
+        _store(db, body([record("first")]))
+        wait_for_passes(1)
         # Read after the next commit, so the checkpointer's next wait uses it.
         monkeypatch.setattr(_db, "CHECKPOINT_INTERVAL", 0.5)
         for i in range(5):
             _store(db, body([record(f"next-{i}")]))
-        time.sleep(0.7)
+        wait_for_passes(2)
     finally:
         db.close()
     assert len(passes) >= 2

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fakes import MakeLogger
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -64,11 +64,8 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.ids = itertools.count()
-        self._fresh()
-
-    def _fresh(self) -> None:
         self.ledger = Ledger()
-        self.ring = Ring(8 * RECORD, 10**6, 10**6, lambda: None)
+        self.ring = _ring()
         self.spool = FakeSpool()
         self.model: dict[bytes, str] = {}
         self.open: list[list[Encoded]] = []
@@ -215,12 +212,21 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule()
     def fork(self) -> None:
-        # A forked child builds a fresh ledger, ring and spool state; ids go on.
-        self._fresh()
+        # The parent goes on with its ledger; the child counts its own records in a fresh one.
+        before = self._view()
+        child, ring = Ledger(), _ring()
+        ring.push(self._record())
+        view = child.view(ring, FakeSpool().counts())
+        assert (view["logs_queued"], view["queue_size"]) == (1, 1)
+        _identity(view)
+        assert self._view() == before
+
+    def _view(self) -> dict[str, Any]:
+        return self.ledger.view(self.ring, self.spool.counts())
 
     @invariant()
     def every_record_is_counted_once_where_the_model_has_it(self) -> None:
-        view = self.ledger.view(self.ring, self.spool.counts())
+        view = self._view()
         states = list(self.model.values())
         assert view["logs_queued"] == len(states)
         assert view["logs_sent"] == states.count("sent")
@@ -232,12 +238,21 @@ class LedgerMachine(RuleBasedStateMachine):
         _identity(view)
 
 
+def _ring() -> Ring:
+    return Ring(8 * RECORD, 10**6, 10**6, lambda: None)
+
+
 def _identity(view: dict[str, Any]) -> None:
     parts = ("logs_sent", "logs_dropped", "queue_size", "in_flight", "spooled_pending")
     assert view["logs_queued"] == sum(view[part] for part in parts), view
 
 
-LedgerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+LedgerMachine.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 test_the_ledger_counts_each_record_once_through_any_interleaving = LedgerMachine.TestCase
 
 

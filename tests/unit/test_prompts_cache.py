@@ -16,6 +16,8 @@ import pytest
 from fakes import FakeResponse, MakeLogger, status
 
 import banyan
+from banyan import _prompts
+from banyan._cache import Refresher
 from banyan._diskcache import DiskCache
 from banyan._exceptions import ConnectError
 from banyan._record import Record
@@ -374,22 +376,31 @@ def test_concurrent_cold_misses_share_one_fetch(make_logger: MakeLogger, tmp_pat
     assert cache(logger)["misses"] == 8
 
 
-def test_failed_refresh_backs_off_from_the_failure(make_logger: MakeLogger, tmp_path: Path) -> None:
+def test_failed_refresh_backs_off_from_the_failure(
+    make_logger: MakeLogger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A refresh that fails slowly is not retried at once: the backoff starts at the failure."""
+    # A fake clock, and the refresh done before submit() returns (its fastest possible end):
+    # no outcome depends on how threads are scheduled.
+    now = [0.0]
+    monkeypatch.setattr(_prompts, "_monotonic", lambda: now[0])
+    monkeypatch.setattr(Refresher, "submit", lambda refresher, key: refresher._work(key) or True)
 
     def slow_failure(method: str, path: str, **kw: Any) -> FakeResponse:
-        time.sleep(0.5)  # longer than the backoff (min(cache_ttl, 5 s) = 0.3 s)
+        now[0] += 0.5  # longer than the backoff (min(cache_ttl, 5 s) = 0.3 s)
         raise down()
 
     logger, fake = make_logger(prompt("cached"), slow_failure, cache_ttl=0.3, cache_dir=tmp_path)
     assert logger.get_prompt("greet") is not None
-    time.sleep(0.35)
+    now[0] += 0.35
     assert logger.get_prompt("greet") is not None  # stale: queues the refresh
-    wait_for(lambda: cache(logger)["refresh_failures"] == 1)
+    assert cache(logger)["refresh_failures"] == 1
     for _ in range(20):
         logger.get_prompt("greet")
-    time.sleep(0.1)  # time for a wrongly queued refresh to reach the transport
     assert len(fake.calls) == 2  # the fetch and the one failed refresh, no new one yet
+    now[0] += 0.3
+    logger.get_prompt("greet")
+    assert len(fake.calls) == 3  # the backoff is over: refreshed again
 
 
 def test_processes_rewriting_the_disk_cache_together_keep_every_entry(tmp_path: Path) -> None:

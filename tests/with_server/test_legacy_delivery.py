@@ -118,7 +118,7 @@ def test_503s_resets_and_stalls_lose_nothing_and_count_possible_duplicates(
     """503 (not processed), resets and stalls (outcome unknown): all N stored, doubts counted."""
     for kind, extra in (("status", {"status": 503}), ("reset", {}), ("stall", {})):
         legacy_proxy.push(kind, times=4, path=SINGLE_LOG_PATH, **extra)
-    logger = logger_for(legacy_proxy.url, http2=False, timeout=0.5, max_retries=10)
+    logger = logger_for(legacy_proxy.url, http2=False, timeout=2, max_retries=10)
     log_ids(logger, 300)
     assert logger.flush(timeout=60)
     stats = logger.get_stats()
