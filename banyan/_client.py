@@ -252,7 +252,10 @@ class PromptStackLogger(PromptCalls, ScoreCalls, SlowPaths):
                     experiment_id, experiment_version_id, sticky_key, sticky_value,
                 )  # fmt: skip
             # Sampling and before_send (banyan._controls); None unless configured.
-            if self._gate is not None and (stopped := self._gate(record)) is not None:
+            if (
+                self._gate is not None
+                and (stopped := self._gate(record, record_id is not None)) is not None
+            ):
                 return stopped
             data: Encoded | None
             slot = _scratch.slot
