@@ -210,7 +210,7 @@ def test_bad_usage_or_record_id_is_warned_once_and_the_record_logged(
     ("argument", "bad"), [("duration_ms", "fast"), ("input_tokens", "x"), ("cost", "y")]
 )
 def test_a_wrongly_typed_outcome_is_warned_once_by_name_and_the_record_logged(
-    make_logger: MakeLogger, argument: str, bad: str
+    make_logger: MakeLogger, argument: str, bad: Any
 ) -> None:
     """duration_ms="fast", input_tokens="x", cost="y": the record is logged without it, and a
     BanyanWarning naming the argument is issued once."""
