@@ -30,7 +30,6 @@ from banyan._record import (
     Encoded,
     IdSource,
     Record,
-    as_duration,
     encode_into,
     text,
 )
@@ -192,12 +191,12 @@ class PromptStackLogger(PromptCalls, ScoreCalls, SlowPaths):
         try:
             # Each check costs the usual value one class test. The server takes finite numbers
             # only: NaN or infinite (x - x is NaN, truthy) is left out, anything but a float or
-            # an int (a bool, a Decimal, a timedelta) made one or left out.
+            # an int (a bool, a Decimal, a timedelta) made one or left out (warned once).
             if duration_ms.__class__ is not float:
                 if duration_ms is not None and duration_ms.__class__ is not int:
-                    duration_ms = as_duration(duration_ms)
+                    duration_ms = self._duration(duration_ms)
             elif duration_ms - duration_ms:
-                duration_ms = None
+                duration_ms = self._duration(duration_ms)
             # The wire's metadata is a map, its model text: _log_odd() makes them so. (Its keys
             # are not checked here: a loop over them costs ~10 % of this call.)
             if (
@@ -252,7 +251,10 @@ class PromptStackLogger(PromptCalls, ScoreCalls, SlowPaths):
                     experiment_id, experiment_version_id, sticky_key, sticky_value,
                 )  # fmt: skip
             # Sampling and before_send (banyan._controls); None unless configured.
-            if self._gate is not None and (stopped := self._gate(record)) is not None:
+            if (
+                self._gate is not None
+                and (stopped := self._gate(record, record_id is not None)) is not None
+            ):
                 return stopped
             data: Encoded | None
             slot = _scratch.slot

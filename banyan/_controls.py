@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from types import UnionType
 from typing import Any, Union, get_args, get_origin
@@ -32,6 +33,10 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 #: Metadata key that carries the rate a record was sampled at. The analysis does not
 #: weight by it: sampling by subject is independent of the variant (docs/statistics.md).
 SAMPLE_RATE_KEY = "banyan.sample_rate"
+#: Sampling decisions remembered per logger for the scores that name a record by id only:
+#: feedback on an answer comes while a few thousand records follow it in one process, and
+#: 4,096 ids of at most 128 characters take well under 1 MB.
+REMEMBERED = 4096
 
 
 def from_environment(options: dict[str, Any], types: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,17 +118,32 @@ class Gate:
         self._rate = rate
         self._hook = hook
         self._stats = stats
+        self._decisions: OrderedDict[str, bool] = OrderedDict()
 
-    def __call__(self, record: Record | Score) -> bool | None:
-        """None to send ``record`` (changed in place), else what ``log_prompt`` returns."""
+    def __call__(self, record: Record | Score, named: bool = False) -> bool | None:
+        """None to send ``record`` (changed in place), else what ``log_prompt`` returns;
+        ``named``: the record's id is the caller's, which a score may name alone."""
         if self._rate < 1.0:
-            if not sampled_in(self._rate, record):
+            if not self._sampled_in(record, named):
                 self._stats.drop(DropReason.SAMPLED, entry=True)
                 return True
             meta = dict(record.metadata) if record.metadata else {}
             meta[SAMPLE_RATE_KEY] = self._rate
             record.metadata = meta
         return None if self._hook is None else self._before_send(self._hook, record)
+
+    def _sampled_in(self, record: Record | Score, named: bool) -> bool:
+        """The sampling decision; a score with only a record id follows that record's, made
+        by its subject, while this process remembers it (#16)."""
+        if record.sticky_value is None and isinstance(record, Score):
+            remembered = self._decisions.get(record.record_id or "")
+            return sampled_in(self._rate, record) if remembered is None else remembered
+        kept = sampled_in(self._rate, record)
+        if named and record.sticky_value is not None:
+            self._decisions[record.id] = kept
+            if len(self._decisions) > REMEMBERED:
+                self._decisions.popitem(last=False)
+        return kept
 
     def _before_send(
         self, hook: Callable[[LogEvent], LogEvent | None], record: Record | Score

@@ -53,9 +53,9 @@ def outcome_record(stats: Stats, outcomes: tuple[Any, ...], record_id: Any, *fie
         if record_id.__class__ is str and 0 < len(record_id) <= MAX_ID_LENGTH:
             head = (clean(record_id), *fields[1:])
         else:
-            stats.warn_once(
-                "bad-record-id", "banyan: record_id must be text of 1 to %d characters, got "
-                "%r; such records get a generated id", MAX_ID_LENGTH, record_id,
+            stats.warn_loudly(
+                "bad-record-id", f"banyan: record_id must be text of 1 to {MAX_ID_LENGTH} "
+                f"characters, got {record_id!r}; such records get a generated id",
             )  # fmt: skip
     # Not outcomes.count(None): that compares a usage object by ==, which pydantic runs in Python.
     if outcomes[0] is None and outcomes[1:].count(None) == len(outcomes) - 1:
@@ -63,7 +63,11 @@ def outcome_record(stats: Stats, outcomes: tuple[Any, ...], record_id: Any, *fie
     try:
         found = usage_fields(*outcomes)
     except UsageError as exc:
-        stats.warn_once("bad-usage", "banyan: %s; such records are logged without usage", exc)
+        # One warning per argument: the error names it first.
+        argument = str(exc).split(" ", 1)[0]
+        stats.warn_loudly(
+            f"bad-usage-{argument}", f"banyan: {exc}; such records are logged without usage"
+        )
         return Record(*head)
     # Positional: UsageRecord's fields are Record's, then the usage ones in Usage's order.
     return UsageRecord(*head, *found)  # type: ignore[call-arg]

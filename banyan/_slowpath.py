@@ -99,6 +99,17 @@ class SlowPaths:
             return self._stats.drop_entry(DropReason.INTERNAL_ERROR, exc)
         return self.log_prompt(*plain_args, *outcomes)
 
+    def _duration(self, value: Any) -> float | None:
+        """log_prompt's ``duration_ms`` of an unusual type or value, as sent; one left out is
+        warned about once (the record is logged all the same)."""
+        duration = as_duration(value)
+        if duration is None:
+            self._stats.warn_loudly(
+                "bad-duration_ms", "banyan: duration_ms must be a finite number of milliseconds "
+                f"or a timedelta, got {value!r}; such records are logged without a duration",
+            )  # fmt: skip
+        return duration
+
     def _as_prompt(self, value: Any) -> PromptData | None:
         if value is None or isinstance(value, PromptData):
             return value

@@ -32,8 +32,9 @@ from banyan._wire import (
 )
 from banyan.server import _rules
 from banyan.server._http import HTTPError
-from banyan.server._repeats import UNDECODABLE, repeated_key
+from banyan.server._repeats import repeated_key
 from banyan.server._rules import COLUMN_NAMES, COLUMNS, NULL, SCORE_COLUMNS, Blob
+from banyan.server._undecodable import UNDECODABLE, undecodable
 
 #: Records decoded at a time on the fast path: their strings are freed, and their
 #: memory reused, while it is still in cache (a 10,000-record batch allocates ~25 MB).
@@ -45,14 +46,6 @@ MAX_GZIP_MEMBERS = 8
 _MSGPACK_TYPES = {MSGPACK, "application/x-msgpack", "application/vnd.msgpack"}
 #: First bytes of MessagePack maps that are not a fixmap (0x80-0x8f).
 _FIXMAPS = bytes(range(0x80, 0x90))
-#: Our reason for a RecursionError, whose own text is the interpreter's.
-TOO_DEEP = "nested too deeply for the decoder"
-
-
-def undecodable(exc: BaseException) -> str:
-    """The reason given for one of ``UNDECODABLE``: the decoder's, or ours for too deep."""
-    return TOO_DEEP if isinstance(exc, RecursionError) else str(exc)
-
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 _Finite = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
@@ -146,6 +139,7 @@ class Codec:
     score: Callable[[msgspec.Raw], Score]
     #: The element's ``kind`` (None for a log record); raises for an element that is no map.
     kind: Callable[[msgspec.Raw], str | None]
+    media: str
 
 
 class _Kind(msgspec.Struct, gc=False):
@@ -154,7 +148,7 @@ class _Kind(msgspec.Struct, gc=False):
     kind: str | None = None
 
 
-def _codec(module: Any, elements: Callable[[bytes], list[msgspec.Raw]]) -> Codec:
+def _codec(module: Any, elements: Callable[[bytes], list[msgspec.Raw]], media: str) -> Codec:
     kind = module.Decoder(_Kind).decode
     return Codec(
         elements,
@@ -162,12 +156,13 @@ def _codec(module: Any, elements: Callable[[bytes], list[msgspec.Raw]]) -> Codec
         module.Decoder(UsageRecord).decode,
         module.Decoder(Score).decode,
         lambda raw: kind(raw).kind,
+        media,
     )
 
 
 _CODECS = {
-    MSGPACK: _codec(msgspec.msgpack, _msgpack_elements),
-    JSON: _codec(msgspec.json, _json_elements),
+    MSGPACK: _codec(msgspec.msgpack, _msgpack_elements, MSGPACK),
+    JSON: _codec(msgspec.json, _json_elements, JSON),
 }
 #: Anything to_rows takes: a decoded log or score record, or an element's rejection.
 Element = Record | Score | Rejected
@@ -259,7 +254,8 @@ def decode(body: bytes, kind: str) -> Decoded:
     try:
         raws = codec.raw(body)
     except UNDECODABLE as exc:
-        raise HTTPError(400, f"body is not a {kind} array of records: {undecodable(exc)}") from None
+        reason = undecodable(exc, body, kind)
+        raise HTTPError(400, f"body is not a {kind} array of records: {reason}") from None
     # A MessagePack element is stored as it came; a JSON one is re-encoded.
     blobs = raws if kind == MSGPACK else None
     if blobs is not None:
@@ -351,7 +347,7 @@ def _decode_one(codec: Codec, raw: msgspec.Raw, index: int) -> Element:
         if kind == SCORE:
             return codec.score(raw)
     except UNDECODABLE as exc:
-        return Rejected(index, undecodable(exc))
+        return Rejected(index, undecodable(exc, raw, codec.media))
     return Rejected(index, f"unknown record kind {kind!r}; a record's kind is absent or {SCORE!r}")
 
 

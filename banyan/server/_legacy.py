@@ -19,7 +19,8 @@ from banyan._record import Record
 from banyan._wire import API_KEY_HEADER, JSON, MAX_BATCH_BYTES
 from banyan.server import _auth, _idempotency, _ingest, _prompts
 from banyan.server._http import HTTPError, Request, Response, check_name, field_of, json_response
-from banyan.server._repeats import UNDECODABLE, repeated_key
+from banyan.server._repeats import repeated_key
+from banyan.server._undecodable import UNDECODABLE, undecodable
 
 
 def _check_project(req: Request, body: dict[str, Any]) -> None:
@@ -58,7 +59,7 @@ def _usage_batch(req: Request, raw: bytes) -> tuple[str, _ingest.Decoded]:
     try:
         usage = _usage_decoder.decode(raw)
     except UNDECODABLE as exc:
-        raise HTTPError(400, f"invalid usage record: {exc}") from None
+        raise HTTPError(400, f"invalid usage record: {undecodable(exc, raw, JSON)}") from None
     key = repeated_key(raw, JSON)
     if key is not None:
         raise HTTPError(400, f"invalid usage record: key {key!r} appears more than once")

@@ -12,13 +12,8 @@ from typing import Any
 
 import msgspec
 
-from banyan._wire import MSGPACK, msgpack_array_header
-
-#: msgspec raises UnicodeDecodeError, not DecodeError, for a MessagePack string
-#: that is not UTF-8, and RecursionError for nesting deeper than about 1,000 levels.
-UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
-
-_items = msgspec.msgpack.Decoder(list[msgspec.Raw]).decode
+from banyan._wire import MSGPACK
+from banyan.server._undecodable import UNDECODABLE, entries
 
 
 def repeated_key(raw: msgspec.Raw | bytes, kind: str) -> str | None:
@@ -33,19 +28,9 @@ def repeated_key(raw: msgspec.Raw | bytes, kind: str) -> str | None:
 
 def _msgpack_keys(data: bytes) -> list[str]:
     head = data[0] if data else 0
-    if 0x80 <= head <= 0x8F:
-        count, start = head & 0x0F, 1
-    elif head in (0xDE, 0xDF):
-        start = 3 if head == 0xDE else 5
-        count = int.from_bytes(data[1:start], "big")
-    else:
-        return []
-    if 2 * count > len(data):
-        return []
-    # A map of n entries is laid out as an array of 2n items after its header.
+    items = entries(data) if 0x80 <= head <= 0x8F or head in (0xDE, 0xDF) else None
     try:
-        items = _items(msgpack_array_header(2 * count) + data[start:])
-        keys = [msgspec.msgpack.decode(raw) for raw in items[0::2]]
+        keys = [msgspec.msgpack.decode(raw) for raw in (items or ())[0::2]]
     except UNDECODABLE:
         return []
     return [key for key in keys if isinstance(key, str)]

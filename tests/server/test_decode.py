@@ -15,6 +15,7 @@ from banyan._record import Record, Score, UsageRecord
 from banyan._wire import JSON, MSGPACK, Rejected, msgpack_array_header
 from banyan.server import _ingest, _rules
 from banyan.server._http import HTTPError
+from banyan.server._undecodable import NOT_UTF8, undecodable
 
 from .helpers import body, record
 
@@ -29,7 +30,7 @@ def _one_by_one(payload: bytes) -> _ingest.Decoded:
         try:
             records.append(_one(raw))
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            records.append(Rejected(index, str(exc)))
+            records.append(Rejected(index, undecodable(exc, raw, MSGPACK)))
     return _ingest.to_rows(records, raws)
 
 
@@ -71,10 +72,19 @@ def test_invalid_utf8_in_any_string_rejects_its_record(fields: dict[str, Any]) -
     payload = msgpack_array_header(600) + b"".join(good)
     decoded = _ingest.decode(payload, MSGPACK)
     assert [r.index for r in decoded.rejected] == [300]
-    # The reason is the decoder's text (msgspec 0.23 reworded it): we promise it names UTF-8.
-    assert "utf-8" in decoded.rejected[0].error.lower()
+    assert decoded.rejected[0].error == NOT_UTF8
     assert decoded.count == 599
     _same(decoded, _one_by_one(payload))
+
+
+def test_invalid_utf8_in_a_json_record_rejects_it_with_our_reason() -> None:
+    """Invalid UTF-8 in a JSON string rejects only that record, with our reason (#13)."""
+    good = msgspec.json.encode(record("u-1")).decode()
+    bad = msgspec.json.encode(record("u-bad", input="@@")).replace(b"@@", b"\xff\xfe")
+    payload = b"[" + good.encode() + b"," + bad + b"]"
+    decoded = _ingest.decode(payload, JSON)
+    assert [(r.index, r.error) for r in decoded.rejected] == [(1, NOT_UTF8)]
+    assert decoded.count == 1
 
 
 def test_explicit_nulls_and_integers_decode_as_the_record_path_does() -> None:

@@ -20,6 +20,7 @@ from banyan._record import MAX_ID_LENGTH, Record, encode
 from banyan._wire import JSON, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MSGPACK, Rejected
 from banyan.server import _ingest, _rules
 from banyan.server._http import HTTPError
+from banyan.server._undecodable import NOT_UTF8, TOO_DEEP, undecodable
 
 from .helpers import body, record
 
@@ -272,7 +273,7 @@ def test_body_nested_too_deeply_is_400_with_our_reason(kind: str) -> None:
     error = _refused(_ingest.decode, payload, kind)
     assert (error.status, error.message) == (
         400,
-        f"body is not a {kind} array of records: {_ingest.TOO_DEEP}",
+        f"body is not a {kind} array of records: {TOO_DEEP}",
     )
 
 
@@ -404,10 +405,18 @@ def test_decoded_count_is_values_over_columns() -> None:
     assert _ingest.Decoded().count == 0
 
 
-def test_undecodable_reason_is_the_decoders_text_but_for_recursion() -> None:
-    """undecodable gives the exception's own text, or TOO_DEEP for a RecursionError."""
-    assert _ingest.undecodable(msgspec.DecodeError("bad")) == "bad"
-    assert _ingest.undecodable(RecursionError("maximum recursion")) == _ingest.TOO_DEEP
+def test_undecodable_reason_is_the_decoders_text_but_for_recursion_and_utf8() -> None:
+    """undecodable gives the exception's own text, or ours: TOO_DEEP for a RecursionError,
+    NOT_UTF8 for a string that is not UTF-8 anywhere in the record (#13)."""
+    bad = msgspec.DecodeError("bad")
+    assert undecodable(bad) == "bad"
+    assert undecodable(RecursionError("maximum recursion")) == TOO_DEEP
+    assert undecodable(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid")) == NOT_UTF8
+    nested = msgspec.msgpack.encode({"a": [1.5, {"@@": b"\xff"}], "b": "ok"})
+    assert undecodable(bad, nested, MSGPACK) == "bad"
+    assert undecodable(bad, nested.replace(b"@@", b"\xff\xfe"), MSGPACK) == NOT_UTF8
+    assert undecodable(bad, b'{"a": "\xff"}', JSON) == NOT_UTF8
+    assert undecodable(bad, b'{"a": 1', JSON) == "bad"
 
 
 def test_a_zlib_stream_is_not_gzip() -> None:

@@ -14,7 +14,7 @@ import pytest
 from fakes import status
 
 import banyan
-from banyan import _default, _warn
+from banyan import _controls, _default, _warn
 from banyan.testing import capture
 
 EMAIL = "ada@example.com"
@@ -245,6 +245,35 @@ def test_a_score_by_record_id_follows_its_records_sampling() -> None:
         assert dropped == 2 * (200 - len(records))
         runs.append(records)
     assert runs[0] == runs[1]  # deterministic: the same ids, the same decisions
+
+
+def test_a_score_by_record_id_follows_its_subjects_sampling() -> None:
+    """A score given only record_id follows its record's decision, made by the record's subject
+    (#16): every kept score names a kept record, every kept record keeps its score."""
+    with capture(sample_rate=0.5) as backend:
+        for user in range(200):
+            prompt = banyan.PromptData(content="c", name="p", experiment_id="e",
+                                       sticky_key="user", sticky_value=f"user-{user}")  # fmt: skip
+            banyan.log_prompt("in", "out", prompt_data=prompt, record_id=f"answer-{user}")
+            banyan.log_score("stars", 4, record_id=f"answer-{user}")
+        logged = backend.logged
+    records = [r["id"] for r in logged if "kind" not in r]
+    scores = [r["record_id"] for r in logged if r.get("kind") == "score"]
+    assert records == scores
+    assert 50 < len(records) < 150
+
+
+def test_remembered_sampling_decisions_are_bounded(make_logger: Any) -> None:
+    """The decisions kept for scores by record_id are the last REMEMBERED records' only."""
+    logger, _ = make_logger(sample_rate=0.5)
+    prompt = banyan.PromptData(content="c", name="p", experiment_id="e", sticky_key="user",
+                               sticky_value="u")  # fmt: skip
+    for n in range(_controls.REMEMBERED + 10):
+        logger.log_prompt("in", "out", prompt_data=prompt, record_id=f"answer-{n}")
+    assert logger._gate is not None
+    assert len(logger._gate._decisions) == _controls.REMEMBERED
+    assert "answer-9" not in logger._gate._decisions
+    assert f"answer-{_controls.REMEMBERED + 9}" in logger._gate._decisions
 
 
 def test_explicit_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

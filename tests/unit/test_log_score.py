@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +13,7 @@ from fakes import FakeResponse, MakeLogger
 from test_log_prompt import quiet
 
 import banyan
+from banyan import _warn
 from banyan.testing import capture
 
 SUBJECT = banyan.PromptData(
@@ -202,6 +204,28 @@ def test_bad_usage_or_record_id_is_warned_once_and_the_record_logged(
     assert all("input_tokens" not in r and r["id"] != "x" * 200 for r in records)
     assert len([r for r in caplog.records if "input_tokens" in r.message]) == 1
     assert len([r for r in caplog.records if "record_id" in r.message]) == 1
+
+
+@pytest.mark.parametrize(
+    ("argument", "bad"), [("duration_ms", "fast"), ("input_tokens", "x"), ("cost", "y")]
+)
+def test_a_wrongly_typed_outcome_is_warned_once_by_name_and_the_record_logged(
+    make_logger: MakeLogger, argument: str, bad: Any
+) -> None:
+    """duration_ms="fast", input_tokens="x", cost="y": the record is logged without it, and a
+    BanyanWarning naming the argument is issued once."""
+    _warn.forget()
+    logger = quiet(make_logger)
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            assert logger.log_prompt("i", "o", **{argument: bad})
+    [warning] = [w for w in warned if w.category is banyan.BanyanWarning]
+    assert argument in str(warning.message)
+    records = ring(logger)
+    assert len(records) == 2
+    assert all(r.get(argument) is None for r in records)
+    _warn.forget()
 
 
 def test_outcome_keywords_survive_the_slow_path(make_logger: MakeLogger) -> None:

@@ -16,6 +16,7 @@ partitioned table to hold the partition key, so that index is
 from __future__ import annotations
 
 import calendar
+import math
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -29,6 +30,8 @@ DAY = 86_400
 AHEAD_DAYS = 2
 #: Days before today for which a late record gets its own partition (older: default).
 BACK_DAYS = 31
+#: Rows retention deletes per transaction (record ids, default partition, scores).
+PRUNE_CHUNK = 5000
 #: Keys of pg_advisory_xact_lock: the migration, partition changes.
 MIGRATION_LOCK, PARTITION_LOCK = 0x62616E79616E01, 0x62616E79616E02
 
@@ -275,16 +278,34 @@ async def drop_before(
     """Drop the day partitions that end by ``before`` and older rows of logs_default and
     scores; the rows removed per table.
 
-    ``lock_timeout`` bounds the wait for the brief exclusive lock on ``logs``: a
-    drop queued behind a long reader would otherwise stall every ingest behind it.
-    The doomed partitions are counted first under a SHARE lock (readers go on, a
-    late record for their day waits), before the first DROP locks ``logs``.
+    Only the DROPs lock ``logs`` (exclusively): the doomed partitions' record ids are
+    deleted first, through their key, and the older rows of logs_default (with their
+    ids) and scores after, PRUNE_CHUNK rows per transaction (#17). ``lock_timeout``
+    bounds the wait for that lock: a drop queued behind a long reader would otherwise
+    stall every ingest behind it.
+    """
+    async with conn.transaction():
+        freed = [day for day in sorted(await existing_days(conn)) if (day + 1) * DAY <= before]
+    for day in freed:
+        ids = sql.SQL(_FREE_IDS).format(sql.Identifier(partition_name(day)))
+        await _chunks(conn, ids, ("", -math.inf, ""))
+    logs = await _drop(conn, set(freed), lock_timeout_ms)
+    logs += await _chunks(conn, sql.SQL(_DELETE_DEFAULT), (before,))
+    scores = await _chunks(conn, sql.SQL(_DELETE_SCORES), (before,))
+    return {"logs": logs, "scores": scores}
+
+
+async def _drop(conn: AsyncConnection[Any], freed: set[int], lock_timeout_ms: int) -> int:
+    """Drop the partitions of ``freed`` days that still exist; the rows they held.
+
+    They are counted first under a SHARE lock (readers go on, a late record for their
+    day waits), before the first DROP locks ``logs``.
     """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
         await conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(lock_timeout_ms))
-        doomed = [sql.Identifier(partition_name(day)) for day in sorted(await existing_days(conn))
-                  if (day + 1) * DAY <= before]  # fmt: skip
+        doomed = [sql.Identifier(partition_name(day))
+                  for day in sorted(freed & await existing_days(conn))]  # fmt: skip
         logs = 0
         for table in doomed:
             await conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(table))
@@ -292,8 +313,57 @@ async def drop_before(
             logs += (await cur.fetchone() or (0,))[0]
         for table in doomed:
             await conn.execute(sql.SQL("DROP TABLE {}").format(table))
-        cur = await conn.execute("DELETE FROM logs_default WHERE ts < %s", (before,))
-        logs += cur.rowcount
-        cur = await conn.execute("DELETE FROM scores WHERE ts < %s", (before,))
-        await conn.execute("DELETE FROM record_ids WHERE ts < %s", (before,))
-        return {"logs": logs, "scores": cur.rowcount}
+        return logs
+
+
+#: One chunk of a doomed partition's ids, in its unique index's order after the last
+#: chunk's key; answers the chunk's size and its last key. Only a row's own claim goes
+#: (same ts): a later record may have claimed the id again. A record stored for the day
+#: between its chunk and the DROP keeps its claim (a retry of a pruned record).
+_FREE_IDS = """
+WITH chunk AS MATERIALIZED (
+    SELECT project_id, ts, id FROM {} WHERE (project_id, ts, id) > (%s, %s, %s)
+    ORDER BY project_id, ts, id LIMIT %s
+), freed AS (
+    DELETE FROM record_ids r USING chunk c WHERE r.project_id = c.project_id COLLATE "C"
+    AND r.id = c.id COLLATE "C" AND r.ts = c.ts
+)
+SELECT (SELECT count(*) FROM chunk), project_id, ts, id FROM chunk
+ORDER BY project_id DESC, ts DESC, id DESC LIMIT 1
+"""
+_DELETE_DEFAULT = """
+WITH gone AS (
+    DELETE FROM logs_default WHERE ctid = ANY (ARRAY(
+        SELECT ctid FROM logs_default WHERE ts < %s LIMIT %s
+    )) RETURNING project_id, id, ts
+), freed AS (
+    DELETE FROM record_ids r USING gone g WHERE r.project_id = g.project_id COLLATE "C"
+    AND r.id = g.id COLLATE "C" AND r.ts = g.ts
+)
+SELECT count(*) FROM gone
+"""
+_DELETE_SCORES = """
+WITH gone AS (
+    DELETE FROM scores WHERE ctid = ANY (ARRAY(
+        SELECT ctid FROM scores WHERE ts < %s LIMIT %s
+    )) RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
+
+
+async def _chunks(
+    conn: AsyncConnection[Any], query: sql.Composed | sql.SQL, args: tuple[Any, ...]
+) -> int:
+    """Run ``query`` with ``args`` and PRUNE_CHUNK, each time in its own transaction, until a
+    chunk comes back short; the rows it handled. It answers the chunk's size, then (for
+    _FREE_IDS) the key that the next chunk's ``args`` start after."""
+    total = 0
+    while True:
+        async with conn.transaction():
+            row = await (await conn.execute(query, (*args, PRUNE_CHUNK))).fetchone()
+        count, *key = row or (0,)
+        total += count
+        if count < PRUNE_CHUNK:
+            return total
+        args = tuple(key) or args

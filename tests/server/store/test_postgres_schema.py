@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -144,6 +145,60 @@ def test_prune_drops_old_partitions_and_keeps_the_rest(pg_url: str) -> None:
     assert schema.partition_name(today) in _partitions(pg_url)
     # Counters count what was received, not what retention kept.
     assert summary["stored"] == 4
+
+
+def _insert_today(url: str) -> bool:
+    """Whether a row for today's partition gets its lock within 1 s."""
+    with psycopg.connect(url) as conn:
+        conn.execute("SET lock_timeout = '1s'")
+        try:
+            conn.execute("INSERT INTO logs (project_id, id, ts, record) VALUES"
+                         " ('prj_b', 'probe', %s, '')", (time.time(),))  # fmt: skip
+        except psycopg.errors.LockNotAvailable:
+            return False
+        return True
+
+
+class _Probing:
+    """A connection that, after its first statement on record_ids (the prune's slow part),
+    tries an insert for today's partition while the prune is held there."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], url: str) -> None:
+        self._conn, self._url = conn, url
+        self.insert_got_its_lock: bool | None = None
+
+    def transaction(self) -> Any:
+        return self._conn.transaction()
+
+    async def execute(self, query: Any, params: Any = None) -> Any:
+        cursor = await self._conn.execute(query, params)
+        if self.insert_got_its_lock is None and "record_ids" in str(query):
+            self.insert_got_its_lock = await asyncio.to_thread(_insert_today, self._url)
+        return cursor
+
+
+def test_prune_holds_no_lock_on_logs_while_it_deletes_record_ids(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While prune deletes the dropped days' ids (in chunks), today's ingest takes its lock
+    (#17); every old id is freed, every kept one stays."""
+    monkeypatch.setattr(schema, "PRUNE_CHUNK", 40)
+    old = [f"old-{n}" for n in range(150)]
+
+    async def scenario(store: PostgresStore) -> dict[str, int]:
+        await store.ingest("prj_a", batch(old, ts=_day_ts(10)), 0)
+        await store.ingest("prj_a", batch(["ancient-1", "ancient-2"], ts=_day_ts(400)), 0)
+        await store.ingest("prj_a", batch(["now-1", "now-2"], ts=_day_ts(0)), 0)
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+            probing = _Probing(conn, pg_url)
+            removed = await schema.drop_before(cast(Any, probing), _day_ts(5), 2000)
+        assert probing.insert_got_its_lock
+        assert await store.ingest("prj_a", batch(["old-7", "ancient-2"], ts=_day_ts(10)), 0) == 2
+        return removed
+
+    assert with_store(pg_url, scenario) == {"logs": 152, "scores": 0}
+    assert sorted(stored_ids(pg_url, "prj_a")) == ["ancient-2", "now-1", "now-2", "old-7"]
+    assert scalar(pg_url, "SELECT count(*) FROM record_ids") == 4
 
 
 def test_two_instances_creating_one_day_store_every_row(pg_url: str) -> None:
