@@ -77,6 +77,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         [
             U + "test_delivery.py",
             U + "test_delivery_paths.py",
+            U + "test_delivery_mutants.py",
             U + "test_backoff.py",
             U + "test_retry_after.py",
         ],
@@ -86,6 +87,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         [
             U + "test_delivery.py",
             U + "test_delivery_paths.py",
+            U + "test_delivery_mutants.py",
             U + "test_fanout.py",
             U + "test_retry_after.py",
         ],
