@@ -101,6 +101,14 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             U + "test_retry_after.py",
         ],
     ),
+    "legacybody": (
+        "banyan/_legacybody.py",
+        [
+            U + "test_delivery_paths.py",
+            U + "test_delivery_mutants.py",
+            U + "test_fanout.py",
+        ],
+    ),
     "segment": ("banyan/_segment.py", [U + "test_segment_format.py", U + "test_spool.py"]),
     "spool": (
         "banyan/_spool.py",
@@ -109,6 +117,16 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             U + "test_spool.py",
             U + "test_spool_sync.py",
             U + "test_spool_edges.py",
+        ],
+    ),
+    "spoolclaims": (
+        "banyan/_spoolclaims.py",
+        [
+            U + "test_spool_status.py",
+            U + "test_spool.py",
+            U + "test_spool_sync.py",
+            U + "test_spool_edges.py",
+            U + "test_spool_disk.py",
         ],
     ),
     "routing": (

@@ -139,11 +139,22 @@ OK = FakeResponse({"accepted": 3, "duplicates": 0})
 Spilled = tuple[list[Encoded], list[Encoded], DropReason, str]
 
 
-def delivering(*script: Step, **options: Any) -> tuple[Delivery, FakeTransport, list[Spilled]]:
+class Counted(Delivery):
+    """A Delivery with a tally of its own, called with a batch alone (as a flusher would)."""
+
+    def __init__(self, config: Config, transport: Any, *, in_spool: bool = False) -> None:
+        super().__init__(config, transport, in_spool=in_spool)
+        self._stats = Stats()
+
+    def __call__(self, records: list[Encoded], deadline: float | None, stop: Any) -> bool:
+        return self.deliver(records, deadline, stop, self._stats)
+
+
+def delivering(*script: Step, **options: Any) -> tuple[Counted, FakeTransport, list[Spilled]]:
     """A Delivery answered by ``script``, counting into a Stats of its own, its spills listed."""
     config = Config(api_key="psk_unit", base_url="http://127.0.0.1:9", **options)
     fake = FakeTransport(list(script))
-    delivery = Delivery(config, fake, Stats())  # type: ignore[arg-type]
+    delivery = Counted(config, fake)
     spilled: list[Spilled] = []
     delivery.spill = lambda batch, records, reason, error: spilled.append(
         (batch, records, reason, error)
@@ -151,7 +162,7 @@ def delivering(*script: Step, **options: Any) -> tuple[Delivery, FakeTransport, 
     return delivery, fake, spilled
 
 
-def one_by_one(*script: Step, **options: Any) -> tuple[Delivery, FakeTransport, list[Spilled]]:
+def one_by_one(*script: Step, **options: Any) -> tuple[Counted, FakeTransport, list[Spilled]]:
     """A delivery already switched to one-by-one sends by a 404."""
     delivery, fake, spilled = delivering(status(404), OK, OK, OK, *script, **options)
     assert delivery(RECORDS, None, Waits())

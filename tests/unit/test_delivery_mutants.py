@@ -14,13 +14,13 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from fakes import RECORDS, FakeResponse, Waits, delivering, one_by_one, status
+from fakes import RECORDS, Counted, FakeResponse, Waits, delivering, one_by_one, status
 
-from banyan._delivery import MAX_RECORD_BYTES, Delivery
+from banyan._delivery import MAX_RECORD_BYTES
 from banyan._exceptions import ConnectError
 from banyan._fanout import Outcome, Policy
 from banyan._record import Encoded, Record, Score, encode
-from banyan._stats import DropReason, Stats
+from banyan._stats import DropReason
 from banyan._wire import (
     BATCH_PATH,
     IDEMPOTENCY_HEADER,
@@ -177,11 +177,10 @@ def test_a_refused_key_with_a_spool_keeps_the_batch_warned_loudly(
     assert caplog.messages == [f"{refused}; {KEPT}"]
 
 
-def _replaying(*script: Any, **options: Any) -> Delivery:
+def _replaying(*script: Any, **options: Any) -> Counted:
     """A replay's delivery: no spill, its records already in the spool."""
     delivery, fake, _ = delivering(*script, **options)
-    replay = Delivery(delivery._config, fake, Stats(), in_spool=True)  # type: ignore[arg-type]
-    return replay
+    return Counted(delivery._config, fake, in_spool=True)
 
 
 def test_a_replayed_batch_refused_its_key_stays_in_the_spool(
@@ -267,7 +266,7 @@ class FakeFanout:
         return self.outcome
 
 
-def _fanned(outcome: Outcome | None = None) -> tuple[Delivery, FakeFanout, list[Any]]:
+def _fanned(outcome: Outcome | None = None) -> tuple[Counted, FakeFanout, list[Any]]:
     delivery, fake, spilled = delivering(status(404))
     fake.pool = FakeFanout(outcome or Outcome())
     return delivery, fake.pool, spilled
