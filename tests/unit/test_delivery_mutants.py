@@ -163,18 +163,21 @@ def test_a_repaired_record_given_up_is_spilled_as_part_of_its_batch() -> None:
 def test_a_refused_key_with_a_spool_keeps_the_batch_warned_loudly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """401 with a spool: the batch is spilled as unauthorized, the error kept, and the user
-    told loudly that the records wait for the right key."""
-    refusal = status(401)
-    delivery, _, spilled = delivering(refusal)
+    """401 (then 403) with a spool: the batch is spilled as unauthorized, the error kept, and
+    the user told loudly, once per status, that the records wait for the right key."""
+    refusals = [status(401), status(403), status(401)]
+    delivery, _, spilled = delivering(*refusals)
     with caplog.at_level(logging.WARNING, logger="banyan"), warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        assert not delivery(RECORDS, None, Waits())
-    assert spilled == [(RECORDS, RECORDS, DropReason.UNAUTHORIZED, str(refusal))]
-    assert delivery._stats.last_error == str(refusal)
+        for _ in refusals:
+            assert not delivery(RECORDS, None, Waits())
+    assert spilled[0] == (RECORDS, RECORDS, DropReason.UNAUTHORIZED, str(refusals[0]))
+    assert delivery._stats.last_error == str(refusals[-1])
     hint = " (check the API key / BANYAN_API_KEY)"
-    refused = f"banyan: the server refused a batch of logs, {refusal}{hint}"
-    assert caplog.messages == [f"{refused}; {KEPT}"]
+    assert caplog.messages == [
+        f"banyan: the server refused a batch of logs, {refusal}{hint}; {KEPT}"
+        for refusal in refusals[:2]
+    ]
 
 
 def _replaying(*script: Any, **options: Any) -> Counted:
