@@ -144,7 +144,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "fork": (
         "banyan/_fork.py",
-        [U + "test_fork_hooks.py", U + "test_fork_module.py", "tests/process/test_fork_hook.py"],
+        [
+            U + "test_fork_hooks.py",
+            U + "test_fork_module.py",
+            U + "test_fork_mutants.py",
+            "tests/process/test_fork_hook.py",
+        ],
     ),
     "record": (
         "banyan/_record.py",
@@ -224,6 +229,10 @@ def mutate(
     return found
 
 
+#: The statuses a module's entry counts (mutmut's others count as "not checked").
+_COUNTED = ("killed", "survived", "timeout", "no tests", "not checked")
+
+
 def _function(name: str) -> str:
     """A mutant's function: its name without mutmut's number."""
     return name.rpartition("__mutmut_")[0]
@@ -245,7 +254,7 @@ def summarise(
     (mutmut numbers mutants by position: an edit of the code may renumber them).
     """
     known = _equivalents()
-    counts = dict.fromkeys(["killed", "survived", "timeout", "no tests", "not checked"], 0)
+    counts = dict.fromkeys(_COUNTED, 0)
     equivalent, survivors = 0, {}
     for name, (status, change) in sorted(found.items()):
         if (_function(name), change) in known:
@@ -281,14 +290,40 @@ def rejudge(entry: dict[str, Any]) -> None:
     entry["score"] = round((entry["killed"] + entry["timeout"]) / judged, 4) if judged else None
 
 
+def recheck(entry: dict[str, Any], found: dict[str, tuple[str, str]]) -> None:
+    """Count the stored survivors of a module run again (``found``): those now killed or
+    timed out move to their new status. Only for code unchanged since the full run, where
+    mutmut's names still mean the same mutants."""
+    for name, (status, change) in found.items():
+        old = entry["survivors"][name].split(": ", 1)[0]
+        entry[old.replace(" ", "_")] -= 1
+        entry[status.replace(" ", "_") if status in _COUNTED else "not_checked"] += 1
+        del entry["survivors"][name]
+        if status not in ("killed", "timeout"):
+            entry["survivors"][name] = f"{status}: {change}"
+    entry["rechecked"] = time.strftime("%Y-%m-%d", time.gmtime())
+    rejudge(entry)
+
+
 def main(argv: list[str]) -> int:
     """Run the modules named in ``argv`` (all by default); ``--rejudge`` only re-reads
-    equivalent.json into the report."""
+    equivalent.json into the report; ``--again MODULE ...`` runs only their stored
+    survivors again (after new tests, on unchanged code)."""
     report = json.loads(REPORT.read_text()) if REPORT.exists() else {"modules": {}}
     if argv == ["--rejudge"]:
         for entry in report["modules"].values():
             rejudge(entry)
         REPORT.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        return 0
+    if argv[:1] == ["--again"]:
+        for module in argv[1:]:
+            entry = report["modules"][module]
+            rejudge(entry)
+            file, tests = MODULES[module]
+            found = mutate(ROOT, [file], list(entry["survivors"]), tests, 1800)
+            recheck(entry, found)
+            REPORT.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+            print(f"{module:10} {len(entry['survivors']):3} left score {entry['score']}")
         return 0
     chosen = argv or list(MODULES)
     report.update(tool=f"mutmut {version('mutmut')}", command="make mutate")
