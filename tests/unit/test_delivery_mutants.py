@@ -108,7 +108,9 @@ def test_the_probe_keeps_to_the_deadline_and_is_not_sent_past_it() -> None:
     delivery, fake, _ = delivering(timeout=10.0)
     before = time.monotonic()
     assert delivery(BIG, before + 0.5, Waits())
-    assert 0 < fake.calls[0][2]["timeout"] <= 0.5
+    probe = fake.calls[0][2]
+    assert msgspec.msgpack.decode(probe["content"]) == []
+    assert 0 < probe["timeout"] <= 0.5
     late, fake, spilled = delivering()
     assert not late(BIG, time.monotonic() - 1, Waits())
     assert (fake.calls, spilled[0][2]) == ([], DropReason.DEADLINE)
@@ -296,11 +298,14 @@ def test_the_concurrent_sender_is_handed_the_jobs_and_this_deliverys_policy() ->
 
 def test_what_the_concurrent_sender_leaves_is_spilled_with_its_reason() -> None:
     """Records the concurrent sender could not deliver are spilled, as part of their batch,
-    with its reason and error; the send reports False."""
+    with its reason and error (without a spool, dropped and counted); the send is False."""
     left = Outcome(False, RECORDS[1:], DropReason.DEADLINE, "busy")
     delivery, fanout, spilled = _fanned(left)
     assert not delivery(RECORDS, None, Waits())
     assert spilled == [(RECORDS, RECORDS[1:], DropReason.DEADLINE, "busy")]
+    delivery.spill = None
+    assert not delivery(RECORDS, None, Waits())
+    assert delivery._stats.dropped[DropReason.DEADLINE] == 2
     fanout.not_before = time.monotonic() + 60
     assert delivery.not_before == fanout.not_before
 
