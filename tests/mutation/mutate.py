@@ -106,6 +106,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         [
             U + "test_delivery_paths.py",
             U + "test_delivery_mutants.py",
+            U + "test_legacybody_mutants.py",
             U + "test_fanout.py",
         ],
     ),
