@@ -58,6 +58,28 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             U + "test_fork_module.py",
         ],
     ),
+    "slowpath": (
+        "banyan/_slowpath.py",
+        [
+            U + "test_log_prompt.py",
+            U + "test_log_score.py",
+            U + "test_ring_bound.py",
+            U + "test_default.py",
+            U + "test_before_send_kinds.py",
+            U + "test_fork_module.py",
+            U + "test_flusher.py",
+        ],
+    ),
+    "promptcalls": (
+        "banyan/_promptcalls.py",
+        [
+            U + "test_prompts.py",
+            U + "test_prompts_cache.py",
+            U + "test_default.py",
+            U + "test_default_async.py",
+            U + "test_routing_vectors.py",
+        ],
+    ),
     "ring": (
         "banyan/_ring.py",
         [U + "test_ring.py", U + "test_ring_bound.py", U + "test_ring_edges.py"],
