@@ -21,6 +21,11 @@ SAMPLE = {
         "banyan._delivery.xǁDeliveryǁ_backoff__mutmut_8",  # another exponent
         "banyan._delivery.xǁDeliveryǁ_backoff__mutmut_12",  # divided by the jitter
         "banyan._delivery.xǁDeliveryǁ_backoff__mutmut_17",  # jitter range moved
+        "banyan._delivery.xǁDeliveryǁ_probe__mutmut_30",  # a probe's 404 not heeded
+        "banyan._delivery.xǁDeliveryǁ_send_legacy__mutmut_66",  # a failed 1.0.1 send is True
+    ],
+    "failures": [
+        "banyan._failures.x_refused__mutmut_22",  # one warning for every refused status
     ],
     "transport": [
         "banyan._transport.x_retry_after_seconds__mutmut_6",  # seconds floored at 1
