@@ -318,6 +318,8 @@ def recheck(entry: dict[str, Any], found: dict[str, tuple[str, str]]) -> None:
     timed out move to their new status. Only for code unchanged since the full run, where
     mutmut's names still mean the same mutants."""
     for name, (status, change) in found.items():
+        if name not in entry["survivors"]:
+            continue  # mutmut lists every mutant of the file, run or not
         old = entry["survivors"][name].split(": ", 1)[0]
         entry[old.replace(" ", "_")] -= 1
         entry[status.replace(" ", "_") if status in _COUNTED else "not_checked"] += 1
