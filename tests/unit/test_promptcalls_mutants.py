@@ -44,14 +44,16 @@ def test_aget_prompt_asks_the_cache_without_blocking_then_fetches_in_a_thread(
 ) -> None:
     """aget_prompt asks the cache first without blocking (a hit returns), and on a miss
     fetches in a thread; both with every argument, branch "main" by default."""
-    prompts = Prompts(FOUND, MISS, FOUND)
+    prompts = Prompts(FOUND, MISS, FOUND, FOUND)
     logger = _with(make_logger, prompts)
     assert asyncio.run(logger.aget_prompt("greet", "3", "dev", CONTEXT, fallback="fb")) is FOUND
-    assert asyncio.run(logger.aget_prompt("greet", fallback="fb")) is FOUND
+    assert asyncio.run(logger.aget_prompt("greet", "4", "qa", CONTEXT, fallback="fb")) is FOUND
+    assert asyncio.run(logger.aget_prompt("greet")) is FOUND
     assert prompts.calls == [
         ("get", ("greet", "3", "dev", CONTEXT), {"fallback": "fb", "block": False}),
-        ("get", ("greet", None, "main", None), {"fallback": "fb", "block": False}),
-        ("get", ("greet", None, "main", None), {"fallback": "fb"}),
+        ("get", ("greet", "4", "qa", CONTEXT), {"fallback": "fb", "block": False}),
+        ("get", ("greet", "4", "qa", CONTEXT), {"fallback": "fb"}),
+        ("get", ("greet", None, "main", None), {"fallback": None, "block": False}),
     ]
 
 

@@ -1,0 +1,66 @@
+"""log_prompt's slow paths, each pinned where a planted bug went unseen (mutants of
+_slowpath.py, #21)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fakes import MakeLogger
+from test_log_prompt import queued, quiet
+
+
+class Unshowable:
+    """An argument whose text cannot be made."""
+
+    def __str__(self) -> str:
+        raise ValueError("no text for you")
+
+
+def test_odd_metadata_and_prompt_data_are_logged_plain_with_one_warning_each(
+    make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Metadata that is no mapping is logged as {"value": ...}, prompt_data that is no prompt
+    is left out, each warned once naming its type; texts, duration and all are kept."""
+    logger = quiet(make_logger)
+    with caplog.at_level(logging.WARNING, logger="banyan"):
+        for _ in range(2):
+            assert logger.log_prompt(42, 43, prompt_data=7, metadata=8, duration_ms=1.5)  # type: ignore[arg-type]
+    [record, _] = queued(logger)
+    assert (record.input, record.output, record.prompt_id) == ("42", "43", None)
+    assert (record.metadata, record.duration_ms) == ({"value": 8}, 1.5)
+    assert caplog.messages == [
+        "banyan: prompt_data is not a prompt (a int); such records are logged without prompt "
+        "fields",
+        'banyan: metadata is not a mapping (a int); such metadata is logged as {"value": metadata}',
+    ]
+
+
+def test_an_argument_without_text_is_an_encode_error_with_its_reason(
+    make_logger: MakeLogger,
+) -> None:
+    """An argument whose text cannot be made drops the record as encode_error, its reason
+    kept as last_error."""
+    logger = quiet(make_logger)
+    assert logger.log_prompt(Unshowable(), "o") is False
+    stats = logger.get_stats()
+    assert (stats["dropped"]["encode_error"], stats["last_error"]) == (1, "no text for you")
+
+
+def test_a_blocking_log_with_odd_arguments_is_still_sent_at_once(make_logger: MakeLogger) -> None:
+    """blocking=True survives the slow path: the record made plain is sent before the call
+    returns."""
+    logger, fake = make_logger(spool_dir=False)
+    assert logger.log_prompt(42, "o", blocking=True)
+    assert len(fake.calls) == 1
+    assert logger.get_stats()["logs_sent"] == 1
+
+
+def test_a_disabled_logger_counts_each_call_as_queued_and_dropped(
+    make_logger: MakeLogger,
+) -> None:
+    """enabled=False: each log_prompt is counted in logs_queued and dropped as disabled."""
+    logger, _ = make_logger(enabled=False)
+    assert logger.log_prompt("i", "o")
+    stats = logger.get_stats()
+    assert (stats["logs_queued"], stats["dropped"]["disabled"]) == (1, 1)
