@@ -61,6 +61,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "slowpath": (
         "banyan/_slowpath.py",
         [
+            U + "test_slowpath_mutants.py",
             U + "test_log_prompt.py",
             U + "test_log_score.py",
             U + "test_ring_bound.py",
