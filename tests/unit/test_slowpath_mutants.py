@@ -4,10 +4,13 @@ _slowpath.py, #21)."""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 from fakes import MakeLogger
 from test_log_prompt import queued, quiet
+
+from banyan._delivery import MAX_RECORD_BYTES
 
 
 class Unshowable:
@@ -24,9 +27,10 @@ def test_odd_metadata_and_prompt_data_are_logged_plain_with_one_warning_each(
     is left out, each warned once naming its type; texts, duration and all are kept."""
     logger = quiet(make_logger)
     with caplog.at_level(logging.WARNING, logger="banyan"):
+        assert logger.log_prompt(41, "o")  # nothing odd but the input: no warning
         for _ in range(2):
             assert logger.log_prompt(42, 43, prompt_data=7, metadata=8, duration_ms=1.5)  # type: ignore[arg-type]
-    [record, _] = queued(logger)
+    [_, record, _] = queued(logger)
     assert (record.input, record.output, record.prompt_id) == ("42", "43", None)
     assert (record.metadata, record.duration_ms) == ({"value": 8}, 1.5)
     assert caplog.messages == [
@@ -50,7 +54,7 @@ def test_an_argument_without_text_is_an_encode_error_with_its_reason(
 def test_a_blocking_log_with_odd_arguments_is_still_sent_at_once(make_logger: MakeLogger) -> None:
     """blocking=True survives the slow path: the record made plain is sent before the call
     returns."""
-    logger, fake = make_logger(spool_dir=False)
+    logger, fake = make_logger(spool_dir=False, background_thread=False)
     assert logger.log_prompt(42, "o", blocking=True)
     assert len(fake.calls) == 1
     assert logger.get_stats()["logs_sent"] == 1
@@ -64,3 +68,17 @@ def test_a_disabled_logger_counts_each_call_as_queued_and_dropped(
     assert logger.log_prompt("i", "o")
     stats = logger.get_stats()
     assert (stats["logs_queued"], stats["dropped"]["disabled"]) == (1, 1)
+
+
+def test_a_record_over_the_servers_limit_is_dropped_with_its_size(
+    make_logger: MakeLogger,
+) -> None:
+    """A record larger than the server takes is dropped as too_large, its size in last_error."""
+    logger = quiet(make_logger)
+    assert logger.log_prompt("x" * (MAX_RECORD_BYTES + 1), "o") is False
+    stats = logger.get_stats()
+    assert stats["dropped"]["too_large"] == 1
+    assert re.fullmatch(
+        rf"a \d+ byte record is over the server's limit of {MAX_RECORD_BYTES} bytes",
+        str(stats["last_error"]),
+    )
