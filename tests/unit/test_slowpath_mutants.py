@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 import pytest
 from fakes import MakeLogger
@@ -20,24 +21,36 @@ class Unshowable:
         raise ValueError("no text for you")
 
 
-def test_odd_metadata_and_prompt_data_are_logged_plain_with_one_warning_each(
-    make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
+METADATA = (
+    'banyan: metadata is not a mapping (a int); such metadata is logged as {"value": metadata}'
+)
+PROMPT = (
+    "banyan: prompt_data is not a prompt (a int); such records are logged without prompt fields"
+)
+
+
+@pytest.mark.parametrize(("odd", "warning"), [("metadata", METADATA), ("prompt_data", PROMPT)])
+def test_an_odd_argument_is_warned_about_and_no_other(
+    make_logger: MakeLogger, caplog: pytest.LogCaptureFixture, odd: str, warning: str
 ) -> None:
-    """Metadata that is no mapping is logged as {"value": ...}, prompt_data that is no prompt
-    is left out, each warned once naming its type; texts, duration and all are kept."""
+    """Metadata that is no mapping, or prompt_data that is no prompt, is warned about once
+    naming its type; the other argument, left out, is not."""
     logger = quiet(make_logger)
     with caplog.at_level(logging.WARNING, logger="banyan"):
-        assert logger.log_prompt(41, "o")  # nothing odd but the input: no warning
         for _ in range(2):
-            assert logger.log_prompt(42, 43, prompt_data=7, metadata=8, duration_ms=1.5)  # type: ignore[arg-type]
-    [_, record, _] = queued(logger)
+            assert logger.log_prompt("i", "o", **{odd: 7})  # type: ignore[arg-type]
+    assert caplog.messages == [warning]
+
+
+def test_odd_arguments_are_logged_plain(make_logger: MakeLogger) -> None:
+    """Odd metadata is logged as {"value": ...}, odd prompt_data left out; texts, duration
+    and all are kept."""
+    logger = quiet(make_logger)
+    odd: Any = 7
+    assert logger.log_prompt(42, 43, prompt_data=odd, metadata=odd, duration_ms=1.5)
+    [record] = queued(logger)
     assert (record.input, record.output, record.prompt_id) == ("42", "43", None)
-    assert (record.metadata, record.duration_ms) == ({"value": 8}, 1.5)
-    assert caplog.messages == [
-        "banyan: prompt_data is not a prompt (a int); such records are logged without prompt "
-        "fields",
-        'banyan: metadata is not a mapping (a int); such metadata is logged as {"value": metadata}',
-    ]
+    assert (record.metadata, record.duration_ms) == ({"value": 7}, 1.5)
 
 
 def test_an_argument_without_text_is_an_encode_error_with_its_reason(
@@ -55,7 +68,8 @@ def test_a_blocking_log_with_odd_arguments_is_still_sent_at_once(make_logger: Ma
     """blocking=True survives the slow path: the record made plain is sent before the call
     returns."""
     logger, fake = make_logger(spool_dir=False, background_thread=False)
-    assert logger.log_prompt(42, "o", blocking=True)
+    odd: Any = 7
+    assert logger.log_prompt("i", "o", prompt_data=odd, blocking=True)
     assert len(fake.calls) == 1
     assert logger.get_stats()["logs_sent"] == 1
 
