@@ -60,12 +60,9 @@ _decode_result_msgpack = msgspec.msgpack.Decoder(BatchResult).decode
 class Delivery:
     """Sends batches for one logger and accounts for every record in them."""
 
-    def __init__(
-        self, config: Config, transport: Transport, stats: Stats, *, in_spool: bool = False
-    ) -> None:
+    def __init__(self, config: Config, transport: Transport, *, in_spool: bool = False) -> None:
         self._config = config
         self._transport = transport
-        self._stats = stats
         self._compress = _compressor(config.compression)
         #: Until when records go one by one to the 1.0.1 endpoint (monotonic).
         self._legacy_until = 0.0
@@ -81,12 +78,6 @@ class Delivery:
         self.last_ok = 0.0
         #: The records it sends are spooled already (replay): a refused key leaves them there.
         self._in_spool = in_spool
-
-    def __call__(
-        self, records: list[Encoded], deadline: float | None, stop: threading.Event
-    ) -> bool:
-        """Deliver ``records``, counting into this delivery's stats; True when all were kept."""
-        return self.deliver(records, deadline, stop, self._stats)
 
     def deliver(
         self,

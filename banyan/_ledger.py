@@ -234,10 +234,6 @@ class Ledger(Stats):
             short = self._count(records, tally)
         self._warn_short(short)
 
-    def drained(self) -> bool:
-        """Whether no batch is in flight."""
-        return not self._batches
-
     def view(self, ring: Ring | None = None, spool: SpoolCounts | None = None) -> dict[str, Any]:
         """The ``get_stats()`` dictionary: every record counted once, in one consistent read."""
         spool = spool or SpoolCounts()

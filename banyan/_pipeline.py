@@ -54,7 +54,7 @@ class Pipeline:
         self._config = config
         self._durable = config.durability == "durable"
         self.ledger = Ledger()
-        self.delivery = Delivery(config, transport, self.ledger)
+        self.delivery = Delivery(config, transport)
         self.spooling = None if spool is None else Spooling(
             spool, config, transport, self.ledger, self.delivery
         )  # fmt: skip

@@ -46,14 +46,14 @@ MAX_BACKOFF = 10.0
 class Replayer:
     """Claims, sends and acknowledges spooled segments for one logger.
 
-    ``deliver`` builds a Delivery counting into the Stats it is given (one
-    per segment); ``healthy`` returns when the live path last got a 2xx.
+    ``deliver`` builds a Delivery (one per segment, counting into the segment's
+    tally); ``healthy`` returns when the live path last got a 2xx.
     """
 
     def __init__(
         self,
         spool: Spool,
-        deliver: Callable[[Stats], Delivery],
+        deliver: Callable[[], Delivery],
         stats: Ledger,
         *,
         batch: tuple[int, int],
@@ -154,7 +154,7 @@ class Replayer:
             segment.name, (set(), self._stats.scratch())
         )
         self._taken = taken
-        self._delivery = self._deliver(self._scratch)
+        self._delivery = self._deliver()
         # What it cannot deliver comes back here (the records are in the spool already).
         self._delivery.spill = self._give_back
         self._records = ((i, r) for i, r in enumerate(segment.records()) if i not in taken)
@@ -179,7 +179,7 @@ class Replayer:
             return True
         assert self._delivery is not None
         self._left = []
-        self._delivery(batch, deadline, self._stop)
+        self._delivery.deliver(batch, deadline, self._stop, self._scratch)
         left = self._sort_out(places, batch)
         if left and len(left) < len(batch) and self._shedding():
             # The server took part of it: send the rest again after its Retry-After, without

@@ -67,7 +67,7 @@ class Spooling:
         once = dataclasses.replace(config, max_retries=0)
         self.replayer = Replayer(
             spool,
-            lambda stats: Delivery(once, transport, stats, in_spool=True),
+            lambda: Delivery(once, transport, in_spool=True),
             ledger,
             batch=(config.batch_max_records, config.batch_max_bytes),
             seal_interval=config.flush_interval,

@@ -58,6 +58,35 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             U + "test_fork_module.py",
         ],
     ),
+    "slowpath": (
+        "banyan/_slowpath.py",
+        [
+            U + "test_slowpath_mutants.py",
+            U + "test_log_prompt.py",
+            U + "test_log_score.py",
+            U + "test_ring_bound.py",
+            U + "test_default.py",
+            U + "test_before_send_kinds.py",
+            U + "test_fork_module.py",
+            U + "test_flusher.py",
+            # Under mutmut's stats run the signal handler's log_prompt outlasts --timeout=20.
+            "--deselect",
+            U + "test_log_prompt.py::test_log_prompt_from_a_signal_handler_"
+            "neither_corrupts_nor_hangs",
+        ],
+    ),
+    "promptcalls": (
+        "banyan/_promptcalls.py",
+        [
+            U + "test_promptcalls_mutants.py",
+            U + "test_prompts.py",
+            U + "test_prompts_cache.py",
+            U + "test_controls.py",
+            U + "test_default.py",
+            U + "test_default_async.py",
+            U + "test_routing_vectors.py",
+        ],
+    ),
     "ring": (
         "banyan/_ring.py",
         [U + "test_ring.py", U + "test_ring_bound.py", U + "test_ring_edges.py"],
@@ -77,6 +106,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         [
             U + "test_delivery.py",
             U + "test_delivery_paths.py",
+            U + "test_delivery_mutants.py",
             U + "test_backoff.py",
             U + "test_retry_after.py",
         ],
@@ -86,6 +116,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         [
             U + "test_delivery.py",
             U + "test_delivery_paths.py",
+            U + "test_delivery_mutants.py",
             U + "test_fanout.py",
             U + "test_retry_after.py",
         ],
@@ -99,6 +130,15 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             U + "test_retry_after.py",
         ],
     ),
+    "legacybody": (
+        "banyan/_legacybody.py",
+        [
+            U + "test_delivery_paths.py",
+            U + "test_delivery_mutants.py",
+            U + "test_legacybody_mutants.py",
+            U + "test_fanout.py",
+        ],
+    ),
     "segment": ("banyan/_segment.py", [U + "test_segment_format.py", U + "test_spool.py"]),
     "spool": (
         "banyan/_spool.py",
@@ -107,6 +147,16 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             U + "test_spool.py",
             U + "test_spool_sync.py",
             U + "test_spool_edges.py",
+        ],
+    ),
+    "spoolclaims": (
+        "banyan/_spoolclaims.py",
+        [
+            U + "test_spool_status.py",
+            U + "test_spool.py",
+            U + "test_spool_sync.py",
+            U + "test_spool_edges.py",
+            U + "test_spool_disk.py",
         ],
     ),
     "routing": (
@@ -124,7 +174,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "fork": (
         "banyan/_fork.py",
-        [U + "test_fork_hooks.py", U + "test_fork_module.py", "tests/process/test_fork_hook.py"],
+        [
+            U + "test_fork_hooks.py",
+            U + "test_fork_module.py",
+            U + "test_fork_mutants.py",
+            "tests/process/test_fork_hook.py",
+        ],
     ),
     "record": (
         "banyan/_record.py",
@@ -204,6 +259,10 @@ def mutate(
     return found
 
 
+#: The statuses a module's entry counts (mutmut's others count as "not checked").
+_COUNTED = ("killed", "survived", "timeout", "no tests", "not checked")
+
+
 def _function(name: str) -> str:
     """A mutant's function: its name without mutmut's number."""
     return name.rpartition("__mutmut_")[0]
@@ -225,7 +284,7 @@ def summarise(
     (mutmut numbers mutants by position: an edit of the code may renumber them).
     """
     known = _equivalents()
-    counts = dict.fromkeys(["killed", "survived", "timeout", "no tests", "not checked"], 0)
+    counts = dict.fromkeys(_COUNTED, 0)
     equivalent, survivors = 0, {}
     for name, (status, change) in sorted(found.items()):
         if (_function(name), change) in known:
@@ -261,14 +320,42 @@ def rejudge(entry: dict[str, Any]) -> None:
     entry["score"] = round((entry["killed"] + entry["timeout"]) / judged, 4) if judged else None
 
 
+def recheck(entry: dict[str, Any], found: dict[str, tuple[str, str]]) -> None:
+    """Count the stored survivors of a module run again (``found``): those now killed or
+    timed out move to their new status. Only for code unchanged since the full run, where
+    mutmut's names still mean the same mutants."""
+    for name, (status, change) in found.items():
+        if name not in entry["survivors"]:
+            continue  # mutmut lists every mutant of the file, run or not
+        old = entry["survivors"][name].split(": ", 1)[0]
+        entry[old.replace(" ", "_")] -= 1
+        entry[status.replace(" ", "_") if status in _COUNTED else "not_checked"] += 1
+        del entry["survivors"][name]
+        if status not in ("killed", "timeout"):
+            entry["survivors"][name] = f"{status}: {change}"
+    entry["rechecked"] = time.strftime("%Y-%m-%d", time.gmtime())
+    rejudge(entry)
+
+
 def main(argv: list[str]) -> int:
     """Run the modules named in ``argv`` (all by default); ``--rejudge`` only re-reads
-    equivalent.json into the report."""
+    equivalent.json into the report; ``--again MODULE ...`` runs only their stored
+    survivors again (after new tests, on unchanged code)."""
     report = json.loads(REPORT.read_text()) if REPORT.exists() else {"modules": {}}
     if argv == ["--rejudge"]:
         for entry in report["modules"].values():
             rejudge(entry)
         REPORT.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        return 0
+    if argv[:1] == ["--again"]:
+        for module in argv[1:]:
+            entry = report["modules"][module]
+            rejudge(entry)
+            file, tests = MODULES[module]
+            found = mutate(ROOT, [file], list(entry["survivors"]), tests, 1800)
+            recheck(entry, found)
+            REPORT.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+            print(f"{module:10} {len(entry['survivors']):3} left score {entry['score']}")
         return 0
     chosen = argv or list(MODULES)
     report.update(tool=f"mutmut {version('mutmut')}", command="make mutate")

@@ -7,10 +7,12 @@ function and position: an edit may renumber them, and then this test says so.
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 from mutate import MODULES, ROOT, U, mutate
+from required import unavailable
 
 #: Mutants that once survived every test (issue 21), by module.
 SAMPLE = {
@@ -19,6 +21,11 @@ SAMPLE = {
         "banyan._delivery.xǁDeliveryǁ_backoff__mutmut_8",  # another exponent
         "banyan._delivery.xǁDeliveryǁ_backoff__mutmut_12",  # divided by the jitter
         "banyan._delivery.xǁDeliveryǁ_backoff__mutmut_17",  # jitter range moved
+        "banyan._delivery.xǁDeliveryǁ_probe__mutmut_30",  # a probe's 404 not heeded
+        "banyan._delivery.xǁDeliveryǁ_send_legacy__mutmut_66",  # a failed 1.0.1 send is True
+    ],
+    "failures": [
+        "banyan._failures.x_refused__mutmut_22",  # one warning for every refused status
     ],
     "transport": [
         "banyan._transport.x_retry_after_seconds__mutmut_6",  # seconds floored at 1
@@ -62,11 +69,31 @@ KILLERS = {
 }
 
 
+def _require_mutmut() -> None:
+    try:
+        import mutmut  # noqa: F401
+    except ImportError:
+        unavailable("mutmut is not installed (the dev group has it: make .venv/.dev)")
+
+
+def test_a_missing_mutmut_fails_the_sample_where_ci_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without mutmut the sample fails where CI is set (skips elsewhere): it never decays unseen."""
+    monkeypatch.setitem(sys.modules, "mutmut", None)
+    outcomes = (pytest.fail.Exception, pytest.skip.Exception)
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(outcomes, match="mutmut") as failed:
+        _require_mutmut()
+    monkeypatch.delenv("CI")
+    with pytest.raises(outcomes) as skipped:
+        _require_mutmut()
+    assert (failed.type, skipped.type) == outcomes
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_fixed_sample_of_mutants_is_killed(tmp_path: Path) -> None:
     """Each sampled mutant is killed (or timed out) by its module's fast tests."""
-    pytest.importorskip("mutmut")
+    _require_mutmut()
     for name in ("banyan", "tests"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(ROOT / "pyproject.toml", tmp_path)

@@ -10,7 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from banyan._config import Config
+from banyan._delivery import Delivery
 from banyan._exceptions import BanyanError, HTTPStatusError
+from banyan._record import Encoded, Record, encode
+from banyan._stats import DropReason, Stats
 
 if TYPE_CHECKING:
     import banyan
@@ -46,6 +50,8 @@ class FakeTransport:
     http_version: str = "HTTP/2"
     api_key: str = "psk_fake"
     closed: bool = False
+    #: What :meth:`fanout` returns: the concurrent 1.0.1 sender, if any.
+    pool: Any = None
 
     def close(self) -> None:
         self.closed = True
@@ -53,8 +59,9 @@ class FakeTransport:
     def forget(self) -> None:
         """What a forked child does with its parent's transport: nothing to forget here."""
 
-    def fanout(self) -> None:
-        """No concurrent 1.0.1 sender: records go one at a time through :meth:`request`."""
+    def fanout(self) -> Any:
+        """Without a ``pool``, records go one at a time through :meth:`request`."""
+        return self.pool
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         self.calls.append((method, path, kw))
@@ -121,3 +128,43 @@ class Waits(threading.Event):
 def tallied(export: Any) -> Any:
     """A test's ``export(records, deadline, stop)`` as the flusher calls it, with a tally too."""
     return lambda records, deadline, stop, tally: export(records, deadline, stop)
+
+
+RECORDS: list[Encoded] = [
+    encode(Record(id=f"r{n}", ts=1.5, input="in", output="out")) for n in range(3)
+]
+#: The server's answer taking the three :data:`RECORDS`.
+OK = FakeResponse({"accepted": 3, "duplicates": 0})
+#: What a delivery gave up on: (batch, its records given up, reason, error).
+Spilled = tuple[list[Encoded], list[Encoded], DropReason, str]
+
+
+class Counted(Delivery):
+    """A Delivery with a tally of its own, called with a batch alone (as a flusher would)."""
+
+    def __init__(self, config: Config, transport: Any, *, in_spool: bool = False) -> None:
+        super().__init__(config, transport, in_spool=in_spool)
+        self._stats = Stats()
+
+    def __call__(self, records: list[Encoded], deadline: float | None, stop: Any) -> bool:
+        return self.deliver(records, deadline, stop, self._stats)
+
+
+def delivering(*script: Step, **options: Any) -> tuple[Counted, FakeTransport, list[Spilled]]:
+    """A Delivery answered by ``script``, counting into a Stats of its own, its spills listed."""
+    config = Config(api_key="psk_unit", base_url="http://127.0.0.1:9", **options)
+    fake = FakeTransport(list(script))
+    delivery = Counted(config, fake)
+    spilled: list[Spilled] = []
+    delivery.spill = lambda batch, records, reason, error: spilled.append(
+        (batch, records, reason, error)
+    )
+    return delivery, fake, spilled
+
+
+def one_by_one(*script: Step, **options: Any) -> tuple[Counted, FakeTransport, list[Spilled]]:
+    """A delivery already switched to one-by-one sends by a 404."""
+    delivery, fake, spilled = delivering(status(404), OK, OK, OK, *script, **options)
+    assert delivery(RECORDS, None, Waits())
+    fake.calls.clear()
+    return delivery, fake, spilled

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from fakes import FakeTransport, Jitter, Waits, status
+from fakes import Counted, FakeTransport, Jitter, Waits, status
 
 from banyan._config import Config
-from banyan._delivery import Delivery
-from banyan._stats import Stats
 
 
-def _retrying(failures: int, pick: float = 1.0, **options: float) -> tuple[Delivery, Jitter, Waits]:
+def _retrying(failures: int, pick: float = 1.0, **options: float) -> tuple[Counted, Jitter, Waits]:
     config = Config(api_key="psk_unit", base_url="http://127.0.0.1:9", **options)  # type: ignore[arg-type]
     fake = FakeTransport([status(503)] * failures)
-    delivery = Delivery(config, fake, Stats())  # type: ignore[arg-type]
+    delivery = Counted(config, fake)
     jitter = Jitter(pick)
     delivery._random = jitter  # type: ignore[assignment]
     waits = Waits()

@@ -373,3 +373,45 @@ def test_a_record_the_spool_evicted_is_a_loss_for_the_next_flush(
     logger._pipeline.ledger.drop(DropReason.DEADLINE)
     assert logger.flush(timeout=5) is False
     assert logger.flush(timeout=5)
+
+
+def test_only_a_close_on_another_thread_is_waited_for(make_logger: MakeLogger) -> None:
+    """wait_closed() and flush() wait for a close() under way on another thread, up to their
+    timeout; an open logger's wait_closed() returns at once."""
+    logger, _ = make_logger(spool_dir=False)
+    pipeline = logger._pipeline
+    assert pipeline.wait_closed(5.0)
+    pipeline.closed, pipeline._closer = True, -1  # another thread's close, not finished
+    try:
+        assert not pipeline.wait_closed(0.05)
+        assert not pipeline.flush(time.monotonic() + 0.05)
+    finally:
+        pipeline.closed, pipeline._closer = False, None
+
+
+def test_close_does_not_wait_for_itself(make_logger: MakeLogger) -> None:
+    """Inside close() (a signal handler on the closing thread), wait_closed() returns True
+    at once instead of waiting for the close it interrupts."""
+    logger, _ = make_logger(spool_dir=False)
+    pipeline = logger._pipeline
+    stop, inside = pipeline.flusher.stop, list[bool]()
+
+    def interrupted(timeout: float) -> bool:
+        inside.append(pipeline.wait_closed(5.0))
+        return stop(timeout)
+
+    pipeline.flusher.stop = interrupted  # type: ignore[method-assign]
+    assert logger.shutdown(timeout=60)
+    assert inside == [True]
+
+
+def test_a_spill_still_under_way_at_shutdown_is_not_clean(
+    make_logger: MakeLogger, tmp_path: Path
+) -> None:
+    """A spill still under way when the spool closes may be lost: close() says False."""
+    logger, _ = make_logger(spool_dir=tmp_path / "spool")
+    pipeline = logger._pipeline
+    pipeline.ledger.spills = lambda: True  # type: ignore[method-assign]
+    assert not pipeline._give_up([], True, pipeline._flush_mark)
+    pipeline.ledger.spills = lambda: False  # type: ignore[method-assign]
+    assert pipeline._give_up([], True, pipeline._flush_mark)

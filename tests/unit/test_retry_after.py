@@ -8,9 +8,9 @@ from email.utils import formatdate
 
 import httpx
 import pytest
+from fakes import Counted
 
 from banyan._config import Config
-from banyan._delivery import Delivery
 from banyan._exceptions import HTTPStatusError
 from banyan._stats import DropReason, Stats
 from banyan._transport import Transport, retry_after_seconds, status_error
@@ -63,7 +63,7 @@ def test_a_real_503_response_carries_its_retry_after(header: str, seconds: float
     assert (error.status_code, error.retry_after) == (503, seconds)
 
 
-def _answering(retry_after: str) -> tuple[Delivery, Stats]:
+def _answering(retry_after: str) -> tuple[Counted, Stats]:
     def busy(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503, headers={"Retry-After": retry_after})
 
@@ -74,8 +74,8 @@ def _answering(retry_after: str) -> tuple[Delivery, Stats]:
         max_retries=0,
         max_retry_after=45.0,
     )
-    stats = Stats()
-    return Delivery(config, Transport(config), stats), stats
+    delivery = Counted(config, Transport(config))
+    return delivery, delivery._stats
 
 
 @pytest.mark.usefixtures("fixed_clock")

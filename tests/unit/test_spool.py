@@ -7,7 +7,6 @@ import os
 import stat
 import struct
 import sys
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -491,22 +490,22 @@ def test_unreadable_segment_yields_nothing(spool: Spool) -> None:
 
 
 class Sending:
-    """What a Replayer needs of a Delivery: a call per batch and the server's Retry-After."""
+    """What a Replayer needs of a Delivery: a send per batch and the server's Retry-After."""
 
     not_before = 0.0
 
     def __init__(self, send: Any) -> None:
         self.send = send
 
-    def __call__(self, batch: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
-        return bool(self.send(batch, deadline, stop))
+    def deliver(self, batch: list[bytes], deadline: float | None, stop: Any, tally: Stats) -> bool:
+        return bool(self.send(batch, deadline, stop, tally))
 
 
-def accept_all(scratch: Stats) -> Any:
-    """A delivery that counts every batch sent into ``scratch``."""
+def accept_all() -> Any:
+    """A delivery that counts every batch sent into the segment's tally."""
 
-    def send(batch: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
-        scratch.add(sent=len(batch))
+    def send(batch: list[bytes], deadline: float | None, stop: Any, tally: Stats) -> bool:
+        tally.add(sent=len(batch))
         return True
 
     return Sending(send)
@@ -519,9 +518,9 @@ def test_a_segment_acked_after_close_stays_and_its_replay_is_not_counted(tmp_pat
     fill(spool, 3)
     stats = Ledger()
 
-    def deliver(scratch: Stats) -> Any:
-        def send(batch: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
-            scratch.add(sent=len(batch))
+    def deliver() -> Any:
+        def send(batch: list[bytes], deadline: float | None, stop: Any, tally: Stats) -> bool:
+            tally.add(sent=len(batch))
             spool.close()  # what shutdown does meanwhile
             return True
 
@@ -555,10 +554,10 @@ def test_a_passing_read_error_keeps_the_segment_for_another_try(
 
     monkeypatch.setattr(_segment, "read_file", flaky)
 
-    def deliver(scratch: Stats) -> Any:
-        def send(batch: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
+    def deliver() -> Any:
+        def send(batch: list[bytes], deadline: float | None, stop: Any, tally: Stats) -> bool:
             sent.extend(num(r) for r in batch)
-            scratch.add(sent=len(batch))
+            tally.add(sent=len(batch))
             return True
 
         return Sending(send)
@@ -587,7 +586,7 @@ def answering(spool: Spool, error: HTTPStatusError, cap: float) -> tuple[Replaye
 
     stats = Ledger()
     replayer = Replayer(
-        spool, lambda scratch: Delivery(config, Failing(), scratch, in_spool=True),  # type: ignore[arg-type]
+        spool, lambda: Delivery(config, Failing(), in_spool=True),  # type: ignore[arg-type]
         stats, batch=(100, 1 << 20), seal_interval=0.0, backoff=(0.01, cap),
         healthy=lambda: 0.0, prepare=False,
     )  # fmt: skip
@@ -649,7 +648,7 @@ def test_a_segment_that_stays_unreadable_counts_its_records_lost(
     monkeypatch.setattr(_segment, "read_file", unreadable)
     stats = Ledger()
 
-    def deliver(scratch: Stats) -> Any:
+    def deliver() -> Any:
         return Sending(lambda *args: True)
 
     replayer = Replayer(spool, deliver, stats, batch=(100, 1 << 20), seal_interval=0.0,
@@ -706,7 +705,7 @@ class Shedding:
     def __init__(self, takes: Any, reason: DropReason, sent: list[int]) -> None:
         self.takes, self.reason, self.sent = takes, reason, sent
 
-    def __call__(self, batch: list[bytes], deadline: float | None, stop: threading.Event) -> bool:
+    def deliver(self, batch: list[bytes], deadline: float | None, stop: Any, tally: Stats) -> bool:
         self.sent.extend(num(record) for record in batch)
         left = [record for record in batch if not self.takes(num(record))]
         if left:
@@ -719,7 +718,7 @@ def shedding(spool: Spool, takes: Any, reason: DropReason) -> tuple[Replayer, li
     fill(spool, 20)
     sent: list[int] = []
 
-    def deliver(scratch: Stats) -> Any:
+    def deliver() -> Any:
         return Shedding(takes, reason, sent)
 
     replayer = Replayer(spool, deliver, Ledger(),
