@@ -219,8 +219,7 @@ class PromptStackLogger(PromptCalls, ScoreCalls, SlowPaths):
             else:
                 wire = prompt_data._wire
                 if wire is None:
-                    self._stats.skipped += 1
-                    return True
+                    return self._stats.skip()
                 if (
                     prompt_id is not None or prompt_name is not None
                     or version is not None or branch_name is not None

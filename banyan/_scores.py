@@ -186,7 +186,7 @@ class ScoreCalls:
         if not self._config.enabled:
             return self._log_disabled()
         if record_id is None and (record.sticky_value is None or record.experiment_id is None):
-            self._stats.skipped += 1
+            self._stats.skip()
             self._stats.warn_once(
                 "score-no-subject", "banyan: a score for a prompt outside an experiment (or "
                 "with logging off) and without record_id is skipped",

@@ -27,8 +27,11 @@ import threading
 from typing import Any
 
 from banyan import _warn
+from banyan._record import gil_enabled
 
 log = logging.getLogger("banyan")
+#: Whether this CPython has a GIL: without one, a bare ``+=`` on a shared counter races.
+GIL = gil_enabled()
 
 
 class DropReason(str, enum.Enum):
@@ -103,6 +106,15 @@ class Stats:
         self.prompt_errors = 0
         self.last_error: str | None = None
         self.http_version: str | None = None
+
+    def skip(self) -> bool:
+        """Count a record not logged by the prompt's choice; True, as ``log_prompt`` returns."""
+        if GIL:  # no switch between the load and the store (the ring's fast path argues it)
+            self.skipped += 1
+        else:
+            with self._lock:
+                self.skipped += 1
+        return True
 
     def drop(
         self, reason: DropReason, count: int = 1, error: str | None = None, entry: bool = False

@@ -411,6 +411,34 @@ def test_enable_logging_false_skips_and_reports_success(make_logger: MakeLogger)
     assert logger.get_stats()["logs_skipped"] == 1
 
 
+@pytest.mark.parametrize("gil", [True, False])
+def test_a_skipped_record_is_counted_under_the_stats_lock_without_a_gil(
+    make_logger: MakeLogger, monkeypatch: pytest.MonkeyPatch, gil: bool
+) -> None:
+    """Without a GIL the skipped count goes through the stats lock; with one, a bare add."""
+    import banyan._stats
+
+    logger = quiet(make_logger)
+    monkeypatch.setattr(banyan._stats, "GIL", gil)
+    locked: list[int] = []
+    lock = logger._stats._lock
+
+    class Counting:
+        def __enter__(self) -> None:
+            locked.append(1)
+            lock.__enter__()
+
+        def __exit__(self, *exc: object) -> None:
+            lock.__exit__(*exc)
+
+    monkeypatch.setattr(logger._stats, "_lock", Counting())
+    prompt = banyan.PromptData(content="c", enable_logging=False)
+    for _ in range(3):
+        assert logger.log_prompt("i", "o", prompt_data=prompt) is True
+    assert len(locked) == (0 if gil else 3)
+    assert logger.get_stats()["logs_skipped"] == 3
+
+
 def test_internal_errors_are_counted_never_raised(
     make_logger: MakeLogger, caplog: pytest.LogCaptureFixture
 ) -> None:
