@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -81,17 +82,27 @@ def fuzz_key(shared_server: Server) -> str:
     return str(response.json()["api_key"])
 
 
+@pytest.fixture(scope="module")
+def fuzz_client(shared_server: Server, fuzz_key: str) -> Iterator[httpx.Client]:
+    """One client for every example: a client per example loaded the CA bundle each time."""
+    with httpx.Client(
+        base_url=shared_server.base_url, headers={"X-API-Key": fuzz_key}, timeout=30, verify=False
+    ) as client:
+        yield client
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(request=batch_requests())
 def test_fuzzed_batches_never_5xx_or_half_write(
-    shared_server: Server, fuzz_key: str, request: tuple[bytes, dict[str, str]]
+    fuzz_client: httpx.Client, request: tuple[bytes, dict[str, str]]
 ) -> None:
     """Any batch body: a 4xx stores nothing; a 200 accounts for every element."""
     payload, headers = request
-    with httpx.Client(base_url=shared_server.base_url, headers={"X-API-Key": fuzz_key}) as client:
-        before = client.get("/api/v2/logs/summary").json()["stored"]
-        response = client.post(BATCH_PATH, content=payload, headers=headers)
-        after = client.get("/api/v2/logs/summary").json()["stored"]
+    before = fuzz_client.get("/api/v2/logs/summary").json()["stored"]
+    response = fuzz_client.post(BATCH_PATH, content=payload, headers=headers)
+    after = fuzz_client.get("/api/v2/logs/summary").json()["stored"]
     assert response.status_code < 500, response.text
     assert "json" in response.headers["content-type"]
     if response.status_code != 200:
