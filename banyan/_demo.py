@@ -277,7 +277,8 @@ def _watch(
         time.sleep(0.25)
     for worker in workers:
         worker.join(timeout=30)
-    if terminal:
+    if terminal:  # the last frame at the final count, however early the workers ended
+        _progress(_summary(api)["stored"], total, started)
         print()
     return reports
 

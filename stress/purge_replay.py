@@ -39,17 +39,23 @@ from banyan import _localserver  # noqa: E402
 
 #: Outage cycle: this long down (every batch answered 503), then as long up.
 HALF_CYCLE_S = 1.0
+#: Purge+replay rounds that run beside the live workers: each of them keeps logging
+#: past ``--seconds`` until then (a CLI round can outlast a short run on a loaded machine).
+BESIDE_ROUNDS = 2
+#: How long past ``--seconds`` a worker waits for those rounds at the most.
+ROUNDS_WAIT_S = 120.0
 
 
-def work(name: str, url: str, key: str, spool: str, seconds: float) -> None:
-    """One worker process: log for ``seconds``, drain, shut down, print its stats as JSON."""
+def work(name: str, url: str, key: str, spool: str, seconds: float, *, rounds_done: Path) -> None:
+    """One worker process: log for ``seconds`` and until ``rounds_done`` exists, drain, shut
+    down, print its stats as JSON."""
     logger = banyan.PromptStackLogger(
         key, url, http2=False, max_retries=1, retry_delay=0.05, flush_interval=0.1,
         spool_dir=spool,
     )  # fmt: skip
     print("ready", flush=True)  # the outages start once every worker logs
     sent, until = 0, time.monotonic() + seconds
-    while time.monotonic() < until:
+    while _logging(until, rounds_done):
         sent += sum(logger.log_prompt(f"{name} {sent + i}", "o" * 300) for i in range(50))
         time.sleep(0.1)
     drained = drain(logger, 90)
@@ -58,6 +64,12 @@ def work(name: str, url: str, key: str, spool: str, seconds: float) -> None:
     print(json.dumps({"sent": sent, "drained": drained, "dropped": stats["dropped"],
                       "spooled": stats["spooled"], "replayed": stats["replayed"],
                       "handed_over": stats["spool_handed_over"]}), flush=True)  # fmt: skip
+
+
+def _logging(until: float, rounds_done: Path) -> bool:
+    """Whether a worker logs on: before ``until``, then until ``rounds_done`` exists (bounded)."""
+    now = time.monotonic()
+    return now < until or (now < until + ROUNDS_WAIT_S and not rounds_done.exists())
 
 
 def spool_cli(*args: str) -> str:
@@ -91,13 +103,14 @@ def flap(proxy: FaultProxy, seconds: float) -> None:
 def run(tmp: Path, workers: int, seconds: float) -> int:
     """The scenario; the exit status."""
     server = _localserver.start(tmp)
-    spool = str(tmp / "spool")
+    spool, rounds_done = str(tmp / "spool"), tmp / "rounds-done"
     purged = replayed = rounds = 0
     try:
         with running(server.base_url) as proxy:
             me = [sys.executable, "-m", "stress.purge_replay", "--worker"]
             procs = [subprocess.Popen([*me, f"w{n}", proxy.url, server.api_key, spool,
-                                       str(seconds)], stdout=subprocess.PIPE, text=True)
+                                       str(seconds), str(rounds_done)],
+                                      stdout=subprocess.PIPE, text=True)
                      for n in range(workers)]  # fmt: skip
             # On a loaded machine a worker may take seconds to start: outages that began
             # without it could end before it logs anything, and nothing would be spooled.
@@ -109,6 +122,8 @@ def run(tmp: Path, workers: int, seconds: float) -> int:
             while any(p.poll() is None for p in procs) and rounds < 10_000:
                 p, r = housekeeping(spool, proxy.url, server.api_key)
                 purged, replayed, rounds = purged + p, replayed + r, rounds + 1
+                if rounds == BESIDE_ROUNDS:
+                    rounds_done.touch()
             outages.join(seconds + 5)
             rows = [json.loads(p.communicate(timeout=60)[0].splitlines()[-1]) for p in procs]
         stored, duplicated = stored_once(server.stored_ids())
@@ -138,7 +153,7 @@ def report(
     ok = all(row["drained"] for row in rows) and not purged and not handed and spooled > 0
     return emit(
         "purge_replay", sent=sent, stored=stored, duplicated=duplicated, dropped=dropped,
-        spooled=spooled, ok=ok and rounds > 1, purged=purged, cli_rounds=rounds,
+        spooled=spooled, ok=ok and rounds >= BESIDE_ROUNDS, purged=purged, cli_rounds=rounds,
         notes=f"{rounds} purge+replay rounds, {purged} purged, {replayed} replayed by the CLI",
     )  # fmt: skip
 
@@ -146,8 +161,8 @@ def report(
 def main() -> int:
     """Parse the arguments and run against a fresh server in a temporary directory."""
     if sys.argv[1:2] == ["--worker"]:
-        name, url, key, spool, seconds = sys.argv[2:7]
-        work(name, url, key, spool, float(seconds))
+        name, url, key, spool, seconds, rounds_done = sys.argv[2:8]
+        work(name, url, key, spool, float(seconds), rounds_done=Path(rounds_done))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=4)

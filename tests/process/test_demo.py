@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -59,11 +62,69 @@ def test_demo_delivers_every_record_and_reports_the_experiment(
     assert len(capsys.readouterr().out.splitlines()) == 2000
 
 
+#: Seconds a demo of a few hundred records may take on a loaded machine.
+DEMO_TIMEOUT = 110
+
+
+def _demo_command(data: Path, *args: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of ``banyan demo ARGS`` with its directory under ``data``."""
+    argv = [sys.executable, "-m", "banyan", "demo", "--workers", "1", *args]
+    return argv, {**os.environ, "XDG_DATA_HOME": str(data)}
+
+
 def _run_demo(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``banyan demo ARGS`` with its default directory under ``data`` (not the user's)."""
-    argv = [sys.executable, "-m", "banyan", "demo", "--workers", "1", *args]
-    env = {**os.environ, "XDG_DATA_HOME": str(data)}
-    return subprocess.run(argv, capture_output=True, text=True, timeout=110, check=False, env=env)
+    argv, env = _demo_command(data, *args)
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=DEMO_TIMEOUT, check=False, env=env
+    )
+
+
+def _terminal_output(master: int, until: float) -> str:
+    """What was written to the pseudo-terminal ``master`` until its last writer closed it."""
+    out = bytearray()
+    while time.monotonic() < until:
+        if not select.select([master], [], [], 1)[0]:
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out.decode()
+
+
+def _on_terminal(argv: list[str], env: dict[str, str], errors: Path) -> tuple[int, str]:
+    """Run ``argv`` with stdout on a pseudo-terminal: its exit status and what it wrote there."""
+    master, slave = os.openpty()
+    with errors.open("wb") as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=err, env=env)
+    os.close(slave)
+    try:
+        out = _terminal_output(master, time.monotonic() + DEMO_TIMEOUT)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    return proc.wait(timeout=30), out
+
+
+def _last_frame(out: str) -> tuple[str, list[str]]:
+    """The bar and the first words after it of the last \\r progress frame in ``out``."""
+    frames = out.split("\r  [")[1:]
+    assert frames, out
+    bar, counts = frames[-1].split("]", 1)
+    return bar, counts.split()[:4]
+
+
+def test_demo_on_a_terminal_draws_progress_frames_ending_at_the_total(tmp_path: Path) -> None:
+    """On a terminal the demo draws \\r progress frames, the last one at every record stored."""
+    argv, env = _demo_command(tmp_path, "--records", "200", "--no-keep")
+    status, out = _on_terminal(argv, env, tmp_path / "stderr")
+    assert status == 0, out + (tmp_path / "stderr").read_text()
+    assert _last_frame(out) == ("#" * 30, ["200", "/", "200", "stored"]), out
 
 
 def test_demo_ends_with_a_link_that_opens_after_it(tmp_path: Path) -> None:
@@ -136,6 +197,36 @@ def test_demo_verdict_fails_on_crashed_workers_and_unaccounted_records(
     """ok only when sent = stored + dropped + spooled and every worker reported."""
     with _api(stored) as api:
         assert _demo._report(api, "exp", account, 1.0)["ok"] is (status == 0)
+
+
+class _Ended:
+    """A worker process that ended before the demo looked at it."""
+
+    exitcode = 0
+
+    def is_alive(self) -> bool:
+        return False
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+
+def test_workers_that_end_before_the_first_frame_still_get_a_frame_at_the_total(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a terminal, a demo whose workers all ended before the first frame still draws the last
+    frame, at the final stored count."""
+    master, slave = os.openpty()
+    results: queue.Queue[dict[str, int]] = queue.Queue()
+    results.put({"calls": 100, "dropped": 0, "spooled": 0})
+    try:
+        with open(slave, "w") as terminal, _api(100) as api:
+            monkeypatch.setattr(sys, "stdout", terminal)
+            _demo._watch(api, [_Ended()], results, 100, time.monotonic())
+        out = _terminal_output(master, time.monotonic() + DEMO_TIMEOUT)
+    finally:
+        os.close(master)
+    assert _last_frame(out) == ("#" * 30, ["100", "/", "100", "stored"])
 
 
 def test_demo_json_prints_one_object_on_stdout(tmp_path: Path) -> None:

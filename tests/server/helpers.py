@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -51,6 +52,23 @@ def post_batch(
     head = {"X-API-Key": key or server.api_key, "Content-Type": MSGPACK, **(headers or {})}
     with httpx.Client(base_url=server.base_url, timeout=60, verify=False) as client:
         return client.post(BATCH_PATH, content=content, headers=head)
+
+
+def open_batch(server: Server, key: str, length: int = 1000) -> socket.socket:
+    """A connection that sent batch headers announcing ``length`` bytes and one body byte."""
+    head = (
+        f"POST {BATCH_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n"
+        f"Content-Type: {MSGPACK}\r\nContent-Length: {length}\r\n\r\n"
+    )
+    conn = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    conn.sendall(head.encode() + b"\xdd")
+    return conn
+
+
+def status_of(conn: socket.socket) -> int:
+    """The status code of the response on ``conn`` (waits for it)."""
+    line = conn.makefile("rb").readline()
+    return int(line.split()[1])
 
 
 def call(

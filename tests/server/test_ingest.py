@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import select
 import socket
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -28,7 +28,7 @@ from banyan._wire import (
 from banyan.server._ingest import MAX_GZIP_MEMBERS
 from banyan.server._undecodable import NOT_UTF8
 
-from .helpers import body, call, post_batch, record, unique
+from .helpers import body, call, open_batch, post_batch, record, status_of, unique
 
 
 def test_msgpack_batch_is_stored(server: Server) -> None:
@@ -337,45 +337,48 @@ def test_own_project_header_is_accepted(shared_server: Server) -> None:
         assert response.status_code == 200
 
 
+#: Seconds the 503 test's stalled body may wait: longer than any wait for the 503.
+_STALLED_BODY_TIMEOUT = 120.0
+
+
+def _refused_beside(server: Server, content: bytes) -> tuple[socket.socket, httpx.Response]:
+    """A batch stalled after its first byte, and the answer to batches sent beside it.
+
+    Batches are sent until one is refused: only the stalled one can then hold the
+    slot. A batch the server admits before the stalled one is stored (200); if the
+    stalled one arrives while such a batch holds the slot, it is the one refused,
+    and it is opened again.
+    """
+    conn = open_batch(server, server.api_key, len(content))
+    deadline = time.monotonic() + _STALLED_BODY_TIMEOUT / 2
+    while True:
+        beside = post_batch(server, body([record(unique("fast"))]))
+        if beside.status_code != 200 or time.monotonic() > deadline:
+            return conn, beside
+        if select.select([conn], [], [], 0.05)[0]:
+            conn.close()
+            conn = open_batch(server, server.api_key, len(content))
+
+
 def test_overload_answers_503_with_retry_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With one batch in flight and a bound of one, a second batch gets 503 and Retry-After."""
     monkeypatch.setenv("BANYAN_SERVER_MAX_INFLIGHT", "1")
-    # The slow body must outlive the wait for a 503 on a loaded machine: no 408 meanwhile.
-    monkeypatch.setenv("BANYAN_SERVER_BODY_TIMEOUT", "120")
+    # The stalled body must outlive the wait for a 503 on a loaded machine: no 408 meanwhile.
+    monkeypatch.setenv("BANYAN_SERVER_BODY_TIMEOUT", str(_STALLED_BODY_TIMEOUT))
     srv = start_server(tmp_path)
-    release = threading.Event()
-    results: list[int] = []
-
-    def slow_body() -> Iterator[bytes]:
-        yield b"\xdd\x00\x00\x00\x01"
-        release.wait(60)
-        yield msgspec.msgpack.encode(msgspec.to_builtins(record("slow")))
-
-    def send_slow() -> None:
-        headers = {"X-API-Key": srv.api_key, "Content-Type": "application/msgpack"}
-        with httpx.Client(base_url=srv.base_url, timeout=30) as client:
-            results.append(
-                client.post(BATCH_PATH, content=slow_body(), headers=headers).status_code
-            )
-
-    sender = threading.Thread(target=send_slow)
+    content = body([record("slow")])
     try:
-        sender.start()
-        deadline = time.monotonic() + 45
-        busy = post_batch(srv, body([record("fast")]))
-        while busy.status_code == 200 and time.monotonic() < deadline:
-            busy = post_batch(srv, body([record(unique("fast"))]))
-            time.sleep(0.05)
-        assert busy.status_code == 503
-        assert busy.headers["Retry-After"] == "1"
-        release.set()
-        sender.join(60)
-        assert results == [200]
+        conn, busy = _refused_beside(srv, content)
+        with conn:
+            assert busy.status_code == 503
+            assert busy.headers["Retry-After"] == "1"
+            conn.sendall(content[1:])
+            assert status_of(conn) == 200
         assert post_batch(srv, body([record("after")])).status_code == 200
+        assert {"slow", "after"} <= set(srv.stored_ids())
     finally:
-        release.set()
         srv.stop()
 
 

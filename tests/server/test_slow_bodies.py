@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from serverproc import Server, start_server
 
-from banyan._wire import BATCH_PATH, MSGPACK
 from banyan.server._limits import PER_PROJECT
 
-from .helpers import body, call, post_batch, record, unique
+from .helpers import body, call, open_batch, post_batch, record, status_of, unique
 
 #: Seconds a body may stall in the tests that set ``--body-timeout``.
 STALL = 1.0
@@ -23,31 +22,14 @@ STALL = 1.0
 PATIENT = 4.0
 
 
-def _open_batch(server: Server, key: str, length: int = 1000) -> socket.socket:
-    """A connection that sent batch headers announcing ``length`` bytes and one body byte."""
-    head = (
-        f"POST {BATCH_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n"
-        f"Content-Type: {MSGPACK}\r\nContent-Length: {length}\r\n\r\n"
-    )
-    conn = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-    conn.sendall(head.encode() + b"\xdd")
-    return conn
-
-
 @contextlib.contextmanager
 def _stalled(server: Server, key: str, count: int) -> Iterator[list[socket.socket]]:
-    conns = [_open_batch(server, key) for _ in range(count)]
+    conns = [open_batch(server, key) for _ in range(count)]
     try:
         yield conns
     finally:
         for conn in conns:
             conn.close()
-
-
-def _status(conn: socket.socket) -> int:
-    """The status code of the response on ``conn`` (waits for it)."""
-    line = conn.makefile("rb").readline()
-    return int(line.split()[1])
 
 
 def _answered(conns: list[socket.socket], count: int) -> list[int]:
@@ -57,7 +39,7 @@ def _answered(conns: list[socket.socket], count: int) -> list[int]:
     while len(statuses) < count and time.monotonic() < deadline:
         ready, _, _ = select.select(pending, [], [], 0.1)
         for conn in ready:
-            statuses.append(_status(conn))
+            statuses.append(status_of(conn))
             pending.remove(conn)
     return statuses
 
@@ -90,7 +72,7 @@ def test_stalled_body_is_answered_408_and_frees_its_slot(strict_server: Server) 
     """A body that makes no progress for --body-timeout s gets 408; its slot serves again."""
     key = strict_server.api_key
     with _stalled(strict_server, key, PER_PROJECT) as conns:
-        statuses = [_status(conn) for conn in conns]
+        statuses = [status_of(conn) for conn in conns]
     assert statuses == [408] * PER_PROJECT
     for _ in range(PER_PROJECT):
         assert post_batch(strict_server, body([record()])).status_code == 200
@@ -100,7 +82,7 @@ def test_stalled_body_is_answered_408_and_frees_its_slot(strict_server: Server) 
 def test_body_that_keeps_progressing_outlives_the_timeout(strict_server: Server) -> None:
     """A body that sends a byte every STALL/4 s is read to the end though it takes 1.5 x PATIENT."""
     content = body([record("trickled")])
-    conn = _open_batch(strict_server, strict_server.api_key, len(content))
+    conn = open_batch(strict_server, strict_server.api_key, len(content))
     with conn:
         rest = content[1:]
         pause = STALL / 4
@@ -108,7 +90,7 @@ def test_body_that_keeps_progressing_outlives_the_timeout(strict_server: Server)
         for start in range(0, len(rest), step):
             time.sleep(pause)
             conn.sendall(rest[start : start + step])
-        assert _status(conn) == 200
+        assert status_of(conn) == 200
     assert "trickled" in strict_server.stored_ids()
 
 
@@ -121,5 +103,5 @@ def test_management_requests_are_cut_off_too(strict_server: Server) -> None:
     )
     with socket.create_connection(("127.0.0.1", strict_server.port), timeout=30) as conn:
         conn.sendall(head.encode())
-        assert _status(conn) == 408
+        assert status_of(conn) == 408
     assert call(strict_server, "GET", "/api/auth/validate").status_code == 200
