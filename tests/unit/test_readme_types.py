@@ -28,6 +28,11 @@ def handle_request(text: str) -> None:
 """
 
 
+#: mypy --strict without a cache reads httpx's and msgspec's stubs anew for each check: a
+#: minute on a quiet core, more on a loaded one (the 120 s default is a hang guard).
+pytestmark = pytest.mark.timeout(600)
+
+
 @pytest.fixture(autouse=True)
 def _recursion_limit_kept() -> Iterator[None]:
     """mypy raises the interpreter's recursion limit and keeps it; later tests need ours."""
