@@ -428,7 +428,7 @@ def test_a_skipped_record_is_counted_under_the_stats_lock_without_a_gil(
             locked.append(1)
             lock.__enter__()
 
-        def __exit__(self, *exc: object) -> None:
+        def __exit__(self, *exc: Any) -> None:
             lock.__exit__(*exc)
 
     monkeypatch.setattr(logger._stats, "_lock", Counting())
